@@ -1,0 +1,120 @@
+//! Map names, sizes and numbering shared by both sides.
+
+/// Category ids are one byte: 0 means "no category", 255 is the allowlist.
+pub const CAT_NONE: u8 = 0;
+/// The allowlist: an address inside any allow range is never touched.
+pub const CAT_ALLOW: u8 = 255;
+/// Built-in categories: these exist even when no list file names them, so
+/// their signatures work on their own.
+pub const CAT_WHATSAPP: u8 = 1;
+/// See [`CAT_WHATSAPP`].
+pub const CAT_TELEGRAM: u8 = 2;
+/// First id handed to a category named only by a list file.
+pub const CAT_FIRST_USER: u8 = 3;
+/// Largest id a blocking category can have (254 usable: 1..=254).
+pub const CAT_LAST: u8 = 254;
+/// Slots in per-category maps (ids 0..=255).
+pub const CATEGORY_SLOTS: u32 = 256;
+
+/// Number of table generations (double buffering).
+pub const GENERATIONS: u32 = 2;
+
+/// IPv4 DIR-24-8 table: one row per /16, each row holds 256 entries (one per
+/// /24). `V4_ROWS` rows per generation.
+pub const V4_ROWS: u32 = 1 << 16;
+/// Entries in one row of the /24 table.
+pub const V4_ROW_LEN: usize = 256;
+/// Default number of /24 blocks that can hold prefixes longer than /24, per
+/// generation (each costs one 256-byte chunk). Userspace may raise it at load.
+pub const V4_CHUNKS_PER_GEN: u32 = 1 << 16;
+
+/// IPv6 prefixes per generation (kernel LPM trie, one per generation).
+pub const V6_MAX_PREFIXES: u32 = 1 << 16;
+
+/// Tracked flows (LRU hash).
+pub const FLOW_CAPACITY: u32 = 1 << 18;
+/// Fragment trains of dropped flows remembered (LRU hash).
+pub const FRAG_CAPACITY: u32 = 1 << 13;
+
+/// Label slots in the per-label counters.
+pub const LABEL_SLOTS: u32 = 32;
+
+/// Map names (BPF object names are at most 15 characters).
+pub const MAP_V4_TBL24: &str = "V4_TBL24";
+/// See [`MAP_V4_TBL24`].
+pub const MAP_V4_TBL8: &str = "V4_TBL8";
+/// IPv6 LPM trie, generation 0.
+pub const MAP_V6_LPM0: &str = "V6_LPM0";
+/// IPv6 LPM trie, generation 1.
+pub const MAP_V6_LPM1: &str = "V6_LPM1";
+/// `[Policy; GENERATIONS * CATEGORY_SLOTS]`.
+pub const MAP_POLICY: &str = "POLICY";
+/// `[State; 1]`.
+pub const MAP_STATE: &str = "STATE";
+/// Flow table.
+pub const MAP_FLOWS: &str = "FLOWS";
+/// Fragments of dropped flows.
+pub const MAP_FRAGS: &str = "FRAGS";
+/// Per-CPU per-category counters.
+pub const MAP_CAT_STATS: &str = "CAT_STATS";
+/// Per-CPU per-label counters.
+pub const MAP_LABEL_STATS: &str = "LABEL_STATS";
+/// Per-CPU global counters, indexed by `G_*`.
+pub const MAP_GLOBAL_STATS: &str = "GLOBAL_STATS";
+/// Per-CPU record of the last packet's decision (written only in replay).
+pub const MAP_PKT_TRACE: &str = "PKT_TRACE";
+
+/// Name of the XDP program in the object.
+pub const PROGRAM_NAME: &str = "flowfilter";
+/// `.rodata` global: when non-zero the program writes `PKT_TRACE` per packet.
+pub const GLOBAL_TRACE: &str = "TRACE";
+
+/// Global counter indices (`GLOBAL_STATS`).
+pub const G_PACKETS: u32 = 0;
+/// Frames that are not IPv4/IPv6.
+pub const G_NON_IP: u32 = 1;
+/// TCP packets (always passed).
+pub const G_TCP: u32 = 2;
+/// UDP packets.
+pub const G_UDP: u32 = 3;
+/// IP packets of other protocols (ICMP, ...).
+pub const G_OTHER_IP: u32 = 4;
+/// IP fragments (first and later).
+pub const G_FRAGMENTS: u32 = 5;
+/// Later fragments dropped because their train belongs to a dropped flow.
+pub const G_FRAG_DROPPED: u32 = 6;
+/// Frames that could not be parsed (passed).
+pub const G_MALFORMED: u32 = 7;
+/// Flow-table inserts that failed.
+pub const G_FLOW_INSERT_FAIL: u32 = 8;
+/// Packets passed because an address is on the allowlist.
+pub const G_ALLOWED: u32 = 9;
+/// Bytes of all packets.
+pub const G_BYTES: u32 = 10;
+/// Packets dropped in total.
+pub const G_DROPPED: u32 = 11;
+/// Slots in `GLOBAL_STATS`.
+pub const GLOBAL_SLOTS: u32 = 16;
+
+/// Names of the global counters, by index, for userspace output.
+pub const GLOBAL_NAMES: [&str; 12] = [
+    "packets",
+    "non_ip",
+    "tcp",
+    "udp",
+    "other_ip",
+    "fragments",
+    "fragments_dropped",
+    "malformed",
+    "flow_insert_failures",
+    "allowed",
+    "bytes",
+    "dropped",
+];
+
+/// XDP verdicts (the kernel's `XDP_*` numbers).
+pub const XDP_ABORTED: u32 = 0;
+/// See [`XDP_ABORTED`].
+pub const XDP_DROP: u32 = 1;
+/// See [`XDP_ABORTED`].
+pub const XDP_PASS: u32 = 2;

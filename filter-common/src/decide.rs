@@ -1,0 +1,130 @@
+//! Per-flow state updates and the policy verdict: pure functions the XDP
+//! program calls with map values, tested here on the host.
+
+use crate::classify::{Class, LABEL_NONE, LABEL_RTP, LABEL_TURN_CHANNEL, Strength};
+use crate::types::{
+    ACTION_DROP, ACTION_FLOWS, ACTION_LOSS, ACTION_MONITOR, FATE_SPARED, FATE_STOPPED, FLOW_CALL,
+    FLOW_TURN, FlowValue, Policy, SCOPE_UDP,
+};
+
+/// RTP packets of one direction, same SSRC, sequence step 1..=16, needed
+/// before a flow counts as RTP media.
+pub const RTP_CONFIRM_PACKETS: u8 = 3;
+/// Largest sequence step accepted between two RTP packets.
+pub const RTP_MAX_STEP: u16 = 16;
+
+/// What happens to one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Passed, nothing to count.
+    Pass,
+    /// Dropped.
+    Drop,
+    /// Passed, but `drop` would have dropped it.
+    Monitor,
+}
+
+/// Fold one classified packet into its flow. Returns whether the packet is
+/// part of a call (the flow is, or just became, a call flow).
+#[inline(always)]
+pub fn observe(flow: &mut FlowValue, class: &Class, from_a: bool) -> bool {
+    match class.strength {
+        Strength::Signal => {
+            flow.flags |= FLOW_CALL;
+            if class.turn {
+                flow.flags |= FLOW_TURN;
+            }
+        }
+        Strength::Candidate if class.label == LABEL_RTP => {
+            observe_rtp(flow, class, from_a);
+        }
+        Strength::Candidate if class.label == LABEL_TURN_CHANNEL => {
+            if flow.flags & FLOW_TURN != 0 {
+                flow.flags |= FLOW_CALL;
+            }
+        }
+        Strength::Candidate | Strength::None => {}
+    }
+    if class.app != 0 {
+        flow.flags |= FLOW_CALL;
+        flow.label = class.label;
+    } else if flow.label == LABEL_NONE && flow.flags & FLOW_CALL != 0 && class.label != LABEL_NONE {
+        flow.label = class.label;
+    }
+    flow.flags & FLOW_CALL != 0
+}
+
+#[inline(always)]
+fn observe_rtp(flow: &mut FlowValue, class: &Class, from_a: bool) {
+    let dir = u8::from(!from_a);
+    if flow.rtp_hits > 0 && flow.rtp_dir != dir {
+        // The other direction; confirmation follows one direction.
+        return;
+    }
+    let step = class.seq.wrapping_sub(flow.rtp_seq);
+    if flow.rtp_hits > 0 && class.ssrc == flow.rtp_ssrc && (1..=RTP_MAX_STEP).contains(&step) {
+        flow.rtp_hits = flow.rtp_hits.saturating_add(1);
+    } else {
+        flow.rtp_hits = 1;
+        flow.rtp_ssrc = class.ssrc;
+        flow.rtp_dir = dir;
+    }
+    flow.rtp_seq = class.seq;
+    if flow.rtp_hits >= RTP_CONFIRM_PACKETS {
+        flow.flags |= FLOW_CALL;
+    }
+}
+
+/// The verdict for one packet of a flow in a category with `policy`.
+/// `is_call`: the packet belongs to a call flow; `fate`: the flow's
+/// `FATE_*` (for `flows=P%`); `rand`: a random number (for `loss=P%`).
+#[inline(always)]
+pub fn verdict(policy: &Policy, is_call: bool, fate: u8, rand: u32) -> Verdict {
+    if !(is_call || policy.scope == SCOPE_UDP) {
+        return Verdict::Pass;
+    }
+    match policy.action {
+        ACTION_DROP => Verdict::Drop,
+        ACTION_MONITOR => Verdict::Monitor,
+        ACTION_FLOWS if fate == FATE_STOPPED => Verdict::Drop,
+        ACTION_LOSS if rand % 100 < policy.percent as u32 => Verdict::Drop,
+        _ => Verdict::Pass,
+    }
+}
+
+#[inline(always)]
+fn mix64(mut x: u64) -> u64 {
+    // splitmix64 finaliser
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The seed of the epoch `now_ns` falls in.
+#[inline(always)]
+pub fn epoch_seed(base: u64, now_ns: u64, epoch_secs: u32) -> u64 {
+    let epoch = if epoch_secs == 0 {
+        0
+    } else {
+        now_ns / (epoch_secs as u64 * 1_000_000_000)
+    };
+    mix64(base ^ mix64(epoch.wrapping_add(0x9e37_79b9_7f4a_7c15)))
+}
+
+/// Whether the caller at `addr` is stopped under `flows=percent%` in the
+/// epoch with `seed`: every flow of one caller gets the same answer.
+#[inline(always)]
+pub fn caller_fate(addr: &[u8; 16], seed: u64, percent: u8) -> u8 {
+    let hi = u64::from_be_bytes([
+        addr[0], addr[1], addr[2], addr[3], addr[4], addr[5], addr[6], addr[7],
+    ]);
+    let lo = u64::from_be_bytes([
+        addr[8], addr[9], addr[10], addr[11], addr[12], addr[13], addr[14], addr[15],
+    ]);
+    let h = mix64(mix64(seed ^ hi) ^ lo);
+    if h % 100 < percent as u64 {
+        FATE_STOPPED
+    } else {
+        FATE_SPARED
+    }
+}

@@ -1,0 +1,19 @@
+//! Shared between the XDP program (`filter-ebpf`) and userspace (`filter-user`):
+//! map key/value types, constants, and the pure packet parser, classifier and
+//! per-flow decision logic. Everything here is `no_std`, allocation-free,
+//! bounded, and unit-tested on the host; the XDP program calls the very same
+//! functions, so a rule is tested once and runs once.
+#![no_std]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod classify;
+pub mod consts;
+pub mod decide;
+pub mod parse;
+pub mod types;
+pub mod v4table;
+
+pub use consts::*;
+pub use types::*;

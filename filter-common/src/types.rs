@@ -1,0 +1,227 @@
+//! Map keys and values. All `#[repr(C)]`, `Copy`, with explicit padding so
+//! that no byte is left uninitialised; no `bool`, `Option` or enums inside.
+
+/// Policy actions (`Policy::action`). Zero is `drop` so that a category with
+/// no policy written is `drop`, scope `media`.
+pub const ACTION_DROP: u8 = 0;
+/// Count what would be dropped, drop nothing.
+pub const ACTION_MONITOR: u8 = 1;
+/// Do nothing for this category.
+pub const ACTION_OFF: u8 = 2;
+/// Stop `percent`% of callers' call flows whole.
+pub const ACTION_FLOWS: u8 = 3;
+/// Drop `percent`% of packets on call flows.
+pub const ACTION_LOSS: u8 = 4;
+
+/// Only call signalling/media, or packets of a flow already marked as a call.
+pub const SCOPE_MEDIA: u8 = 0;
+/// Every UDP packet of the category.
+pub const SCOPE_UDP: u8 = 1;
+
+/// Policy of one category in one generation.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// One of `ACTION_*`.
+    pub action: u8,
+    /// One of `SCOPE_*`.
+    pub scope: u8,
+    /// 0..=100, for `ACTION_FLOWS` and `ACTION_LOSS`.
+    pub percent: u8,
+    /// Explicit padding.
+    pub _pad: u8,
+}
+
+/// Global program state (`STATE[0]`), written by userspace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct State {
+    /// Active table generation (0 or 1).
+    pub generation: u32,
+    /// Length of a partial-restriction epoch in seconds (0 = never rotate).
+    pub epoch_secs: u32,
+    /// Base seed mixed with the epoch number for `flows=P%`.
+    pub seed: u64,
+}
+
+/// Canonical 5-tuple: both directions of a flow map to one key. Addresses are
+/// 16 bytes (IPv4 as IPv4-mapped IPv6); endpoint `a` is the smaller
+/// (address, port) pair.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// Smaller endpoint's address.
+    pub addr_a: [u8; 16],
+    /// Larger endpoint's address.
+    pub addr_b: [u8; 16],
+    /// Port of endpoint `a` (host order).
+    pub port_a: u16,
+    /// Port of endpoint `b` (host order).
+    pub port_b: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 3],
+}
+
+/// `FlowValue::flags`: the flow carries call signalling or media.
+pub const FLOW_CALL: u8 = 1;
+/// `FlowValue::flags`: TURN was seen, so ChannelData framing is expected.
+pub const FLOW_TURN: u8 = 2;
+/// `FlowValue::flags`: the flow's category came from a list range.
+pub const FLOW_LISTED: u8 = 4;
+/// `FlowValue::flags`: the first packet went from `b` to `a`.
+pub const FLOW_FIRST_FROM_B: u8 = 8;
+
+/// `FlowValue::fate` for `flows=P%`: not yet decided.
+pub const FATE_UNDECIDED: u8 = 0;
+/// This caller's flows are left alone.
+pub const FATE_SPARED: u8 = 1;
+/// This caller's flows are stopped.
+pub const FATE_STOPPED: u8 = 2;
+
+/// One tracked flow.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowValue {
+    /// `bpf_ktime_get_ns` of the first packet.
+    pub first_seen_ns: u64,
+    /// `bpf_ktime_get_ns` of the latest packet.
+    pub last_seen_ns: u64,
+    /// Packets seen (both directions).
+    pub packets: u64,
+    /// Bytes seen (both directions).
+    pub bytes: u64,
+    /// Packets dropped.
+    pub dropped: u64,
+    /// SSRC of the last RTP candidate (RTP confirmation).
+    pub rtp_ssrc: u32,
+    /// Sequence number of the last RTP candidate.
+    pub rtp_seq: u16,
+    /// Consistent RTP steps seen in a row.
+    pub rtp_hits: u8,
+    /// Direction of the RTP being tracked (0: from a, 1: from b).
+    pub rtp_dir: u8,
+    /// Category id (0: none yet).
+    pub category: u8,
+    /// Most telling label seen (see `classify::LABEL_*`).
+    pub label: u8,
+    /// `FATE_*` for `flows=P%`.
+    pub fate: u8,
+    /// `FLOW_*` bits.
+    pub flags: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 4],
+}
+
+/// Identifies a fragment train of a dropped flow.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FragKey {
+    /// Source address (IPv4-mapped for IPv4).
+    pub src: [u8; 16],
+    /// Destination address.
+    pub dst: [u8; 16],
+    /// IPv4 identification (16 bits) or IPv6 fragment identification.
+    pub id: u32,
+    /// Upper-layer protocol.
+    pub proto: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 3],
+}
+
+/// Per-category counters (per CPU; userspace sums).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CatStats {
+    /// UDP packets of this category seen.
+    pub seen_packets: u64,
+    /// Their bytes.
+    pub seen_bytes: u64,
+    /// Packets dropped.
+    pub dropped_packets: u64,
+    /// Their bytes.
+    pub dropped_bytes: u64,
+    /// Packets that `monitor` would have dropped.
+    pub monitored_packets: u64,
+    /// Their bytes.
+    pub monitored_bytes: u64,
+    /// Packets passed.
+    pub passed_packets: u64,
+    /// Their bytes.
+    pub passed_bytes: u64,
+}
+
+/// Per-label counters (per CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LabelStats {
+    /// Packets classified with this label.
+    pub packets: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Of those, dropped.
+    pub dropped: u64,
+    /// Of those, monitored.
+    pub monitored: u64,
+}
+
+/// What the program decided for the last packet (replay only).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PktTrace {
+    /// Sequence number written by userspace before the run; the program
+    /// leaves it untouched, so a stale record can be recognised.
+    pub seq: u32,
+    /// XDP verdict.
+    pub verdict: u32,
+    /// Category of the packet (0: none).
+    pub category: u8,
+    /// Label of the packet's flow after this packet.
+    pub label: u8,
+    /// `TRACE_*` bits.
+    pub flags: u8,
+    /// 1 when the program wrote this record for the current packet.
+    pub written: u8,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
+/// `PktTrace::flags`: the packet would have been dropped under `monitor`.
+pub const TRACE_MONITORED: u8 = 1;
+/// `PktTrace::flags`: the packet belongs to a tracked call flow.
+pub const TRACE_CALL: u8 = 2;
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: every type is `#[repr(C)]`, `Copy`, made only of integers and
+    // arrays of integers, with explicit padding fields, so any bit pattern is
+    // valid and no byte is uninitialised.
+    unsafe impl aya::Pod for super::Policy {}
+    unsafe impl aya::Pod for super::State {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowValue {}
+    unsafe impl aya::Pod for super::FragKey {}
+    unsafe impl aya::Pod for super::CatStats {}
+    unsafe impl aya::Pod for super::LabelStats {}
+    unsafe impl aya::Pod for super::PktTrace {}
+}
+
+#[cfg(test)]
+mod tests {
+    use core::mem::size_of;
+
+    use super::*;
+
+    #[test]
+    fn sizes_have_no_implicit_padding() {
+        assert_eq!(size_of::<Policy>(), 4);
+        assert_eq!(size_of::<State>(), 16);
+        assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 2 + 1 + 3);
+        assert_eq!(size_of::<FlowValue>(), 5 * 8 + 4 + 2 + 1 + 1 + 4 + 4);
+        assert_eq!(size_of::<FragKey>(), 16 + 16 + 4 + 1 + 3);
+        assert_eq!(size_of::<CatStats>(), 64);
+        assert_eq!(size_of::<LabelStats>(), 32);
+        assert_eq!(size_of::<PktTrace>(), 16);
+    }
+}
