@@ -5,15 +5,20 @@
 //! functions, so a rule is tested once and runs once.
 #![no_std]
 
-#[cfg(test)]
+#[cfg(any(test, feature = "user"))]
 extern crate std;
 
 pub mod classify;
 pub mod consts;
 pub mod decide;
 pub mod parse;
+#[cfg(any(test, feature = "user"))]
+pub mod pktbuild;
 pub mod types;
 pub mod v4table;
+
+#[cfg(test)]
+mod tests;
 
 pub use consts::*;
 pub use types::*;

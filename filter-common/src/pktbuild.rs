@@ -1,0 +1,1 @@
+//! Packet builder for tests (host only).
