@@ -131,7 +131,7 @@ fn stun(head: &[u8; HEAD_LEN], len: usize) -> Class {
         return Class::NONE;
     }
     let msg_len = be16(head, 2) as usize;
-    if msg_len % 4 != 0 || msg_len + 20 != len {
+    if !msg_len.is_multiple_of(4) || msg_len + 20 != len {
         return Class::NONE;
     }
     let mut c = Class::signal(LABEL_STUN);

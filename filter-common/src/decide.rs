@@ -47,6 +47,7 @@ pub fn observe(flow: &mut FlowValue, class: &Class, from_a: bool) -> bool {
     }
     if class.app != 0 {
         flow.flags |= FLOW_CALL;
+        flow.sig_category = class.app;
         flow.label = class.label;
     } else if flow.label == LABEL_NONE && flow.flags & FLOW_CALL != 0 && class.label != LABEL_NONE {
         flow.label = class.label;
@@ -56,21 +57,19 @@ pub fn observe(flow: &mut FlowValue, class: &Class, from_a: bool) -> bool {
 
 #[inline(always)]
 fn observe_rtp(flow: &mut FlowValue, class: &Class, from_a: bool) {
-    let dir = u8::from(!from_a);
-    if flow.rtp_hits > 0 && flow.rtp_dir != dir {
-        // The other direction; confirmation follows one direction.
-        return;
-    }
-    let step = class.seq.wrapping_sub(flow.rtp_seq);
-    if flow.rtp_hits > 0 && class.ssrc == flow.rtp_ssrc && (1..=RTP_MAX_STEP).contains(&step) {
-        flow.rtp_hits = flow.rtp_hits.saturating_add(1);
+    // Each direction confirms on its own: a stray packet one way cannot keep
+    // the other way's stream from confirming.
+    let d = usize::from(!from_a);
+    let step = class.seq.wrapping_sub(flow.rtp_seq[d]);
+    if flow.rtp_hits[d] > 0 && class.ssrc == flow.rtp_ssrc[d] && (1..=RTP_MAX_STEP).contains(&step)
+    {
+        flow.rtp_hits[d] = flow.rtp_hits[d].saturating_add(1);
     } else {
-        flow.rtp_hits = 1;
-        flow.rtp_ssrc = class.ssrc;
-        flow.rtp_dir = dir;
+        flow.rtp_hits[d] = 1;
+        flow.rtp_ssrc[d] = class.ssrc;
     }
-    flow.rtp_seq = class.seq;
-    if flow.rtp_hits >= RTP_CONFIRM_PACKETS {
+    flow.rtp_seq[d] = class.seq;
+    if flow.rtp_hits[d] >= RTP_CONFIRM_PACKETS {
         flow.flags |= FLOW_CALL;
     }
 }

@@ -315,6 +315,10 @@ fn parse_ipv6<P: PacketBytes + ?Sized>(p: &P, off: usize) -> Result<Packet, Malf
         if l4 > end {
             return Err(Malformed::Truncated);
         }
+        if matches!(frag, Fragment::Later { .. }) {
+            // What follows is fragment data, not headers.
+            break;
+        }
     }
     let pkt = Packet {
         is_v6: true,
@@ -342,6 +346,9 @@ fn parse_l4<P: PacketBytes + ?Sized>(
     }
     match pkt.proto {
         PROTO_UDP => {
+            if l4 + 8 > end {
+                return Err(Malformed::Truncated);
+            }
             let udp = p.load::<8>(l4).ok_or(Malformed::Truncated)?;
             pkt.sport = be16([udp[0], udp[1]]);
             pkt.dport = be16([udp[2], udp[3]]);
@@ -361,6 +368,9 @@ fn parse_l4<P: PacketBytes + ?Sized>(
             };
         }
         PROTO_TCP => {
+            if l4 + 4 > end {
+                return Err(Malformed::Truncated);
+            }
             let ports = p.load::<4>(l4).ok_or(Malformed::Truncated)?;
             pkt.sport = be16([ports[0], ports[1]]);
             pkt.dport = be16([ports[2], ports[3]]);

@@ -94,15 +94,13 @@ pub struct FlowValue {
     pub bytes: u64,
     /// Packets dropped.
     pub dropped: u64,
-    /// SSRC of the last RTP candidate (RTP confirmation).
-    pub rtp_ssrc: u32,
-    /// Sequence number of the last RTP candidate.
-    pub rtp_seq: u16,
-    /// Consistent RTP steps seen in a row.
-    pub rtp_hits: u8,
-    /// Direction of the RTP being tracked (0: from a, 1: from b).
-    pub rtp_dir: u8,
-    /// Category id (0: none yet).
+    /// Per direction (0: from a, 1: from b): SSRC of the last RTP candidate.
+    pub rtp_ssrc: [u32; 2],
+    /// Per direction: sequence number of the last RTP candidate.
+    pub rtp_seq: [u16; 2],
+    /// Per direction: RTP candidates in a row with one SSRC and small steps.
+    pub rtp_hits: [u8; 2],
+    /// Category id the flow last had (0: none).
     pub category: u8,
     /// Most telling label seen (see `classify::LABEL_*`).
     pub label: u8,
@@ -110,8 +108,11 @@ pub struct FlowValue {
     pub fate: u8,
     /// `FLOW_*` bits.
     pub flags: u8,
+    /// Category named by an app-specific signature seen on the flow (0: none).
+    /// The flow's category is its listed category, else this one.
+    pub sig_category: u8,
     /// Explicit padding.
-    pub _pad: [u8; 4],
+    pub _pad: [u8; 5],
 }
 
 /// Identifies a fragment train of a dropped flow.
@@ -218,7 +219,7 @@ mod tests {
         assert_eq!(size_of::<Policy>(), 4);
         assert_eq!(size_of::<State>(), 16);
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 2 + 1 + 3);
-        assert_eq!(size_of::<FlowValue>(), 5 * 8 + 4 + 2 + 1 + 1 + 4 + 4);
+        assert_eq!(size_of::<FlowValue>(), 5 * 8 + 8 + 4 + 2 + 4 + 1 + 5);
         assert_eq!(size_of::<FragKey>(), 16 + 16 + 4 + 1 + 3);
         assert_eq!(size_of::<CatStats>(), 64);
         assert_eq!(size_of::<LabelStats>(), 32);

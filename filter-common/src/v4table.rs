@@ -82,8 +82,8 @@ mod tests {
     #[test]
     fn indices() {
         let a = u32::from_be_bytes([10, 20, 30, 40]);
-        assert_eq!(row_index(0, a), (10 << 8) | 20);
-        assert_eq!(row_index(1, a), V4_ROWS + ((10 << 8) | 20));
+        assert_eq!(row_index(0, a), (10 << 8) + 20);
+        assert_eq!(row_index(1, a), V4_ROWS + ((10 << 8) + 20));
         assert_eq!(row_slot(a), 30);
         assert_eq!(chunk_slot(a), 40);
     }

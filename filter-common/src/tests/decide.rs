@@ -1,0 +1,629 @@
+//! `decide`: flow state updates, RTP confirmation, verdicts, `flows=P%`
+//! caller fates and epoch seeds.
+
+use std::vec::Vec;
+
+use super::cls;
+use crate::classify::{
+    Class, LABEL_DTLS, LABEL_NONE, LABEL_RTCP, LABEL_RTP, LABEL_STUN, LABEL_TURN_CHANNEL, Strength,
+};
+use crate::decide::{
+    RTP_CONFIRM_PACKETS, RTP_MAX_STEP, Verdict, caller_fate, epoch_seed, observe, verdict,
+};
+use crate::pktbuild::{
+    channel_data, dtls_content, dtls_record, dtls_version, rtcp, rtp, stun, stun_type, v4_mapped,
+};
+use crate::types::{
+    ACTION_DROP, ACTION_FLOWS, ACTION_LOSS, ACTION_MONITOR, ACTION_OFF, FATE_SPARED, FATE_STOPPED,
+    FATE_UNDECIDED, FLOW_CALL, FLOW_FIRST_FROM_B, FLOW_LISTED, FLOW_TURN, FlowValue, Policy,
+    SCOPE_MEDIA, SCOPE_UDP,
+};
+
+const TXID: [u8; 12] = [9; 12];
+const SSRC_A: u32 = 0x1111_2222;
+const SSRC_B: u32 = 0x3333_4444;
+
+fn binding() -> Class {
+    cls(&stun(stun_type::BINDING_REQUEST, TXID, &[]))
+}
+
+fn allocate() -> Class {
+    let c = cls(&stun(stun_type::ALLOCATE, TXID, &[]));
+    assert!(c.turn);
+    c
+}
+
+fn chan() -> Class {
+    let c = cls(&channel_data(0x4001, &[0xab; 100]));
+    assert_eq!(
+        (c.label, c.strength),
+        (LABEL_TURN_CHANNEL, Strength::Candidate)
+    );
+    c
+}
+
+fn rtp_class(seq: u16, ssrc: u32) -> Class {
+    let c = cls(&rtp(111, seq, u32::from(seq) * 960, ssrc, 60));
+    assert_eq!(
+        (c.label, c.strength, c.seq, c.ssrc),
+        (LABEL_RTP, Strength::Candidate, seq, ssrc)
+    );
+    c
+}
+
+/// Feed `(seq, ssrc, from_a)` RTP packets; the `observe` results.
+fn feed(flow: &mut FlowValue, pkts: &[(u16, u32, bool)]) -> Vec<bool> {
+    pkts.iter()
+        .map(|&(seq, ssrc, from_a)| observe(flow, &rtp_class(seq, ssrc), from_a))
+        .collect()
+}
+
+// --- Signals -----------------------------------------------------------------------
+
+#[test]
+fn signals_mark_the_flow_and_set_the_label() {
+    let cases = [
+        (binding(), LABEL_STUN),
+        (
+            cls(&dtls_record(
+                dtls_content::HANDSHAKE,
+                dtls_version::DTLS_1_2,
+                100,
+            )),
+            LABEL_DTLS,
+        ),
+        (cls(&rtcp(200, 0, 5, &[0; 20])), LABEL_RTCP),
+    ];
+    for (class, label) in cases {
+        assert_eq!(class.strength, Strength::Signal);
+        for from_a in [true, false] {
+            let mut flow = FlowValue::default();
+            assert!(observe(&mut flow, &class, from_a));
+            assert_eq!(flow.flags, FLOW_CALL, "label {label}");
+            assert_eq!(flow.label, label);
+        }
+    }
+}
+
+#[test]
+fn turn_sets_flow_turn() {
+    let mut flow = FlowValue::default();
+    assert!(observe(&mut flow, &allocate(), true));
+    assert_eq!(flow.flags, FLOW_CALL | FLOW_TURN);
+    assert_eq!(flow.label, LABEL_STUN);
+    // A plain binding does not.
+    let mut flow = FlowValue::default();
+    observe(&mut flow, &binding(), true);
+    assert_eq!(flow.flags & FLOW_TURN, 0);
+}
+
+#[test]
+fn the_first_call_label_sticks() {
+    let mut flow = FlowValue::default();
+    observe(&mut flow, &binding(), true);
+    let dtls = cls(&dtls_record(
+        dtls_content::APPLICATION_DATA,
+        dtls_version::DTLS_1_2,
+        40,
+    ));
+    assert!(observe(&mut flow, &dtls, false));
+    assert_eq!(flow.label, LABEL_STUN);
+}
+
+#[test]
+fn an_app_signature_marks_and_overrides_the_label() {
+    let mut flow = FlowValue::default();
+    observe(&mut flow, &binding(), true);
+    let app = Class {
+        label: LABEL_DTLS,
+        app: 1,
+        strength: Strength::None,
+        turn: false,
+        ssrc: 0,
+        seq: 0,
+    };
+    assert!(observe(&mut flow, &app, true));
+    assert_eq!((flow.label, flow.sig_category), (LABEL_DTLS, 1));
+    let mut fresh = FlowValue::default();
+    assert!(observe(&mut fresh, &app, false));
+    assert_eq!(
+        (fresh.flags, fresh.label, fresh.sig_category),
+        (FLOW_CALL, LABEL_DTLS, 1)
+    );
+}
+
+#[test]
+fn nothing_recognised_changes_nothing() {
+    let mut flow = FlowValue::default();
+    assert!(!observe(&mut flow, &Class::NONE, true));
+    assert_eq!(flow, FlowValue::default());
+    // On a call flow it says "call" and leaves the flow alone.
+    observe(&mut flow, &binding(), true);
+    let before = flow;
+    assert!(observe(&mut flow, &Class::NONE, false));
+    assert_eq!(flow, before);
+}
+
+#[test]
+fn observe_keeps_unrelated_fields() {
+    let mut flow = FlowValue {
+        flags: FLOW_LISTED | FLOW_FIRST_FROM_B,
+        category: 7,
+        fate: FATE_STOPPED,
+        packets: 10,
+        bytes: 1000,
+        ..FlowValue::default()
+    };
+    observe(&mut flow, &allocate(), true);
+    assert_eq!(
+        flow.flags,
+        FLOW_LISTED | FLOW_FIRST_FROM_B | FLOW_CALL | FLOW_TURN
+    );
+    assert_eq!(flow.sig_category, 0, "no app signature");
+    assert_eq!(
+        (flow.category, flow.fate, flow.packets, flow.bytes),
+        (7, FATE_STOPPED, 10, 1000)
+    );
+}
+
+// --- TURN ChannelData ----------------------------------------------------------------
+
+#[test]
+fn channel_data_without_turn_does_not_mark() {
+    let mut flow = FlowValue::default();
+    for i in 0..50 {
+        assert!(!observe(&mut flow, &chan(), i % 2 == 0));
+    }
+    assert_eq!(flow, FlowValue::default());
+}
+
+#[test]
+fn channel_data_on_a_turn_flow_marks() {
+    let mut flow = FlowValue {
+        flags: FLOW_TURN,
+        ..FlowValue::default()
+    };
+    assert!(observe(&mut flow, &chan(), false));
+    assert_eq!(flow.flags, FLOW_TURN | FLOW_CALL);
+    assert_eq!(flow.label, LABEL_TURN_CHANNEL);
+    // After a real Allocate the label stays STUN.
+    let mut flow = FlowValue::default();
+    observe(&mut flow, &allocate(), true);
+    assert!(observe(&mut flow, &chan(), true));
+    assert_eq!(flow.label, LABEL_STUN);
+}
+
+#[test]
+fn channel_data_on_a_non_turn_call_flow() {
+    // A call flow (ICE binding) without TURN: ChannelData neither adds TURN
+    // nor changes the label, and the packet belongs to the call.
+    let mut flow = FlowValue::default();
+    observe(&mut flow, &binding(), true);
+    assert!(observe(&mut flow, &chan(), true));
+    assert_eq!((flow.flags, flow.label), (FLOW_CALL, LABEL_STUN));
+}
+
+// --- RTP confirmation --------------------------------------------------------------
+
+#[test]
+fn rtp_confirms_after_enough_packets_for_every_step() {
+    assert_eq!(RTP_CONFIRM_PACKETS, 3);
+    assert_eq!(RTP_MAX_STEP, 16);
+    for step in 1..=RTP_MAX_STEP {
+        for from_a in [true, false] {
+            let mut flow = FlowValue::default();
+            for i in 0..u16::from(RTP_CONFIRM_PACKETS) {
+                let seq = 1000u16.wrapping_add(i * step);
+                let call = observe(&mut flow, &rtp_class(seq, SSRC_A), from_a);
+                let confirmed = i + 1 >= u16::from(RTP_CONFIRM_PACKETS);
+                assert_eq!(call, confirmed, "step {step}, packet {i}");
+                assert_eq!(flow.label, if confirmed { LABEL_RTP } else { LABEL_NONE });
+            }
+            assert_eq!(flow.flags, FLOW_CALL);
+            let d = usize::from(!from_a);
+            assert_eq!(flow.rtp_hits[d], RTP_CONFIRM_PACKETS);
+            assert_eq!(flow.rtp_ssrc[d], SSRC_A);
+            assert_eq!(flow.rtp_hits[1 - d], 0, "the other direction is untouched");
+        }
+    }
+}
+
+#[test]
+fn rtp_bad_steps_never_confirm() {
+    // Step 0 (duplicate), 17, a large jump, and backwards by one.
+    for step in [0u16, RTP_MAX_STEP + 1, 1000, 0xffff] {
+        let mut flow = FlowValue::default();
+        let pkts: Vec<(u16, u32, bool)> = (0..10u16)
+            .map(|i| (500u16.wrapping_add(i.wrapping_mul(step)), SSRC_A, true))
+            .collect();
+        assert!(feed(&mut flow, &pkts).iter().all(|c| !c), "step {step}");
+        assert_eq!(flow.flags, 0);
+        assert_eq!(flow.rtp_hits[0], 1, "every packet restarts the count");
+    }
+}
+
+#[test]
+fn rtp_one_bad_step_restarts_the_count() {
+    let mut flow = FlowValue::default();
+    let got = feed(
+        &mut flow,
+        &[
+            (10, SSRC_A, true),
+            (11, SSRC_A, true),
+            (11, SSRC_A, true),
+            (12, SSRC_A, true),
+        ],
+    );
+    assert_eq!(got, [false, false, false, false]);
+    assert_eq!(flow.rtp_hits[0], 2);
+    assert!(feed(&mut flow, &[(13, SSRC_A, true)])[0]);
+}
+
+#[test]
+fn rtp_sequence_wraps() {
+    let mut flow = FlowValue::default();
+    let got = feed(
+        &mut flow,
+        &[
+            (65534, SSRC_A, true),
+            (65535, SSRC_A, true),
+            (0, SSRC_A, true),
+        ],
+    );
+    assert_eq!(got, [false, false, true]);
+    let mut flow = FlowValue::default();
+    let got = feed(
+        &mut flow,
+        &[
+            (65530, SSRC_A, false),
+            (4, SSRC_A, false),
+            (20, SSRC_A, false),
+        ],
+    );
+    assert_eq!(got, [false, false, true], "steps 10 and 16 across the wrap");
+}
+
+#[test]
+fn rtp_ssrc_change_restarts_the_count() {
+    let mut flow = FlowValue::default();
+    let got = feed(
+        &mut flow,
+        &[
+            (1, SSRC_A, true),
+            (2, SSRC_A, true),
+            (3, SSRC_B, true),
+            (4, SSRC_B, true),
+        ],
+    );
+    assert_eq!(got, [false, false, false, false]);
+    assert_eq!((flow.rtp_ssrc[0], flow.rtp_hits[0]), (SSRC_B, 2));
+    assert!(feed(&mut flow, &[(5, SSRC_B, true)])[0]);
+}
+
+#[test]
+fn rtp_directions_confirm_independently() {
+    // Interleaved directions: each keeps its own count; neither resets the other.
+    let mut flow = FlowValue::default();
+    let got = feed(
+        &mut flow,
+        &[
+            (10, SSRC_A, true),
+            (500, SSRC_B, false),
+            (11, SSRC_A, true),
+            (9999, SSRC_B, false),
+        ],
+    );
+    assert_eq!(got, [false; 4]);
+    assert_eq!(
+        (flow.rtp_hits, flow.rtp_seq, flow.rtp_ssrc),
+        ([2, 1], [11, 9999], [SSRC_A, SSRC_B])
+    );
+    assert!(
+        feed(&mut flow, &[(12, SSRC_A, true)])[0],
+        "a's third packet confirms"
+    );
+
+    // A single stray packet one way does not keep the other way from confirming.
+    let mut flow = FlowValue::default();
+    let got = feed(
+        &mut flow,
+        &[
+            (10, SSRC_A, true),
+            (7, SSRC_B, false),
+            (8, SSRC_B, false),
+            (9, SSRC_B, false),
+        ],
+    );
+    assert_eq!(got, [false, false, false, true]);
+
+    // Packets of one SSRC split across directions do not add up.
+    let mut flow = FlowValue::default();
+    let got = feed(
+        &mut flow,
+        &[(10, SSRC_A, true), (11, SSRC_A, false), (12, SSRC_A, true)],
+    );
+    assert_eq!(got, [false; 3]);
+    assert_eq!(flow.rtp_hits, [2, 1]);
+}
+
+#[test]
+fn rtp_hits_saturate() {
+    let mut flow = FlowValue::default();
+    let pkts: Vec<(u16, u32, bool)> = (0..400u16).map(|i| (i, SSRC_A, true)).collect();
+    let got = feed(&mut flow, &pkts);
+    assert!(
+        got[usize::from(RTP_CONFIRM_PACKETS) - 1..]
+            .iter()
+            .all(|&c| c)
+    );
+    assert_eq!(flow.rtp_hits[0], u8::MAX);
+}
+
+#[test]
+fn a_confirmed_flow_stays_a_call() {
+    let mut flow = FlowValue::default();
+    feed(
+        &mut flow,
+        &[(1, SSRC_A, true), (2, SSRC_A, true), (3, SSRC_A, true)],
+    );
+    assert_eq!(flow.flags, FLOW_CALL);
+    // A new SSRC restarts tracking, but the flow is already a call.
+    assert_eq!(feed(&mut flow, &[(900, SSRC_B, true)]), [true]);
+    assert_eq!(flow.rtp_hits[0], 1);
+    assert_eq!(flow.label, LABEL_RTP);
+}
+
+#[test]
+fn rtp_on_a_signalled_flow_keeps_the_label() {
+    let mut flow = FlowValue::default();
+    observe(&mut flow, &binding(), true);
+    assert_eq!(feed(&mut flow, &[(1, SSRC_A, false)]), [true]);
+    assert_eq!(flow.label, LABEL_STUN);
+}
+
+// --- Verdicts ------------------------------------------------------------------------
+
+const FATES: [u8; 3] = [FATE_UNDECIDED, FATE_SPARED, FATE_STOPPED];
+
+#[test]
+fn verdict_every_action_scope_call_and_fate() {
+    use Verdict::{Drop, Monitor, Pass};
+    // (action, percent, verdict by fate [undecided, spared, stopped]) when the
+    // policy applies to the packet.
+    let table: [(u8, u8, [Verdict; 3]); 8] = [
+        (ACTION_DROP, 0, [Drop, Drop, Drop]),
+        (ACTION_DROP, 50, [Drop, Drop, Drop]),
+        (ACTION_MONITOR, 0, [Monitor, Monitor, Monitor]),
+        (ACTION_OFF, 0, [Pass, Pass, Pass]),
+        (ACTION_FLOWS, 50, [Pass, Pass, Drop]),
+        (ACTION_LOSS, 100, [Drop, Drop, Drop]),
+        (ACTION_LOSS, 0, [Pass, Pass, Pass]),
+        (9, 100, [Pass, Pass, Pass]), // unknown action
+    ];
+    for (action, percent, by_fate) in table {
+        for scope in [SCOPE_MEDIA, SCOPE_UDP, 7] {
+            let policy = Policy {
+                action,
+                scope,
+                percent,
+                _pad: 0,
+            };
+            for is_call in [false, true] {
+                // scope=udp covers every UDP packet; media (and an unknown
+                // scope) only packets of call flows.
+                let applies = is_call || scope == SCOPE_UDP;
+                for (i, &fate) in FATES.iter().enumerate() {
+                    for rand in [0u32, 42, 99, 12345, u32::MAX] {
+                        let want = if applies { by_fate[i] } else { Pass };
+                        assert_eq!(
+                            verdict(&policy, is_call, fate, rand),
+                            want,
+                            "action {action} percent {percent} scope {scope} call {is_call} fate {fate} rand {rand}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_default_policy_drops_call_media_only() {
+    let policy = Policy::default();
+    assert_eq!((policy.action, policy.scope), (ACTION_DROP, SCOPE_MEDIA));
+    assert_eq!(verdict(&policy, true, FATE_UNDECIDED, 0), Verdict::Drop);
+    assert_eq!(verdict(&policy, false, FATE_UNDECIDED, 0), Verdict::Pass);
+}
+
+#[test]
+fn loss_drops_percent_of_packets() {
+    for percent in 0u8..=100 {
+        let policy = Policy {
+            action: ACTION_LOSS,
+            scope: SCOPE_MEDIA,
+            percent,
+            _pad: 0,
+        };
+        let drops = (0u32..10_000)
+            .filter(|&r| verdict(&policy, true, FATE_SPARED, r) == Verdict::Drop)
+            .count();
+        assert_eq!(drops, usize::from(percent) * 100, "loss={percent}%");
+        // Exactly the rands whose remainder is below the percentage.
+        if percent < 100 {
+            assert_eq!(
+                verdict(
+                    &policy,
+                    true,
+                    FATE_UNDECIDED,
+                    1_000_000 + u32::from(percent)
+                ),
+                Verdict::Pass,
+                "loss={percent}%"
+            );
+        }
+        if percent > 0 {
+            assert_eq!(
+                verdict(
+                    &policy,
+                    true,
+                    FATE_UNDECIDED,
+                    1_000_000 + u32::from(percent) - 1
+                ),
+                Verdict::Drop
+            );
+        }
+        // Not a call and scope media: never dropped.
+        assert!((0u32..200).all(|r| verdict(&policy, false, FATE_STOPPED, r) == Verdict::Pass));
+    }
+    // u32::MAX % 100 == 95.
+    let policy = |percent| Policy {
+        action: ACTION_LOSS,
+        scope: SCOPE_UDP,
+        percent,
+        _pad: 0,
+    };
+    assert_eq!(verdict(&policy(95), false, 0, u32::MAX), Verdict::Pass);
+    assert_eq!(verdict(&policy(96), false, 0, u32::MAX), Verdict::Drop);
+}
+
+// --- Caller fates and epochs -----------------------------------------------------------
+
+fn callers(n: u32) -> Vec<[u8; 16]> {
+    (0..n)
+        .map(|i| {
+            if i % 2 == 0 {
+                let b = (i / 2).to_be_bytes();
+                v4_mapped([10, b[1], b[2], b[3]])
+            } else {
+                let mut a = [0u8; 16];
+                a[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+                a[8..12].copy_from_slice(&i.to_be_bytes());
+                a[15] = 1;
+                a
+            }
+        })
+        .collect()
+}
+
+fn stopped(addrs: &[[u8; 16]], seed: u64, percent: u8) -> Vec<bool> {
+    addrs
+        .iter()
+        .map(|a| {
+            let f = caller_fate(a, seed, percent);
+            assert!(f == FATE_STOPPED || f == FATE_SPARED, "fate {f}");
+            f == FATE_STOPPED
+        })
+        .collect()
+}
+
+#[test]
+fn caller_fate_is_deterministic() {
+    let addrs = callers(1000);
+    for seed in [0u64, 1, 0xdead_beef_cafe_f00d] {
+        for percent in [1u8, 33, 50, 99] {
+            assert_eq!(
+                stopped(&addrs, seed, percent),
+                stopped(&addrs, seed, percent)
+            );
+        }
+    }
+}
+
+#[test]
+fn caller_fate_splits_callers_by_percent() {
+    let addrs = callers(10_000);
+    for seed in [0u64, 7, 0x0123_4567_89ab_cdef, u64::MAX] {
+        let n = stopped(&addrs, seed, 50).iter().filter(|&&s| s).count();
+        assert!(
+            (4700..=5300).contains(&n),
+            "seed {seed:#x}: {n} of 10000 stopped"
+        );
+        assert!(
+            stopped(&addrs, seed, 0).iter().all(|&s| !s),
+            "percent 0 stops nobody"
+        );
+        assert!(
+            stopped(&addrs, seed, 100).iter().all(|&s| s),
+            "percent 100 stops everyone"
+        );
+        for percent in [10u8, 25, 75, 90] {
+            let n = stopped(&addrs, seed, percent)
+                .iter()
+                .filter(|&&s| s)
+                .count();
+            let want = usize::from(percent) * 100;
+            assert!(n.abs_diff(want) <= 300, "percent {percent}: {n} of 10000");
+        }
+    }
+}
+
+#[test]
+fn raising_the_percentage_only_adds_callers() {
+    let addrs = callers(2000);
+    let seed = 42;
+    let mut prev = stopped(&addrs, seed, 0);
+    for percent in (10u8..=100).step_by(10) {
+        let cur = stopped(&addrs, seed, percent);
+        assert!(
+            prev.iter().zip(&cur).all(|(&p, &c)| !p || c),
+            "percent {percent}"
+        );
+        prev = cur;
+    }
+}
+
+#[test]
+fn a_new_seed_picks_other_callers() {
+    let addrs = callers(2000);
+    let a = stopped(&addrs, epoch_seed(1, 0, 60), 50);
+    let b = stopped(&addrs, epoch_seed(1, 60_000_000_000, 60), 50);
+    let differ = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+    // Independent halves disagree on about half of the callers.
+    assert!(
+        (800..=1200).contains(&differ),
+        "{differ} of 2000 changed fate"
+    );
+}
+
+#[test]
+fn epoch_seed_is_stable_within_an_epoch() {
+    const S: u64 = 1_000_000_000;
+    for base in [0u64, 99, u64::MAX] {
+        for epoch_secs in [1u32, 60, 3600] {
+            let len = u64::from(epoch_secs) * S;
+            for epoch in [0u64, 1, 1000] {
+                let start = epoch * len;
+                let s = epoch_seed(base, start, epoch_secs);
+                assert_eq!(epoch_seed(base, start + len / 2, epoch_secs), s);
+                assert_eq!(epoch_seed(base, start + len - 1, epoch_secs), s);
+                assert_ne!(epoch_seed(base, start + len, epoch_secs), s, "next epoch");
+            }
+        }
+    }
+}
+
+#[test]
+fn epoch_seed_changes_across_epochs_and_bases() {
+    let mut seeds: Vec<u64> = (0..1000u64)
+        .map(|e| epoch_seed(7, e * 30 * 1_000_000_000, 30))
+        .collect();
+    seeds.sort_unstable();
+    seeds.dedup();
+    assert_eq!(seeds.len(), 1000);
+    assert_ne!(epoch_seed(1, 0, 30), epoch_seed(2, 0, 30));
+    assert_ne!(epoch_seed(0, 0, 30), 0);
+}
+
+#[test]
+fn epoch_zero_length_never_rotates() {
+    let s = epoch_seed(5, 0, 0);
+    for now in [1u64, 1_000_000_000, u64::MAX / 2, u64::MAX] {
+        assert_eq!(epoch_seed(5, now, 0), s);
+    }
+    assert_ne!(epoch_seed(6, 0, 0), s);
+    // The largest epoch length does not overflow.
+    assert_eq!(
+        epoch_seed(5, u64::MAX, u32::MAX),
+        epoch_seed(5, u64::MAX - 1, u32::MAX)
+    );
+}
