@@ -23,7 +23,17 @@ fn main() -> anyhow::Result<()> {
             .as_str(),
         ..Default::default()
     };
-    aya_build::build_ebpf([ebpf_package], Toolchain::default())?;
+    // `nightly`, or the dated nightly `cargo xtask setup` installs when a machine has none.
+    let toolchain = ["nightly", "nightly-2026-05-19"]
+        .into_iter()
+        .find(|t| {
+            std::process::Command::new("rustup")
+                .args(["run", t, "rustc", "--version"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .map_or(Toolchain::Nightly, Toolchain::Custom);
+    aya_build::build_ebpf([ebpf_package], toolchain)?;
     // With AYA_BUILD_SKIP=1 (host-only work) aya-build builds nothing; leave an
     // empty object so the crate still compiles. Loading it fails with a clear error.
     let out_dir = std::path::PathBuf::from(std::env::var_os("OUT_DIR").context("OUT_DIR")?);

@@ -2,4 +2,7 @@
 
 pub mod capture;
 pub mod lists;
+pub mod loader;
+pub mod policy;
+pub mod replay;
 pub mod tables;

@@ -1,1 +1,235 @@
-fn main() {}
+//! `cargo xtask setup|test|harness|bench|demo`: the project's own tasks.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+/// Nightly used to build the eBPF program.
+const NIGHTLY: &str = "nightly";
+/// The dated nightly to install when the machine has none.
+const NIGHTLY_DATED: &str = "nightly-2026-05-19";
+const BPF_LINKER_VERSION: &str = "0.10.0";
+/// Debian packages the root-only tests use, with a binary that shows each is there.
+const DEBIAN_PACKAGES: &[(&str, &str)] = &[("iproute2", "ip")];
+
+#[derive(Parser)]
+#[command(about = "flowfilter project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what a fresh machine lacks (idempotent).
+    Setup,
+    /// setup, fmt check, clippy (host and eBPF), host unit tests, root-only tests.
+    Test,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().task {
+        Task::Setup => setup(),
+        Task::Test => {
+            setup()?;
+            test()
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn step(what: &str) {
+    eprintln!("\n==> {what}");
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("$ {}", format_cmd(cmd));
+    let status = cmd
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("running {}", format_cmd(cmd)))?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", format_cmd(cmd));
+    }
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.current_dir(root()).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn format_cmd(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+fn is_root() -> bool {
+    output(Command::new("id").arg("-u")).is_some_and(|s| s.trim() == "0")
+}
+
+/// The nightly toolchain to build eBPF with: `nightly`, else the dated one.
+/// `filter-user/build.rs` makes the same choice.
+fn nightly() -> Option<String> {
+    [NIGHTLY, NIGHTLY_DATED]
+        .into_iter()
+        .map(str::to_string)
+        .find(|t| output(Command::new("rustup").args(["run", t, "rustc", "--version"])).is_some())
+}
+
+fn setup() -> Result<()> {
+    step("setup: nightly toolchain (builds the eBPF program)");
+    if let Some(n) = nightly() {
+        eprintln!("ok: {n} present");
+    } else {
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            NIGHTLY_DATED,
+            "--profile",
+            "minimal",
+        ]))?;
+    }
+    let nightly = nightly().context("no nightly toolchain after installing one")?;
+
+    step("setup: rust-src for nightly");
+    let comps = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        &nightly,
+    ]))
+    .unwrap_or_default();
+    if comps.lines().any(|l| l.starts_with("rust-src")) {
+        eprintln!("ok: rust-src present");
+    } else {
+        run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "clippy",
+            "--toolchain",
+            &nightly,
+        ]))?;
+    }
+
+    step(&format!("setup: bpf-linker {BPF_LINKER_VERSION}"));
+    let have = output(Command::new("bpf-linker").arg("--version")).unwrap_or_default();
+    if have.contains(BPF_LINKER_VERSION) {
+        eprintln!("ok: {}", have.trim());
+    } else {
+        run(Command::new("cargo").args([
+            "install",
+            &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+            "--locked",
+        ]))?;
+    }
+
+    step("setup: clippy and rustfmt");
+    if output(Command::new("cargo").args(["clippy", "--version"])).is_some()
+        && output(Command::new("cargo").args(["fmt", "--version"])).is_some()
+    {
+        eprintln!("ok: clippy and rustfmt present");
+    } else {
+        run(Command::new("rustup").args(["component", "add", "clippy", "rustfmt"]))?;
+    }
+
+    step("setup: Debian packages");
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .filter(|(_, bin)| {
+            output(Command::new("sh").args(["-c", &format!("command -v {bin}")])).is_none()
+        })
+        .map(|(pkg, _)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        eprintln!(
+            "ok: {}",
+            DEBIAN_PACKAGES
+                .iter()
+                .map(|p| p.0)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    } else if is_root() {
+        run(Command::new("apt-get").arg("update").arg("-q"))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-q"])
+            .args(&missing))?;
+    } else {
+        bail!(
+            "missing Debian packages {missing:?}; install them as root (apt-get install {})",
+            missing.join(" ")
+        );
+    }
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    step("test: format");
+    run(Command::new("cargo").args(["fmt", "--all", "--check"]))?;
+
+    step("test: clippy (host crates)");
+    run(Command::new("cargo").args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+
+    step("test: clippy (eBPF crate)");
+    let nightly = nightly().context("no nightly toolchain: run `cargo xtask setup`")?;
+    run(Command::new("cargo").arg(format!("+{nightly}")).args([
+        "clippy",
+        "-p",
+        "filter-ebpf",
+        "--release",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+        "--target-dir",
+        "target/ebpf-clippy",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+
+    step("test: host unit tests");
+    run(Command::new("cargo").args([
+        "test",
+        "-p",
+        "filter-common",
+        "-p",
+        "filter-user",
+        "-p",
+        "xtask",
+    ]))?;
+
+    step("test: root-only tests (BPF_PROG_TEST_RUN, replay, namespaces), one thread");
+    if is_root() {
+        run(Command::new("cargo").args([
+            "test",
+            "-p",
+            "flowfilter-tests",
+            "--",
+            "--test-threads=1",
+        ]))?;
+    } else {
+        eprintln!(
+            "skipped: the root-only tests need root (BPF_PROG_TEST_RUN, network namespaces); run `sudo -E cargo xtask test`"
+        );
+    }
+    eprintln!("\nall tests passed");
+    Ok(())
+}

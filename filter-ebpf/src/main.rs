@@ -1,0 +1,460 @@
+//! The flowfilter XDP program. Thin by design: read bounded bytes, call
+//! `filter-common` (parser, classifier, decision), update maps and per-CPU
+//! counters, return a verdict. No logging, no allocation, no locks.
+#![no_std]
+#![no_main]
+// Atomic adds on shared flow values (the BPF target has no atomic RMW in `core`).
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
+
+use core::ffi::c_void;
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
+use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST};
+use aya_ebpf::helpers::generated::{
+    bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_xdp_get_buff_len, bpf_xdp_load_bytes,
+};
+use aya_ebpf::macros::{map, xdp};
+use aya_ebpf::maps::lpm_trie::Key;
+use aya_ebpf::maps::{Array, LpmTrie, LruHashMap, PerCpuArray};
+use aya_ebpf::programs::XdpContext;
+use filter_common::classify::{HEAD_LEN, LABEL_MAX, LABEL_NONE, classify};
+use filter_common::decide::{Verdict, caller_fate, epoch_seed, observe, verdict};
+use filter_common::parse::{
+    Fragment, PROTO_TCP, PROTO_UDP, Packet, PacketBytes, Parsed, parse_frame,
+};
+use filter_common::v4table::{V4Entry, chunk_slot, decode, row_index, row_slot};
+use filter_common::*;
+
+#[map(name = "V4_TBL24")]
+static V4_TBL24: Array<[u32; V4_ROW_LEN]> = Array::with_max_entries(GENERATIONS * V4_ROWS, 0);
+#[map(name = "V4_TBL8")]
+static V4_TBL8: Array<[u8; 256]> = Array::with_max_entries(GENERATIONS * V4_CHUNKS_PER_GEN, 0);
+#[map(name = "V6_LPM0")]
+static V6_LPM0: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(V6_MAX_PREFIXES, 0);
+#[map(name = "V6_LPM1")]
+static V6_LPM1: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(V6_MAX_PREFIXES, 0);
+#[map(name = "POLICY")]
+static POLICY: Array<Policy> = Array::with_max_entries(GENERATIONS * CATEGORY_SLOTS, 0);
+#[map(name = "STATE")]
+static STATE: Array<State> = Array::with_max_entries(1, 0);
+#[map(name = "FLOWS")]
+static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(FLOW_CAPACITY, 0);
+#[map(name = "FRAGS")]
+static FRAGS: LruHashMap<FragKey, u32> = LruHashMap::with_max_entries(FRAG_CAPACITY, 0);
+#[map(name = "CAT_STATS")]
+static CAT_STATS: PerCpuArray<CatStats> = PerCpuArray::with_max_entries(CATEGORY_SLOTS, 0);
+#[map(name = "LABEL_STATS")]
+static LABEL_STATS: PerCpuArray<LabelStats> = PerCpuArray::with_max_entries(LABEL_SLOTS, 0);
+#[map(name = "GLOBAL_STATS")]
+static GLOBAL_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(GLOBAL_SLOTS, 0);
+/// Per-CPU scratch space: the payload head and a new flow's value live here,
+/// not on the 512-byte stack.
+#[repr(C)]
+struct Scratch {
+    head: [u8; HEAD_LEN],
+    flow: FlowValue,
+}
+#[map(name = "SCRATCH")]
+static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+#[map(name = "PKT_TRACE")]
+static PKT_TRACE: Array<PktTrace> = Array::with_max_entries(1, 0);
+
+/// Set to 1 by the replay loader: record each packet's decision in `PKT_TRACE`.
+/// A `.rodata` constant, so the verifier prunes the branch when it is 0.
+#[unsafe(no_mangle)]
+static TRACE: u8 = 0;
+
+/// Frame access through `bpf_xdp_load_bytes`: every read is a bounded copy
+/// into a fixed-size stack array (works for multi-buffer frames too).
+struct Frame {
+    ctx: *mut aya_ebpf::bindings::xdp_md,
+    len: usize,
+}
+
+impl PacketBytes for Frame {
+    #[inline(always)]
+    fn frame_len(&self) -> usize {
+        self.len
+    }
+
+    #[inline(always)]
+    fn load<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        let mut buf = [0u8; N];
+        // SAFETY: the helper writes at most N bytes into buf and checks bounds.
+        let r = unsafe {
+            bpf_xdp_load_bytes(
+                self.ctx,
+                off as u32,
+                buf.as_mut_ptr() as *mut c_void,
+                N as u32,
+            )
+        };
+        if r == 0 { Some(buf) } else { None }
+    }
+}
+
+#[inline(always)]
+fn g_add(idx: u32, n: u64) {
+    if let Some(p) = GLOBAL_STATS.get_ptr_mut(idx) {
+        // SAFETY: per-CPU slot, only this CPU writes it.
+        unsafe { *p += n };
+    }
+}
+
+/// What the trace records besides the verdict.
+#[derive(Clone, Copy)]
+struct Info {
+    category: u8,
+    label: u8,
+    flags: u8,
+}
+
+const NO_INFO: Info = Info {
+    category: 0,
+    label: 0,
+    flags: 0,
+};
+
+#[xdp]
+pub fn flowfilter(ctx: XdpContext) -> u32 {
+    let (action, info) = filter(&ctx);
+    // SAFETY: reading a constant the loader may have set.
+    if unsafe { core::ptr::read_volatile(&TRACE) } != 0 {
+        if let Some(t) = PKT_TRACE.get_ptr_mut(0) {
+            // SAFETY: map value pointer; replay runs one packet at a time.
+            unsafe {
+                (*t).verdict = action;
+                (*t).category = info.category;
+                (*t).label = info.label;
+                (*t).flags = info.flags;
+                (*t).written = 1;
+            }
+        }
+    }
+    action
+}
+
+#[inline(always)]
+fn filter(ctx: &XdpContext) -> (u32, Info) {
+    // SAFETY: ctx is the program's context.
+    let len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as usize;
+    let frame = Frame { ctx: ctx.ctx, len };
+    g_add(G_PACKETS, 1);
+    g_add(G_BYTES, len as u64);
+    let pkt = match parse_frame(&frame) {
+        Parsed::NonIp => {
+            g_add(G_NON_IP, 1);
+            return (XDP_PASS, NO_INFO);
+        }
+        Parsed::Malformed(_) => {
+            g_add(G_MALFORMED, 1);
+            return (XDP_PASS, NO_INFO);
+        }
+        Parsed::Ip(p) => p,
+    };
+    match pkt.frag {
+        Fragment::Later { id } => {
+            g_add(G_FRAGMENTS, 1);
+            let key = frag_key(&pkt, id);
+            // SAFETY: read-only look-up of a plain value.
+            if unsafe { FRAGS.get(&key) }.is_some() {
+                g_add(G_FRAG_DROPPED, 1);
+                g_add(G_DROPPED, 1);
+                return (XDP_DROP, NO_INFO);
+            }
+            return (XDP_PASS, NO_INFO);
+        }
+        Fragment::First { .. } => g_add(G_FRAGMENTS, 1),
+        Fragment::None => {}
+    }
+    if pkt.proto == PROTO_TCP {
+        g_add(G_TCP, 1);
+        return (XDP_PASS, NO_INFO);
+    }
+    if pkt.proto != PROTO_UDP {
+        g_add(G_OTHER_IP, 1);
+        return (XDP_PASS, NO_INFO);
+    }
+    g_add(G_UDP, 1);
+    udp(ctx, &pkt, len)
+}
+
+#[inline(always)]
+fn frag_key(pkt: &Packet, id: u32) -> FragKey {
+    // An IPv6 later fragment's next header may be another extension header,
+    // not the first fragment's upper protocol; the 32-bit id is enough there.
+    let proto = if pkt.is_v6 { 0 } else { pkt.proto };
+    FragKey {
+        src: pkt.src,
+        dst: pkt.dst,
+        id,
+        proto,
+        _pad: [0; 3],
+    }
+}
+
+#[inline(always)]
+fn lookup(generation: u32, pkt: &Packet, dst: bool) -> u8 {
+    let addr = if dst { &pkt.dst } else { &pkt.src };
+    if pkt.is_v6 {
+        let key = Key::new(128, *addr);
+        let map = if generation == 0 { &V6_LPM0 } else { &V6_LPM1 };
+        return map.get(&key).copied().unwrap_or(CAT_NONE);
+    }
+    let a = if dst { pkt.dst_v4() } else { pkt.src_v4() };
+    let Some(row) = V4_TBL24.get(row_index(generation, a)) else {
+        return CAT_NONE;
+    };
+    match decode(row[row_slot(a)]) {
+        V4Entry::Category(c) => c,
+        V4Entry::Chunk(i) => V4_TBL8.get(i).map_or(CAT_NONE, |c| c[chunk_slot(a)]),
+    }
+}
+
+#[inline(always)]
+fn udp(ctx: &XdpContext, pkt: &Packet, len: usize) -> (u32, Info) {
+    let Some(state) = STATE.get(0) else {
+        return (XDP_PASS, NO_INFO);
+    };
+    let generation = state.generation & 1;
+    let src_cat = lookup(generation, pkt, false);
+    let dst_cat = lookup(generation, pkt, true);
+    if src_cat == CAT_ALLOW || dst_cat == CAT_ALLOW {
+        g_add(G_ALLOWED, 1);
+        return (
+            XDP_PASS,
+            Info {
+                category: CAT_ALLOW,
+                label: 0,
+                flags: 0,
+            },
+        );
+    }
+
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return (XDP_PASS, NO_INFO);
+    };
+    // SAFETY: per-CPU scratch value, used only during this run on this CPU.
+    let scratch = unsafe { &mut *scratch };
+    let head = &mut scratch.head;
+    // Zero the head so nothing from an earlier packet is ever read.
+    for w in head.chunks_exact_mut(8) {
+        w.copy_from_slice(&[0u8; 8]);
+    }
+    let want = if pkt.payload_len < HEAD_LEN {
+        pkt.payload_len
+    } else {
+        HEAD_LEN
+    };
+    let want = (want as u32) & 0xff;
+    if want > 0 && want <= HEAD_LEN as u32 {
+        // SAFETY: copies at most HEAD_LEN bytes into head; the helper checks bounds.
+        let r = unsafe {
+            bpf_xdp_load_bytes(
+                ctx.ctx,
+                pkt.payload_off as u32,
+                head.as_mut_ptr() as *mut c_void,
+                want,
+            )
+        };
+        if r != 0 {
+            g_add(G_MALFORMED, 1);
+            return (XDP_PASS, NO_INFO);
+        }
+    }
+    let class = classify(head, pkt.payload_len, pkt.sport, pkt.dport);
+    let (key, from_a) = pkt.flow_key();
+    let listed = if dst_cat != CAT_NONE {
+        dst_cat
+    } else {
+        src_cat
+    };
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+
+    let existing = FLOWS.get_ptr_mut(&key);
+    let fresh = &mut scratch.flow;
+    *fresh = FlowValue::default();
+    let (flow, is_new): (&mut FlowValue, bool) = match existing {
+        // SAFETY: pointer to a map value that stays valid for this run.
+        Some(p) => (unsafe { &mut *p }, false),
+        None => {
+            let cat = if listed != CAT_NONE {
+                listed
+            } else {
+                class.app
+            };
+            if cat == CAT_NONE {
+                count_label(class.label, len, Verdict::Pass);
+                return (
+                    XDP_PASS,
+                    Info {
+                        category: 0,
+                        label: class.label,
+                        flags: 0,
+                    },
+                );
+            }
+            fresh.first_seen_ns = now;
+            if !from_a {
+                fresh.flags |= FLOW_FIRST_FROM_B;
+            }
+            (fresh, true)
+        }
+    };
+    let is_call = observe(flow, &class, from_a);
+    // Re-derived on every packet, so a list swap re-categorises live flows.
+    let category = if listed != CAT_NONE {
+        listed
+    } else {
+        flow.sig_category
+    };
+    flow.category = category;
+    if listed != CAT_NONE {
+        flow.flags |= FLOW_LISTED;
+    } else {
+        flow.flags &= !FLOW_LISTED;
+    }
+    if category == CAT_NONE {
+        // Tracked, but no longer in any category (its range left the lists).
+        flow.last_seen_ns = now;
+        count_label(class.label, len, Verdict::Pass);
+        return (
+            XDP_PASS,
+            Info {
+                category: 0,
+                label: flow.label,
+                flags: 0,
+            },
+        );
+    }
+
+    let policy = POLICY
+        .get(generation * CATEGORY_SLOTS + category as u32)
+        .copied()
+        .unwrap_or_default();
+    if policy.action == ACTION_FLOWS && flow.fate == FATE_UNDECIDED {
+        // The caller is the endpoint outside the category's ranges; for a flow
+        // recognised by signature alone, the endpoint that sent first.
+        let caller = if dst_cat != CAT_NONE {
+            &pkt.src
+        } else if src_cat != CAT_NONE {
+            &pkt.dst
+        } else if (flow.flags & FLOW_FIRST_FROM_B != 0) == from_a {
+            &pkt.dst
+        } else {
+            &pkt.src
+        };
+        let seed = epoch_seed(state.seed, now, state.epoch_secs);
+        flow.fate = caller_fate(caller, seed, policy.percent);
+    }
+    // SAFETY: helper without arguments.
+    let rand = unsafe { bpf_get_prandom_u32() };
+    let v = verdict(&policy, is_call, flow.fate, rand);
+    let dropped = v == Verdict::Drop;
+    let label = if class.label != LABEL_NONE {
+        class.label
+    } else {
+        flow.label
+    };
+    let info = Info {
+        category,
+        label: flow.label,
+        flags: if v == Verdict::Monitor {
+            TRACE_MONITORED
+        } else {
+            0
+        } | if is_call { TRACE_CALL } else { 0 },
+    };
+
+    flow.last_seen_ns = now;
+    if is_new {
+        flow.packets = 1;
+        flow.bytes = len as u64;
+        flow.dropped = dropped as u64;
+        if FLOWS.insert(&key, flow, BPF_NOEXIST as u64).is_err() {
+            g_add(G_FLOW_INSERT_FAIL, 1);
+        }
+    } else {
+        // SAFETY: the fields are 8-byte aligned u64s inside a live map value.
+        unsafe {
+            atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&mut flow.packets, 1);
+            atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&mut flow.bytes, len as u64);
+            if dropped {
+                atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&mut flow.dropped, 1);
+            }
+        }
+    }
+
+    count_category(category, len, v);
+    count_label(label, len, v);
+    if dropped {
+        g_add(G_DROPPED, 1);
+        if let Fragment::First { id } = pkt.frag {
+            let _ = FRAGS.insert(&frag_key(pkt, id), &1, BPF_ANY as u64);
+        }
+        return (XDP_DROP, info);
+    }
+    (XDP_PASS, info)
+}
+
+#[inline(always)]
+fn count_category(category: u8, len: usize, v: Verdict) {
+    let Some(s) = CAT_STATS.get_ptr_mut(category as u32) else {
+        return;
+    };
+    let len = len as u64;
+    // SAFETY: per-CPU slot, only this CPU writes it.
+    unsafe {
+        (*s).seen_packets += 1;
+        (*s).seen_bytes += len;
+        match v {
+            Verdict::Drop => {
+                (*s).dropped_packets += 1;
+                (*s).dropped_bytes += len;
+            }
+            Verdict::Monitor => {
+                (*s).monitored_packets += 1;
+                (*s).monitored_bytes += len;
+                (*s).passed_packets += 1;
+                (*s).passed_bytes += len;
+            }
+            Verdict::Pass => {
+                (*s).passed_packets += 1;
+                (*s).passed_bytes += len;
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn count_label(label: u8, len: usize, v: Verdict) {
+    if label == LABEL_NONE || label > LABEL_MAX {
+        return;
+    }
+    let Some(s) = LABEL_STATS.get_ptr_mut(label as u32) else {
+        return;
+    };
+    // SAFETY: per-CPU slot, only this CPU writes it.
+    unsafe {
+        (*s).packets += 1;
+        (*s).bytes += len as u64;
+        match v {
+            Verdict::Drop => (*s).dropped += 1,
+            Verdict::Monitor => (*s).monitored += 1,
+            Verdict::Pass => {}
+        }
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // SAFETY: the verifier rejects any path that could reach here.
+    unsafe { core::hint::unreachable_unchecked() }
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

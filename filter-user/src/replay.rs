@@ -1,0 +1,247 @@
+//! `flowfilter replay`: run captured frames, in order, through a private,
+//! unattached instance of the program with BPF_PROG_TEST_RUN, and report per
+//! bidirectional flow.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use filter_common::classify::label_name;
+use filter_common::parse::{Fragment, Parsed, parse_frame};
+use filter_common::{CAT_NONE, FlowKey, TRACE_MONITORED, XDP_DROP};
+
+use crate::lists::Lists;
+use crate::loader::{Filter, LoadError};
+
+/// Frames shorter than an Ethernet header cannot be run by the kernel.
+const MIN_FRAME: usize = 14;
+
+/// One bidirectional flow of a replay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowReport {
+    /// IP protocol number.
+    pub proto: u8,
+    /// Source of the flow's first packet.
+    pub src: SocketAddr,
+    /// Destination of the flow's first packet.
+    pub dst: SocketAddr,
+    /// Packets of the flow (both directions).
+    pub packets: u64,
+    /// Of those, dropped.
+    pub dropped: u64,
+    /// Of those, dropped-if-enforced under `monitor`.
+    pub monitored: u64,
+    /// Category id the program gave the flow (0: none).
+    pub category_id: u8,
+    /// Label id of the flow (0: none).
+    pub label_id: u8,
+    /// Category name.
+    pub category: Option<String>,
+    /// Label name.
+    pub label: Option<String>,
+}
+
+impl FlowReport {
+    /// `udp`, `tcp`, `icmp`, `icmpv6` or the protocol number.
+    pub fn proto_name(&self) -> String {
+        match self.proto {
+            17 => "udp".into(),
+            6 => "tcp".into(),
+            1 => "icmp".into(),
+            58 => "icmpv6".into(),
+            n => n.to_string(),
+        }
+    }
+
+    /// One JSON object (the `--json` line format).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "proto": self.proto_name(),
+            "src": self.src.to_string(),
+            "dst": self.dst.to_string(),
+            "packets": self.packets,
+            "dropped": self.dropped,
+            "category": self.category,
+            "label": self.label,
+        })
+    }
+}
+
+/// Everything a replay found.
+#[derive(Clone, Debug, Default)]
+pub struct ReplayReport {
+    /// Flows in order of their first packet.
+    pub flows: Vec<FlowReport>,
+    /// Frames replayed.
+    pub packets: u64,
+    /// Frames dropped.
+    pub dropped: u64,
+    /// Frames that were not IP (passed; not part of a flow).
+    pub non_ip: u64,
+    /// Frames the parser rejected (passed; not part of a flow).
+    pub malformed: u64,
+}
+
+impl ReplayReport {
+    /// The `--json` output: one line per flow, then the summary line.
+    pub fn to_json_lines(&self) -> String {
+        let mut out = String::new();
+        for f in &self.flows {
+            let _ = writeln!(out, "{}", f.to_json());
+        }
+        let summary = serde_json::json!({"summary": {
+            "packets": self.packets, "dropped": self.dropped, "flows": self.flows.len()}});
+        let _ = writeln!(out, "{summary}");
+        out
+    }
+
+    /// The human output: an aligned table and a summary line.
+    pub fn to_table(&self) -> String {
+        let header = [
+            "PROTO", "SRC", "DST", "PACKETS", "DROPPED", "CATEGORY", "LABEL",
+        ];
+        let rows: Vec<[String; 7]> = self
+            .flows
+            .iter()
+            .map(|f| {
+                [
+                    f.proto_name(),
+                    f.src.to_string(),
+                    f.dst.to_string(),
+                    f.packets.to_string(),
+                    f.dropped.to_string(),
+                    f.category.clone().unwrap_or_else(|| "-".into()),
+                    f.label.clone().unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        let mut w = header.map(str::len);
+        for r in &rows {
+            for (i, c) in r.iter().enumerate() {
+                w[i] = w[i].max(c.len());
+            }
+        }
+        let mut out = String::new();
+        let line = |out: &mut String, cells: [&str; 7]| {
+            let mut s = String::new();
+            for (i, c) in cells.iter().enumerate() {
+                if i == 3 || i == 4 {
+                    let _ = write!(s, "{c:>width$}  ", width = w[i]);
+                } else {
+                    let _ = write!(s, "{c:<width$}  ", width = w[i]);
+                }
+            }
+            let _ = writeln!(out, "{}", s.trim_end());
+        };
+        line(&mut out, header);
+        for r in &rows {
+            line(&mut out, [&r[0], &r[1], &r[2], &r[3], &r[4], &r[5], &r[6]]);
+        }
+        let _ = writeln!(
+            out,
+            "{} packets, {} dropped, {} flows ({} non-IP, {} malformed frames passed)",
+            self.packets,
+            self.dropped,
+            self.flows.len(),
+            self.non_ip,
+            self.malformed
+        );
+        out
+    }
+}
+
+fn sock(addr: &[u8; 16], is_v6: bool, port: u16) -> SocketAddr {
+    let ip = if is_v6 {
+        IpAddr::V6(Ipv6Addr::from(*addr))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(addr[12], addr[13], addr[14], addr[15]))
+    };
+    SocketAddr::new(ip, port)
+}
+
+/// Replay `frames` in order through `filter` (loaded with `trace`), naming
+/// categories with `lists`.
+pub fn replay<'a>(
+    filter: &mut Filter,
+    lists: &Lists,
+    frames: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<ReplayReport, LoadError> {
+    let mut rep = ReplayReport::default();
+    let mut index: HashMap<FlowKey, usize> = HashMap::new();
+    // Later fragments carry no ports: map (src, dst, proto, id) to the flow of
+    // the first fragment.
+    let mut frag_flows: HashMap<([u8; 16], [u8; 16], u8, u32), usize> = HashMap::new();
+    for frame in frames {
+        rep.packets += 1;
+        if frame.len() < MIN_FRAME {
+            rep.malformed += 1;
+            continue;
+        }
+        filter.clear_trace()?;
+        let verdict = filter.run(frame)?;
+        let trace = filter.trace()?;
+        let dropped = verdict == XDP_DROP;
+        if dropped {
+            rep.dropped += 1;
+        }
+        let pkt = match parse_frame(frame) {
+            Parsed::Ip(p) => p,
+            Parsed::NonIp => {
+                rep.non_ip += 1;
+                continue;
+            }
+            Parsed::Malformed(_) => {
+                rep.malformed += 1;
+                continue;
+            }
+        };
+        let slot = match pkt.frag {
+            Fragment::Later { id } => frag_flows.get(&(pkt.src, pkt.dst, pkt.proto, id)).copied(),
+            _ => None,
+        };
+        let slot = slot.unwrap_or_else(|| {
+            let (key, _) = pkt.flow_key();
+            *index.entry(key).or_insert_with(|| {
+                rep.flows.push(FlowReport {
+                    proto: pkt.proto,
+                    src: sock(&pkt.src, pkt.is_v6, pkt.sport),
+                    dst: sock(&pkt.dst, pkt.is_v6, pkt.dport),
+                    packets: 0,
+                    dropped: 0,
+                    monitored: 0,
+                    category_id: CAT_NONE,
+                    label_id: 0,
+                    category: None,
+                    label: None,
+                });
+                rep.flows.len() - 1
+            })
+        });
+        if let Fragment::First { id } = pkt.frag {
+            frag_flows.insert((pkt.src, pkt.dst, pkt.proto, id), slot);
+        }
+        let f = &mut rep.flows[slot];
+        f.packets += 1;
+        if dropped {
+            f.dropped += 1;
+        }
+        if trace.written != 0 {
+            if trace.flags & TRACE_MONITORED != 0 {
+                f.monitored += 1;
+            }
+            if trace.category != CAT_NONE {
+                f.category_id = trace.category;
+            }
+            if trace.label != 0 {
+                f.label_id = trace.label;
+            }
+        }
+    }
+    for f in &mut rep.flows {
+        if f.category_id != CAT_NONE {
+            f.category = lists.name_of(f.category_id).map(str::to_string);
+        }
+        f.label = label_name(f.label_id).map(str::to_string);
+    }
+    Ok(rep)
+}

@@ -1,0 +1,756 @@
+//! Verdict table through BPF_PROG_TEST_RUN on the compiled program: each row
+//! a description, a frame, the expected verdict and the expected counter
+//! changes (katran's testing style).
+
+use filter_common::classify::{LABEL_RTP, LABEL_STUN};
+use filter_common::pktbuild::{self, Builder, filler, rtp, stun};
+use filter_common::*;
+use filter_user::loader::Filter;
+use flowfilter_tests::{lists, load, require_root};
+
+const WA: u8 = CAT_WHATSAPP;
+const TG: u8 = CAT_TELEGRAM;
+
+/// A counter a row expects to change.
+#[derive(Clone, Copy, Debug)]
+enum C {
+    Global(u32),
+    CatSeen(u8),
+    CatDropped(u8),
+    CatMonitored(u8),
+    CatPassed(u8),
+    LabelPackets(u8),
+    LabelDropped(u8),
+}
+
+struct Row {
+    what: &'static str,
+    frame: Vec<u8>,
+    verdict: u32,
+    counters: Vec<(C, u64)>,
+}
+
+fn row(what: &'static str, frame: Vec<u8>, verdict: u32, counters: &[(C, u64)]) -> Row {
+    Row {
+        what,
+        frame,
+        verdict,
+        counters: counters.to_vec(),
+    }
+}
+
+struct Snapshot {
+    global: Vec<u64>,
+    cats: Vec<CatStats>,
+    labels: Vec<LabelStats>,
+}
+
+fn snapshot(f: &Filter) -> Snapshot {
+    Snapshot {
+        global: f.global_stats().expect("global stats"),
+        cats: f.category_stats().expect("category stats"),
+        labels: f.label_stats().expect("label stats"),
+    }
+}
+
+fn value(s: &Snapshot, c: C) -> u64 {
+    match c {
+        C::Global(i) => s.global[i as usize],
+        C::CatSeen(k) => s.cats[k as usize].seen_packets,
+        C::CatDropped(k) => s.cats[k as usize].dropped_packets,
+        C::CatMonitored(k) => s.cats[k as usize].monitored_packets,
+        C::CatPassed(k) => s.cats[k as usize].passed_packets,
+        C::LabelPackets(l) => s.labels[l as usize].packets,
+        C::LabelDropped(l) => s.labels[l as usize].dropped,
+    }
+}
+
+/// Every counter a row can name, so rows assert "no other change" too.
+fn all_counters() -> Vec<C> {
+    let mut v: Vec<C> = (0..GLOBAL_SLOTS).map(C::Global).collect();
+    for k in [WA, TG, CAT_ALLOW, 0] {
+        v.extend([
+            C::CatSeen(k),
+            C::CatDropped(k),
+            C::CatMonitored(k),
+            C::CatPassed(k),
+        ]);
+    }
+    for l in 1..8 {
+        v.extend([C::LabelPackets(l), C::LabelDropped(l)]);
+    }
+    v
+}
+
+fn run_table(f: &Filter, rows: &[Row]) {
+    for r in rows {
+        let before = snapshot(f);
+        let verdict = f
+            .run(&r.frame)
+            .unwrap_or_else(|e| panic!("{}: test run: {e}", r.what));
+        assert_eq!(verdict, r.verdict, "{}: verdict", r.what);
+        let after = snapshot(f);
+        for c in all_counters() {
+            let want = r
+                .counters
+                .iter()
+                .filter(|(k, _)| format!("{k:?}") == format!("{c:?}"))
+                .map(|(_, n)| *n)
+                .sum::<u64>();
+            // Every frame counts as a packet and its bytes; rows need not say so.
+            let want = match c {
+                C::Global(G_PACKETS) => 1,
+                C::Global(G_BYTES) => r.frame.len() as u64,
+                C::Global(G_DROPPED) => u64::from(r.verdict == XDP_DROP),
+                _ => want,
+            };
+            let got = value(&after, c) - value(&before, c);
+            assert_eq!(got, want, "{}: counter {c:?}", r.what);
+        }
+    }
+}
+
+fn stun_binding(seed: u8) -> Vec<u8> {
+    stun(0x0001, [seed; 12], &[(0x0006, b"user:pass")])
+}
+
+const WA4: [u8; 4] = [198, 51, 100, 10];
+const CLIENT4: [u8; 4] = [100, 64, 0, 1];
+const WA6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5];
+const TG6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 5];
+const ALLOW6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 2, 0, 3, 0, 0, 0, 0, 0, 1];
+const CLIENT6: [u8; 16] = [
+    0x20, 0x01, 0x0d, 0xb8, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+];
+
+fn test_lists() -> filter_user::lists::Lists {
+    lists(
+        &[
+            (
+                "whatsapp",
+                "198.51.100.0/24\n203.0.113.128/25\n10.0.0.0/8\n10.1.2.0/24\n10.1.2.200/32\n2001:db8:1::/48\n",
+            ),
+            (
+                "telegram",
+                "10.1.0.0/16\n10.1.2.128/25\n2001:db8:1:2::/64\n",
+            ),
+        ],
+        "10.9.0.0/16\n203.0.113.129\n2001:db8:1:2:3::/80\n",
+    )
+}
+
+fn u4(dst: [u8; 4], sport: u16, payload: &[u8]) -> Vec<u8> {
+    pktbuild::udp4(CLIENT4, sport, dst, 3478, payload)
+}
+
+#[test]
+fn parsing_and_protocols() {
+    if !require_root("parsing_and_protocols") {
+        return;
+    }
+    let l = test_lists();
+    let f = load(&l, &[]);
+    let stun_wa = |sport| u4(WA4, sport, &stun_binding(1));
+    let drop_wa = [
+        (C::Global(G_UDP), 1),
+        (C::CatSeen(WA), 1),
+        (C::CatDropped(WA), 1),
+        (C::LabelPackets(LABEL_STUN), 1),
+        (C::LabelDropped(LABEL_STUN), 1),
+    ];
+    let drop_tg = [
+        (C::Global(G_UDP), 1),
+        (C::CatSeen(TG), 1),
+        (C::CatDropped(TG), 1),
+        (C::LabelPackets(LABEL_STUN), 1),
+        (C::LabelDropped(LABEL_STUN), 1),
+    ];
+    let rows = vec![
+        row(
+            "ARP passes as non-IP",
+            pktbuild::arp_request([2, 0, 0, 0, 0, 9], CLIENT4, WA4),
+            XDP_PASS,
+            &[(C::Global(G_NON_IP), 1)],
+        ),
+        row(
+            "truncated IPv4 header passes, counted malformed",
+            pktbuild::udp4(CLIENT4, 1, WA4, 2, b"x")[..24].to_vec(),
+            XDP_PASS,
+            &[(C::Global(G_MALFORMED), 1)],
+        ),
+        row(
+            "IHL 4 is malformed",
+            Builder::new()
+                .ipv4(CLIENT4, WA4)
+                .ihl(4)
+                .udp(1, 3478, &stun_binding(1))
+                .build(),
+            XDP_PASS,
+            &[(C::Global(G_MALFORMED), 1)],
+        ),
+        row(
+            "TCP to a listed range passes",
+            pktbuild::tcp4(CLIENT4, 40000, WA4, 443, b"\x16\x03\x01hello"),
+            XDP_PASS,
+            &[(C::Global(G_TCP), 1)],
+        ),
+        row(
+            "TCP over IPv6 to a listed range passes",
+            pktbuild::tcp6(CLIENT6, 40000, WA6, 443, b"x"),
+            XDP_PASS,
+            &[(C::Global(G_TCP), 1)],
+        ),
+        row(
+            "ICMP to a listed range passes",
+            Builder::new()
+                .ipv4(CLIENT4, WA4)
+                .icmp(8, 0, b"ping")
+                .build(),
+            XDP_PASS,
+            &[(C::Global(G_OTHER_IP), 1)],
+        ),
+        row(
+            "UDP STUN to a listed v4 range drops",
+            stun_wa(5000),
+            XDP_DROP,
+            &drop_wa,
+        ),
+        row(
+            "UDP non-media to a listed range passes (scope media)",
+            u4(WA4, 5001, &filler(100, 0xF0)),
+            XDP_PASS,
+            &[
+                (C::Global(G_UDP), 1),
+                (C::CatSeen(WA), 1),
+                (C::CatPassed(WA), 1),
+            ],
+        ),
+        row(
+            "UDP STUN to an unlisted address passes",
+            u4([100, 64, 9, 9], 5002, &stun_binding(2)),
+            XDP_PASS,
+            &[(C::Global(G_UDP), 1), (C::LabelPackets(LABEL_STUN), 1)],
+        ),
+        row(
+            "IPv6 STUN to whatsapp /48 drops",
+            pktbuild::udp6(CLIENT6, 5000, WA6, 3478, &stun_binding(3)),
+            XDP_DROP,
+            &drop_wa,
+        ),
+        row(
+            "IPv6 STUN to telegram /64 inside whatsapp /48: longest prefix wins",
+            pktbuild::udp6(CLIENT6, 5000, TG6, 3478, &stun_binding(3)),
+            XDP_DROP,
+            &drop_tg,
+        ),
+        row(
+            "IPv6 STUN to an allow /80 inside both passes",
+            pktbuild::udp6(CLIENT6, 5000, ALLOW6, 3478, &stun_binding(3)),
+            XDP_PASS,
+            &[(C::Global(G_UDP), 1), (C::Global(G_ALLOWED), 1)],
+        ),
+        row(
+            "VLAN + QinQ STUN to a listed range drops",
+            Builder::new()
+                .qinq(100)
+                .vlan(200)
+                .ipv4(CLIENT4, WA4)
+                .udp(5003, 3478, &stun_binding(4))
+                .build(),
+            XDP_DROP,
+            &drop_wa,
+        ),
+        row(
+            "three VLAN tags: malformed, passes",
+            Builder::new()
+                .qinq(1)
+                .vlan(2)
+                .vlan(3)
+                .ipv4(CLIENT4, WA4)
+                .udp(5004, 3478, &stun_binding(4))
+                .build(),
+            XDP_PASS,
+            &[(C::Global(G_MALFORMED), 1)],
+        ),
+        row(
+            "IPv4 options (IHL 8) STUN to a listed range drops",
+            Builder::new()
+                .ipv4(CLIENT4, WA4)
+                .ipv4_options(&[1; 12])
+                .udp(5005, 3478, &stun_binding(5))
+                .build(),
+            XDP_DROP,
+            &drop_wa,
+        ),
+        row(
+            "IPv6 hop-by-hop + routing + dest-opts then STUN to telegram drops",
+            Builder::new()
+                .ipv6(CLIENT6, TG6)
+                .v6_ext(0, 8)
+                .v6_ext(43, 16)
+                .v6_ext(60, 8)
+                .udp(5006, 3478, &stun_binding(6))
+                .build(),
+            XDP_DROP,
+            &drop_tg,
+        ),
+        row(
+            "IPv6 AH then STUN to telegram drops",
+            Builder::new()
+                .ipv6(CLIENT6, TG6)
+                .v6_ext(51, 16)
+                .udp(5007, 3478, &stun_binding(6))
+                .build(),
+            XDP_DROP,
+            &drop_tg,
+        ),
+        row(
+            "IPv6 chain of 7 extension headers: malformed, passes",
+            (0..7)
+                .fold(Builder::new().ipv6(CLIENT6, TG6), |b, _| b.v6_ext(60, 8))
+                .udp(5008, 3478, &stun_binding(6))
+                .build(),
+            XDP_PASS,
+            &[(C::Global(G_MALFORMED), 1)],
+        ),
+    ];
+    run_table(&f, &rows);
+}
+
+#[test]
+fn fragments() {
+    if !require_root("fragments") {
+        return;
+    }
+    let l = test_lists();
+    let f = load(&l, &[]);
+    let big_stun = |seed| stun(0x0001, [seed; 12], &[(0x0006, &[0x41; 64])]);
+    let first = |id, sport, payload: &[u8]| {
+        Builder::new()
+            .ipv4(CLIENT4, WA4)
+            .ipv4_id(id)
+            .ipv4_fragment(0, true)
+            .udp(sport, 3478, payload)
+            .build()
+    };
+    let later = |id| {
+        Builder::new()
+            .ipv4(CLIENT4, WA4)
+            .ipv4_id(id)
+            .ipv4_fragment(10, false)
+            .raw(17, &[0x42; 40])
+            .build()
+    };
+    let first6 = |id, payload: &[u8]| {
+        Builder::new()
+            .ipv6(CLIENT6, WA6)
+            .v6_fragment(0, true, id)
+            .udp(6001, 3478, payload)
+            .build()
+    };
+    let later6 = |id| {
+        Builder::new()
+            .ipv6(CLIENT6, WA6)
+            .v6_fragment(10, false, id)
+            .raw(17, &[0x42; 40])
+            .build()
+    };
+    let frag_drop = [
+        (C::Global(G_FRAGMENTS), 1),
+        (C::Global(G_UDP), 1),
+        (C::CatSeen(WA), 1),
+        (C::CatDropped(WA), 1),
+        (C::LabelPackets(LABEL_STUN), 1),
+        (C::LabelDropped(LABEL_STUN), 1),
+    ];
+    let frag_pass = [
+        (C::Global(G_FRAGMENTS), 1),
+        (C::Global(G_UDP), 1),
+        (C::CatSeen(WA), 1),
+        (C::CatPassed(WA), 1),
+    ];
+    let rows = vec![
+        row(
+            "first fragment carrying STUN to a listed range drops",
+            first(77, 6000, &big_stun(7)),
+            XDP_DROP,
+            &frag_drop,
+        ),
+        row(
+            "its later fragment drops (keyed by src, dst, proto, IP id)",
+            later(77),
+            XDP_DROP,
+            &[(C::Global(G_FRAGMENTS), 1), (C::Global(G_FRAG_DROPPED), 1)],
+        ),
+        row(
+            "a later fragment with another id passes",
+            later(79),
+            XDP_PASS,
+            &[(C::Global(G_FRAGMENTS), 1)],
+        ),
+        row(
+            "first fragment of non-call UDP passes",
+            first(80, 6002, &filler(64, 3)),
+            XDP_PASS,
+            &frag_pass,
+        ),
+        row(
+            "its later fragment passes",
+            later(80),
+            XDP_PASS,
+            &[(C::Global(G_FRAGMENTS), 1)],
+        ),
+        row(
+            "first fragment of non-call bytes on a call flow drops (flow state)",
+            first(81, 6000, &filler(64, 4)),
+            XDP_DROP,
+            &[
+                (C::Global(G_FRAGMENTS), 1),
+                (C::Global(G_UDP), 1),
+                (C::CatSeen(WA), 1),
+                (C::CatDropped(WA), 1),
+                (C::LabelDropped(LABEL_STUN), 1),
+                (C::LabelPackets(LABEL_STUN), 1),
+            ],
+        ),
+        row(
+            "and its later fragment drops",
+            later(81),
+            XDP_DROP,
+            &[(C::Global(G_FRAGMENTS), 1), (C::Global(G_FRAG_DROPPED), 1)],
+        ),
+        row(
+            "IPv6 first fragment carrying STUN drops",
+            first6(99, &big_stun(8)),
+            XDP_DROP,
+            &frag_drop,
+        ),
+        row(
+            "IPv6 later fragment of that train drops",
+            later6(99),
+            XDP_DROP,
+            &[(C::Global(G_FRAGMENTS), 1), (C::Global(G_FRAG_DROPPED), 1)],
+        ),
+        row(
+            "IPv6 later fragment of another train passes",
+            later6(100),
+            XDP_PASS,
+            &[(C::Global(G_FRAGMENTS), 1)],
+        ),
+    ];
+    run_table(&f, &rows);
+}
+
+#[test]
+fn longest_prefix_and_allowlist() {
+    if !require_root("longest_prefix_and_allowlist") {
+        return;
+    }
+    let l = test_lists();
+    let f = load(&l, &[]);
+    let d = |what, dst: [u8; 4], cat: u8, sport| {
+        row(
+            what,
+            u4(dst, sport, &stun_binding(sport as u8)),
+            XDP_DROP,
+            &[
+                (C::Global(G_UDP), 1),
+                (C::CatSeen(cat), 1),
+                (C::CatDropped(cat), 1),
+                (C::LabelPackets(LABEL_STUN), 1),
+                (C::LabelDropped(LABEL_STUN), 1),
+            ],
+        )
+    };
+    let rows = vec![
+        d("10.5.0.1: whatsapp /8", [10, 5, 0, 1], WA, 7001),
+        d(
+            "10.1.5.1: telegram /16 inside whatsapp /8",
+            [10, 1, 5, 1],
+            TG,
+            7002,
+        ),
+        d(
+            "10.1.2.3: whatsapp /24 inside telegram /16",
+            [10, 1, 2, 3],
+            WA,
+            7003,
+        ),
+        d(
+            "10.1.2.130: telegram /25 inside whatsapp /24",
+            [10, 1, 2, 130],
+            TG,
+            7004,
+        ),
+        d(
+            "10.1.2.200: whatsapp /32 inside telegram /25",
+            [10, 1, 2, 200],
+            WA,
+            7005,
+        ),
+        d(
+            "10.1.2.201: telegram /25 next to the /32",
+            [10, 1, 2, 201],
+            TG,
+            7006,
+        ),
+        d("203.0.113.130: whatsapp /25", [203, 0, 113, 130], WA, 7007),
+        row(
+            "203.0.113.127: just below the /25, unlisted",
+            u4([203, 0, 113, 127], 7008, &stun_binding(1)),
+            XDP_PASS,
+            &[(C::Global(G_UDP), 1), (C::LabelPackets(LABEL_STUN), 1)],
+        ),
+        row(
+            "203.0.113.129: allow /32 inside whatsapp /25",
+            u4([203, 0, 113, 129], 7009, &stun_binding(1)),
+            XDP_PASS,
+            &[(C::Global(G_UDP), 1), (C::Global(G_ALLOWED), 1)],
+        ),
+        row(
+            "10.9.1.1: allow /16 inside whatsapp /8",
+            u4([10, 9, 1, 1], 7010, &stun_binding(1)),
+            XDP_PASS,
+            &[(C::Global(G_UDP), 1), (C::Global(G_ALLOWED), 1)],
+        ),
+        row(
+            "allow on the source side passes too",
+            pktbuild::udp4([10, 9, 1, 1], 7011, WA4, 3478, &stun_binding(1)),
+            XDP_PASS,
+            &[(C::Global(G_UDP), 1), (C::Global(G_ALLOWED), 1)],
+        ),
+        row(
+            "listed source, unlisted destination: categorised by the source",
+            pktbuild::udp4(WA4, 3478, CLIENT4, 7012, &stun_binding(1)),
+            XDP_DROP,
+            &[
+                (C::Global(G_UDP), 1),
+                (C::CatSeen(WA), 1),
+                (C::CatDropped(WA), 1),
+                (C::LabelPackets(LABEL_STUN), 1),
+                (C::LabelDropped(LABEL_STUN), 1),
+            ],
+        ),
+    ];
+    run_table(&f, &rows);
+}
+
+#[test]
+fn policies_monitor_off_scope_flows_loss() {
+    if !require_root("policies_monitor_off_scope_flows_loss") {
+        return;
+    }
+    let l = test_lists();
+    let media = |sport| u4(WA4, sport, &stun_binding(2));
+    let other = |sport| u4(WA4, sport, &filler(80, 0xF1));
+    let base = [(C::Global(G_UDP), 1), (C::CatSeen(WA), 1)];
+    let with =
+        |extra: &[(C, u64)]| -> Vec<(C, u64)> { base.iter().chain(extra).copied().collect() };
+
+    let f = load(&l, &[("whatsapp", "monitor")]);
+    run_table(
+        &f,
+        &[
+            row(
+                "monitor: call media passes, counted as monitored",
+                media(8001),
+                XDP_PASS,
+                &with(&[
+                    (C::CatMonitored(WA), 1),
+                    (C::CatPassed(WA), 1),
+                    (C::LabelPackets(LABEL_STUN), 1),
+                ]),
+            ),
+            row(
+                "monitor: other UDP passes, not monitored",
+                other(8002),
+                XDP_PASS,
+                &with(&[(C::CatPassed(WA), 1)]),
+            ),
+        ],
+    );
+    let f = load(&l, &[("whatsapp", "off")]);
+    run_table(
+        &f,
+        &[row(
+            "off: call media passes",
+            media(8003),
+            XDP_PASS,
+            &with(&[(C::CatPassed(WA), 1), (C::LabelPackets(LABEL_STUN), 1)]),
+        )],
+    );
+    let f = load(&l, &[("whatsapp", "drop,scope=udp")]);
+    run_table(
+        &f,
+        &[row(
+            "scope=udp: any UDP of the range drops",
+            other(8004),
+            XDP_DROP,
+            &with(&[(C::CatDropped(WA), 1)]),
+        )],
+    );
+    let f = load(&l, &[("whatsapp", "flows=100%")]);
+    run_table(
+        &f,
+        &[row(
+            "flows=100%: every caller stopped",
+            media(8005),
+            XDP_DROP,
+            &with(&[
+                (C::CatDropped(WA), 1),
+                (C::LabelPackets(LABEL_STUN), 1),
+                (C::LabelDropped(LABEL_STUN), 1),
+            ]),
+        )],
+    );
+    let f = load(&l, &[("whatsapp", "flows=0%")]);
+    run_table(
+        &f,
+        &[row(
+            "flows=0%: no caller stopped",
+            media(8006),
+            XDP_PASS,
+            &with(&[(C::CatPassed(WA), 1), (C::LabelPackets(LABEL_STUN), 1)]),
+        )],
+    );
+    let f = load(&l, &[("whatsapp", "loss=100%")]);
+    run_table(
+        &f,
+        &[row(
+            "loss=100%: every call packet dropped",
+            media(8007),
+            XDP_DROP,
+            &with(&[
+                (C::CatDropped(WA), 1),
+                (C::LabelPackets(LABEL_STUN), 1),
+                (C::LabelDropped(LABEL_STUN), 1),
+            ]),
+        )],
+    );
+    let f = load(&l, &[("whatsapp", "loss=0%")]);
+    run_table(
+        &f,
+        &[row(
+            "loss=0%: nothing dropped",
+            media(8008),
+            XDP_PASS,
+            &with(&[(C::CatPassed(WA), 1), (C::LabelPackets(LABEL_STUN), 1)]),
+        )],
+    );
+}
+
+#[test]
+fn rtp_needs_flow_confirmation() {
+    if !require_root("rtp_needs_flow_confirmation") {
+        return;
+    }
+    let l = test_lists();
+    let f = load(&l, &[]);
+    let pkt = |seq| {
+        u4(
+            WA4,
+            9000,
+            &rtp(111, seq, u32::from(seq) * 960, 0xAABB_CCDD, 60),
+        )
+    };
+    let pass = [
+        (C::Global(G_UDP), 1),
+        (C::CatSeen(WA), 1),
+        (C::CatPassed(WA), 1),
+        (C::LabelPackets(LABEL_RTP), 1),
+    ];
+    let drop = [
+        (C::Global(G_UDP), 1),
+        (C::CatSeen(WA), 1),
+        (C::CatDropped(WA), 1),
+        (C::LabelPackets(LABEL_RTP), 1),
+        (C::LabelDropped(LABEL_RTP), 1),
+    ];
+    run_table(
+        &f,
+        &[
+            row("RTP #1: a candidate only", pkt(100), XDP_PASS, &pass),
+            row(
+                "RTP #2, same SSRC, step 1: still a candidate",
+                pkt(101),
+                XDP_PASS,
+                &pass,
+            ),
+            row(
+                "RTP #3, step 2: confirmed, drops",
+                pkt(103),
+                XDP_DROP,
+                &drop,
+            ),
+            row("RTP #4: flow is a call now", pkt(104), XDP_DROP, &drop),
+        ],
+    );
+}
+
+#[test]
+fn generation_flip() {
+    if !require_root("generation_flip") {
+        return;
+    }
+    let l = test_lists();
+    let mut f = load(&l, &[]);
+    let g0 = f.state().expect("state").generation;
+    assert_eq!(f.run(&u4(WA4, 9100, &stun_binding(1))).unwrap(), XDP_DROP);
+    // New lists: 198.51.100.0/24 moves from whatsapp to nowhere; 192.0.2.0/24 is telegram.
+    let l2 = lists(
+        &[("whatsapp", "10.0.0.0/8\n"), ("telegram", "192.0.2.0/24\n")],
+        "",
+    );
+    let info = f.install(&l2, &Default::default()).expect("install");
+    assert_ne!(info.generation, g0, "install flips the generation");
+    assert_eq!(f.state().unwrap().generation, info.generation);
+    assert_eq!(
+        f.run(&u4(WA4, 9101, &stun_binding(1))).unwrap(),
+        XDP_PASS,
+        "new flow, range removed"
+    );
+    assert_eq!(
+        f.run(&u4(WA4, 9100, &stun_binding(1))).unwrap(),
+        XDP_PASS,
+        "live flow re-categorised"
+    );
+    assert_eq!(
+        f.run(&u4([192, 0, 2, 1], 9102, &stun_binding(1))).unwrap(),
+        XDP_DROP,
+        "new range active"
+    );
+    // Flip back: the old generation's tables are rewritten, not reused stale.
+    let info2 = f.install(&l, &Default::default()).expect("install");
+    assert_eq!(info2.generation, g0);
+    assert_eq!(
+        f.run(&u4([192, 0, 2, 1], 9103, &stun_binding(1))).unwrap(),
+        XDP_PASS,
+        "range of the previous generation is gone"
+    );
+    assert_eq!(f.run(&u4(WA4, 9104, &stun_binding(1))).unwrap(), XDP_DROP);
+    let l3 = lists(&[("whatsapp", "198.51.100.10/32\n")], "");
+    f.install(&l3, &Default::default()).expect("install");
+    assert_eq!(
+        f.run(&u4([198, 51, 100, 11], 9105, &stun_binding(1)))
+            .unwrap(),
+        XDP_PASS,
+        "chunk of /32 rewritten"
+    );
+    assert_eq!(f.run(&u4(WA4, 9106, &stun_binding(1))).unwrap(), XDP_DROP);
+}
+
+#[test]
+fn verifier_accepts_with_bounded_work() {
+    if !require_root("verifier_accepts_with_bounded_work") {
+        return;
+    }
+    let f = load(&test_lists(), &[]);
+    let n = f
+        .verified_instructions()
+        .expect("kernel reports verified_insns");
+    eprintln!("verified instructions: {n}");
+    assert!(
+        n > 0 && n < 1_000_000,
+        "verifier processed {n} instructions"
+    );
+}
