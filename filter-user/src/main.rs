@@ -94,6 +94,18 @@ fn load_lists(dir: Option<&PathBuf>, normalize: bool) -> anyhow::Result<Lists> {
     }
 }
 
+/// List notes (duplicates, covered prefixes) on stderr: the first few, then a count.
+fn print_notes(lists: &Lists) {
+    const SHOWN: usize = 5;
+    let notes = lists.all_notes();
+    for n in notes.iter().take(SHOWN) {
+        eprintln!("note: {n}");
+    }
+    if notes.len() > SHOWN {
+        eprintln!("note: … and {} more notes like these", notes.len() - SHOWN);
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Replay {
@@ -110,9 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 frames.extend(f);
             }
             let lists = load_lists(lists.as_ref(), normalize)?;
-            for n in lists.all_notes() {
-                eprintln!("note: {n}");
-            }
+            print_notes(&lists);
             let policies = resolve_policies(&lists, &policies)?;
             let mut filter = Filter::load(&LoadOptions {
                 trace: true,
