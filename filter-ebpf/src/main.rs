@@ -458,3 +458,9 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+
+/// The benchmark's limit: drop every frame, do nothing else.
+#[xdp]
+pub fn xdp_drop(_ctx: XdpContext) -> u32 {
+    XDP_DROP
+}

@@ -89,8 +89,10 @@ fn resolve_policies(
 fn load_lists(dir: Option<&PathBuf>, normalize: bool) -> anyhow::Result<Lists> {
     match dir {
         Some(d) => load_dir(d, normalize).map_err(|e| InputError(e.to_string()).into()),
-        None => Ok(Lists::from_parts(Vec::new(), Default::default())
-            .map_err(|e| InputError(e.to_string()))?),
+        None => Ok(
+            Lists::from_parts(Vec::new(), filter_user::lists::ParsedList::default())
+                .map_err(|e| InputError(e.to_string()))?,
+        ),
     }
 }
 

@@ -2,6 +2,8 @@
 //! a description, a frame, the expected verdict and the expected counter
 //! changes (katran's testing style).
 
+use std::collections::BTreeMap;
+
 use filter_common::classify::{LABEL_RTP, LABEL_STUN};
 use filter_common::pktbuild::{self, Builder, filler, rtp, stun};
 use filter_common::*;
@@ -701,7 +703,7 @@ fn generation_flip() {
         &[("whatsapp", "10.0.0.0/8\n"), ("telegram", "192.0.2.0/24\n")],
         "",
     );
-    let info = f.install(&l2, &Default::default()).expect("install");
+    let info = f.install(&l2, &BTreeMap::default()).expect("install");
     assert_ne!(info.generation, g0, "install flips the generation");
     assert_eq!(f.state().unwrap().generation, info.generation);
     assert_eq!(
@@ -720,7 +722,7 @@ fn generation_flip() {
         "new range active"
     );
     // Flip back: the old generation's tables are rewritten, not reused stale.
-    let info2 = f.install(&l, &Default::default()).expect("install");
+    let info2 = f.install(&l, &BTreeMap::default()).expect("install");
     assert_eq!(info2.generation, g0);
     assert_eq!(
         f.run(&u4([192, 0, 2, 1], 9103, &stun_binding(1))).unwrap(),
@@ -729,7 +731,7 @@ fn generation_flip() {
     );
     assert_eq!(f.run(&u4(WA4, 9104, &stun_binding(1))).unwrap(), XDP_DROP);
     let l3 = lists(&[("whatsapp", "198.51.100.10/32\n")], "");
-    f.install(&l3, &Default::default()).expect("install");
+    f.install(&l3, &BTreeMap::default()).expect("install");
     assert_eq!(
         f.run(&u4([198, 51, 100, 11], 9105, &stun_binding(1)))
             .unwrap(),

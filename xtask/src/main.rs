@@ -6,6 +6,9 @@ use std::process::Command;
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod bench;
+mod harness;
+
 /// Nightly used to build the eBPF program.
 const NIGHTLY: &str = "nightly";
 /// The dated nightly to install when the machine has none.
@@ -27,6 +30,24 @@ enum Task {
     Setup,
     /// setup, fmt check, clippy (host and eBPF), host unit tests, root-only tests.
     Test,
+    /// The veth namespace harness: `up`, `down`, `run SCENARIO`.
+    Harness {
+        /// Arguments for the harness.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// The one-command demo: harness, daemon, every generator, a table per flow.
+    Demo {
+        /// Arguments for the demo.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Side-by-side benchmark against XDP_DROP, nftables, iptables+ipset, xdp-filter.
+    Bench {
+        /// Arguments for the benchmark (`--quick`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -36,21 +57,33 @@ fn main() -> Result<()> {
             setup()?;
             test()
         }
+        Task::Harness { args } => {
+            setup()?;
+            harness::harness(&args)
+        }
+        Task::Demo { args } => {
+            setup()?;
+            harness::demo(&args)
+        }
+        Task::Bench { args } => {
+            setup()?;
+            bench::bench(&args)
+        }
     }
 }
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root")
         .to_path_buf()
 }
 
-fn step(what: &str) {
+pub(crate) fn step(what: &str) {
     eprintln!("\n==> {what}");
 }
 
-fn run(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("$ {}", format_cmd(cmd));
     let status = cmd
         .current_dir(root())
@@ -62,7 +95,7 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn output(cmd: &mut Command) -> Option<String> {
+pub(crate) fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.current_dir(root()).output().ok()?;
     out.status
         .success()
@@ -78,7 +111,7 @@ fn format_cmd(cmd: &Command) -> String {
     s
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     output(Command::new("id").arg("-u")).is_some_and(|s| s.trim() == "0")
 }
 
