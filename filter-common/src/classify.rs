@@ -1,7 +1,8 @@
 //! UDP payload classifier: the generic RFC 7983 first-byte demultiplexer with
-//! the length checks of each protocol. Works on a fixed-size copy of the
-//! payload head plus the payload's real length; reads only constant offsets
-//! inside the head.
+//! the length checks of each protocol, then the WhatsApp and Telegram call
+//! signatures of `MEDIA-SIGNATURES.md`. Works on a fixed-size copy of the
+//! payload head plus the payload's real length; every read is inside the head
+//! (constant offsets, or offsets masked and checked against `HEAD_LEN`).
 
 /// Bytes of UDP payload copied for classification.
 pub const HEAD_LEN: usize = 128;
@@ -18,6 +19,25 @@ pub const LABEL_DTLS: u8 = 3;
 pub const LABEL_RTP: u8 = 4;
 /// RTCP.
 pub const LABEL_RTCP: u8 = 5;
+/// WhatsApp STUN: private types 0x0800..0x0805, or Allocate with a WhatsApp
+/// attribute (0x4000..0x4007) first, or its 0x0103 reply.
+pub const LABEL_WHATSAPP_STUN: u8 = 8;
+/// RTP/SRTP on a flow marked by WhatsApp STUN.
+pub const LABEL_WHATSAPP_MEDIA: u8 = 9;
+/// The 44-byte MESSAGE-INTEGRITY-only ICE check WhatsApp sends peer to peer.
+pub const LABEL_WHATSAPP_ICE: u8 = 10;
+/// `health` / `OK` keepalives (only meaningful on a WhatsApp flow).
+pub const LABEL_WHATSAPP_KEEPALIVE: u8 = 11;
+/// Telegram libtgvoip/tgcalls reflector control packet (peer tag + 0xFF run).
+pub const LABEL_TELEGRAM_REFLECTOR: u8 = 12;
+/// Telegram data packet carrying a learned peer tag.
+pub const LABEL_TELEGRAM_DATA: u8 = 13;
+/// Telegram tgcalls reflector data (inner STUN/DTLS at byte 24).
+pub const LABEL_TELEGRAM_TGCALLS: u8 = 14;
+/// Telegram TURN (REALM `telegram.org`).
+pub const LABEL_TELEGRAM_TURN: u8 = 15;
+/// A flow that inherited its category from an endpoint of an earlier call.
+pub const LABEL_P2P_INHERITED: u8 = 16;
 /// Largest label id.
 pub const LABEL_MAX: u8 = 31;
 
@@ -29,6 +49,15 @@ pub fn label_name(label: u8) -> Option<&'static str> {
         LABEL_DTLS => "dtls",
         LABEL_RTP => "rtp",
         LABEL_RTCP => "rtcp",
+        LABEL_WHATSAPP_STUN => "whatsapp-stun",
+        LABEL_WHATSAPP_MEDIA => "whatsapp-media",
+        LABEL_WHATSAPP_ICE => "whatsapp-ice",
+        LABEL_WHATSAPP_KEEPALIVE => "whatsapp-keepalive",
+        LABEL_TELEGRAM_REFLECTOR => "telegram-reflector",
+        LABEL_TELEGRAM_DATA => "telegram-data",
+        LABEL_TELEGRAM_TGCALLS => "telegram-tgcalls",
+        LABEL_TELEGRAM_TURN => "telegram-turn",
+        LABEL_P2P_INHERITED => "p2p-inherited",
         _ => return None,
     })
 }
@@ -59,6 +88,19 @@ pub struct Class {
     pub ssrc: u32,
     /// RTP sequence number (candidates only).
     pub seq: u16,
+    /// The payload is a Telegram reflector control packet: its first 16
+    /// bytes are a peer tag to learn.
+    pub learn_tag: bool,
+    /// The payload may be Telegram data carrying a learned peer tag (its
+    /// length fits); the first 16 bytes are the tag to look up.
+    pub tag_candidate: bool,
+    /// A TURN CreatePermission/Send whose first attribute is an IPv4
+    /// XOR-PEER-ADDRESS: the decoded peer follows.
+    pub has_peer: bool,
+    /// Decoded peer IPv4 address (network order bytes).
+    pub peer_addr: [u8; 4],
+    /// Decoded peer port.
+    pub peer_port: u16,
 }
 
 impl Class {
@@ -70,17 +112,31 @@ impl Class {
         turn: false,
         ssrc: 0,
         seq: 0,
+        learn_tag: false,
+        tag_candidate: false,
+        has_peer: false,
+        peer_addr: [0; 4],
+        peer_port: 0,
     };
 
     const fn signal(label: u8) -> Class {
-        Class {
-            label,
-            app: 0,
-            strength: Strength::Signal,
-            turn: false,
-            ssrc: 0,
-            seq: 0,
-        }
+        let mut c = Class::NONE;
+        c.label = label;
+        c.strength = Strength::Signal;
+        c
+    }
+
+    const fn app(label: u8, app: u8) -> Class {
+        let mut c = Class::signal(label);
+        c.app = app;
+        c
+    }
+
+    const fn candidate(label: u8) -> Class {
+        let mut c = Class::NONE;
+        c.label = label;
+        c.strength = Strength::Candidate;
+        c
     }
 }
 
@@ -100,18 +156,215 @@ fn be32(h: &[u8; HEAD_LEN], i: usize) -> u32 {
 /// Classify a UDP payload. `head` holds the first `min(len, HEAD_LEN)` bytes
 /// of the payload (the rest zero), `len` is the payload's length.
 #[inline(always)]
-pub fn classify(head: &[u8; HEAD_LEN], len: usize, _sport: u16, _dport: u16) -> Class {
+pub fn classify(head: &[u8; HEAD_LEN], len: usize, sport: u16, dport: u16) -> Class {
     if len == 0 {
         return Class::NONE;
     }
-    let b0 = head[0];
-    match b0 {
-        0..=3 => stun(head, len),
+    // The reflector signature is exact (a 0xFF run, a type, a length) and its
+    // peer tag may begin with any byte, so it goes before the demultiplexer.
+    let tg = telegram_reflector(head, len);
+    if tg.label != LABEL_NONE {
+        return tg;
+    }
+    let mut c = match head[0] {
+        0..=3 => stun(head, len, sport, dport),
+        0x08 => whatsapp_private_stun(head, len),
         20..=63 => dtls(head, len),
         64..=79 => channel_data(head, len),
         128..=191 => rtp_or_rtcp(head, len),
         _ => Class::NONE,
+    };
+    if c.label == LABEL_NONE {
+        c = tgcalls_data(head, len);
     }
+    if c.label == LABEL_NONE {
+        c = keepalive(head, len);
+    }
+    // libtgvoip data: tag(16) + msg_key(16) + AES-IGE blocks, whatever its
+    // first bytes look like.
+    c.tag_candidate = c.strength != Strength::Signal && len >= 48 && len.is_multiple_of(16);
+    c
+}
+
+/// `whatsapp` and `telegram` category ids (see `consts`).
+use crate::consts::{CAT_TELEGRAM, CAT_WHATSAPP};
+
+/// STUN attributes followed at most when scanning for one.
+pub const MAX_STUN_ATTRS: usize = 8;
+/// UDP port of Telegram's TURN servers.
+pub const TELEGRAM_TURN_PORT: u16 = 1400;
+const REALM_TELEGRAM: [u8; 12] = *b"telegram.org";
+
+#[inline(always)]
+fn has_cookie(head: &[u8; HEAD_LEN]) -> bool {
+    [head[4], head[5], head[6], head[7]] == STUN_COOKIE
+}
+
+/// WhatsApp's private STUN types 0x0800..0x0805 (outside every RFC 7983
+/// range, so essentially free of false positives).
+#[inline(always)]
+fn whatsapp_private_stun(head: &[u8; HEAD_LEN], len: usize) -> Class {
+    if len < 20 || head[1] > 0x05 || !has_cookie(head) {
+        return Class::NONE;
+    }
+    let msg_len = be16(head, 2) as usize;
+    if msg_len + 20 != len {
+        return Class::NONE;
+    }
+    Class::app(LABEL_WHATSAPP_STUN, CAT_WHATSAPP)
+}
+
+/// Scan up to [`MAX_STUN_ATTRS`] attributes from offset 20 for a REALM of
+/// `telegram.org`, staying inside the head.
+#[inline(always)]
+fn realm_is_telegram(head: &[u8; HEAD_LEN], len: usize) -> bool {
+    let mut off = 20usize;
+    let end = if len < HEAD_LEN { len } else { HEAD_LEN };
+    for _ in 0..MAX_STUN_ATTRS {
+        // Keep the offset provably inside the head for the verifier.
+        let o = off & (HEAD_LEN - 1);
+        if o != off || o + 4 + REALM_TELEGRAM.len() > end || o + 16 > HEAD_LEN {
+            return false;
+        }
+        let typ = be16(head, o);
+        let alen = be16(head, o + 2) as usize;
+        if typ == 0x0014 && alen == REALM_TELEGRAM.len() {
+            let mut same = true;
+            for (i, b) in REALM_TELEGRAM.iter().enumerate() {
+                if head[o + 4 + i] != *b {
+                    same = false;
+                }
+            }
+            return same;
+        }
+        off = o + 4 + ((alen + 3) & !3);
+    }
+    false
+}
+
+#[inline(always)]
+fn stun(head: &[u8; HEAD_LEN], len: usize, sport: u16, dport: u16) -> Class {
+    if len < 20 || head[0] & 0xC0 != 0 || !has_cookie(head) {
+        return Class::NONE;
+    }
+    let msg_len = be16(head, 2) as usize;
+    if msg_len + 20 != len {
+        return Class::NONE;
+    }
+    let msg_type = be16(head, 0);
+    let first_attr = if len >= 24 { be16(head, 20) } else { 0 };
+    let turn = is_turn_method(msg_type);
+
+    // WhatsApp: Allocate whose first attribute is one of its private ones
+    // (its length is not padded to 4, so this comes before that check)...
+    if msg_type == 0x0003 && (0x4000..=0x4007).contains(&first_attr) {
+        let mut c = Class::app(LABEL_WHATSAPP_STUN, CAT_WHATSAPP);
+        c.turn = true;
+        return c;
+    }
+    if !msg_len.is_multiple_of(4) {
+        return Class::NONE;
+    }
+    // ... and the Allocate success reply carrying 0x0020 then 0x4002.
+    if msg_type == 0x0103 && first_attr == 0x0020 && len >= 36 && be16(head, 32) == 0x4002 {
+        let mut c = Class::app(LABEL_WHATSAPP_STUN, CAT_WHATSAPP);
+        c.turn = true;
+        return c;
+    }
+    // WhatsApp's peer-to-peer ICE check: 44 bytes, MESSAGE-INTEGRITY only.
+    if len == 44
+        && (msg_type == 0x0001 || msg_type == 0x0101)
+        && msg_len == 24
+        && first_attr == 0x0008
+        && be16(head, 22) == 20
+    {
+        return Class::app(LABEL_WHATSAPP_ICE, CAT_WHATSAPP);
+    }
+    let mut c = Class::signal(LABEL_STUN);
+    c.turn = turn;
+    // Telegram TURN: port 1400 and REALM telegram.org.
+    if (sport == TELEGRAM_TURN_PORT || dport == TELEGRAM_TURN_PORT) && realm_is_telegram(head, len)
+    {
+        c = Class::app(LABEL_TELEGRAM_TURN, CAT_TELEGRAM);
+        c.turn = true;
+    }
+    // TURN CreatePermission (0x0008) or Send indication (0x0016) whose first
+    // attribute is an IPv4 XOR-PEER-ADDRESS: the peer a direct flow may use.
+    if (msg_type == 0x0008 || msg_type == 0x0016)
+        && first_attr == 0x0012
+        && len >= 32
+        && be16(head, 22) == 8
+        && head[25] == 0x01
+    {
+        c.has_peer = true;
+        c.peer_port = be16(head, 26) ^ 0x2112;
+        c.peer_addr = [
+            head[28] ^ STUN_COOKIE[0],
+            head[29] ^ STUN_COOKIE[1],
+            head[30] ^ STUN_COOKIE[2],
+            head[31] ^ STUN_COOKIE[3],
+        ];
+    }
+    c
+}
+
+/// Telegram reflector control (libtgvoip and tgcalls): a 16-byte peer tag
+/// (tgcalls: 12-byte call prefix + 4 bytes), then twelve 0xFF, then a type:
+/// ping `FE FF FF FF` (40 bytes), `c7 72 15 c0` (64), `1c 37 d9 27` (48);
+/// sixteen 0xFF make the 32-byte public-endpoint request.
+#[inline(always)]
+fn telegram_reflector(head: &[u8; HEAD_LEN], len: usize) -> Class {
+    if !matches!(len, 32 | 40 | 48 | 64) {
+        return Class::NONE;
+    }
+    if head[16..28].iter().any(|b| *b != 0xFF) {
+        return Class::NONE;
+    }
+    let t = [head[28], head[29], head[30], head[31]];
+    let known = matches!(
+        (t, len),
+        ([0xFF, 0xFF, 0xFF, 0xFF], 32)
+            | ([0xFE, 0xFF, 0xFF, 0xFF], 40)
+            | ([0xc7, 0x72, 0x15, 0xc0], 64)
+            | ([0x1c, 0x37, 0xd9, 0x27], 48)
+    );
+    if !known {
+        return Class::NONE;
+    }
+    let mut c = Class::app(LABEL_TELEGRAM_REFLECTOR, CAT_TELEGRAM);
+    c.learn_tag = true;
+    c
+}
+
+/// tgcalls reflector data: u32be inner length at 20, an inner STUN (with the
+/// cookie and exact length) or DTLS record at 24, padded to 4.
+#[inline(always)]
+fn tgcalls_data(head: &[u8; HEAD_LEN], len: usize) -> Class {
+    let inner = be32(head, 20) as usize;
+    if inner >= 20 && inner + 24 <= len && len - (inner + 24) < 4 && len >= 44 {
+        let stun_inner = head[24] & 0xC0 == 0
+            && [head[28], head[29], head[30], head[31]] == STUN_COOKIE
+            && be16(head, 26) as usize + 20 == inner;
+        let dtls_inner = matches!(head[24], 20 | 21 | 22 | 23 | 25)
+            && head[25] == 0xFE
+            && matches!(head[26], 0xFF | 0xFD | 0xFC)
+            && be16(head, 35) as usize + 13 <= inner;
+        if stun_inner || dtls_inner {
+            return Class::app(LABEL_TELEGRAM_TGCALLS, CAT_TELEGRAM);
+        }
+    }
+    Class::NONE
+}
+
+/// WhatsApp relay keepalives: `health`, answered by `OK`.
+#[inline(always)]
+fn keepalive(head: &[u8; HEAD_LEN], len: usize) -> Class {
+    let health = len == 6 && [head[0], head[1], head[2], head[3], head[4], head[5]] == *b"health";
+    let ok = len == 2 && [head[0], head[1]] == *b"OK";
+    if health || ok {
+        return Class::candidate(LABEL_WHATSAPP_KEEPALIVE);
+    }
+    Class::NONE
 }
 
 /// TURN methods (class bits masked out).
@@ -120,23 +373,6 @@ fn is_turn_method(msg_type: u16) -> bool {
     // Method bits: M0-M3 are bits 0-3, M4-M6 bits 5-7, M7-M11 bits 9-13.
     let method = (msg_type & 0x000f) | ((msg_type & 0x00e0) >> 1) | ((msg_type & 0x3e00) >> 2);
     matches!(method, 0x003 | 0x004 | 0x006 | 0x007 | 0x008 | 0x009)
-}
-
-#[inline(always)]
-fn stun(head: &[u8; HEAD_LEN], len: usize) -> Class {
-    if len < 20 || head[0] & 0xC0 != 0 {
-        return Class::NONE;
-    }
-    if [head[4], head[5], head[6], head[7]] != STUN_COOKIE {
-        return Class::NONE;
-    }
-    let msg_len = be16(head, 2) as usize;
-    if !msg_len.is_multiple_of(4) || msg_len + 20 != len {
-        return Class::NONE;
-    }
-    let mut c = Class::signal(LABEL_STUN);
-    c.turn = is_turn_method(be16(head, 0));
-    c
 }
 
 #[inline(always)]
@@ -166,14 +402,7 @@ fn channel_data(head: &[u8; HEAD_LEN], len: usize) -> Class {
     if data_len + 4 > len || len - (data_len + 4) > 3 {
         return Class::NONE;
     }
-    Class {
-        label: LABEL_TURN_CHANNEL,
-        app: 0,
-        strength: Strength::Candidate,
-        turn: false,
-        ssrc: 0,
-        seq: 0,
-    }
+    Class::candidate(LABEL_TURN_CHANNEL)
 }
 
 #[inline(always)]
@@ -211,12 +440,8 @@ fn rtp_or_rtcp(head: &[u8; HEAD_LEN], len: usize) -> Class {
             return Class::NONE;
         }
     }
-    Class {
-        label: LABEL_RTP,
-        app: 0,
-        strength: Strength::Candidate,
-        turn: false,
-        ssrc: be32(head, 8),
-        seq: be16(head, 2),
-    }
+    let mut c = Class::candidate(LABEL_RTP);
+    c.ssrc = be32(head, 8);
+    c.seq = be16(head, 2);
+    c
 }

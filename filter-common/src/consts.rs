@@ -36,6 +36,20 @@ pub const FLOW_CAPACITY: u32 = 1 << 18;
 /// Fragment trains of dropped flows remembered (LRU hash).
 pub const FRAG_CAPACITY: u32 = 1 << 13;
 
+/// Call endpoints remembered for peer-to-peer inheritance (LRU hash).
+pub const ENDPOINT_CAPACITY: u32 = 1 << 16;
+/// An endpoint teaches for this long after it was last seen in a call.
+pub const ENDPOINT_TTL_NS: u64 = 300 * 1_000_000_000;
+/// A live call refreshes its endpoints at most this often (map writes cost).
+pub const ENDPOINT_REFRESH_NS: u64 = 10 * 1_000_000_000;
+/// Endpoints on ports below this are never learned: a spoofed call packet
+/// must not make a DNS, NTP or other service port inherit a category.
+pub const LEARN_MIN_PORT: u16 = 1024;
+/// Telegram peer tags remembered (LRU hash).
+pub const TAG_CAPACITY: u32 = 1 << 13;
+/// A learned tag is trusted for this long.
+pub const TAG_TTL_NS: u64 = 600 * 1_000_000_000;
+
 /// Label slots in the per-label counters.
 pub const LABEL_SLOTS: u32 = 32;
 
@@ -55,6 +69,10 @@ pub const MAP_STATE: &str = "STATE";
 pub const MAP_FLOWS: &str = "FLOWS";
 /// Fragments of dropped flows.
 pub const MAP_FRAGS: &str = "FRAGS";
+/// Call endpoints (peer-to-peer inheritance).
+pub const MAP_ENDPOINTS: &str = "ENDPOINTS";
+/// Learned Telegram peer tags.
+pub const MAP_TAGS: &str = "TG_TAGS";
 /// Per-CPU per-category counters.
 pub const MAP_CAT_STATS: &str = "CAT_STATS";
 /// Per-CPU per-label counters.

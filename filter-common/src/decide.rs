@@ -1,11 +1,16 @@
 //! Per-flow state updates and the policy verdict: pure functions the XDP
 //! program calls with map values, tested here on the host.
 
-use crate::classify::{Class, LABEL_NONE, LABEL_RTP, LABEL_TURN_CHANNEL, Strength};
+use crate::classify::{
+    Class, LABEL_NONE, LABEL_RTP, LABEL_TURN_CHANNEL, LABEL_WHATSAPP_KEEPALIVE,
+    LABEL_WHATSAPP_MEDIA, Strength,
+};
+use crate::consts::{CAT_WHATSAPP, ENDPOINT_TTL_NS, LEARN_MIN_PORT, TAG_TTL_NS};
 use crate::types::{
     ACTION_DROP, ACTION_FLOWS, ACTION_LOSS, ACTION_MONITOR, FATE_SPARED, FATE_STOPPED, FLOW_CALL,
     FLOW_TURN, FlowValue, Policy, SCOPE_UDP,
 };
+use crate::types::{EndpointValue, TagValue};
 
 /// RTP packets of one direction, same SSRC, sequence step 1..=16, needed
 /// before a flow counts as RTP media.
@@ -36,7 +41,19 @@ pub fn observe(flow: &mut FlowValue, class: &Class, from_a: bool) -> bool {
             }
         }
         Strength::Candidate if class.label == LABEL_RTP => {
+            if flow.sig_category == CAT_WHATSAPP {
+                // Raw SRTP straight on a 5-tuple that carried WhatsApp STUN.
+                flow.flags |= FLOW_CALL;
+                if flow.label == LABEL_NONE {
+                    flow.label = LABEL_WHATSAPP_MEDIA;
+                }
+            }
             observe_rtp(flow, class, from_a);
+        }
+        Strength::Candidate if class.label == LABEL_WHATSAPP_KEEPALIVE => {
+            if flow.sig_category == CAT_WHATSAPP {
+                flow.flags |= FLOW_CALL;
+            }
         }
         Strength::Candidate if class.label == LABEL_TURN_CHANNEL => {
             if flow.flags & FLOW_TURN != 0 {
@@ -125,5 +142,37 @@ pub fn caller_fate(addr: &[u8; 16], seed: u64, percent: u8) -> u8 {
         FATE_STOPPED
     } else {
         FATE_SPARED
+    }
+}
+
+/// Whether a learned endpoint still teaches at `now_ns`.
+#[inline(always)]
+pub fn endpoint_fresh(v: &EndpointValue, now_ns: u64) -> bool {
+    now_ns.saturating_sub(v.learned_ns) < ENDPOINT_TTL_NS
+}
+
+/// Whether a learned Telegram tag is still trusted at `now_ns`.
+#[inline(always)]
+pub fn tag_fresh(v: &TagValue, now_ns: u64) -> bool {
+    now_ns.saturating_sub(v.learned_ns) < TAG_TTL_NS
+}
+
+/// Whether an endpoint on `port` may be learned at all.
+#[inline(always)]
+pub fn learnable_port(port: u16) -> bool {
+    port >= LEARN_MIN_PORT
+}
+
+/// Which endpoint of a call packet to remember: the one outside the
+/// category's ranges (the caller's side). `Some(true)` is the source,
+/// `Some(false)` the destination. With neither side listed (a signature-only
+/// or inherited flow) it is the packet's source, so each direction teaches
+/// its own sender.
+#[inline(always)]
+pub fn endpoint_to_learn(src_listed: bool, dst_listed: bool) -> Option<bool> {
+    match (src_listed, dst_listed) {
+        (false, _) => Some(true),
+        (true, false) => Some(false),
+        (true, true) => None,
     }
 }

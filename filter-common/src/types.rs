@@ -73,6 +73,9 @@ pub const FLOW_LISTED: u8 = 4;
 /// `FlowValue::flags`: the first packet went from `b` to `a`.
 pub const FLOW_FIRST_FROM_B: u8 = 8;
 
+/// `FlowValue::flags`: the flow inherited its category from a call endpoint.
+pub const FLOW_INHERITED: u8 = 16;
+
 /// `FlowValue::fate` for `flows=P%`: not yet decided.
 pub const FATE_UNDECIDED: u8 = 0;
 /// This caller's flows are left alone.
@@ -129,6 +132,50 @@ pub struct FragKey {
     pub proto: u8,
     /// Explicit padding.
     pub _pad: [u8; 3],
+}
+
+/// An endpoint (address, port) seen in a call: a new flow from or to it
+/// inherits the call's category (peer-to-peer after relay).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct EndpointKey {
+    /// Address (IPv4 as IPv4-mapped IPv6).
+    pub addr: [u8; 16],
+    /// UDP port (host order).
+    pub port: u16,
+    /// Explicit padding.
+    pub _pad: [u8; 2],
+}
+
+/// `EndpointValue::origin`: an endpoint of a call flow.
+pub const ORIGIN_CALL: u8 = 1;
+/// `EndpointValue::origin`: a peer named by TURN XOR-PEER-ADDRESS.
+pub const ORIGIN_TURN_PEER: u8 = 2;
+
+/// What an endpoint teaches.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndpointValue {
+    /// `bpf_ktime_get_ns` when learned or last refreshed.
+    pub learned_ns: u64,
+    /// Category of the call.
+    pub category: u8,
+    /// `ORIGIN_*`.
+    pub origin: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 6],
+}
+
+/// A learned Telegram peer tag (key: the 16-byte tag).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TagValue {
+    /// `bpf_ktime_get_ns` when learned.
+    pub learned_ns: u64,
+    /// Category of the call (telegram).
+    pub category: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 7],
 }
 
 /// Per-category counters (per CPU; userspace sums).
@@ -206,6 +253,9 @@ mod pod {
     unsafe impl aya::Pod for super::CatStats {}
     unsafe impl aya::Pod for super::LabelStats {}
     unsafe impl aya::Pod for super::PktTrace {}
+    unsafe impl aya::Pod for super::EndpointKey {}
+    unsafe impl aya::Pod for super::EndpointValue {}
+    unsafe impl aya::Pod for super::TagValue {}
 }
 
 #[cfg(test)]
@@ -224,5 +274,8 @@ mod tests {
         assert_eq!(size_of::<CatStats>(), 64);
         assert_eq!(size_of::<LabelStats>(), 32);
         assert_eq!(size_of::<PktTrace>(), 16);
+        assert_eq!(size_of::<EndpointKey>(), 16 + 2 + 2);
+        assert_eq!(size_of::<EndpointValue>(), 8 + 1 + 1 + 6);
+        assert_eq!(size_of::<TagValue>(), 8 + 1 + 7);
     }
 }

@@ -18,8 +18,14 @@ use aya_ebpf::macros::{map, xdp};
 use aya_ebpf::maps::lpm_trie::Key;
 use aya_ebpf::maps::{Array, LpmTrie, LruHashMap, PerCpuArray};
 use aya_ebpf::programs::XdpContext;
-use filter_common::classify::{HEAD_LEN, LABEL_MAX, LABEL_NONE, classify};
-use filter_common::decide::{Verdict, caller_fate, epoch_seed, observe, verdict};
+use filter_common::classify::{
+    Class, HEAD_LEN, LABEL_MAX, LABEL_NONE, LABEL_P2P_INHERITED, LABEL_TELEGRAM_DATA, Strength,
+    classify,
+};
+use filter_common::decide::{
+    Verdict, caller_fate, endpoint_fresh, endpoint_to_learn, epoch_seed, learnable_port, observe,
+    tag_fresh, verdict,
+};
 use filter_common::parse::{
     Fragment, PROTO_TCP, PROTO_UDP, Packet, PacketBytes, Parsed, parse_frame,
 };
@@ -42,6 +48,11 @@ static STATE: Array<State> = Array::with_max_entries(1, 0);
 static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(FLOW_CAPACITY, 0);
 #[map(name = "FRAGS")]
 static FRAGS: LruHashMap<FragKey, u32> = LruHashMap::with_max_entries(FRAG_CAPACITY, 0);
+#[map(name = "ENDPOINTS")]
+static ENDPOINTS: LruHashMap<EndpointKey, EndpointValue> =
+    LruHashMap::with_max_entries(ENDPOINT_CAPACITY, 0);
+#[map(name = "TG_TAGS")]
+static TG_TAGS: LruHashMap<[u8; 16], TagValue> = LruHashMap::with_max_entries(TAG_CAPACITY, 0);
 #[map(name = "CAT_STATS")]
 static CAT_STATS: PerCpuArray<CatStats> = PerCpuArray::with_max_entries(CATEGORY_SLOTS, 0);
 #[map(name = "LABEL_STATS")]
@@ -54,6 +65,15 @@ static GLOBAL_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(GLOBAL_SLO
 struct Scratch {
     head: [u8; HEAD_LEN],
     flow: FlowValue,
+    key: FlowKey,
+    endpoint: EndpointKey,
+    endpoint_value: EndpointValue,
+    /// The classifier's result goes through map memory on purpose: the
+    /// verifier does not track values stored there, so the classifier's many
+    /// exits converge into one state instead of each walking the rest of the
+    /// program (verifier work, not run time).
+    class: Class,
+    pkt: Packet,
 }
 #[map(name = "SCRATCH")]
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
@@ -177,7 +197,15 @@ fn filter(ctx: &XdpContext) -> (u32, Info) {
         return (XDP_PASS, NO_INFO);
     }
     g_add(G_UDP, 1);
-    udp(ctx, &pkt, len)
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return (XDP_PASS, NO_INFO);
+    };
+    // SAFETY: per-CPU scratch value, used only during this run on this CPU.
+    let scratch = unsafe { &mut *scratch };
+    // Through map memory, like the class (see `Scratch`): the parser's many
+    // exits then share one verifier state.
+    scratch.pkt = pkt;
+    udp(ctx, scratch, len)
 }
 
 #[inline(always)]
@@ -213,7 +241,8 @@ fn lookup(generation: u32, pkt: &Packet, dst: bool) -> u8 {
 }
 
 #[inline(always)]
-fn udp(ctx: &XdpContext, pkt: &Packet, len: usize) -> (u32, Info) {
+fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
+    let pkt = &scratch.pkt;
     let Some(state) = STATE.get(0) else {
         return (XDP_PASS, NO_INFO);
     };
@@ -232,11 +261,6 @@ fn udp(ctx: &XdpContext, pkt: &Packet, len: usize) -> (u32, Info) {
         );
     }
 
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
-        return (XDP_PASS, NO_INFO);
-    };
-    // SAFETY: per-CPU scratch value, used only during this run on this CPU.
-    let scratch = unsafe { &mut *scratch };
     let head = &mut scratch.head;
     // Zero the head so nothing from an earlier packet is ever read.
     for w in head.chunks_exact_mut(8) {
@@ -263,8 +287,13 @@ fn udp(ctx: &XdpContext, pkt: &Packet, len: usize) -> (u32, Info) {
             return (XDP_PASS, NO_INFO);
         }
     }
-    let class = classify(head, pkt.payload_len, pkt.sport, pkt.dport);
-    let (key, from_a) = pkt.flow_key();
+    scratch.class = classify(head, pkt.payload_len, pkt.sport, pkt.dport);
+    let class = &mut scratch.class;
+    let (k, from_a) = pkt.flow_key();
+    scratch.key = k;
+    let key = &scratch.key;
+    let ep = &mut scratch.endpoint;
+    let epv = &mut scratch.endpoint_value;
     let listed = if dst_cat != CAT_NONE {
         dst_cat
     } else {
@@ -273,18 +302,32 @@ fn udp(ctx: &XdpContext, pkt: &Packet, len: usize) -> (u32, Info) {
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
 
-    let existing = FLOWS.get_ptr_mut(&key);
+    let existing = FLOWS.get_ptr_mut(key);
     let fresh = &mut scratch.flow;
     *fresh = FlowValue::default();
+    // For an inherited flow, the caller is the endpoint it inherited from.
+    let mut inherited_from: Option<[u8; 16]> = None;
     let (flow, is_new): (&mut FlowValue, bool) = match existing {
         // SAFETY: pointer to a map value that stays valid for this run.
         Some(p) => (unsafe { &mut *p }, false),
         None => {
-            let cat = if listed != CAT_NONE {
+            let mut cat = if listed != CAT_NONE {
                 listed
             } else {
                 class.app
             };
+            if cat == CAT_NONE && class.tag_candidate {
+                cat = learned_tag(head, now, class);
+            }
+            if cat == CAT_NONE {
+                if let Some(e) = inheritable(ep, &pkt.src, pkt.sport, now) {
+                    cat = e;
+                    inherited_from = Some(pkt.src);
+                } else if let Some(e) = inheritable(ep, &pkt.dst, pkt.dport, now) {
+                    cat = e;
+                    inherited_from = Some(pkt.dst);
+                }
+            }
             if cat == CAT_NONE {
                 count_label(class.label, len, Verdict::Pass);
                 return (
@@ -300,10 +343,15 @@ fn udp(ctx: &XdpContext, pkt: &Packet, len: usize) -> (u32, Info) {
             if !from_a {
                 fresh.flags |= FLOW_FIRST_FROM_B;
             }
+            if inherited_from.is_some() {
+                fresh.sig_category = cat;
+                fresh.flags |= FLOW_CALL | FLOW_INHERITED;
+                fresh.label = LABEL_P2P_INHERITED;
+            }
             (fresh, true)
         }
     };
-    let is_call = observe(flow, &class, from_a);
+    let is_call = observe(flow, class, from_a);
     // Re-derived on every packet, so a list swap re-categorises live flows.
     let category = if listed != CAT_NONE {
         listed
@@ -337,7 +385,9 @@ fn udp(ctx: &XdpContext, pkt: &Packet, len: usize) -> (u32, Info) {
     if policy.action == ACTION_FLOWS && flow.fate == FATE_UNDECIDED {
         // The caller is the endpoint outside the category's ranges; for a flow
         // recognised by signature alone, the endpoint that sent first.
-        let caller = if dst_cat != CAT_NONE {
+        let caller = if let Some(a) = &inherited_from {
+            a
+        } else if dst_cat != CAT_NONE {
             &pkt.src
         } else if src_cat != CAT_NONE {
             &pkt.dst
@@ -373,7 +423,7 @@ fn udp(ctx: &XdpContext, pkt: &Packet, len: usize) -> (u32, Info) {
         flow.packets = 1;
         flow.bytes = len as u64;
         flow.dropped = dropped as u64;
-        if FLOWS.insert(&key, flow, BPF_NOEXIST as u64).is_err() {
+        if FLOWS.insert(key, flow, BPF_NOEXIST as u64).is_err() {
             g_add(G_FLOW_INSERT_FAIL, 1);
         }
     } else {
@@ -387,6 +437,10 @@ fn udp(ctx: &XdpContext, pkt: &Packet, len: usize) -> (u32, Info) {
         }
     }
 
+    if is_call {
+        let listed_sides = (src_cat != CAT_NONE, dst_cat != CAT_NONE);
+        learn(pkt, class, head, category, listed_sides, now, ep, epv);
+    }
     count_category(category, len, v);
     count_label(label, len, v);
     if dropped {
@@ -397,6 +451,117 @@ fn udp(ctx: &XdpContext, pkt: &Packet, len: usize) -> (u32, Info) {
         return (XDP_DROP, info);
     }
     (XDP_PASS, info)
+}
+
+/// The category a learned Telegram peer tag names, if the payload starts with
+/// one; marks the class as Telegram data.
+#[inline(always)]
+fn learned_tag(head: &[u8; HEAD_LEN], now: u64, class: &mut Class) -> u8 {
+    // SAFETY: read-only look-up of a plain value; the key is the head's first
+    // 16 bytes, in place.
+    match unsafe { TG_TAGS.get(tag_of(head)) } {
+        Some(t) if tag_fresh(t, now) => {
+            class.app = t.category;
+            class.label = LABEL_TELEGRAM_DATA;
+            class.strength = Strength::Signal;
+            t.category
+        }
+        _ => CAT_NONE,
+    }
+}
+
+/// The first 16 bytes of the head: a Telegram peer tag.
+#[inline(always)]
+fn tag_of(head: &[u8; HEAD_LEN]) -> &[u8; 16] {
+    // SAFETY: HEAD_LEN >= 16 and [u8; 16] has alignment 1.
+    unsafe { &*head.as_ptr().cast::<[u8; 16]>() }
+}
+
+/// The category an endpoint of an earlier call passes on, if any.
+#[inline(always)]
+fn inheritable(ep: &mut EndpointKey, addr: &[u8; 16], port: u16, now: u64) -> Option<u8> {
+    ep.addr = *addr;
+    ep.port = port;
+    ep._pad = [0; 2];
+    // SAFETY: read-only look-up of a plain value.
+    match unsafe { ENDPOINTS.get(&*ep) } {
+        Some(e) if endpoint_fresh(e, now) && e.category != CAT_NONE => Some(e.category),
+        _ => None,
+    }
+}
+
+/// Remember an endpoint, writing only when it is new, of another category or
+/// due for a refresh (map writes are the expensive part).
+#[inline(always)]
+fn remember(
+    ep: &mut EndpointKey,
+    epv: &mut EndpointValue,
+    addr: &[u8; 16],
+    port: u16,
+    category: u8,
+    origin: u8,
+    now: u64,
+) {
+    if !learnable_port(port) {
+        return;
+    }
+    ep.addr = *addr;
+    ep.port = port;
+    ep._pad = [0; 2];
+    // SAFETY: read-only look-up of a plain value.
+    if let Some(e) = unsafe { ENDPOINTS.get(&*ep) } {
+        if e.category == category && now.saturating_sub(e.learned_ns) < ENDPOINT_REFRESH_NS {
+            return;
+        }
+    }
+    *epv = EndpointValue {
+        learned_ns: now,
+        category,
+        origin,
+        _pad: [0; 6],
+    };
+    let _ = ENDPOINTS.insert(&*ep, &*epv, BPF_ANY as u64);
+}
+
+/// What one call packet teaches: at most its caller-side endpoint, one TURN
+/// peer, and one Telegram peer tag.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn learn(
+    pkt: &Packet,
+    class: &Class,
+    head: &[u8; HEAD_LEN],
+    category: u8,
+    (src_listed, dst_listed): (bool, bool),
+    now: u64,
+    ep: &mut EndpointKey,
+    epv: &mut EndpointValue,
+) {
+    match endpoint_to_learn(src_listed, dst_listed) {
+        Some(true) => remember(ep, epv, &pkt.src, pkt.sport, category, ORIGIN_CALL, now),
+        Some(false) => remember(ep, epv, &pkt.dst, pkt.dport, category, ORIGIN_CALL, now),
+        None => {}
+    }
+    if class.has_peer {
+        let peer = filter_common::parse::v4_mapped(class.peer_addr);
+        remember(
+            ep,
+            epv,
+            &peer,
+            class.peer_port,
+            category,
+            ORIGIN_TURN_PEER,
+            now,
+        );
+    }
+    if class.learn_tag {
+        let v = TagValue {
+            learned_ns: now,
+            category,
+            _pad: [0; 7],
+        };
+        let _ = TG_TAGS.insert(tag_of(head), &v, BPF_ANY as u64);
+    }
 }
 
 #[inline(always)]

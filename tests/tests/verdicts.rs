@@ -756,3 +756,217 @@ fn verifier_accepts_with_bounded_work() {
         "verifier processed {n} instructions"
     );
 }
+
+#[test]
+fn flows_percent_one_fate_per_caller_and_share() {
+    if !require_root("flows_percent_one_fate_per_caller_and_share") {
+        return;
+    }
+    let l = test_lists();
+    let f = load(&l, &[("whatsapp", "flows=50%")]);
+    let callers = 2000u32;
+    let mut stopped = 0;
+    for i in 0..callers {
+        let caller = [100, 64 + (i >> 8) as u8, (i & 0xff) as u8, 7];
+        let sport = 20000 + (i % 1000) as u16;
+        // A call that tries three relays, then goes peer to peer from the same socket.
+        let verdicts: Vec<u32> = [[198, 51, 100, 1], [198, 51, 100, 2], [203, 0, 113, 200]]
+            .iter()
+            .map(|relay| {
+                f.run(&pktbuild::udp4(
+                    caller,
+                    sport,
+                    *relay,
+                    3478,
+                    &stun_binding(3),
+                ))
+                .unwrap()
+            })
+            .chain(std::iter::once_with(|| {
+                f.run(&pktbuild::udp4(
+                    caller,
+                    sport,
+                    [100, 127, 1, 1],
+                    40000,
+                    &filler(120, 0x33),
+                ))
+                .unwrap()
+            }))
+            .collect();
+        assert!(
+            verdicts.iter().all(|v| *v == verdicts[0]),
+            "caller {caller:?}: relays and the peer-to-peer leg must share one fate: {verdicts:?}"
+        );
+        if verdicts[0] == XDP_DROP {
+            stopped += 1;
+        }
+    }
+    let share = f64::from(stopped) * 100.0 / f64::from(callers);
+    eprintln!("flows=50%: {stopped} of {callers} callers stopped ({share:.1}%)");
+    assert!(
+        (45.0..=55.0).contains(&share),
+        "share stopped {share:.1}% is not within 5 points of 50%"
+    );
+}
+
+#[test]
+fn call_recognition_state_through_the_program() {
+    use filter_common::classify::{
+        LABEL_P2P_INHERITED, LABEL_TELEGRAM_DATA, LABEL_TELEGRAM_REFLECTOR, LABEL_WHATSAPP_STUN,
+    };
+    if !require_root("call_recognition_state_through_the_program") {
+        return;
+    }
+    let l = test_lists();
+    let f = load(&l, &[]);
+    let run = |frame: Vec<u8>| {
+        let v = f.run(&frame).expect("test run");
+        let t = f.trace().expect("trace");
+        (v, t.category, t.label)
+    };
+    let unlisted_relay = [100, 80, 0, 1];
+    let client = [100, 64, 5, 5];
+
+    // WhatsApp private STUN on an unlisted relay: the signature names the category.
+    let ping = [
+        &[0x08u8, 0x01, 0x00, 0x00][..],
+        &[0x21, 0x12, 0xA4, 0x42],
+        &[7; 12],
+    ]
+    .concat();
+    assert_eq!(
+        run(pktbuild::udp4(client, 41000, unlisted_relay, 3478, &ping)),
+        (XDP_DROP, WA, LABEL_WHATSAPP_STUN)
+    );
+    // Raw SRTP on that 5-tuple is WhatsApp media from its first packet.
+    assert_eq!(
+        run(pktbuild::udp4(
+            client,
+            41000,
+            unlisted_relay,
+            3478,
+            &rtp(120, 1, 0, 9, 100)
+        ))
+        .0,
+        XDP_DROP
+    );
+    let key = filter_common::parse::flow_key(
+        &filter_common::parse::v4_mapped(client),
+        41000,
+        &filter_common::parse::v4_mapped(unlisted_relay),
+        3478,
+        17,
+    )
+    .0;
+    let flow = f.flow(&key).expect("flow lookup").expect("flow tracked");
+    assert_eq!(
+        (flow.category, flow.label, flow.packets, flow.dropped),
+        (WA, LABEL_WHATSAPP_STUN, 2, 2)
+    );
+    // Peer to peer from the same local socket to an unlisted peer: inherited.
+    assert_eq!(
+        run(pktbuild::udp4(
+            client,
+            41000,
+            [100, 90, 0, 9],
+            50000,
+            &filler(200, 0x10)
+        )),
+        (XDP_DROP, WA, LABEL_P2P_INHERITED)
+    );
+    // Another socket of the same host is not part of that call.
+    assert_eq!(
+        run(pktbuild::udp4(
+            client,
+            41001,
+            [100, 90, 0, 9],
+            50000,
+            &filler(200, 0x10)
+        )),
+        (XDP_PASS, 0, 0)
+    );
+    // An RTP candidate on a fresh unlisted flow is nothing by itself.
+    assert_eq!(
+        run(pktbuild::udp4(
+            client,
+            41002,
+            [100, 90, 0, 10],
+            50002,
+            &rtp(120, 1, 0, 9, 100)
+        ))
+        .0,
+        XDP_PASS
+    );
+
+    // A spoofed call packet from a service port teaches nothing.
+    let dns_server = [100, 70, 0, 53];
+    assert_eq!(
+        run(pktbuild::udp4(dns_server, 53, WA4, 3478, &stun_binding(4))).0,
+        XDP_DROP
+    );
+    assert_eq!(
+        run(pktbuild::udp4(
+            dns_server,
+            53,
+            [100, 64, 9, 9],
+            33333,
+            b"\x12\x34\x81\x80"
+        ))
+        .0,
+        XDP_PASS,
+        "port 53 was learned"
+    );
+
+    // Telegram reflector on an unlisted address: category by signature, tag learned.
+    let tag = [0x5a; 16];
+    let ctl = [&tag[..], &[0xFF; 12], &[0xFE, 0xFF, 0xFF, 0xFF], &[1; 8]].concat();
+    assert_eq!(
+        run(pktbuild::udp4(client, 42000, [100, 81, 0, 1], 533, &ctl)),
+        (XDP_DROP, TG, LABEL_TELEGRAM_REFLECTOR)
+    );
+    // Data with the learned tag on another relay (a new 5-tuple): Telegram data.
+    let data = [&tag[..], &filler(80, 0x77)].concat();
+    assert_eq!(data.len() % 16, 0);
+    assert_eq!(
+        run(pktbuild::udp4(
+            [100, 64, 6, 6],
+            42500,
+            [100, 81, 0, 2],
+            540,
+            &data
+        )),
+        (XDP_DROP, TG, LABEL_TELEGRAM_DATA)
+    );
+    // The same shape with an unknown tag passes.
+    let other = [&[0x6b; 16][..], &filler(80, 0x77)].concat();
+    assert_eq!(
+        run(pktbuild::udp4(
+            [100, 64, 6, 7],
+            42501,
+            [100, 81, 0, 3],
+            541,
+            &other
+        )),
+        (XDP_PASS, 0, 0)
+    );
+
+    // TURN CreatePermission toward a listed TURN server names the peer; a later
+    // direct flow to that peer inherits the category.
+    let peer = [100, 99, 1, 2];
+    let xpa = pktbuild::xor_address_v4(peer, 45000);
+    let perm = stun(0x0008, [9; 12], &[(0x0012, &xpa)]);
+    assert_eq!(
+        run(pktbuild::udp4([100, 64, 7, 7], 43000, WA4, 3478, &perm)).0,
+        XDP_DROP
+    );
+    assert_eq!(
+        run(pktbuild::udp4(
+            [100, 64, 7, 7],
+            43001,
+            peer,
+            45000,
+            &filler(100, 0x21)
+        )),
+        (XDP_DROP, WA, LABEL_P2P_INHERITED)
+    );
+}

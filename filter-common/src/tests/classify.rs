@@ -28,10 +28,16 @@ fn assert_label(payload: &[u8], label: u8, strength: Strength) -> Class {
     c
 }
 
+/// Nothing recognised (a payload of a Telegram-data length may still be a
+/// tag candidate: that is a look-up hint, not a recognition).
 #[track_caller]
 fn assert_none(payload: &[u8]) {
+    let c = cls(payload);
     assert_eq!(
-        cls(payload),
+        Class {
+            tag_candidate: false,
+            ..c
+        },
         Class::NONE,
         "payload {:02x?}",
         &payload[..payload.len().min(32)]
@@ -241,7 +247,8 @@ fn stun_shorter_than_its_header() {
 
 #[test]
 fn zrtp_and_other_low_first_bytes_are_none() {
-    for b0 in 4u8..=19 {
+    // 0x08 is WhatsApp's private STUN range (tested with the signatures).
+    for b0 in (4u8..=19).filter(|b| *b != 0x08) {
         let mut m = stun(stun_type::BINDING_REQUEST, TXID, &[]);
         m[0] = b0;
         assert_none(&m);

@@ -118,9 +118,7 @@ fn an_app_signature_marks_and_overrides_the_label() {
         label: LABEL_DTLS,
         app: 1,
         strength: Strength::None,
-        turn: false,
-        ssrc: 0,
-        seq: 0,
+        ..Class::NONE
     };
     assert!(observe(&mut flow, &app, true));
     assert_eq!((flow.label, flow.sig_category), (LABEL_DTLS, 1));
