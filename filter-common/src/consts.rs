@@ -45,6 +45,10 @@ pub const ENDPOINT_REFRESH_NS: u64 = 10 * 1_000_000_000;
 /// Endpoints on ports below this are never learned: a spoofed call packet
 /// must not make a DNS, NTP or other service port inherit a category.
 pub const LEARN_MIN_PORT: u16 = 1024;
+/// Words of the endpoint "may be known" bitmap (1 bit per hashed endpoint):
+/// a plain array read that lets packets of unlisted, unrecognised flows skip
+/// the hash-map look-ups. 2^14 words = 2^20 bits = 128 KiB.
+pub const ENDPOINT_BITS_WORDS: u32 = 1 << 14;
 /// Telegram peer tags remembered (LRU hash).
 pub const TAG_CAPACITY: u32 = 1 << 13;
 /// A learned tag is trusted for this long.
@@ -71,6 +75,8 @@ pub const MAP_FLOWS: &str = "FLOWS";
 pub const MAP_FRAGS: &str = "FRAGS";
 /// Call endpoints (peer-to-peer inheritance).
 pub const MAP_ENDPOINTS: &str = "ENDPOINTS";
+/// Endpoint "may be known" bitmap.
+pub const MAP_ENDPOINT_BITS: &str = "ENDPOINT_BITS";
 /// Learned Telegram peer tags.
 pub const MAP_TAGS: &str = "TG_TAGS";
 /// Per-CPU per-category counters.

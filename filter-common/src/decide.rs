@@ -5,7 +5,9 @@ use crate::classify::{
     Class, LABEL_NONE, LABEL_RTP, LABEL_TURN_CHANNEL, LABEL_WHATSAPP_KEEPALIVE,
     LABEL_WHATSAPP_MEDIA, Strength,
 };
-use crate::consts::{CAT_WHATSAPP, ENDPOINT_TTL_NS, LEARN_MIN_PORT, TAG_TTL_NS};
+use crate::consts::{
+    CAT_WHATSAPP, ENDPOINT_BITS_WORDS, ENDPOINT_TTL_NS, LEARN_MIN_PORT, TAG_TTL_NS,
+};
 use crate::types::{
     ACTION_DROP, ACTION_FLOWS, ACTION_LOSS, ACTION_MONITOR, FATE_SPARED, FATE_STOPPED, FLOW_CALL,
     FLOW_TURN, FlowValue, Policy, SCOPE_UDP,
@@ -175,4 +177,19 @@ pub fn endpoint_to_learn(src_listed: bool, dst_listed: bool) -> Option<bool> {
         (true, false) => Some(false),
         (true, true) => None,
     }
+}
+
+/// Word index and bit of an endpoint in the "may be known" bitmap. A clear
+/// bit means the endpoint was never learned; a set bit means "look it up".
+#[inline(always)]
+pub fn endpoint_bit(addr: &[u8; 16], port: u16) -> (u32, u64) {
+    let hi = u64::from_be_bytes([
+        addr[0], addr[1], addr[2], addr[3], addr[4], addr[5], addr[6], addr[7],
+    ]);
+    let lo = u64::from_be_bytes([
+        addr[8], addr[9], addr[10], addr[11], addr[12], addr[13], addr[14], addr[15],
+    ]);
+    let h = mix64(mix64(hi ^ u64::from(port)) ^ lo);
+    let word = (h >> 6) as u32 & (ENDPOINT_BITS_WORDS - 1);
+    (word, 1u64 << (h & 63))
 }

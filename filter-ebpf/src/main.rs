@@ -23,8 +23,8 @@ use filter_common::classify::{
     classify,
 };
 use filter_common::decide::{
-    Verdict, caller_fate, endpoint_fresh, endpoint_to_learn, epoch_seed, learnable_port, observe,
-    tag_fresh, verdict,
+    Verdict, caller_fate, endpoint_bit, endpoint_fresh, endpoint_to_learn, epoch_seed,
+    learnable_port, observe, tag_fresh, verdict,
 };
 use filter_common::parse::{
     Fragment, PROTO_TCP, PROTO_UDP, Packet, PacketBytes, Parsed, parse_frame,
@@ -51,6 +51,8 @@ static FRAGS: LruHashMap<FragKey, u32> = LruHashMap::with_max_entries(FRAG_CAPAC
 #[map(name = "ENDPOINTS")]
 static ENDPOINTS: LruHashMap<EndpointKey, EndpointValue> =
     LruHashMap::with_max_entries(ENDPOINT_CAPACITY, 0);
+#[map(name = "ENDPOINT_BITS")]
+static ENDPOINT_BITS: Array<u64> = Array::with_max_entries(ENDPOINT_BITS_WORDS, 0);
 #[map(name = "TG_TAGS")]
 static TG_TAGS: LruHashMap<[u8; 16], TagValue> = LruHashMap::with_max_entries(TAG_CAPACITY, 0);
 #[map(name = "CAT_STATS")]
@@ -85,12 +87,19 @@ static PKT_TRACE: Array<PktTrace> = Array::with_max_entries(1, 0);
 #[unsafe(no_mangle)]
 static TRACE: u8 = 0;
 
-/// Frame access through `bpf_xdp_load_bytes`: every read is a bounded copy
-/// into a fixed-size stack array (works for multi-buffer frames too).
+/// Frame access: direct packet reads, each a fixed-size copy bounds-checked
+/// against `data_end`. The program does not declare multi-buffer (frags)
+/// support, so the kernel hands it linear frames only: the first buffer is
+/// the whole frame.
 struct Frame {
-    ctx: *mut aya_ebpf::bindings::xdp_md,
+    data: usize,
+    data_end: usize,
     len: usize,
 }
+
+/// Largest header offset read (two VLAN tags + IPv6 + six extension headers
+/// of realistic size stay inside it; a longer chain is malformed).
+const MAX_DIRECT_OFF: usize = 512;
 
 impl PacketBytes for Frame {
     #[inline(always)]
@@ -100,17 +109,15 @@ impl PacketBytes for Frame {
 
     #[inline(always)]
     fn load<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
-        let mut buf = [0u8; N];
-        // SAFETY: the helper writes at most N bytes into buf and checks bounds.
-        let r = unsafe {
-            bpf_xdp_load_bytes(
-                self.ctx,
-                off as u32,
-                buf.as_mut_ptr() as *mut c_void,
-                N as u32,
-            )
-        };
-        if r == 0 { Some(buf) } else { None }
+        if off > MAX_DIRECT_OFF {
+            return None;
+        }
+        let p = self.data + off;
+        if p + N > self.data_end {
+            return None;
+        }
+        // SAFETY: [p, p + N) lies inside the packet.
+        Some(unsafe { (p as *const [u8; N]).read_unaligned() })
     }
 }
 
@@ -157,9 +164,16 @@ pub fn flowfilter(ctx: XdpContext) -> u32 {
 
 #[inline(always)]
 fn filter(ctx: &XdpContext) -> (u32, Info) {
+    // The frame length from the helper, not `data_end - data`: LLVM must not
+    // relate the parser's length checks to the packet pointers, or it drops
+    // the per-read `data_end` checks the verifier needs.
     // SAFETY: ctx is the program's context.
     let len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as usize;
-    let frame = Frame { ctx: ctx.ctx, len };
+    let frame = Frame {
+        data: ctx.data(),
+        data_end: ctx.data_end(),
+        len,
+    };
     g_add(G_PACKETS, 1);
     g_add(G_BYTES, len as u64);
     let pkt = match parse_frame(&frame) {
@@ -262,10 +276,9 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
     }
 
     let head = &mut scratch.head;
-    // Zero the head so nothing from an earlier packet is ever read.
-    for w in head.chunks_exact_mut(8) {
-        w.copy_from_slice(&[0u8; 8]);
-    }
+    // No zeroing: the classifier never reads a head byte at or beyond the
+    // payload's length (a host property test holds it to that), so bytes
+    // left by an earlier packet are never seen.
     let want = if pkt.payload_len < HEAD_LEN {
         pkt.payload_len
     } else {
@@ -299,6 +312,25 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
     } else {
         src_cat
     };
+    // Fast path: an unlisted flow without a signature can only be a call flow
+    // through a learned endpoint or tag; when the bitmap rules both endpoints
+    // out (and the length rules out a tag), skip the hash-map look-ups.
+    if listed == CAT_NONE
+        && class.app == CAT_NONE
+        && !class.tag_candidate
+        && !endpoint_maybe(&pkt.src, pkt.sport)
+        && !endpoint_maybe(&pkt.dst, pkt.dport)
+    {
+        count_label(class.label, len, Verdict::Pass);
+        return (
+            XDP_PASS,
+            Info {
+                category: 0,
+                label: class.label,
+                flags: 0,
+            },
+        );
+    }
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
 
@@ -477,6 +509,13 @@ fn tag_of(head: &[u8; HEAD_LEN]) -> &[u8; 16] {
     unsafe { &*head.as_ptr().cast::<[u8; 16]>() }
 }
 
+/// Whether the bitmap says the endpoint may have been learned.
+#[inline(always)]
+fn endpoint_maybe(addr: &[u8; 16], port: u16) -> bool {
+    let (word, bit) = endpoint_bit(addr, port);
+    ENDPOINT_BITS.get(word).is_some_and(|w| *w & bit != 0)
+}
+
 /// The category an endpoint of an earlier call passes on, if any.
 #[inline(always)]
 fn inheritable(ep: &mut EndpointKey, addr: &[u8; 16], port: u16, now: u64) -> Option<u8> {
@@ -513,6 +552,11 @@ fn remember(
         if e.category == category && now.saturating_sub(e.learned_ns) < ENDPOINT_REFRESH_NS {
             return;
         }
+    }
+    let (word, bit) = endpoint_bit(addr, port);
+    if let Some(w) = ENDPOINT_BITS.get_ptr_mut(word) {
+        // SAFETY: a map value; a lost concurrent update only costs a refresh.
+        unsafe { *w |= bit };
     }
     *epv = EndpointValue {
         learned_ns: now,

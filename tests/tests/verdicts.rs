@@ -751,10 +751,10 @@ fn verifier_accepts_with_bounded_work() {
         .verified_instructions()
         .expect("kernel reports verified_insns");
     eprintln!("verified instructions: {n}");
-    assert!(
-        n > 0 && n < 1_000_000,
-        "verifier processed {n} instructions"
-    );
+    // The kernel's limit is 1,000,000. A jump far past the figure noted in the
+    // README means a change multiplied verifier states (see `Scratch` in
+    // filter-ebpf).
+    assert!(n > 0 && n < 200_000, "verifier processed {n} instructions");
 }
 
 #[test]

@@ -5,18 +5,23 @@ use std::vec::Vec;
 
 use super::cls;
 use crate::classify::{
-    Class, LABEL_DTLS, LABEL_NONE, LABEL_RTCP, LABEL_RTP, LABEL_STUN, LABEL_TURN_CHANNEL, Strength,
+    Class, LABEL_DTLS, LABEL_NONE, LABEL_P2P_INHERITED, LABEL_RTCP, LABEL_RTP, LABEL_STUN,
+    LABEL_TELEGRAM_REFLECTOR, LABEL_TURN_CHANNEL, LABEL_WHATSAPP_KEEPALIVE, LABEL_WHATSAPP_MEDIA,
+    LABEL_WHATSAPP_STUN, Strength,
 };
+use crate::consts::{CAT_TELEGRAM, CAT_WHATSAPP, ENDPOINT_TTL_NS, LEARN_MIN_PORT, TAG_TTL_NS};
 use crate::decide::{
-    RTP_CONFIRM_PACKETS, RTP_MAX_STEP, Verdict, caller_fate, epoch_seed, observe, verdict,
+    RTP_CONFIRM_PACKETS, RTP_MAX_STEP, Verdict, caller_fate, endpoint_fresh, endpoint_to_learn,
+    epoch_seed, learnable_port, observe, tag_fresh, verdict,
 };
 use crate::pktbuild::{
-    channel_data, dtls_content, dtls_record, dtls_version, rtcp, rtp, stun, stun_type, v4_mapped,
+    Rtp, channel_data, dtls_content, dtls_record, dtls_version, rtcp, rtp, stun, stun_type,
+    v4_mapped,
 };
 use crate::types::{
-    ACTION_DROP, ACTION_FLOWS, ACTION_LOSS, ACTION_MONITOR, ACTION_OFF, FATE_SPARED, FATE_STOPPED,
-    FATE_UNDECIDED, FLOW_CALL, FLOW_FIRST_FROM_B, FLOW_LISTED, FLOW_TURN, FlowValue, Policy,
-    SCOPE_MEDIA, SCOPE_UDP,
+    ACTION_DROP, ACTION_FLOWS, ACTION_LOSS, ACTION_MONITOR, ACTION_OFF, EndpointValue, FATE_SPARED,
+    FATE_STOPPED, FATE_UNDECIDED, FLOW_CALL, FLOW_FIRST_FROM_B, FLOW_INHERITED, FLOW_LISTED,
+    FLOW_TURN, FlowValue, ORIGIN_CALL, ORIGIN_TURN_PEER, Policy, SCOPE_MEDIA, SCOPE_UDP, TagValue,
 };
 
 const TXID: [u8; 12] = [9; 12];
@@ -377,6 +382,250 @@ fn rtp_on_a_signalled_flow_keeps_the_label() {
     observe(&mut flow, &binding(), true);
     assert_eq!(feed(&mut flow, &[(1, SSRC_A, false)]), [true]);
     assert_eq!(flow.label, LABEL_STUN);
+}
+
+// --- WhatsApp flows: keepalives and raw media -----------------------------------------
+
+fn keepalive(p: &[u8]) -> Class {
+    let c = cls(p);
+    assert_eq!(
+        (c.label, c.strength, c.app),
+        (LABEL_WHATSAPP_KEEPALIVE, Strength::Candidate, 0)
+    );
+    c
+}
+
+/// A flow that carried WhatsApp STUN (a private 0x0801 ping).
+fn whatsapp_flow() -> FlowValue {
+    let mut flow = FlowValue::default();
+    let c = cls(&stun(0x0801, TXID, &[]));
+    assert_eq!((c.label, c.app), (LABEL_WHATSAPP_STUN, CAT_WHATSAPP));
+    assert!(observe(&mut flow, &c, true));
+    assert_eq!(
+        (flow.flags, flow.sig_category, flow.label),
+        (FLOW_CALL, CAT_WHATSAPP, LABEL_WHATSAPP_STUN)
+    );
+    flow
+}
+
+#[test]
+fn keepalives_mark_only_a_whatsapp_flow() {
+    for p in [&b"health"[..], b"OK"] {
+        // sig_category set, nothing else yet (e.g. a flow whose only call
+        // packet so far was answered elsewhere).
+        let mut flow = FlowValue {
+            sig_category: CAT_WHATSAPP,
+            ..FlowValue::default()
+        };
+        assert!(observe(&mut flow, &keepalive(p), true));
+        assert_eq!(flow.flags, FLOW_CALL);
+        assert_eq!(flow.label, LABEL_WHATSAPP_KEEPALIVE);
+        assert_eq!(flow.sig_category, CAT_WHATSAPP);
+        // After WhatsApp STUN: a call, the STUN label kept.
+        let mut flow = whatsapp_flow();
+        assert!(observe(&mut flow, &keepalive(p), false));
+        assert_eq!(flow.label, LABEL_WHATSAPP_STUN);
+        // Without the WhatsApp mark: not a call, nothing changes, however
+        // many keepalives arrive.
+        for other in [0u8, CAT_TELEGRAM, 3, 200] {
+            let start = FlowValue {
+                sig_category: other,
+                ..FlowValue::default()
+            };
+            let mut flow = start;
+            for i in 0..10 {
+                assert!(
+                    !observe(&mut flow, &keepalive(p), i % 2 == 0),
+                    "cat {other}"
+                );
+            }
+            assert_eq!(flow, start);
+        }
+        // A listed flow with TURN but no call yet is not made one either.
+        let start = FlowValue {
+            flags: FLOW_LISTED | FLOW_TURN,
+            category: 7,
+            ..FlowValue::default()
+        };
+        let mut flow = start;
+        assert!(!observe(&mut flow, &keepalive(p), true));
+        assert_eq!(flow, start);
+    }
+}
+
+#[test]
+fn rtp_on_a_whatsapp_flow_is_media_at_once() {
+    // One RTP candidate suffices: no confirmation needed.
+    let mut flow = FlowValue {
+        sig_category: CAT_WHATSAPP,
+        ..FlowValue::default()
+    };
+    assert!(observe(&mut flow, &rtp_class(100, SSRC_A), false));
+    assert_eq!(flow.flags, FLOW_CALL);
+    assert_eq!(flow.label, LABEL_WHATSAPP_MEDIA);
+    // The RTP tracking still runs.
+    assert_eq!((flow.rtp_hits, flow.rtp_ssrc[1]), ([0, 1], SSRC_A));
+    // PT 120 with the marker bit, as on WhatsApp's relays.
+    let mut flow = FlowValue {
+        sig_category: CAT_WHATSAPP,
+        ..FlowValue::default()
+    };
+    let p = Rtp::new(120, 0x4129, 0x0a00, 0x5459_2824)
+        .marker(true)
+        .payload(&[0x5c; 248])
+        .build();
+    assert_eq!(&p[..2], &[0x80, 0xf8]);
+    let c = cls(&p);
+    assert_eq!((c.label, c.strength), (LABEL_RTP, Strength::Candidate));
+    assert!(observe(&mut flow, &c, true));
+    assert_eq!(flow.label, LABEL_WHATSAPP_MEDIA);
+    // After WhatsApp STUN on the same 5-tuple.
+    let mut flow = whatsapp_flow();
+    assert!(observe(&mut flow, &rtp_class(1, SSRC_B), false));
+    assert_eq!(flow.sig_category, CAT_WHATSAPP);
+    // An inherited flow keeps its label.
+    let mut flow = FlowValue {
+        sig_category: CAT_WHATSAPP,
+        flags: FLOW_CALL | FLOW_INHERITED,
+        label: LABEL_P2P_INHERITED,
+        ..FlowValue::default()
+    };
+    assert!(observe(&mut flow, &rtp_class(1, SSRC_B), false));
+    assert_eq!(flow.label, LABEL_P2P_INHERITED);
+}
+
+#[test]
+fn rtp_on_other_flows_needs_confirmation() {
+    for cat in [0u8, CAT_TELEGRAM, 3] {
+        let mut flow = FlowValue {
+            sig_category: cat,
+            ..FlowValue::default()
+        };
+        let got = feed(
+            &mut flow,
+            &[(1, SSRC_A, true), (2, SSRC_A, true), (3, SSRC_A, true)],
+        );
+        assert_eq!(got, [false, false, true], "cat {cat}");
+        assert_eq!(flow.label, LABEL_RTP, "cat {cat}");
+    }
+}
+
+#[test]
+fn telegram_reflector_marks_the_flow_telegram() {
+    let mut p = [0xffu8; 40];
+    p[..16].copy_from_slice(&[0x80; 16]);
+    p[28] = 0xfe;
+    p[32..].fill(7);
+    let c = cls(&p);
+    assert_eq!(
+        (c.label, c.app, c.learn_tag),
+        (LABEL_TELEGRAM_REFLECTOR, CAT_TELEGRAM, true)
+    );
+    let mut flow = FlowValue::default();
+    assert!(observe(&mut flow, &c, false));
+    assert_eq!(
+        (flow.flags, flow.sig_category, flow.label),
+        (FLOW_CALL, CAT_TELEGRAM, LABEL_TELEGRAM_REFLECTOR)
+    );
+    // Keepalives and RTP on a Telegram flow get no WhatsApp treatment, but
+    // the flow is already a call.
+    assert!(observe(&mut flow, &keepalive(b"OK"), true));
+    assert!(observe(&mut flow, &rtp_class(5, SSRC_A), true));
+    assert_eq!(
+        (flow.sig_category, flow.label),
+        (CAT_TELEGRAM, LABEL_TELEGRAM_REFLECTOR)
+    );
+}
+
+// --- Endpoints and tags: what to learn, for how long -----------------------------------
+
+#[test]
+fn endpoint_to_learn_picks_the_unlisted_side() {
+    // Toward a listed relay: the caller is the source.
+    assert_eq!(endpoint_to_learn(false, true), Some(true));
+    // From a listed relay: the caller is the destination.
+    assert_eq!(endpoint_to_learn(true, false), Some(false));
+    // Neither listed (signature-only or inherited): the sender.
+    assert_eq!(endpoint_to_learn(false, false), Some(true));
+    // Both listed: relay to relay, nobody to learn.
+    assert_eq!(endpoint_to_learn(true, true), None);
+}
+
+fn endpoint(learned_ns: u64) -> EndpointValue {
+    EndpointValue {
+        learned_ns,
+        category: CAT_WHATSAPP,
+        origin: ORIGIN_CALL,
+        _pad: [0; 6],
+    }
+}
+
+fn tag(learned_ns: u64) -> TagValue {
+    TagValue {
+        learned_ns,
+        category: CAT_TELEGRAM,
+        _pad: [0; 7],
+    }
+}
+
+#[test]
+fn endpoints_expire_after_their_ttl() {
+    for t0 in [0u64, 1, 5_000_000_000, u64::MAX - ENDPOINT_TTL_NS] {
+        let e = endpoint(t0);
+        assert!(endpoint_fresh(&e, t0), "t0 {t0}");
+        assert!(endpoint_fresh(&e, t0 + 1));
+        assert!(endpoint_fresh(&e, t0 + ENDPOINT_TTL_NS - 1));
+        assert!(!endpoint_fresh(&e, t0 + ENDPOINT_TTL_NS));
+        assert!(!endpoint_fresh(&e, t0.saturating_add(ENDPOINT_TTL_NS + 1)));
+    }
+    // The last moment is far in the future without overflow.
+    assert!(!endpoint_fresh(&endpoint(0), u64::MAX));
+    // A clock behind the learning time (another CPU) counts as fresh.
+    assert!(endpoint_fresh(&endpoint(10_000), 9_999));
+    assert!(endpoint_fresh(&endpoint(u64::MAX), 0));
+    // Origin and category do not matter to freshness.
+    let peer = EndpointValue {
+        origin: ORIGIN_TURN_PEER,
+        category: CAT_TELEGRAM,
+        ..endpoint(100)
+    };
+    assert!(endpoint_fresh(&peer, 100 + ENDPOINT_TTL_NS - 1));
+    assert!(!endpoint_fresh(&peer, 100 + ENDPOINT_TTL_NS));
+}
+
+#[test]
+fn tags_expire_after_their_ttl() {
+    for t0 in [0u64, 1, 7_000_000_000, u64::MAX - TAG_TTL_NS] {
+        let v = tag(t0);
+        assert!(tag_fresh(&v, t0), "t0 {t0}");
+        assert!(tag_fresh(&v, t0 + TAG_TTL_NS - 1));
+        assert!(!tag_fresh(&v, t0 + TAG_TTL_NS));
+        assert!(!tag_fresh(&v, t0.saturating_add(TAG_TTL_NS + 1)));
+    }
+    assert!(!tag_fresh(&tag(0), u64::MAX));
+    assert!(tag_fresh(&tag(10_000), 9_999));
+    // The endpoint TTL does not apply to tags, nor the reverse.
+    let (short, long) = if TAG_TTL_NS < ENDPOINT_TTL_NS {
+        (TAG_TTL_NS, ENDPOINT_TTL_NS)
+    } else {
+        (ENDPOINT_TTL_NS, TAG_TTL_NS)
+    };
+    let mid = short + (long - short) / 2;
+    assert_eq!(tag_fresh(&tag(0), mid), TAG_TTL_NS > mid);
+    assert_eq!(endpoint_fresh(&endpoint(0), mid), ENDPOINT_TTL_NS > mid);
+}
+
+#[test]
+fn only_high_ports_are_learnable() {
+    assert!(!learnable_port(LEARN_MIN_PORT - 1));
+    assert!(learnable_port(LEARN_MIN_PORT));
+    assert!(learnable_port(LEARN_MIN_PORT + 1));
+    for port in [0u16, 1, 53, 67, 68, 123, 137, 443, 500, 599] {
+        assert!(!learnable_port(port), "port {port}");
+    }
+    for port in [1400u16, 3478, 40000, u16::MAX] {
+        assert!(learnable_port(port), "port {port}");
+    }
 }
 
 // --- Verdicts ------------------------------------------------------------------------

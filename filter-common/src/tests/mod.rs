@@ -5,6 +5,7 @@ mod classify;
 mod decide;
 mod parse;
 mod pktbuild;
+mod signatures;
 
 use crate::classify::{Class, HEAD_LEN, classify};
 use crate::parse::{Packet, Parsed, parse_frame};
