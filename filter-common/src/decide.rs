@@ -10,7 +10,7 @@ use crate::consts::{
 };
 use crate::types::{
     ACTION_DROP, ACTION_FLOWS, ACTION_LOSS, ACTION_MONITOR, FATE_SPARED, FATE_STOPPED, FLOW_CALL,
-    FLOW_TURN, FlowValue, Policy, SCOPE_UDP,
+    FLOW_INHERITED, FLOW_SEEN_A, FLOW_SEEN_B, FLOW_TURN, FlowValue, Policy, SCOPE_UDP,
 };
 use crate::types::{EndpointValue, TagValue};
 
@@ -35,6 +35,7 @@ pub enum Verdict {
 /// part of a call (the flow is, or just became, a call flow).
 #[inline(always)]
 pub fn observe(flow: &mut FlowValue, class: &Class, from_a: bool) -> bool {
+    flow.flags |= if from_a { FLOW_SEEN_A } else { FLOW_SEEN_B };
     match class.strength {
         Strength::Signal => {
             flow.flags |= FLOW_CALL;
@@ -165,18 +166,24 @@ pub fn learnable_port(port: u16) -> bool {
     port >= LEARN_MIN_PORT
 }
 
-/// Which endpoint of a call packet to remember: the one outside the
-/// category's ranges (the caller's side). `Some(true)` is the source,
-/// `Some(false)` the destination. With neither side listed (a signature-only
-/// or inherited flow) it is the packet's source, so each direction teaches
-/// its own sender.
+/// Whether a call flow may teach endpoints and tags: only once packets went
+/// both ways (one spoofed packet, or a one-way stream, teaches nothing), and
+/// never an inherited flow (no chains: a learned endpoint's flows do not
+/// spread the category further).
 #[inline(always)]
-pub fn endpoint_to_learn(src_listed: bool, dst_listed: bool) -> Option<bool> {
-    match (src_listed, dst_listed) {
-        (false, _) => Some(true),
-        (true, false) => Some(false),
-        (true, true) => None,
-    }
+pub fn may_teach(flags: u8) -> bool {
+    let both = FLOW_SEEN_A | FLOW_SEEN_B;
+    flags & FLOW_CALL != 0 && flags & both == both && flags & FLOW_INHERITED == 0
+}
+
+/// Which endpoints of a call packet to remember, as `(source, destination)`:
+/// the side(s) outside the category's ranges. With one side listed that is
+/// the other side (the caller). With neither side listed (a signature-only or
+/// inherited flow) both: the caller's socket, and the unlisted relay or peer,
+/// so later flows to that relay are recognised too.
+#[inline(always)]
+pub fn endpoints_to_learn(src_listed: bool, dst_listed: bool) -> (bool, bool) {
+    (!src_listed, !dst_listed)
 }
 
 /// Word index and bit of an endpoint in the "may be known" bitmap. A clear

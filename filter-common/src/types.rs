@@ -75,6 +75,10 @@ pub const FLOW_FIRST_FROM_B: u8 = 8;
 
 /// `FlowValue::flags`: the flow inherited its category from a call endpoint.
 pub const FLOW_INHERITED: u8 = 16;
+/// `FlowValue::flags`: a packet went from `a` to `b`.
+pub const FLOW_SEEN_A: u8 = 32;
+/// `FlowValue::flags`: a packet went from `b` to `a`.
+pub const FLOW_SEEN_B: u8 = 64;
 
 /// `FlowValue::fate` for `flows=P%`: not yet decided.
 pub const FATE_UNDECIDED: u8 = 0;
@@ -97,6 +101,9 @@ pub struct FlowValue {
     pub bytes: u64,
     /// Packets dropped.
     pub dropped: u64,
+    /// `bpf_ktime_get_ns` when the flow last taught its endpoints (learning
+    /// is refreshed at most every `ENDPOINT_REFRESH_NS`, not per packet).
+    pub taught_ns: u64,
     /// Per direction (0: from a, 1: from b): SSRC of the last RTP candidate.
     pub rtp_ssrc: [u32; 2],
     /// Per direction: sequence number of the last RTP candidate.
@@ -269,7 +276,7 @@ mod tests {
         assert_eq!(size_of::<Policy>(), 4);
         assert_eq!(size_of::<State>(), 16);
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 2 + 1 + 3);
-        assert_eq!(size_of::<FlowValue>(), 5 * 8 + 8 + 4 + 2 + 4 + 1 + 5);
+        assert_eq!(size_of::<FlowValue>(), 6 * 8 + 8 + 4 + 2 + 4 + 1 + 5);
         assert_eq!(size_of::<FragKey>(), 16 + 16 + 4 + 1 + 3);
         assert_eq!(size_of::<CatStats>(), 64);
         assert_eq!(size_of::<LabelStats>(), 32);

@@ -23,8 +23,8 @@ use filter_common::classify::{
     classify,
 };
 use filter_common::decide::{
-    Verdict, caller_fate, endpoint_bit, endpoint_fresh, endpoint_to_learn, epoch_seed,
-    learnable_port, observe, tag_fresh, verdict,
+    Verdict, caller_fate, endpoint_bit, endpoint_fresh, endpoints_to_learn, epoch_seed,
+    learnable_port, may_teach, observe, tag_fresh, verdict,
 };
 use filter_common::parse::{
     Fragment, PROTO_TCP, PROTO_UDP, Packet, PacketBytes, Parsed, parse_frame,
@@ -450,6 +450,19 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
         } | if is_call { TRACE_CALL } else { 0 },
     };
 
+    // Teach once the call flow has gone both ways, on anything new (a TURN
+    // peer, a Telegram tag), and then at most once per refresh interval.
+    if is_call
+        && may_teach(flow.flags)
+        && (class.has_peer
+            || class.learn_tag
+            || now.saturating_sub(flow.taught_ns) >= ENDPOINT_REFRESH_NS)
+    {
+        flow.taught_ns = now;
+        let listed_sides = (src_cat != CAT_NONE, dst_cat != CAT_NONE);
+        learn(pkt, class, head, category, listed_sides, now, ep, epv);
+    }
+
     flow.last_seen_ns = now;
     if is_new {
         flow.packets = 1;
@@ -469,10 +482,6 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
         }
     }
 
-    if is_call {
-        let listed_sides = (src_cat != CAT_NONE, dst_cat != CAT_NONE);
-        learn(pkt, class, head, category, listed_sides, now, ep, epv);
-    }
     count_category(category, len, v);
     count_label(label, len, v);
     if dropped {
@@ -581,10 +590,12 @@ fn learn(
     ep: &mut EndpointKey,
     epv: &mut EndpointValue,
 ) {
-    match endpoint_to_learn(src_listed, dst_listed) {
-        Some(true) => remember(ep, epv, &pkt.src, pkt.sport, category, ORIGIN_CALL, now),
-        Some(false) => remember(ep, epv, &pkt.dst, pkt.dport, category, ORIGIN_CALL, now),
-        None => {}
+    let (teach_src, teach_dst) = endpoints_to_learn(src_listed, dst_listed);
+    if teach_src {
+        remember(ep, epv, &pkt.src, pkt.sport, category, ORIGIN_CALL, now);
+    }
+    if teach_dst {
+        remember(ep, epv, &pkt.dst, pkt.dport, category, ORIGIN_CALL, now);
     }
     if class.has_peer {
         let peer = filter_common::parse::v4_mapped(class.peer_addr);

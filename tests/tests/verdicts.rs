@@ -769,7 +769,9 @@ fn flows_percent_one_fate_per_caller_and_share() {
     for i in 0..callers {
         let caller = [100, 64 + (i >> 8) as u8, (i & 0xff) as u8, 7];
         let sport = 20000 + (i % 1000) as u16;
-        // A call that tries three relays, then goes peer to peer from the same socket.
+        // A call that tries three relays (one answers), then goes peer to peer
+        // from the same socket.
+        let answer = stun(0x0101, [3; 12], &[(0x0020, &[0, 1, 2, 3, 4, 5, 6, 7])]);
         let verdicts: Vec<u32> = [[198, 51, 100, 1], [198, 51, 100, 2], [203, 0, 113, 200]]
             .iter()
             .map(|relay| {
@@ -782,6 +784,16 @@ fn flows_percent_one_fate_per_caller_and_share() {
                 ))
                 .unwrap()
             })
+            .chain(std::iter::once_with(|| {
+                f.run(&pktbuild::udp4(
+                    [198, 51, 100, 1],
+                    3478,
+                    caller,
+                    sport,
+                    &answer,
+                ))
+                .unwrap()
+            }))
             .chain(std::iter::once_with(|| {
                 f.run(&pktbuild::udp4(
                     caller,
@@ -838,6 +850,28 @@ fn call_recognition_state_through_the_program() {
         run(pktbuild::udp4(client, 41000, unlisted_relay, 3478, &ping)),
         (XDP_DROP, WA, LABEL_WHATSAPP_STUN)
     );
+    // Nothing is taught from one direction alone (a spoofed packet teaches nothing).
+    assert_eq!(
+        run(pktbuild::udp4(
+            client,
+            41000,
+            [100, 90, 0, 8],
+            50000,
+            &filler(200, 0x10)
+        )),
+        (XDP_PASS, 0, 0)
+    );
+    // The relay answers (a pong): now the call flow has gone both ways.
+    let pong = [
+        &[0x08u8, 0x02, 0x00, 0x00][..],
+        &[0x21, 0x12, 0xA4, 0x42],
+        &[7; 12],
+    ]
+    .concat();
+    assert_eq!(
+        run(pktbuild::udp4(unlisted_relay, 3478, client, 41000, &pong)).0,
+        XDP_DROP
+    );
     // Raw SRTP on that 5-tuple is WhatsApp media from its first packet.
     assert_eq!(
         run(pktbuild::udp4(
@@ -861,7 +895,7 @@ fn call_recognition_state_through_the_program() {
     let flow = f.flow(&key).expect("flow lookup").expect("flow tracked");
     assert_eq!(
         (flow.category, flow.label, flow.packets, flow.dropped),
-        (WA, LABEL_WHATSAPP_STUN, 2, 2)
+        (WA, LABEL_WHATSAPP_STUN, 3, 3)
     );
     // Peer to peer from the same local socket to an unlisted peer: inherited.
     assert_eq!(
@@ -924,6 +958,12 @@ fn call_recognition_state_through_the_program() {
         run(pktbuild::udp4(client, 42000, [100, 81, 0, 1], 533, &ctl)),
         (XDP_DROP, TG, LABEL_TELEGRAM_REFLECTOR)
     );
+    // The reflector's answer carries the same tag; with both directions seen it is learned.
+    let reply = [&tag[..], &[0xFF; 12], &[0xc7, 0x72, 0x15, 0xc0], &[2; 32]].concat();
+    assert_eq!(
+        run(pktbuild::udp4([100, 81, 0, 1], 533, client, 42000, &reply)),
+        (XDP_DROP, TG, LABEL_TELEGRAM_REFLECTOR)
+    );
     // Data with the learned tag on another relay (a new 5-tuple): Telegram data.
     let data = [&tag[..], &filler(80, 0x77)].concat();
     assert_eq!(data.len() % 16, 0);
@@ -954,6 +994,15 @@ fn call_recognition_state_through_the_program() {
     // direct flow to that peer inherits the category.
     let peer = [100, 99, 1, 2];
     let xpa = pktbuild::xor_address_v4(peer, 45000);
+    let answer = stun(
+        0x0103,
+        [8; 12],
+        &[(0x0016, &pktbuild::xor_address_v4(WA4, 50000))],
+    );
+    assert_eq!(
+        run(pktbuild::udp4(WA4, 3478, [100, 64, 7, 7], 43000, &answer)).0,
+        XDP_DROP
+    );
     let perm = stun(0x0008, [9; 12], &[(0x0012, &xpa)]);
     assert_eq!(
         run(pktbuild::udp4([100, 64, 7, 7], 43000, WA4, 3478, &perm)).0,
