@@ -154,7 +154,9 @@ fn be32(h: &[u8; HEAD_LEN], i: usize) -> u32 {
 }
 
 /// Classify a UDP payload. `head` holds the first `min(len, HEAD_LEN)` bytes
-/// of the payload (the rest zero), `len` is the payload's length.
+/// of the payload, `len` is the payload's length. Bytes of `head` at or
+/// beyond `len` are never read (the XDP program leaves an earlier packet's
+/// bytes there; host tests hold the classifier to this).
 #[inline(always)]
 pub fn classify(head: &[u8; HEAD_LEN], len: usize, sport: u16, dport: u16) -> Class {
     if len == 0 {
@@ -163,6 +165,11 @@ pub fn classify(head: &[u8; HEAD_LEN], len: usize, sport: u16, dport: u16) -> Cl
     // The reflector signature is exact (a 0xFF run, a type, a length) and its
     // peer tag may begin with any byte, so it goes before the demultiplexer.
     let tg = telegram_reflector(head, len);
+    if tg.label != LABEL_NONE {
+        return tg;
+    }
+    // tgcalls data may begin with any byte too (its call prefix).
+    let tg = tgcalls_data(head, len);
     if tg.label != LABEL_NONE {
         return tg;
     }
@@ -175,14 +182,14 @@ pub fn classify(head: &[u8; HEAD_LEN], len: usize, sport: u16, dport: u16) -> Cl
         _ => Class::NONE,
     };
     if c.label == LABEL_NONE {
-        c = tgcalls_data(head, len);
-    }
-    if c.label == LABEL_NONE {
         c = keepalive(head, len);
     }
     // libtgvoip data: tag(16) + msg_key(16) + AES-IGE blocks, whatever its
     // first bytes look like.
-    c.tag_candidate = c.strength != Strength::Signal && len >= 48 && len.is_multiple_of(16);
+    c.tag_candidate = c.strength != Strength::Signal
+        && len >= 48
+        && len.is_multiple_of(16)
+        && tag_plausible(head);
     c
 }
 
@@ -332,8 +339,39 @@ fn telegram_reflector(head: &[u8; HEAD_LEN], len: usize) -> Class {
         return Class::NONE;
     }
     let mut c = Class::app(LABEL_TELEGRAM_REFLECTOR, CAT_TELEGRAM);
-    c.learn_tag = true;
+    c.learn_tag = tag_plausible(head);
     c
+}
+
+/// Zero or 0xFF bytes a peer tag may hold at most. A real tag is random: 16
+/// random bytes hold more than four zeros (or four 0xFF) with odds below 1 in
+/// 10^6. Low-variety heads (an SNTP request is `1b` then zeros, padding is
+/// all 0xFF) are never learned or looked up as tags, so no common payload can
+/// be made to look like Telegram data.
+pub const TAG_MAX_REPEATS: usize = 4;
+
+/// Whether the head's first 16 bytes could be a Telegram peer tag.
+/// Branch-free (SWAR byte counting), so the verifier sees one path.
+#[inline(always)]
+pub fn tag_plausible(head: &[u8; HEAD_LEN]) -> bool {
+    let w0 = u64::from_le_bytes([
+        head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7],
+    ]);
+    let w1 = u64::from_le_bytes([
+        head[8], head[9], head[10], head[11], head[12], head[13], head[14], head[15],
+    ]);
+    let zeros = zero_bytes(w0) + zero_bytes(w1);
+    let ones = zero_bytes(!w0) + zero_bytes(!w1);
+    zeros as usize <= TAG_MAX_REPEATS && ones as usize <= TAG_MAX_REPEATS
+}
+
+/// Number of zero bytes in `w`, exactly (the high bit of each byte of `y` is
+/// set iff that byte of `w` is zero).
+#[inline(always)]
+fn zero_bytes(w: u64) -> u32 {
+    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    let y = !(((w & LOW7).wrapping_add(LOW7)) | w | LOW7);
+    y.count_ones()
 }
 
 /// tgcalls reflector data: u32be inner length at 20, an inner STUN (with the

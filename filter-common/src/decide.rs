@@ -2,8 +2,8 @@
 //! program calls with map values, tested here on the host.
 
 use crate::classify::{
-    Class, LABEL_NONE, LABEL_RTP, LABEL_TURN_CHANNEL, LABEL_WHATSAPP_KEEPALIVE,
-    LABEL_WHATSAPP_MEDIA, Strength,
+    Class, LABEL_NONE, LABEL_P2P_INHERITED, LABEL_RTP, LABEL_TURN_CHANNEL,
+    LABEL_WHATSAPP_KEEPALIVE, LABEL_WHATSAPP_MEDIA, Strength,
 };
 use crate::consts::{
     CAT_WHATSAPP, ENDPOINT_BITS_WORDS, ENDPOINT_TTL_NS, LEARN_MIN_PORT, TAG_TTL_NS,
@@ -47,7 +47,7 @@ pub fn observe(flow: &mut FlowValue, class: &Class, from_a: bool) -> bool {
             if flow.sig_category == CAT_WHATSAPP {
                 // Raw SRTP straight on a 5-tuple that carried WhatsApp STUN.
                 flow.flags |= FLOW_CALL;
-                if flow.label == LABEL_NONE {
+                if flow.label != LABEL_P2P_INHERITED {
                     flow.label = LABEL_WHATSAPP_MEDIA;
                 }
             }
@@ -67,8 +67,11 @@ pub fn observe(flow: &mut FlowValue, class: &Class, from_a: bool) -> bool {
     }
     if class.app != 0 {
         flow.flags |= FLOW_CALL;
+        // Media already seen on this app's flow keeps its label.
+        if !(flow.label == LABEL_WHATSAPP_MEDIA && class.app == flow.sig_category) {
+            flow.label = class.label;
+        }
         flow.sig_category = class.app;
-        flow.label = class.label;
     } else if flow.label == LABEL_NONE && flow.flags & FLOW_CALL != 0 && class.label != LABEL_NONE {
         flow.label = class.label;
     }

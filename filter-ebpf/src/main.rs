@@ -435,10 +435,12 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
     let rand = unsafe { bpf_get_prandom_u32() };
     let v = verdict(&policy, is_call, flow.fate, rand);
     let dropped = v == Verdict::Drop;
-    let label = if class.label != LABEL_NONE {
-        class.label
-    } else {
+    // Counted under what the flow was recognised as (e.g. whatsapp-media for
+    // SRTP on a WhatsApp relay flow), else what this packet looks like.
+    let label = if flow.label != LABEL_NONE {
         flow.label
+    } else {
+        class.label
     };
     let info = Info {
         category,

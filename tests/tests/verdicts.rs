@@ -824,7 +824,8 @@ fn flows_percent_one_fate_per_caller_and_share() {
 #[test]
 fn call_recognition_state_through_the_program() {
     use filter_common::classify::{
-        LABEL_P2P_INHERITED, LABEL_TELEGRAM_DATA, LABEL_TELEGRAM_REFLECTOR, LABEL_WHATSAPP_STUN,
+        LABEL_P2P_INHERITED, LABEL_TELEGRAM_DATA, LABEL_TELEGRAM_REFLECTOR, LABEL_WHATSAPP_MEDIA,
+        LABEL_WHATSAPP_STUN,
     };
     if !require_root("call_recognition_state_through_the_program") {
         return;
@@ -895,7 +896,7 @@ fn call_recognition_state_through_the_program() {
     let flow = f.flow(&key).expect("flow lookup").expect("flow tracked");
     assert_eq!(
         (flow.category, flow.label, flow.packets, flow.dropped),
-        (WA, LABEL_WHATSAPP_STUN, 3, 3)
+        (WA, LABEL_WHATSAPP_MEDIA, 3, 3)
     );
     // Peer to peer from the same local socket to an unlisted peer: inherited.
     assert_eq!(

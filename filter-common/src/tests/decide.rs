@@ -9,16 +9,18 @@ use crate::classify::{
     LABEL_TELEGRAM_REFLECTOR, LABEL_TURN_CHANNEL, LABEL_WHATSAPP_KEEPALIVE, LABEL_WHATSAPP_MEDIA,
     LABEL_WHATSAPP_STUN, Strength,
 };
-use crate::consts::{CAT_TELEGRAM, CAT_WHATSAPP, ENDPOINT_TTL_NS, LEARN_MIN_PORT, TAG_TTL_NS};
+use crate::consts::{
+    CAT_TELEGRAM, CAT_WHATSAPP, ENDPOINT_BITS_WORDS, ENDPOINT_TTL_NS, LEARN_MIN_PORT, TAG_TTL_NS,
+};
 use crate::decide::{
-    RTP_CONFIRM_PACKETS, RTP_MAX_STEP, Verdict, caller_fate, endpoint_fresh, endpoint_to_learn,
-    epoch_seed, learnable_port, observe, tag_fresh, verdict,
+    RTP_CONFIRM_PACKETS, RTP_MAX_STEP, Verdict, caller_fate, endpoint_bit, endpoint_fresh,
+    endpoints_to_learn, epoch_seed, learnable_port, may_teach, observe, tag_fresh, verdict,
 };
 use crate::pktbuild::{
     Rtp, channel_data, dtls_content, dtls_record, dtls_version, rtcp, rtp, stun, stun_type,
     v4_mapped,
 };
-use crate::types::{
+use crate::types::{FLOW_SEEN_A, FLOW_SEEN_B, 
     ACTION_DROP, ACTION_FLOWS, ACTION_LOSS, ACTION_MONITOR, ACTION_OFF, EndpointValue, FATE_SPARED,
     FATE_STOPPED, FATE_UNDECIDED, FLOW_CALL, FLOW_FIRST_FROM_B, FLOW_INHERITED, FLOW_LISTED,
     FLOW_TURN, FlowValue, ORIGIN_CALL, ORIGIN_TURN_PEER, Policy, SCOPE_MEDIA, SCOPE_UDP, TagValue,
@@ -84,7 +86,7 @@ fn signals_mark_the_flow_and_set_the_label() {
         for from_a in [true, false] {
             let mut flow = FlowValue::default();
             assert!(observe(&mut flow, &class, from_a));
-            assert_eq!(flow.flags, FLOW_CALL, "label {label}");
+            assert_eq!(call_view(&flow).flags, FLOW_CALL, "label {label}");
             assert_eq!(flow.label, label);
         }
     }
@@ -94,7 +96,7 @@ fn signals_mark_the_flow_and_set_the_label() {
 fn turn_sets_flow_turn() {
     let mut flow = FlowValue::default();
     assert!(observe(&mut flow, &allocate(), true));
-    assert_eq!(flow.flags, FLOW_CALL | FLOW_TURN);
+    assert_eq!(call_view(&flow).flags, FLOW_CALL | FLOW_TURN);
     assert_eq!(flow.label, LABEL_STUN);
     // A plain binding does not.
     let mut flow = FlowValue::default();
@@ -130,7 +132,7 @@ fn an_app_signature_marks_and_overrides_the_label() {
     let mut fresh = FlowValue::default();
     assert!(observe(&mut fresh, &app, false));
     assert_eq!(
-        (fresh.flags, fresh.label, fresh.sig_category),
+        (call_view(&fresh).flags, fresh.label, fresh.sig_category),
         (FLOW_CALL, LABEL_DTLS, 1)
     );
 }
@@ -139,12 +141,13 @@ fn an_app_signature_marks_and_overrides_the_label() {
 fn nothing_recognised_changes_nothing() {
     let mut flow = FlowValue::default();
     assert!(!observe(&mut flow, &Class::NONE, true));
-    assert_eq!(flow, FlowValue::default());
-    // On a call flow it says "call" and leaves the flow alone.
+    // Only the direction is noted.
+    assert_eq!(flow, FlowValue { flags: FLOW_SEEN_A, ..FlowValue::default() });
+    // On a call flow it says "call" and leaves the flow alone but for the direction.
     observe(&mut flow, &binding(), true);
     let before = flow;
     assert!(observe(&mut flow, &Class::NONE, false));
-    assert_eq!(flow, before);
+    assert_eq!(flow, FlowValue { flags: before.flags | FLOW_SEEN_B, ..before });
 }
 
 #[test]
@@ -160,7 +163,7 @@ fn observe_keeps_unrelated_fields() {
     observe(&mut flow, &allocate(), true);
     assert_eq!(
         flow.flags,
-        FLOW_LISTED | FLOW_FIRST_FROM_B | FLOW_CALL | FLOW_TURN
+        FLOW_LISTED | FLOW_FIRST_FROM_B | FLOW_CALL | FLOW_TURN | FLOW_SEEN_A
     );
     assert_eq!(flow.sig_category, 0, "no app signature");
     assert_eq!(
@@ -177,7 +180,7 @@ fn channel_data_without_turn_does_not_mark() {
     for i in 0..50 {
         assert!(!observe(&mut flow, &chan(), i % 2 == 0));
     }
-    assert_eq!(flow, FlowValue::default());
+    assert_eq!(call_view(&flow), FlowValue::default());
 }
 
 #[test]
@@ -187,7 +190,7 @@ fn channel_data_on_a_turn_flow_marks() {
         ..FlowValue::default()
     };
     assert!(observe(&mut flow, &chan(), false));
-    assert_eq!(flow.flags, FLOW_TURN | FLOW_CALL);
+    assert_eq!(call_view(&flow).flags, FLOW_TURN | FLOW_CALL);
     assert_eq!(flow.label, LABEL_TURN_CHANNEL);
     // After a real Allocate the label stays STUN.
     let mut flow = FlowValue::default();
@@ -203,7 +206,7 @@ fn channel_data_on_a_non_turn_call_flow() {
     let mut flow = FlowValue::default();
     observe(&mut flow, &binding(), true);
     assert!(observe(&mut flow, &chan(), true));
-    assert_eq!((flow.flags, flow.label), (FLOW_CALL, LABEL_STUN));
+    assert_eq!((call_view(&flow).flags, flow.label), (FLOW_CALL, LABEL_STUN));
 }
 
 // --- RTP confirmation --------------------------------------------------------------
@@ -222,7 +225,7 @@ fn rtp_confirms_after_enough_packets_for_every_step() {
                 assert_eq!(call, confirmed, "step {step}, packet {i}");
                 assert_eq!(flow.label, if confirmed { LABEL_RTP } else { LABEL_NONE });
             }
-            assert_eq!(flow.flags, FLOW_CALL);
+            assert_eq!(call_view(&flow).flags, FLOW_CALL);
             let d = usize::from(!from_a);
             assert_eq!(flow.rtp_hits[d], RTP_CONFIRM_PACKETS);
             assert_eq!(flow.rtp_ssrc[d], SSRC_A);
@@ -240,7 +243,7 @@ fn rtp_bad_steps_never_confirm() {
             .map(|i| (500u16.wrapping_add(i.wrapping_mul(step)), SSRC_A, true))
             .collect();
         assert!(feed(&mut flow, &pkts).iter().all(|c| !c), "step {step}");
-        assert_eq!(flow.flags, 0);
+        assert_eq!(call_view(&flow).flags, 0);
         assert_eq!(flow.rtp_hits[0], 1, "every packet restarts the count");
     }
 }
@@ -369,7 +372,7 @@ fn a_confirmed_flow_stays_a_call() {
         &mut flow,
         &[(1, SSRC_A, true), (2, SSRC_A, true), (3, SSRC_A, true)],
     );
-    assert_eq!(flow.flags, FLOW_CALL);
+    assert_eq!(call_view(&flow).flags, FLOW_CALL);
     // A new SSRC restarts tracking, but the flow is already a call.
     assert_eq!(feed(&mut flow, &[(900, SSRC_B, true)]), [true]);
     assert_eq!(flow.rtp_hits[0], 1);
@@ -385,6 +388,16 @@ fn rtp_on_a_signalled_flow_keeps_the_label() {
 }
 
 // --- WhatsApp flows: keepalives and raw media -----------------------------------------
+
+/// The flow with only the flags these tests are about (call, TURN, listed,
+/// inherited, first direction): per-direction bookkeeping bits are ignored.
+fn call_view(flow: &FlowValue) -> FlowValue {
+    FlowValue {
+        flags: flow.flags
+            & (FLOW_CALL | FLOW_TURN | FLOW_LISTED | FLOW_INHERITED | FLOW_FIRST_FROM_B),
+        ..*flow
+    }
+}
 
 fn keepalive(p: &[u8]) -> Class {
     let c = cls(p);
@@ -402,7 +415,7 @@ fn whatsapp_flow() -> FlowValue {
     assert_eq!((c.label, c.app), (LABEL_WHATSAPP_STUN, CAT_WHATSAPP));
     assert!(observe(&mut flow, &c, true));
     assert_eq!(
-        (flow.flags, flow.sig_category, flow.label),
+        (call_view(&flow).flags, flow.sig_category, flow.label),
         (FLOW_CALL, CAT_WHATSAPP, LABEL_WHATSAPP_STUN)
     );
     flow
@@ -418,7 +431,7 @@ fn keepalives_mark_only_a_whatsapp_flow() {
             ..FlowValue::default()
         };
         assert!(observe(&mut flow, &keepalive(p), true));
-        assert_eq!(flow.flags, FLOW_CALL);
+        assert_eq!(call_view(&flow).flags, FLOW_CALL);
         assert_eq!(flow.label, LABEL_WHATSAPP_KEEPALIVE);
         assert_eq!(flow.sig_category, CAT_WHATSAPP);
         // After WhatsApp STUN: a call, the STUN label kept.
@@ -439,7 +452,7 @@ fn keepalives_mark_only_a_whatsapp_flow() {
                     "cat {other}"
                 );
             }
-            assert_eq!(flow, start);
+            assert_eq!(call_view(&flow), start);
         }
         // A listed flow with TURN but no call yet is not made one either.
         let start = FlowValue {
@@ -449,7 +462,7 @@ fn keepalives_mark_only_a_whatsapp_flow() {
         };
         let mut flow = start;
         assert!(!observe(&mut flow, &keepalive(p), true));
-        assert_eq!(flow, start);
+        assert_eq!(call_view(&flow), start);
     }
 }
 
@@ -461,7 +474,7 @@ fn rtp_on_a_whatsapp_flow_is_media_at_once() {
         ..FlowValue::default()
     };
     assert!(observe(&mut flow, &rtp_class(100, SSRC_A), false));
-    assert_eq!(flow.flags, FLOW_CALL);
+    assert_eq!(call_view(&flow).flags, FLOW_CALL);
     assert_eq!(flow.label, LABEL_WHATSAPP_MEDIA);
     // The RTP tracking still runs.
     assert_eq!((flow.rtp_hits, flow.rtp_ssrc[1]), ([0, 1], SSRC_A));
@@ -495,6 +508,17 @@ fn rtp_on_a_whatsapp_flow_is_media_at_once() {
 }
 
 #[test]
+fn whatsapp_relay_media_is_labelled_whatsapp_media() {
+    // The relay 5-tuple: WhatsApp STUN, then raw SRTP.
+    let mut flow = whatsapp_flow();
+    assert!(observe(&mut flow, &rtp_class(1, SSRC_A), false));
+    assert_eq!(flow.label, LABEL_WHATSAPP_MEDIA);
+    // More WhatsApp STUN on the flow does not take the label back.
+    assert!(observe(&mut flow, &cls(&stun(0x0801, TXID, &[])), true));
+    assert_eq!(flow.label, LABEL_WHATSAPP_MEDIA);
+}
+
+#[test]
 fn rtp_on_other_flows_needs_confirmation() {
     for cat in [0u8, CAT_TELEGRAM, 3] {
         let mut flow = FlowValue {
@@ -524,7 +548,7 @@ fn telegram_reflector_marks_the_flow_telegram() {
     let mut flow = FlowValue::default();
     assert!(observe(&mut flow, &c, false));
     assert_eq!(
-        (flow.flags, flow.sig_category, flow.label),
+        (call_view(&flow).flags, flow.sig_category, flow.label),
         (FLOW_CALL, CAT_TELEGRAM, LABEL_TELEGRAM_REFLECTOR)
     );
     // Keepalives and RTP on a Telegram flow get no WhatsApp treatment, but
@@ -540,15 +564,16 @@ fn telegram_reflector_marks_the_flow_telegram() {
 // --- Endpoints and tags: what to learn, for how long -----------------------------------
 
 #[test]
-fn endpoint_to_learn_picks_the_unlisted_side() {
-    // Toward a listed relay: the caller is the source.
-    assert_eq!(endpoint_to_learn(false, true), Some(true));
-    // From a listed relay: the caller is the destination.
-    assert_eq!(endpoint_to_learn(true, false), Some(false));
-    // Neither listed (signature-only or inherited): the sender.
-    assert_eq!(endpoint_to_learn(false, false), Some(true));
+fn endpoints_to_learn_are_the_unlisted_sides() {
+    // (source, destination). Toward a listed relay: the caller (source).
+    assert_eq!(endpoints_to_learn(false, true), (true, false));
+    // From a listed relay: the caller (destination).
+    assert_eq!(endpoints_to_learn(true, false), (false, true));
+    // Neither listed (signature-only or inherited): both sides, the
+    // caller's socket and the unlisted relay or peer.
+    assert_eq!(endpoints_to_learn(false, false), (true, true));
     // Both listed: relay to relay, nobody to learn.
-    assert_eq!(endpoint_to_learn(true, true), None);
+    assert_eq!(endpoints_to_learn(true, true), (false, false));
 }
 
 fn endpoint(learned_ns: u64) -> EndpointValue {
@@ -626,6 +651,64 @@ fn only_high_ports_are_learnable() {
     for port in [1400u16, 3478, 40000, u16::MAX] {
         assert!(learnable_port(port), "port {port}");
     }
+}
+
+#[test]
+fn endpoint_bit_is_one_bit_in_range_and_deterministic() {
+    let addrs = [
+        v4_mapped([192, 0, 2, 1]),
+        v4_mapped([198, 51, 100, 200]),
+        [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        [0; 16],
+        [0xff; 16],
+    ];
+    for addr in addrs {
+        for port in [0u16, 1, 1024, 3478, 40000, u16::MAX] {
+            let (word, bit) = endpoint_bit(&addr, port);
+            assert!(word < ENDPOINT_BITS_WORDS, "{addr:?}:{port}");
+            assert_eq!(bit.count_ones(), 1, "{addr:?}:{port}");
+            assert_eq!(endpoint_bit(&addr, port), (word, bit));
+        }
+    }
+}
+
+#[test]
+fn endpoint_bits_spread_over_ports_and_addresses() {
+    use std::collections::BTreeSet;
+    // One address, many ports: almost no two share a bit (4096 of 2^20).
+    let a = v4_mapped([192, 0, 2, 10]);
+    let bits: BTreeSet<(u32, u64)> = (20000u16..24096).map(|p| endpoint_bit(&a, p)).collect();
+    assert!(bits.len() > 4060, "{}", bits.len());
+    // One port, many addresses (IPv4 in the low bytes, IPv6 in the high).
+    let bits: BTreeSet<(u32, u64)> = (0u32..4096)
+        .map(|i| {
+            let b = i.to_be_bytes();
+            endpoint_bit(&v4_mapped([198, 51, b[2], b[3]]), 40000)
+        })
+        .collect();
+    assert!(bits.len() > 4060, "{}", bits.len());
+    let bits: BTreeSet<(u32, u64)> = (0u32..4096)
+        .map(|i| {
+            let mut addr = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+            addr[4..8].copy_from_slice(&i.to_be_bytes());
+            endpoint_bit(&addr, 40000)
+        })
+        .collect();
+    assert!(bits.len() > 4060, "{}", bits.len());
+    // The words fill evenly: 4 endpoints per word on average leave about
+    // e^-4 (1.8%) of the words empty.
+    let words: BTreeSet<u32> = (0..ENDPOINT_BITS_WORDS * 4)
+        .map(|i| {
+            let b = i.to_be_bytes();
+            endpoint_bit(&v4_mapped([10, b[1], b[2], b[3]]), 5000 + (i % 7) as u16).0
+        })
+        .collect();
+    let empty = ENDPOINT_BITS_WORDS as usize - words.len();
+    let expect = ENDPOINT_BITS_WORDS as usize * 183 / 10_000;
+    assert!(
+        empty < expect * 2,
+        "{empty} empty words, about {expect} expected"
+    );
 }
 
 // --- Verdicts ------------------------------------------------------------------------
@@ -873,4 +956,21 @@ fn epoch_zero_length_never_rotates() {
         epoch_seed(5, u64::MAX, u32::MAX),
         epoch_seed(5, u64::MAX - 1, u32::MAX)
     );
+}
+
+#[test]
+fn may_teach_needs_a_call_both_ways_and_no_inheritance() {
+    use crate::types::{FLOW_CALL, FLOW_INHERITED};
+    let both = FLOW_SEEN_A | FLOW_SEEN_B;
+    assert!(may_teach(FLOW_CALL | both));
+    assert!(!may_teach(both), "not a call");
+    assert!(!may_teach(FLOW_CALL | FLOW_SEEN_A), "one way only");
+    assert!(!may_teach(FLOW_CALL | FLOW_SEEN_B), "one way only");
+    assert!(!may_teach(FLOW_CALL | both | FLOW_INHERITED), "inherited flows teach nothing");
+    // Through observe(): a call packet one way, then an answer.
+    let mut flow = FlowValue::default();
+    observe(&mut flow, &cls(&stun(stun_type::BINDING_REQUEST, [1; 12], &[])), true);
+    assert!(!may_teach(flow.flags));
+    observe(&mut flow, &Class::NONE, false);
+    assert!(may_teach(flow.flags));
 }

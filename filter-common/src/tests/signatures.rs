@@ -17,7 +17,7 @@ use crate::pktbuild::{
     self, dtls_content, dtls_record, dtls_version, rtcp, rtp, stun, stun_attr, stun_type,
     xor_address_v4, xor_address_v6,
 };
-use crate::types::{FLOW_CALL, FlowValue};
+use crate::types::{FLOW_CALL, FLOW_TURN, FlowValue};
 
 const TXID: [u8; 12] = [
     0x5e, 0x11, 0x0c, 0x9a, 0x42, 0x07, 0xd3, 0x68, 0xb0, 0x1f, 0x2c, 0x73,
@@ -620,7 +620,9 @@ fn telegram_reflector_wins_over_the_demultiplexer() {
         for (ty, len) in REFLECTOR_TYPES {
             let p = reflector(tag, ty, len);
             let c = assert_app(&p, LABEL_TELEGRAM_REFLECTOR, CAT_TELEGRAM);
-            assert!(c.learn_tag && !c.turn);
+            // The label always wins; only a plausible (random-looking) tag is learned.
+            assert_eq!(c.learn_tag, crate::classify::tag_plausible(&super::head(&p)));
+            assert!(!c.turn);
             assert_eq!((c.ssrc, c.seq), (0, 0), "no RTP fields");
         }
     }
@@ -816,6 +818,63 @@ fn corrupting_real_packets_breaks_the_signatures() {
     assert_app(&p, LABEL_WHATSAPP_ICE, CAT_WHATSAPP);
 }
 
+/// Real packets from other applications that come close to a signature.
+const AMONG_US_HELLO: &str = "0800010080d9020306414141414141";
+const RAKNET_REPLY_2: &str =
+    "0800ffff00fefefefefdfdfdfd12345678000591a53605222004a5457b7aadd5024000";
+/// stun.pcap: a 44-byte Binding success whose only attribute is an IPv6
+/// MAPPED-ADDRESS.
+const BINDING_44_MAPPED_V6: &str = "010100182112a44242717143766336792f6b4965000100140002de30\
+                                    20011670000ceb0470aff67f8e49f603";
+/// stun.pcap (Messenger, Meta's TURN): a 44-byte CreatePermission success
+/// with MESSAGE-INTEGRITY as its only attribute.
+const FB_PERMISSION_OK: &str = "010800182112a44277466b3066366f68316e467a00080014c53ba84c1d1f\
+                                0d0b7ab1ab3f887ee21725370bd9";
+/// stun.pcap (Messenger): an Allocate success with 0x0020 first, then 0x0016.
+const FB_ALLOCATE_OK: &str = "010300382112a442357a556a4d58487665772b730020000800010a887c3d46\
+                              43001600080001f30f3e1ff274000d000400000384000800140e9d914ca92c\
+                              ddc797948099cb285bc6309ab653";
+/// stun.pcap (Messenger): CreatePermission with XOR-PEER-ADDRESS first and
+/// REALM `turner.facebook` (first 128 of 140 bytes).
+const FB_PERMISSION: &str = "000800782112a44246622f5231503570504d59640012000800018cb9e1baa4\
+                             24000600104d6632683948693561504d52706c46310014000f7475726e6572\
+                             2e66616365626f6f6b000015002862623033316436316363633162653832\
+                             6532343031343433356564353266323666626136323438330008001\
+                             44c66dbfa44ca94a2";
+
+#[test]
+fn real_look_alikes_from_other_applications() {
+    // Games that begin with 0x08 0x00, WhatsApp's private type range.
+    let hello = hex(AMONG_US_HELLO);
+    assert_eq!(hello.len(), 15);
+    assert_none(&hello);
+    let reply = hex(RAKNET_REPLY_2);
+    assert_eq!(reply.len(), 35);
+    assert_none(&reply);
+    // 44-byte single-attribute messages that are not the ICE check: another
+    // attribute, or MESSAGE-INTEGRITY only but on a TURN response.
+    let b = hex(BINDING_44_MAPPED_V6);
+    assert_eq!(b.len(), 44);
+    assert_generic(cls(&b), &b, LABEL_STUN);
+    let ok = hex(FB_PERMISSION_OK);
+    assert_eq!(ok.len(), 44);
+    let c = assert_generic(cls(&ok), &ok, LABEL_STUN);
+    assert!(c.turn);
+    // A standard Allocate success that starts with 0x0020 like WhatsApp's.
+    let alloc = hex(FB_ALLOCATE_OK);
+    assert_eq!(alloc.len(), 76);
+    let c = assert_generic(cls(&alloc), &alloc, LABEL_STUN);
+    assert!(c.turn);
+    // Messenger's CreatePermission: a TURN peer, but not Telegram's realm
+    // even on port 1400.
+    let perm = padded(&hex(FB_PERMISSION), 140);
+    for (sport, dport) in [(38123, 40003), (38123, TELEGRAM_TURN_PORT)] {
+        let c = assert_generic(cls_ports(&perm, sport, dport), &perm, LABEL_STUN);
+        assert!(c.turn && c.has_peer);
+        assert_eq!((c.peer_addr, c.peer_port), ([192, 168, 0, 102], 44459));
+    }
+}
+
 // --- tag candidates ----------------------------------------------------------------
 
 #[test]
@@ -939,10 +998,6 @@ fn tgcalls_with_prefixes_that_route_to_a_parser() {
 }
 
 #[test]
-#[ignore = "BUG: tgcalls_data runs only after the demultiplexer found nothing, so a call prefix \
-            that looks like RTP (b0 0x80..0xBF, valid PT: ~1 call in 8) or RTCP makes the packet \
-            an RTP candidate / generic RTCP instead of telegram-tgcalls; fix: try tgcalls_data \
-            right after telegram_reflector, before the match on head[0]"]
 fn tgcalls_with_a_prefix_that_looks_like_rtp() {
     for (b0, b1) in [(0x80u8, 0x60u8), (0x90, 0x00), (0xbf, 0x78), (0x80, 0xc8)] {
         let mut prefix = PREFIX;
@@ -1399,7 +1454,14 @@ fn quic_short_header_as_channel_data_is_only_a_candidate() {
     for _ in 0..20 {
         assert!(!observe(&mut flow, &c, true));
     }
-    assert_eq!(flow, FlowValue::default());
+    assert_eq!(
+        (
+            flow.flags & (FLOW_CALL | FLOW_TURN),
+            flow.label,
+            flow.sig_category
+        ),
+        (0, LABEL_NONE, 0)
+    );
 }
 
 #[test]
@@ -1588,6 +1650,12 @@ fn templates() -> Vec<Vec<u8>> {
             ],
         ),
         realm_after(5),
+        // Header-only messages: whatever stale bytes follow them must not
+        // be read as a first attribute.
+        stun(stun_type::ALLOCATE, TXID, &[]),
+        stun(stun_type::ALLOCATE_RESPONSE, TXID, &[]),
+        stun(stun_type::BINDING_REQUEST, TXID, &[]),
+        stun(stun_type::CREATE_PERMISSION, TXID, &[]),
         rtcp(200, 0, 1, &[0; 24]),
         pktbuild::channel_data(0x4001, &[1; 40]),
         dtls_record(dtls_content::HANDSHAKE, dtls_version::DTLS_1_2, 90),
@@ -1647,6 +1715,36 @@ fn check_invariants(c: &Class, what: &dyn core::fmt::Debug) {
 }
 
 #[test]
+fn stale_bytes_past_the_length_never_matter() {
+    // The XDP program does not zero the head between packets: past `len` it
+    // holds the previous packet's bytes. Every signature packet, cut to
+    // every length, with every other one's bytes (or 0xFF) behind it.
+    let templates = templates();
+    let mut stale_heads: Vec<[u8; HEAD_LEN]> = templates.iter().map(|t| head(t)).collect();
+    stale_heads.push([0xff; HEAD_LEN]);
+    for t in &templates {
+        let full = head(t);
+        for len in 0..=t.len().min(HEAD_LEN) {
+            let mut clean = full;
+            clean[len..].fill(0);
+            for (sport, dport) in [(SPORT, DPORT), (SPORT, TELEGRAM_TURN_PORT)] {
+                let want = classify(&clean, len, sport, dport);
+                for stale in &stale_heads {
+                    let mut dirty = *stale;
+                    dirty[..len].copy_from_slice(&clean[..len]);
+                    assert_eq!(
+                        classify(&dirty, len, sport, dport),
+                        want,
+                        "len {len} of {:02x?}",
+                        show(t)
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn random_heads_never_panic_and_ignore_bytes_past_the_length() {
     let templates = templates();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -1696,4 +1794,34 @@ fn random_heads_never_panic_and_ignore_bytes_past_the_length() {
     }
     // The templates do reach the app signatures.
     assert!(seen_app[1] > 500 && seen_app[2] > 500, "{seen_app:?}");
+}
+
+#[test]
+fn low_variety_tags_are_never_learned_or_looked_up() {
+    use crate::classify::{TAG_MAX_REPEATS, tag_plausible};
+    // An SNTP request: 0x1b then 47 zeros (48 bytes, a multiple of 16).
+    let mut sntp = std::vec![0u8; 48];
+    sntp[0] = 0x1b;
+    let c = cls(&sntp);
+    assert!(!c.tag_candidate, "SNTP request must not be looked up as a Telegram tag");
+    // The 32-byte endpoint-request form made of 0xFF only: the label, but no tag.
+    let ff = [0xFFu8; 32];
+    let c = cls(&ff);
+    assert_eq!(c.label, LABEL_TELEGRAM_REFLECTOR);
+    assert!(!c.learn_tag);
+    // The bound is exact: TAG_MAX_REPEATS zeros are fine, one more is not.
+    let mut h = [0u8; crate::classify::HEAD_LEN];
+    for (i, b) in h.iter_mut().enumerate().take(16) {
+        *b = if i < TAG_MAX_REPEATS { 0 } else { 0x40 + i as u8 };
+    }
+    assert!(tag_plausible(&h));
+    h[TAG_MAX_REPEATS] = 0;
+    assert!(!tag_plausible(&h));
+    // A real tag from the corpus is plausible.
+    let real = [
+        0x2f, 0xe4, 0x9f, 0xa7, 0x6c, 0x4e, 0xb4, 0x33, 0xcb, 0xcd, 0x82, 0xa1, 0xbb, 0xea, 0x62, 0x1e,
+    ];
+    let mut h = [0u8; crate::classify::HEAD_LEN];
+    h[..16].copy_from_slice(&real);
+    assert!(tag_plausible(&h));
 }
