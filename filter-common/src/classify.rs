@@ -67,9 +67,9 @@ pub fn label_name(label: u8) -> Option<&'static str> {
 pub enum Strength {
     /// Nothing call-like.
     None,
-    /// Call-like only with flow state (RTP, TURN ChannelData).
+    /// Call-like only with flow state (RTP, RTCP, TURN ChannelData).
     Candidate,
-    /// Call signalling or media on its own (STUN, DTLS, RTCP).
+    /// Call signalling or media on its own (STUN, DTLS).
     Signal,
 }
 
@@ -450,8 +450,11 @@ fn rtp_or_rtcp(head: &[u8; HEAD_LEN], len: usize) -> Class {
     }
     let b1 = head[1];
     if (200..=207).contains(&b1) {
+        // Like RTP, RTCP's few fixed bits pass on game traffic (a RakNet
+        // frame set with a low sequence byte of 200..207 does): a candidate
+        // that counts only on a flow already known as a call.
         if (be16(head, 2) as usize + 1) * 4 <= len {
-            return Class::signal(LABEL_RTCP);
+            return Class::candidate(LABEL_RTCP);
         }
         return Class::NONE;
     }

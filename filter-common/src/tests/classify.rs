@@ -491,12 +491,12 @@ fn rtcp_packet_types() {
         let p = rtcp(pt, 1, 0xcafe_f00d, &[0x11; 24]);
         assert_eq!(p.len(), 32);
         assert_eq!(u16::from_be_bytes([p[2], p[3]]), 7);
-        let c = assert_label(&p, LABEL_RTCP, Strength::Signal);
+        let c = assert_label(&p, LABEL_RTCP, Strength::Candidate);
         assert_eq!((c.ssrc, c.seq, c.turn), (0, 0, false));
         // Compound: a second packet after the first.
         let mut compound = p.clone();
         compound.extend_from_slice(&rtcp(202, 1, 1, b"\x01\x04abcd"));
-        assert_label(&compound, LABEL_RTCP, Strength::Signal);
+        assert_label(&compound, LABEL_RTCP, Strength::Candidate);
         // Length field overruns the datagram.
         assert_none(&p[..p.len() - 1]);
         let mut bad = p.clone();
@@ -518,7 +518,7 @@ fn rtcp_shorter_than_its_header() {
     for cut in 0..8 {
         assert_none(&rr[..cut]);
     }
-    assert_label(&rr, LABEL_RTCP, Strength::Signal);
+    assert_label(&rr, LABEL_RTCP, Strength::Candidate);
 }
 
 // --- QUIC and other traffic that must keep flowing -------------------------------

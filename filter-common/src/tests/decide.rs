@@ -79,7 +79,6 @@ fn signals_mark_the_flow_and_set_the_label() {
             )),
             LABEL_DTLS,
         ),
-        (cls(&rtcp(200, 0, 5, &[0; 20])), LABEL_RTCP),
     ];
     for (class, label) in cases {
         assert_eq!(class.strength, Strength::Signal);
@@ -973,4 +972,21 @@ fn may_teach_needs_a_call_both_ways_and_no_inheritance() {
     assert!(!may_teach(flow.flags));
     observe(&mut flow, &Class::NONE, false);
     assert!(may_teach(flow.flags));
+}
+
+#[test]
+fn rtcp_alone_marks_nothing_but_counts_on_a_call_flow() {
+    // A game frame set can look like RTCP: by itself it is no call.
+    let rtcp_class = cls(&rtcp(200, 0, 5, &[0; 20]));
+    assert_eq!((rtcp_class.label, rtcp_class.strength), (LABEL_RTCP, Strength::Candidate));
+    let mut flow = FlowValue::default();
+    for i in 0..20 {
+        assert!(!observe(&mut flow, &rtcp_class, i % 2 == 0));
+    }
+    assert_eq!(call_view(&flow), FlowValue::default());
+    // On a flow already known as a call it is part of the call, and gives the label.
+    let mut flow = FlowValue::default();
+    observe(&mut flow, &binding(), true);
+    assert!(observe(&mut flow, &rtcp_class, false));
+    assert_eq!(flow.label, LABEL_STUN);
 }
