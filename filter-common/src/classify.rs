@@ -273,7 +273,10 @@ fn stun(head: &[u8; HEAD_LEN], len: usize, sport: u16, dport: u16) -> Class {
         return Class::NONE;
     }
     // ... and the Allocate success reply carrying 0x0020 then 0x4002.
-    if msg_type == 0x0103 && first_attr == 0x0020 && len >= 36 && be16(head, 32) == 0x4002 {
+    // XOR-MAPPED-ADDRESS (0x0020) first: 8 bytes of value for IPv4, 20 for IPv6.
+    let second_at_32 = len >= 36 && be16(head, 22) == 8 && be16(head, 32) == 0x4002;
+    let second_at_44 = len >= 48 && be16(head, 22) == 20 && be16(head, 44) == 0x4002;
+    if msg_type == 0x0103 && first_attr == 0x0020 && (second_at_32 || second_at_44) {
         let mut c = Class::app(LABEL_WHATSAPP_STUN, CAT_WHATSAPP);
         c.turn = true;
         return c;

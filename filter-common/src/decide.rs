@@ -169,14 +169,22 @@ pub fn learnable_port(port: u16) -> bool {
     port >= LEARN_MIN_PORT
 }
 
-/// Whether a call flow may teach endpoints and tags: only once packets went
-/// both ways (one spoofed packet, or a one-way stream, teaches nothing), and
+/// Call packets a one-way flow must carry before it may teach endpoints and
+/// tags (a flow that went both ways may teach at once). Under `drop` a relay
+/// never answers, so learning cannot wait for an answer; but one spoofed
+/// packet alone teaches nothing.
+pub const TEACH_MIN_PACKETS: u64 = 3;
+
+/// Whether a call flow may teach endpoints and tags, `packets` counting the
+/// current one: once it went both ways or carried [`TEACH_MIN_PACKETS`], and
 /// never an inherited flow (no chains: a learned endpoint's flows do not
 /// spread the category further).
 #[inline(always)]
-pub fn may_teach(flags: u8) -> bool {
+pub fn may_teach(flags: u8, packets: u64) -> bool {
     let both = FLOW_SEEN_A | FLOW_SEEN_B;
-    flags & FLOW_CALL != 0 && flags & both == both && flags & FLOW_INHERITED == 0
+    flags & FLOW_CALL != 0
+        && flags & FLOW_INHERITED == 0
+        && (flags & both == both || packets >= TEACH_MIN_PACKETS)
 }
 
 /// Which endpoints of a call packet to remember, as `(source, destination)`:

@@ -452,10 +452,11 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
         } | if is_call { TRACE_CALL } else { 0 },
     };
 
-    // Teach once the call flow has gone both ways, on anything new (a TURN
-    // peer, a Telegram tag), and then at most once per refresh interval.
+    // Teach once the call flow has gone both ways or carried a few packets,
+    // on anything new (a TURN peer, a Telegram tag), and then at most once
+    // per refresh interval.
     if is_call
-        && may_teach(flow.flags)
+        && may_teach(flow.flags, flow.packets + 1)
         && (class.has_peer
             || class.learn_tag
             || now.saturating_sub(flow.taught_ns) >= ENDPOINT_REFRESH_NS)

@@ -958,35 +958,20 @@ fn epoch_zero_length_never_rotates() {
 }
 
 #[test]
-fn may_teach_needs_a_call_both_ways_and_no_inheritance() {
+fn may_teach_needs_a_call_both_ways_or_a_few_packets_and_no_inheritance() {
+    use crate::decide::TEACH_MIN_PACKETS;
     use crate::types::{FLOW_CALL, FLOW_INHERITED};
     let both = FLOW_SEEN_A | FLOW_SEEN_B;
-    assert!(may_teach(FLOW_CALL | both));
-    assert!(!may_teach(both), "not a call");
-    assert!(!may_teach(FLOW_CALL | FLOW_SEEN_A), "one way only");
-    assert!(!may_teach(FLOW_CALL | FLOW_SEEN_B), "one way only");
-    assert!(!may_teach(FLOW_CALL | both | FLOW_INHERITED), "inherited flows teach nothing");
+    assert!(may_teach(FLOW_CALL | both, 2));
+    assert!(!may_teach(both, 100), "not a call");
+    assert!(!may_teach(FLOW_CALL | FLOW_SEEN_A, 1), "one spoofed packet teaches nothing");
+    assert!(!may_teach(FLOW_CALL | FLOW_SEEN_B, TEACH_MIN_PACKETS - 1));
+    assert!(may_teach(FLOW_CALL | FLOW_SEEN_A, TEACH_MIN_PACKETS), "a one-way call under drop");
+    assert!(!may_teach(FLOW_CALL | both | FLOW_INHERITED, 100), "inherited flows teach nothing");
     // Through observe(): a call packet one way, then an answer.
     let mut flow = FlowValue::default();
     observe(&mut flow, &cls(&stun(stun_type::BINDING_REQUEST, [1; 12], &[])), true);
-    assert!(!may_teach(flow.flags));
+    assert!(!may_teach(flow.flags, 1));
     observe(&mut flow, &Class::NONE, false);
-    assert!(may_teach(flow.flags));
-}
-
-#[test]
-fn rtcp_alone_marks_nothing_but_counts_on_a_call_flow() {
-    // A game frame set can look like RTCP: by itself it is no call.
-    let rtcp_class = cls(&rtcp(200, 0, 5, &[0; 20]));
-    assert_eq!((rtcp_class.label, rtcp_class.strength), (LABEL_RTCP, Strength::Candidate));
-    let mut flow = FlowValue::default();
-    for i in 0..20 {
-        assert!(!observe(&mut flow, &rtcp_class, i % 2 == 0));
-    }
-    assert_eq!(call_view(&flow), FlowValue::default());
-    // On a flow already known as a call it is part of the call, and gives the label.
-    let mut flow = FlowValue::default();
-    observe(&mut flow, &binding(), true);
-    assert!(observe(&mut flow, &rtcp_class, false));
-    assert_eq!(flow.label, LABEL_STUN);
+    assert!(may_teach(flow.flags, 2));
 }
