@@ -1,0 +1,294 @@
+//! Live measurement on the veth pair: a generator pinned to one CPU sends
+//! prebuilt frames with AF_PACKET + sendmmsg in the sender namespace; the
+//! receiving veth's threaded NAPI kthread, pinned to the other CPU, does all
+//! the receive work (XDP, or GRO + netif_receive_skb + netfilter + the IP
+//! stack). Per window: that thread's CPU time (schedstat) and the frames the
+//! receiving veth handled.
+
+use std::fs::File;
+use std::os::fd::AsRawFd as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use aya::Ebpf;
+use aya::programs::{ProgramInfo, Xdp, XdpMode, loaded_programs};
+use aya::sys::{Stats, enable_stats};
+use filter_user::loader::Filter;
+use serde_json::{Value, json};
+
+use crate::kernel::{XDP_DROP_PROGRAM, load_with_set, load_xdp_drop, xdp_drop_of};
+use crate::traffic::{GenConfig, GenKind, Generator};
+use crate::sets::{PrefixSet, Traffic, live_pool};
+use crate::sys;
+
+/// What runs on the receiving veth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Contestant {
+    /// Nothing attached by this process (the stack alone, or a filter the
+    /// caller set up: nftables, iptables, xdp-filter).
+    External,
+    /// The trivial XDP_DROP program.
+    XdpDrop,
+    /// flowfilter with the set installed (category whatsapp, policy drop).
+    Flowfilter,
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct LiveArgs {
+    /// Prefix set file (`ffbench set`).
+    #[arg(long)]
+    pub set: PathBuf,
+    #[arg(long, default_value_t = crate::SEED)]
+    pub seed: u64,
+    #[arg(long, value_enum)]
+    pub contestant: Contestant,
+    /// Traffic kinds, comma-separated: match, nomatch.
+    #[arg(long, default_value = "match,nomatch")]
+    pub traffic: String,
+    #[arg(long)]
+    pub rx_ns: String,
+    #[arg(long)]
+    pub tx_ns: String,
+    #[arg(long)]
+    pub rx_if: String,
+    #[arg(long)]
+    pub tx_if: String,
+    #[arg(long, default_value_t = 0)]
+    pub gen_cpu: usize,
+    #[arg(long, default_value_t = 1)]
+    pub rx_cpu: usize,
+    /// Measured windows per traffic kind.
+    #[arg(long, default_value_t = 5)]
+    pub windows: usize,
+    #[arg(long, default_value_t = 1000)]
+    pub window_ms: u64,
+    #[arg(long, default_value_t = 500)]
+    pub warmup_ms: u64,
+    /// Extra windows with BPF run-time statistics on (XDP program's own cost).
+    #[arg(long, default_value_t = 2)]
+    pub own_windows: usize,
+    /// An XDP program attached by someone else whose own cost to read.
+    #[arg(long)]
+    pub prog_id: Option<u32>,
+    /// Flows in the frame pool (4 frames each: STUN, then 3 RTP).
+    #[arg(long, default_value_t = 8192)]
+    pub flows: usize,
+    /// SCHED_FIFO priority for the receiver's NAPI thread (0: leave it under
+    /// the normal scheduler), so other tasks on its CPU do not cut its work
+    /// into pieces.
+    #[arg(long, default_value_t = 50)]
+    pub rx_fifo: i32,
+    /// How frames are sent.
+    #[arg(long, value_enum, default_value_t = GenKind::XdpLive)]
+    pub generator: GenKind,
+    /// Frames per sendmmsg call or XDP live-frames batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+}
+
+/// Counters at one instant.
+#[derive(Clone, Copy, Debug)]
+struct Snap {
+    at: Instant,
+    napi_ns: u64,
+    cpu_busy_ns: u64,
+    rx: sys::DevStats,
+    tx: sys::DevStats,
+    routed_drops: u64,
+    sent: u64,
+}
+
+struct Namespaces {
+    rx: File,
+    tx: File,
+}
+
+impl Namespaces {
+    fn open(rx: &str, tx: &str) -> Result<Self> {
+        let open =
+            |n: &str| File::open(format!("/run/netns/{n}")).with_context(|| format!("netns {n}"));
+        Ok(Namespaces {
+            rx: open(rx)?,
+            tx: open(tx)?,
+        })
+    }
+
+    fn enter(f: &File) -> Result<()> {
+        // SAFETY: setns on a namespace fd; affects this thread only.
+        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            bail!("setns: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+fn snap(ns: &Namespaces, a: &LiveArgs, napi: i32, sent: u64) -> Result<Snap> {
+    Namespaces::enter(&ns.tx)?;
+    let tx = sys::dev_stats(&a.tx_if)?;
+    Namespaces::enter(&ns.rx)?;
+    let rx = sys::dev_stats(&a.rx_if)?;
+    Ok(Snap {
+        at: Instant::now(),
+        napi_ns: sys::run_ns(napi)?,
+        cpu_busy_ns: sys::cpu_busy_ns(a.rx_cpu)?,
+        rx,
+        tx,
+        routed_drops: sys::routing_drops()?,
+        sent,
+    })
+}
+
+fn window(a: &Snap, b: &Snap) -> Value {
+    json!({
+        "secs": (b.at - a.at).as_secs_f64(),
+        "napi_ns": b.napi_ns - a.napi_ns,
+        "cpu_busy_ns": b.cpu_busy_ns.saturating_sub(a.cpu_busy_ns),
+        "rx_packets": b.rx.rx_packets - a.rx.rx_packets,
+        "rx_dropped": b.rx.rx_dropped - a.rx.rx_dropped,
+        "tx_packets": b.tx.tx_packets - a.tx.tx_packets,
+        "tx_dropped": b.tx.tx_dropped - a.tx.tx_dropped,
+        "routed_drops": b.routed_drops - a.routed_drops,
+        "sent": b.sent - a.sent,
+    })
+}
+
+/// Run-time statistics of the program measured for its own cost.
+enum OwnProg<'a> {
+    Filter(&'a mut Filter),
+    Limit(&'a Ebpf),
+    Id(u32),
+    None,
+}
+
+fn prog_stats(p: &mut OwnProg) -> Result<Option<(u64, u64)>> {
+    let info: ProgramInfo = match p {
+        OwnProg::None => return Ok(None),
+        OwnProg::Filter(f) => f.xdp()?.info()?,
+        OwnProg::Limit(obj) => {
+            let prog: &Xdp = obj
+                .program(XDP_DROP_PROGRAM)
+                .context("no xdp_drop program")?
+                .try_into()?;
+            prog.info()?
+        }
+        OwnProg::Id(id) => loaded_programs()
+            .filter_map(Result::ok)
+            .find(|i| i.id() == *id)
+            .with_context(|| format!("no loaded BPF program with id {id}"))?,
+    };
+    Ok(Some((info.run_time().as_nanos() as u64, info.run_count())))
+}
+
+pub fn live(a: &LiveArgs) -> Result<Value> {
+    let kinds: Vec<Traffic> = a
+        .traffic
+        .split(',')
+        .map(|s| Traffic::parse(s.trim()))
+        .collect::<Result<_>>()?;
+    // This thread mostly sleeps; keep it off the receiving CPU.
+    sys::pin(0, a.gen_cpu)?;
+    let ns = Namespaces::open(&a.rx_ns, &a.tx_ns)?;
+    Namespaces::enter(&ns.rx)?;
+    let set = PrefixSet::read(&a.set)?;
+
+    let t = Instant::now();
+    let mut limit = None;
+    let mut filter = None;
+    match a.contestant {
+        Contestant::External => {}
+        Contestant::XdpDrop => {
+            let mut obj = load_xdp_drop()?;
+            xdp_drop_of(&mut obj)?
+                .attach(&a.rx_if, XdpMode::Driver)
+                .with_context(|| format!("attaching xdp_drop to {} (native)", a.rx_if))?;
+            limit = Some(obj);
+        }
+        Contestant::Flowfilter => {
+            let mut f = load_with_set(Some(&set))?;
+            f.xdp()?
+                .attach(&a.rx_if, XdpMode::Driver)
+                .with_context(|| format!("attaching flowfilter to {} (native)", a.rx_if))?;
+            filter = Some(f);
+        }
+    }
+    let attach_ms = t.elapsed().as_secs_f64() * 1e3;
+    let napi = sys::napi_thread(&a.rx_if)?;
+    sys::pin(napi, a.rx_cpu).context("pinning the NAPI thread")?;
+    sys::set_fifo(napi, a.rx_fifo).context("NAPI thread priority")?;
+
+    let gen_cfg = GenConfig {
+        kind: a.generator,
+        ns: a.tx_ns.clone(),
+        ifname: a.tx_if.clone(),
+        cpu: a.gen_cpu,
+        batch: a.batch,
+    };
+    let mut results = Vec::new();
+    for kind in kinds {
+        let pool = live_pool(&set, a.seed, kind, a.flows);
+        let pool_frames = pool.len();
+        if let Some(f) = filter.as_ref() {
+            // Established calls: each flow's STUN request (the pool's first
+            // round) through the program once, so flow state does not
+            // depend on which frames the veth ring happened to drop.
+            for frame in &pool[..a.flows.min(pool.len())] {
+                f.run(frame).context("priming flows")?;
+            }
+        }
+        let mut own = match (&mut filter, &limit, a.prog_id) {
+            (Some(f), _, _) => OwnProg::Filter(f),
+            (_, Some(obj), _) => OwnProg::Limit(obj),
+            (_, _, Some(id)) => OwnProg::Id(id),
+            _ => OwnProg::None,
+        };
+        let generator = Generator::start(pool, &gen_cfg)?;
+        let run = (|| -> Result<(Vec<Value>, Vec<Value>)> {
+            std::thread::sleep(Duration::from_millis(a.warmup_ms));
+            let mut windows = Vec::new();
+            let mut prev = snap(&ns, a, napi, generator.sent())?;
+            for _ in 0..a.windows {
+                std::thread::sleep(Duration::from_millis(a.window_ms));
+                let next = snap(&ns, a, napi, generator.sent())?;
+                windows.push(window(&prev, &next));
+                prev = next;
+            }
+            let mut owns = Vec::new();
+            if a.own_windows > 0 && !matches!(own, OwnProg::None) {
+                let _stats = enable_stats(Stats::RunTime).context("BPF_ENABLE_STATS")?;
+                // Let the first packets with statistics on go by.
+                std::thread::sleep(Duration::from_millis(50));
+                let mut prev = prog_stats(&mut own)?.unwrap_or_default();
+                for _ in 0..a.own_windows {
+                    std::thread::sleep(Duration::from_millis(a.window_ms));
+                    let next = prog_stats(&mut own)?.unwrap_or_default();
+                    owns.push(json!({"run_ns": next.0 - prev.0, "run_cnt": next.1 - prev.1}));
+                    prev = next;
+                }
+            }
+            Ok((windows, owns))
+        })();
+        let sent = generator.finish()?;
+        let (windows, owns) = run?;
+        // Let the ring drain before the next kind.
+        std::thread::sleep(Duration::from_millis(100));
+        results.push(json!({
+            "traffic": kind.name(),
+            "pool_frames": pool_frames,
+            "flows": a.flows,
+            "windows": windows,
+            "own": owns,
+            "gen_sent": sent,
+        }));
+    }
+    drop(filter);
+    drop(limit);
+    Ok(json!({
+        "contestant": format!("{:?}", a.contestant),
+        "generator": format!("{:?}", a.generator),
+        "prefixes": set.len(),
+        "attach_ms": attach_ms,
+        "napi_pid": napi,
+        "results": results,
+    }))
+}

@@ -1,0 +1,510 @@
+//! Traffic generators for the live measurement. Both run in one thread,
+//! pinned to one CPU, inside the sender namespace, and send a prebuilt pool
+//! of frames round and round out of the sender veth:
+//!
+//! - `xdp-live` (default): BPF_PROG_TEST_RUN with `BPF_F_TEST_XDP_LIVE_FRAMES`
+//!   on a tiny XDP program (built here from raw instructions) that copies the
+//!   next frame of the pool (an array map) over the packet and returns
+//!   XDP_TX; the kernel turns that into a redirect out of the sender veth, so
+//!   frames reach the receiver as XDP frames at several Mpps (the way
+//!   xdp-trafficgen works). Fast enough to keep the receiver busy.
+//! - `af-packet`: an AF_PACKET socket and sendmmsg (skbs; slower, about
+//!   1 Mpps; the receiver idles between wake-ups).
+
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::sys;
+
+/// How frames are sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GenKind {
+    /// XDP live frames (BPF_PROG_TEST_RUN), redirected out of the sender veth.
+    XdpLive,
+    /// AF_PACKET socket, sendmmsg.
+    AfPacket,
+}
+
+/// The sending side: one thread.
+pub struct Generator {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    handle: JoinHandle<Result<u64>>,
+}
+
+/// Where and how to send.
+#[derive(Clone, Debug)]
+pub struct GenConfig {
+    pub kind: GenKind,
+    pub ns: String,
+    pub ifname: String,
+    pub cpu: usize,
+    /// Frames per sendmmsg call, or per XDP live-frames batch.
+    pub batch: usize,
+}
+
+impl Generator {
+    /// Start sending `pool` (all frames of one length for `xdp-live`);
+    /// returns once the first frames are on their way.
+    pub fn start(pool: Vec<Vec<u8>>, cfg: &GenConfig) -> Result<Self> {
+        if pool.is_empty() {
+            bail!("empty frame pool");
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let ready = Arc::new(AtomicBool::new(false));
+        let cfg2 = cfg.clone();
+        let (s, c, r) = (stop.clone(), sent.clone(), ready.clone());
+        let handle = std::thread::spawn(move || -> Result<u64> {
+            sys::pin(0, cfg2.cpu)?;
+            sys::enter_netns(&cfg2.ns)?;
+            match cfg2.kind {
+                GenKind::XdpLive => xdp_live(&pool, &cfg2, &s, &c, &r),
+                GenKind::AfPacket => af_packet(&pool, &cfg2, &s, &c, &r),
+            }
+        });
+        let t = Instant::now();
+        while !ready.load(Ordering::Acquire) {
+            if handle.is_finished() {
+                return match handle.join() {
+                    Ok(Err(e)) => Err(e.context("traffic generator")),
+                    _ => bail!("traffic generator stopped before sending"),
+                };
+            }
+            if t.elapsed() > Duration::from_secs(20) {
+                stop.store(true, Ordering::Release);
+                bail!("traffic generator not ready after 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(Generator { stop, sent, handle })
+    }
+
+    /// Frames sent so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Acquire)
+    }
+
+    /// Stop; returns the frames sent.
+    pub fn finish(self) -> Result<u64> {
+        self.stop.store(true, Ordering::Release);
+        match self.handle.join() {
+            Ok(r) => r,
+            Err(_) => bail!("traffic generator panicked"),
+        }
+    }
+}
+
+fn ifindex(name: &str, ns: &str) -> Result<u32> {
+    let c = CString::new(name).context("interface name")?;
+    // SAFETY: valid C string.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if i == 0 {
+        bail!("no interface {name} in namespace {ns}");
+    }
+    Ok(i)
+}
+
+fn af_packet(
+    pool: &[Vec<u8>],
+    cfg: &GenConfig,
+    stop: &AtomicBool,
+    sent: &AtomicU64,
+    ready: &AtomicBool,
+) -> Result<u64> {
+    // SAFETY: plain socket(2); the fd is wrapped at once.
+    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+    if raw < 0 {
+        bail!("AF_PACKET socket: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: raw is a fresh fd we own.
+    let sock = unsafe { File::from_raw_fd(raw) };
+    let fd = sock.as_raw_fd();
+    let one: libc::c_int = 1;
+    let buf: libc::c_int = 16 << 20;
+    // SAFETY: setsockopt with pointers to c_ints of the given size.
+    unsafe {
+        // Straight to the driver: no qdisc in the way.
+        libc::setsockopt(
+            fd,
+            libc::SOL_PACKET,
+            libc::PACKET_QDISC_BYPASS,
+            (&raw const one).cast(),
+            size_of::<libc::c_int>() as u32,
+        );
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUFFORCE,
+            (&raw const buf).cast(),
+            size_of::<libc::c_int>() as u32,
+        );
+    }
+    // SAFETY: sockaddr_ll is plain data.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_ifindex = ifindex(&cfg.ifname, &cfg.ns)? as i32;
+    // SAFETY: bind with a sockaddr_ll of the right size.
+    let r = unsafe {
+        libc::bind(
+            fd,
+            (&raw const sll).cast(),
+            size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    if r != 0 {
+        bail!(
+            "bind AF_PACKET to {}: {}",
+            cfg.ifname,
+            std::io::Error::last_os_error()
+        );
+    }
+    let mut iovs: Vec<libc::iovec> = pool
+        .iter()
+        .map(|f| libc::iovec {
+            iov_base: f.as_ptr() as *mut libc::c_void,
+            iov_len: f.len(),
+        })
+        .collect();
+    let mut msgs: Vec<libc::mmsghdr> = iovs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: mmsghdr is plain data; the pointers stay valid while
+            // `pool` and `iovs` live (this function).
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    ready.store(true, Ordering::Release);
+    let (mut pos, mut total) = (0usize, 0u64);
+    while !stop.load(Ordering::Relaxed) {
+        let n = cfg.batch.max(1).min(msgs.len() - pos);
+        // SAFETY: msgs[pos..pos + n] are valid mmsghdrs.
+        let r = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr().add(pos), n as u32, 0) };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                // The receiver's ring is full: try again.
+                Some(libc::ENOBUFS | libc::EAGAIN | libc::EINTR) => continue,
+                _ => bail!("sendmmsg on {}: {e}", cfg.ifname),
+            }
+        }
+        let r = r as usize;
+        total += r as u64;
+        sent.store(total, Ordering::Release);
+        pos = (pos + r) % msgs.len();
+    }
+    Ok(total)
+}
+
+// --- XDP live frames ---------------------------------------------------------
+
+const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+const BPF_MAP_TYPE_ARRAY: u32 = 2;
+const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+const BPF_PROG_TYPE_XDP: u32 = 6;
+const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 2;
+const BPF_PSEUDO_MAP_FD: u8 = 1;
+const FUNC_MAP_LOOKUP_ELEM: i32 = 1;
+const FUNC_XDP_STORE_BYTES: i32 = 190;
+const XDP_DROP: i32 = 1;
+const XDP_TX: i32 = 3;
+/// Largest batch the kernel accepts for live frames.
+const MAX_LIVE_BATCH: usize = 256;
+/// Frames per BPF_PROG_TEST_RUN call (a few ms of sending).
+const LIVE_REPEAT: u32 = 1 << 15;
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct Insn {
+    code: u8,
+    regs: u8,
+    off: i16,
+    imm: i32,
+}
+
+fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
+    Insn {
+        code,
+        regs: (src << 4) | (dst & 0x0f),
+        off,
+        imm,
+    }
+}
+
+fn mov_reg(dst: u8, src: u8) -> Insn {
+    insn(0xbf, dst, src, 0, 0)
+}
+
+fn mov_imm(dst: u8, imm: i32) -> Insn {
+    insn(0xb7, dst, 0, 0, imm)
+}
+
+fn add_imm(dst: u8, imm: i32) -> Insn {
+    insn(0x07, dst, 0, 0, imm)
+}
+
+fn ld_map_fd(dst: u8, fd: i32) -> [Insn; 2] {
+    [insn(0x18, dst, BPF_PSEUDO_MAP_FD, 0, fd), Insn::default()]
+}
+
+fn call(helper: i32) -> Insn {
+    insn(0x85, 0, 0, 0, helper)
+}
+
+/// The generator program: frame `i` of the pool (counter `i` in a per-CPU
+/// array, wrapping at `frames`) over the packet, then XDP_TX.
+fn generator_program(counter_fd: i32, frames_fd: i32, frames: u32, len: u32) -> Vec<Insn> {
+    let mut p = vec![
+        mov_reg(6, 1),              // r6 = ctx
+        insn(0x62, 10, 0, -4, 0),   // *(u32 *)(r10 - 4) = 0
+        mov_reg(2, 10),             // r2 = r10
+        add_imm(2, -4),             // r2 -= 4
+    ];
+    p.extend(ld_map_fd(1, counter_fd));
+    p.extend([
+        call(FUNC_MAP_LOOKUP_ELEM),
+        insn(0x15, 0, 0, 0, 0),     // if r0 == 0 goto drop (patched)
+        insn(0x61, 7, 0, 0, 0),     // r7 = *(u32 *)(r0 + 0)
+        mov_reg(8, 7),              // r8 = r7
+        add_imm(8, 1),              // r8 += 1
+        insn(0xa5, 8, 0, 1, frames as i32), // if r8 < frames goto +1
+        mov_imm(8, 0),              // r8 = 0
+        insn(0x63, 0, 8, 0, 0),     // *(u32 *)(r0 + 0) = r8
+        insn(0x63, 10, 7, -8, 0),   // *(u32 *)(r10 - 8) = r7
+        mov_reg(2, 10),
+        add_imm(2, -8),
+    ]);
+    p.extend(ld_map_fd(1, frames_fd));
+    p.extend([
+        call(FUNC_MAP_LOOKUP_ELEM),
+        insn(0x15, 0, 0, 0, 0),     // if r0 == 0 goto drop (patched)
+        mov_reg(3, 0),              // r3 = frame
+        mov_reg(1, 6),              // r1 = ctx
+        mov_imm(2, 0),              // r2 = offset 0
+        mov_imm(4, len as i32),     // r4 = len
+        call(FUNC_XDP_STORE_BYTES),
+        mov_imm(0, XDP_TX),
+        insn(0x95, 0, 0, 0, 0),     // exit
+    ]);
+    let drop_at = p.len();
+    p.extend([mov_imm(0, XDP_DROP), insn(0x95, 0, 0, 0, 0)]);
+    for i in 0..drop_at {
+        if p[i].code == 0x15 {
+            p[i].off = (drop_at - i - 1) as i16;
+        }
+    }
+    p
+}
+
+fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<i64> {
+    // SAFETY: attr points to a bpf_attr prefix of size_of::<T>() bytes.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            std::ptr::from_mut(attr).cast::<libc::c_void>(),
+            size_of::<T>() as libc::c_uint,
+        )
+    };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct MapCreate {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+    inner_map_fd: u32,
+    numa_node: u32,
+    map_name: [u8; 16],
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct MapElem {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct ProgLoad {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    _pad: u32,
+}
+
+/// `struct xdp_md` as BPF_PROG_TEST_RUN takes it.
+#[repr(C)]
+#[derive(Default)]
+struct XdpMd {
+    data: u32,
+    data_end: u32,
+    data_meta: u32,
+    ingress_ifindex: u32,
+    rx_queue_index: u32,
+    egress_ifindex: u32,
+}
+
+fn name16(s: &str) -> [u8; 16] {
+    let mut n = [0u8; 16];
+    for (d, b) in n.iter_mut().zip(s.bytes().take(15)) {
+        *d = b;
+    }
+    n
+}
+
+fn map_create(map_type: u32, value_size: u32, max_entries: u32, name: &str) -> Result<OwnedFd> {
+    let mut a = MapCreate {
+        map_type,
+        key_size: 4,
+        value_size,
+        max_entries,
+        map_name: name16(name),
+        ..MapCreate::default()
+    };
+    let fd = bpf(BPF_MAP_CREATE, &mut a).with_context(|| format!("creating map {name}"))?;
+    // SAFETY: the kernel returned a new fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+fn xdp_live(
+    pool: &[Vec<u8>],
+    cfg: &GenConfig,
+    stop: &AtomicBool,
+    sent: &AtomicU64,
+    ready: &AtomicBool,
+) -> Result<u64> {
+    let len = pool[0].len();
+    if let Some(f) = pool.iter().find(|f| f.len() != len) {
+        bail!(
+            "xdp-live needs frames of one length ({len} and {} found)",
+            f.len()
+        );
+    }
+    let count = u32::try_from(pool.len()).context("frame pool too large")?;
+    let counter = map_create(BPF_MAP_TYPE_PERCPU_ARRAY, 4, 1, "ffgen_next")?;
+    let frames = map_create(BPF_MAP_TYPE_ARRAY, len as u32, count, "ffgen_frames")?;
+    for (i, f) in pool.iter().enumerate() {
+        let key = i as u32;
+        let mut a = MapElem {
+            map_fd: frames.as_raw_fd() as u32,
+            key: std::ptr::from_ref(&key) as u64,
+            value: f.as_ptr() as u64,
+            ..MapElem::default()
+        };
+        bpf(BPF_MAP_UPDATE_ELEM, &mut a).context("filling the frame map")?;
+    }
+    let insns = generator_program(counter.as_raw_fd(), frames.as_raw_fd(), count, len as u32);
+    let license = c"GPL";
+    let mut log = vec![0u8; 64 * 1024];
+    let mut a = ProgLoad {
+        prog_type: BPF_PROG_TYPE_XDP,
+        insn_cnt: insns.len() as u32,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 1,
+        log_size: log.len() as u32,
+        log_buf: log.as_mut_ptr() as u64,
+        prog_name: name16("ffgen"),
+        ..ProgLoad::default()
+    };
+    let prog = match bpf(BPF_PROG_LOAD, &mut a) {
+        // SAFETY: the kernel returned a new fd.
+        Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd as i32) },
+        Err(e) => {
+            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+            bail!(
+                "loading the generator program: {e}\n{}",
+                String::from_utf8_lossy(&log[..end])
+            );
+        }
+    };
+    let ifindex = ifindex(&cfg.ifname, &cfg.ns)?;
+    let mut ctx = XdpMd {
+        data_end: len as u32,
+        ingress_ifindex: ifindex,
+        ..XdpMd::default()
+    };
+    let frame0 = &pool[0];
+    let mut total = 0u64;
+    // A short first call checks that live frames work before saying ready.
+    let mut repeat = 64;
+    while !stop.load(Ordering::Relaxed) {
+        let mut a = TestRunAttr {
+            prog_fd: prog.as_raw_fd() as u32,
+            data_size_in: len as u32,
+            data_in: frame0.as_ptr() as u64,
+            repeat,
+            ctx_size_in: size_of::<XdpMd>() as u32,
+            ctx_in: std::ptr::from_mut(&mut ctx) as u64,
+            flags: BPF_F_TEST_XDP_LIVE_FRAMES,
+            batch_size: cfg.batch.clamp(1, MAX_LIVE_BATCH) as u32,
+            ..TestRunAttr::default()
+        };
+        match bpf(BPF_PROG_TEST_RUN, &mut a) {
+            Ok(_) => total += u64::from(repeat),
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) => bail!("BPF_PROG_TEST_RUN (XDP live frames) on {}: {e}", cfg.ifname),
+        }
+        sent.store(total, Ordering::Release);
+        if repeat != LIVE_REPEAT {
+            repeat = LIVE_REPEAT;
+            ready.store(true, Ordering::Release);
+        }
+    }
+    Ok(total)
+}

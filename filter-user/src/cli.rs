@@ -1,0 +1,822 @@
+//! The CLI verbs that work on the pinned state, with or without the daemon:
+//! `status`, `stats`, `flows`, `check`, `list`, `policy`, `reload`,
+//! `detach`.
+//!
+//! Readers open the pinned maps read-only. Writers (`list add|del|load`,
+//! `policy set|reset`, `reload` without a daemon) take the pin directory's
+//! lock, make their change (a list file, replaced atomically, or a policy
+//! override in the state file), then validate and install everything as a
+//! reload does. If validation or the install fails, the change is undone
+//! (the list file restored) and the old rules stay in force.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::control::{Error, Prepared, Settings, describe, install, prepare, record};
+use crate::lists::{ALLOW_NAME, Cidr, load_dir, parse_list, valid_category_name};
+use crate::loader::{Filter, GenerationInfo};
+use crate::pins::{DirLock, PinLayout};
+use crate::policy::PolicySpec;
+use crate::report::{collect_stats, collect_status, flow_row, flows_table, monotonic_ns};
+use crate::state::{StateFile, process_alive, state_path};
+use crate::tables::explain;
+
+/// How long `detach` waits for the daemon to exit.
+const DAEMON_EXIT_WAIT: Duration = Duration::from_secs(10);
+
+fn no_state_file(layout: &PinLayout) -> Error {
+    Error::Other(format!(
+        "no state file at {} for the pins at {}: start `flowfilter run` once to write it",
+        state_path(&layout.dir).display(),
+        layout.dir.display()
+    ))
+}
+
+/// The state file, if any; a broken one is reported and ignored by readers.
+fn read_state(layout: &PinLayout) -> Option<StateFile> {
+    match StateFile::read(&layout.dir) {
+        Ok(s) => s,
+        Err(e) => {
+            log::warn!("{e}");
+            None
+        }
+    }
+}
+
+/// `flowfilter status [--json]`.
+pub fn status(layout: &PinLayout, json: bool) -> Result<String, Error> {
+    let f = Filter::open_pinned(layout, false)?;
+    let s = collect_status(&f, layout, read_state(layout))?;
+    Ok(if json {
+        format!("{:#}\n", s.to_json())
+    } else {
+        s.to_text()
+    })
+}
+
+/// `flowfilter stats [--json] [--watch SECS]`: prints; with `watch`, until
+/// interrupted.
+pub fn stats(layout: &PinLayout, json: bool, watch: Option<f64>) -> Result<(), Error> {
+    let f = Filter::open_pinned(layout, false)?;
+    let out = std::io::stdout();
+    let Some(secs) = watch else {
+        let snap = collect_stats(&f, read_state(layout).as_ref())?;
+        let text = if json {
+            format!("{:#}\n", snap.to_json(None))
+        } else {
+            snap.to_table(None)
+        };
+        let _ = out.lock().write_all(text.as_bytes());
+        return Ok(());
+    };
+    if !(secs.is_finite() && secs >= 0.1) {
+        return Err(Error::Input(format!(
+            "--watch {secs}: give an interval of at least 0.1 seconds"
+        )));
+    }
+    let mut before = collect_stats(&f, read_state(layout).as_ref())?;
+    loop {
+        std::thread::sleep(Duration::from_secs_f64(secs));
+        let now = collect_stats(&f, read_state(layout).as_ref())?;
+        let text = if json {
+            format!("{}\n", now.to_json(Some(&before)))
+        } else {
+            // Home, clear, redraw.
+            format!(
+                "\x1b[H\x1b[2J{} every {secs}s (Ctrl-C to stop)\n\n{}",
+                crate::state::format_utc(now.time),
+                now.to_table(Some(&before))
+            )
+        };
+        let mut o = out.lock();
+        if o.write_all(text.as_bytes())
+            .and_then(|()| o.flush())
+            .is_err()
+        {
+            return Ok(());
+        }
+        before = now;
+    }
+}
+
+/// `flowfilter flows [--json]`.
+pub fn flows(layout: &PinLayout, json: bool) -> Result<String, Error> {
+    let f = Filter::open_pinned(layout, false)?;
+    let state = read_state(layout);
+    let now = monotonic_ns();
+    let mut rows: Vec<_> = f
+        .flows()?
+        .iter()
+        .map(|(k, v)| flow_row(k, v, now, state.as_ref()))
+        .collect();
+    rows.sort_by(|a, b| {
+        b.packets
+            .cmp(&a.packets)
+            .then_with(|| a.src.to_string().cmp(&b.src.to_string()))
+    });
+    Ok(if json {
+        let v: Vec<serde_json::Value> = rows.iter().map(crate::report::FlowRow::to_json).collect();
+        format!("{:#}\n", serde_json::Value::Array(v))
+    } else {
+        flows_table(&rows)
+    })
+}
+
+/// Parse `IP`, `IP:PORT`, `[IPv6]:PORT`.
+pub fn parse_target(s: &str) -> Result<(IpAddr, Option<u16>), Error> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok((ip, None));
+    }
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Ok((sa.ip(), Some(sa.port())));
+    }
+    Err(Error::Input(format!(
+        "`{s}` is not an address (IP, IP:PORT or [IPv6]:PORT)"
+    )))
+}
+
+/// The settings of the installed state (lists directory, policies).
+fn current_settings(layout: &PinLayout) -> Result<(Settings, StateFile), Error> {
+    let state = StateFile::read(&layout.dir)?.ok_or_else(|| no_state_file(layout))?;
+    let (settings, _) = Settings::from_state(&state)?;
+    Ok((settings, state))
+}
+
+/// `flowfilter check IP[:PORT]`: which category and prefix match and why,
+/// the policy, and what the live tables say.
+pub fn check(
+    layout: &PinLayout,
+    target: &str,
+    lists_dir: Option<&Path>,
+    normalize: bool,
+) -> Result<String, Error> {
+    let (ip, port) = parse_target(target)?;
+    let (dir, normalize, state) = if let Some(d) = lists_dir {
+        (d.to_path_buf(), normalize, read_state(layout))
+    } else {
+        let (s, st) = current_settings(layout)?;
+        (s.lists_dir, s.normalize || normalize, Some(st))
+    };
+    let lists = load_dir(&dir, normalize)?;
+    let mut out = String::new();
+    let policy_of = |name: &str| {
+        state.as_ref().and_then(|s| s.category(name)).map_or_else(
+            || format!("{} (default)", PolicySpec::default()),
+            |c| format!("{} ({})", c.policy, c.policy_source),
+        )
+    };
+    let listed = match explain(&lists, ip) {
+        Some(m) if m.allowed() => {
+            let _ = writeln!(out, "{ip}: allowlisted by {}", m.hit.prefix);
+            if let Some(o) = &m.overridden {
+                let _ = writeln!(
+                    out,
+                    "  why: the allowlist wins over every category; without it {o} would match"
+                );
+            } else {
+                out.push_str("  why: the allowlist holds it; it is never touched\n");
+            }
+            m.hit.category
+        }
+        Some(m) => {
+            let _ = writeln!(
+                out,
+                "{ip}: {} ({}), policy {}",
+                m.hit.name,
+                m.hit.prefix,
+                policy_of(&m.hit.name)
+            );
+            let others: Vec<String> = lists
+                .categories
+                .iter()
+                .filter(|c| c.id != m.hit.category && c.list.cidrs().any(|p| p.contains(ip)))
+                .map(|c| c.name.clone())
+                .collect();
+            if others.is_empty() {
+                out.push_str("  why: the only list with a prefix holding it\n");
+            } else {
+                let _ = writeln!(
+                    out,
+                    "  why: the longest prefix holding it (ties go to the lower category id); also in: {}",
+                    others.join(", ")
+                );
+            }
+            m.hit.category
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "{ip}: in no list of {} (its UDP calls can still be recognised by signature)",
+                dir.display()
+            );
+            filter_common::CAT_NONE
+        }
+    };
+    if let Some(p) = port {
+        let _ = writeln!(
+            out,
+            "  port {p}: ports play no part in list matching; call media is recognised per packet"
+        );
+    }
+    if layout.require().is_ok() {
+        let f = Filter::open_pinned(layout, false)?;
+        let live = f.lookup(ip)?;
+        let generation = f.state()?.generation & 1;
+        let name = |id: u8| {
+            if id == filter_common::CAT_NONE {
+                "no category".to_owned()
+            } else {
+                state
+                    .as_ref()
+                    .and_then(|s| s.name_of(id))
+                    .map_or_else(|| format!("category #{id}"), str::to_owned)
+            }
+        };
+        if live == listed {
+            let _ = writeln!(out, "  in force: {} (generation {generation})", name(live));
+        } else {
+            let _ = writeln!(
+                out,
+                "  in force: {} (generation {generation}); the lists say otherwise: run `flowfilter reload`",
+                name(live)
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Undo of a list file change.
+struct Restore {
+    path: PathBuf,
+    old: Option<String>,
+}
+
+impl Restore {
+    fn undo(self) {
+        let r = match &self.old {
+            Some(text) => write_atomic(&self.path, text),
+            None => std::fs::remove_file(&self.path),
+        };
+        if let Err(e) = r {
+            log::error!("restoring {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// Replace `path` with `text` (temporary file in the same directory, fsync,
+/// rename).
+fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Lock, edit, validate and install, record; undo the edit on failure.
+fn change(
+    layout: &PinLayout,
+    by: &str,
+    edit: impl FnOnce(&mut StateFile, &Settings) -> Result<Option<Restore>, Error>,
+) -> Result<(GenerationInfo, Prepared), Error> {
+    layout.require()?;
+    let _lock = DirLock::acquire(&layout.dir)?;
+    let mut state = StateFile::read(&layout.dir)?.ok_or_else(|| no_state_file(layout))?;
+    let before = state.clone();
+    let (settings, _) = Settings::from_state(&state)?;
+    let restore = edit(&mut state, &settings)?;
+    let result = (|| {
+        let (settings, _) = Settings::from_state(&state)?;
+        let p = prepare(&settings)?;
+        let mut f = Filter::open_pinned(layout, true)?;
+        let info = install(&mut f, &p, &mut state)?;
+        Ok((info, p))
+    })();
+    if result.is_err() {
+        if let Some(r) = restore {
+            r.undo();
+        }
+        let mut failed = before;
+        record(&mut failed, result.as_ref().err(), by);
+        failed.write()?;
+        return result;
+    }
+    record(&mut state, None, by);
+    state.write()?;
+    result
+}
+
+/// A list subcommand.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListOp {
+    /// Show one category's prefixes, or every category's size.
+    Show {
+        /// The category, or all.
+        category: Option<String>,
+    },
+    /// Add prefixes.
+    Add {
+        /// The category (`allow` for the allowlist).
+        category: String,
+        /// The prefixes.
+        cidrs: Vec<String>,
+    },
+    /// Remove prefixes.
+    Del {
+        /// The category.
+        category: String,
+        /// The prefixes.
+        cidrs: Vec<String>,
+    },
+    /// Replace a category's list with a file.
+    Load {
+        /// The category.
+        category: String,
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+fn check_category(name: &str) -> Result<(), Error> {
+    if name == ALLOW_NAME || valid_category_name(name) {
+        Ok(())
+    } else {
+        Err(Error::Input(format!(
+            "`{name}` is not a category name (a-z, 0-9, _ and -, at most 32 characters, starting with a letter or digit)"
+        )))
+    }
+}
+
+fn parse_cidrs(args: &[String], normalize: bool) -> Result<Vec<Cidr>, Error> {
+    args.iter()
+        .map(|a| {
+            let r = if normalize {
+                Cidr::parse_normalized(a)
+            } else {
+                a.parse::<Cidr>()
+            };
+            r.map_err(|e| {
+                let e = e.to_string();
+                Error::Input(if e.contains(a.trim()) {
+                    e
+                } else {
+                    format!("`{a}`: {e}")
+                })
+            })
+        })
+        .collect()
+}
+
+fn read_optional(path: &Path) -> Result<Option<String>, Error> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path.display().to_string())(e)),
+    }
+}
+
+/// The prefix a list line holds, if any (comments stripped, normalised).
+fn line_prefix(line: &str) -> Option<Cidr> {
+    let entry = line.split_once('#').map_or(line, |(e, _)| e).trim();
+    if entry.is_empty() {
+        None
+    } else {
+        Cidr::parse_normalized(entry).ok()
+    }
+}
+
+/// `flowfilter list ...`. `lists_dir` overrides the installed lists
+/// directory for `show`; `normalize` applies to the prefixes given.
+pub fn list(
+    layout: &PinLayout,
+    op: &ListOp,
+    lists_dir: Option<&Path>,
+    normalize: bool,
+) -> Result<String, Error> {
+    match op {
+        ListOp::Show { category } => list_show(layout, category.as_deref(), lists_dir, normalize),
+        ListOp::Add { category, cidrs } => {
+            check_category(category)?;
+            let wanted = parse_cidrs(cidrs, normalize)?;
+            let mut note = String::new();
+            let (info, p) = change(layout, &format!("list add {category}"), |_, s| {
+                let path = s.lists_dir.join(format!("{category}.txt"));
+                let old = read_optional(&path)?;
+                let text = old.clone().unwrap_or_default();
+                let present: Vec<Cidr> = text.lines().filter_map(line_prefix).collect();
+                let mut new = text.clone();
+                if !new.is_empty() && !new.ends_with('\n') {
+                    new.push('\n');
+                }
+                let mut added = Vec::new();
+                for c in &wanted {
+                    if present.contains(c) || added.contains(c) {
+                        let _ = writeln!(note, "{c} is already listed");
+                    } else {
+                        let _ = writeln!(new, "{c}");
+                        added.push(*c);
+                    }
+                }
+                if added.is_empty() {
+                    return Err(Error::Input(format!(
+                        "nothing to add: every prefix given is already in {}",
+                        path.display()
+                    )));
+                }
+                write_atomic(&path, &new).map_err(Error::io(path.display().to_string()))?;
+                let _ = writeln!(note, "{category}: added {} prefix(es)", added.len());
+                Ok(Some(Restore { path, old }))
+            })?;
+            Ok(format!("{note}{}\n", describe(&info, &p)))
+        }
+        ListOp::Del { category, cidrs } => {
+            check_category(category)?;
+            let wanted = parse_cidrs(cidrs, true)?;
+            let (info, p) = change(layout, &format!("list del {category}"), |_, s| {
+                let path = s.lists_dir.join(format!("{category}.txt"));
+                let Some(old) = read_optional(&path)? else {
+                    return Err(Error::Input(format!(
+                        "{category} has no list file ({} is missing)",
+                        path.display()
+                    )));
+                };
+                let mut found = vec![false; wanted.len()];
+                let mut new = String::with_capacity(old.len());
+                for line in old.lines() {
+                    if let Some(i) =
+                        line_prefix(line).and_then(|c| wanted.iter().position(|w| *w == c))
+                    {
+                        found[i] = true;
+                    } else {
+                        new.push_str(line);
+                        new.push('\n');
+                    }
+                }
+                if let Some(i) = found.iter().position(|f| !f) {
+                    return Err(Error::Input(format!(
+                        "{} is not in {}",
+                        wanted[i],
+                        path.display()
+                    )));
+                }
+                write_atomic(&path, &new).map_err(Error::io(path.display().to_string()))?;
+                Ok(Some(Restore {
+                    path,
+                    old: Some(old),
+                }))
+            })?;
+            Ok(format!(
+                "{category}: removed {} prefix(es)\n{}\n",
+                wanted.len(),
+                describe(&info, &p)
+            ))
+        }
+        ListOp::Load { category, file } => {
+            check_category(category)?;
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| Error::Input(format!("{}: {e}", file.display())))?;
+            let parsed = parse_list(&file.display().to_string(), &text, normalize)?;
+            for n in &parsed.notes {
+                log::info!("{n}");
+            }
+            let (info, p) = change(layout, &format!("list load {category}"), |_, s| {
+                let path = s.lists_dir.join(format!("{category}.txt"));
+                let old = read_optional(&path)?;
+                write_atomic(&path, &text).map_err(Error::io(path.display().to_string()))?;
+                Ok(Some(Restore { path, old }))
+            })?;
+            Ok(format!(
+                "{category}: loaded {} prefixes from {}\n{}\n",
+                parsed.len(),
+                file.display(),
+                describe(&info, &p)
+            ))
+        }
+    }
+}
+
+fn list_show(
+    layout: &PinLayout,
+    category: Option<&str>,
+    lists_dir: Option<&Path>,
+    normalize: bool,
+) -> Result<String, Error> {
+    let (dir, normalize) = if let Some(d) = lists_dir {
+        (d.to_path_buf(), normalize)
+    } else {
+        let (s, _) = current_settings(layout)?;
+        (s.lists_dir, s.normalize || normalize)
+    };
+    let lists = load_dir(&dir, normalize)?;
+    let Some(name) = category else {
+        let mut rows: Vec<Vec<String>> = lists
+            .categories
+            .iter()
+            .map(|c| {
+                vec![
+                    c.id.to_string(),
+                    c.name.clone(),
+                    c.list.v4.len().to_string(),
+                    c.list.v6.len().to_string(),
+                ]
+            })
+            .collect();
+        rows.push(vec![
+            "255".into(),
+            ALLOW_NAME.into(),
+            lists.allow.v4.len().to_string(),
+            lists.allow.v6.len().to_string(),
+        ]);
+        return Ok(format!(
+            "{}\n{}",
+            dir.display(),
+            crate::report::table(&["ID", "CATEGORY", "IPV4", "IPV6"], &rows, 2)
+        ));
+    };
+    check_category(name)?;
+    let list = if name == ALLOW_NAME {
+        &lists.allow
+    } else {
+        &lists
+            .by_name(name)
+            .ok_or_else(|| {
+                Error::Input(format!(
+                    "no category `{name}` in {} (known: {})",
+                    dir.display(),
+                    lists
+                        .categories
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?
+            .list
+    };
+    let mut out = String::new();
+    for c in list.cidrs() {
+        let _ = writeln!(out, "{c}");
+    }
+    let _ = writeln!(
+        out,
+        "# {name}: {} IPv4 and {} IPv6 prefixes",
+        list.v4.len(),
+        list.v6.len()
+    );
+    Ok(out)
+}
+
+/// `flowfilter policy set CATEGORY SPEC`.
+pub fn policy_set(layout: &PinLayout, category: &str, spec: &str) -> Result<String, Error> {
+    let parsed: PolicySpec = spec.parse().map_err(|e| Error::Input(format!("{e}")))?;
+    check_category(category)?;
+    if category == ALLOW_NAME {
+        return Err(Error::Input(
+            "the allowlist has no policy: its addresses are never touched".into(),
+        ));
+    }
+    let (info, p) = change(layout, &format!("policy set {category}"), |st, s| {
+        let lists = load_dir(&s.lists_dir, s.normalize)?;
+        if lists.by_name(category).is_none() {
+            return Err(Error::Input(format!(
+                "no category `{category}` in {} (known: {})",
+                s.lists_dir.display(),
+                lists
+                    .categories
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        st.overrides.insert(category.to_owned(), parsed.to_string());
+        Ok(None)
+    })?;
+    Ok(format!(
+        "{category}: policy {parsed} (kept until `flowfilter policy reset {category}`)\n{}\n",
+        describe(&info, &p)
+    ))
+}
+
+/// `flowfilter policy reset CATEGORY`: drop the `policy set` override.
+pub fn policy_reset(layout: &PinLayout, category: &str) -> Result<String, Error> {
+    check_category(category)?;
+    let mut now = String::new();
+    let (info, p) = change(layout, &format!("policy reset {category}"), |st, _| {
+        if st.overrides.remove(category).is_none() {
+            return Err(Error::Input(format!(
+                "{category} has no policy set with `flowfilter policy set`"
+            )));
+        }
+        Ok(None)
+    })?;
+    if let Some(c) = p.categories.iter().find(|c| c.name == category) {
+        now = format!("{} ({})", c.policy, c.policy_source);
+    }
+    Ok(format!(
+        "{category}: policy {now}\n{}\n",
+        describe(&info, &p)
+    ))
+}
+
+/// Signal `pid`.
+fn send_signal(pid: u32, sig: libc::c_int) -> Result<(), Error> {
+    let p = libc::pid_t::try_from(pid).map_err(|_| Error::Other(format!("bad pid {pid}")))?;
+    // SAFETY: plain kill(2).
+    if unsafe { libc::kill(p, sig) } != 0 {
+        return Err(Error::io(format!("signalling the daemon (pid {pid})"))(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// `flowfilter reload`: the daemon reloads (SIGHUP) and this waits for its
+/// verdict; without a daemon, reload here.
+pub fn reload(layout: &PinLayout, timeout: Duration) -> Result<String, Error> {
+    layout.require()?;
+    let state = StateFile::read(&layout.dir)?.ok_or_else(|| no_state_file(layout))?;
+    let Some(pid) = state.live_daemon() else {
+        let (info, p) = change(layout, "reload", |_, _| Ok(None))?;
+        return Ok(format!(
+            "reloaded (no daemon running): {}\n",
+            describe(&info, &p)
+        ));
+    };
+    let serial = state.reload_serial;
+    send_signal(pid, libc::SIGHUP)?;
+    let start = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(25));
+        if let Ok(Some(s)) = StateFile::read(&layout.dir)
+            && s.reload_serial > serial
+            && let Some(r) = s.last_reload
+        {
+            if r.ok {
+                return Ok(format!(
+                    "reloaded by the daemon (pid {pid}): generation {} in force\n",
+                    r.generation
+                ));
+            }
+            let msg = format!(
+                "reload rejected, the old rules stay in force: {}",
+                r.error.unwrap_or_default()
+            );
+            return Err(if r.input_error {
+                Error::Input(msg)
+            } else {
+                Error::Other(msg)
+            });
+        }
+        if start.elapsed() > timeout {
+            return Err(Error::Other(format!(
+                "the daemon (pid {pid}) did not answer within {}s: see its log",
+                timeout.as_secs()
+            )));
+        }
+    }
+}
+
+/// `flowfilter detach [--iface IF]`: stop the daemon (if it runs), then
+/// remove one interface's link, or every link, the program and maps.
+pub fn detach(layout: &PinLayout, iface: Option<&str>) -> Result<String, Error> {
+    if layout.is_empty()? {
+        return Err(crate::pins::PinError::NoState {
+            dir: layout.dir.clone(),
+        }
+        .into());
+    }
+    let state = read_state(layout);
+    if let Some(iface) = iface {
+        let _lock = DirLock::acquire(&layout.dir)?;
+        let path = layout.link(iface);
+        if !path.exists() {
+            return Err(Error::Input(format!(
+                "no pinned link for {iface} at {} (pinned: {})",
+                path.display(),
+                layout.pinned_links()?.join(", ")
+            )));
+        }
+        crate::pins::remove_file(&path)?;
+        if let Some(mut s) = state {
+            s.interfaces.retain(|i| i.name != iface);
+            s.write()?;
+        }
+        return Ok(format!("detached from {iface}\n"));
+    }
+    let mut out = String::new();
+    if let Some(pid) = state.as_ref().and_then(StateFile::live_daemon) {
+        send_signal(pid, libc::SIGTERM)?;
+        let start = Instant::now();
+        while process_alive(pid) {
+            if start.elapsed() > DAEMON_EXIT_WAIT {
+                return Err(Error::Other(format!(
+                    "the daemon (pid {pid}) did not exit within {}s; nothing removed",
+                    DAEMON_EXIT_WAIT.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = writeln!(out, "stopped the daemon (pid {pid})");
+    }
+    let _lock = if layout.dir.is_dir() {
+        Some(DirLock::acquire(&layout.dir)?)
+    } else {
+        None
+    };
+    let links = layout.pinned_links()?;
+    let maps = layout.pinned_maps()?.len();
+    let program = layout.has_program();
+    layout.remove_all()?;
+    StateFile::remove(&layout.dir)?;
+    if links.is_empty() {
+        out.push_str("no interface was attached\n");
+    } else {
+        let _ = writeln!(out, "detached from {}", links.join(", "));
+    }
+    let _ = writeln!(
+        out,
+        "removed {}{maps} maps pinned at {}",
+        if program { "the program and " } else { "" },
+        layout.dir.display()
+    );
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(parse_target("192.0.2.1").unwrap(), (ip("192.0.2.1"), None));
+        assert_eq!(
+            parse_target("192.0.2.1:3478").unwrap(),
+            (ip("192.0.2.1"), Some(3478))
+        );
+        assert_eq!(
+            parse_target("2001:db8::1").unwrap(),
+            (ip("2001:db8::1"), None)
+        );
+        assert_eq!(
+            parse_target("[2001:db8::1]:443").unwrap(),
+            (ip("2001:db8::1"), Some(443))
+        );
+        let e = parse_target("example.org").unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert_eq!(
+            e.to_string(),
+            "`example.org` is not an address (IP, IP:PORT or [IPv6]:PORT)"
+        );
+    }
+
+    #[test]
+    fn list_lines() {
+        assert_eq!(
+            line_prefix("  198.51.100.0/24 # x").map(|c| c.to_string()),
+            Some("198.51.100.0/24".into())
+        );
+        assert_eq!(
+            line_prefix("198.51.100.7/24").map(|c| c.to_string()),
+            Some("198.51.100.0/24".into())
+        );
+        assert_eq!(line_prefix("# only a comment"), None);
+        assert_eq!(line_prefix(""), None);
+        assert!(parse_cidrs(&["10.0.0.1/8".into()], false).is_err());
+        assert_eq!(
+            parse_cidrs(&["10.0.0.1/8".into()], true).unwrap()[0].to_string(),
+            "10.0.0.0/8"
+        );
+        assert!(check_category("allow").is_ok());
+        assert_eq!(check_category("Bad").unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn atomic_write_and_restore() {
+        let d = std::env::temp_dir().join(format!("flowfilter-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join("x.txt");
+        write_atomic(&p, "one\n").unwrap();
+        Restore {
+            path: p.clone(),
+            old: Some("zero\n".into()),
+        }
+        .undo();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "zero\n");
+        Restore {
+            path: p.clone(),
+            old: None,
+        }
+        .undo();
+        assert!(!p.exists());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

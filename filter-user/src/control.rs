@@ -1,0 +1,413 @@
+//! Installing lists and policies into pinned tables: what the daemon's start
+//! and reload and the CLI's changing verbs share.
+//!
+//! Everything is read and validated first ([`prepare`]): the configuration
+//! file, every list, every policy. Any error rejects the whole change with
+//! `file:line: what` and nothing is written. Only then does [`install`]
+//! fill the inactive generation and flip to it (the caller holds the pin
+//! directory's lock), and record what it installed in the state file.
+//!
+//! Policy precedence, lowest first: the default (`drop`), the configuration
+//! file's `[policy]`, the daemon's `--policy` flags, `flowfilter policy set`
+//! (kept in the state file until `flowfilter policy reset`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::config::{Config, ConfigError};
+use crate::lists::{ListError, Lists, load_dir};
+use crate::loader::{Filter, GenerationInfo, LoadError};
+use crate::pins::PinError;
+use crate::policy::PolicySpec;
+use crate::state::{CategoryState, ReloadState, StateError, StateFile, unix_now};
+
+/// Why a command failed. [`Error::exit_code`] tells the CLI's exit code:
+/// 2 for the user's input (a list, the configuration, an argument), 1 for
+/// anything else.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A bad argument or input.
+    #[error("{0}")]
+    Input(String),
+    /// The configuration file.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A list file or the lists directory.
+    #[error(transparent)]
+    Lists(#[from] ListError),
+    /// Loading, attaching or writing the maps.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The pin directory.
+    #[error(transparent)]
+    Pin(#[from] PinError),
+    /// The state file.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Other I/O.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Anything else, said in words.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// Whether the user's input is at fault.
+    pub fn is_input(&self) -> bool {
+        matches!(
+            self,
+            Error::Input(_) | Error::Config(_) | Error::Lists(_) | Error::Load(LoadError::Table(_))
+        )
+    }
+
+    /// 2 for input errors, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        if self.is_input() { 2 } else { 1 }
+    }
+
+    /// An I/O error with what was being done.
+    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let what = what.into();
+        move |source| Error::Io { what, source }
+    }
+}
+
+/// Where a policy came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Nobody named the category: `drop`.
+    Default,
+    /// The configuration file's `[policy]`.
+    Config,
+    /// The daemon's `--policy`.
+    Flag,
+    /// `flowfilter policy set`.
+    Cli,
+}
+
+impl Source {
+    /// As written in the state file and `status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Default => "default",
+            Source::Config => "config",
+            Source::Flag => "flag",
+            Source::Cli => "cli",
+        }
+    }
+}
+
+/// What to install: where the lists are and which policies apply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Lists directory.
+    pub lists_dir: PathBuf,
+    /// Normalise host bits instead of rejecting them.
+    pub normalize: bool,
+    /// Configuration and flag policies, by category name; a name no list
+    /// defines is an error.
+    pub policies: BTreeMap<String, (PolicySpec, Source)>,
+    /// `policy set` overrides, by category name; a name no list defines is
+    /// skipped with a warning (its list may have been removed since).
+    pub overrides: BTreeMap<String, PolicySpec>,
+}
+
+impl Settings {
+    /// From a merged configuration and the recorded flags and overrides.
+    pub fn new(cfg: &Config, state: &StateFile) -> Result<Settings, Error> {
+        let mut policies: BTreeMap<String, (PolicySpec, Source)> = cfg
+            .policy
+            .iter()
+            .map(|(k, v)| (k.clone(), (v.0, Source::Config)))
+            .collect();
+        for (k, v) in &state.flags.policies {
+            let spec: PolicySpec = v
+                .parse()
+                .map_err(|e| Error::Input(format!("--policy {k}={v}: {e}")))?;
+            policies.insert(k.clone(), (spec, Source::Flag));
+        }
+        let mut overrides = BTreeMap::new();
+        for (k, v) in &state.overrides {
+            match v.parse::<PolicySpec>() {
+                Ok(spec) => {
+                    overrides.insert(k.clone(), spec);
+                }
+                Err(e) => log::warn!("ignoring the policy override of {k}: {e}"),
+            }
+        }
+        Ok(Settings {
+            lists_dir: state
+                .flags
+                .lists
+                .clone()
+                .unwrap_or_else(|| cfg.lists.clone()),
+            normalize: state.flags.normalize || cfg.normalize,
+            policies,
+            overrides,
+        })
+    }
+
+    /// From the state file alone: re-read its configuration file (if any)
+    /// and apply its flags and overrides, as a reload does.
+    pub fn from_state(state: &StateFile) -> Result<(Settings, Config), Error> {
+        let cfg = match &state.config {
+            Some(p) => Config::load(p)?,
+            None => Config::default(),
+        };
+        Ok((Settings::new(&cfg, state)?, cfg))
+    }
+}
+
+/// Validated lists and policies, ready to install.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The lists.
+    pub lists: Lists,
+    /// Policies by category id.
+    pub by_id: BTreeMap<u8, PolicySpec>,
+    /// What the state file records per category.
+    pub categories: Vec<CategoryState>,
+    /// The settings used.
+    pub settings: Settings,
+}
+
+/// Read and validate everything; nothing is written.
+pub fn prepare(settings: &Settings) -> Result<Prepared, Error> {
+    let lists = load_dir(&settings.lists_dir, settings.normalize)?;
+    for n in lists.all_notes() {
+        log::info!("{n}");
+    }
+    let known = || {
+        lists
+            .categories
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for name in settings.policies.keys() {
+        if lists.by_name(name).is_none() {
+            return Err(Error::Input(format!(
+                "policy for `{name}`: no category `{name}` in {} (known: {})",
+                settings.lists_dir.display(),
+                known()
+            )));
+        }
+    }
+    let mut by_id = BTreeMap::new();
+    let mut categories = Vec::new();
+    for c in &lists.categories {
+        let (spec, source) = match settings.overrides.get(&c.name) {
+            Some(s) => (*s, Source::Cli),
+            None => settings
+                .policies
+                .get(&c.name)
+                .copied()
+                .unwrap_or((PolicySpec::default(), Source::Default)),
+        };
+        by_id.insert(c.id, spec);
+        categories.push(CategoryState {
+            id: c.id,
+            name: c.name.clone(),
+            v4_prefixes: c.list.v4.len(),
+            v6_prefixes: c.list.v6.len(),
+            policy: spec.to_string(),
+            policy_source: source.as_str().to_owned(),
+        });
+    }
+    for name in settings.overrides.keys() {
+        if lists.by_name(name).is_none() {
+            log::warn!("policy override for `{name}` skipped: no such category in the lists now");
+        }
+    }
+    Ok(Prepared {
+        lists,
+        by_id,
+        categories,
+        settings: settings.clone(),
+    })
+}
+
+/// Install prepared tables (the caller holds the pin directory's lock) and
+/// record them in `state` (not written here).
+pub fn install(
+    filter: &mut Filter,
+    p: &Prepared,
+    state: &mut StateFile,
+) -> Result<GenerationInfo, Error> {
+    let info = filter.install(&p.lists, &p.by_id)?;
+    state.lists_dir.clone_from(&p.settings.lists_dir);
+    state.normalize = p.settings.normalize;
+    state.categories.clone_from(&p.categories);
+    state.allow = (p.lists.allow.v4.len(), p.lists.allow.v6.len());
+    state.generation = info.generation;
+    Ok(info)
+}
+
+/// Record the outcome of a reload or install attempt in `state`: `error`
+/// is `None` when it was installed (the generation is `state.generation`).
+pub fn record(state: &mut StateFile, error: Option<&Error>, by: &str) {
+    state.reload_serial += 1;
+    let (ok, error, input_error) = match error {
+        None => {
+            state.reloads_ok += 1;
+            (true, None, false)
+        }
+        Some(e) => {
+            state.reloads_failed += 1;
+            (false, Some(e.to_string()), e.is_input())
+        }
+    };
+    state.last_reload = Some(ReloadState {
+        time: unix_now(),
+        ok,
+        error,
+        input_error,
+        by: by.to_owned(),
+        generation: state.generation,
+    });
+}
+
+/// One line about an installed generation.
+pub fn describe(info: &GenerationInfo, p: &Prepared) -> String {
+    format!(
+        "generation {} in force: {} categories, {} IPv4 and {} IPv6 prefixes ({} allowlisted)",
+        info.generation,
+        p.lists.categories.len(),
+        info.v4_prefixes,
+        info.v6_prefixes,
+        p.lists.allow.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(tag: &str, files: &[(&str, &str)]) -> Dir {
+            let d = std::env::temp_dir()
+                .join(format!("flowfilter-control-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(&d).unwrap();
+            for (n, t) in files {
+                std::fs::write(d.join(n), t).unwrap();
+            }
+            Dir(d)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn settings(dir: &Dir, cfg: &str, flags: &[(&str, &str)], cli: &[(&str, &str)]) -> Settings {
+        let cfg = Config::parse("c.toml", cfg).unwrap();
+        let mut st = StateFile::new(std::path::Path::new("/sys/fs/bpf/t"));
+        st.flags.lists = Some(dir.0.clone());
+        for (k, v) in flags {
+            st.flags.policies.insert((*k).into(), (*v).into());
+        }
+        for (k, v) in cli {
+            st.overrides.insert((*k).into(), (*v).into());
+        }
+        Settings::new(&cfg, &st).unwrap()
+    }
+
+    #[test]
+    fn precedence_default_config_flag_cli() {
+        let d = Dir::new(
+            "prec",
+            &[
+                ("whatsapp.txt", "198.51.100.0/24\n"),
+                ("zoom.txt", "203.0.113.0/24\n2001:db8::/48\n"),
+                ("meet.txt", ""),
+            ],
+        );
+        let s = settings(
+            &d,
+            "[policy]\nwhatsapp = \"monitor\"\nzoom = \"off\"\nmeet = \"loss=5%\"\n",
+            &[("zoom", "flows=30%")],
+            &[("meet", "drop,scope=udp"), ("gone", "off")],
+        );
+        let p = prepare(&s).unwrap();
+        let show: Vec<(String, String, String, usize, usize)> = p
+            .categories
+            .iter()
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    c.policy.clone(),
+                    c.policy_source.clone(),
+                    c.v4_prefixes,
+                    c.v6_prefixes,
+                )
+            })
+            .collect();
+        let row = |n: &str, pol: &str, src: &str, v4, v6| {
+            (n.to_owned(), pol.to_owned(), src.to_owned(), v4, v6)
+        };
+        assert_eq!(
+            show,
+            [
+                row("whatsapp", "monitor", "config", 1, 0),
+                row("telegram", "drop", "default", 0, 0),
+                row("meet", "drop,scope=udp", "cli", 0, 0),
+                row("zoom", "flows=30%", "flag", 1, 1),
+            ]
+        );
+        assert_eq!(p.by_id.len(), 4);
+    }
+
+    #[test]
+    fn unknown_categories_and_bad_lists_are_input_errors() {
+        let d = Dir::new("bad", &[("whatsapp.txt", "198.51.100.0/24\n")]);
+        let e = prepare(&settings(&d, "[policy]\nzoom = \"drop\"\n", &[], &[])).unwrap_err();
+        assert!(e.is_input());
+        assert_eq!(e.exit_code(), 2);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "policy for `zoom`: no category `zoom` in {} (known: whatsapp, telegram)",
+                d.0.display()
+            )
+        );
+        std::fs::write(d.0.join("telegram.txt"), "# t\n10.0.0.1/8\n").unwrap();
+        let e = prepare(&settings(&d, "", &[], &[])).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}:2: `10.0.0.1/8` has bits set beyond /8 (use 10.0.0.0/8, or --normalize)",
+                d.0.join("telegram.txt").display()
+            )
+        );
+        assert_eq!(Error::Other("x".into()).exit_code(), 1);
+    }
+
+    #[test]
+    fn record_counts_attempts() {
+        let mut st = StateFile::default();
+        record(&mut st, Some(&Error::Input("bad".into())), "sighup");
+        let r = st.last_reload.clone().unwrap();
+        assert!(!r.ok && r.input_error);
+        assert_eq!(r.error.as_deref(), Some("bad"));
+        record(&mut st, None, "reload");
+        assert_eq!(
+            (st.reload_serial, st.reloads_ok, st.reloads_failed),
+            (2, 1, 1)
+        );
+        assert!(st.last_reload.unwrap().ok);
+    }
+}

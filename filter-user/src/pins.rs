@@ -1,0 +1,596 @@
+//! Pinned state: everything a running filter needs lives under one bpffs
+//! directory, so a daemon restart or crash leaves filtering in force and the
+//! next start adopts it.
+//!
+//! Layout of the pin directory (default [`DEFAULT_PIN_DIR`]):
+//!
+//! ```text
+//! PIN_DIR/maps/NAME    every map of the object's map sections (not .rodata,
+//!                      .data or .bss: those belong to one program load)
+//! PIN_DIR/prog         the XDP program the links run
+//! PIN_DIR/links/IFACE  one bpf_link per interface (XDP, driver or skb mode)
+//! ```
+//!
+//! bpffs holds no regular files, so "which binary made these pins" is
+//! answered by comparing, not by a stamp: each pinned map's type, key size,
+//! value size, capacity and flags against the definitions in the object this
+//! binary ships ([`object_map_defs`], [`check_maps`]), and the pinned
+//! program's tag (a hash of its instructions) against the tag of the program
+//! this binary loads. aya reuses a pinned map without looking at it, so the
+//! check runs before every adoption.
+//!
+//! Writers (the daemon, and CLI verbs that change lists or policies) take an
+//! exclusive `flock` on the pin directory ([`DirLock`]) for the whole
+//! read-modify-write of the tables.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd as _;
+use std::path::{Path, PathBuf};
+
+use aya::maps::MapInfo;
+use aya_obj::EbpfSectionKind;
+
+/// Default pin directory.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/flowfilter";
+/// Where bpffs is mounted by convention (and by us when absent).
+pub const BPFFS_ROOT: &str = "/sys/fs/bpf";
+/// `statfs` magic of bpffs.
+const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
+/// Map types whose capacity or value size aya sets at load time (perf event
+/// arrays: number of CPUs; ring buffers: page-aligned). Their pinned
+/// capacity is not compared with the object's.
+const LOADER_SIZED_TYPES: [u32; 2] = [
+    aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_PERF_EVENT_ARRAY as u32,
+    aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_RINGBUF as u32,
+];
+
+/// Errors about the pin directory and what is pinned in it.
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    /// Nothing is pinned where the CLI looked.
+    #[error("no pinned state at {}: is `flowfilter run` started (or was --pin-dir different)?", dir.display())]
+    NoState {
+        /// The pin directory.
+        dir: PathBuf,
+    },
+    /// The directory is not on a bpf filesystem and none could be mounted.
+    #[error(
+        "{} is not on a bpf filesystem: mount one there (`mount -t bpf bpf DIR`) or use a directory under {BPFFS_ROOT}", dir.display()
+    )]
+    NotBpffs {
+        /// The pin directory.
+        dir: PathBuf,
+    },
+    /// Mounting bpffs at [`BPFFS_ROOT`] failed.
+    #[error("mounting bpffs at {BPFFS_ROOT}: {source}")]
+    Mount {
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A file operation on the pin directory failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The pins were made by a different build (maps or program differ).
+    #[error(
+        "the pins at {} were made by a different flowfilter build:\n  {}\nstop that filter with `flowfilter detach --pin-dir {}`, or start with `flowfilter run --replace` to swap it for this build", dir.display(), problems.join("\n  "), dir.display()
+    )]
+    Mismatch {
+        /// The pin directory.
+        dir: PathBuf,
+        /// One line per map or program that differs.
+        problems: Vec<String>,
+    },
+    /// The shipped object could not be parsed.
+    #[error("parsing the shipped XDP object: {0}")]
+    Object(String),
+}
+
+fn io_err(path: &Path) -> impl Fn(io::Error) -> PinError + '_ {
+    move |source| PinError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Paths inside a pin directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinLayout {
+    /// The pin directory.
+    pub dir: PathBuf,
+}
+
+impl PinLayout {
+    /// The layout of `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> PinLayout {
+        PinLayout { dir: dir.into() }
+    }
+
+    /// `DIR/maps`.
+    pub fn maps_dir(&self) -> PathBuf {
+        self.dir.join("maps")
+    }
+
+    /// `DIR/maps/NAME`.
+    pub fn map(&self, name: &str) -> PathBuf {
+        self.maps_dir().join(name)
+    }
+
+    /// `DIR/prog`.
+    pub fn prog(&self) -> PathBuf {
+        self.dir.join("prog")
+    }
+
+    /// `DIR/links`.
+    pub fn links_dir(&self) -> PathBuf {
+        self.dir.join("links")
+    }
+
+    /// `DIR/links/IFACE`.
+    pub fn link(&self, iface: &str) -> PathBuf {
+        self.links_dir().join(iface)
+    }
+
+    /// Whether a program is pinned.
+    pub fn has_program(&self) -> bool {
+        self.prog().exists()
+    }
+
+    /// Names of the pinned maps, sorted (empty when there are none).
+    pub fn pinned_maps(&self) -> Result<Vec<String>, PinError> {
+        names_in(&self.maps_dir())
+    }
+
+    /// Interfaces with a pinned link, sorted.
+    pub fn pinned_links(&self) -> Result<Vec<String>, PinError> {
+        names_in(&self.links_dir())
+    }
+
+    /// Whether anything of a running filter is pinned (program or a link):
+    /// then changing the pins affects live traffic.
+    pub fn in_use(&self) -> Result<bool, PinError> {
+        Ok(self.has_program() || !self.pinned_links()?.is_empty())
+    }
+
+    /// Whether anything at all is pinned.
+    pub fn is_empty(&self) -> Result<bool, PinError> {
+        Ok(!self.in_use()? && self.pinned_maps()?.is_empty())
+    }
+
+    /// Create the directory and its `maps` and `links` subdirectories.
+    pub fn create(&self) -> Result<(), PinError> {
+        for d in [self.dir.clone(), self.maps_dir(), self.links_dir()] {
+            std::fs::create_dir_all(&d).map_err(io_err(&d))?;
+        }
+        Ok(())
+    }
+
+    /// For CLI verbs: fail with [`PinError::NoState`] unless a filter's maps
+    /// are pinned here.
+    pub fn require(&self) -> Result<(), PinError> {
+        if self.dir.is_dir() && !self.pinned_maps()?.is_empty() {
+            Ok(())
+        } else {
+            Err(PinError::NoState {
+                dir: self.dir.clone(),
+            })
+        }
+    }
+
+    /// Remove every pin and the directory itself (links first, so traffic
+    /// stops being filtered before the maps go). Missing pieces are fine.
+    pub fn remove_all(&self) -> Result<(), PinError> {
+        for iface in self.pinned_links()? {
+            remove_file(&self.link(&iface))?;
+        }
+        remove_file(&self.prog())?;
+        for m in self.pinned_maps()? {
+            remove_file(&self.map(&m))?;
+        }
+        for d in [self.links_dir(), self.maps_dir(), self.dir.clone()] {
+            match std::fs::remove_dir(&d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&d)(e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Remove a file; a missing one is fine.
+pub fn remove_file(path: &Path) -> Result<(), PinError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// File names in `dir`, sorted; a missing directory has none.
+fn names_in(dir: &Path) -> Result<Vec<String>, PinError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    let mut names = Vec::new();
+    for e in entries {
+        let e = e.map_err(io_err(dir))?;
+        names.push(e.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// The filesystem magic of `path` (`statfs`).
+fn fs_magic(path: &Path) -> io::Result<u32> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: zeroed statfs is a valid out-parameter.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c is NUL-terminated; st is a valid pointer.
+    if unsafe { libc::statfs(c.as_ptr(), &raw mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.f_type as u32)
+}
+
+/// The nearest existing ancestor of `path` (itself included).
+fn existing_ancestor(path: &Path) -> &Path {
+    path.ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"))
+}
+
+/// Whether this process shares the mount namespace of PID 1. Under
+/// `ip netns exec` it does not, and a bpffs mounted there dies with it.
+pub fn in_initial_mount_namespace() -> bool {
+    match (
+        std::fs::read_link("/proc/self/ns/mnt"),
+        std::fs::read_link("/proc/1/ns/mnt"),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => true,
+    }
+}
+
+/// Make sure `dir` can live on bpffs: when it is under [`BPFFS_ROOT`] and
+/// nothing is mounted there, mount bpffs (mode 0700). Returns whether this
+/// call mounted it.
+pub fn ensure_bpffs(dir: &Path) -> Result<bool, PinError> {
+    let probe = existing_ancestor(dir);
+    if fs_magic(probe).map_err(io_err(probe))? == BPF_FS_MAGIC {
+        return Ok(false);
+    }
+    let root = Path::new(BPFFS_ROOT);
+    if !dir.starts_with(root) || !root.is_dir() {
+        return Err(PinError::NotBpffs {
+            dir: dir.to_path_buf(),
+        });
+    }
+    let c = |s: &str| std::ffi::CString::new(s).unwrap_or_default();
+    let (src, target, fstype, data) = (c("bpf"), c(BPFFS_ROOT), c("bpf"), c("mode=0700"));
+    // SAFETY: every pointer is a NUL-terminated string that outlives the call.
+    let r = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            data.as_ptr().cast(),
+        )
+    };
+    if r != 0 {
+        return Err(PinError::Mount {
+            source: io::Error::last_os_error(),
+        });
+    }
+    if fs_magic(root).map_err(io_err(root))? != BPF_FS_MAGIC {
+        return Err(PinError::NotBpffs {
+            dir: dir.to_path_buf(),
+        });
+    }
+    Ok(true)
+}
+
+/// An exclusive `flock` on the pin directory, released on drop. Every writer
+/// of the tables holds it: one install at a time, whoever does it.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+}
+
+impl DirLock {
+    /// Block until the lock on `dir` is ours.
+    pub fn acquire(dir: &Path) -> Result<DirLock, PinError> {
+        let file = File::open(dir).map_err(io_err(dir))?;
+        loop {
+            // SAFETY: a valid open file descriptor.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(DirLock { _file: file });
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(io_err(dir)(e));
+            }
+        }
+    }
+}
+
+/// A map as this binary defines it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapDef {
+    /// Map name.
+    pub name: String,
+    /// `BPF_MAP_TYPE_*`.
+    pub map_type: u32,
+    /// Key size in bytes.
+    pub key_size: u32,
+    /// Value size in bytes.
+    pub value_size: u32,
+    /// Capacity (after the loader's overrides).
+    pub max_entries: u32,
+    /// `BPF_F_*` creation flags.
+    pub flags: u32,
+}
+
+/// The pinnable maps of `object` (map sections only, not global data), with
+/// `max_entries` overridden as the loader does (`overrides`: name, value).
+pub fn object_map_defs(object: &[u8], overrides: &[(&str, u32)]) -> Result<Vec<MapDef>, PinError> {
+    let obj = aya_obj::Object::parse(object).map_err(|e| PinError::Object(e.to_string()))?;
+    let mut defs: Vec<MapDef> = obj
+        .maps
+        .iter()
+        .filter(|(_, m)| {
+            matches!(
+                m.section_kind(),
+                EbpfSectionKind::Maps | EbpfSectionKind::BtfMaps
+            )
+        })
+        .map(|(name, m)| MapDef {
+            name: name.clone(),
+            map_type: m.map_type(),
+            key_size: m.key_size(),
+            value_size: m.value_size(),
+            max_entries: overrides
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(m.max_entries(), |&(_, v)| v),
+            flags: m.map_flags(),
+        })
+        .collect();
+    defs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(defs)
+}
+
+/// What is wrong with one pinned map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MapProblem {
+    /// The object has the map, the pin directory does not.
+    Missing {
+        /// Map name.
+        name: String,
+    },
+    /// Pinned, but type, sizes, capacity or flags differ.
+    Differs {
+        /// Map name.
+        name: String,
+        /// One entry per field: "value size: pinned 16, this build 24".
+        fields: Vec<String>,
+    },
+    /// Pinned, but not a map of this build.
+    Extra {
+        /// Map name.
+        name: String,
+    },
+    /// The pin could not be read.
+    Unreadable {
+        /// Map name.
+        name: String,
+        /// Why.
+        error: String,
+    },
+}
+
+impl MapProblem {
+    /// The map it is about.
+    pub fn name(&self) -> &str {
+        match self {
+            MapProblem::Missing { name }
+            | MapProblem::Differs { name, .. }
+            | MapProblem::Extra { name }
+            | MapProblem::Unreadable { name, .. } => name,
+        }
+    }
+}
+
+impl std::fmt::Display for MapProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MapProblem::Missing { name } => {
+                write!(f, "map {name}: this build has it, the pins do not")
+            }
+            MapProblem::Differs { name, fields } => {
+                write!(f, "map {name}: {}", fields.join("; "))
+            }
+            MapProblem::Extra { name } => {
+                write!(f, "map {name}: pinned, but this build has no such map")
+            }
+            MapProblem::Unreadable { name, error } => {
+                write!(f, "map {name}: cannot read the pin: {error}")
+            }
+        }
+    }
+}
+
+/// The pinned map's kernel description, as a [`MapDef`].
+pub fn pinned_map_def(path: &Path, name: &str) -> Result<MapDef, String> {
+    let info = MapInfo::from_pin(path).map_err(|e| e.to_string())?;
+    let map_type = info.map_type().map_err(|e| e.to_string())? as u32;
+    Ok(MapDef {
+        name: name.to_owned(),
+        map_type,
+        key_size: info.key_size(),
+        value_size: info.value_size(),
+        max_entries: info.max_entries(),
+        flags: info.map_flags(),
+    })
+}
+
+/// Compare one pinned map with its definition; empty when they agree.
+pub fn compare(pinned: &MapDef, def: &MapDef) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut field = |what: &str, p: u32, d: u32| {
+        if p != d {
+            fields.push(format!("{what}: pinned {p}, this build {d}"));
+        }
+    };
+    field("type", pinned.map_type, def.map_type);
+    field("key size", pinned.key_size, def.key_size);
+    if !LOADER_SIZED_TYPES.contains(&def.map_type) {
+        field("value size", pinned.value_size, def.value_size);
+        if def.max_entries != 0 {
+            field("capacity", pinned.max_entries, def.max_entries);
+        }
+    }
+    field("flags", pinned.flags, def.flags);
+    fields
+}
+
+/// Check every pinned map of `layout` against `defs`.
+pub fn check_maps(layout: &PinLayout, defs: &[MapDef]) -> Result<Vec<MapProblem>, PinError> {
+    let pinned = layout.pinned_maps()?;
+    let mut problems = Vec::new();
+    for def in defs {
+        if !pinned.contains(&def.name) {
+            problems.push(MapProblem::Missing {
+                name: def.name.clone(),
+            });
+            continue;
+        }
+        match pinned_map_def(&layout.map(&def.name), &def.name) {
+            Ok(p) => {
+                let fields = compare(&p, def);
+                if !fields.is_empty() {
+                    problems.push(MapProblem::Differs {
+                        name: def.name.clone(),
+                        fields,
+                    });
+                }
+            }
+            Err(error) => problems.push(MapProblem::Unreadable {
+                name: def.name.clone(),
+                error,
+            }),
+        }
+    }
+    for name in pinned {
+        if !defs.iter().any(|d| d.name == name) {
+            problems.push(MapProblem::Extra { name });
+        }
+    }
+    Ok(problems)
+}
+
+/// A pinned link's id and the id of the program it runs.
+pub fn link_ids(path: &Path) -> Result<(u32, u32), String> {
+    let pinned = aya::programs::links::PinnedLink::from_pin(path).map_err(|e| e.to_string())?;
+    let fd: aya::programs::links::FdLink = pinned.into();
+    let info = fd.info().map_err(|e| e.to_string())?;
+    Ok((info.id(), info.program_id()))
+}
+
+/// Format a program tag as the kernel and bpftool show it.
+pub fn tag_hex(tag: u64) -> String {
+    format!("{tag:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(name: &str, map_type: u32, key: u32, value: u32, max: u32, flags: u32) -> MapDef {
+        MapDef {
+            name: name.into(),
+            map_type,
+            key_size: key,
+            value_size: value,
+            max_entries: max,
+            flags,
+        }
+    }
+
+    #[test]
+    fn compare_names_each_field() {
+        let a = def("X", 2, 4, 16, 1, 0);
+        assert!(compare(&a, &a).is_empty());
+        let b = def("X", 1, 8, 24, 2, 1);
+        assert_eq!(
+            compare(&a, &b),
+            [
+                "type: pinned 2, this build 1",
+                "key size: pinned 4, this build 8",
+                "value size: pinned 16, this build 24",
+                "capacity: pinned 1, this build 2",
+                "flags: pinned 0, this build 1"
+            ]
+        );
+        // Ring buffers are sized by the loader: only type, key and flags count.
+        let rb = aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_RINGBUF as u32;
+        assert!(compare(&def("R", rb, 0, 0, 4096, 0), &def("R", rb, 0, 0, 0, 0)).is_empty());
+    }
+
+    #[test]
+    fn problems_display() {
+        assert_eq!(
+            MapProblem::Differs {
+                name: "STATE".into(),
+                fields: vec!["value size: pinned 16, this build 24".into()]
+            }
+            .to_string(),
+            "map STATE: value size: pinned 16, this build 24"
+        );
+        assert_eq!(
+            MapProblem::Missing { name: "NEW".into() }.to_string(),
+            "map NEW: this build has it, the pins do not"
+        );
+        assert_eq!(MapProblem::Extra { name: "OLD".into() }.name(), "OLD");
+    }
+
+    #[test]
+    fn layout_paths() {
+        let l = PinLayout::new("/sys/fs/bpf/ff");
+        assert_eq!(l.map("STATE"), Path::new("/sys/fs/bpf/ff/maps/STATE"));
+        assert_eq!(l.prog(), Path::new("/sys/fs/bpf/ff/prog"));
+        assert_eq!(l.link("eth0"), Path::new("/sys/fs/bpf/ff/links/eth0"));
+        // A directory that does not exist has no pins.
+        let none = PinLayout::new("/nonexistent/flowfilter-pins");
+        assert!(none.is_empty().unwrap());
+        assert!(matches!(none.require(), Err(PinError::NoState { .. })));
+    }
+
+    #[test]
+    fn shipped_object_defines_the_tables() {
+        if crate::loader::OBJECT.is_empty() {
+            println!("skipped: built without the XDP object");
+            return;
+        }
+        let defs = object_map_defs(crate::loader::OBJECT, &[("V4_TBL8", 6)]).unwrap();
+        let names: Vec<&str> = defs.iter().map(|d| d.name.as_str()).collect();
+        for n in ["STATE", "POLICY", "V4_TBL24", "V4_TBL8", "V6_LPM0", "FLOWS"] {
+            assert!(names.contains(&n), "{n} in {names:?}");
+        }
+        assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+        let t8 = defs.iter().find(|d| d.name == "V4_TBL8").unwrap();
+        assert_eq!((t8.max_entries, t8.value_size), (6, 256));
+    }
+}

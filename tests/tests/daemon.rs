@@ -1,0 +1,1010 @@
+//! The daemon and the CLI end to end, with real UDP traffic.
+//!
+//! Each test makes its own pair of network namespaces joined by a veth pair
+//! (an RAII guard removes them, the daemon, the pins and the state file even
+//! after a failed step), runs `flowfilter run --netns A --iface VA` with a
+//! unique pin directory, and sends UDP from namespace B to A:
+//!
+//! ```text
+//!   ns A: va 192.0.2.1/24   <== veth ==>   ns B: vb 192.0.2.2/24
+//!         (XDP, the filter)                      + 198.51.100.10/32 (listed: whatsapp)
+//!                                                + 203.0.113.10/32  (unlisted at first)
+//! ```
+//!
+//! The daemon attaches through `--netns`, not under `ip netns exec`: that
+//! command remounts /sys in a private mount namespace, so a bpffs mounted
+//! there (and the pins in it) would die with the daemon, which is exactly
+//! what the kill -9 test must not see.
+//!
+//! The binary: `FLOWFILTER_BIN`, else `$CARGO_TARGET_DIR/debug/flowfilter`,
+//! else `<workspace>/target/debug/flowfilter` (`cargo xtask test` builds it
+//! first; a missing binary fails with the command that builds it).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{Read as _, Write as _};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use filter_user::pins::PinLayout;
+use filter_user::state::StateFile;
+use flowfilter_tests::require_root;
+use serde_json::Value;
+
+const A_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const B_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+/// Listed in `whatsapp.txt` from the start.
+const LISTED: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
+/// In no list at first.
+const OTHER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+const PORT: u16 = 40_000;
+/// Packets of each flow in the reload-under-traffic test.
+const PACKETS: u32 = 2500;
+/// How long the daemon may take to verify, load and attach.
+const START_TIMEOUT: Duration = Duration::from_mins(1);
+
+fn binary() -> PathBuf {
+    if let Some(b) = std::env::var_os("FLOWFILTER_BIN") {
+        return PathBuf::from(b);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        PathBuf::from,
+    );
+    let bin = target.join("debug/flowfilter");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p filter-user --bin flowfilter` (or set FLOWFILTER_BIN)",
+        bin.display()
+    );
+    bin
+}
+
+/// Run a command, panicking with its output when it fails to start.
+fn sh(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} {args:?}: {e}"))
+}
+
+fn ip(args: &[&str]) {
+    let out = sh("ip", args);
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Run `f` on a thread inside network namespace `ns`; sockets it creates
+/// stay in that namespace.
+fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = File::open(Path::new("/run/netns").join(ns))
+                .unwrap_or_else(|e| panic!("netns {ns}: {e}"));
+            // SAFETY: a valid descriptor; only this thread changes namespace.
+            let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(r, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("thread in namespace")
+    })
+}
+
+/// A command's exit code and output.
+struct Ran {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ran {
+    fn ok(self, what: &str) -> Ran {
+        assert_eq!(
+            self.code, 0,
+            "{what}: exit {}\nstdout: {}\nstderr: {}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+/// One test's namespaces, lists, pins and daemon; all removed on drop.
+struct Env {
+    ns_a: String,
+    ns_b: String,
+    va: String,
+    pin_dir: PathBuf,
+    dir: PathBuf,
+    daemon: Option<Child>,
+    metrics: Option<SocketAddr>,
+}
+
+impl Env {
+    fn new() -> Env {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let id = format!("ffd-{pid}-{n}");
+        let short = format!("{}{n}", pid % 100_000);
+        let env = Env {
+            ns_a: format!("{id}-a"),
+            ns_b: format!("{id}-b"),
+            va: format!("fa{short}"),
+            pin_dir: PathBuf::from(format!("/sys/fs/bpf/ff-test-{id}")),
+            dir: std::env::temp_dir().join(format!("ff-test-{id}")),
+            daemon: None,
+            metrics: None,
+        };
+        let vb = format!("fb{short}");
+        // The guard exists before the first step, so a failure below still
+        // removes what was made.
+        let _ = std::fs::remove_dir_all(&env.dir);
+        std::fs::create_dir_all(env.dir.join("lists")).expect("temp dir");
+        ip(&["netns", "add", &env.ns_a]);
+        ip(&["netns", "add", &env.ns_b]);
+        ip(&[
+            "link",
+            "add",
+            &env.va,
+            "netns",
+            &env.ns_a,
+            "address",
+            "02:00:00:00:0a:01",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &vb,
+            "netns",
+            &env.ns_b,
+            "address",
+            "02:00:00:00:0b:01",
+        ]);
+        let a = |args: &[&str]| {
+            let mut v = vec!["-n", env.ns_a.as_str()];
+            v.extend_from_slice(args);
+            ip(&v);
+        };
+        let b = |args: &[&str]| {
+            let mut v = vec!["-n", env.ns_b.as_str()];
+            v.extend_from_slice(args);
+            ip(&v);
+        };
+        a(&["addr", "add", "192.0.2.1/24", "dev", &env.va]);
+        a(&["link", "set", &env.va, "up"]);
+        a(&["link", "set", "lo", "up"]);
+        b(&["addr", "add", "192.0.2.2/24", "dev", &vb]);
+        b(&["addr", "add", "198.51.100.10/32", "dev", &vb]);
+        b(&["addr", "add", "203.0.113.10/32", "dev", &vb]);
+        b(&["link", "set", &vb, "up"]);
+        a(&["route", "add", "198.51.100.0/24", "via", "192.0.2.2"]);
+        a(&["route", "add", "203.0.113.0/24", "via", "192.0.2.2"]);
+        // Static neighbours: no ARP round trip can hold or drop a packet.
+        a(&[
+            "neigh",
+            "add",
+            "192.0.2.2",
+            "lladdr",
+            "02:00:00:00:0b:01",
+            "dev",
+            &env.va,
+            "nud",
+            "permanent",
+        ]);
+        b(&[
+            "neigh",
+            "add",
+            "192.0.2.1",
+            "lladdr",
+            "02:00:00:00:0a:01",
+            "dev",
+            &vb,
+            "nud",
+            "permanent",
+        ]);
+        env.write_list("whatsapp", "# test list\n198.51.100.0/24\n");
+        env
+    }
+
+    fn lists(&self) -> PathBuf {
+        self.dir.join("lists")
+    }
+
+    fn write_list(&self, name: &str, text: &str) {
+        std::fs::write(self.lists().join(format!("{name}.txt")), text).expect("write list");
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Run the CLI against this test's pins.
+    fn ff(&self, args: &[&str]) -> Ran {
+        let out = Command::new(binary())
+            .arg("--pin-dir")
+            .arg(&self.pin_dir)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap_or_else(|e| panic!("flowfilter {args:?}: {e}"));
+        Ran {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Start the daemon with `extra` arguments and wait until it runs.
+    fn start(&mut self, extra: &[&str]) {
+        assert!(self.daemon.is_none(), "daemon already started");
+        let log = File::create(self.dir.join("daemon.log")).expect("log file");
+        let mut cmd = Command::new(binary());
+        cmd.arg("--pin-dir")
+            .arg(&self.pin_dir)
+            .args(["run", "--netns", &self.ns_a, "--iface", &self.va, "--lists"])
+            .arg(self.lists())
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        if let Some(m) = self.metrics {
+            cmd.arg("--metrics").arg(m.to_string());
+        }
+        self.daemon = Some(cmd.spawn().expect("spawn flowfilter run"));
+        self.wait_running();
+    }
+
+    /// Wait until `status` says the daemon runs with its interface attached.
+    fn wait_running(&mut self) {
+        let start = Instant::now();
+        loop {
+            if let Some(Some(status)) = self.daemon.as_mut().map(|c| c.try_wait().ok().flatten()) {
+                panic!("flowfilter run exited ({status}):\n{}", self.log());
+            }
+            let r = self.ff(&["status", "--json"]);
+            if r.code == 0 {
+                let s = r.json();
+                if s["daemon"]["running"] == true && s["interfaces"][0]["link_id"].is_u64() {
+                    return;
+                }
+            }
+            assert!(
+                start.elapsed() < START_TIMEOUT,
+                "the daemon did not come up in {START_TIMEOUT:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kill the daemon with `signal` and reap it.
+    fn stop(&mut self, signal: libc::c_int) -> std::process::ExitStatus {
+        let mut child = self.daemon.take().expect("no daemon");
+        let pid = libc::pid_t::try_from(child.id()).expect("pid");
+        // SAFETY: plain kill(2) of our child.
+        unsafe { libc::kill(pid, signal) };
+        child.wait().expect("wait for the daemon")
+    }
+
+    fn status(&self) -> Value {
+        self.ff(&["status", "--json"]).ok("status").json()
+    }
+
+    fn stats(&self) -> Value {
+        self.ff(&["stats", "--json"]).ok("stats").json()
+    }
+
+    /// A category's counters from `stats --json`.
+    fn category(&self, name: &str) -> Value {
+        let s = self.stats();
+        s["categories"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["name"] == name).cloned())
+            .unwrap_or_else(|| panic!("no category {name} in {s:#}"))
+    }
+
+    /// A receiving socket on A.
+    fn receiver(&self) -> Receiver {
+        let sock = in_ns(&self.ns_a, || {
+            UdpSocket::bind((A_ADDR, PORT)).expect("bind receiver")
+        });
+        sock.set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("timeout");
+        Receiver { sock }
+    }
+
+    /// A sending socket on B, bound to `src`.
+    fn sender(&self, src: Ipv4Addr) -> UdpSocket {
+        let sock = in_ns(&self.ns_b, || {
+            UdpSocket::bind((src, 0)).expect("bind sender")
+        });
+        sock.connect((A_ADDR, PORT)).expect("connect");
+        sock
+    }
+
+    /// Send `n` packets from `src` and return how many arrived (the receiver
+    /// is drained first and after).
+    fn deliver(&self, rx: &Receiver, src: Ipv4Addr, n: u32) -> usize {
+        rx.drain();
+        let tx = self.sender(src);
+        for seq in 0..n {
+            send(&tx, seq);
+        }
+        rx.collect(Duration::from_millis(300))
+            .get(&IpAddr::V4(src))
+            .map_or(0, BTreeSet::len)
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let layout = PinLayout::new(&self.pin_dir);
+        if let Err(e) = layout.remove_all() {
+            eprintln!("cleanup {}: {e}", self.pin_dir.display());
+        }
+        let _ = StateFile::remove(&self.pin_dir);
+        for ns in [&self.ns_a, &self.ns_b] {
+            let _ = sh("ip", &["netns", "del", ns]);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// 64-byte payloads: a sequence number, then filler.
+fn send(tx: &UdpSocket, seq: u32) {
+    let mut p = [0x55u8; 64];
+    p[..4].copy_from_slice(&seq.to_be_bytes());
+    tx.send(&p).expect("send");
+}
+
+struct Receiver {
+    sock: UdpSocket,
+}
+
+impl Receiver {
+    fn drain(&self) {
+        let _ = self.collect(Duration::from_millis(50));
+    }
+
+    /// Sequence numbers received per source, until quiet for `quiet`.
+    fn collect(&self, quiet: Duration) -> BTreeMap<IpAddr, BTreeSet<u32>> {
+        let mut got: BTreeMap<IpAddr, BTreeSet<u32>> = BTreeMap::new();
+        let mut last = Instant::now();
+        let mut buf = [0u8; 2048];
+        while last.elapsed() < quiet {
+            if let Ok((n, from)) = self.sock.recv_from(&mut buf)
+                && n >= 4
+            {
+                let seq = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+                got.entry(from.ip()).or_default().insert(seq);
+                last = Instant::now();
+            }
+        }
+        got
+    }
+}
+
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("response");
+    out
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+#[test]
+fn start_attach_count_and_json_schemas() {
+    if !require_root("start_attach_count_and_json_schemas") {
+        return;
+    }
+    let mut env = Env::new();
+    env.start(&["--policy", "whatsapp=drop,scope=udp"]);
+    let rx = env.receiver();
+    assert_eq!(env.deliver(&rx, B_ADDR, 20), 20, "unlisted traffic passes");
+    assert_eq!(env.deliver(&rx, LISTED, 20), 0, "listed traffic is dropped");
+
+    // status --json
+    let s = env.status();
+    assert_eq!(s["pin_dir"], env.pin_dir.display().to_string());
+    assert!(s["state_file"].is_string(), "{s:#}");
+    assert_eq!(s["daemon"]["running"], true);
+    assert!(s["daemon"]["pid"].is_u64());
+    assert!(s["program"]["id"].is_u64());
+    assert_eq!(s["program"]["name"], "flowfilter");
+    assert_eq!(s["program"]["tag"].as_str().map(str::len), Some(16));
+    let iface = &s["interfaces"][0];
+    assert_eq!(iface["name"], env.va.as_str());
+    assert!(
+        iface["mode"] == "driver" || iface["mode"] == "skb",
+        "{iface}"
+    );
+    assert_eq!(iface["program_id"], s["program"]["id"]);
+    assert_eq!(iface["netns"], env.ns_a.as_str());
+    assert!(u(&s["generation"]) <= 1);
+    assert_eq!(s["lists_dir"], env.lists().display().to_string());
+    let cats = s["categories"].as_array().expect("categories");
+    assert_eq!(cats[0]["name"], "whatsapp");
+    assert_eq!(cats[0]["id"], 1);
+    assert_eq!(cats[0]["policy"], "drop,scope=udp");
+    assert_eq!(cats[0]["policy_source"], "flag");
+    assert_eq!(cats[0]["ipv4_prefixes"], 1);
+    assert_eq!(cats[0]["ipv6_prefixes"], 0);
+    assert_eq!(cats[1]["name"], "telegram");
+    assert_eq!(cats[1]["policy_source"], "default");
+    assert_eq!(s["allow"]["ipv4_prefixes"], 0);
+    assert!(u(&s["flows"]["tracked"]) >= 1);
+    assert_eq!(s["flows"]["capacity"], 1 << 18);
+    assert_eq!(s["last_reload"]["ok"], true);
+    assert_eq!(s["last_reload"]["by"], "start");
+
+    // stats --json
+    let st = env.stats();
+    assert!(st["time"].is_u64());
+    let wa = st["categories"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == "whatsapp"))
+        .expect("whatsapp");
+    assert_eq!(wa["id"], 1);
+    assert_eq!(wa["seen"]["packets"], 20);
+    assert_eq!(wa["dropped"]["packets"], 20);
+    assert_eq!(wa["passed"]["packets"], 0);
+    assert_eq!(wa["monitored"]["packets"], 0);
+    assert!(u(&wa["dropped"]["bytes"]) >= 20 * 64);
+    let labels = st["labels"].as_array().expect("labels");
+    assert!(labels.iter().any(|l| l["name"] == "stun"), "{st:#}");
+    for l in labels {
+        for k in ["id", "packets", "bytes", "dropped", "monitored"] {
+            assert!(l[k].is_u64(), "label {k}: {l}");
+        }
+    }
+    assert!(u(&st["global"]["udp"]) >= 40);
+    assert!(u(&st["global"]["dropped"]) >= 20);
+
+    // flows --json: the listed flow, dropped.
+    let flows = env.ff(&["flows", "--json"]).ok("flows").json();
+    let f = flows
+        .as_array()
+        .and_then(|a| a.iter().find(|f| f["category"] == "whatsapp"))
+        .unwrap_or_else(|| panic!("no whatsapp flow in {flows:#}"));
+    assert_eq!(f["proto"], "udp");
+    assert!(
+        f["src"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("198.51.100.10:"),
+        "{f}"
+    );
+    assert_eq!(f["dst"], format!("{A_ADDR}:{PORT}"));
+    assert_eq!(f["dropped"], 20);
+    assert_eq!(f["listed"], true);
+    // A second daemon on the same pins is refused.
+    let out = Command::new(binary())
+        .arg("--pin-dir")
+        .arg(&env.pin_dir)
+        .args(["run", "--iface", &env.va, "--lists"])
+        .arg(env.lists())
+        .output()
+        .expect("second run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("already manages"), "{stderr}");
+    // The text forms render too.
+    assert!(env.ff(&["status"]).ok("status").stdout.contains("whatsapp"));
+    assert!(env.ff(&["stats"]).ok("stats").stdout.contains("whatsapp"));
+}
+
+#[test]
+fn kill_9_keeps_filtering_and_restart_adopts_without_gap() {
+    if !require_root("kill_9_keeps_filtering_and_restart_adopts_without_gap") {
+        return;
+    }
+    let mut env = Env::new();
+    env.start(&["--policy", "whatsapp=drop,scope=udp"]);
+    let rx = env.receiver();
+    assert_eq!(env.deliver(&rx, LISTED, 10), 0);
+    let before = env.status();
+    let prog = u(&before["program"]["id"]);
+    let link = u(&before["interfaces"][0]["link_id"]);
+
+    env.stop(libc::SIGKILL);
+    let s = env.status();
+    assert_eq!(s["daemon"]["running"], false, "{s:#}");
+    assert_eq!(u(&s["program"]["id"]), prog);
+    assert_eq!(u(&s["interfaces"][0]["link_id"]), link);
+    assert_eq!(u(&s["interfaces"][0]["program_id"]), prog);
+    // Still attached and counting without a daemon.
+    assert_eq!(env.deliver(&rx, LISTED, 10), 0, "dropped after kill -9");
+    assert_eq!(
+        env.deliver(&rx, B_ADDR, 10),
+        10,
+        "unlisted passes after kill -9"
+    );
+    assert_eq!(env.category("whatsapp")["dropped"]["packets"], 20);
+
+    // Restart under traffic: the listed flow never gets through, the
+    // unlisted one never loses a packet.
+    rx.drain();
+    let stop = Arc::new(AtomicBool::new(false));
+    let barrier = Arc::new(Barrier::new(2));
+    let listed = env.sender(LISTED);
+    let other = env.sender(B_ADDR);
+    let (sent, restart) = std::thread::scope(|s| {
+        let t = {
+            let stop = Arc::clone(&stop);
+            let barrier = Arc::clone(&barrier);
+            s.spawn(move || {
+                barrier.wait();
+                let mut seq = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    send(&listed, seq);
+                    send(&other, seq);
+                    seq += 1;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                seq
+            })
+        };
+        let r = s.spawn(|| rx.collect(Duration::from_secs(3)));
+        barrier.wait();
+        env.start(&["--policy", "whatsapp=drop,scope=udp"]);
+        std::thread::sleep(Duration::from_millis(100));
+        stop.store(true, Ordering::Relaxed);
+        (t.join().expect("sender"), r.join().expect("receiver"))
+    });
+    assert!(sent > 0);
+    assert_eq!(
+        restart.get(&IpAddr::V4(LISTED)).map_or(0, BTreeSet::len),
+        0,
+        "a listed packet got through during the restart"
+    );
+    assert_eq!(
+        restart.get(&IpAddr::V4(B_ADDR)).map_or(0, BTreeSet::len),
+        sent as usize,
+        "unlisted packets lost during the restart"
+    );
+    let s = env.status();
+    assert_eq!(s["daemon"]["running"], true);
+    assert_eq!(
+        u(&s["program"]["id"]),
+        prog,
+        "the restart adopted the program"
+    );
+    assert_eq!(u(&s["interfaces"][0]["link_id"]), link, "and the link");
+    assert!(
+        env.log().contains("adopted the pinned program"),
+        "{}",
+        env.log()
+    );
+    // Counters continued: 20 before plus every listed packet of the restart.
+    assert_eq!(
+        u(&env.category("whatsapp")["dropped"]["packets"]),
+        20 + u64::from(sent)
+    );
+}
+
+#[test]
+fn reload_with_a_broken_list_keeps_the_old_rules() {
+    if !require_root("reload_with_a_broken_list_keeps_the_old_rules") {
+        return;
+    }
+    let mut env = Env::new();
+    env.start(&["--policy", "whatsapp=drop,scope=udp"]);
+    let rx = env.receiver();
+    let generation = u(&env.status()["generation"]);
+    env.write_list("whatsapp", "# test list\n203.0.113.0/24\n203.0.113.1/24\n");
+    let r = env.ff(&["reload"]);
+    assert_eq!(r.code, 2, "stdout: {} stderr: {}", r.stdout, r.stderr);
+    let file = env.lists().join("whatsapp.txt");
+    assert!(
+        r.stderr.contains(&format!("{}:3: ", file.display()))
+            && r.stderr.contains("203.0.113.1/24"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        env.log().contains(&format!("{}:3: ", file.display())),
+        "{}",
+        env.log()
+    );
+    let s = env.status();
+    assert_eq!(u(&s["generation"]), generation, "no flip");
+    assert_eq!(s["last_reload"]["ok"], false);
+    assert!(
+        s["last_reload"]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("whatsapp.txt:3:")
+    );
+    // The old rules: 198.51.100.0/24 dropped, 203.0.113.0/24 not.
+    assert_eq!(env.deliver(&rx, LISTED, 10), 0);
+    assert_eq!(env.deliver(&rx, OTHER, 10), 10);
+
+    // The fixed list goes in.
+    env.write_list("whatsapp", "203.0.113.0/24\n");
+    let r = env.ff(&["reload"]).ok("reload");
+    assert!(r.stdout.contains("reloaded by the daemon"), "{}", r.stdout);
+    assert_eq!(env.status()["last_reload"]["ok"], true);
+    assert_eq!(env.deliver(&rx, LISTED, 10), 10);
+    assert_eq!(env.deliver(&rx, OTHER, 10), 0);
+}
+
+#[test]
+fn reload_under_traffic_loses_no_packet_of_an_unlisted_flow() {
+    if !require_root("reload_under_traffic_loses_no_packet_of_an_unlisted_flow") {
+        return;
+    }
+    let mut env = Env::new();
+    env.start(&["--policy", "whatsapp=drop,scope=udp"]);
+    let rx = env.receiver();
+    rx.drain();
+    let other = env.sender(B_ADDR);
+    let listed = env.sender(LISTED);
+    let (got, reloads) = std::thread::scope(|s| {
+        let r = s.spawn(|| rx.collect(Duration::from_millis(800)));
+        let t = s.spawn(|| {
+            for seq in 0..PACKETS {
+                send(&other, seq);
+                send(&listed, seq);
+                // About 2.5 s of traffic: room for several reloads.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        // Reload repeatedly while the packets flow, changing the lists each
+        // time (198.51.100.0/24 stays listed, another range comes and goes).
+        let mut reloads = 0;
+        while !t.is_finished() {
+            let extra = if reloads % 2 == 0 {
+                "2001:db8::/32\n192.0.2.128/25\n"
+            } else {
+                ""
+            };
+            env.write_list("whatsapp", &format!("198.51.100.0/24\n{extra}"));
+            env.ff(&["reload"]).ok("reload under traffic");
+            reloads += 1;
+        }
+        t.join().expect("sender");
+        (r.join().expect("receiver"), reloads)
+    });
+    assert!(
+        reloads >= 3,
+        "only {reloads} reloads happened during the traffic"
+    );
+    let other_got = got.get(&IpAddr::V4(B_ADDR)).cloned().unwrap_or_default();
+    let missing: Vec<u32> = (0..PACKETS).filter(|s| !other_got.contains(s)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {PACKETS} packets of the unlisted flow lost across {reloads} reloads: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(20)]
+    );
+    assert_eq!(
+        got.get(&IpAddr::V4(LISTED)).map_or(0, BTreeSet::len),
+        0,
+        "a listed packet passed during a reload"
+    );
+    assert_eq!(
+        u(&env.category("whatsapp")["dropped"]["packets"]),
+        u64::from(PACKETS)
+    );
+}
+
+#[test]
+fn cli_add_del_load_check_and_policy_against_a_running_daemon() {
+    if !require_root("cli_add_del_load_check_and_policy_against_a_running_daemon") {
+        return;
+    }
+    let mut env = Env::new();
+    env.start(&["--policy", "whatsapp=drop,scope=udp"]);
+    let rx = env.receiver();
+    assert_eq!(env.deliver(&rx, OTHER, 5), 5);
+
+    // add + policy: 203.0.113.0/24 becomes telegram, dropped.
+    let r = env
+        .ff(&["list", "add", "telegram", "203.0.113.0/24"])
+        .ok("list add");
+    assert!(r.stdout.contains("telegram: added 1"), "{}", r.stdout);
+    env.ff(&["policy", "set", "telegram", "drop,scope=udp"])
+        .ok("policy set");
+    assert_eq!(env.deliver(&rx, OTHER, 10), 0, "telegram range dropped");
+    let s = env.status();
+    let tg = &s["categories"][1];
+    assert_eq!(tg["name"], "telegram");
+    assert_eq!(tg["policy"], "drop,scope=udp");
+    assert_eq!(tg["policy_source"], "cli");
+    assert_eq!(tg["ipv4_prefixes"], 1);
+    assert_eq!(env.category("telegram")["dropped"]["packets"], 10);
+
+    // check explains from the lists and reads the live tables.
+    let c = env.ff(&["check", "203.0.113.10:3478"]).ok("check").stdout;
+    assert!(c.contains("telegram (203.0.113.0/24)"), "{c}");
+    assert!(c.contains("in force: telegram"), "{c}");
+    assert!(c.contains("port 3478"), "{c}");
+    let c = env.ff(&["check", "192.0.2.77"]).ok("check").stdout;
+    assert!(c.contains("in no list"), "{c}");
+    assert!(c.contains("in force: no category"), "{c}");
+
+    // Bad input: exit 2, nothing changes.
+    let r = env.ff(&["list", "add", "telegram", "203.0.113.1/24"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("bits set beyond /24"), "{}", r.stderr);
+    let r = env.ff(&["policy", "set", "zoom", "drop"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("no category `zoom`"), "{}", r.stderr);
+    let r = env.ff(&["policy", "set", "telegram", "block"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let bad = env.dir.join("bad.txt");
+    std::fs::write(&bad, "198.51.100.0/24\nnot-a-prefix\n").expect("write");
+    let r = env.ff(&["list", "load", "whatsapp", &bad.display().to_string()]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("{}:2:", bad.display())),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(env.deliver(&rx, OTHER, 5), 0, "still dropped");
+
+    // del: the range passes again.
+    env.ff(&["list", "del", "telegram", "203.0.113.0/24"])
+        .ok("list del");
+    assert_eq!(env.deliver(&rx, OTHER, 10), 10);
+    let r = env.ff(&["list", "del", "telegram", "203.0.113.0/24"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+
+    // load: whatsapp becomes 203.0.113.0/24 only.
+    let good = env.dir.join("good.txt");
+    std::fs::write(&good, "# replacement\n203.0.113.0/24\n").expect("write");
+    env.ff(&["list", "load", "whatsapp", &good.display().to_string()])
+        .ok("list load");
+    assert_eq!(
+        env.deliver(&rx, LISTED, 10),
+        10,
+        "old whatsapp range passes"
+    );
+    assert_eq!(env.deliver(&rx, OTHER, 10), 0, "new whatsapp range dropped");
+    let shown = env.ff(&["list", "show", "whatsapp"]).ok("list show").stdout;
+    assert!(shown.starts_with("203.0.113.0/24\n"), "{shown}");
+
+    // policy monitor: nothing dropped, counted as monitored.
+    env.ff(&["policy", "set", "whatsapp", "monitor,scope=udp"])
+        .ok("policy set monitor");
+    let monitored = u(&env.category("whatsapp")["monitored"]["packets"]);
+    assert_eq!(env.deliver(&rx, OTHER, 10), 10, "monitor drops nothing");
+    assert_eq!(
+        u(&env.category("whatsapp")["monitored"]["packets"]),
+        monitored + 10
+    );
+    // reset: back to the flag's policy.
+    let r = env.ff(&["policy", "reset", "whatsapp"]).ok("policy reset");
+    assert!(r.stdout.contains("drop,scope=udp (flag)"), "{}", r.stdout);
+    assert_eq!(env.deliver(&rx, OTHER, 10), 0);
+
+    // The daemon's next reload keeps the CLI's changes (they are in the
+    // lists directory and the state file).
+    env.ff(&["reload"]).ok("reload");
+    assert_eq!(env.deliver(&rx, OTHER, 5), 0);
+    assert_eq!(env.deliver(&rx, LISTED, 5), 5);
+}
+
+#[test]
+fn metrics_are_prometheus_text() {
+    if !require_root("metrics_are_prometheus_text") {
+        return;
+    }
+    let mut env = Env::new();
+    env.metrics = Some(free_port());
+    env.start(&["--policy", "whatsapp=drop,scope=udp"]);
+    let rx = env.receiver();
+    assert_eq!(env.deliver(&rx, LISTED, 7), 0);
+    let addr = env.metrics.expect("metrics address");
+    let resp = http_get(addr, "/metrics");
+    let (head, body) = resp.split_once("\r\n\r\n").expect("HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))
+        .expect("Prometheus text");
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        let s = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{body}"));
+        match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            ref other => panic!("{name}: {other:?}"),
+        }
+    };
+    let dropped = [("category", "whatsapp"), ("verdict", "dropped")];
+    assert!((value("flowfilter_category_packets_total", &dropped) - 7.0).abs() < f64::EPSILON);
+    assert!(value("flowfilter_category_bytes_total", &dropped) >= 7.0 * 64.0);
+    assert!(value("flowfilter_frames_total", &[("counter", "udp")]) >= 7.0);
+    assert!(value("flowfilter_flows", &[]) >= 1.0);
+    assert!((value("flowfilter_flow_capacity", &[]) - f64::from(1u32 << 18)).abs() < 0.5);
+    assert!(
+        (value(
+            "flowfilter_list_prefixes",
+            &[("category", "whatsapp"), ("family", "ipv4")]
+        ) - 1.0)
+            .abs()
+            < f64::EPSILON
+    );
+    assert!((value("flowfilter_last_reload_success", &[]) - 1.0).abs() < f64::EPSILON);
+    assert!(value("flowfilter_last_reload_timestamp_seconds", &[]) > 1.6e9);
+    assert!(value("flowfilter_reloads_total", &[("result", "ok")]) >= 1.0);
+    let generation = value("flowfilter_generation", &[]);
+    assert!(generation.abs() < 0.5 || (generation - 1.0).abs() < 0.5);
+    assert!(
+        (value(
+            "flowfilter_interface_attached",
+            &[("interface", env.va.as_str())]
+        ) - 1.0)
+            .abs()
+            < f64::EPSILON
+    );
+    // A rejected reload shows.
+    env.write_list("telegram", "bad\n");
+    assert_eq!(env.ff(&["reload"]).code, 2);
+    let body = http_get(addr, "/metrics");
+    assert!(body.contains("flowfilter_last_reload_success 0"), "{body}");
+    assert!(
+        body.contains("flowfilter_reloads_total{result=\"error\"} 1"),
+        "{body}"
+    );
+    assert!(http_get(addr, "/nope").starts_with("HTTP/1.1 404"));
+}
+
+#[test]
+fn pins_of_another_build_are_refused_then_replaced_and_detach_removes_all() {
+    if !require_root("pins_of_another_build_are_refused_then_replaced_and_detach_removes_all") {
+        return;
+    }
+    let mut env = Env::new();
+    env.start(&["--policy", "whatsapp=drop,scope=udp"]);
+    let rx = env.receiver();
+    let before = env.status();
+    let link = u(&before["interfaces"][0]["link_id"]);
+    let prog = u(&before["program"]["id"]);
+    assert!(env.stop(libc::SIGTERM).success(), "{}", env.log());
+    assert!(
+        env.log().contains("filtering stays in force"),
+        "{}",
+        env.log()
+    );
+    assert_eq!(
+        env.deliver(&rx, LISTED, 5),
+        0,
+        "still filtering after SIGTERM"
+    );
+
+    // A configuration that changes a map's size: the pins do not match.
+    let config = env.dir.join("flowfilter.toml");
+    std::fs::write(
+        &config,
+        "# test\nmode = \"auto\"\nv4_chunks_per_gen = 1024\n[policy]\nwhatsapp = \"drop,scope=udp\"\n",
+    )
+    .expect("config");
+    let config = config.display().to_string();
+    let out = Command::new(binary())
+        .arg("--pin-dir")
+        .arg(&env.pin_dir)
+        .args([
+            "run", "--config", &config, "--netns", &env.ns_a, "--iface", &env.va, "--lists",
+        ])
+        .arg(env.lists())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("map V4_TBL8: capacity: pinned 131072, this build 2048")
+            && stderr.contains("--replace"),
+        "{stderr}"
+    );
+    assert_eq!(u(&env.status()["program"]["id"]), prog, "nothing touched");
+
+    // A bad configuration field: exit 2, naming file, line and field.
+    let bad = env.dir.join("bad.toml");
+    std::fs::write(&bad, "interfaces = [\"x\"]\nmode = \"turbo\"\n").expect("config");
+    let out = Command::new(binary())
+        .arg("--pin-dir")
+        .arg(&env.pin_dir)
+        .args(["run", "--config", &bad.display().to_string()])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:2: mode: `turbo`", bad.display())),
+        "{stderr}"
+    );
+
+    // --replace: new program on the same link, the table maps recreated.
+    env.start(&["--config", &config, "--replace"]);
+    let s = env.status();
+    assert_ne!(u(&s["program"]["id"]), prog, "a new program");
+    assert_eq!(u(&s["interfaces"][0]["link_id"]), link, "on the same link");
+    assert_eq!(s["interfaces"][0]["program_id"], s["program"]["id"]);
+    assert!(env.log().contains("V4_TBL8"), "{}", env.log());
+    assert_eq!(env.deliver(&rx, LISTED, 5), 0);
+    assert_eq!(env.deliver(&rx, B_ADDR, 5), 5);
+
+    // detach: the daemon stops, the filter goes.
+    let r = env.ff(&["detach"]).ok("detach");
+    assert!(r.stdout.contains("stopped the daemon"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains(&format!("detached from {}", env.va)),
+        "{}",
+        r.stdout
+    );
+    if let Some(mut c) = env.daemon.take() {
+        let status = c.wait().expect("daemon exit");
+        assert!(status.success(), "{status}");
+    }
+    assert!(!env.pin_dir.exists());
+    assert_eq!(env.deliver(&rx, LISTED, 5), 5, "no filter after detach");
+    let r = env.ff(&["status"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("is `flowfilter run` started"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(env.ff(&["detach"]).code, 1);
+}
+
+#[test]
+fn sigterm_with_detach_on_exit_removes_the_filter() {
+    if !require_root("sigterm_with_detach_on_exit_removes_the_filter") {
+        return;
+    }
+    let mut env = Env::new();
+    env.start(&["--policy", "whatsapp=drop,scope=udp", "--detach-on-exit"]);
+    let rx = env.receiver();
+    assert_eq!(env.deliver(&rx, LISTED, 5), 0);
+    let status = env.stop(libc::SIGTERM);
+    assert!(status.success(), "{status}\n{}", env.log());
+    assert!(env.log().contains("--detach-on-exit"), "{}", env.log());
+    assert!(!env.pin_dir.exists(), "pins left behind");
+    assert!(
+        !filter_user::state::state_path(&env.pin_dir).exists(),
+        "state file left behind"
+    );
+    assert_eq!(env.deliver(&rx, LISTED, 5), 5, "the filter is gone");
+}
