@@ -11,6 +11,8 @@ use filter_user::lists::{Lists, ParsedList, parse_list};
 use filter_user::loader::{Filter, LoadOptions};
 use filter_user::policy::PolicySpec;
 
+pub mod harness;
+
 /// True when running as root; otherwise prints why the test is skipped.
 pub fn require_root(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.

@@ -1,0 +1,233 @@
+//! `ffharness`: the namespace harness from the command line, for
+//! `cargo xtask harness up|down|run` (which builds and calls this binary, so
+//! the namespace code exists once, in `flowfilter_tests::harness`).
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+use filter_common::classify::label_name;
+use flowfilter_tests::harness::{
+    self, FIXED_PREFIX, GatewayFilter, Harness, HarnessOpts, plan, table,
+};
+
+/// The flowfilter veth namespace harness.
+#[derive(Parser, Debug)]
+#[command(about)]
+struct Cli {
+    /// Namespace prefix.
+    #[arg(long, global = true, default_value = FIXED_PREFIX)]
+    prefix: String,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Create the namespaces, veths, addresses, routes and lists; keep them.
+    Up,
+    /// Remove them (idempotent).
+    Down,
+    /// Remove what killed test runs left behind (`ff<pid>x<n>-*` of dead pids).
+    Cleanup,
+    /// Run a scenario (or `all`) over a harness that is up.
+    Run {
+        /// Scenario name, or `all`.
+        scenario: String,
+        /// Over IPv6.
+        #[arg(long)]
+        v6: bool,
+        /// Attach flowfilter (library loader, native XDP on gw's veths) for
+        /// this run with this policy, e.g. `whatsapp=drop`, `telegram=monitor`
+        /// (repeatable). Without it the traffic crosses an unfiltered gateway.
+        #[arg(long = "policy", value_name = "CATEGORY=SPEC")]
+        policies: Vec<String>,
+        /// One JSON object per flow instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Milliseconds between two sends.
+        #[arg(long, default_value_t = 20)]
+        interval_ms: u64,
+        /// Media packets per call leg.
+        #[arg(long, default_value_t = 30)]
+        packets: u32,
+        /// With --policy: list the flows the filter tracked afterwards.
+        #[arg(long)]
+        flows: bool,
+    },
+}
+
+fn endpoint(addr: [u8; 16], port: u16) -> SocketAddr {
+    let ip = Ipv6Addr::from(addr);
+    let ip = ip.to_ipv4_mapped().map_or(IpAddr::V6(ip), IpAddr::V4);
+    SocketAddr::new(ip, port)
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ffharness: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Cmd::Up => {
+            let h = Harness::try_up(HarnessOpts {
+                prefix: Some(cli.prefix.clone()),
+                ..HarnessOpts::default()
+            })?;
+            let lists = h.lists_dir();
+            let names = h.persist();
+            println!("namespaces: {} {} {}", names.client, names.gw, names.net);
+            println!(
+                "links: {}:{} <-> {}:{}   {}:{} <-> {}:{}",
+                names.client,
+                plan::CLIENT_IF,
+                names.gw,
+                plan::GW_CLIENT_IF,
+                names.gw,
+                plan::GW_NET_IF,
+                names.net,
+                plan::NET_IF
+            );
+            println!(
+                "client {} {}   gw {} {} / {} {} (forwarding on)   net {} {}",
+                plan::CLIENT4,
+                plan::CLIENT6,
+                plan::GW_CLIENT4,
+                plan::GW_CLIENT6,
+                plan::GW_NET4,
+                plan::GW_NET6,
+                plan::NET4,
+                plan::NET6
+            );
+            println!("services in {} (on lo):", names.net);
+            for s in plan::SERVICES {
+                println!(
+                    "  {:<14} {:<22} {:<26} {}",
+                    s.role,
+                    s.addr(false),
+                    s.addr(true),
+                    s.kind.name()
+                );
+            }
+            println!("lists: {}  (whatsapp.txt, telegram.txt)", lists.display());
+            println!("remove with: cargo xtask harness down");
+            Ok(())
+        }
+        Cmd::Down => {
+            let removed = harness::remove_prefix(&cli.prefix)?;
+            if removed.is_empty() {
+                println!("nothing to remove for prefix {}", cli.prefix);
+            } else {
+                println!("removed {}", removed.join(" "));
+            }
+            Ok(())
+        }
+        Cmd::Cleanup => {
+            let removed = harness::cleanup_stale()?;
+            println!(
+                "removed {} stale namespaces {}",
+                removed.len(),
+                removed.join(" ")
+            );
+            Ok(())
+        }
+        Cmd::Run {
+            scenario,
+            v6,
+            policies,
+            json,
+            interval_ms,
+            packets,
+            flows,
+        } => {
+            let mut h = Harness::existing(
+                &cli.prefix,
+                HarnessOpts {
+                    interval: Duration::from_millis(interval_ms),
+                    packets,
+                    ..HarnessOpts::default()
+                },
+            )?;
+            if !policies.is_empty() {
+                let specs: Vec<(&str, &str)> = policies
+                    .iter()
+                    .map(|p| p.split_once('=').context("--policy wants CATEGORY=SPEC"))
+                    .collect::<Result<_>>()?;
+                h.attach_filter(&specs).context("attaching flowfilter")?;
+                eprintln!(
+                    "flowfilter attached (native XDP) on {}: {}",
+                    h.names().gw,
+                    policies.join(" ")
+                );
+            }
+            let names: Vec<&str> = if scenario == "all" {
+                plan::SCENARIOS
+                    .iter()
+                    .filter(|s| s.standalone)
+                    .map(|s| s.name)
+                    .collect()
+            } else if plan::scenario(&scenario).is_some_and(|s| s.standalone) {
+                vec![scenario.as_str()]
+            } else {
+                bail!(
+                    "unknown scenario `{scenario}` (known: all, {})",
+                    plan::SCENARIOS
+                        .iter()
+                        .map(|s| s.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            };
+            let mut all = Vec::new();
+            for n in names {
+                all.extend(h.try_run_scenario(n, v6)?);
+            }
+            if json {
+                for r in &all {
+                    println!("{}", r.to_json());
+                }
+            } else {
+                print!("{}", table(&all));
+            }
+            if let Some(GatewayFilter::Library { filter, .. }) = h.gateway_filter() {
+                let lists = h.lists()?;
+                let stats = filter.category_stats()?;
+                for c in &lists.categories {
+                    let s = stats[c.id as usize];
+                    eprintln!(
+                        "filter {}: seen {} dropped {} monitored {} passed {}",
+                        c.name,
+                        s.seen_packets,
+                        s.dropped_packets,
+                        s.monitored_packets,
+                        s.passed_packets
+                    );
+                }
+                if flows {
+                    for (k, v) in filter.flows()? {
+                        eprintln!(
+                            "flow {} {} <-> {}: category {} label {} flags {:#04x} packets {} dropped {}",
+                            if k.proto == 17 { "udp" } else { "ip" },
+                            endpoint(k.addr_a, k.port_a),
+                            endpoint(k.addr_b, k.port_b),
+                            lists.name_of(v.category).unwrap_or("-"),
+                            label_name(v.label).unwrap_or("-"),
+                            v.flags,
+                            v.packets,
+                            v.dropped
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,1157 @@
+//! The veth namespace harness: three network namespaces, a gateway that
+//! forwards between them, flowfilter attached on the gateway, and traffic
+//! generators with real sockets on both ends.
+//!
+//! ```text
+//! client ──veth── gw (IP forwarding, XDP on gw-c and gw-n) ──veth── net
+//! ```
+//!
+//! * [`Harness::up`] creates `client`, `gw` and `net` (names prefixed per
+//!   instance, `ff<pid>x<n>-client` ..., so parallel and aborted runs never
+//!   collide; the CLI uses the fixed prefix [`FIXED_PREFIX`]), the veth
+//!   pairs, addresses from the documentation prefixes only
+//!   ([`plan`] has the whole plan), forwarding in `gw`, routes both ways and
+//!   no default route anywhere; and writes a lists directory mapping some of
+//!   `net`'s addresses to `whatsapp` and `telegram`.
+//! * Dropping the [`Harness`] removes everything it created (processes
+//!   inside its namespaces, the filter, the namespaces and with them the
+//!   veths, the lists directory), also after a failed step or a panic.
+//!   [`cleanup_stale`] removes what killed runs left behind.
+//! * [`Harness::attach_library_filter`] loads the XDP program through
+//!   `filter_user::loader` and attaches it in native mode on both gateway
+//!   veths. [`GatewayFilter`] is the seam where a daemon-based attach
+//!   (`ip netns exec gw flowfilter run --iface gw-c --iface gw-n --pin-dir
+//!   ...`) will go.
+//! * [`Harness::run_scenario`] starts the responder (`ffgen serve`) in
+//!   `net`, runs `ffgen run SCENARIO` in `client`, and joins both sides'
+//!   counts into one [`FlowResult`] per flow.
+//!
+//! Errors are [`HarnessError`]; the `up`/`run_scenario` convenience forms
+//! panic with context, as integration tests want.
+
+pub mod plan;
+pub mod traffic;
+pub mod wire;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{self, BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use aya::programs::XdpMode;
+use filter_user::lists::{ListError, Lists, load_dir};
+use filter_user::loader::{Filter, LoadError, LoadOptions};
+use filter_user::policy::PolicySpec;
+
+use crate::harness::traffic::FlowLine;
+
+/// Prefix of the namespaces `cargo xtask harness up` creates.
+pub const FIXED_PREFIX: &str = "ffh";
+/// Longest a generator or responder may run before the harness kills it.
+const CHILD_DEADLINE: Duration = Duration::from_mins(1);
+/// Directory `ip netns` keeps its namespaces in.
+const NETNS_DIR: &str = "/var/run/netns";
+
+/// What went wrong in the harness.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// A command ran and failed.
+    #[error("`{cmd}` failed ({status}): {stderr}")]
+    Command {
+        /// The command line.
+        cmd: String,
+        /// Its exit status.
+        status: String,
+        /// Its standard error, trimmed.
+        stderr: String,
+    },
+    /// A command could not be started or waited for.
+    #[error("running `{cmd}`: {source}")]
+    Spawn {
+        /// The command line.
+        cmd: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A file or namespace operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: io::Error,
+    },
+    /// Loading, installing or attaching the XDP program failed.
+    #[error("flowfilter: {0}")]
+    Filter(#[from] LoadError),
+    /// The harness lists did not load.
+    #[error("harness lists: {0}")]
+    Lists(#[from] ListError),
+    /// A policy spec or category is wrong.
+    #[error("policy: {0}")]
+    Policy(String),
+    /// The generator or responder misbehaved.
+    #[error("generator: {0}")]
+    Generator(String),
+    /// Fixed-name namespaces are already there (or missing, for `existing`).
+    #[error("{0}")]
+    State(String),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> HarnessError {
+    let what = what.into();
+    move |source| HarnessError::Io { what, source }
+}
+
+/// One of the three namespaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ns {
+    /// The user side.
+    Client,
+    /// The gateway running flowfilter.
+    Gw,
+    /// The far side with the stand-in servers.
+    Net,
+}
+
+/// The namespace names of one harness.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Names {
+    /// The common prefix (`ff1234x0`, `ffh`).
+    pub prefix: String,
+    /// `PREFIX-client`.
+    pub client: String,
+    /// `PREFIX-gw`.
+    pub gw: String,
+    /// `PREFIX-net`.
+    pub net: String,
+}
+
+impl Names {
+    /// Names with `prefix`.
+    pub fn with_prefix(prefix: &str) -> Names {
+        Names {
+            prefix: prefix.to_string(),
+            client: format!("{prefix}-client"),
+            gw: format!("{prefix}-gw"),
+            net: format!("{prefix}-net"),
+        }
+    }
+
+    /// A prefix no other harness (of this or another process) uses.
+    pub fn unique() -> Names {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        Names::with_prefix(&format!("ff{}x{n}", std::process::id()))
+    }
+
+    /// The name of `ns`.
+    pub fn of(&self, ns: Ns) -> &str {
+        match ns {
+            Ns::Client => &self.client,
+            Ns::Gw => &self.gw,
+            Ns::Net => &self.net,
+        }
+    }
+
+    /// All three, in creation order.
+    pub fn all(&self) -> [&str; 3] {
+        [&self.client, &self.gw, &self.net]
+    }
+
+    /// The lists directory of this prefix.
+    pub fn lists_dir(&self) -> PathBuf {
+        std::env::temp_dir().join(format!("{}-lists", self.prefix))
+    }
+}
+
+/// How to bring a harness up and pace its generators.
+#[derive(Clone, Debug)]
+pub struct HarnessOpts {
+    /// Namespace prefix; `None` picks a unique one.
+    pub prefix: Option<String>,
+    /// The `ffgen` binary; `None` looks in `$FFGEN`, then beside the running
+    /// executable (and one directory up, for test binaries in `deps/`).
+    pub ffgen: Option<PathBuf>,
+    /// Time between two sends of a generator.
+    pub interval: Duration,
+    /// Media packets per call leg.
+    pub packets: u32,
+    /// Longest wait for missing answers after the last send.
+    pub linger: Duration,
+    /// Seed of the generators.
+    pub seed: u64,
+}
+
+impl Default for HarnessOpts {
+    fn default() -> Self {
+        HarnessOpts {
+            prefix: None,
+            ffgen: None,
+            interval: Duration::from_millis(20),
+            packets: 30,
+            linger: Duration::from_millis(400),
+            seed: 1,
+        }
+    }
+}
+
+/// How flowfilter is attached to the gateway. Dropping it detaches it.
+pub enum GatewayFilter {
+    /// Loaded and attached by this process through `filter_user::loader`,
+    /// in native XDP on the listed gateway interfaces.
+    Library {
+        /// The loaded program with its maps.
+        filter: Filter,
+        /// Interfaces (in `gw`) it is attached to.
+        ifaces: Vec<String>,
+    },
+    // A daemon variant goes here once `flowfilter run` exists: a child
+    // `ip netns exec GW flowfilter run --iface gw-c --iface gw-n --pin-dir DIR
+    // --lists DIR` killed and its pin directory removed on drop.
+}
+
+/// One flow as both ends saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowResult {
+    /// Scenario.
+    pub scenario: String,
+    /// Flow within the scenario (`relay`, `p2p`, `query3`, ...).
+    pub flow: String,
+    /// `udp` or `tcp`.
+    pub proto: String,
+    /// Client address.
+    pub client: SocketAddr,
+    /// Server address.
+    pub server: SocketAddr,
+    /// Packets (datagrams, or records for TCP) the client sent.
+    pub sent_pkts: u64,
+    /// Bytes the client sent.
+    pub sent_bytes: u64,
+    /// Of those, what reached the server.
+    pub delivered_pkts: u64,
+    /// Bytes that reached the server.
+    pub delivered_bytes: u64,
+    /// Packets the server sent back.
+    pub answered_pkts: u64,
+    /// Bytes the server sent back.
+    pub answered_bytes: u64,
+    /// Of those, what reached the client.
+    pub recv_pkts: u64,
+    /// Bytes that reached the client.
+    pub recv_bytes: u64,
+}
+
+impl FlowResult {
+    /// Both directions arrived in full (and something was sent).
+    pub fn untouched(&self) -> bool {
+        self.sent_pkts > 0
+            && self.delivered_pkts == self.sent_pkts
+            && self.delivered_bytes == self.sent_bytes
+            && self.recv_pkts == self.answered_pkts
+            && self.recv_bytes == self.answered_bytes
+    }
+
+    /// Each receiving side got at most `handful` packets of a flow that sent
+    /// more than that.
+    pub fn blocked(&self, handful: u64) -> bool {
+        self.sent_pkts > handful && self.delivered_pkts <= handful && self.recv_pkts <= handful
+    }
+
+    /// One line: what was sent and what arrived each way.
+    pub fn summary(&self) -> String {
+        format!(
+            "{}/{} {} {} -> {}: client sent {} ({} B), server got {} ({} B), server sent {} ({} B), client got {} ({} B)",
+            self.scenario,
+            self.flow,
+            self.proto,
+            self.client,
+            self.server,
+            self.sent_pkts,
+            self.sent_bytes,
+            self.delivered_pkts,
+            self.delivered_bytes,
+            self.answered_pkts,
+            self.answered_bytes,
+            self.recv_pkts,
+            self.recv_bytes
+        )
+    }
+
+    /// As a JSON object.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "scenario": self.scenario,
+            "flow": self.flow,
+            "proto": self.proto,
+            "client": self.client.to_string(),
+            "server": self.server.to_string(),
+            "sent_pkts": self.sent_pkts,
+            "sent_bytes": self.sent_bytes,
+            "delivered_pkts": self.delivered_pkts,
+            "delivered_bytes": self.delivered_bytes,
+            "answered_pkts": self.answered_pkts,
+            "answered_bytes": self.answered_bytes,
+            "recv_pkts": self.recv_pkts,
+            "recv_bytes": self.recv_bytes,
+        })
+    }
+}
+
+/// A table of flows: one row each, packets (bytes) per column.
+pub fn table(results: &[FlowResult]) -> String {
+    let mut s = format!(
+        "{:<16} {:<14} {:<4} {:<28} {:<28} {:>13} {:>13} {:>13} {:>13}\n",
+        "scenario", "flow", "", "client", "server", "sent", "server got", "answered", "client got"
+    );
+    for r in results {
+        let c = |p: u64, b: u64| format!("{p} ({b}B)");
+        let _ = writeln!(
+            s,
+            "{:<16} {:<14} {:<4} {:<28} {:<28} {:>13} {:>13} {:>13} {:>13}",
+            r.scenario,
+            r.flow,
+            r.proto,
+            r.client.to_string(),
+            r.server.to_string(),
+            c(r.sent_pkts, r.sent_bytes),
+            c(r.delivered_pkts, r.delivered_bytes),
+            c(r.answered_pkts, r.answered_bytes),
+            c(r.recv_pkts, r.recv_bytes)
+        );
+    }
+    s
+}
+
+/// Join client and server lines into flows (matched by their addresses).
+pub fn merge(client: &[FlowLine], server: &[FlowLine]) -> Vec<FlowResult> {
+    client
+        .iter()
+        .map(|c| {
+            let s = server
+                .iter()
+                .find(|s| s.proto == c.proto && s.local == c.remote && s.remote == c.local);
+            FlowResult {
+                scenario: c.scenario.clone(),
+                flow: c.flow.clone(),
+                proto: c.proto.clone(),
+                client: c.local,
+                server: c.remote,
+                sent_pkts: c.sent_pkts,
+                sent_bytes: c.sent_bytes,
+                delivered_pkts: s.map_or(0, |s| s.recv_pkts),
+                delivered_bytes: s.map_or(0, |s| s.recv_bytes),
+                answered_pkts: s.map_or(0, |s| s.sent_pkts),
+                answered_bytes: s.map_or(0, |s| s.sent_bytes),
+                recv_pkts: c.recv_pkts,
+                recv_bytes: c.recv_bytes,
+            }
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Commands and namespaces
+// ---------------------------------------------------------------------------
+
+fn cmd_line(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+/// Run `cmd` to completion; its stdout on success, a [`HarnessError`] with
+/// its stderr otherwise.
+pub fn run_cmd(cmd: &mut Command) -> Result<String, HarnessError> {
+    let line = cmd_line(cmd);
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| HarnessError::Spawn {
+            cmd: line.clone(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(HarnessError::Command {
+            cmd: line,
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `ip ARGS...`
+pub fn ip(args: &[&str]) -> Result<String, HarnessError> {
+    run_cmd(Command::new("ip").args(args))
+}
+
+/// Namespaces `ip netns` knows.
+pub fn list_namespaces() -> Result<Vec<String>, HarnessError> {
+    let out = ip(&["netns", "list"])?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect())
+}
+
+/// Run `f` on a thread that has entered network namespace `ns` (which
+/// exists under `/var/run/netns`). Used for anything that resolves
+/// interfaces or sysctls in the calling thread's namespace (XDP attach).
+pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> Result<T, HarnessError> {
+    let path = Path::new(NETNS_DIR).join(ns);
+    let file = std::fs::File::open(&path).map_err(io_err(format!("opening {}", path.display())))?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns on this thread only, with a valid namespace fd.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(HarnessError::Io {
+                    what: format!("entering network namespace {ns}"),
+                    source: io::Error::last_os_error(),
+                });
+            }
+            Ok(f())
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
+fn write_sysctl(ns: &str, key: &str, value: &str) -> Result<(), HarnessError> {
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    in_netns(ns, || std::fs::write(&path, value))?.map_err(io_err(format!("{ns}: writing {path}")))
+}
+
+/// Kill the processes inside `ns` (all of them are the harness's own: it
+/// created the namespace) and delete it. Errors are reported, not returned:
+/// this runs in `Drop`.
+fn remove_namespace(ns: &str) {
+    if let Ok(pids) = ip(&["netns", "pids", ns]) {
+        for pid in pids
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            // SAFETY: plain kill(2) on a pid that lives in our namespace.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    if let Err(e) = ip(&["netns", "del", ns])
+        && Path::new(NETNS_DIR).join(ns).exists()
+    {
+        eprintln!("harness: removing namespace {ns}: {e}");
+    }
+}
+
+/// Remove the namespaces (and lists directory) of `prefix`, if present.
+/// Idempotent. Returns the namespaces removed.
+pub fn remove_prefix(prefix: &str) -> Result<Vec<String>, HarnessError> {
+    let names = Names::with_prefix(prefix);
+    let present = list_namespaces()?;
+    let mut removed = Vec::new();
+    // Reverse creation order: net, gw, client.
+    for ns in names.all().into_iter().rev() {
+        if present.iter().any(|p| p == ns) {
+            remove_namespace(ns);
+            removed.push(ns.to_string());
+        }
+    }
+    let _ = std::fs::remove_dir_all(names.lists_dir());
+    Ok(removed)
+}
+
+/// The pid a unique prefix (`ff<pid>x<n>`) was made by.
+fn prefix_pid(ns: &str) -> Option<(String, u32)> {
+    let (prefix, role) = ns.rsplit_once('-')?;
+    if !matches!(role, "client" | "gw" | "net") {
+        return None;
+    }
+    let rest = prefix.strip_prefix("ff")?;
+    let (pid, n) = rest.split_once('x')?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((prefix.to_string(), pid.parse().ok()?))
+}
+
+/// Remove what harnesses of dead processes left behind (namespaces named
+/// `ff<pid>x<n>-*` whose pid no longer runs, and their lists directories).
+/// Fixed-name (`ffh-*`) harnesses are left alone: `harness down` owns them.
+/// Returns the namespaces removed.
+pub fn cleanup_stale() -> Result<Vec<String>, HarnessError> {
+    let mut prefixes: Vec<String> = list_namespaces()?
+        .iter()
+        .filter_map(|ns| prefix_pid(ns))
+        .filter(|(_, pid)| !Path::new(&format!("/proc/{pid}")).exists())
+        .map(|(p, _)| p)
+        .collect();
+    prefixes.sort();
+    prefixes.dedup();
+    let mut removed = Vec::new();
+    for p in prefixes {
+        removed.extend(remove_prefix(&p)?);
+    }
+    Ok(removed)
+}
+
+/// A child process killed (by its pid) and reaped when dropped.
+struct ChildGuard {
+    child: Child,
+}
+
+impl ChildGuard {
+    /// Wait for exit at most `limit`, then kill. Returns stdout, stderr, status.
+    fn finish(mut self, limit: Duration) -> Result<Output, HarnessError> {
+        let deadline = Instant::now() + limit;
+        let mut out = self.child.stdout.take();
+        let mut err = self.child.stderr.take();
+        // Drain pipes on threads so a chatty child never blocks.
+        let o = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(s) = out.as_mut() {
+                let _ = s.read_to_end(&mut v);
+            }
+            v
+        });
+        let e = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(s) = err.as_mut() {
+                let _ = s.read_to_end(&mut v);
+            }
+            v
+        });
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(st)) => break st,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Ok(None) => {
+                    let _ = self.child.kill();
+                    return Err(HarnessError::Generator(format!(
+                        "pid {} still running after {limit:?}; killed",
+                        self.child.id()
+                    )));
+                }
+                Err(e) => return Err(io_err("waiting for a generator")(e)),
+            }
+        };
+        Ok(Output {
+            status,
+            stdout: o.join().unwrap_or_default(),
+            stderr: e.join().unwrap_or_default(),
+        })
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn parse_lines(stdout: &[u8]) -> Vec<FlowLine> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<FlowLine>(l).ok())
+        .collect()
+}
+
+/// Find `ffgen`: `$FFGEN`, else beside the current executable or one level up.
+pub fn find_ffgen() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("FFGEN") {
+        return Some(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [dir.join("ffgen"), dir.parent()?.join("ffgen")]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+// ---------------------------------------------------------------------------
+// The harness
+// ---------------------------------------------------------------------------
+
+/// Three namespaces, veths, addresses, routes and a lists directory; removed
+/// on drop unless [`Harness::persist`]ed or opened with [`Harness::existing`].
+pub struct Harness {
+    names: Names,
+    /// Remove namespaces and lists on drop.
+    owned: bool,
+    /// Namespaces created so far (what drop removes).
+    created: Vec<String>,
+    ffgen: Option<PathBuf>,
+    opts: HarnessOpts,
+    filter: Option<GatewayFilter>,
+}
+
+impl Harness {
+    /// Bring a harness up; panics with context on failure (for tests).
+    pub fn up(opts: HarnessOpts) -> Harness {
+        Harness::try_up(opts).unwrap_or_else(|e| panic!("bringing the harness up: {e}"))
+    }
+
+    /// Bring a harness up. Whatever a failed step leaves is removed before
+    /// the error returns.
+    pub fn try_up(opts: HarnessOpts) -> Result<Harness, HarnessError> {
+        let names = match &opts.prefix {
+            Some(p) => Names::with_prefix(p),
+            None => Names::unique(),
+        };
+        let present = list_namespaces()?;
+        if let Some(ns) = names.all().iter().find(|n| present.iter().any(|p| p == *n)) {
+            return Err(HarnessError::State(format!(
+                "namespace {ns} already exists (remove it with `cargo xtask harness down` or `ip netns del {ns}`)"
+            )));
+        }
+        let mut h = Harness {
+            ffgen: opts.ffgen.clone().or_else(find_ffgen),
+            names,
+            owned: true,
+            created: Vec::new(),
+            opts,
+            filter: None,
+        };
+        h.build()?;
+        Ok(h)
+    }
+
+    /// Open the fixed-name harness `prefix` that `up` + [`Harness::persist`]
+    /// made; dropping it leaves the namespaces (but detaches any filter).
+    pub fn existing(prefix: &str, opts: HarnessOpts) -> Result<Harness, HarnessError> {
+        let names = Names::with_prefix(prefix);
+        let present = list_namespaces()?;
+        if let Some(ns) = names
+            .all()
+            .iter()
+            .find(|n| !present.iter().any(|p| p == *n))
+        {
+            return Err(HarnessError::State(format!(
+                "namespace {ns} does not exist (run `cargo xtask harness up` first)"
+            )));
+        }
+        Ok(Harness {
+            ffgen: opts.ffgen.clone().or_else(find_ffgen),
+            names,
+            owned: false,
+            created: Vec::new(),
+            opts,
+            filter: None,
+        })
+    }
+
+    /// Keep the namespaces after this value is dropped (`harness up`).
+    pub fn persist(mut self) -> Names {
+        self.owned = false;
+        self.names.clone()
+    }
+
+    /// The namespace names.
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    /// The directory with `whatsapp.txt` and `telegram.txt`.
+    pub fn lists_dir(&self) -> PathBuf {
+        self.names.lists_dir()
+    }
+
+    /// The harness lists, parsed.
+    pub fn lists(&self) -> Result<Lists, HarnessError> {
+        Ok(load_dir(&self.lists_dir(), false)?)
+    }
+
+    fn ns_ip(&self, ns: Ns, args: &[&str]) -> Result<String, HarnessError> {
+        let mut v = vec!["-n", self.names.of(ns)];
+        v.extend_from_slice(args);
+        ip(&v)
+    }
+
+    fn build(&mut self) -> Result<(), HarnessError> {
+        use plan::{
+            CLIENT_IF, CLIENT_ROUTES4, CLIENT_ROUTES6, CLIENT4, CLIENT6, GW_CLIENT_IF, GW_CLIENT4,
+            GW_CLIENT6, GW_NET_IF, GW_NET4, GW_NET6, NET_IF, NET_ROUTES4, NET_ROUTES6, NET4, NET6,
+            SERVICES, TELEGRAM_LIST, TRANSIT_ROUTES4, TRANSIT_ROUTES6, WHATSAPP_LIST,
+        };
+        for ns in self.names.all().map(str::to_string) {
+            ip(&["netns", "add", &ns])?;
+            self.created.push(ns.clone());
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            // No duplicate address detection: a tentative link-local address
+            // would stall neighbour discovery (and forwarding) for a second.
+            for scope in ["default", "all"] {
+                write_sysctl(&ns, &format!("net.ipv6.conf.{scope}.accept_dad"), "0")?;
+            }
+        }
+        let (gw, net) = (self.names.gw.clone(), self.names.net.clone());
+        self.ns_ip(
+            Ns::Client,
+            &[
+                "link",
+                "add",
+                CLIENT_IF,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                GW_CLIENT_IF,
+                "netns",
+                &gw,
+            ],
+        )?;
+        self.ns_ip(
+            Ns::Gw,
+            &[
+                "link", "add", GW_NET_IF, "type", "veth", "peer", "name", NET_IF, "netns", &net,
+            ],
+        )?;
+        let addrs: [(Ns, &str, String, String); 4] = [
+            (
+                Ns::Client,
+                CLIENT_IF,
+                format!("{CLIENT4}/24"),
+                format!("{CLIENT6}/64"),
+            ),
+            (
+                Ns::Gw,
+                GW_CLIENT_IF,
+                format!("{GW_CLIENT4}/24"),
+                format!("{GW_CLIENT6}/64"),
+            ),
+            (
+                Ns::Gw,
+                GW_NET_IF,
+                format!("{GW_NET4}/24"),
+                format!("{GW_NET6}/64"),
+            ),
+            (Ns::Net, NET_IF, format!("{NET4}/24"), format!("{NET6}/64")),
+        ];
+        for (ns, dev, a4, a6) in &addrs {
+            self.ns_ip(*ns, &["addr", "add", a4, "dev", dev])?;
+            self.ns_ip(*ns, &["-6", "addr", "add", a6, "dev", dev, "nodad"])?;
+            self.ns_ip(*ns, &["link", "set", dev, "up"])?;
+        }
+        for s in SERVICES {
+            let a4 = format!("{}/32", s.addr(false).ip());
+            let a6 = format!("{}/128", s.addr(true).ip());
+            self.ns_ip(Ns::Net, &["addr", "add", &a4, "dev", "lo"])?;
+            self.ns_ip(Ns::Net, &["-6", "addr", "add", &a6, "dev", "lo", "nodad"])?;
+        }
+        write_sysctl(&gw, "net.ipv4.ip_forward", "1")?;
+        write_sysctl(&gw, "net.ipv6.conf.all.forwarding", "1")?;
+        let gw_c4 = GW_CLIENT4.to_string();
+        let gw_c6 = GW_CLIENT6.to_string();
+        for p in NET_ROUTES4.iter().chain(TRANSIT_ROUTES4) {
+            self.ns_ip(Ns::Client, &["route", "add", p, "via", &gw_c4])?;
+        }
+        for p in NET_ROUTES6.iter().chain(TRANSIT_ROUTES6) {
+            self.ns_ip(Ns::Client, &["-6", "route", "add", p, "via", &gw_c6])?;
+        }
+        let (net4, net6) = (NET4.to_string(), NET6.to_string());
+        for p in NET_ROUTES4 {
+            self.ns_ip(Ns::Gw, &["route", "add", p, "via", &net4])?;
+        }
+        for p in NET_ROUTES6 {
+            self.ns_ip(Ns::Gw, &["-6", "route", "add", p, "via", &net6])?;
+        }
+        let (gw_n4, gw_n6) = (GW_NET4.to_string(), GW_NET6.to_string());
+        for p in CLIENT_ROUTES4 {
+            self.ns_ip(Ns::Net, &["route", "add", p, "via", &gw_n4])?;
+        }
+        for p in CLIENT_ROUTES6 {
+            self.ns_ip(Ns::Net, &["-6", "route", "add", p, "via", &gw_n6])?;
+        }
+        self.wait_links_up()?;
+        let dir = self.lists_dir();
+        std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        for (file, text) in [
+            ("whatsapp.txt", WHATSAPP_LIST),
+            ("telegram.txt", TELEGRAM_LIST),
+        ] {
+            let p = dir.join(file);
+            std::fs::write(&p, text).map_err(io_err(format!("writing {}", p.display())))?;
+        }
+        Ok(())
+    }
+
+    /// Wait until every veth's operational state is UP: IPv6 does not use
+    /// an interface before that, and the kernel's link watch reports it up
+    /// to a second after `ip link set up`.
+    fn wait_links_up(&self) -> Result<(), HarnessError> {
+        use plan::{CLIENT_IF, GW_CLIENT_IF, GW_NET_IF, NET_IF};
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for (ns, dev) in [
+            (Ns::Client, CLIENT_IF),
+            (Ns::Gw, GW_CLIENT_IF),
+            (Ns::Gw, GW_NET_IF),
+            (Ns::Net, NET_IF),
+        ] {
+            loop {
+                let out = self.ns_ip(ns, &["-o", "link", "show", "dev", dev])?;
+                if out.contains("state UP") {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(HarnessError::State(format!(
+                        "{dev} in {} is not up after 5 s: {}",
+                        self.names.of(ns),
+                        out.trim()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        Ok(())
+    }
+
+    /// Run `args` in namespace `ns` (`ip netns exec NS ARGS...`) to
+    /// completion.
+    pub fn exec(&self, ns: Ns, args: &[&str]) -> Result<String, HarnessError> {
+        let Some((program, rest)) = args.split_first() else {
+            return Err(HarnessError::State("exec: no command given".into()));
+        };
+        run_cmd(self.command(ns, program).args(rest))
+    }
+
+    /// A `Command` running `program` in `ns`; add arguments and run it.
+    pub fn command(&self, ns: Ns, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", self.names.of(ns)]).arg(program);
+        c
+    }
+
+    // --- the filter -----------------------------------------------------------
+
+    /// Load flowfilter with `lists` and `policies`, and attach it in native
+    /// XDP on both gateway veths (from a thread inside `gw`). It stays
+    /// attached until [`Harness::detach_filter`] or drop.
+    pub fn attach_library_filter(
+        &mut self,
+        lists: &Lists,
+        policies: &BTreeMap<u8, PolicySpec>,
+    ) -> Result<(), HarnessError> {
+        self.detach_filter();
+        let mut filter = Filter::load(&LoadOptions::default())?;
+        filter.install(lists, policies)?;
+        let ifaces = vec![plan::GW_CLIENT_IF.to_string(), plan::GW_NET_IF.to_string()];
+        let attached = in_netns(&self.names.gw, || -> Result<(), LoadError> {
+            let xdp = filter.xdp()?;
+            for i in &ifaces {
+                xdp.attach(i, XdpMode::Driver)?;
+            }
+            Ok(())
+        })?;
+        if let Err(e) = attached {
+            let gw = self.names.gw.clone();
+            let _ = in_netns(&gw, move || drop(filter));
+            return Err(e.into());
+        }
+        self.filter = Some(GatewayFilter::Library { filter, ifaces });
+        Ok(())
+    }
+
+    /// [`Harness::attach_library_filter`] with the harness lists and
+    /// `(category, spec)` policies, e.g. `[("whatsapp", "drop")]`.
+    pub fn attach_filter(&mut self, specs: &[(&str, &str)]) -> Result<(), HarnessError> {
+        let lists = self.lists()?;
+        let policies = resolve_policies(&lists, specs)?;
+        self.attach_library_filter(&lists, &policies)
+    }
+
+    /// The attached filter, if any.
+    pub fn gateway_filter(&self) -> Option<&GatewayFilter> {
+        self.filter.as_ref()
+    }
+
+    /// The library-attached program (maps, counters), if that is how the
+    /// filter is attached.
+    pub fn library_filter(&mut self) -> Option<&mut Filter> {
+        match self.filter.as_mut() {
+            Some(GatewayFilter::Library { filter, .. }) => Some(filter),
+            None => None,
+        }
+    }
+
+    /// Detach and unload the filter (inside `gw`, so a netlink-attached
+    /// program is detached from the right interfaces).
+    pub fn detach_filter(&mut self) {
+        if let Some(f) = self.filter.take() {
+            let gw = self.names.gw.clone();
+            if let Err(e) = in_netns(&gw, move || drop(f)) {
+                eprintln!("harness: detaching the filter: {e}");
+            }
+        }
+    }
+
+    // --- generators -------------------------------------------------------------
+
+    fn ffgen(&self) -> Result<&Path, HarnessError> {
+        self.ffgen.as_deref().ok_or_else(|| {
+            HarnessError::Generator(
+                "ffgen not found: build it (`cargo build -p flowfilter-tests --bins`) or set FFGEN"
+                    .into(),
+            )
+        })
+    }
+
+    /// Start the responder for every planned service in `ns`; returns once
+    /// it has bound its sockets.
+    fn start_responder(
+        &self,
+        ns: Ns,
+    ) -> Result<(ChildGuard, ChildStdin, BufReader<std::process::ChildStdout>), HarnessError> {
+        let mut cmd = self.command(ns, self.ffgen()?);
+        cmd.args(["serve", "--max-secs", &CHILD_DEADLINE.as_secs().to_string()])
+            .args(["--seed", &self.opts.seed.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let line = cmd_line(&cmd);
+        let child = cmd.spawn().map_err(|source| HarnessError::Spawn {
+            cmd: line.clone(),
+            source,
+        })?;
+        let mut g = ChildGuard { child };
+        let stdin = g
+            .child
+            .stdin
+            .take()
+            .ok_or_else(|| HarnessError::Generator("no stdin".into()))?;
+        let mut out = BufReader::new(
+            g.child
+                .stdout
+                .take()
+                .ok_or_else(|| HarnessError::Generator("no stdout".into()))?,
+        );
+        let mut first = String::new();
+        let _ = out.read_line(&mut first);
+        if !first.contains("\"ready\"") {
+            let mut err = String::new();
+            if let Some(e) = g.child.stderr.as_mut() {
+                let _ = e.read_to_string(&mut err);
+            }
+            return Err(HarnessError::Generator(format!(
+                "`{line}` did not start: {}",
+                err.trim()
+            )));
+        }
+        Ok((g, stdin, out))
+    }
+
+    /// Run scenario `name` over IPv4; panics with context on failure.
+    pub fn run_scenario(&self, name: &str) -> Vec<FlowResult> {
+        self.try_run_scenario(name, false)
+            .unwrap_or_else(|e| panic!("scenario {name}: {e}"))
+    }
+
+    /// Run scenario `name` over IPv6; panics with context on failure.
+    pub fn run_scenario_v6(&self, name: &str) -> Vec<FlowResult> {
+        self.try_run_scenario(name, true)
+            .unwrap_or_else(|e| panic!("scenario {name} (IPv6): {e}"))
+    }
+
+    /// Run scenario `name`: responder in `net`, generator in `client`, both
+    /// bounded; one result per flow.
+    pub fn try_run_scenario(&self, name: &str, v6: bool) -> Result<Vec<FlowResult>, HarnessError> {
+        if !plan::scenario(name).is_some_and(|s| s.standalone) {
+            return Err(HarnessError::Generator(format!(
+                "unknown scenario `{name}` (known: {})",
+                plan::SCENARIOS
+                    .iter()
+                    .filter(|s| s.standalone)
+                    .map(|s| s.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let (server, stdin, mut server_out) = self.start_responder(Ns::Net)?;
+        let lines = if name == "whatsapp-callee" {
+            self.run_callee(v6)
+        } else {
+            self.generator(Ns::Client, name, v6)
+                .and_then(Harness::run_generator)
+        };
+        // Closing stdin stops the responder; it then prints its flows.
+        drop(stdin);
+        let mut rest = Vec::new();
+        let _ = server_out.read_to_end(&mut rest);
+        let server_done = server.finish(CHILD_DEADLINE)?;
+        let mut lines = lines?;
+        if !server_done.status.success() {
+            return Err(HarnessError::Generator(format!(
+                "responder failed ({}): {}",
+                server_done.status,
+                String::from_utf8_lossy(&server_done.stderr).trim()
+            )));
+        }
+        lines.extend(parse_lines(&rest));
+        let (client, server): (Vec<FlowLine>, Vec<FlowLine>) =
+            lines.into_iter().partition(|l| l.role == "client");
+        if client.is_empty() {
+            return Err(HarnessError::Generator(format!(
+                "scenario {name} reported no flows"
+            )));
+        }
+        Ok(merge(&client, &server))
+    }
+
+    /// `ip netns exec NS ffgen run NAME` with the harness's pacing.
+    fn generator(&self, ns: Ns, name: &str, v6: bool) -> Result<Command, HarnessError> {
+        let mut cmd = self.command(ns, self.ffgen()?);
+        cmd.args(["run", name])
+            .args(["--interval-ms", &self.opts.interval.as_millis().to_string()])
+            .args(["--packets", &self.opts.packets.to_string()])
+            .args(["--linger-ms", &self.opts.linger.as_millis().to_string()])
+            .args(["--seed", &self.opts.seed.to_string()]);
+        if v6 {
+            cmd.arg("--v6");
+        }
+        Ok(cmd)
+    }
+
+    /// Run a generator to completion; its flow lines.
+    fn run_generator(mut cmd: Command) -> Result<Vec<FlowLine>, HarnessError> {
+        let line = cmd_line(&cmd);
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| HarnessError::Spawn {
+                cmd: line.clone(),
+                source,
+            })?;
+        let out = ChildGuard { child }.finish(CHILD_DEADLINE)?;
+        if !out.status.success() {
+            return Err(HarnessError::Command {
+                cmd: line,
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(parse_lines(&out.stdout))
+    }
+
+    /// `whatsapp-callee`: the client runs the relay leg and announces its
+    /// port; then the peer (`wa-p2p-peer` in `net`, from the wa-peer
+    /// address) calls that port while the client answers; closing the
+    /// client's stdin ends its answering phase.
+    fn run_callee(&self, v6: bool) -> Result<Vec<FlowLine>, HarnessError> {
+        let mut cmd = self.generator(Ns::Client, "whatsapp-callee", v6)?;
+        let line = cmd_line(&cmd);
+        let child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| HarnessError::Spawn {
+                cmd: line.clone(),
+                source,
+            })?;
+        let mut g = ChildGuard { child };
+        let stdin = g.child.stdin.take();
+        let stdout = g.child.stdout.take();
+        let mut out =
+            BufReader::new(stdout.ok_or_else(|| HarnessError::Generator("no stdout".into()))?);
+        let mut early = String::new();
+        let mut local: Option<SocketAddr> = None;
+        loop {
+            let mut l = String::new();
+            if out
+                .read_line(&mut l)
+                .map_err(io_err("reading whatsapp-callee"))?
+                == 0
+            {
+                break;
+            }
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&l)
+                && v["event"] == "listening"
+            {
+                local = v["local"].as_str().and_then(|s| s.parse().ok());
+                break;
+            }
+            early.push_str(&l);
+        }
+        let Some(local) = local else {
+            let done = g.finish(CHILD_DEADLINE)?;
+            return Err(HarnessError::Command {
+                cmd: line,
+                status: done.status.to_string(),
+                stderr: format!(
+                    "never announced its port: {}",
+                    String::from_utf8_lossy(&done.stderr).trim()
+                ),
+            });
+        };
+        let peer = plan::service("wa-peer")
+            .ok_or_else(|| HarnessError::Generator("no wa-peer in the plan".into()))?
+            .addr(v6)
+            .ip();
+        let mut pc = self.generator(Ns::Net, "wa-p2p-peer", v6)?;
+        pc.args(["--bind", &peer.to_string()])
+            .args(["--to", &format!("callee={local}")]);
+        let peer_lines = Harness::run_generator(pc);
+        drop(stdin);
+        let mut rest = String::new();
+        let _ = out.read_to_string(&mut rest);
+        let done = g.finish(CHILD_DEADLINE)?;
+        if !done.status.success() {
+            return Err(HarnessError::Command {
+                cmd: line,
+                status: done.status.to_string(),
+                stderr: String::from_utf8_lossy(&done.stderr).trim().to_string(),
+            });
+        }
+        early.push_str(&rest);
+        let mut lines = parse_lines(early.as_bytes());
+        lines.extend(peer_lines?);
+        Ok(lines)
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.detach_filter();
+        if !self.owned {
+            return;
+        }
+        for ns in self.created.iter().rev() {
+            remove_namespace(ns);
+        }
+        let _ = std::fs::remove_dir_all(self.names.lists_dir());
+    }
+}
+
+/// Resolve `(category, spec)` pairs against `lists`.
+pub fn resolve_policies(
+    lists: &Lists,
+    specs: &[(&str, &str)],
+) -> Result<BTreeMap<u8, PolicySpec>, HarnessError> {
+    specs
+        .iter()
+        .map(|(cat, spec)| {
+            let id = lists
+                .by_name(cat)
+                .ok_or_else(|| HarnessError::Policy(format!("no category `{cat}`")))?
+                .id;
+            let p = spec
+                .parse::<PolicySpec>()
+                .map_err(|e| HarnessError::Policy(e.to_string()))?;
+            Ok((id, p))
+        })
+        .collect()
+}

@@ -1,0 +1,1186 @@
+//! Byte-exact messages of the generator scenarios (both directions) and the
+//! responder that answers them, following `../shared/MEDIA-SIGNATURES.md`.
+//! Payload shapes come from `filter_common::pktbuild`; this module adds the
+//! application framing (WhatsApp, Telegram, TURN, DNS, QUIC, RakNet, TLS).
+//!
+//! Nothing is encrypted or authenticated for real: HMACs, msg_keys and
+//! ciphertexts are pseudo-random bytes from a seeded [`Rng`], which is what
+//! they look like on the wire. FINGERPRINT attributes carry a real CRC-32.
+//!
+//! The responder answers every request datagram with exactly one datagram
+//! (so a client expects as many answers as it sent); a TCP chat server
+//! answers records as described at [`ChatServer`].
+
+use std::net::{IpAddr, SocketAddr};
+
+use filter_common::pktbuild::{
+    Rtp, channel_data, dtls_record_header, quic_short_header, rtcp, stun, stun_attr, stun_type,
+    xor_address_v4, xor_address_v6,
+};
+
+use crate::harness::plan::Kind;
+
+/// Deterministic pseudo-random bytes (xorshift64*).
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed` (any value, 0 included).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9e37_79b9_7f4a_7c15 | 1)
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `lo..=hi`.
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next_u64() % (hi - lo + 1) as u64) as usize
+    }
+
+    /// `n` random bytes.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(n + 8);
+        while v.len() < n {
+            v.extend_from_slice(&self.next_u64().to_le_bytes());
+        }
+        v.truncate(n);
+        v
+    }
+
+    /// `N` random bytes.
+    pub fn array<const N: usize>(&mut self) -> [u8; N] {
+        let mut a = [0u8; N];
+        a.copy_from_slice(&self.bytes(N));
+        a
+    }
+}
+
+/// CRC-32 (IEEE 802.3, reflected), as STUN FINGERPRINT uses.
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            let mask = (crc & 1).wrapping_neg();
+            crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
+        }
+    }
+    !crc
+}
+
+// ---------------------------------------------------------------------------
+// STUN helpers
+// ---------------------------------------------------------------------------
+
+/// STUN attribute PRIORITY (RFC 8445).
+pub const ATTR_PRIORITY: u16 = 0x0024;
+/// STUN attribute ICE-CONTROLLING (RFC 8445).
+pub const ATTR_ICE_CONTROLLING: u16 = 0x802A;
+/// WhatsApp's private attributes 0x4000..=0x4007.
+pub const ATTR_WA_TOKEN: u16 = 0x4000;
+/// WhatsApp private attribute seen after the token.
+pub const ATTR_WA_3: u16 = 0x4003;
+/// WhatsApp private attribute of the Allocate reply.
+pub const ATTR_WA_REPLY: u16 = 0x4002;
+/// The realm Telegram's TURN servers use.
+pub const TELEGRAM_REALM: &[u8] = b"telegram.org";
+
+/// The STUN message type, if `b` is a STUN message with the magic cookie
+/// (any first byte, so WhatsApp's 0x08xx types count too).
+pub fn stun_type_of(b: &[u8]) -> Option<u16> {
+    (b.len() >= 20 && b[4..8] == [0x21, 0x12, 0xA4, 0x42]).then(|| u16::from_be_bytes([b[0], b[1]]))
+}
+
+/// The transaction id of a STUN message (call only on STUN messages).
+pub fn stun_txid(b: &[u8]) -> [u8; 12] {
+    let mut t = [0u8; 12];
+    t.copy_from_slice(&b[8..20]);
+    t
+}
+
+/// The attributes of a STUN message, in order (stops at the first that
+/// does not fit).
+pub fn stun_attrs_of(b: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    let mut off = 20;
+    while off + 4 <= b.len() {
+        let ty = u16::from_be_bytes([b[off], b[off + 1]]);
+        let len = u16::from_be_bytes([b[off + 2], b[off + 3]]) as usize;
+        if off + 4 + len > b.len() {
+            break;
+        }
+        out.push((ty, &b[off + 4..off + 4 + len]));
+        off += 4 + len.div_ceil(4) * 4;
+    }
+    out
+}
+
+/// XOR-*-ADDRESS value for `addr` (IPv4 or IPv6) in a message with `txid`.
+pub fn xor_address(addr: SocketAddr, txid: [u8; 12]) -> Vec<u8> {
+    match addr.ip() {
+        IpAddr::V4(a) => xor_address_v4(a.octets(), addr.port()).to_vec(),
+        IpAddr::V6(a) => xor_address_v6(a.octets(), addr.port(), txid).to_vec(),
+    }
+}
+
+/// A STUN message with MESSAGE-INTEGRITY (random HMAC) and a real
+/// FINGERPRINT appended after `attrs`.
+pub fn stun_with_integrity(
+    msg_type: u16,
+    txid: [u8; 12],
+    attrs: &[(u16, &[u8])],
+    hmac: [u8; 20],
+    fingerprint: bool,
+) -> Vec<u8> {
+    let mut all: Vec<(u16, &[u8])> = attrs.to_vec();
+    all.push((stun_attr::MESSAGE_INTEGRITY, &hmac));
+    if !fingerprint {
+        return stun(msg_type, txid, &all);
+    }
+    let zero = [0u8; 4];
+    all.push((stun_attr::FINGERPRINT, &zero));
+    let mut m = stun(msg_type, txid, &all);
+    // The CRC covers the message up to the FINGERPRINT attribute, with the
+    // length field already counting it (RFC 8489 §14.7).
+    let at = m.len() - 8;
+    let fp = crc32(&m[..at]) ^ 0x5354_554E;
+    m[at + 4..].copy_from_slice(&fp.to_be_bytes());
+    m
+}
+
+// ---------------------------------------------------------------------------
+// WhatsApp
+// ---------------------------------------------------------------------------
+
+/// WhatsApp private ping: type 0x0800, no attributes, 20 bytes.
+pub fn wa_ping(txid: [u8; 12]) -> Vec<u8> {
+    stun(0x0800, txid, &[])
+}
+
+/// WhatsApp private pong: type 0x0801, 20 bytes.
+pub fn wa_pong(txid: [u8; 12]) -> Vec<u8> {
+    stun(0x0801, txid, &[])
+}
+
+/// WhatsApp relay Allocate: type 0x0003 whose first attribute is 0x4000.
+pub fn wa_allocate(txid: [u8; 12], token: [u8; 16]) -> Vec<u8> {
+    stun(
+        stun_type::ALLOCATE,
+        txid,
+        &[
+            (ATTR_WA_TOKEN, &token),
+            (ATTR_WA_3, &[0, 0, 0, 2]),
+            (stun_attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]),
+        ],
+    )
+}
+
+/// The relay's answer to [`wa_allocate`]: 0x0103 with XOR-MAPPED-ADDRESS
+/// (0x0020) then 0x4002. With an IPv4 client 0x4002 starts at byte 32, with
+/// an IPv6 client at byte 44.
+pub fn wa_allocate_reply(txid: [u8; 12], mapped: SocketAddr, extra: [u8; 8]) -> Vec<u8> {
+    let m = xor_address(mapped, txid);
+    stun(
+        stun_type::ALLOCATE_RESPONSE,
+        txid,
+        &[(stun_attr::XOR_MAPPED_ADDRESS, &m), (ATTR_WA_REPLY, &extra)],
+    )
+}
+
+/// WhatsApp's ICE check: exactly 44 bytes, `00 01 00 18` cookie txid
+/// `00 08 00 14` + 20-byte HMAC (`msg_type` 0x0001, or 0x0101 as the answer).
+pub fn wa_ice_check(msg_type: u16, txid: [u8; 12], hmac: [u8; 20]) -> Vec<u8> {
+    stun(msg_type, txid, &[(stun_attr::MESSAGE_INTEGRITY, &hmac)])
+}
+
+/// Relay keepalive.
+pub const WA_HEALTH: &[u8] = b"health";
+/// Its answer.
+pub const WA_OK: &[u8] = b"OK";
+
+/// WhatsApp audio payload type.
+pub const WA_AUDIO_PT: u8 = 120;
+/// Opus payload type WebRTC apps negotiate.
+pub const OPUS_PT: u8 = 111;
+
+/// An SRTP packet: RTP header, `len` random bytes of encrypted payload and
+/// a 10-byte authentication tag.
+pub fn srtp(pt: u8, seq: u16, ts: u32, ssrc: u32, len: usize, rng: &mut Rng) -> Vec<u8> {
+    Rtp::new(pt, seq, ts, ssrc)
+        .payload(&rng.bytes(len + 10))
+        .build()
+}
+
+// ---------------------------------------------------------------------------
+// Telegram libtgvoip reflectors
+// ---------------------------------------------------------------------------
+
+/// Reflector ping type (0xFFFFFFFE little-endian).
+pub const TG_PING: [u8; 4] = [0xFE, 0xFF, 0xFF, 0xFF];
+/// Reflector self-info type (`c7 72 15 c0`, 64 bytes).
+pub const TG_SELF_INFO: [u8; 4] = [0xC7, 0x72, 0x15, 0xC0];
+/// Reflector peer-info type (`1c 37 d9 27`, 48 bytes).
+pub const TG_PEER_INFO: [u8; 4] = [0x1C, 0x37, 0xD9, 0x27];
+
+fn tg_control(tag: [u8; 16], ty: [u8; 4]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(64);
+    b.extend_from_slice(&tag);
+    b.extend_from_slice(&[0xFF; 12]);
+    b.extend_from_slice(&ty);
+    b
+}
+
+/// Ping to a reflector: tag, twelve 0xFF, `FE FF FF FF`, u64 query id: 40 bytes.
+pub fn tg_ping(tag: [u8; 16], query_id: u64) -> Vec<u8> {
+    let mut b = tg_control(tag, TG_PING);
+    b.extend_from_slice(&query_id.to_le_bytes());
+    b
+}
+
+/// Public-endpoint request: tag then sixteen 0xFF: 32 bytes.
+pub fn tg_endpoints_request(tag: [u8; 16]) -> Vec<u8> {
+    tg_control(tag, [0xFF; 4])
+}
+
+fn v6_bytes(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+        IpAddr::V6(a) => a.octets(),
+    }
+}
+
+fn v4_u32(ip: IpAddr) -> u32 {
+    match ip {
+        IpAddr::V4(a) => u32::from(a),
+        IpAddr::V6(_) => 0,
+    }
+}
+
+/// Reflector's answer to a ping: tag, twelve 0xFF, `c7 72 15 c0`, date,
+/// query id, the client's address (IPv6 or v4-mapped) and port: 64 bytes.
+pub fn tg_self_info(tag: [u8; 16], date: u32, query_id: u64, client: SocketAddr) -> Vec<u8> {
+    let mut b = tg_control(tag, TG_SELF_INFO);
+    b.extend_from_slice(&date.to_le_bytes());
+    b.extend_from_slice(&query_id.to_le_bytes());
+    b.extend_from_slice(&v6_bytes(client.ip()));
+    b.extend_from_slice(&u32::from(client.port()).to_le_bytes());
+    b
+}
+
+/// Reflector's answer to an endpoint request: tag, twelve 0xFF,
+/// `1c 37 d9 27`, the client's and the peer's IPv4 address and port (zero
+/// for IPv6): 48 bytes.
+pub fn tg_peer_info(tag: [u8; 16], client: SocketAddr, peer: SocketAddr) -> Vec<u8> {
+    let mut b = tg_control(tag, TG_PEER_INFO);
+    for a in [client, peer] {
+        b.extend_from_slice(&v4_u32(a.ip()).to_le_bytes());
+        b.extend_from_slice(&u32::from(a.port()).to_le_bytes());
+    }
+    b
+}
+
+/// Data through a reflector: tag, 16-byte msg_key, `blocks` AES blocks of
+/// ciphertext (length a multiple of 16).
+pub fn tg_data(tag: [u8; 16], blocks: usize, rng: &mut Rng) -> Vec<u8> {
+    let mut b = Vec::with_capacity(32 + 16 * blocks);
+    b.extend_from_slice(&tag);
+    b.extend_from_slice(&rng.bytes(16 + 16 * blocks));
+    b
+}
+
+/// Whether `b` is reflector control (twelve 0xFF after a 16-byte tag).
+pub fn is_tg_control(b: &[u8]) -> bool {
+    b.len() >= 32 && b[16..28].iter().all(|&x| x == 0xFF)
+}
+
+// ---------------------------------------------------------------------------
+// Telegram TURN (tgcalls)
+// ---------------------------------------------------------------------------
+
+/// TURN channel the tgcalls scenario binds.
+pub const TG_CHANNEL: u16 = 0x4000;
+/// USERNAME the tgcalls scenario authenticates with.
+pub const TG_TURN_USER: &[u8] = b"1735689600:tgcalls";
+
+/// First Allocate: REQUESTED-TRANSPORT only (the server answers 401).
+pub fn turn_allocate(txid: [u8; 12]) -> Vec<u8> {
+    stun(
+        stun_type::ALLOCATE,
+        txid,
+        &[(stun_attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0])],
+    )
+}
+
+/// The 401 answer: ERROR-CODE, REALM `telegram.org`, NONCE.
+pub fn turn_unauthorized(txid: [u8; 12], nonce: &[u8]) -> Vec<u8> {
+    let mut err = vec![0, 0, 4, 1];
+    err.extend_from_slice(b"Unauthorized");
+    stun(
+        stun_type::ALLOCATE_ERROR,
+        txid,
+        &[
+            (stun_attr::ERROR_CODE, &err),
+            (stun_attr::REALM, TELEGRAM_REALM),
+            (stun_attr::NONCE, nonce),
+        ],
+    )
+}
+
+/// An authenticated TURN request: `first` attributes, then USERNAME, REALM
+/// `telegram.org`, NONCE and MESSAGE-INTEGRITY.
+pub fn turn_authenticated(
+    msg_type: u16,
+    txid: [u8; 12],
+    first: &[(u16, &[u8])],
+    nonce: &[u8],
+    hmac: [u8; 20],
+) -> Vec<u8> {
+    let mut attrs: Vec<(u16, &[u8])> = first.to_vec();
+    attrs.extend_from_slice(&[
+        (stun_attr::USERNAME, TG_TURN_USER),
+        (stun_attr::REALM, TELEGRAM_REALM),
+        (stun_attr::NONCE, nonce),
+    ]);
+    stun_with_integrity(msg_type, txid, &attrs, hmac, false)
+}
+
+// ---------------------------------------------------------------------------
+// Generic WebRTC: STUN with USERNAME/FINGERPRINT, DTLS, SRTP
+// ---------------------------------------------------------------------------
+
+/// ICE binding request as browsers send it: USERNAME, PRIORITY,
+/// ICE-CONTROLLING, MESSAGE-INTEGRITY, FINGERPRINT.
+pub fn webrtc_binding(txid: [u8; 12], tiebreaker: [u8; 8], hmac: [u8; 20]) -> Vec<u8> {
+    stun_with_integrity(
+        stun_type::BINDING_REQUEST,
+        txid,
+        &[
+            (stun_attr::USERNAME, b"sfu1:cl1e"),
+            (ATTR_PRIORITY, &[0x6e, 0x7f, 0x1e, 0xff]),
+            (ATTR_ICE_CONTROLLING, &tiebreaker),
+        ],
+        hmac,
+        true,
+    )
+}
+
+/// Binding success: XOR-MAPPED-ADDRESS, MESSAGE-INTEGRITY, FINGERPRINT.
+pub fn webrtc_binding_response(txid: [u8; 12], mapped: SocketAddr, hmac: [u8; 20]) -> Vec<u8> {
+    let m = xor_address(mapped, txid);
+    stun_with_integrity(
+        stun_type::BINDING_RESPONSE,
+        txid,
+        &[(stun_attr::XOR_MAPPED_ADDRESS, &m)],
+        hmac,
+        true,
+    )
+}
+
+/// DTLS handshake message types used here.
+pub mod hs {
+    /// ClientHello.
+    pub const CLIENT_HELLO: u8 = 1;
+    /// ServerHello.
+    pub const SERVER_HELLO: u8 = 2;
+    /// HelloVerifyRequest.
+    pub const HELLO_VERIFY: u8 = 3;
+    /// Certificate.
+    pub const CERTIFICATE: u8 = 11;
+    /// ServerHelloDone.
+    pub const SERVER_HELLO_DONE: u8 = 14;
+    /// ClientKeyExchange.
+    pub const CLIENT_KEY_EXCHANGE: u8 = 16;
+    /// Finished.
+    pub const FINISHED: u8 = 20;
+}
+
+/// One DTLS record: 13-byte header, then `body`.
+pub fn dtls_raw(content_type: u8, version: u16, epoch: u16, seq: u64, body: &[u8]) -> Vec<u8> {
+    let mut b = dtls_record_header(content_type, version, epoch, seq, body.len() as u16).to_vec();
+    b.extend_from_slice(body);
+    b
+}
+
+/// A DTLS handshake record holding one unfragmented handshake message
+/// (12-byte handshake header, `body_len` random body bytes).
+pub fn dtls_handshake(
+    version: u16,
+    epoch: u16,
+    seq: u64,
+    msg_type: u8,
+    message_seq: u16,
+    body_len: usize,
+    rng: &mut Rng,
+) -> Vec<u8> {
+    let l = (body_len as u32).to_be_bytes();
+    let ms = message_seq.to_be_bytes();
+    let mut body = vec![
+        msg_type, l[1], l[2], l[3], ms[0], ms[1], 0, 0, 0, l[1], l[2], l[3],
+    ];
+    if msg_type == hs::CLIENT_HELLO || msg_type == hs::SERVER_HELLO {
+        body.extend_from_slice(&[0xFE, 0xFD]);
+        body.extend_from_slice(&rng.bytes(body_len - 2));
+    } else {
+        body.extend_from_slice(&rng.bytes(body_len));
+    }
+    dtls_raw(22, version, epoch, seq, &body)
+}
+
+// ---------------------------------------------------------------------------
+// DNS
+// ---------------------------------------------------------------------------
+
+/// A DNS query for `name` (QTYPE `qtype`, class IN) with an EDNS OPT record.
+pub fn dns_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
+    let mut b = Vec::with_capacity(64);
+    b.extend_from_slice(&id.to_be_bytes());
+    b.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1]);
+    for label in name.trim_end_matches('.').split('.') {
+        b.push(label.len() as u8);
+        b.extend_from_slice(label.as_bytes());
+    }
+    b.push(0);
+    b.extend_from_slice(&qtype.to_be_bytes());
+    b.extend_from_slice(&[0, 1]);
+    b.extend_from_slice(&DNS_OPT);
+    b
+}
+
+const DNS_OPT: [u8; 11] = [0, 0, 0x29, 0x04, 0xD0, 0, 0, 0, 0, 0, 0];
+
+/// The answer to a [`dns_query`]: same id and question, one A (203.0.113.80)
+/// or AAAA (2001:db8:99::80) record, then OPT.
+pub fn dns_response(query: &[u8]) -> Option<Vec<u8>> {
+    if query.len() < 12 + 5 {
+        return None;
+    }
+    let mut off = 12;
+    while off < query.len() && query[off] != 0 {
+        off += 1 + query[off] as usize;
+    }
+    let qend = off + 5;
+    if qend > query.len() {
+        return None;
+    }
+    let qtype = u16::from_be_bytes([query[off + 1], query[off + 2]]);
+    let mut b = Vec::with_capacity(qend + 40);
+    b.extend_from_slice(&query[..2]);
+    b.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 1]);
+    b.extend_from_slice(&query[12..qend]);
+    b.extend_from_slice(&[0xC0, 0x0C]);
+    b.extend_from_slice(&qtype.to_be_bytes());
+    b.extend_from_slice(&[0, 1, 0, 0, 0x01, 0x2C]);
+    if qtype == 28 {
+        b.extend_from_slice(&[
+            0, 16, 0x20, 0x01, 0x0d, 0xb8, 0, 0x99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80,
+        ]);
+    } else {
+        b.extend_from_slice(&[0, 4, 203, 0, 113, 80]);
+    }
+    b.extend_from_slice(&DNS_OPT);
+    Some(b)
+}
+
+// ---------------------------------------------------------------------------
+// QUIC-like
+// ---------------------------------------------------------------------------
+
+/// QUIC version 1.
+pub const QUIC_V1: [u8; 4] = [0, 0, 0, 1];
+
+/// A QUIC v1 long-header packet: `ty` 0 Initial, 2 Handshake; 2-byte
+/// packet number; random protected payload making the datagram `total`
+/// bytes long.
+pub fn quic_long(ty: u8, dcid: &[u8], scid: &[u8], total: usize, rng: &mut Rng) -> Vec<u8> {
+    let mut b = Vec::with_capacity(total);
+    b.push(0xC0 | (ty & 3) << 4 | 0x01);
+    b.extend_from_slice(&QUIC_V1);
+    b.push(dcid.len() as u8);
+    b.extend_from_slice(dcid);
+    b.push(scid.len() as u8);
+    b.extend_from_slice(scid);
+    if ty == 0 {
+        b.push(0); // token length
+    }
+    let rest = total - b.len() - 2;
+    let len = (rest as u16) | 0x4000;
+    b.extend_from_slice(&len.to_be_bytes());
+    b.extend_from_slice(&rng.bytes(rest));
+    b
+}
+
+/// The connection ids of a long-header packet: (dcid, scid).
+pub fn quic_cids(b: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let dl = *b.get(5)? as usize;
+    let dcid = b.get(6..6 + dl)?.to_vec();
+    let sl = *b.get(6 + dl)? as usize;
+    let scid = b.get(7 + dl..7 + dl + sl)?.to_vec();
+    Some((dcid, scid))
+}
+
+/// A short-header packet to `dcid`, 2-byte packet number, random payload.
+pub fn quic_short(dcid: &[u8], pn: u16, payload_len: usize, rng: &mut Rng) -> Vec<u8> {
+    let spin = (rng.next_u64() & 0x20) as u8;
+    quic_short_header(
+        spin | 0x01,
+        dcid,
+        &pn.to_be_bytes(),
+        &rng.bytes(payload_len),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// RakNet-like game
+// ---------------------------------------------------------------------------
+
+/// RakNet's offline-message magic.
+pub const RAKNET_MAGIC: [u8; 16] = [
+    0x00, 0xFF, 0xFF, 0x00, 0xFE, 0xFE, 0xFE, 0xFE, 0xFD, 0xFD, 0xFD, 0xFD, 0x12, 0x34, 0x56, 0x78,
+];
+
+/// Unconnected ping: 0x01, time, magic, client GUID (33 bytes).
+pub fn raknet_ping(time: u64, guid: u64) -> Vec<u8> {
+    let mut b = vec![0x01];
+    b.extend_from_slice(&time.to_be_bytes());
+    b.extend_from_slice(&RAKNET_MAGIC);
+    b.extend_from_slice(&guid.to_be_bytes());
+    b
+}
+
+/// Unconnected pong: 0x1c, time, server GUID, magic, server id string.
+pub fn raknet_pong(time: u64, guid: u64) -> Vec<u8> {
+    let id = b"MCPE;flowfilter harness;766;1.21.0;0;10;1;harness;Survival";
+    let mut b = vec![0x1C];
+    b.extend_from_slice(&time.to_be_bytes());
+    b.extend_from_slice(&guid.to_be_bytes());
+    b.extend_from_slice(&RAKNET_MAGIC);
+    b.extend_from_slice(&(id.len() as u16).to_be_bytes());
+    b.extend_from_slice(id);
+    b
+}
+
+/// A frame set: 0x84, 24-bit little-endian sequence number, one reliable
+/// ordered frame (flags 0x60, length in bits, reliable and ordered index,
+/// channel 0) carrying `body_len` random bytes. Byte 1 (an RTP "payload
+/// type" to a loose check) is the low sequence byte and bytes 2..4 (the
+/// RTP "sequence number") change only every 256 packets.
+pub fn raknet_frame_set(seq: u32, index: u32, body_len: usize, rng: &mut Rng) -> Vec<u8> {
+    let s = seq.to_le_bytes();
+    let i = index.to_le_bytes();
+    let bits = ((body_len * 8) as u16).to_be_bytes();
+    let mut b = vec![0x84, s[0], s[1], s[2], 0x60, bits[0], bits[1]];
+    b.extend_from_slice(&[i[0], i[1], i[2], i[0], i[1], i[2], 0]);
+    b.extend_from_slice(&rng.bytes(body_len));
+    b
+}
+
+// ---------------------------------------------------------------------------
+// TLS-like records (TCP messaging)
+// ---------------------------------------------------------------------------
+
+/// A TLS record: type, version, length, body.
+pub fn tls_record(content_type: u8, version: u16, body: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(5 + body.len());
+    b.push(content_type);
+    b.extend_from_slice(&version.to_be_bytes());
+    b.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    b.extend_from_slice(body);
+    b
+}
+
+/// ClientHello record (record version 0x0301, handshake type 1).
+pub fn tls_client_hello(rng: &mut Rng) -> Vec<u8> {
+    let body_len = 508usize;
+    let l = (body_len as u32).to_be_bytes();
+    let mut body = vec![1, l[1], l[2], l[3], 3, 3];
+    body.extend_from_slice(&rng.bytes(body_len - 2));
+    tls_record(22, 0x0301, &body)
+}
+
+/// The server's flight: ServerHello, ChangeCipherSpec, then encrypted
+/// handshake as application data (three records in one write).
+pub fn tls_server_flight(rng: &mut Rng) -> Vec<Vec<u8>> {
+    let mut sh = vec![2, 0, 0, 118, 3, 3];
+    sh.extend_from_slice(&rng.bytes(116));
+    vec![
+        tls_record(22, 0x0303, &sh),
+        tls_record(20, 0x0303, &[1]),
+        tls_record(23, 0x0303, &rng.bytes(2100)),
+    ]
+}
+
+/// An application-data record of `len` random bytes.
+pub fn tls_app_data(len: usize, rng: &mut Rng) -> Vec<u8> {
+    tls_record(23, 0x0303, &rng.bytes(len))
+}
+
+/// What the chat server sends back for one client record: the server flight
+/// for a ClientHello, nothing for ChangeCipherSpec, an application-data
+/// record of the same size for application data ("delivered" receipt).
+pub struct ChatServer;
+
+impl ChatServer {
+    /// Answer records for `record` (a whole record from the client).
+    pub fn answer(record: &[u8], rng: &mut Rng) -> Vec<Vec<u8>> {
+        match record.first() {
+            Some(22) => tls_server_flight(rng),
+            Some(23) => vec![tls_app_data(record.len() - 5, rng)],
+            _ => Vec::new(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The responder
+// ---------------------------------------------------------------------------
+
+/// Per-peer state of a UDP responder socket.
+#[derive(Clone, Debug)]
+pub struct PeerState {
+    rng: Rng,
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+    game_seq: u32,
+    quic_cid: [u8; 8],
+    quic_peer_cid: Vec<u8>,
+    quic_pn: u16,
+    dtls_cookie_sent: bool,
+    dtls_seq: u64,
+}
+
+impl PeerState {
+    /// Fresh state for a new peer; `seed` makes answers reproducible.
+    pub fn new(seed: u64) -> PeerState {
+        let mut rng = Rng::new(seed);
+        PeerState {
+            ssrc: rng.next_u64() as u32,
+            seq: rng.next_u64() as u16,
+            ts: rng.next_u64() as u32,
+            quic_cid: rng.array(),
+            rng,
+            game_seq: 0,
+            quic_peer_cid: Vec::new(),
+            quic_pn: 0,
+            dtls_cookie_sent: false,
+            dtls_seq: 0,
+        }
+    }
+
+    fn rtp(&mut self, pt: u8, len: usize) -> Vec<u8> {
+        self.seq = self.seq.wrapping_add(1);
+        self.ts = self.ts.wrapping_add(960);
+        srtp(pt, self.seq, self.ts, self.ssrc, len, &mut self.rng)
+    }
+
+    fn hmac(&mut self) -> [u8; 20] {
+        self.rng.array()
+    }
+}
+
+fn is_rtp(b: &[u8]) -> bool {
+    b.len() >= 12 && b[0] & 0xC0 == 0x80 && !(200..=207).contains(&b[1])
+}
+
+fn is_rtcp(b: &[u8]) -> bool {
+    b.len() >= 8 && b[0] & 0xC0 == 0x80 && (200..=207).contains(&b[1])
+}
+
+/// The one datagram a `kind` socket at `local` sends back to `peer` for
+/// `req`. Unknown requests are echoed.
+pub fn answer(
+    kind: Kind,
+    st: &mut PeerState,
+    req: &[u8],
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Vec<u8> {
+    let reply = match kind {
+        Kind::WaRelay => answer_wa_relay(st, req, peer),
+        Kind::TgReflector => answer_tg_reflector(req, peer, local),
+        Kind::TgTurn => answer_tg_turn(st, req, peer, local),
+        Kind::Sfu => answer_sfu(st, req, peer),
+        Kind::Peer => Some(answer_peer(st, req, peer)),
+        Kind::Dns => dns_response(req),
+        Kind::Quic => answer_quic(st, req),
+        Kind::Game => answer_game(st, req),
+        Kind::Chat => None,
+    };
+    reply.unwrap_or_else(|| req.to_vec())
+}
+
+fn answer_wa_relay(st: &mut PeerState, req: &[u8], peer: SocketAddr) -> Option<Vec<u8>> {
+    if req == WA_HEALTH {
+        return Some(WA_OK.to_vec());
+    }
+    if let Some(ty) = stun_type_of(req) {
+        let txid = stun_txid(req);
+        return Some(match ty {
+            0x0800 => wa_pong(txid),
+            stun_type::ALLOCATE => {
+                let extra = st.rng.array();
+                wa_allocate_reply(txid, peer, extra)
+            }
+            stun_type::BINDING_REQUEST if req.len() == 44 => {
+                let h = st.hmac();
+                wa_ice_check(stun_type::BINDING_RESPONSE, txid, h)
+            }
+            _ => return None,
+        });
+    }
+    is_rtp(req).then(|| st.rtp(req[1] & 0x7F, req.len() - 22))
+}
+
+fn answer_tg_reflector(req: &[u8], peer: SocketAddr, local: SocketAddr) -> Option<Vec<u8>> {
+    let mut tag = [0u8; 16];
+    tag.copy_from_slice(req.get(..16)?);
+    if is_tg_control(req) && req.len() == 40 && req[28..32] == TG_PING {
+        let mut q = [0u8; 8];
+        q.copy_from_slice(&req[32..40]);
+        return Some(tg_self_info(
+            tag,
+            1_735_689_600,
+            u64::from_le_bytes(q),
+            peer,
+        ));
+    }
+    if is_tg_control(req) && req.len() == 32 {
+        // The "other party" of the harness call sits behind the same relay.
+        let other = SocketAddr::new(local.ip(), 40_000);
+        return Some(tg_peer_info(tag, peer, other));
+    }
+    if req.len() >= 48 && req.len().is_multiple_of(16) {
+        // Relayed data from the other party: same tag, fresh key and ciphertext.
+        let mut rng = Rng::new(u64::from_le_bytes(req[16..24].try_into().ok()?));
+        return Some(tg_data(tag, (req.len() - 32) / 16, &mut rng));
+    }
+    None
+}
+
+fn answer_tg_turn(
+    st: &mut PeerState,
+    req: &[u8],
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Option<Vec<u8>> {
+    if let Some(ty) = stun_type_of(req) {
+        let txid = stun_txid(req);
+        let attrs = stun_attrs_of(req);
+        let authed = attrs
+            .iter()
+            .any(|(t, _)| *t == stun_attr::MESSAGE_INTEGRITY);
+        let h = st.hmac();
+        return Some(match ty {
+            stun_type::ALLOCATE if !authed => turn_unauthorized(txid, b"a6f1b6c0e9d24c51"),
+            stun_type::ALLOCATE => {
+                let relayed = xor_address(SocketAddr::new(local.ip(), 50_000), txid);
+                let mapped = xor_address(peer, txid);
+                stun_with_integrity(
+                    stun_type::ALLOCATE_RESPONSE,
+                    txid,
+                    &[
+                        (stun_attr::XOR_RELAYED_ADDRESS, &relayed),
+                        (stun_attr::XOR_MAPPED_ADDRESS, &mapped),
+                        (stun_attr::LIFETIME, &600u32.to_be_bytes()),
+                    ],
+                    h,
+                    false,
+                )
+            }
+            // Success response of the method: class bits 0b10 (0x0100).
+            t if t & 0x0110 == 0 => stun_with_integrity(t | 0x0100, txid, &[], h, false),
+            _ => return None,
+        });
+    }
+    if req.len() >= 4 && (0x40..=0x4F).contains(&req[0]) {
+        let inner_len = u16::from_be_bytes([req[2], req[3]]) as usize;
+        let media = st.rtp(OPUS_PT, inner_len.saturating_sub(22).max(20));
+        return Some(channel_data(u16::from_be_bytes([req[0], req[1]]), &media));
+    }
+    None
+}
+
+fn answer_sfu(st: &mut PeerState, req: &[u8], peer: SocketAddr) -> Option<Vec<u8>> {
+    if stun_type_of(req) == Some(stun_type::BINDING_REQUEST) {
+        let h = st.hmac();
+        return Some(webrtc_binding_response(stun_txid(req), peer, h));
+    }
+    if req.len() >= 25 && req[0] == 22 && req[1] == 0xFE {
+        let v = 0xFEFD;
+        let msg = req[13];
+        let mut out = Vec::new();
+        let rec = |st: &mut PeerState, ep: u16, ty: u8, ms: u16, len: usize| {
+            let r = dtls_handshake(v, ep, st.dtls_seq, ty, ms, len, &mut st.rng);
+            st.dtls_seq += 1;
+            r
+        };
+        if msg == hs::CLIENT_HELLO && !st.dtls_cookie_sent {
+            st.dtls_cookie_sent = true;
+            out = rec(st, 0, hs::HELLO_VERIFY, 0, 35);
+        } else if msg == hs::CLIENT_HELLO {
+            for (ty, ms, len) in [
+                (hs::SERVER_HELLO, 1, 90),
+                (hs::CERTIFICATE, 2, 420),
+                (12, 3, 110),
+                (hs::SERVER_HELLO_DONE, 4, 0),
+            ] {
+                out.extend_from_slice(&rec(st, 0, ty, ms, len));
+            }
+        } else {
+            out.extend_from_slice(&dtls_raw(20, v, 0, st.dtls_seq, &[1]));
+            st.dtls_seq = 0;
+            out.extend_from_slice(&rec(st, 1, hs::FINISHED, 5, 12));
+        }
+        return Some(out);
+    }
+    if is_rtcp(req) {
+        let body = st.rng.bytes(24);
+        return Some(rtcp(201, 1, st.ssrc, &body));
+    }
+    is_rtp(req).then(|| st.rtp(req[1] & 0x7F, req.len().saturating_sub(22)))
+}
+
+fn answer_peer(st: &mut PeerState, req: &[u8], peer: SocketAddr) -> Vec<u8> {
+    if req.len() == 44 && stun_type_of(req) == Some(stun_type::BINDING_REQUEST) {
+        let h = st.hmac();
+        return wa_ice_check(stun_type::BINDING_RESPONSE, stun_txid(req), h);
+    }
+    if stun_type_of(req) == Some(stun_type::BINDING_REQUEST) {
+        let h = st.hmac();
+        return webrtc_binding_response(stun_txid(req), peer, h);
+    }
+    if is_rtp(req) {
+        return st.rtp(req[1] & 0x7F, req.len().saturating_sub(22));
+    }
+    // Opaque (encrypted from byte 0): the other party's datagram of that size.
+    st.rng.bytes(req.len())
+}
+
+fn answer_quic(st: &mut PeerState, req: &[u8]) -> Option<Vec<u8>> {
+    let first = *req.first()?;
+    if first & 0x80 != 0 {
+        let (_, scid) = quic_cids(req)?;
+        st.quic_peer_cid = scid;
+        let ty = (first >> 4) & 3;
+        if ty == 0 {
+            // Initial + Handshake coalesced in one datagram.
+            let cid = st.quic_cid;
+            let peer = st.quic_peer_cid.clone();
+            let mut b = quic_long(0, &peer, &cid, 160, &mut st.rng);
+            b.extend_from_slice(&quic_long(2, &peer, &cid, 1040, &mut st.rng));
+            return Some(b);
+        }
+    }
+    st.quic_pn = st.quic_pn.wrapping_add(1);
+    let peer = st.quic_peer_cid.clone();
+    let len = req.len().clamp(30, 1100) - 11;
+    Some(quic_short(&peer, st.quic_pn, len, &mut st.rng))
+}
+
+fn answer_game(st: &mut PeerState, req: &[u8]) -> Option<Vec<u8>> {
+    match req.first()? {
+        0x01 if req.len() >= 9 => {
+            let t = u64::from_be_bytes(req[1..9].try_into().ok()?);
+            Some(raknet_pong(t, 0x5EED_0000_0000_0001))
+        }
+        0x84 => {
+            let seq = st.game_seq;
+            st.game_seq += 1;
+            let len = st.rng.range(60, 180);
+            Some(raknet_frame_set(seq, seq, len, &mut st.rng))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use filter_common::classify::{
+        HEAD_LEN, LABEL_DTLS, LABEL_RTCP, LABEL_RTP, LABEL_STUN, classify,
+    };
+
+    use super::*;
+
+    const CLIENT4: &str = "192.0.2.2:40000";
+    const CLIENT6: &str = "[2001:db8:c1::2]:40000";
+
+    fn class(b: &[u8], port: u16) -> filter_common::classify::Class {
+        let mut head = [0u8; HEAD_LEN];
+        let n = b.len().min(HEAD_LEN);
+        head[..n].copy_from_slice(&b[..n]);
+        classify(&head, b.len(), 40_000, port)
+    }
+
+    fn be16(b: &[u8], i: usize) -> u16 {
+        u16::from_be_bytes([b[i], b[i + 1]])
+    }
+
+    fn assert_stun_shape(b: &[u8]) {
+        assert_eq!(&b[4..8], &[0x21, 0x12, 0xA4, 0x42], "magic cookie");
+        assert_eq!(be16(b, 2) as usize + 20, b.len(), "STUN length");
+        assert_eq!(be16(b, 2) % 4, 0, "STUN length multiple of 4");
+    }
+
+    #[test]
+    fn crc32_check_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn whatsapp_private_stun_ping_and_pong() {
+        let p = wa_ping([7; 12]);
+        assert_eq!(p.len(), 20);
+        assert_eq!(&p[..4], &[0x08, 0x00, 0x00, 0x00]);
+        assert_stun_shape(&p);
+        assert_eq!(&p[8..20], &[7; 12]);
+        let q = wa_pong([7; 12]);
+        assert_eq!(&q[..4], &[0x08, 0x01, 0x00, 0x00]);
+        assert_eq!(q.len(), 20);
+    }
+
+    #[test]
+    fn whatsapp_allocate_and_reply() {
+        let a = wa_allocate([1; 12], [2; 16]);
+        assert_eq!(be16(&a, 0), 0x0003);
+        assert_eq!(be16(&a, 20), 0x4000, "first attribute");
+        assert_stun_shape(&a);
+        let r4 = wa_allocate_reply([1; 12], CLIENT4.parse().unwrap(), [3; 8]);
+        assert_eq!(be16(&r4, 0), 0x0103);
+        assert_eq!(be16(&r4, 20), 0x0020);
+        assert_eq!(
+            be16(&r4, 32),
+            0x4002,
+            "0x4002 follows an IPv4 XOR-MAPPED-ADDRESS"
+        );
+        assert_stun_shape(&r4);
+        let r6 = wa_allocate_reply([1; 12], CLIENT6.parse().unwrap(), [3; 8]);
+        assert_eq!(be16(&r6, 20), 0x0020);
+        assert_eq!(
+            be16(&r6, 44),
+            0x4002,
+            "0x4002 follows an IPv6 XOR-MAPPED-ADDRESS"
+        );
+    }
+
+    #[test]
+    fn whatsapp_ice_check_is_the_44_byte_form() {
+        for ty in [0x0001, 0x0101] {
+            let c = wa_ice_check(ty, [9; 12], [5; 20]);
+            assert_eq!(c.len(), 44);
+            let t = ty.to_be_bytes();
+            assert_eq!(&c[..8], &[t[0], t[1], 0x00, 0x18, 0x21, 0x12, 0xA4, 0x42]);
+            assert_eq!(&c[8..20], &[9; 12]);
+            assert_eq!(&c[20..24], &[0x00, 0x08, 0x00, 0x14]);
+            assert_eq!(&c[24..], &[5; 20]);
+        }
+    }
+
+    #[test]
+    fn rtp_media_and_keepalive() {
+        let mut rng = Rng::new(3);
+        let p = srtp(WA_AUDIO_PT, 100, 1000, 0xDEAD_BEEF, 50, &mut rng);
+        assert_eq!(p[0], 0x80);
+        assert_eq!(p[1] & 0x7F, 120);
+        assert_eq!(be16(&p, 2), 100);
+        assert_eq!(&p[8..12], &0xDEAD_BEEFu32.to_be_bytes());
+        assert_eq!(p.len(), 12 + 50 + 10);
+        assert_eq!(class(&p, 3478).label, LABEL_RTP);
+        assert_eq!(WA_HEALTH, b"health");
+        assert_eq!(WA_OK, b"OK");
+    }
+
+    #[test]
+    fn telegram_reflector_control_and_data() {
+        let tag = [0xA5; 16];
+        let ping = tg_ping(tag, 42);
+        assert_eq!(ping.len(), 40);
+        assert_eq!(&ping[..16], &tag);
+        assert_eq!(&ping[16..28], &[0xFF; 12]);
+        assert_eq!(&ping[28..32], &[0xFE, 0xFF, 0xFF, 0xFF]);
+        let req = tg_endpoints_request(tag);
+        assert_eq!(req.len(), 32);
+        assert_eq!(&req[16..32], &[0xFF; 16]);
+        let me: SocketAddr = CLIENT4.parse().unwrap();
+        let s = tg_self_info(tag, 1, 42, me);
+        assert_eq!(s.len(), 64);
+        assert_eq!(&s[16..28], &[0xFF; 12]);
+        assert_eq!(&s[28..32], &[0xC7, 0x72, 0x15, 0xC0]);
+        let p = tg_peer_info(tag, me, me);
+        assert_eq!(p.len(), 48);
+        assert_eq!(&p[28..32], &[0x1C, 0x37, 0xD9, 0x27]);
+        let mut rng = Rng::new(1);
+        for blocks in 3..=6 {
+            let d = tg_data(tag, blocks, &mut rng);
+            assert_eq!(&d[..16], &tag);
+            assert_eq!(d.len(), 32 + 16 * blocks);
+            assert!(d.len().is_multiple_of(16));
+            assert!(!is_tg_control(&d));
+        }
+    }
+
+    #[test]
+    fn telegram_turn_realm_and_peer_address() {
+        let u = turn_unauthorized([1; 12], b"nonce");
+        assert_stun_shape(&u);
+        assert_eq!(be16(&u, 0), 0x0113);
+        let attrs = stun_attrs_of(&u);
+        assert!(attrs.contains(&(stun_attr::REALM, TELEGRAM_REALM)));
+        let tx = [4; 12];
+        let peer: SocketAddr = "198.51.100.201:46000".parse().unwrap();
+        let x = xor_address(peer, tx);
+        let perm = turn_authenticated(
+            stun_type::CREATE_PERMISSION,
+            tx,
+            &[(stun_attr::XOR_PEER_ADDRESS, &x)],
+            b"n",
+            [0; 20],
+        );
+        assert_stun_shape(&perm);
+        assert_eq!(be16(&perm, 20), 0x0012, "XOR-PEER-ADDRESS first");
+        // The peer at bytes 26..32, XORed with the cookie.
+        assert_eq!(be16(&perm, 26) ^ 0x2112, 46000);
+        let ip: Vec<u8> = perm[28..32]
+            .iter()
+            .zip([0x21, 0x12, 0xA4, 0x42])
+            .map(|(a, b)| a ^ b)
+            .collect();
+        assert_eq!(ip, [198, 51, 100, 201]);
+        assert!(stun_attrs_of(&perm).contains(&(stun_attr::REALM, TELEGRAM_REALM)));
+    }
+
+    #[test]
+    fn webrtc_binding_has_username_and_a_valid_fingerprint() {
+        let b = webrtc_binding([2; 12], [3; 8], [4; 20]);
+        assert_stun_shape(&b);
+        let attrs = stun_attrs_of(&b);
+        let types: Vec<u16> = attrs.iter().map(|a| a.0).collect();
+        assert_eq!(types, [0x0006, 0x0024, 0x802A, 0x0008, 0x8028]);
+        let fp = u32::from_be_bytes(b[b.len() - 4..].try_into().unwrap());
+        assert_eq!(fp, crc32(&b[..b.len() - 8]) ^ 0x5354_554E);
+        assert_eq!(class(&b, 10000).label, LABEL_STUN);
+        assert_eq!(class(&b, 10000).app, 0, "a plain binding names no app");
+    }
+
+    #[test]
+    fn dtls_records_and_rtcp() {
+        let mut rng = Rng::new(5);
+        let ch = dtls_handshake(0xFEFF, 0, 0, hs::CLIENT_HELLO, 0, 150, &mut rng);
+        assert_eq!(&ch[..3], &[22, 0xFE, 0xFF]);
+        assert_eq!(be16(&ch, 11) as usize + 13, ch.len());
+        assert_eq!(ch[13], hs::CLIENT_HELLO);
+        assert_eq!(class(&ch, 10000).label, LABEL_DTLS);
+        let r = rtcp(200, 0, 1, &[0; 20]);
+        assert_eq!(class(&r, 10000).label, LABEL_RTCP);
+    }
+
+    #[test]
+    fn non_call_shapes() {
+        let mut rng = Rng::new(11);
+        let q = dns_query(0x1234, "www.example.com", 1);
+        assert_eq!(
+            &q[2..6],
+            &[0x01, 0x00, 0x00, 0x01],
+            "recursive query, one question"
+        );
+        let a = dns_response(&q).unwrap();
+        assert_eq!(&a[..2], &[0x12, 0x34]);
+        assert_eq!(be16(&a, 6), 1, "one answer");
+        let initial = quic_long(0, &[1; 8], &[2; 8], 1200, &mut rng);
+        assert_eq!(initial.len(), 1200);
+        assert_eq!(initial[0] & 0xF0, 0xC0, "long header, Initial");
+        assert_eq!(&initial[1..5], &QUIC_V1);
+        assert_eq!(quic_cids(&initial), Some((vec![1; 8], vec![2; 8])));
+        assert_eq!(
+            class(&initial, 443).label,
+            filter_common::classify::LABEL_NONE
+        );
+        let short = quic_short(&[2; 8], 7, 100, &mut rng);
+        assert_eq!(short[0] & 0xC0, 0x40);
+        assert_eq!(&short[1..9], &[2; 8]);
+        let ping = raknet_ping(1, 2);
+        assert_eq!(
+            (ping[0], ping.len(), &ping[9..25]),
+            (0x01, 33, &RAKNET_MAGIC[..])
+        );
+        // Frame sets: 0x84 then a 24-bit little-endian sequence number, so
+        // byte 1 runs through every value and bytes 2..4 change only every
+        // 256 packets (no RTP-like sequence step).
+        let f0 = raknet_frame_set(0x01_02C8, 0, 60, &mut rng);
+        let f1 = raknet_frame_set(0x01_02C9, 1, 60, &mut rng);
+        assert_eq!(&f0[..4], &[0x84, 0xC8, 0x02, 0x01]);
+        assert_eq!(&f0[2..4], &f1[2..4]);
+        assert_eq!(f0[4], 0x60, "reliable ordered frame");
+        assert_eq!(be16(&f0, 5), 60 * 8, "frame length in bits");
+    }
+
+    #[test]
+    fn responder_answers_every_request_once() {
+        let peer: SocketAddr = CLIENT4.parse().unwrap();
+        let local: SocketAddr = "198.51.100.10:3478".parse().unwrap();
+        let mut st = PeerState::new(1);
+        let pong = answer(Kind::WaRelay, &mut st, &wa_ping([1; 12]), peer, local);
+        assert_eq!(be16(&pong, 0), 0x0801);
+        assert_eq!(
+            answer(Kind::WaRelay, &mut st, WA_HEALTH, peer, local),
+            WA_OK
+        );
+        let r = answer(
+            Kind::WaRelay,
+            &mut st,
+            &wa_allocate([1; 12], [0; 16]),
+            peer,
+            local,
+        );
+        assert_eq!(
+            (be16(&r, 0), be16(&r, 20), be16(&r, 32)),
+            (0x0103, 0x0020, 0x4002)
+        );
+        let ice = answer(
+            Kind::WaRelay,
+            &mut st,
+            &wa_ice_check(1, [1; 12], [0; 20]),
+            peer,
+            local,
+        );
+        assert_eq!((ice.len(), be16(&ice, 0)), (44, 0x0101));
+        let tag = [3; 16];
+        let si = answer(Kind::TgReflector, &mut st, &tg_ping(tag, 9), peer, local);
+        assert_eq!((si.len(), &si[..16]), (64, &tag[..]));
+        let pi = answer(
+            Kind::TgReflector,
+            &mut st,
+            &tg_endpoints_request(tag),
+            peer,
+            local,
+        );
+        assert_eq!(pi.len(), 48);
+        let mut rng = Rng::new(2);
+        let d = answer(
+            Kind::TgReflector,
+            &mut st,
+            &tg_data(tag, 4, &mut rng),
+            peer,
+            local,
+        );
+        assert_eq!((d.len(), &d[..16]), (96, &tag[..]));
+        let u = answer(Kind::TgTurn, &mut st, &turn_allocate([1; 12]), peer, local);
+        assert!(stun_attrs_of(&u).iter().any(|a| a.0 == stun_attr::NONCE));
+        let q = dns_query(7, "www.example.com", 28);
+        assert_eq!(
+            answer(Kind::Dns, &mut st, &q, peer, local),
+            dns_response(&q).unwrap()
+        );
+        let initial = quic_long(0, &[1; 8], &[2; 8], 1200, &mut rng);
+        let ans = answer(Kind::Quic, &mut st, &initial, peer, local);
+        let (dcid, _) = quic_cids(&ans).unwrap();
+        assert_eq!(dcid, vec![2; 8], "the server answers to the client's cid");
+    }
+}

@@ -1,0 +1,550 @@
+//! End to end through the veth harness: real sockets in `client` and `net`,
+//! real forwarding in `gw`, flowfilter attached in native XDP on both of
+//! gw's veths (library loader; the daemon will replace it).
+//!
+//! * each messenger call scenario is blocked under `drop` (each receiving
+//!   side gets at most [`HANDFUL`] packets of each flow), untouched under
+//!   `monitor` (and counted as monitored);
+//! * the generic WebRTC call to an unlisted address is untouched;
+//! * TCP messaging, DNS, QUIC-like and game flows are delivered in full
+//!   under every policy, although their servers sit inside the listed
+//!   ranges;
+//! * IPv6 variants of calls and non-call flows;
+//! * the harness leaves nothing behind after a panic inside it, and
+//!   `cleanup_stale` removes what a killed run left.
+//!
+//! Needs root; skips with a printed reason otherwise.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use filter_common::CatStats;
+use flowfilter_tests::harness::{
+    self, FlowResult, Harness, HarnessOpts, Ns, cleanup_stale, list_namespaces, plan, table,
+};
+use flowfilter_tests::require_root;
+
+/// Most packets a receiving side may get of a blocked flow.
+const HANDFUL: u64 = 5;
+
+fn opts() -> HarnessOpts {
+    HarnessOpts {
+        ffgen: Some(PathBuf::from(env!("CARGO_BIN_EXE_ffgen"))),
+        interval: Duration::from_millis(5),
+        packets: 30,
+        linger: Duration::from_millis(300),
+        ..HarnessOpts::default()
+    }
+}
+
+/// A harness, or `None` (with the reason printed) where it cannot run.
+fn harness(test: &str) -> Option<Harness> {
+    if !require_root(test) {
+        return None;
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        eprintln!("skipped {test}: `ip` (iproute2) is not installed");
+        return None;
+    }
+    let _ = cleanup_stale();
+    Some(Harness::up(opts()))
+}
+
+/// A harness with flowfilter attached, `spec` for whatsapp and telegram.
+fn filtered(test: &str, spec: &str) -> Option<Harness> {
+    let mut h = harness(test)?;
+    h.attach_filter(&[("whatsapp", spec), ("telegram", spec)])
+        .unwrap_or_else(|e| panic!("{test}: attaching flowfilter ({spec}): {e}"));
+    Some(h)
+}
+
+fn cat_stats(h: &mut Harness, name: &str) -> CatStats {
+    let id = h
+        .lists()
+        .expect("harness lists")
+        .by_name(name)
+        .expect("category")
+        .id;
+    let f = h.library_filter().expect("library filter attached");
+    f.category_stats().expect("category stats")[id as usize]
+}
+
+fn flows(results: &[FlowResult]) -> Vec<&str> {
+    results.iter().map(|r| r.flow.as_str()).collect()
+}
+
+/// Run `scenario` and check it produced exactly the flows `expect`.
+fn run(h: &Harness, scenario: &str, v6: bool, expect: &[&str]) -> Vec<FlowResult> {
+    let r = if v6 {
+        h.run_scenario_v6(scenario)
+    } else {
+        h.run_scenario(scenario)
+    };
+    let mut got = flows(&r);
+    got.sort_unstable();
+    let mut want = expect.to_vec();
+    want.sort_unstable();
+    assert_eq!(
+        got,
+        want,
+        "{scenario}{}: flows\n{}",
+        if v6 { " (IPv6)" } else { "" },
+        table(&r)
+    );
+    r
+}
+
+fn assert_blocked(what: &str, results: &[FlowResult]) {
+    let bad: Vec<String> = results
+        .iter()
+        .filter(|r| !r.blocked(HANDFUL))
+        .map(FlowResult::summary)
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{what}: expected every flow blocked (each side gets at most {HANDFUL} packets), but:\n  {}\n{}",
+        bad.join("\n  "),
+        table(results)
+    );
+}
+
+/// Summaries of the flows not delivered in full both ways (UDP: answered 1:1).
+fn not_delivered(results: &[FlowResult]) -> Vec<String> {
+    results
+        .iter()
+        .filter(|r| !r.untouched() || (r.proto == "udp" && r.answered_pkts != r.delivered_pkts))
+        .map(FlowResult::summary)
+        .collect()
+}
+
+fn assert_untouched(what: &str, results: &[FlowResult]) {
+    let bad = not_delivered(results);
+    assert!(
+        bad.is_empty(),
+        "{what}: expected every flow delivered in full both ways, but:\n  {}\n{}",
+        bad.join("\n  "),
+        table(results)
+    );
+}
+
+fn blocked_under_drop(test: &str, scenario: &str, v6: bool, category: &str, expect: &[&str]) {
+    let Some(mut h) = filtered(test, "drop") else {
+        return;
+    };
+    let r = run(&h, scenario, v6, expect);
+    assert_blocked(test, &r);
+    let s = cat_stats(&mut h, category);
+    assert!(
+        s.dropped_packets > 0,
+        "{test}: the {category} counters show no drop ({s:?})"
+    );
+}
+
+// --- the harness itself -------------------------------------------------------
+
+#[test]
+fn harness_topology_and_reachability() {
+    let Some(h) = harness("harness_topology_and_reachability") else {
+        return;
+    };
+    let names = h.names().clone();
+    let present = list_namespaces().expect("ip netns list");
+    for ns in names.all() {
+        assert!(present.iter().any(|p| p == ns), "namespace {ns} missing");
+    }
+    // No default route anywhere, both families.
+    for ns in [Ns::Client, Ns::Gw, Ns::Net] {
+        for fam in ["-4", "-6"] {
+            let out = h
+                .exec(ns, &["ip", fam, "route", "show", "default"])
+                .expect("ip route");
+            assert!(out.trim().is_empty(), "{ns:?} has a default route: {out}");
+        }
+    }
+    // Every global address is from the documentation prefixes.
+    let allowed = ["192.0.2.", "198.51.100.", "203.0.113.", "2001:db8:"];
+    for ns in [Ns::Client, Ns::Gw, Ns::Net] {
+        let out = h
+            .exec(ns, &["ip", "-o", "addr", "show", "scope", "global"])
+            .expect("ip addr");
+        for line in out.lines() {
+            let addr = line.split_whitespace().nth(3).unwrap_or("");
+            assert!(
+                allowed.iter().any(|p| addr.starts_with(p)),
+                "{ns:?}: address {addr} is outside the documentation prefixes"
+            );
+        }
+    }
+    // gw forwards, the ends do not.
+    for (ns, want) in [(Ns::Gw, "1"), (Ns::Client, "0"), (Ns::Net, "0")] {
+        let v4 = h
+            .exec(ns, &["cat", "/proc/sys/net/ipv4/ip_forward"])
+            .expect("sysctl");
+        let v6 = h
+            .exec(ns, &["cat", "/proc/sys/net/ipv6/conf/all/forwarding"])
+            .expect("sysctl");
+        assert_eq!((v4.trim(), v6.trim()), (want, want), "{ns:?} forwarding");
+    }
+    // The lists map net's addresses to the two categories.
+    let lists = h.lists().expect("harness lists");
+    for (cat, role) in [("whatsapp", "wa-relay"), ("telegram", "tg-turn")] {
+        let c = lists.by_name(cat).expect("category");
+        let addr = plan::service(role).expect("role").addr(false).ip();
+        assert!(
+            c.list.cidrs().any(|p| p.contains(addr)),
+            "{cat} does not list {addr}"
+        );
+    }
+    // Without a filter every scenario crosses the gateway both ways, v4 and v6.
+    for v6 in [false, true] {
+        for sc in ["dns", "whatsapp"] {
+            let r = if v6 {
+                h.run_scenario_v6(sc)
+            } else {
+                h.run_scenario(sc)
+            };
+            assert_untouched(&format!("no filter, {sc}, v6={v6}"), &r);
+        }
+    }
+    drop(h);
+    let present = list_namespaces().expect("ip netns list");
+    for ns in names.all() {
+        assert!(!present.iter().any(|p| p == ns), "{ns} left behind");
+    }
+    assert!(!names.lists_dir().exists(), "lists directory left behind");
+}
+
+/// Helper for `harness_cleans_up_after_a_panic`: panics inside a harness
+/// with a filter attached and a process running in `net`.
+#[test]
+#[ignore = "helper: run by harness_cleans_up_after_a_panic"]
+#[expect(
+    clippy::zombie_processes,
+    reason = "the harness kills it on the way out and this process exits"
+)]
+fn child_panics_inside_harness() {
+    if std::env::var_os("FF_E2E_CHILD").is_none() {
+        return;
+    }
+    let mut h = Harness::up(opts());
+    h.attach_filter(&[("whatsapp", "drop")]).expect("attach");
+    let sleeper = h
+        .command(Ns::Net, "sleep")
+        .arg("30")
+        .spawn()
+        .expect("sleep in net");
+    println!("PREFIX={} PID={}", h.names().prefix, sleeper.id());
+    if std::env::var("FF_E2E_CHILD").as_deref() == Ok("kill") {
+        std::thread::sleep(Duration::from_secs(30));
+    }
+    panic!("failing on purpose inside the harness");
+}
+
+/// Start the helper test in a child process; returns it and the prefix and
+/// sleeper pid it printed.
+fn spawn_child(mode: &str) -> (std::process::Child, String, u32) {
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "child_panics_inside_harness",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("FF_E2E_CHILD", mode)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawning the helper test");
+    let out = child.stdout.take().expect("stdout");
+    let mut found = None;
+    for line in BufReader::new(out).lines().map_while(Result::ok) {
+        // libtest prints `test NAME ... ` before the test's own output.
+        if let Some(rest) = line.find("PREFIX=").map(|i| &line[i + 7..]) {
+            let (p, pid) = rest.split_once(" PID=").expect("PREFIX line");
+            found = Some((p.to_string(), pid.trim().parse().expect("pid")));
+            break;
+        }
+    }
+    let (prefix, pid) = found.expect("the helper printed no PREFIX line");
+    (child, prefix, pid)
+}
+
+fn ours(prefix: &str) -> Vec<String> {
+    list_namespaces()
+        .expect("ip netns list")
+        .into_iter()
+        .filter(|n| n.starts_with(&format!("{prefix}-")))
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie still has /proc/PID; look at its state.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    })
+}
+
+#[test]
+fn harness_cleans_up_after_a_panic() {
+    if !require_root("harness_cleans_up_after_a_panic") {
+        return;
+    }
+    let (mut child, prefix, sleeper) = spawn_child("panic");
+    let status = child.wait().expect("waiting for the helper");
+    assert!(!status.success(), "the helper test was meant to fail");
+    assert_eq!(
+        ours(&prefix),
+        Vec::<String>::new(),
+        "namespaces left behind"
+    );
+    assert!(
+        !harness::Names::with_prefix(&prefix).lists_dir().exists(),
+        "lists directory left behind"
+    );
+    assert!(
+        !alive(sleeper),
+        "process {sleeper} in the net namespace survived"
+    );
+}
+
+#[test]
+fn cleanup_stale_removes_a_killed_run() {
+    if !require_root("cleanup_stale_removes_a_killed_run") {
+        return;
+    }
+    let (mut child, prefix, sleeper) = spawn_child("kill");
+    // SIGKILL: no unwinding, no Drop; the namespaces stay behind.
+    child.kill().expect("killing the helper");
+    child.wait().expect("reaping the helper");
+    assert_eq!(
+        ours(&prefix).len(),
+        3,
+        "a killed harness leaves its namespaces"
+    );
+    let removed = cleanup_stale().expect("cleanup_stale");
+    assert!(
+        removed.iter().any(|n| n.starts_with(&prefix)),
+        "cleanup_stale removed {removed:?}, not {prefix}-*"
+    );
+    assert_eq!(
+        ours(&prefix),
+        Vec::<String>::new(),
+        "namespaces left behind"
+    );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while alive(sleeper) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !alive(sleeper),
+        "process {sleeper} in the net namespace survived"
+    );
+}
+
+// --- calls under drop ---------------------------------------------------------
+
+#[test]
+fn drop_blocks_whatsapp_call() {
+    blocked_under_drop(
+        "drop_blocks_whatsapp_call",
+        "whatsapp",
+        false,
+        "whatsapp",
+        &["relay", "p2p"],
+    );
+}
+
+#[test]
+fn drop_blocks_whatsapp_p2p_by_inheritance() {
+    blocked_under_drop(
+        "drop_blocks_whatsapp_p2p_by_inheritance",
+        "whatsapp-inherit",
+        false,
+        "whatsapp",
+        &["relay", "p2p"],
+    );
+}
+
+#[test]
+fn drop_blocks_whatsapp_p2p_called_from_outside() {
+    blocked_under_drop(
+        "drop_blocks_whatsapp_p2p_called_from_outside",
+        "whatsapp-callee",
+        false,
+        "whatsapp",
+        &["relay", "p2p-in"],
+    );
+}
+
+#[test]
+fn drop_blocks_telegram_reflector_call() {
+    blocked_under_drop(
+        "drop_blocks_telegram_reflector_call",
+        "telegram",
+        false,
+        "telegram",
+        &["reflector", "reflector2"],
+    );
+}
+
+#[test]
+fn drop_blocks_tgcalls_turn_and_p2p() {
+    blocked_under_drop(
+        "drop_blocks_tgcalls_turn_and_p2p",
+        "tgcalls",
+        false,
+        "telegram",
+        &["turn", "p2p"],
+    );
+}
+
+#[test]
+fn drop_blocks_whatsapp_call_v6() {
+    blocked_under_drop(
+        "drop_blocks_whatsapp_call_v6",
+        "whatsapp",
+        true,
+        "whatsapp",
+        &["relay", "p2p"],
+    );
+}
+
+#[test]
+fn drop_blocks_telegram_reflector_call_v6() {
+    blocked_under_drop(
+        "drop_blocks_telegram_reflector_call_v6",
+        "telegram",
+        true,
+        "telegram",
+        &["reflector", "reflector2"],
+    );
+}
+
+#[test]
+fn drop_blocks_tgcalls_turn_and_p2p_v6() {
+    blocked_under_drop(
+        "drop_blocks_tgcalls_turn_and_p2p_v6",
+        "tgcalls",
+        true,
+        "telegram",
+        &["turn", "p2p"],
+    );
+}
+
+// --- calls under monitor, other providers' calls ----------------------------------
+
+#[test]
+fn monitor_leaves_calls_untouched_and_counts_them() {
+    let test = "monitor_leaves_calls_untouched_and_counts_them";
+    let Some(mut h) = filtered(test, "monitor") else {
+        return;
+    };
+    for (sc, v6, expect) in [
+        ("whatsapp", false, &["relay", "p2p"][..]),
+        ("telegram", false, &["reflector", "reflector2"][..]),
+        ("tgcalls", false, &["turn", "p2p"][..]),
+        ("whatsapp", true, &["relay", "p2p"][..]),
+        ("whatsapp-callee", false, &["relay", "p2p-in"][..]),
+    ] {
+        let r = run(&h, sc, v6, expect);
+        assert_untouched(&format!("{test}: {sc} v6={v6}"), &r);
+    }
+    for cat in ["whatsapp", "telegram"] {
+        let s = cat_stats(&mut h, cat);
+        assert!(
+            s.monitored_packets > 0,
+            "{test}: {cat} monitored nothing ({s:?})"
+        );
+        assert_eq!(
+            s.dropped_packets, 0,
+            "{test}: {cat} dropped under monitor ({s:?})"
+        );
+    }
+}
+
+#[test]
+fn generic_webrtc_call_to_unlisted_address_untouched() {
+    let test = "generic_webrtc_call_to_unlisted_address_untouched";
+    let Some(mut h) = filtered(test, "drop") else {
+        return;
+    };
+    for v6 in [false, true] {
+        let r = run(&h, "webrtc", v6, &["media"]);
+        assert_untouched(&format!("{test} v6={v6}"), &r);
+    }
+    for cat in ["whatsapp", "telegram"] {
+        let s = cat_stats(&mut h, cat);
+        assert_eq!(
+            s.seen_packets, 0,
+            "{test}: the call was put in {cat} ({s:?})"
+        );
+    }
+}
+
+// --- everything else flows in every mode ----------------------------------------
+
+fn non_call_delivered(test: &str, spec: &str) {
+    let Some(mut h) = filtered(test, spec) else {
+        return;
+    };
+    // Every scenario runs and is judged; the failures are reported together.
+    let mut bad = Vec::new();
+    let mut all = Vec::new();
+    for v6 in [false, true] {
+        for (sc, expect) in [
+            ("messaging", &["whatsapp-chat", "telegram-chat"][..]),
+            ("quic", &["quic"][..]),
+            ("game", &["game"][..]),
+        ] {
+            let r = run(&h, sc, v6, expect);
+            bad.extend(not_delivered(&r));
+            all.extend(r);
+        }
+        let r = if v6 {
+            h.run_scenario_v6("dns")
+        } else {
+            h.run_scenario("dns")
+        };
+        assert!(r.len() >= 4, "{test}: dns ran {} queries", r.len());
+        bad.extend(not_delivered(&r));
+        all.extend(r);
+    }
+    for cat in ["whatsapp", "telegram"] {
+        let s = cat_stats(&mut h, cat);
+        // The UDP flows did cross the categories (their servers are listed)...
+        assert!(s.seen_packets > 0, "{test}: nothing seen in {cat} ({s:?})");
+        // ...and none of them may be taken for a call.
+        if (s.dropped_packets, s.monitored_packets) != (0, 0) {
+            bad.push(format!(
+                "{cat}: {} packets dropped, {} monitored as call traffic",
+                s.dropped_packets, s.monitored_packets
+            ));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{test}: non-call traffic was touched:\n  {}\n{}",
+        bad.join("\n  "),
+        table(&all)
+    );
+}
+
+#[test]
+fn non_call_flows_delivered_under_drop() {
+    non_call_delivered("non_call_flows_delivered_under_drop", "drop");
+}
+
+#[test]
+fn non_call_flows_delivered_under_monitor() {
+    non_call_delivered("non_call_flows_delivered_under_monitor", "monitor");
+}
+
+#[test]
+fn non_call_flows_delivered_under_flows_percent() {
+    non_call_delivered("non_call_flows_delivered_under_flows_percent", "flows=100%");
+}
