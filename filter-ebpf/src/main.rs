@@ -321,15 +321,7 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
         && !endpoint_maybe(&pkt.src, pkt.sport)
         && !endpoint_maybe(&pkt.dst, pkt.dport)
     {
-        count_label(class.label, len, Verdict::Pass);
-        return (
-            XDP_PASS,
-            Info {
-                category: 0,
-                label: class.label,
-                flags: 0,
-            },
-        );
+        return passed_uncategorised(class.label, class.label, len);
     }
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
@@ -361,15 +353,7 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
                 }
             }
             if cat == CAT_NONE {
-                count_label(class.label, len, Verdict::Pass);
-                return (
-                    XDP_PASS,
-                    Info {
-                        category: 0,
-                        label: class.label,
-                        flags: 0,
-                    },
-                );
+                return passed_uncategorised(class.label, class.label, len);
             }
             fresh.first_seen_ns = now;
             if !from_a {
@@ -399,15 +383,7 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
     if category == CAT_NONE {
         // Tracked, but no longer in any category (its range left the lists).
         flow.last_seen_ns = now;
-        count_label(class.label, len, Verdict::Pass);
-        return (
-            XDP_PASS,
-            Info {
-                category: 0,
-                label: flow.label,
-                flags: 0,
-            },
-        );
+        return passed_uncategorised(class.label, flow.label, len);
     }
 
     let policy = POLICY
@@ -519,6 +495,21 @@ fn learned_tag(head: &[u8; HEAD_LEN], now: u64, class: &mut Class) -> u8 {
 fn tag_of(head: &[u8; HEAD_LEN]) -> &[u8; 16] {
     // SAFETY: HEAD_LEN >= 16 and [u8; 16] has alignment 1.
     unsafe { &*head.as_ptr().cast::<[u8; 16]>() }
+}
+
+/// Pass a UDP packet that belongs to no category: count it under the label
+/// it showed (`counted`) and report `reported` in the trace.
+#[inline(always)]
+fn passed_uncategorised(counted: u8, reported: u8, len: usize) -> (u32, Info) {
+    count_label(counted, len, Verdict::Pass);
+    (
+        XDP_PASS,
+        Info {
+            category: 0,
+            label: reported,
+            flags: 0,
+        },
+    )
 }
 
 /// Whether the bitmap says the endpoint may have been learned.
