@@ -20,10 +20,11 @@ use crate::pktbuild::{
     Rtp, channel_data, dtls_content, dtls_record, dtls_version, rtcp, rtp, stun, stun_type,
     v4_mapped,
 };
-use crate::types::{FLOW_SEEN_A, FLOW_SEEN_B, 
+use crate::types::{
     ACTION_DROP, ACTION_FLOWS, ACTION_LOSS, ACTION_MONITOR, ACTION_OFF, EndpointValue, FATE_SPARED,
     FATE_STOPPED, FATE_UNDECIDED, FLOW_CALL, FLOW_FIRST_FROM_B, FLOW_INHERITED, FLOW_LISTED,
-    FLOW_TURN, FlowValue, ORIGIN_CALL, ORIGIN_TURN_PEER, Policy, SCOPE_MEDIA, SCOPE_UDP, TagValue,
+    FLOW_SEEN_A, FLOW_SEEN_B, FLOW_TURN, FlowValue, ORIGIN_CALL, ORIGIN_TURN_PEER, Policy,
+    SCOPE_MEDIA, SCOPE_UDP, TagValue,
 };
 
 const TXID: [u8; 12] = [9; 12];
@@ -141,12 +142,24 @@ fn nothing_recognised_changes_nothing() {
     let mut flow = FlowValue::default();
     assert!(!observe(&mut flow, &Class::NONE, true));
     // Only the direction is noted.
-    assert_eq!(flow, FlowValue { flags: FLOW_SEEN_A, ..FlowValue::default() });
+    assert_eq!(
+        flow,
+        FlowValue {
+            flags: FLOW_SEEN_A,
+            ..FlowValue::default()
+        }
+    );
     // On a call flow it says "call" and leaves the flow alone but for the direction.
     observe(&mut flow, &binding(), true);
     let before = flow;
     assert!(observe(&mut flow, &Class::NONE, false));
-    assert_eq!(flow, FlowValue { flags: before.flags | FLOW_SEEN_B, ..before });
+    assert_eq!(
+        flow,
+        FlowValue {
+            flags: before.flags | FLOW_SEEN_B,
+            ..before
+        }
+    );
 }
 
 #[test]
@@ -205,7 +218,10 @@ fn channel_data_on_a_non_turn_call_flow() {
     let mut flow = FlowValue::default();
     observe(&mut flow, &binding(), true);
     assert!(observe(&mut flow, &chan(), true));
-    assert_eq!((call_view(&flow).flags, flow.label), (FLOW_CALL, LABEL_STUN));
+    assert_eq!(
+        (call_view(&flow).flags, flow.label),
+        (FLOW_CALL, LABEL_STUN)
+    );
 }
 
 // --- RTP confirmation --------------------------------------------------------------
@@ -964,13 +980,26 @@ fn may_teach_needs_a_call_both_ways_or_a_few_packets_and_no_inheritance() {
     let both = FLOW_SEEN_A | FLOW_SEEN_B;
     assert!(may_teach(FLOW_CALL | both, 2));
     assert!(!may_teach(both, 100), "not a call");
-    assert!(!may_teach(FLOW_CALL | FLOW_SEEN_A, 1), "one spoofed packet teaches nothing");
+    assert!(
+        !may_teach(FLOW_CALL | FLOW_SEEN_A, 1),
+        "one spoofed packet teaches nothing"
+    );
     assert!(!may_teach(FLOW_CALL | FLOW_SEEN_B, TEACH_MIN_PACKETS - 1));
-    assert!(may_teach(FLOW_CALL | FLOW_SEEN_A, TEACH_MIN_PACKETS), "a one-way call under drop");
-    assert!(!may_teach(FLOW_CALL | both | FLOW_INHERITED, 100), "inherited flows teach nothing");
+    assert!(
+        may_teach(FLOW_CALL | FLOW_SEEN_A, TEACH_MIN_PACKETS),
+        "a one-way call under drop"
+    );
+    assert!(
+        !may_teach(FLOW_CALL | both | FLOW_INHERITED, 100),
+        "inherited flows teach nothing"
+    );
     // Through observe(): a call packet one way, then an answer.
     let mut flow = FlowValue::default();
-    observe(&mut flow, &cls(&stun(stun_type::BINDING_REQUEST, [1; 12], &[])), true);
+    observe(
+        &mut flow,
+        &cls(&stun(stun_type::BINDING_REQUEST, [1; 12], &[])),
+        true,
+    );
     assert!(!may_teach(flow.flags, 1));
     observe(&mut flow, &Class::NONE, false);
     assert!(may_teach(flow.flags, 2));

@@ -621,7 +621,10 @@ fn telegram_reflector_wins_over_the_demultiplexer() {
             let p = reflector(tag, ty, len);
             let c = assert_app(&p, LABEL_TELEGRAM_REFLECTOR, CAT_TELEGRAM);
             // The label always wins; only a plausible (random-looking) tag is learned.
-            assert_eq!(c.learn_tag, crate::classify::tag_plausible(&super::head(&p)));
+            assert_eq!(
+                c.learn_tag,
+                crate::classify::tag_plausible(&super::head(&p))
+            );
             assert!(!c.turn);
             assert_eq!((c.ssrc, c.seq), (0, 0), "no RTP fields");
         }
@@ -1803,7 +1806,10 @@ fn low_variety_tags_are_never_learned_or_looked_up() {
     let mut sntp = std::vec![0u8; 48];
     sntp[0] = 0x1b;
     let c = cls(&sntp);
-    assert!(!c.tag_candidate, "SNTP request must not be looked up as a Telegram tag");
+    assert!(
+        !c.tag_candidate,
+        "SNTP request must not be looked up as a Telegram tag"
+    );
     // The 32-byte endpoint-request form made of 0xFF only: the label, but no tag.
     let ff = [0xFFu8; 32];
     let c = cls(&ff);
@@ -1812,14 +1818,19 @@ fn low_variety_tags_are_never_learned_or_looked_up() {
     // The bound is exact: TAG_MAX_REPEATS zeros are fine, one more is not.
     let mut h = [0u8; crate::classify::HEAD_LEN];
     for (i, b) in h.iter_mut().enumerate().take(16) {
-        *b = if i < TAG_MAX_REPEATS { 0 } else { 0x40 + i as u8 };
+        *b = if i < TAG_MAX_REPEATS {
+            0
+        } else {
+            0x40 + i as u8
+        };
     }
     assert!(tag_plausible(&h));
     h[TAG_MAX_REPEATS] = 0;
     assert!(!tag_plausible(&h));
     // A real tag from the corpus is plausible.
     let real = [
-        0x2f, 0xe4, 0x9f, 0xa7, 0x6c, 0x4e, 0xb4, 0x33, 0xcb, 0xcd, 0x82, 0xa1, 0xbb, 0xea, 0x62, 0x1e,
+        0x2f, 0xe4, 0x9f, 0xa7, 0x6c, 0x4e, 0xb4, 0x33, 0xcb, 0xcd, 0x82, 0xa1, 0xbb, 0xea, 0x62,
+        0x1e,
     ];
     let mut h = [0u8; crate::classify::HEAD_LEN];
     h[..16].copy_from_slice(&real);
