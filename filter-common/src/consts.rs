@@ -61,6 +61,8 @@ pub const LABEL_SLOTS: u32 = 32;
 pub const MAP_V4_TBL24: &str = "V4_TBL24";
 /// See [`MAP_V4_TBL24`].
 pub const MAP_V4_TBL8: &str = "V4_TBL8";
+/// Per-/16 summary in front of `V4_TBL24` (see `v4table`).
+pub const MAP_V4_TBL16: &str = "V4_TBL16";
 /// IPv6 LPM trie, generation 0.
 pub const MAP_V6_LPM0: &str = "V6_LPM0";
 /// IPv6 LPM trie, generation 1.

@@ -9,6 +9,12 @@
 //! Entry encoding: bit 31 set means "see chunk `entry & 0x00FF_FFFF`"
 //! (absolute index into the chunk map, generation included); otherwise the
 //! low 8 bits are the category (0: none).
+//!
+//! In front of the rows sits a summary, one `u32` per /16 (256 KiB per
+//! generation, cache-resident where the 64 MiB of rows are not): a /16 that
+//! is wholly one category (or none, the common case for traffic that matches
+//! nothing) is answered there, without touching its row. [`V4_ROW_DETAIL`]
+//! means "read the row".
 
 use crate::consts::{V4_ROW_LEN, V4_ROWS};
 
@@ -16,6 +22,20 @@ use crate::consts::{V4_ROW_LEN, V4_ROWS};
 pub const V4_EXT: u32 = 1 << 31;
 /// Mask of the chunk index in an extended entry.
 pub const V4_CHUNK_MASK: u32 = 0x00FF_FFFF;
+
+/// Summary value: the /16 is not uniform, read its row.
+pub const V4_ROW_DETAIL: u32 = 1 << 31;
+
+/// The summary of one row: its category when every entry is the same
+/// whole-/24 category (0 included), else [`V4_ROW_DETAIL`].
+pub fn summarize(row: &[u32; V4_ROW_LEN]) -> u32 {
+    let first = row[0];
+    if first & V4_EXT == 0 && row.iter().all(|e| *e == first) {
+        first & 0xff
+    } else {
+        V4_ROW_DETAIL
+    }
+}
 
 /// What one /24 entry says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +97,20 @@ mod tests {
         assert_eq!(decode(encode_category(255)), V4Entry::Category(255));
         assert_eq!(decode(encode_chunk(0)), V4Entry::Chunk(0));
         assert_eq!(decode(encode_chunk(0x12_3456)), V4Entry::Chunk(0x12_3456));
+    }
+
+    #[test]
+    fn summaries() {
+        assert_eq!(summarize(&[0; V4_ROW_LEN]), 0);
+        assert_eq!(summarize(&[encode_category(7); V4_ROW_LEN]), 7);
+        let mut row = [encode_category(7); V4_ROW_LEN];
+        row[255] = encode_category(8);
+        assert_eq!(summarize(&row), V4_ROW_DETAIL);
+        let mut row = [0; V4_ROW_LEN];
+        row[3] = encode_chunk(0);
+        assert_eq!(summarize(&row), V4_ROW_DETAIL);
+        // A row of identical chunk references is still detail (chunks differ per address).
+        assert_eq!(summarize(&[encode_chunk(5); V4_ROW_LEN]), V4_ROW_DETAIL);
     }
 
     #[test]

@@ -29,9 +29,11 @@ use filter_common::decide::{
 use filter_common::parse::{
     Fragment, PROTO_TCP, PROTO_UDP, Packet, PacketBytes, Parsed, parse_frame,
 };
-use filter_common::v4table::{V4Entry, chunk_slot, decode, row_index, row_slot};
+use filter_common::v4table::{V4_ROW_DETAIL, V4Entry, chunk_slot, decode, row_index, row_slot};
 use filter_common::*;
 
+#[map(name = "V4_TBL16")]
+static V4_TBL16: Array<u32> = Array::with_max_entries(GENERATIONS * V4_ROWS, 0);
 #[map(name = "V4_TBL24")]
 static V4_TBL24: Array<[u32; V4_ROW_LEN]> = Array::with_max_entries(GENERATIONS * V4_ROWS, 0);
 #[map(name = "V4_TBL8")]
@@ -245,7 +247,14 @@ fn lookup(generation: u32, pkt: &Packet, dst: bool) -> u8 {
         return map.get(&key).copied().unwrap_or(CAT_NONE);
     }
     let a = if dst { pkt.dst_v4() } else { pkt.src_v4() };
-    let Some(row) = V4_TBL24.get(row_index(generation, a)) else {
+    let row_at = row_index(generation, a);
+    // Most look-ups end at the /16 summary (cache-resident), not the row.
+    match V4_TBL16.get(row_at) {
+        Some(s) if *s & V4_ROW_DETAIL == 0 => return *s as u8,
+        Some(_) => {}
+        None => return CAT_NONE,
+    }
+    let Some(row) = V4_TBL24.get(row_at) else {
         return CAT_NONE;
     };
     match decode(row[row_slot(a)]) {

@@ -31,11 +31,12 @@ use aya::programs::xdp::XdpLink;
 use aya::programs::{ProgramError, ProgramInfo, TestRun as _, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use aya_obj::programs::XdpAttachType;
+use filter_common::v4table::summarize;
 use filter_common::{
     CATEGORY_SLOTS, CatStats, FlowKey, FlowValue, GENERATIONS, GLOBAL_SLOTS, LABEL_SLOTS,
     LabelStats, MAP_CAT_STATS, MAP_FLOWS, MAP_GLOBAL_STATS, MAP_LABEL_STATS, MAP_PKT_TRACE,
-    MAP_POLICY, MAP_STATE, MAP_V4_TBL8, MAP_V4_TBL24, MAP_V6_LPM0, MAP_V6_LPM1, PROGRAM_NAME,
-    PktTrace, Policy, State, V4_CHUNKS_PER_GEN, V4_ROW_LEN, V4_ROWS,
+    MAP_POLICY, MAP_STATE, MAP_V4_TBL8, MAP_V4_TBL16, MAP_V4_TBL24, MAP_V6_LPM0, MAP_V6_LPM1,
+    PROGRAM_NAME, PktTrace, Policy, State, V4_CHUNKS_PER_GEN, V4_ROW_LEN, V4_ROWS,
 };
 
 use crate::lists::Lists;
@@ -829,11 +830,20 @@ impl Filter {
     /// The category of `addr` in the active generation, read from the maps
     /// as the program reads them (`check` shows it beside the lists' answer).
     pub fn lookup(&self, addr: std::net::IpAddr) -> Result<u8, LoadError> {
-        use filter_common::v4table::{V4Entry, chunk_slot, decode, row_index, row_slot};
+        use filter_common::v4table::{
+            V4_ROW_DETAIL, V4Entry, chunk_slot, decode, row_index, row_slot,
+        };
         let generation = self.state()?.generation & 1;
         match addr {
             std::net::IpAddr::V4(a) => {
                 let a = u32::from(a);
+                let summary = self
+                    .array::<u32>(MAP_V4_TBL16)?
+                    .get(&row_index(generation, a), 0)
+                    .map_err(map_err(MAP_V4_TBL16))?;
+                if summary & V4_ROW_DETAIL == 0 {
+                    return Ok(summary as u8);
+                }
                 let row = self
                     .array::<[u32; V4_ROW_LEN]>(MAP_V4_TBL24)?
                     .get(&row_index(generation, a), 0)
@@ -893,6 +903,23 @@ impl Filter {
             for (r, row) in &v4.rows {
                 rows.set(next * V4_ROWS + u32::from(*r), **row, 0)
                     .map_err(map_err(MAP_V4_TBL24))?;
+            }
+        }
+        // The /16 summaries in front of the rows: every row touched above.
+        {
+            let old: Vec<u16> = self.rows_in_use[next as usize].iter().copied().collect();
+            let mut summary = self.array_mut::<u32>(MAP_V4_TBL16)?;
+            for r in old {
+                if !v4.rows.contains_key(&r) {
+                    summary
+                        .set(next * V4_ROWS + u32::from(r), 0, 0)
+                        .map_err(map_err(MAP_V4_TBL16))?;
+                }
+            }
+            for (r, row) in &v4.rows {
+                summary
+                    .set(next * V4_ROWS + u32::from(*r), summarize(row), 0)
+                    .map_err(map_err(MAP_V4_TBL16))?;
             }
         }
         self.rows_in_use[next as usize] = v4.rows.keys().copied().collect();
