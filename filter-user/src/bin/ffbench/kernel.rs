@@ -143,42 +143,43 @@ fn rounds(
     Ok(json!({"ns": means, "dropped": dropped, "frames": total}))
 }
 
-pub fn kernel(a: &KernelArgs) -> Result<Value> {
-    let set = PrefixSet::read(&a.set)?;
-    let n = set.len();
+pub fn kernel(args: &KernelArgs) -> Result<Value> {
+    let set = PrefixSet::read(&args.set)?;
     let chunks = chunks_for(Some(&set));
     let lists = lists_for(&set)?;
 
     // Control plane.
-    let t = Instant::now();
-    let mut f = Filter::load(&LoadOptions {
+    let started = Instant::now();
+    let mut filter = Filter::load(&LoadOptions {
         trace: false,
         v4_chunks_per_gen: chunks,
     })
     .context("loading flowfilter")?;
-    let load_ms = ms(t);
+    let load_ms = ms(started);
     let mut build_ms = Vec::new();
     let mut table_bytes = 0;
     let mut chunks_used = 0;
-    for _ in 0..a.swaps.max(1) {
-        let t = Instant::now();
+    for _ in 0..args.swaps.max(1) {
+        let started = Instant::now();
         let (v4, _) = build_tables(&lists, 0, chunks)?;
-        build_ms.push(ms(t));
+        build_ms.push(ms(started));
         table_bytes = v4.memory_bytes();
         chunks_used = v4.chunks.len();
     }
-    let t = Instant::now();
-    f.install(&lists, &BTreeMap::new())
+    let started = Instant::now();
+    filter
+        .install(&lists, &BTreeMap::new())
         .context("installing the prefix set")?;
-    let first_install_ms = ms(t);
+    let first_install_ms = ms(started);
     let mut swap_ms = Vec::new();
-    for _ in 0..a.swaps {
-        let t = Instant::now();
-        f.install(&lists, &BTreeMap::new())
+    for _ in 0..args.swaps {
+        let started = Instant::now();
+        filter
+            .install(&lists, &BTreeMap::new())
             .context("re-installing the prefix set")?;
-        swap_ms.push(ms(t));
+        swap_ms.push(ms(started));
     }
-    let maps = map_memory(&mut f)?;
+    let maps = map_memory(&mut filter)?;
     let total: u64 = maps.iter().map(|m| m.1).sum();
     let tables: u64 = maps
         .iter()
@@ -186,104 +187,9 @@ pub fn kernel(a: &KernelArgs) -> Result<Value> {
         .map(|m| m.1)
         .sum();
 
-    // In-kernel cost by packet kind.
-    let ff: &Xdp = f.xdp()?;
-    let k = a.frames.max(1);
-    let mac = [2, 0, 0, 0, 0, 9];
-    let mut kinds = serde_json::Map::new();
-    kinds.insert(
-        "non-ip".into(),
-        rounds(
-            ff,
-            &mut |r| {
-                flows(&set, a.seed, Traffic::Match, k, 100 + r as u64)
-                    .iter()
-                    .map(|f| {
-                        pktbuild::arp_request(mac, f.client.to_be_bytes(), f.server.to_be_bytes())
-                    })
-                    .collect()
-            },
-            a.rounds,
-        )?,
-    );
-    kinds.insert(
-        "tcp".into(),
-        rounds(
-            ff,
-            &mut |r| {
-                flows(&set, a.seed, Traffic::Match, k, 200 + r as u64)
-                    .iter()
-                    .map(|f| {
-                        pktbuild::tcp4(
-                            f.client.to_be_bytes(),
-                            f.sport,
-                            f.server.to_be_bytes(),
-                            443,
-                            &filler(100, 1),
-                        )
-                    })
-                    .collect()
-            },
-            a.rounds,
-        )?,
-    );
-    kinds.insert(
-        "udp-nomatch".into(),
-        rounds(
-            ff,
-            &mut |r| {
-                flows(&set, a.seed, Traffic::NoMatch, k, 300 + r as u64)
-                    .iter()
-                    .map(|f| rtp_frame(f, 1))
-                    .collect()
-            },
-            a.rounds,
-        )?,
-    );
-    kinds.insert(
-        "udp-match-media-new-flow".into(),
-        rounds(
-            ff,
-            &mut |r| {
-                flows(&set, a.seed, Traffic::Match, k, 400 + r as u64)
-                    .iter()
-                    .map(stun_frame)
-                    .collect()
-            },
-            a.rounds,
-        )?,
-    );
-    // Tracked call flows: the STUN request of each flow first (not timed),
-    // then RTP on those flows.
-    let tracked = flows(&set, a.seed, Traffic::Match, k, 500);
-    for fl in &tracked {
-        test_run(ff, &stun_frame(fl))?;
-    }
-    kinds.insert(
-        "udp-tracked-call-flow".into(),
-        rounds(
-            ff,
-            &mut |r| tracked.iter().map(|f| rtp_frame(f, r as u16 + 1)).collect(),
-            a.rounds,
-        )?,
-    );
-
-    // The limit with the same method: xdp_drop on matching frames.
-    let mut drop_obj = load_xdp_drop()?;
-    let prog = xdp_drop_of(&mut drop_obj)?;
-    let limit = rounds(
-        prog,
-        &mut |r| {
-            flows(&set, a.seed, Traffic::Match, k, 600 + r as u64)
-                .iter()
-                .map(stun_frame)
-                .collect()
-        },
-        a.rounds,
-    )?;
-
+    let (testrun, limit) = in_kernel(&mut filter, &set, args)?;
     Ok(json!({
-        "prefixes": n,
+        "prefixes": set.len(),
         "chunks_per_gen": chunks,
         "chunks_used": chunks_used,
         "load_ms": load_ms,
@@ -294,10 +200,115 @@ pub fn kernel(a: &KernelArgs) -> Result<Value> {
         "maps": maps.iter().map(|m| json!({"name": m.0, "memlock": m.1})).collect::<Vec<_>>(),
         "maps_memlock": total,
         "table_maps_memlock": tables,
-        "frames_per_round": k,
-        "testrun": Value::Object(kinds),
+        "frames_per_round": args.frames.max(1),
+        "testrun": testrun,
         "testrun_limit": limit,
     }))
+}
+
+/// BPF_PROG_TEST_RUN cost of flowfilter by packet kind, and of xdp_drop.
+fn in_kernel(filter: &mut Filter, set: &PrefixSet, args: &KernelArgs) -> Result<(Value, Value)> {
+    let prog: &Xdp = filter.xdp()?;
+    let per_round = args.frames.max(1);
+    let seed = args.seed;
+    let frames = |traffic: Traffic, salt: u64| flows(set, seed, traffic, per_round, salt);
+    let mac = [2, 0, 0, 0, 0, 9];
+    let mut kinds = serde_json::Map::new();
+    kinds.insert(
+        "non-ip".into(),
+        rounds(
+            prog,
+            &mut |round| {
+                frames(Traffic::Match, 100 + round as u64)
+                    .iter()
+                    .map(|fl| {
+                        pktbuild::arp_request(mac, fl.client.to_be_bytes(), fl.server.to_be_bytes())
+                    })
+                    .collect()
+            },
+            args.rounds,
+        )?,
+    );
+    kinds.insert(
+        "tcp".into(),
+        rounds(
+            prog,
+            &mut |round| {
+                frames(Traffic::Match, 200 + round as u64)
+                    .iter()
+                    .map(|fl| {
+                        pktbuild::tcp4(
+                            fl.client.to_be_bytes(),
+                            fl.sport,
+                            fl.server.to_be_bytes(),
+                            443,
+                            &filler(100, 1),
+                        )
+                    })
+                    .collect()
+            },
+            args.rounds,
+        )?,
+    );
+    kinds.insert(
+        "udp-nomatch".into(),
+        rounds(
+            prog,
+            &mut |round| {
+                frames(Traffic::NoMatch, 300 + round as u64)
+                    .iter()
+                    .map(|fl| rtp_frame(fl, 1))
+                    .collect()
+            },
+            args.rounds,
+        )?,
+    );
+    kinds.insert(
+        "udp-match-media-new-flow".into(),
+        rounds(
+            prog,
+            &mut |round| {
+                frames(Traffic::Match, 400 + round as u64)
+                    .iter()
+                    .map(stun_frame)
+                    .collect()
+            },
+            args.rounds,
+        )?,
+    );
+    // Tracked call flows: the STUN request of each flow first (not timed),
+    // then RTP on those flows.
+    let tracked = frames(Traffic::Match, 500);
+    for fl in &tracked {
+        test_run(prog, &stun_frame(fl))?;
+    }
+    kinds.insert(
+        "udp-tracked-call-flow".into(),
+        rounds(
+            prog,
+            &mut |round| {
+                tracked
+                    .iter()
+                    .map(|fl| rtp_frame(fl, round as u16 + 1))
+                    .collect()
+            },
+            args.rounds,
+        )?,
+    );
+
+    // The limit with the same method: xdp_drop on matching frames.
+    let mut drop_obj = load_xdp_drop()?;
+    let limit = rounds(
+        xdp_drop_of(&mut drop_obj)?,
+        &mut |round| {
+            frames(Traffic::Match, 600 + round as u64)
+                .iter()
+                .map(stun_frame)
+                .collect()
+        },
+        args.rounds,
+    )?;
+    Ok((Value::Object(kinds), limit))
 }
 
 /// (name, memlock bytes) of every map the flowfilter program uses.

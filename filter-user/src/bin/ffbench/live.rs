@@ -18,9 +18,9 @@ use filter_user::loader::Filter;
 use serde_json::{Value, json};
 
 use crate::kernel::{XDP_DROP_PROGRAM, load_with_set, load_xdp_drop, xdp_drop_of};
-use crate::traffic::{GenConfig, GenKind, Generator};
 use crate::sets::{PrefixSet, Traffic, live_pool};
 use crate::sys;
+use crate::traffic::{GenConfig, GenKind, Generator};
 
 /// What runs on the receiving veth.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

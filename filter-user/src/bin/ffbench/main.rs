@@ -12,18 +12,18 @@
 //!   time per frame (see `live.rs`);
 //! - `fill-xdp-filter`: the set's target addresses into xdp-filter's map.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
-mod traffic;
 mod kernel;
 mod live;
 mod sets;
 mod sys;
+mod traffic;
 
 use sets::PrefixSet;
 
@@ -61,7 +61,7 @@ enum Cmd {
     FillXdpFilter(kernel::FillArgs),
 }
 
-fn set(n: Option<usize>, lists: Option<PathBuf>, seed: u64, out: &PathBuf) -> Result<Value> {
+fn set(n: Option<usize>, lists: Option<PathBuf>, seed: u64, out: &Path) -> Result<Value> {
     let (s, what) = match (n, lists) {
         (Some(n), None) => (
             PrefixSet::random(n, seed)?,
@@ -89,7 +89,7 @@ fn set(n: Option<usize>, lists: Option<PathBuf>, seed: u64, out: &PathBuf) -> Re
 
 /// The IPv4 prefixes of every list file (`*.txt`, `*.lst`, one CIDR or
 /// address a line) of `dir`, except the allowlist `allow.txt`.
-fn read_lists(dir: &std::path::Path) -> Result<(Vec<(u32, u8)>, usize)> {
+fn read_lists(dir: &Path) -> Result<(Vec<(u32, u8)>, usize)> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))

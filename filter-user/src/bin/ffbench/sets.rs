@@ -14,6 +14,7 @@
 //!   to those targets, and xdp-filter holds exactly them.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
@@ -122,6 +123,18 @@ impl PrefixSet {
         }
     }
 
+    /// Addresses of `base | (0..=mask)` inside the set.
+    pub fn covered(&self, base: u32, mask: u32) -> u64 {
+        let (lo, hi) = (u64::from(base), u64::from(base | mask));
+        self.prefixes
+            .iter()
+            .map(|&(s, l)| {
+                let (s, e) = (u64::from(s), u64::from(s | host(l)));
+                (e.min(hi) + 1).saturating_sub(s.max(lo))
+            })
+            .sum()
+    }
+
     /// /24 blocks holding a prefix longer than /24 (flowfilter's chunks).
     pub fn long_blocks(&self) -> usize {
         let mut blocks: Vec<u32> = self
@@ -147,7 +160,7 @@ impl PrefixSet {
         s.push_str(what);
         s.push('\n');
         for &(a, l) in &self.prefixes {
-            s.push_str(&format!("{}/{l}\n", Ipv4Addr::from(a)));
+            let _ = writeln!(s, "{}/{l}", Ipv4Addr::from(a));
         }
         std::fs::write(path, s).with_context(|| format!("writing {}", path.display()))
     }
@@ -172,19 +185,34 @@ impl PrefixSet {
         if set.prefixes.is_empty() {
             bail!("{}: no prefixes", path.display());
         }
+        let covered = set.covered(OUTSIDE_BASE, OUTSIDE_MASK);
+        if covered > u64::from(OUTSIDE_MASK) / 2 {
+            bail!(
+                "{}: the set covers {:.0}% of 128.0.0.0/2, where the bench draws clients and non-matching addresses (at most 50%)",
+                path.display(),
+                covered as f64 * 100.0 / (f64::from(OUTSIDE_MASK) + 1.0)
+            );
+        }
         Ok(set)
     }
 }
 
+/// Clients and non-matching destinations: `128.0.0.0/2`.
+const OUTSIDE_BASE: u32 = 0x8000_0000;
+const OUTSIDE_MASK: u32 = 0x3fff_ffff;
+
 /// An address in `128.0.0.0/2` outside the set (clients, unlisted servers).
+/// [`PrefixSet::read`] refuses sets covering half of that range or more, so
+/// a draw misses the set with probability above one half.
 pub fn outside(set: &PrefixSet, rng: &mut Rng) -> u32 {
-    loop {
-        let a = 0x8000_0000 | (rng.next() as u32 & 0x3fff_ffff);
+    for _ in 0..1_000_000 {
+        let a = OUTSIDE_BASE | (rng.next() as u32 & OUTSIDE_MASK);
         // Avoid .0 and .255 hosts, which look odd in captures.
         if !matches!(a & 0xff, 0 | 0xff) && !set.contains(a) {
             return a;
         }
     }
+    panic!("no address of 128.0.0.0/2 outside the prefix set after 10^6 draws");
 }
 
 /// Which traffic.
@@ -227,7 +255,14 @@ pub struct Flow {
 /// over fresh addresses outside the set (non-matching). `salt` gives a
 /// different family of flows (new source ports) for the same set.
 pub fn flows(set: &PrefixSet, seed: u64, traffic: Traffic, count: usize, salt: u64) -> Vec<Flow> {
-    let mut rng = Rng(mix(seed ^ 0xf10e ^ salt.wrapping_mul(0x9e37)));
+    // Each traffic kind has its own clients: flowfilter learns the endpoints
+    // (address, port) of calls, and non-matching traffic from a caller's
+    // socket would rightly be taken for the same call.
+    let kind = match traffic {
+        Traffic::Match => 0,
+        Traffic::NoMatch => 1u64 << 40,
+    };
+    let mut rng = Rng(mix(seed ^ 0xf10e ^ kind ^ salt.wrapping_mul(0x9e37)));
     (0..count)
         .map(|j| {
             let client = outside(set, &mut rng);
@@ -352,5 +387,11 @@ mod tests {
         assert_eq!(s.prefixes, vec![(0x0a00_0000, 8), (0x0b00_0000, 24)]);
         assert!(s.contains(0x0a7f_0001));
         assert!(!s.contains(0x0b00_0100));
+        assert_eq!(s.covered(0x0a00_0000, 0xffff), 0x1_0000);
+        assert_eq!(s.covered(0x0b00_0000, 0xffff), 256);
+        assert_eq!(s.covered(0x0c00_0000, 0xffff), 0);
+        let host32 = PrefixSet::from_overlapping(vec![(0x0102_0304, 32), (0x0102_0305, 32)]);
+        assert_eq!(host32.prefixes, vec![(0x0102_0304, 32), (0x0102_0305, 32)]);
+        assert!(host32.contains(0x0102_0305) && !host32.contains(0x0102_0306));
     }
 }

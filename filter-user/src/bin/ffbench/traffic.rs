@@ -60,14 +60,15 @@ impl Generator {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
         let ready = Arc::new(AtomicBool::new(false));
-        let cfg2 = cfg.clone();
-        let (s, c, r) = (stop.clone(), sent.clone(), ready.clone());
+        let thread_cfg = cfg.clone();
+        let (stop2, sent2, ready2) = (stop.clone(), sent.clone(), ready.clone());
         let handle = std::thread::spawn(move || -> Result<u64> {
-            sys::pin(0, cfg2.cpu)?;
-            sys::enter_netns(&cfg2.ns)?;
-            match cfg2.kind {
-                GenKind::XdpLive => xdp_live(&pool, &cfg2, &s, &c, &r),
-                GenKind::AfPacket => af_packet(&pool, &cfg2, &s, &c, &r),
+            let cfg = thread_cfg;
+            sys::pin(0, cfg.cpu)?;
+            sys::enter_netns(&cfg.ns)?;
+            match cfg.kind {
+                GenKind::XdpLive => xdp_live(&pool, &cfg, &stop2, &sent2, &ready2),
+                GenKind::AfPacket => af_packet(&pool, &cfg, &stop2, &sent2, &ready2),
             }
         });
         let t = Instant::now();
@@ -268,42 +269,42 @@ fn call(helper: i32) -> Insn {
 /// array, wrapping at `frames`) over the packet, then XDP_TX.
 fn generator_program(counter_fd: i32, frames_fd: i32, frames: u32, len: u32) -> Vec<Insn> {
     let mut p = vec![
-        mov_reg(6, 1),              // r6 = ctx
-        insn(0x62, 10, 0, -4, 0),   // *(u32 *)(r10 - 4) = 0
-        mov_reg(2, 10),             // r2 = r10
-        add_imm(2, -4),             // r2 -= 4
+        mov_reg(6, 1),            // r6 = ctx
+        insn(0x62, 10, 0, -4, 0), // *(u32 *)(r10 - 4) = 0
+        mov_reg(2, 10),           // r2 = r10
+        add_imm(2, -4),           // r2 -= 4
     ];
     p.extend(ld_map_fd(1, counter_fd));
     p.extend([
         call(FUNC_MAP_LOOKUP_ELEM),
-        insn(0x15, 0, 0, 0, 0),     // if r0 == 0 goto drop (patched)
-        insn(0x61, 7, 0, 0, 0),     // r7 = *(u32 *)(r0 + 0)
-        mov_reg(8, 7),              // r8 = r7
-        add_imm(8, 1),              // r8 += 1
+        insn(0x15, 0, 0, 0, 0),             // if r0 == 0 goto drop (patched)
+        insn(0x61, 7, 0, 0, 0),             // r7 = *(u32 *)(r0 + 0)
+        mov_reg(8, 7),                      // r8 = r7
+        add_imm(8, 1),                      // r8 += 1
         insn(0xa5, 8, 0, 1, frames as i32), // if r8 < frames goto +1
-        mov_imm(8, 0),              // r8 = 0
-        insn(0x63, 0, 8, 0, 0),     // *(u32 *)(r0 + 0) = r8
-        insn(0x63, 10, 7, -8, 0),   // *(u32 *)(r10 - 8) = r7
+        mov_imm(8, 0),                      // r8 = 0
+        insn(0x63, 0, 8, 0, 0),             // *(u32 *)(r0 + 0) = r8
+        insn(0x63, 10, 7, -8, 0),           // *(u32 *)(r10 - 8) = r7
         mov_reg(2, 10),
         add_imm(2, -8),
     ]);
     p.extend(ld_map_fd(1, frames_fd));
     p.extend([
         call(FUNC_MAP_LOOKUP_ELEM),
-        insn(0x15, 0, 0, 0, 0),     // if r0 == 0 goto drop (patched)
-        mov_reg(3, 0),              // r3 = frame
-        mov_reg(1, 6),              // r1 = ctx
-        mov_imm(2, 0),              // r2 = offset 0
-        mov_imm(4, len as i32),     // r4 = len
+        insn(0x15, 0, 0, 0, 0), // if r0 == 0 goto drop (patched)
+        mov_reg(3, 0),          // r3 = frame
+        mov_reg(1, 6),          // r1 = ctx
+        mov_imm(2, 0),          // r2 = offset 0
+        mov_imm(4, len as i32), // r4 = len
         call(FUNC_XDP_STORE_BYTES),
         mov_imm(0, XDP_TX),
-        insn(0x95, 0, 0, 0, 0),     // exit
+        insn(0x95, 0, 0, 0, 0), // exit
     ]);
     let drop_at = p.len();
     p.extend([mov_imm(0, XDP_DROP), insn(0x95, 0, 0, 0, 0)]);
-    for i in 0..drop_at {
-        if p[i].code == 0x15 {
-            p[i].off = (drop_at - i - 1) as i16;
+    for (i, ins) in p.iter_mut().enumerate().take(drop_at) {
+        if ins.code == 0x15 {
+            ins.off = (drop_at - i - 1) as i16;
         }
     }
     p
