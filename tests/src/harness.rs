@@ -16,15 +16,21 @@
 //! * Dropping the [`Harness`] removes everything it created (processes
 //!   inside its namespaces, the filter, the namespaces and with them the
 //!   veths, the lists directory), also after a failed step or a panic.
-//!   [`cleanup_stale`] removes what killed runs left behind.
+//!   [`cleanup_stale`] removes what killed runs left behind (namespaces,
+//!   daemons and their pins).
 //! * [`Harness::attach_library_filter`] loads the XDP program through
 //!   `filter_user::loader` and attaches it in native mode on both gateway
-//!   veths. [`GatewayFilter`] is the seam where a daemon-based attach
-//!   (`ip netns exec gw flowfilter run --iface gw-c --iface gw-n --pin-dir
-//!   ...`) will go.
+//!   veths. [`Harness::attach_daemon`] starts the real daemon instead:
+//!   `flowfilter --pin-dir /sys/fs/bpf/PREFIX-gw run --netns PREFIX-gw
+//!   --iface gw-c --iface gw-n --mode driver --lists LISTS --policy ...`
+//!   (through `--netns`, not `ip netns exec`, which remounts /sys: the pins
+//!   must live in this mount namespace and outlive the daemon). Dropping the
+//!   [`GatewayFilter`] kills the daemon and removes its pins and state file.
 //! * [`Harness::run_scenario`] starts the responder (`ffgen serve`) in
 //!   `net`, runs `ffgen run SCENARIO` in `client`, and joins both sides'
-//!   counts into one [`FlowResult`] per flow.
+//!   counts into one [`FlowResult`] per flow. [`Harness::start_scenarios`]
+//!   runs several at once against one responder and returns while they
+//!   run, so a test can act on the gateway mid-call.
 //!
 //! Errors are [`HarnessError`]; the `up`/`run_scenario` convenience forms
 //! panic with context, as integration tests want.
@@ -36,17 +42,20 @@ pub mod wire;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader, Read};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use aya::programs::XdpMode;
 use filter_user::lists::{ListError, Lists, load_dir};
 use filter_user::loader::{Filter, LoadError, LoadOptions};
+use filter_user::pins::{BPFFS_ROOT, PinLayout};
 use filter_user::policy::PolicySpec;
+use filter_user::state::{StateFile, process_alive};
 
 use crate::harness::traffic::FlowLine;
 
@@ -56,6 +65,10 @@ pub const FIXED_PREFIX: &str = "ffh";
 const CHILD_DEADLINE: Duration = Duration::from_mins(1);
 /// Directory `ip netns` keeps its namespaces in.
 const NETNS_DIR: &str = "/var/run/netns";
+/// Longest the daemon may take to load, verify, attach and install.
+const DAEMON_START: Duration = Duration::from_mins(1);
+/// Longest the daemon may take to exit after a signal before it is killed.
+const DAEMON_EXIT: Duration = Duration::from_secs(10);
 
 /// What went wrong in the harness.
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +183,17 @@ impl Names {
     pub fn lists_dir(&self) -> PathBuf {
         std::env::temp_dir().join(format!("{}-lists", self.prefix))
     }
+
+    /// The pin directory of a daemon on this prefix's gateway
+    /// (`/sys/fs/bpf/PREFIX-gw`).
+    pub fn pin_dir(&self) -> PathBuf {
+        Path::new(BPFFS_ROOT).join(&self.gw)
+    }
+
+    /// The log file of a daemon on this prefix's gateway.
+    pub fn daemon_log(&self) -> PathBuf {
+        std::env::temp_dir().join(format!("{}-daemon.log", self.prefix))
+    }
 }
 
 /// How to bring a harness up and pace its generators.
@@ -188,6 +212,10 @@ pub struct HarnessOpts {
     pub linger: Duration,
     /// Seed of the generators.
     pub seed: u64,
+    /// The `flowfilter` binary for [`Harness::attach_daemon`]; `None` looks
+    /// in `$FLOWFILTER_BIN`, beside the running executable (and one
+    /// directory up), then in the workspace's target directory.
+    pub flowfilter: Option<PathBuf>,
 }
 
 impl Default for HarnessOpts {
@@ -199,11 +227,16 @@ impl Default for HarnessOpts {
             packets: 30,
             linger: Duration::from_millis(400),
             seed: 1,
+            flowfilter: None,
         }
     }
 }
 
 /// How flowfilter is attached to the gateway. Dropping it detaches it.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per harness, made once and never copied around"
+)]
 pub enum GatewayFilter {
     /// Loaded and attached by this process through `filter_user::loader`,
     /// in native XDP on the listed gateway interfaces.
@@ -213,9 +246,243 @@ pub enum GatewayFilter {
         /// Interfaces (in `gw`) it is attached to.
         ifaces: Vec<String>,
     },
-    // A daemon variant goes here once `flowfilter run` exists: a child
-    // `ip netns exec GW flowfilter run --iface gw-c --iface gw-n --pin-dir DIR
-    // --lists DIR` killed and its pin directory removed on drop.
+    /// `flowfilter run` on the gateway's interfaces, with its own pin
+    /// directory; dropping it kills the daemon and removes the pins.
+    Daemon(DaemonFilter),
+}
+
+/// A `flowfilter run` child attached (through `--netns`) to the gateway's
+/// veths, and the CLI against its pins. Dropping it kills the daemon (if it
+/// still runs), removes its pins (which detaches the program) and state file
+/// and its log.
+pub struct DaemonFilter {
+    bin: PathBuf,
+    pin_dir: PathBuf,
+    log: PathBuf,
+    ifaces: Vec<String>,
+    pid: u32,
+    child: Mutex<Option<Child>>,
+}
+
+impl DaemonFilter {
+    /// The pin directory (`--pin-dir`).
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    /// The daemon's process id (it may have exited: see [`Self::running`]).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Interfaces (in `gw`) it attached to.
+    pub fn interfaces(&self) -> &[String] {
+        &self.ifaces
+    }
+
+    /// The `flowfilter` binary.
+    pub fn binary(&self) -> &Path {
+        &self.bin
+    }
+
+    /// What the daemon logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Child>> {
+        self.child
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The daemon process still runs.
+    pub fn running(&self) -> bool {
+        self.lock()
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// `flowfilter --pin-dir DIR ARGS...` to completion: its stdout, or a
+    /// [`HarnessError::Command`] with its stderr.
+    pub fn cli(&self, args: &[&str]) -> Result<String, HarnessError> {
+        run_cmd(
+            Command::new(&self.bin)
+                .arg("--pin-dir")
+                .arg(&self.pin_dir)
+                .args(args)
+                .env("RUST_LOG", "warn"),
+        )
+    }
+
+    /// [`Self::cli`] with `--json` appended, parsed.
+    pub fn cli_json(&self, args: &[&str]) -> Result<serde_json::Value, HarnessError> {
+        let mut v = args.to_vec();
+        v.push("--json");
+        let out = self.cli(&v)?;
+        serde_json::from_str(&out).map_err(|e| {
+            HarnessError::Generator(format!("flowfilter {}: not JSON ({e}): {out}", v.join(" ")))
+        })
+    }
+
+    /// Send `signal` to the daemon and reap it (killing it after
+    /// [`DAEMON_EXIT`]). Its pins stay: filtering goes on without it.
+    pub fn signal(&self, signal: libc::c_int) -> Result<ExitStatus, HarnessError> {
+        let mut guard = self.lock();
+        let Some(child) = guard.as_mut() else {
+            return Err(HarnessError::State(format!(
+                "the daemon (pid {}) was already stopped",
+                self.pid
+            )));
+        };
+        let pid = libc::pid_t::try_from(self.pid)
+            .map_err(|_| HarnessError::State(format!("pid {} out of range", self.pid)))?;
+        // SAFETY: kill(2) of our own, not yet reaped child.
+        unsafe { libc::kill(pid, signal) };
+        let deadline = Instant::now() + DAEMON_EXIT;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(st)) => break st,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Ok(None) => {
+                    let _ = child.kill();
+                    break child.wait().map_err(io_err("reaping the daemon"))?;
+                }
+                Err(e) => return Err(io_err("waiting for the daemon")(e)),
+            }
+        };
+        *guard = None;
+        Ok(status)
+    }
+
+    /// Wait until `status` shows the daemon running with every interface
+    /// linked.
+    fn wait_running(&self, limit: Duration) -> Result<(), HarnessError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if !self.running() {
+                return Err(HarnessError::State(format!(
+                    "flowfilter run exited during start-up:\n{}",
+                    self.log().trim()
+                )));
+            }
+            if let Ok(s) = self.cli_json(&["status"]) {
+                let linked = s["interfaces"]
+                    .as_array()
+                    .map_or(0, |a| a.iter().filter(|i| i["link_id"].is_u64()).count());
+                if s["daemon"]["running"] == true && linked == self.ifaces.len() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(HarnessError::State(format!(
+                    "flowfilter run did not come up in {limit:?}:\n{}",
+                    self.log().trim()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for DaemonFilter {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.lock().take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        remove_pins(&self.pin_dir);
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// Remove the pins (links first: that detaches the program) and the state
+/// file of `pin_dir`. Errors are reported, not returned (runs in `Drop`).
+fn remove_pins(pin_dir: &Path) {
+    if let Err(e) = PinLayout::new(pin_dir).remove_all() {
+        eprintln!("harness: removing the pins at {}: {e}", pin_dir.display());
+    }
+    if let Err(e) = StateFile::remove(pin_dir) {
+        eprintln!("harness: {e}");
+    }
+}
+
+/// Kill the daemon recorded in the state file of `pin_dir` (if it is a
+/// running `flowfilter`, not a reused pid) and wait for it to go.
+fn kill_recorded_daemon(pin_dir: &Path) {
+    let Ok(Some(state)) = StateFile::read(pin_dir) else {
+        return;
+    };
+    let Some(pid) = state.daemon.map(|d| d.pid) else {
+        return;
+    };
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if !process_alive(pid) || comm.trim() != "flowfilter" {
+        return;
+    }
+    if let Ok(p) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) of a flowfilter daemon on this harness's pins.
+        unsafe { libc::kill(p, libc::SIGKILL) };
+    }
+    let deadline = Instant::now() + DAEMON_EXIT;
+    while process_alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether process `pid` runs. A zombie does not: a killed run's process
+/// may wait a while for its parent to reap it.
+fn pid_alive(pid: u32) -> bool {
+    let Ok(p) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists.
+    if p <= 0 || unsafe { libc::kill(p, 0) } != 0 {
+        return false;
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+/// A daemon left on `names`' gateway: kill it, remove its pins, state file
+/// and log. Returns whether there was anything.
+fn remove_daemon_of(names: &Names) -> bool {
+    let pin_dir = names.pin_dir();
+    let state = filter_user::state::state_path(&pin_dir);
+    let found = pin_dir.exists() || state.exists();
+    if found {
+        kill_recorded_daemon(&pin_dir);
+        remove_pins(&pin_dir);
+    }
+    let _ = std::fs::remove_file(names.daemon_log());
+    found
+}
+
+/// Find `flowfilter`: `$FLOWFILTER_BIN`, beside the current executable or
+/// one level up, `$CARGO_TARGET_DIR/debug`, `<workspace>/target/debug`.
+pub fn find_flowfilter() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("FLOWFILTER_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let mut candidates = Vec::new();
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        candidates.push(dir.join("flowfilter"));
+        if let Some(up) = dir.parent() {
+            candidates.push(up.join("flowfilter"));
+        }
+    }
+    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
+        candidates.push(PathBuf::from(t).join("debug/flowfilter"));
+    }
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/flowfilter"));
+    candidates.into_iter().find(|p| p.is_file())
 }
 
 /// One flow as both ends saw it.
@@ -453,12 +720,16 @@ fn remove_namespace(ns: &str) {
     }
 }
 
-/// Remove the namespaces (and lists directory) of `prefix`, if present.
-/// Idempotent. Returns the namespaces removed.
+/// Remove the namespaces (and lists directory) of `prefix`, and a daemon
+/// left on its gateway with its pins, if present. Idempotent. Returns what
+/// was removed (namespaces, and the pin directory).
 pub fn remove_prefix(prefix: &str) -> Result<Vec<String>, HarnessError> {
     let names = Names::with_prefix(prefix);
     let present = list_namespaces()?;
     let mut removed = Vec::new();
+    if remove_daemon_of(&names) {
+        removed.push(names.pin_dir().display().to_string());
+    }
     // Reverse creation order: net, gw, client.
     for ns in names.all().into_iter().rev() {
         if present.iter().any(|p| p == ns) {
@@ -485,14 +756,23 @@ fn prefix_pid(ns: &str) -> Option<(String, u32)> {
 }
 
 /// Remove what harnesses of dead processes left behind (namespaces named
-/// `ff<pid>x<n>-*` whose pid no longer runs, and their lists directories).
+/// `ff<pid>x<n>-*` whose pid no longer runs, their lists directories, and
+/// daemons with pins at `/sys/fs/bpf/ff<pid>x<n>-gw`).
 /// Fixed-name (`ffh-*`) harnesses are left alone: `harness down` owns them.
-/// Returns the namespaces removed.
+/// Returns what was removed.
 pub fn cleanup_stale() -> Result<Vec<String>, HarnessError> {
+    let pinned: Vec<String> = std::fs::read_dir(BPFFS_ROOT)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
     let mut prefixes: Vec<String> = list_namespaces()?
         .iter()
+        .chain(&pinned)
         .filter_map(|ns| prefix_pid(ns))
-        .filter(|(_, pid)| !Path::new(&format!("/proc/{pid}")).exists())
+        .filter(|(_, pid)| !pid_alive(*pid))
         .map(|(p, _)| p)
         .collect();
     prefixes.sort();
@@ -745,6 +1025,23 @@ impl Harness {
             self.ns_ip(*ns, &["-6", "addr", "add", a6, "dev", dev, "nodad"])?;
             self.ns_ip(*ns, &["link", "set", dev, "up"])?;
         }
+        for n in 1..plan::CALLERS {
+            for v6 in [false, true] {
+                let Some(ip) = plan::caller_ip(v6, n) else {
+                    continue;
+                };
+                if v6 {
+                    let a = format!("{ip}/128");
+                    self.ns_ip(
+                        Ns::Client,
+                        &["-6", "addr", "add", &a, "dev", CLIENT_IF, "nodad"],
+                    )?;
+                } else {
+                    let a = format!("{ip}/32");
+                    self.ns_ip(Ns::Client, &["addr", "add", &a, "dev", CLIENT_IF])?;
+                }
+            }
+        }
         for s in SERVICES {
             let a4 = format!("{}/32", s.addr(false).ip());
             let a6 = format!("{}/128", s.addr(true).ip());
@@ -882,8 +1179,91 @@ impl Harness {
     pub fn library_filter(&mut self) -> Option<&mut Filter> {
         match self.filter.as_mut() {
             Some(GatewayFilter::Library { filter, .. }) => Some(filter),
-            None => None,
+            Some(GatewayFilter::Daemon(_)) | None => None,
         }
+    }
+
+    /// The daemon on the gateway, if that is how the filter is attached.
+    pub fn daemon(&self) -> Option<&DaemonFilter> {
+        match self.filter.as_ref() {
+            Some(GatewayFilter::Daemon(d)) => Some(d),
+            Some(GatewayFilter::Library { .. }) | None => None,
+        }
+    }
+
+    /// Start `flowfilter run` on the gateway: native XDP on both veths (in
+    /// `gw`, through `--netns`), the harness lists, `(category, spec)`
+    /// policies as `--policy` flags, pins in [`Names::pin_dir`]. Returns once
+    /// `flowfilter status` shows it running with both links; on failure the
+    /// daemon, its pins and log are gone and the error carries its log.
+    pub fn attach_daemon(&mut self, specs: &[(&str, &str)]) -> Result<(), HarnessError> {
+        self.detach_filter();
+        // Bad specs are refused here, with the harness's own message.
+        resolve_policies(&self.lists()?, specs)?;
+        let bin = self
+            .opts
+            .flowfilter
+            .clone()
+            .or_else(find_flowfilter)
+            .ok_or_else(|| {
+                HarnessError::State(
+                    "flowfilter not found: build it (`cargo build -p filter-user --bin flowfilter`) or set FLOWFILTER_BIN"
+                        .into(),
+                )
+            })?;
+        // Whatever an earlier run with this prefix left goes first.
+        remove_daemon_of(&self.names);
+        let pin_dir = self.names.pin_dir();
+        let log = self.names.daemon_log();
+        let file =
+            std::fs::File::create(&log).map_err(io_err(format!("creating {}", log.display())))?;
+        let err_file = file
+            .try_clone()
+            .map_err(io_err(format!("opening {}", log.display())))?;
+        let ifaces = vec![plan::GW_CLIENT_IF.to_string(), plan::GW_NET_IF.to_string()];
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--pin-dir").arg(&pin_dir).args([
+            "run",
+            "--netns",
+            &self.names.gw,
+            "--mode",
+            "driver",
+        ]);
+        for i in &ifaces {
+            cmd.args(["--iface", i]);
+        }
+        cmd.arg("--lists").arg(self.lists_dir());
+        for (cat, spec) in specs {
+            cmd.arg("--policy").arg(format!("{cat}={spec}"));
+        }
+        cmd.env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err_file);
+        let line = cmd_line(&cmd);
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(source) => {
+                let _ = std::fs::remove_file(&log);
+                return Err(HarnessError::Spawn { cmd: line, source });
+            }
+        };
+        let daemon = DaemonFilter {
+            bin,
+            pin_dir,
+            log,
+            ifaces,
+            pid: child.id(),
+            child: Mutex::new(Some(child)),
+        };
+        daemon.wait_running(DAEMON_START)?;
+        self.filter = Some(GatewayFilter::Daemon(daemon));
+        Ok(())
+    }
+
+    /// The pacing and binaries of the generators, to change between runs.
+    pub fn opts_mut(&mut self) -> &mut HarnessOpts {
+        &mut self.opts
     }
 
     /// Detach and unload the filter (inside `gw`, so a netlink-attached
@@ -967,22 +1347,30 @@ impl Harness {
     /// Run scenario `name`: responder in `net`, generator in `client`, both
     /// bounded; one result per flow.
     pub fn try_run_scenario(&self, name: &str, v6: bool) -> Result<Vec<FlowResult>, HarnessError> {
-        if !plan::scenario(name).is_some_and(|s| s.standalone) {
-            return Err(HarnessError::Generator(format!(
-                "unknown scenario `{name}` (known: {})",
-                plan::SCENARIOS
-                    .iter()
-                    .filter(|s| s.standalone)
-                    .map(|s| s.name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
+        self.try_run_scenario_from(name, v6, 0)
+    }
+
+    /// [`Harness::try_run_scenario`] from caller `caller` (see
+    /// [`plan::caller_ip`]; 0 is the plan's client address).
+    pub fn try_run_scenario_from(
+        &self,
+        name: &str,
+        v6: bool,
+        caller: u8,
+    ) -> Result<Vec<FlowResult>, HarnessError> {
+        check_scenario(name)?;
+        let bind = caller_bind(v6, caller)?;
         let (server, stdin, mut server_out) = self.start_responder(Ns::Net)?;
         let lines = if name == "whatsapp-callee" {
-            self.run_callee(v6)
+            self.run_callee(v6, bind)
         } else {
             self.generator(Ns::Client, name, v6)
+                .map(|mut c| {
+                    if let Some(b) = bind {
+                        c.args(["--bind", &b.to_string()]);
+                    }
+                    c
+                })
                 .and_then(Harness::run_generator)
         };
         // Closing stdin stops the responder; it then prints its flows.
@@ -1046,12 +1434,60 @@ impl Harness {
         Ok(parse_lines(&out.stdout))
     }
 
+    /// Start `runs` (scenario, caller) at once against one responder and
+    /// return while they run; [`RunningScenarios::finish`] collects them.
+    /// `whatsapp-callee` (which needs the harness between its steps) cannot
+    /// run this way.
+    pub fn start_scenarios(
+        &self,
+        runs: &[(&str, u8)],
+        v6: bool,
+    ) -> Result<RunningScenarios, HarnessError> {
+        for (name, caller) in runs {
+            check_scenario(name)?;
+            if *name == "whatsapp-callee" {
+                return Err(HarnessError::Generator(
+                    "whatsapp-callee cannot run beside other scenarios: use run_scenario".into(),
+                ));
+            }
+            caller_bind(v6, *caller)?;
+        }
+        let (server, stdin, server_out) = self.start_responder(Ns::Net)?;
+        let mut running = RunningScenarios {
+            server,
+            stdin: Some(stdin),
+            server_out,
+            generators: Vec::new(),
+        };
+        for (name, caller) in runs {
+            let mut cmd = self.generator(Ns::Client, name, v6)?;
+            if let Some(b) = caller_bind(v6, *caller)? {
+                cmd.args(["--bind", &b.to_string()]);
+            }
+            let line = cmd_line(&cmd);
+            let child = cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|source| HarnessError::Spawn {
+                    cmd: line.clone(),
+                    source,
+                })?;
+            running.generators.push((line, ChildGuard { child }));
+        }
+        Ok(running)
+    }
+
     /// `whatsapp-callee`: the client runs the relay leg and announces its
     /// port; then the peer (`wa-p2p-peer` in `net`, from the wa-peer
     /// address) calls that port while the client answers; closing the
     /// client's stdin ends its answering phase.
-    fn run_callee(&self, v6: bool) -> Result<Vec<FlowLine>, HarnessError> {
+    fn run_callee(&self, v6: bool, bind: Option<IpAddr>) -> Result<Vec<FlowLine>, HarnessError> {
         let mut cmd = self.generator(Ns::Client, "whatsapp-callee", v6)?;
+        if let Some(b) = bind {
+            cmd.args(["--bind", &b.to_string()]);
+        }
         let line = cmd_line(&cmd);
         let child = cmd
             .stdin(Stdio::piped())
@@ -1134,6 +1570,97 @@ impl Drop for Harness {
         }
         let _ = std::fs::remove_dir_all(self.names.lists_dir());
     }
+}
+
+/// Scenarios started by [`Harness::start_scenarios`]; dropping it kills
+/// whatever still runs.
+pub struct RunningScenarios {
+    server: ChildGuard,
+    stdin: Option<ChildStdin>,
+    server_out: BufReader<ChildStdout>,
+    generators: Vec<(String, ChildGuard)>,
+}
+
+impl RunningScenarios {
+    /// Every generator has exited.
+    pub fn done(&mut self) -> bool {
+        self.generators
+            .iter_mut()
+            .all(|(_, g)| !matches!(g.child.try_wait(), Ok(None)))
+    }
+
+    /// Wait for the generators (bounded), stop the responder, and join both
+    /// sides' counts: one result per flow, in the order the runs were given.
+    pub fn finish(mut self) -> Result<Vec<FlowResult>, HarnessError> {
+        let mut lines = Vec::new();
+        let mut failed = None;
+        for (line, g) in std::mem::take(&mut self.generators) {
+            match g.finish(CHILD_DEADLINE) {
+                Ok(out) if out.status.success() => lines.extend(parse_lines(&out.stdout)),
+                Ok(out) => {
+                    failed.get_or_insert(HarnessError::Command {
+                        cmd: line,
+                        status: out.status.to_string(),
+                        stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                    });
+                }
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        drop(self.stdin.take());
+        let mut rest = Vec::new();
+        let _ = self.server_out.read_to_end(&mut rest);
+        let server_done = self.server.finish(CHILD_DEADLINE)?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if !server_done.status.success() {
+            return Err(HarnessError::Generator(format!(
+                "responder failed ({}): {}",
+                server_done.status,
+                String::from_utf8_lossy(&server_done.stderr).trim()
+            )));
+        }
+        lines.extend(parse_lines(&rest));
+        let (client, server): (Vec<FlowLine>, Vec<FlowLine>) =
+            lines.into_iter().partition(|l| l.role == "client");
+        if client.is_empty() {
+            return Err(HarnessError::Generator(
+                "the scenarios reported no flows".into(),
+            ));
+        }
+        Ok(merge(&client, &server))
+    }
+}
+
+fn check_scenario(name: &str) -> Result<(), HarnessError> {
+    if plan::scenario(name).is_some_and(|s| s.standalone) {
+        return Ok(());
+    }
+    Err(HarnessError::Generator(format!(
+        "unknown scenario `{name}` (known: {})",
+        plan::SCENARIOS
+            .iter()
+            .filter(|s| s.standalone)
+            .map(|s| s.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}
+
+/// The `--bind` address of caller `n`: `None` for the plan's client address.
+fn caller_bind(v6: bool, n: u8) -> Result<Option<IpAddr>, HarnessError> {
+    if n == 0 {
+        return Ok(None);
+    }
+    plan::caller_ip(v6, n).map(Some).ok_or_else(|| {
+        HarnessError::Generator(format!(
+            "caller {n}: the plan has callers 0 to {}",
+            plan::CALLERS - 1
+        ))
+    })
 }
 
 /// Resolve `(category, spec)` pairs against `lists`.

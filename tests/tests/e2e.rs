@@ -1,6 +1,8 @@
 //! End to end through the veth harness: real sockets in `client` and `net`,
 //! real forwarding in `gw`, flowfilter attached in native XDP on both of
-//! gw's veths (library loader; the daemon will replace it).
+//! gw's veths: loaded by the test through the library, or (the `daemon_*`
+//! tests) by `flowfilter run --netns GW` with its own pins, driven through
+//! the CLI like an operator would.
 //!
 //! * each messenger call scenario is blocked under `drop` (each receiving
 //!   side gets at most [`HANDFUL`] packets of each flow), untouched under
@@ -11,7 +13,17 @@
 //!   ranges;
 //! * IPv6 variants of calls and non-call flows;
 //! * the harness leaves nothing behind after a panic inside it, and
-//!   `cleanup_stale` removes what a killed run left.
+//!   `cleanup_stale` removes what a killed run left (with a daemon: the
+//!   daemon, its pins and state file too);
+//! * the daemon killed with -9 in the middle of a call: the pinned program
+//!   keeps blocking it (and recognising the call's next leg);
+//! * a list reload in the middle of traffic: a call to an address the
+//!   reload adds is blocked from then on, a non-call flow to a range the
+//!   reload removes keeps flowing in full.
+//!
+//! The daemon tests need the `flowfilter` binary (`cargo xtask test` builds
+//! it; or `cargo build -p filter-user --bin flowfilter`, or set
+//! `FLOWFILTER_BIN`).
 //!
 //! Needs root; skips with a printed reason otherwise.
 
@@ -20,11 +32,15 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::os::unix::process::ExitStatusExt as _;
+
 use filter_common::CatStats;
 use flowfilter_tests::harness::{
-    self, FlowResult, Harness, HarnessOpts, Ns, cleanup_stale, list_namespaces, plan, table,
+    self, DaemonFilter, FlowResult, Harness, HarnessOpts, Ns, cleanup_stale, list_namespaces, plan,
+    table,
 };
 use flowfilter_tests::require_root;
+use serde_json::Value;
 
 /// Most packets a receiving side may get of a blocked flow.
 const HANDFUL: u64 = 5;
@@ -228,15 +244,23 @@ fn child_panics_inside_harness() {
     if std::env::var_os("FF_E2E_CHILD").is_none() {
         return;
     }
+    let mode = std::env::var("FF_E2E_CHILD").unwrap_or_default();
     let mut h = Harness::up(opts());
-    h.attach_filter(&[("whatsapp", "drop")]).expect("attach");
+    if mode.starts_with("daemon") {
+        h.attach_daemon(&[("whatsapp", "drop")])
+            .expect("attach_daemon");
+        let d = h.daemon().expect("daemon");
+        println!("DAEMON={}", d.pid());
+    } else {
+        h.attach_filter(&[("whatsapp", "drop")]).expect("attach");
+    }
     let sleeper = h
         .command(Ns::Net, "sleep")
         .arg("30")
         .spawn()
         .expect("sleep in net");
     println!("PREFIX={} PID={}", h.names().prefix, sleeper.id());
-    if std::env::var("FF_E2E_CHILD").as_deref() == Ok("kill") {
+    if mode.ends_with("kill") {
         std::thread::sleep(Duration::from_secs(30));
     }
     panic!("failing on purpose inside the harness");
@@ -245,6 +269,12 @@ fn child_panics_inside_harness() {
 /// Start the helper test in a child process; returns it and the prefix and
 /// sleeper pid it printed.
 fn spawn_child(mode: &str) -> (std::process::Child, String, u32) {
+    let (child, prefix, pid, _) = spawn_child_daemon(mode);
+    (child, prefix, pid)
+}
+
+/// [`spawn_child`], and the daemon's pid if the helper started one.
+fn spawn_child_daemon(mode: &str) -> (std::process::Child, String, u32, Option<u32>) {
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
         .args([
             "--exact",
@@ -260,7 +290,11 @@ fn spawn_child(mode: &str) -> (std::process::Child, String, u32) {
         .expect("spawning the helper test");
     let out = child.stdout.take().expect("stdout");
     let mut found = None;
+    let mut daemon = None;
     for line in BufReader::new(out).lines().map_while(Result::ok) {
+        if let Some(rest) = line.find("DAEMON=").map(|i| &line[i + 7..]) {
+            daemon = Some(rest.trim().parse().expect("daemon pid"));
+        }
         // libtest prints `test NAME ... ` before the test's own output.
         if let Some(rest) = line.find("PREFIX=").map(|i| &line[i + 7..]) {
             let (p, pid) = rest.split_once(" PID=").expect("PREFIX line");
@@ -269,7 +303,7 @@ fn spawn_child(mode: &str) -> (std::process::Child, String, u32) {
         }
     }
     let (prefix, pid) = found.expect("the helper printed no PREFIX line");
-    (child, prefix, pid)
+    (child, prefix, pid, daemon)
 }
 
 fn ours(prefix: &str) -> Vec<String> {
@@ -547,4 +581,305 @@ fn non_call_flows_delivered_under_monitor() {
 #[test]
 fn non_call_flows_delivered_under_flows_percent() {
     non_call_delivered("non_call_flows_delivered_under_flows_percent", "flows=100%");
+}
+
+// --- the daemon on the gateway -----------------------------------------------------
+
+/// A harness with `flowfilter run` on the gateway, `spec` for both
+/// categories, and generators sending `packets` per leg every 5 ms.
+fn with_daemon(test: &str, spec: &str, packets: u32) -> Option<Harness> {
+    let mut h = harness(test)?;
+    h.attach_daemon(&[("whatsapp", spec), ("telegram", spec)])
+        .unwrap_or_else(|e| panic!("{test}: starting flowfilter run ({spec}): {e}"));
+    h.opts_mut().packets = packets;
+    Some(h)
+}
+
+fn daemon(h: &Harness) -> &DaemonFilter {
+    h.daemon().expect("the daemon is attached")
+}
+
+fn cli_json(d: &DaemonFilter, args: &[&str]) -> Value {
+    d.cli_json(args)
+        .unwrap_or_else(|e| panic!("flowfilter {args:?}: {e}\ndaemon log:\n{}", d.log()))
+}
+
+/// A category's `dropped` packets from `stats --json`.
+fn dropped(d: &DaemonFilter, category: &str) -> u64 {
+    let s = cli_json(d, &["stats"]);
+    s["categories"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == category))
+        .and_then(|c| c["dropped"]["packets"].as_u64())
+        .unwrap_or_else(|| panic!("no {category} counters in {s:#}"))
+}
+
+/// The daemon's entry (`flows --json`) for `r`'s 5-tuple, either direction.
+fn flow_entry(d: &DaemonFilter, r: &FlowResult) -> Option<Value> {
+    let (c, s) = (r.client.to_string(), r.server.to_string());
+    cli_json(d, &["flows"]).as_array()?.iter().find_map(|f| {
+        let (src, dst) = (f["src"].as_str()?, f["dst"].as_str()?);
+        (f["proto"] == r.proto.as_str() && ((src == c && dst == s) || (src == s && dst == c)))
+            .then(|| f.clone())
+    })
+}
+
+/// Poll `what` every 10 ms for at most 10 s.
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+#[test]
+fn daemon_killed_with_9_mid_call_keeps_blocking() {
+    let test = "daemon_killed_with_9_mid_call_keeps_blocking";
+    let Some(h) = with_daemon(test, "drop", 200) else {
+        return;
+    };
+    let d = daemon(&h);
+    let before = cli_json(d, &["status"]);
+    let mut call = h
+        .start_scenarios(&[("whatsapp", 0)], false)
+        .unwrap_or_else(|e| panic!("{test}: starting the call: {e}"));
+    // The relay leg is being dropped: the call is under way.
+    wait_for("the relay leg's first drops", || {
+        dropped(d, "whatsapp") >= 10
+    });
+    let status = d
+        .signal(libc::SIGKILL)
+        .unwrap_or_else(|e| panic!("{test}: kill -9: {e}"));
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+    assert!(
+        !call.done(),
+        "{test}: the call ended before the daemon was killed; nothing was tested"
+    );
+    let at_kill = dropped(d, "whatsapp");
+    let r = call
+        .finish()
+        .unwrap_or_else(|e| panic!("{test}: the call: {e}"));
+    let mut got = flows(&r);
+    got.sort_unstable();
+    assert_eq!(got, ["p2p", "relay"], "{test}\n{}", table(&r));
+    assert_blocked(test, &r);
+    // The program and links stayed, and did the dropping without a daemon:
+    // the rest of the relay leg and the whole peer-to-peer leg (recognised
+    // after the kill).
+    let after = cli_json(d, &["status"]);
+    assert_eq!(after["daemon"]["running"], false, "{after:#}");
+    assert_eq!(after["program"]["id"], before["program"]["id"]);
+    for i in 0..2 {
+        assert_eq!(
+            after["interfaces"][i]["link_id"], before["interfaces"][i]["link_id"],
+            "{after:#}"
+        );
+    }
+    let sent: u64 = r.iter().map(|f| f.sent_pkts).sum();
+    let total = dropped(d, "whatsapp");
+    assert!(
+        total - at_kill >= 200,
+        "{test}: only {} packets dropped after the kill (of {sent} sent in the call; {at_kill} before it)",
+        total - at_kill
+    );
+}
+
+#[test]
+fn daemon_list_reload_mid_call_blocks_an_added_call_and_spares_a_removed_range() {
+    let test = "daemon_list_reload_mid_call_blocks_an_added_call_and_spares_a_removed_range";
+    let Some(h) = with_daemon(test, "drop", 300) else {
+        return;
+    };
+    let d = daemon(&h);
+    let sfu = plan::service("sfu").expect("sfu").addr(false).ip();
+    let game = plan::service("game").expect("game").addr(false).ip();
+    let lists = h.lists().expect("harness lists");
+    let tg = lists.by_name("telegram").expect("telegram");
+    assert!(
+        tg.list.cidrs().any(|p| p.contains(game)),
+        "the game server {game} starts out in the telegram list"
+    );
+    assert!(
+        !lists
+            .categories
+            .iter()
+            .any(|c| c.list.cidrs().any(|p| p.contains(sfu))),
+        "the SFU {sfu} starts out unlisted"
+    );
+    // A generic WebRTC call to the SFU (untouched while unlisted) and a game
+    // stream to the listed game server, at once.
+    let mut running = h
+        .start_scenarios(&[("webrtc", 0), ("game", 0)], false)
+        .unwrap_or_else(|e| panic!("{test}: starting the traffic: {e}"));
+    // The game flow is listed, so tracked: it is the clock.
+    wait_for("the game stream under way", || {
+        cli_json(d, &["flows"]).as_array().is_some_and(|a| {
+            a.iter()
+                .any(|f| f["dst"] == format!("{game}:19132") && f["packets"].as_u64() >= Some(60))
+        })
+    });
+    // The reload: the SFU's address joins whatsapp, the game server's /28
+    // leaves telegram (only the reflectors and TURN stay).
+    let dir = h.lists_dir();
+    std::fs::write(
+        dir.join("whatsapp.txt"),
+        format!("{}{sfu}/32\n", plan::WHATSAPP_LIST),
+    )
+    .expect("write whatsapp.txt");
+    std::fs::write(
+        dir.join("telegram.txt"),
+        "198.51.100.20/31\n198.51.100.24/32\n2001:db8:7e::/48\n",
+    )
+    .expect("write telegram.txt");
+    let out = d
+        .cli(&["reload"])
+        .unwrap_or_else(|e| panic!("{test}: reload: {e}\n{}", d.log()));
+    assert!(out.contains("reloaded by the daemon"), "{out}");
+    assert!(
+        !running.done(),
+        "{test}: the traffic ended before the reload; nothing was tested"
+    );
+    let r = running
+        .finish()
+        .unwrap_or_else(|e| panic!("{test}: the traffic: {e}"));
+    let call = r
+        .iter()
+        .find(|f| f.scenario == "webrtc")
+        .unwrap_or_else(|| panic!("no webrtc flow\n{}", table(&r)));
+    let stream = r
+        .iter()
+        .find(|f| f.scenario == "game")
+        .unwrap_or_else(|| panic!("no game flow\n{}", table(&r)));
+    // The removed range: every packet, both ways.
+    assert_untouched(
+        &format!("{test}: game stream"),
+        std::slice::from_ref(stream),
+    );
+    // The added address: the call flowed before the reload...
+    assert!(
+        call.delivered_pkts >= 20 && call.recv_pkts >= 20,
+        "{test}: the call did not flow before the reload: {}",
+        call.summary()
+    );
+    // ...and the filter's flow entry (made by the first packet after the
+    // reload) shows it recognised as whatsapp call media and dropped, but for
+    // a handful while RTP was confirmed...
+    let e = flow_entry(d, call)
+        .unwrap_or_else(|| panic!("{test}: no flow entry for {}", call.summary()));
+    assert_eq!(e["category"], "whatsapp", "{e}");
+    assert_eq!(e["listed"], true, "{e}");
+    assert_eq!(e["call"], true, "{e}");
+    let (seen, dropped) = (u(&e["packets"]), u(&e["dropped"]));
+    assert!(
+        seen - dropped <= 2 * HANDFUL,
+        "{test}: {} packets of the call passed after the reload ({e})",
+        seen - dropped
+    );
+    assert!(
+        dropped >= 100,
+        "{test}: only {dropped} packets dropped after the reload: {}",
+        call.summary()
+    );
+    // ...and what went missing end to end is exactly what it dropped.
+    let lost = (call.sent_pkts - call.delivered_pkts) + (call.answered_pkts - call.recv_pkts);
+    assert_eq!(
+        lost,
+        dropped,
+        "{test}: lost end to end vs dropped by the filter: {} / {e}",
+        call.summary()
+    );
+}
+
+#[test]
+fn cleanup_stale_removes_a_killed_runs_daemon_and_pins() {
+    if !require_root("cleanup_stale_removes_a_killed_runs_daemon_and_pins") {
+        return;
+    }
+    let (mut child, prefix, _, daemon) = spawn_child_daemon("daemon-kill");
+    let daemon = daemon.expect("the helper printed no DAEMON line");
+    child.kill().expect("killing the helper");
+    child.wait().expect("reaping the helper");
+    let names = harness::Names::with_prefix(&prefix);
+    let state = filter_user::state::state_path(&names.pin_dir());
+    assert!(alive(daemon), "the daemon died with the killed run");
+    assert!(
+        names.pin_dir().exists(),
+        "no pins at {}",
+        names.pin_dir().display()
+    );
+    let removed = cleanup_stale().expect("cleanup_stale");
+    assert!(
+        removed
+            .iter()
+            .any(|n| n.starts_with(&prefix) || n.contains(&format!("{prefix}-gw"))),
+        "cleanup_stale removed {removed:?}, not {prefix}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while alive(daemon) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(daemon), "daemon {daemon} survived cleanup_stale");
+    assert!(!names.pin_dir().exists(), "pins left behind");
+    assert!(
+        !state.exists(),
+        "state file {} left behind",
+        state.display()
+    );
+    assert!(!names.daemon_log().exists(), "daemon log left behind");
+    assert_eq!(
+        ours(&prefix),
+        Vec::<String>::new(),
+        "namespaces left behind"
+    );
+}
+
+#[test]
+fn harness_with_daemon_cleans_up_after_a_panic() {
+    if !require_root("harness_with_daemon_cleans_up_after_a_panic") {
+        return;
+    }
+    let (mut child, prefix, sleeper, daemon) = spawn_child_daemon("daemon-panic");
+    let daemon = daemon.expect("the helper printed no DAEMON line");
+    let status = child.wait().expect("waiting for the helper");
+    assert!(!status.success(), "the helper test was meant to fail");
+    let names = harness::Names::with_prefix(&prefix);
+    assert_eq!(
+        ours(&prefix),
+        Vec::<String>::new(),
+        "namespaces left behind"
+    );
+    assert!(!alive(daemon), "daemon {daemon} survived the panic");
+    assert!(!alive(sleeper), "process {sleeper} in net survived");
+    assert!(!names.pin_dir().exists(), "pins left behind");
+    assert!(
+        !filter_user::state::state_path(&names.pin_dir()).exists(),
+        "state file left behind"
+    );
+    assert!(!names.daemon_log().exists(), "daemon log left behind");
+    assert!(!names.lists_dir().exists(), "lists directory left behind");
+}
+
+#[test]
+fn cleanup_stale_leaves_a_live_runs_daemon_and_namespaces_alone() {
+    let test = "cleanup_stale_leaves_a_live_runs_daemon_and_namespaces_alone";
+    let Some(h) = with_daemon(test, "drop", 30) else {
+        return;
+    };
+    let removed = cleanup_stale().expect("cleanup_stale");
+    let prefix = &h.names().prefix;
+    assert!(
+        !removed.iter().any(|n| n.contains(prefix.as_str())),
+        "{test}: cleanup_stale removed this live run's {removed:?}"
+    );
+    assert_eq!(ours(prefix).len(), 3, "{test}: namespaces gone");
+    let d = daemon(&h);
+    assert!(d.running(), "{test}: the daemon was killed:\n{}", d.log());
+    assert!(d.pin_dir().exists(), "{test}: pins gone");
+    // And it still filters.
+    assert_blocked(test, &run(&h, "whatsapp", false, &["relay", "p2p"]));
 }

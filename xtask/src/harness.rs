@@ -57,7 +57,7 @@ pub fn harness(args: &[String]) -> Result<()> {
         .env("FFGEN", bin.join("ffgen")))
 }
 
-/// `cargo xtask demo`
+/// `cargo xtask demo`: see [`crate::demo`].
 pub fn demo(args: &[String]) -> Result<()> {
-    bail!("demo {args:?}: not implemented yet")
+    crate::demo::demo(args)
 }

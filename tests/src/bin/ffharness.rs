@@ -1,6 +1,7 @@
 //! `ffharness`: the namespace harness from the command line, for
-//! `cargo xtask harness up|down|run` (which builds and calls this binary, so
-//! the namespace code exists once, in `flowfilter_tests::harness`).
+//! `cargo xtask harness up|down|run` and `cargo xtask demo` (which build and
+//! call this binary, so the namespace code exists once, in
+//! `flowfilter_tests::harness`).
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
@@ -28,9 +29,11 @@ struct Cli {
 enum Cmd {
     /// Create the namespaces, veths, addresses, routes and lists; keep them.
     Up,
-    /// Remove them (idempotent).
+    /// Remove them, and a daemon left on the gateway with its pins
+    /// (idempotent).
     Down,
-    /// Remove what killed test runs left behind (`ff<pid>x<n>-*` of dead pids).
+    /// Remove what killed test runs left behind (`ff<pid>x<n>-*` namespaces,
+    /// daemons and pins of dead pids).
     Cleanup,
     /// Run a scenario (or `all`) over a harness that is up.
     Run {
@@ -39,11 +42,21 @@ enum Cmd {
         /// Over IPv6.
         #[arg(long)]
         v6: bool,
-        /// Attach flowfilter (library loader, native XDP on gw's veths) for
-        /// this run with this policy, e.g. `whatsapp=drop`, `telegram=monitor`
-        /// (repeatable). Without it the traffic crosses an unfiltered gateway.
+        /// Attach flowfilter (native XDP on gw's veths) for this run with
+        /// this policy, e.g. `whatsapp=drop`, `telegram=monitor`
+        /// (repeatable). Without it the traffic crosses the gateway as it is
+        /// (unfiltered, or filtered by a daemon started separately).
         #[arg(long = "policy", value_name = "CATEGORY=SPEC")]
         policies: Vec<String>,
+        /// With --policy: attach by starting `flowfilter run --netns GW`
+        /// (pins in /sys/fs/bpf/PREFIX-gw, removed afterwards) instead of
+        /// loading the program in this process.
+        #[arg(long, requires = "policies")]
+        daemon: bool,
+        /// Send from caller N (0: the plan's client address; up to
+        /// CALLERS - 1: further addresses on the client's veth).
+        #[arg(long, default_value_t = 0)]
+        caller: u8,
         /// One JSON object per flow instead of a table.
         #[arg(long)]
         json: bool,
@@ -132,11 +145,11 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Cleanup => {
             let removed = harness::cleanup_stale()?;
-            println!(
-                "removed {} stale namespaces {}",
-                removed.len(),
-                removed.join(" ")
-            );
+            if removed.is_empty() {
+                println!("nothing stale to remove");
+            } else {
+                println!("removed (stale): {}", removed.join(" "));
+            }
             Ok(())
         }
         Cmd::Run {
@@ -147,6 +160,8 @@ fn run(cli: Cli) -> Result<()> {
             interval_ms,
             packets,
             flows,
+            daemon,
+            caller,
         } => {
             let mut h = Harness::existing(
                 &cli.prefix,
@@ -161,9 +176,15 @@ fn run(cli: Cli) -> Result<()> {
                     .iter()
                     .map(|p| p.split_once('=').context("--policy wants CATEGORY=SPEC"))
                     .collect::<Result<_>>()?;
-                h.attach_filter(&specs).context("attaching flowfilter")?;
+                if daemon {
+                    h.attach_daemon(&specs)
+                        .context("starting flowfilter run on the gateway")?;
+                } else {
+                    h.attach_filter(&specs).context("attaching flowfilter")?;
+                }
                 eprintln!(
-                    "flowfilter attached (native XDP) on {}: {}",
+                    "flowfilter attached (native XDP{}) on {}: {}",
+                    if daemon { ", daemon" } else { "" },
                     h.names().gw,
                     policies.join(" ")
                 );
@@ -188,7 +209,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             let mut all = Vec::new();
             for n in names {
-                all.extend(h.try_run_scenario(n, v6)?);
+                all.extend(h.try_run_scenario_from(n, v6, caller)?);
             }
             if json {
                 for r in &all {
@@ -196,6 +217,12 @@ fn run(cli: Cli) -> Result<()> {
                 }
             } else {
                 print!("{}", table(&all));
+            }
+            if let Some(d) = h.daemon() {
+                eprint!("{}", d.cli(&["stats"])?);
+                if flows {
+                    eprint!("{}", d.cli(&["flows"])?);
+                }
             }
             if let Some(GatewayFilter::Library { filter, .. }) = h.gateway_filter() {
                 let lists = h.lists()?;

@@ -8,6 +8,11 @@
 //!                                                                          lo: the services
 //! ```
 //!
+//! `client` also holds [`CALLERS`]` - 1` further host addresses on `c0`
+//! (192.0.2.3 ..., 2001:db8:c1::3 ...; [`caller_ip`]): a `flows=P%` policy
+//! picks each caller's fate by address, so a run that spreads its calls over
+//! several callers shows the split.
+//!
 //! The services live on `net`'s loopback as host addresses:
 //!
 //! | role | IPv4 | IPv6 | port | listed |
@@ -270,6 +275,33 @@ pub fn client_ip(v6: bool) -> IpAddr {
     } else {
         IpAddr::V4(CLIENT4)
     }
+}
+
+/// Client addresses: the plan's client address and the further callers
+/// beside it on `c0`.
+pub const CALLERS: u8 = 8;
+
+/// Caller `n` (0 is [`client_ip`]): 192.0.2.(2+n), 2001:db8:c1::(2+n).
+/// `None` for `n >= CALLERS`.
+pub fn caller_ip(v6: bool, n: u8) -> Option<IpAddr> {
+    if n >= CALLERS {
+        return None;
+    }
+    let host = 2 + n;
+    Some(if v6 {
+        IpAddr::V6(Ipv6Addr::new(
+            0x2001,
+            0xdb8,
+            0xc1,
+            0,
+            0,
+            0,
+            0,
+            u16::from(host),
+        ))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, host))
+    })
 }
 
 /// A generator scenario.
