@@ -7,6 +7,8 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod demo;
+mod fuzz;
 mod harness;
 
 /// Nightly used to build the eBPF program.
@@ -15,7 +17,15 @@ const NIGHTLY: &str = "nightly";
 const NIGHTLY_DATED: &str = "nightly-2026-05-19";
 const BPF_LINKER_VERSION: &str = "0.10.0";
 /// Debian packages the root-only tests use, with a binary that shows each is there.
-const DEBIAN_PACKAGES: &[(&str, &str)] = &[("iproute2", "ip")];
+const DEBIAN_PACKAGES: &[(&str, &str)] = &[
+    ("iproute2", "ip"),
+    // `cargo xtask bench`: the contestants and the receiver's settings.
+    ("nftables", "nft"),
+    ("ipset", "ipset"),
+    ("iptables", "iptables"),
+    ("xdp-tools", "xdp-filter"),
+    ("ethtool", "ethtool"),
+];
 
 #[derive(Parser)]
 #[command(about = "flowfilter project tasks")]
@@ -48,6 +58,12 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Run every cargo-fuzz target in fuzz/ for SECS seconds (nightly).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(default_value_t = fuzz::DEFAULT_SECS)]
+        secs: u64,
+    },
 }
 
 fn main() -> Result<()> {
@@ -68,6 +84,10 @@ fn main() -> Result<()> {
         Task::Bench { args } => {
             setup()?;
             bench::bench(&args)
+        }
+        Task::Fuzz { secs } => {
+            setup()?;
+            fuzz::fuzz(secs)
         }
     }
 }
@@ -182,6 +202,8 @@ fn setup() -> Result<()> {
         run(Command::new("rustup").args(["component", "add", "clippy", "rustfmt"]))?;
     }
 
+    fuzz::ensure_cargo_fuzz()?;
+
     step("setup: Debian packages");
     let missing: Vec<&str> = DEBIAN_PACKAGES
         .iter()
@@ -249,8 +271,19 @@ fn test() -> Result<()> {
         "xtask",
     ]))?;
 
+    fuzz::fuzz(fuzz::TEST_SECS)?;
+
     step("test: root-only tests (BPF_PROG_TEST_RUN, replay, namespaces), one thread");
     if is_root() {
+        // The daemon and harness tests run the real binaries.
+        run(Command::new("cargo").args([
+            "build",
+            "-p",
+            "filter-user",
+            "-p",
+            "flowfilter-tests",
+            "--bins",
+        ]))?;
         run(Command::new("cargo").args([
             "test",
             "-p",
