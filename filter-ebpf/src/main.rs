@@ -149,16 +149,16 @@ const NO_INFO: Info = Info {
 pub fn flowfilter(ctx: XdpContext) -> u32 {
     let (action, info) = filter(&ctx);
     // SAFETY: reading a constant the loader may have set.
-    if unsafe { core::ptr::read_volatile(&TRACE) } != 0 {
-        if let Some(t) = PKT_TRACE.get_ptr_mut(0) {
-            // SAFETY: map value pointer; replay runs one packet at a time.
-            unsafe {
-                (*t).verdict = action;
-                (*t).category = info.category;
-                (*t).label = info.label;
-                (*t).flags = info.flags;
-                (*t).written = 1;
-            }
+    if unsafe { core::ptr::read_volatile(&TRACE) } != 0
+        && let Some(t) = PKT_TRACE.get_ptr_mut(0)
+    {
+        // SAFETY: map value pointer; replay runs one packet at a time.
+        unsafe {
+            (*t).verdict = action;
+            (*t).category = info.category;
+            (*t).label = info.label;
+            (*t).flags = info.flags;
+            (*t).written = 1;
         }
     }
     action
@@ -194,7 +194,7 @@ fn filter(ctx: &XdpContext) -> (u32, Info) {
             g_add(G_FRAGMENTS, 1);
             let key = frag_key(&pkt, id);
             // SAFETY: read-only look-up of a plain value.
-            if unsafe { FRAGS.get(&key) }.is_some() {
+            if unsafe { FRAGS.get(key) }.is_some() {
                 g_add(G_FRAG_DROPPED, 1);
                 g_add(G_DROPPED, 1);
                 return (XDP_DROP, NO_INFO);
@@ -486,7 +486,7 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
     if dropped {
         g_add(G_DROPPED, 1);
         if let Fragment::First { id } = pkt.frag {
-            let _ = FRAGS.insert(&frag_key(pkt, id), &1, BPF_ANY as u64);
+            let _ = FRAGS.insert(frag_key(pkt, id), 1, BPF_ANY as u64);
         }
         return (XDP_DROP, info);
     }
@@ -546,7 +546,7 @@ fn inheritable(ep: &mut EndpointKey, addr: &[u8; 16], port: u16, now: u64) -> Op
     ep.port = port;
     ep._pad = [0; 2];
     // SAFETY: read-only look-up of a plain value.
-    match unsafe { ENDPOINTS.get(&*ep) } {
+    match unsafe { ENDPOINTS.get(*ep) } {
         Some(e) if endpoint_fresh(e, now) && e.category != CAT_NONE => Some(e.category),
         _ => None,
     }
@@ -571,10 +571,11 @@ fn remember(
     ep.port = port;
     ep._pad = [0; 2];
     // SAFETY: read-only look-up of a plain value.
-    if let Some(e) = unsafe { ENDPOINTS.get(&*ep) } {
-        if e.category == category && now.saturating_sub(e.learned_ns) < ENDPOINT_REFRESH_NS {
-            return;
-        }
+    if let Some(e) = unsafe { ENDPOINTS.get(*ep) }
+        && e.category == category
+        && now.saturating_sub(e.learned_ns) < ENDPOINT_REFRESH_NS
+    {
+        return;
     }
     let (word, bit) = endpoint_bit(addr, port);
     if let Some(w) = ENDPOINT_BITS.get_ptr_mut(word) {
@@ -587,7 +588,7 @@ fn remember(
         origin,
         _pad: [0; 6],
     };
-    let _ = ENDPOINTS.insert(&*ep, &*epv, BPF_ANY as u64);
+    let _ = ENDPOINTS.insert(*ep, *epv, BPF_ANY as u64);
 }
 
 /// What one call packet teaches: at most its caller-side endpoint, one TURN
@@ -629,7 +630,7 @@ fn learn(
             category,
             _pad: [0; 7],
         };
-        let _ = TG_TAGS.insert(tag_of(head), &v, BPF_ANY as u64);
+        let _ = TG_TAGS.insert(tag_of(head), v, BPF_ANY as u64);
     }
 }
 

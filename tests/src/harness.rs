@@ -637,6 +637,22 @@ fn cmd_line(cmd: &Command) -> String {
     s
 }
 
+/// Spawn `cmd` with `stdin` and piped stdout/stderr: its command line (for
+/// errors) and the guard that reaps it.
+fn spawn_piped(cmd: &mut Command, stdin: Stdio) -> Result<(String, ChildGuard), HarnessError> {
+    let line = cmd_line(cmd);
+    let child = cmd
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| HarnessError::Spawn {
+            cmd: line.clone(),
+            source,
+        })?;
+    Ok((line, ChildGuard { child }))
+}
+
 /// Run `cmd` to completion; its stdout on success, a [`HarnessError`] with
 /// its stderr otherwise.
 pub fn run_cmd(cmd: &mut Command) -> Result<String, HarnessError> {
@@ -1413,17 +1429,8 @@ impl Harness {
 
     /// Run a generator to completion; its flow lines.
     fn run_generator(mut cmd: Command) -> Result<Vec<FlowLine>, HarnessError> {
-        let line = cmd_line(&cmd);
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| HarnessError::Spawn {
-                cmd: line.clone(),
-                source,
-            })?;
-        let out = ChildGuard { child }.finish(CHILD_DEADLINE)?;
+        let (line, guard) = spawn_piped(&mut cmd, Stdio::null())?;
+        let out = guard.finish(CHILD_DEADLINE)?;
         if !out.status.success() {
             return Err(HarnessError::Command {
                 cmd: line,
@@ -1464,17 +1471,9 @@ impl Harness {
             if let Some(b) = caller_bind(v6, *caller)? {
                 cmd.args(["--bind", &b.to_string()]);
             }
-            let line = cmd_line(&cmd);
-            let child = cmd
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|source| HarnessError::Spawn {
-                    cmd: line.clone(),
-                    source,
-                })?;
-            running.generators.push((line, ChildGuard { child }));
+            running
+                .generators
+                .push(spawn_piped(&mut cmd, Stdio::null())?);
         }
         Ok(running)
     }
@@ -1488,17 +1487,7 @@ impl Harness {
         if let Some(b) = bind {
             cmd.args(["--bind", &b.to_string()]);
         }
-        let line = cmd_line(&cmd);
-        let child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| HarnessError::Spawn {
-                cmd: line.clone(),
-                source,
-            })?;
-        let mut g = ChildGuard { child };
+        let (line, mut g) = spawn_piped(&mut cmd, Stdio::piped())?;
         let stdin = g.child.stdin.take();
         let stdout = g.child.stdout.take();
         let mut out =

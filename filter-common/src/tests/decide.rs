@@ -1004,3 +1004,23 @@ fn may_teach_needs_a_call_both_ways_or_a_few_packets_and_no_inheritance() {
     observe(&mut flow, &Class::NONE, false);
     assert!(may_teach(flow.flags, 2));
 }
+
+#[test]
+fn rtcp_alone_marks_nothing_but_counts_on_a_call_flow() {
+    // A game frame set can look like RTCP: by itself it is no call.
+    let rtcp_class = cls(&rtcp(200, 0, 5, &[0; 20]));
+    assert_eq!(
+        (rtcp_class.label, rtcp_class.strength),
+        (LABEL_RTCP, Strength::Candidate)
+    );
+    let mut flow = FlowValue::default();
+    for i in 0..20 {
+        assert!(!observe(&mut flow, &rtcp_class, i % 2 == 0));
+    }
+    assert_eq!(call_view(&flow), FlowValue::default());
+    // On a flow already known as a call it is part of the call, and keeps the label.
+    let mut flow = FlowValue::default();
+    observe(&mut flow, &binding(), true);
+    assert!(observe(&mut flow, &rtcp_class, false));
+    assert_eq!(flow.label, LABEL_STUN);
+}
