@@ -18,10 +18,10 @@ use crate::{nightly, output, root, run, step};
 pub(crate) const TARGETS: [&str; 5] = ["frame", "classify", "lists", "capture", "config"];
 /// Seconds per target when no SECS is given.
 pub(crate) const DEFAULT_SECS: u64 = 20;
-/// Seconds per target in `cargo xtask test`: with a rebuild of the targets
-/// after a change to filter-user (about 3 minutes on 2 cores) the whole step
-/// stays near 4 minutes. Long sessions: `cargo xtask fuzz 600`.
-pub(crate) const TEST_SECS: u64 = 12;
+/// Seconds per target in `cargo xtask test` (the issue asks for about 20 s;
+/// a whole clean-clone `cargo xtask test` took 16 minutes with it on
+/// 2026-11-28). Long sessions: `cargo xtask fuzz 600`.
+pub(crate) const TEST_SECS: u64 = 20;
 /// libFuzzer's limit for one input: a parser that takes longer is hung.
 const INPUT_TIMEOUT_SECS: u64 = 10;
 const CARGO_FUZZ: &str = "cargo-fuzz";
