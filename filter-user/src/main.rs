@@ -246,6 +246,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("flowfilter: {e:#}");
+            if let Some(hint) = privilege_hint(&e) {
+                eprintln!("{hint}");
+            }
             if e.downcast_ref::<InputError>().is_some() {
                 ExitCode::from(2)
             } else if let Some(c) = e.downcast_ref::<CmdError>() {
@@ -255,6 +258,30 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Without privileges the kernel answers EPERM/EACCES (or bpffs is simply
+/// unreadable, which looks like "nothing pinned"): say what is needed
+/// instead of leaving a bare errno.
+fn privilege_hint(e: &anyhow::Error) -> Option<&'static str> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 || e.downcast_ref::<InputError>().is_some() {
+        return None;
+    }
+    let denied = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| matches!(io.raw_os_error(), Some(libc::EPERM | libc::EACCES)))
+            || {
+                let text = c.to_string();
+                text.contains("Operation not permitted")
+                    || text.contains("Permission denied")
+                    || text.contains("no pinned state")
+            }
+    });
+    denied.then_some(
+        "hint: flowfilter is not running as root: it needs root, or CAP_BPF, CAP_NET_ADMIN and \
+         CAP_PERFMON (see dist/flowfilter.service), and read access to the pin directory",
+    )
 }
 
 /// Resolve `CATEGORY=SPEC` pairs against the categories the lists define.

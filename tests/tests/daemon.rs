@@ -1008,3 +1008,37 @@ fn sigterm_with_detach_on_exit_removes_the_filter() {
     );
     assert_eq!(env.deliver(&rx, LISTED, 5), 5, "the filter is gone");
 }
+
+#[test]
+fn without_privileges_the_cli_says_what_it_needs() {
+    if !flowfilter_tests::require_root("without_privileges_the_cli_says_what_it_needs") {
+        return;
+    }
+    let capture = flowfilter_tests::corpus_dir().map(|d| d.join("dns.pcap"));
+    let mut runs: Vec<Vec<String>> = vec![vec!["status".into()]];
+    if let Some(c) = capture {
+        runs.push(vec!["replay".into(), c.display().to_string()]);
+    }
+    for args in runs {
+        // As nobody, with no capabilities: the kernel refuses, the CLI explains.
+        let out = std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
+            .arg(binary())
+            .args(&args)
+            .current_dir("/")
+            .output()
+            .expect("run setpriv (util-linux)");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("hint: flowfilter is not running as root")
+                && stderr.contains("CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON"),
+            "{args:?}: no privilege hint in: {stderr}"
+        );
+    }
+}
