@@ -406,20 +406,8 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
             a
         } else if dst_cat != CAT_NONE {
             &pkt.src
-        } else if src_cat != CAT_NONE {
-            &pkt.dst
-        } else if inheritable(ep, &pkt.dst, pkt.dport, now).is_some()
-            && inheritable(ep, &pkt.src, pkt.sport, now).is_none()
-        {
-            // A signature-only flow to the socket of a known call (a peer
-            // calling the callee directly): the callee is the caller whose
-            // fate its relay leg already has.
-            &pkt.dst
-        } else if inheritable(ep, &pkt.src, pkt.sport, now).is_some()
-            && inheritable(ep, &pkt.dst, pkt.dport, now).is_none()
-        {
-            &pkt.src
-        } else if (flow.flags & FLOW_FIRST_FROM_B != 0) == from_a {
+        } else if src_cat != CAT_NONE || (flow.flags & FLOW_FIRST_FROM_B != 0) == from_a {
+            // A listed source, or (signature only) the peer that sent first.
             &pkt.dst
         } else {
             &pkt.src
