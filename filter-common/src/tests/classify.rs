@@ -2,7 +2,7 @@
 
 use std::vec::Vec;
 
-use super::{cls, head};
+use super::{assert_none, cls, head};
 use crate::classify::{
     Class, HEAD_LEN, LABEL_DTLS, LABEL_MAX, LABEL_NONE, LABEL_RTCP, LABEL_RTP, LABEL_STUN,
     LABEL_TURN_CHANNEL, Strength, classify, label_name,
@@ -26,22 +26,6 @@ fn assert_label(payload: &[u8], label: u8, strength: Strength) -> Class {
         &payload[..payload.len().min(32)]
     );
     c
-}
-
-/// Nothing recognised (a payload of a Telegram-data length may still be a
-/// tag candidate: that is a look-up hint, not a recognition).
-#[track_caller]
-fn assert_none(payload: &[u8]) {
-    let c = cls(payload);
-    assert_eq!(
-        Class {
-            tag_candidate: false,
-            ..c
-        },
-        Class::NONE,
-        "payload {:02x?}",
-        &payload[..payload.len().min(32)]
-    );
 }
 
 #[test]

@@ -32,3 +32,20 @@ fn ip(frame: &[u8]) -> Packet {
         other => panic!("expected an IP packet, got {other:?} for {frame:02x?}"),
     }
 }
+
+/// Nothing recognised (a payload of a Telegram-data length may still be a
+/// tag candidate: that is a look-up hint, not a recognition).
+#[track_caller]
+fn assert_none(payload: &[u8]) {
+    let c = cls(payload);
+    assert_eq!(
+        Class {
+            tag_candidate: false,
+            ..c
+        },
+        Class::NONE,
+        "{} bytes {:02x?}",
+        payload.len(),
+        &payload[..payload.len().min(32)]
+    );
+}

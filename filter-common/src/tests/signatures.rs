@@ -4,7 +4,7 @@
 
 use std::vec::Vec;
 
-use super::{cls, head};
+use super::{assert_none, cls, head};
 use crate::classify::{
     Class, HEAD_LEN, LABEL_DTLS, LABEL_NONE, LABEL_RTP, LABEL_STUN, LABEL_TELEGRAM_DATA,
     LABEL_TELEGRAM_REFLECTOR, LABEL_TELEGRAM_TGCALLS, LABEL_TELEGRAM_TURN, LABEL_TURN_CHANNEL,
@@ -159,22 +159,6 @@ fn assert_not_call(payload: &[u8]) -> Class {
         show(payload)
     );
     c
-}
-
-/// Not recognised at all (a tag candidate is only a look-up hint).
-#[track_caller]
-fn assert_none(payload: &[u8]) {
-    let c = cls(payload);
-    assert_eq!(
-        Class {
-            tag_candidate: false,
-            ..c
-        },
-        Class::NONE,
-        "{} bytes {:02x?}",
-        payload.len(),
-        show(payload)
-    );
 }
 
 /// Not this app label and no category (whatever generic label it may get).
