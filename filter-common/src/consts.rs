@@ -81,10 +81,20 @@ pub const MAP_ENDPOINTS: &str = "ENDPOINTS";
 pub const MAP_ENDPOINT_BITS: &str = "ENDPOINT_BITS";
 /// Learned Telegram peer tags.
 pub const MAP_TAGS: &str = "TG_TAGS";
-/// Per-CPU per-category counters.
-pub const MAP_CAT_STATS: &str = "CAT_STATS";
+/// Per-CPU counters per interface slot and category, indexed by
+/// `slot * CATEGORY_SLOTS + category` (userspace sums slots for category totals).
+pub const MAP_IF_CAT_STATS: &str = "IF_CAT_STATS";
+/// Interface slot per ifindex (`Array<u32>`, [`IF_INDEX_LIMIT`] entries),
+/// written by the daemon when it attaches; 0 = not registered.
+pub const MAP_IF_SLOT: &str = "IF_SLOT";
 /// Per-CPU per-label counters.
 pub const MAP_LABEL_STATS: &str = "LABEL_STATS";
+/// Interface slots for per-interface counters: slot 0 counts every
+/// interface without a slot of its own (ifindex beyond [`IF_INDEX_LIMIT`],
+/// more interfaces than slots, or a test run), slots 1.. are registered.
+pub const IF_SLOTS: u32 = 16;
+/// Entries of `IF_SLOT`: interfaces with a larger ifindex count in slot 0.
+pub const IF_INDEX_LIMIT: u32 = 4096;
 /// Per-CPU global counters, indexed by `G_*`.
 pub const MAP_GLOBAL_STATS: &str = "GLOBAL_STATS";
 /// Per-CPU record of the last packet's decision (written only in replay).
@@ -119,11 +129,17 @@ pub const G_ALLOWED: u32 = 9;
 pub const G_BYTES: u32 = 10;
 /// Packets dropped in total.
 pub const G_DROPPED: u32 = 11;
+/// Flows created in the flow table (each new 5-tuple that got a category).
+/// Created minus tracked is how many the LRU has evicted (or expired).
+pub const G_FLOWS_CREATED: u32 = 12;
+/// IPv6 packets whose transport is hidden behind an extension chain the
+/// parser does not follow (`Parsed::Hidden`); decided by address alone.
+pub const G_V6_HIDDEN: u32 = 13;
 /// Slots in `GLOBAL_STATS`.
 pub const GLOBAL_SLOTS: u32 = 16;
 
 /// Names of the global counters, by index, for userspace output.
-pub const GLOBAL_NAMES: [&str; 12] = [
+pub const GLOBAL_NAMES: [&str; 14] = [
     "packets",
     "non_ip",
     "tcp",
@@ -136,6 +152,8 @@ pub const GLOBAL_NAMES: [&str; 12] = [
     "allowed",
     "bytes",
     "dropped",
+    "flows_created",
+    "v6_transport_hidden",
 ];
 
 /// XDP verdicts (the kernel's `XDP_*` numbers).
@@ -144,3 +162,6 @@ pub const XDP_ABORTED: u32 = 0;
 pub const XDP_DROP: u32 = 1;
 /// See [`XDP_ABORTED`].
 pub const XDP_PASS: u32 = 2;
+
+// The program masks slots with `IF_SLOTS - 1`.
+const _: () = assert!(IF_SLOTS.is_power_of_two());

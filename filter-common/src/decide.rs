@@ -114,6 +114,23 @@ pub fn verdict(policy: &Policy, is_call: bool, fate: u8, rand: u32) -> Verdict {
     }
 }
 
+/// The verdict for an IPv6 packet to or from a category's range whose
+/// transport is hidden behind an extension chain the parser does not follow
+/// ([`crate::parse::Parsed::Hidden`]). Nothing legitimate needs more than six
+/// extension headers to reach a messenger (RFC 7872: the internet mostly
+/// drops such packets anyway), while passing them would let any client
+/// carry call media past the filter by adding headers. So every restricting
+/// policy (`drop`, `flows=P%`, `loss=P%`, either scope) drops them whole,
+/// `monitor` counts them, `off` passes them.
+#[inline(always)]
+pub fn hidden_verdict(policy: &Policy) -> Verdict {
+    match policy.action {
+        ACTION_DROP | ACTION_FLOWS | ACTION_LOSS => Verdict::Drop,
+        ACTION_MONITOR => Verdict::Monitor,
+        _ => Verdict::Pass,
+    }
+}
+
 #[inline(always)]
 fn mix64(mut x: u64) -> u64 {
     // splitmix64 finaliser

@@ -58,7 +58,10 @@ pub enum Malformed {
     BadVersion,
     /// IPv4 IHL below 5, or total length shorter than the header.
     BadIpv4Header,
-    /// More IPv6 extension headers than [`MAX_V6_EXT_HEADERS`].
+    /// More IPv6 extension headers than [`MAX_V6_EXT_HEADERS`], or a chain
+    /// whose headers lie beyond what the reader can reach (the XDP program
+    /// reads headers up to a fixed offset). Never reported as such by
+    /// [`parse_frame`]: the packet comes back as [`Parsed::Hidden`].
     ExtensionChainTooLong,
     /// UDP length below 8 or beyond the IP payload.
     BadUdpLength,
@@ -160,6 +163,11 @@ pub enum Parsed {
     Malformed(Malformed),
     /// An IP packet.
     Ip(Packet),
+    /// An IPv6 packet whose transport is hidden behind an extension-header
+    /// chain longer than the parser follows (or reaching beyond what the
+    /// reader can read): the addresses are known (`src`, `dst`, `is_v6`),
+    /// nothing else (`proto` 0, no ports, no payload).
+    Hidden(Packet),
 }
 
 #[inline(always)]
@@ -179,14 +187,16 @@ pub fn v4_mapped(a: [u8; 4]) -> [u8; 16] {
 #[inline(always)]
 pub fn parse_frame<P: PacketBytes + ?Sized>(p: &P) -> Parsed {
     match parse_inner(p) {
-        Ok(Some(pkt)) => Parsed::Ip(pkt),
+        Ok(Some((pkt, false))) => Parsed::Ip(pkt),
+        Ok(Some((pkt, true))) => Parsed::Hidden(pkt),
         Ok(None) => Parsed::NonIp,
         Err(m) => Parsed::Malformed(m),
     }
 }
 
+/// The packet, and whether its transport is hidden (see [`Parsed::Hidden`]).
 #[inline(always)]
-fn parse_inner<P: PacketBytes + ?Sized>(p: &P) -> Result<Option<Packet>, Malformed> {
+fn parse_inner<P: PacketBytes + ?Sized>(p: &P) -> Result<Option<(Packet, bool)>, Malformed> {
     let Some(eth) = p.load::<ETH_HLEN>(0) else {
         return Err(Malformed::Truncated);
     };
@@ -203,7 +213,7 @@ fn parse_inner<P: PacketBytes + ?Sized>(p: &P) -> Result<Option<Packet>, Malform
         tags += 1;
     }
     match ethertype {
-        ETHERTYPE_IPV4 => parse_ipv4(p, off).map(Some),
+        ETHERTYPE_IPV4 => parse_ipv4(p, off).map(|pkt| Some((pkt, false))),
         ETHERTYPE_IPV6 => parse_ipv6(p, off).map(Some),
         _ => Ok(None),
     }
@@ -250,7 +260,7 @@ fn parse_ipv4<P: PacketBytes + ?Sized>(p: &P, off: usize) -> Result<Packet, Malf
 }
 
 #[inline(always)]
-fn parse_ipv6<P: PacketBytes + ?Sized>(p: &P, off: usize) -> Result<Packet, Malformed> {
+fn parse_ipv6<P: PacketBytes + ?Sized>(p: &P, off: usize) -> Result<(Packet, bool), Malformed> {
     let ip = p.load::<40>(off).ok_or(Malformed::Truncated)?;
     if ip[0] >> 4 != 6 {
         return Err(Malformed::BadVersion);
@@ -269,8 +279,45 @@ fn parse_ipv6<P: PacketBytes + ?Sized>(p: &P, off: usize) -> Result<Packet, Malf
     let mut dst = [0u8; 16];
     src.copy_from_slice(&ip[8..24]);
     dst.copy_from_slice(&ip[24..40]);
-    let mut next = ip[6];
-    let mut l4 = off + 40;
+    let base = Packet {
+        is_v6: true,
+        src,
+        dst,
+        proto: 0,
+        frag: Fragment::None,
+        sport: 0,
+        dport: 0,
+        payload_off: 0,
+        payload_len: 0,
+    };
+    match v6_chain(p, base, off + 40, ip[6], end) {
+        Ok(pkt) => Ok((pkt, false)),
+        Err(Malformed::ExtensionChainTooLong) => Ok((base, true)),
+        Err(m) => Err(m),
+    }
+}
+
+/// A header load that failed: truncated when the header would run past the
+/// packet's end, else out of the reader's reach.
+#[inline(always)]
+fn unreachable_or_truncated(need: usize, end: usize) -> Malformed {
+    if need <= end {
+        Malformed::ExtensionChainTooLong
+    } else {
+        Malformed::Truncated
+    }
+}
+
+/// Follow the extension headers from `l4` (next header `next`) and parse the
+/// transport header behind them.
+#[inline(always)]
+fn v6_chain<P: PacketBytes + ?Sized>(
+    p: &P,
+    base: Packet,
+    mut l4: usize,
+    mut next: u8,
+    end: usize,
+) -> Result<Packet, Malformed> {
     let mut frag = Fragment::None;
     let mut i = 0;
     loop {
@@ -280,7 +327,9 @@ fn parse_ipv6<P: PacketBytes + ?Sized>(p: &P, off: usize) -> Result<Packet, Malf
                 if i == MAX_V6_EXT_HEADERS {
                     return Err(Malformed::ExtensionChainTooLong);
                 }
-                let h = p.load::<2>(l4).ok_or(Malformed::Truncated)?;
+                let h = p
+                    .load::<2>(l4)
+                    .ok_or_else(|| unreachable_or_truncated(l4 + 2, end))?;
                 next = h[0];
                 l4 += (h[1] as usize + 1) * 8;
             }
@@ -289,7 +338,9 @@ fn parse_ipv6<P: PacketBytes + ?Sized>(p: &P, off: usize) -> Result<Packet, Malf
                 if i == MAX_V6_EXT_HEADERS {
                     return Err(Malformed::ExtensionChainTooLong);
                 }
-                let h = p.load::<2>(l4).ok_or(Malformed::Truncated)?;
+                let h = p
+                    .load::<2>(l4)
+                    .ok_or_else(|| unreachable_or_truncated(l4 + 2, end))?;
                 next = h[0];
                 l4 += (h[1] as usize + 2) * 4;
             }
@@ -297,7 +348,9 @@ fn parse_ipv6<P: PacketBytes + ?Sized>(p: &P, off: usize) -> Result<Packet, Malf
                 if i == MAX_V6_EXT_HEADERS {
                     return Err(Malformed::ExtensionChainTooLong);
                 }
-                let f = p.load::<8>(l4).ok_or(Malformed::Truncated)?;
+                let f = p
+                    .load::<8>(l4)
+                    .ok_or_else(|| unreachable_or_truncated(l4 + 8, end))?;
                 next = f[0];
                 let frag_off = be16([f[2], f[3]]) >> 3;
                 let more = f[3] & 1 != 0;
@@ -321,17 +374,23 @@ fn parse_ipv6<P: PacketBytes + ?Sized>(p: &P, off: usize) -> Result<Packet, Malf
         }
     }
     let pkt = Packet {
-        is_v6: true,
-        src,
-        dst,
         proto: next,
         frag,
-        sport: 0,
-        dport: 0,
-        payload_off: 0,
-        payload_len: 0,
+        ..base
     };
     parse_l4(p, pkt, l4, end)
+}
+
+/// A transport header inside the packet that the reader could not load:
+/// for IPv6, hidden behind the extension chain (an IPv4 header never puts
+/// it out of reach).
+#[inline(always)]
+fn unreachable(pkt: &Packet) -> Malformed {
+    if pkt.is_v6 {
+        Malformed::ExtensionChainTooLong
+    } else {
+        Malformed::Truncated
+    }
 }
 
 #[inline(always)]
@@ -349,7 +408,7 @@ fn parse_l4<P: PacketBytes + ?Sized>(
             if l4 + 8 > end {
                 return Err(Malformed::Truncated);
             }
-            let udp = p.load::<8>(l4).ok_or(Malformed::Truncated)?;
+            let udp = p.load::<8>(l4).ok_or_else(|| unreachable(&pkt))?;
             pkt.sport = be16([udp[0], udp[1]]);
             pkt.dport = be16([udp[2], udp[3]]);
             let udp_len = be16([udp[4], udp[5]]) as usize;
@@ -371,7 +430,7 @@ fn parse_l4<P: PacketBytes + ?Sized>(
             if l4 + 4 > end {
                 return Err(Malformed::Truncated);
             }
-            let ports = p.load::<4>(l4).ok_or(Malformed::Truncated)?;
+            let ports = p.load::<4>(l4).ok_or_else(|| unreachable(&pkt))?;
             pkt.sport = be16([ports[0], ports[1]]);
             pkt.dport = be16([ports[2], ports[3]]);
         }

@@ -24,7 +24,7 @@ use filter_common::classify::{
 };
 use filter_common::decide::{
     Verdict, caller_fate, endpoint_bit, endpoint_fresh, endpoints_to_learn, epoch_seed,
-    learnable_port, may_teach, observe, tag_fresh, verdict,
+    hidden_verdict, learnable_port, may_teach, observe, tag_fresh, verdict,
 };
 use filter_common::parse::{
     Fragment, PROTO_TCP, PROTO_UDP, Packet, PacketBytes, Parsed, parse_frame,
@@ -57,8 +57,11 @@ static ENDPOINTS: LruHashMap<EndpointKey, EndpointValue> =
 static ENDPOINT_BITS: Array<u64> = Array::with_max_entries(ENDPOINT_BITS_WORDS, 0);
 #[map(name = "TG_TAGS")]
 static TG_TAGS: LruHashMap<[u8; 16], TagValue> = LruHashMap::with_max_entries(TAG_CAPACITY, 0);
-#[map(name = "CAT_STATS")]
-static CAT_STATS: PerCpuArray<CatStats> = PerCpuArray::with_max_entries(CATEGORY_SLOTS, 0);
+#[map(name = "IF_CAT_STATS")]
+static IF_CAT_STATS: PerCpuArray<CatStats> =
+    PerCpuArray::with_max_entries(IF_SLOTS * CATEGORY_SLOTS, 0);
+#[map(name = "IF_SLOT")]
+static IF_SLOT: Array<u32> = Array::with_max_entries(IF_INDEX_LIMIT, 0);
 #[map(name = "LABEL_STATS")]
 static LABEL_STATS: PerCpuArray<LabelStats> = PerCpuArray::with_max_entries(LABEL_SLOTS, 0);
 #[map(name = "GLOBAL_STATS")]
@@ -187,6 +190,10 @@ fn filter(ctx: &XdpContext) -> (u32, Info) {
             g_add(G_MALFORMED, 1);
             return (XDP_PASS, NO_INFO);
         }
+        Parsed::Hidden(p) => {
+            g_add(G_V6_HIDDEN, 1);
+            return hidden(ctx, &p, len);
+        }
         Parsed::Ip(p) => p,
     };
     match pkt.frag {
@@ -222,6 +229,58 @@ fn filter(ctx: &XdpContext) -> (u32, Info) {
     // exits then share one verifier state.
     scratch.pkt = pkt;
     udp(ctx, scratch, len)
+}
+
+/// An IPv6 packet whose transport the parser could not reach: decided by
+/// its addresses alone (`hidden_verdict`), so extension headers cannot carry
+/// media past a listed range.
+#[inline(always)]
+fn hidden(ctx: &XdpContext, pkt: &Packet, len: usize) -> (u32, Info) {
+    let Some(state) = STATE.get(0) else {
+        return (XDP_PASS, NO_INFO);
+    };
+    let generation = state.generation & 1;
+    let src_cat = lookup(generation, pkt, false);
+    let dst_cat = lookup(generation, pkt, true);
+    if src_cat == CAT_ALLOW || dst_cat == CAT_ALLOW {
+        g_add(G_ALLOWED, 1);
+        return (
+            XDP_PASS,
+            Info {
+                category: CAT_ALLOW,
+                label: 0,
+                flags: 0,
+            },
+        );
+    }
+    let category = if dst_cat != CAT_NONE {
+        dst_cat
+    } else {
+        src_cat
+    };
+    if category == CAT_NONE {
+        return (XDP_PASS, NO_INFO);
+    }
+    let policy = POLICY
+        .get(generation * CATEGORY_SLOTS + category as u32)
+        .copied()
+        .unwrap_or_default();
+    let v = hidden_verdict(&policy);
+    count_category(ctx, category, len, v);
+    let info = Info {
+        category,
+        label: LABEL_NONE,
+        flags: if v == Verdict::Monitor {
+            TRACE_MONITORED
+        } else {
+            0
+        },
+    };
+    if v == Verdict::Drop {
+        g_add(G_DROPPED, 1);
+        return (XDP_DROP, info);
+    }
+    (XDP_PASS, info)
 }
 
 #[inline(always)]
@@ -457,6 +516,8 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
         flow.dropped = dropped as u64;
         if FLOWS.insert(key, flow, BPF_NOEXIST as u64).is_err() {
             g_add(G_FLOW_INSERT_FAIL, 1);
+        } else {
+            g_add(G_FLOWS_CREATED, 1);
         }
     } else {
         // SAFETY: the fields are 8-byte aligned u64s inside a live map value.
@@ -469,7 +530,7 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
         }
     }
 
-    count_category(category, len, v);
+    count_category(ctx, category, len, v);
     count_label(label, len, v);
     if dropped {
         g_add(G_DROPPED, 1);
@@ -623,8 +684,12 @@ fn learn(
 }
 
 #[inline(always)]
-fn count_category(category: u8, len: usize, v: Verdict) {
-    let Some(s) = CAT_STATS.get_ptr_mut(category as u32) else {
+fn count_category(ctx: &XdpContext, category: u8, len: usize, v: Verdict) {
+    // The receiving interface's slot (0 for one the daemon did not register).
+    let slot = IF_SLOT
+        .get(ctx.ingress_ifindex() as u32)
+        .map_or(0, |s| *s & (IF_SLOTS - 1));
+    let Some(s) = IF_CAT_STATS.get_ptr_mut(slot * CATEGORY_SLOTS + category as u32) else {
         return;
     };
     let len = len as u64;

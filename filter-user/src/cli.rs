@@ -4,10 +4,20 @@
 //!
 //! Readers open the pinned maps read-only. Writers (`list add|del|load`,
 //! `policy set|reset`, `reload` without a daemon) take the pin directory's
-//! lock, make their change (a list file, replaced atomically, or a policy
-//! override in the state file), then validate and install everything as a
-//! reload does. If validation or the install fails, the change is undone
-//! (the list file restored) and the old rules stay in force.
+//! lock, work out their change (a list file's new text, or a policy override
+//! in the state file), then validate and install everything as a reload
+//! does. If validation or the install fails, nothing changes and the old
+//! rules stay in force.
+//!
+//! A list change is done when its file is replaced, and that happens only
+//! after the tables flipped to it: the new text is written beside the file
+//! as `.NAME.txt.staged` (hidden: list loading skips it), the inactive
+//! generation is filled and the generation flipped, then the staged file is
+//! renamed over `NAME.txt` and the state file written. A writer killed
+//! before the rename leaves the old file and (unless the flip had just
+//! happened) the old tables; the lists directory never holds a list that
+//! was not installed. The next writer removes the staged file it left, and
+//! the next reload installs the files as they are.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -15,7 +25,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::control::{Error, Prepared, Settings, describe, install, prepare, record};
+use crate::control::{
+    Error, ListReplacement, Prepared, Settings, describe, install, prepare, prepare_with, record,
+};
 use crate::lists::{ALLOW_NAME, Cidr, load_dir, parse_list, valid_category_name};
 use crate::loader::{Filter, GenerationInfo};
 use crate::pins::{DirLock, PinLayout};
@@ -248,61 +260,160 @@ pub fn check(
     Ok(out)
 }
 
-/// Undo of a list file change.
-struct Restore {
+/// Suffix of a list file's new text while it waits for the flip.
+const STAGED_SUFFIX: &str = ".txt.staged";
+
+/// A list file's new text (see the module documentation).
+struct Staged {
+    /// The category, or `allow`.
+    name: String,
+    /// `LISTS/NAME.txt`.
     path: PathBuf,
-    old: Option<String>,
+    /// The new text.
+    text: String,
 }
 
-impl Restore {
-    fn undo(self) {
-        let r = match &self.old {
-            Some(text) => write_atomic(&self.path, text),
-            None => std::fs::remove_file(&self.path),
-        };
-        if let Err(e) = r {
-            log::error!("restoring {}: {e}", self.path.display());
+impl Staged {
+    fn new(name: &str, lists_dir: &Path, text: String) -> Staged {
+        Staged {
+            name: name.to_owned(),
+            path: lists_dir.join(format!("{name}.txt")),
+            text,
+        }
+    }
+
+    fn replacement(&self) -> ListReplacement<'_> {
+        ListReplacement {
+            name: &self.name,
+            file: &self.path,
+            text: &self.text,
+        }
+    }
+
+    /// `LISTS/.NAME.txt.staged`.
+    fn staged_path(&self) -> PathBuf {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        dir.join(format!(".{}{STAGED_SUFFIX}", self.name))
+    }
+
+    /// Write the staged file (with the mode of the file it replaces, if
+    /// any) and fsync it: after the flip only the rename is left.
+    fn write(&self) -> Result<PathBuf, Error> {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let staged = self.staged_path();
+        let what = || staged.display().to_string();
+        let mode = std::fs::metadata(&self.path)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o7777);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode.unwrap_or(0o666))
+            .open(&staged)
+            .map_err(Error::io(what()))?;
+        let written = (|| {
+            if let Some(m) = mode {
+                f.set_permissions(std::fs::Permissions::from_mode(m))?;
+            }
+            f.write_all(self.text.as_bytes())?;
+            f.sync_all()
+        })();
+        if let Err(e) = written {
+            discard(&staged);
+            return Err(Error::io(what())(e));
+        }
+        Ok(staged)
+    }
+
+    /// Rename the staged file over the list file, then fsync the directory.
+    fn commit(&self, staged: &Path) -> Result<(), Error> {
+        std::fs::rename(staged, &self.path)
+            .map_err(Error::io(format!("replacing {}", self.path.display())))?;
+        if let Some(dir) = self.path.parent()
+            && let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all())
+        {
+            log::warn!("fsync of {}: {e}", dir.display());
+        }
+        Ok(())
+    }
+}
+
+/// Remove a staged file that will not be used.
+fn discard(staged: &Path) {
+    if let Err(e) = std::fs::remove_file(staged)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        log::warn!("removing {}: {e}", staged.display());
+    }
+}
+
+/// Remove the staged files of writers that were killed before their rename
+/// (the caller holds the lock, so no writer is at work). Their lists were
+/// never the files' lists; the tables follow the files again at the next
+/// install.
+fn remove_stale_staged(lists_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(lists_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.ends_with(STAGED_SUFFIX) {
+            log::warn!(
+                "removing {}: left by an interrupted list change (the list file was not replaced)",
+                e.path().display()
+            );
+            discard(&e.path());
         }
     }
 }
 
-/// Replace `path` with `text` (temporary file in the same directory, fsync,
-/// rename).
-fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
-
-/// Lock, edit, validate and install, record; undo the edit on failure.
+/// Lock, edit, validate, install, replace the list file (if the edit
+/// changes one), record. On failure nothing is changed but the record of
+/// the failed attempt.
 fn change(
     layout: &PinLayout,
     by: &str,
-    edit: impl FnOnce(&mut StateFile, &Settings) -> Result<Option<Restore>, Error>,
+    edit: impl FnOnce(&mut StateFile, &Settings) -> Result<Option<Staged>, Error>,
 ) -> Result<(GenerationInfo, Prepared), Error> {
     layout.require()?;
     let _lock = DirLock::acquire(&layout.dir)?;
     let mut state = StateFile::read(&layout.dir)?.ok_or_else(|| no_state_file(layout))?;
     let before = state.clone();
     let (settings, _) = Settings::from_state(&state)?;
-    let restore = edit(&mut state, &settings)?;
+    remove_stale_staged(&settings.lists_dir);
+    let staged = edit(&mut state, &settings)?;
     let result = (|| {
         let (settings, _) = Settings::from_state(&state)?;
-        let p = prepare(&settings)?;
+        let p = prepare_with(&settings, staged.as_ref().map(Staged::replacement))?;
         let mut f = Filter::open_pinned(layout, true)?;
-        let info = install(&mut f, &p, &mut state)?;
+        let Some(staged) = &staged else {
+            let info = install(&mut f, &p, &mut state)?;
+            return Ok((info, p));
+        };
+        let file = staged.write()?;
+        let info = match install(&mut f, &p, &mut state) {
+            Ok(info) => info,
+            Err(e) => {
+                discard(&file);
+                return Err(e);
+            }
+        };
+        // The flip is done; the rename makes it the file's list.
+        if let Err(e) = staged.commit(&file) {
+            discard(&file);
+            // The tables hold the new list, the file the old: back to the file.
+            if let Err(back) = prepare(&settings).and_then(|p| install(&mut f, &p, &mut state)) {
+                log::error!(
+                    "installing {} as it is again: {back}; run `flowfilter reload`",
+                    staged.path.display()
+                );
+            }
+            return Err(e);
+        }
         Ok((info, p))
     })();
     if result.is_err() {
-        if let Some(r) = restore {
-            r.undo();
-        }
         let mut failed = before;
         record(&mut failed, result.as_ref().err(), by);
         failed.write()?;
@@ -408,10 +519,8 @@ pub fn list(
             let mut note = String::new();
             let (info, p) = change(layout, &format!("list add {category}"), |_, s| {
                 let path = s.lists_dir.join(format!("{category}.txt"));
-                let old = read_optional(&path)?;
-                let text = old.clone().unwrap_or_default();
-                let present: Vec<Cidr> = text.lines().filter_map(line_prefix).collect();
-                let mut new = text.clone();
+                let mut new = read_optional(&path)?.unwrap_or_default();
+                let present: Vec<Cidr> = new.lines().filter_map(line_prefix).collect();
                 if !new.is_empty() && !new.ends_with('\n') {
                     new.push('\n');
                 }
@@ -430,9 +539,8 @@ pub fn list(
                         path.display()
                     )));
                 }
-                write_atomic(&path, &new).map_err(Error::io(path.display().to_string()))?;
                 let _ = writeln!(note, "{category}: added {} prefix(es)", added.len());
-                Ok(Some(Restore { path, old }))
+                Ok(Some(Staged::new(category, &s.lists_dir, new)))
             })?;
             Ok(format!("{note}{}\n", describe(&info, &p)))
         }
@@ -466,11 +574,7 @@ pub fn list(
                         path.display()
                     )));
                 }
-                write_atomic(&path, &new).map_err(Error::io(path.display().to_string()))?;
-                Ok(Some(Restore {
-                    path,
-                    old: Some(old),
-                }))
+                Ok(Some(Staged::new(category, &s.lists_dir, new)))
             })?;
             Ok(format!(
                 "{category}: removed {} prefix(es)\n{}\n",
@@ -487,10 +591,7 @@ pub fn list(
                 log::info!("{n}");
             }
             let (info, p) = change(layout, &format!("list load {category}"), |_, s| {
-                let path = s.lists_dir.join(format!("{category}.txt"));
-                let old = read_optional(&path)?;
-                write_atomic(&path, &text).map_err(Error::io(path.display().to_string()))?;
-                Ok(Some(Restore { path, old }))
+                Ok(Some(Staged::new(category, &s.lists_dir, text.clone())))
             })?;
             Ok(format!(
                 "{category}: loaded {} prefixes from {}\n{}\n",
@@ -800,23 +901,39 @@ mod tests {
     }
 
     #[test]
-    fn atomic_write_and_restore() {
+    fn staged_files_keep_the_mode_and_are_swept() {
+        use std::os::unix::fs::PermissionsExt as _;
         let d = std::env::temp_dir().join(format!("flowfilter-cli-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
-        let p = d.join("x.txt");
-        write_atomic(&p, "one\n").unwrap();
-        Restore {
-            path: p.clone(),
-            old: Some("zero\n".into()),
-        }
-        .undo();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "zero\n");
-        Restore {
-            path: p.clone(),
-            old: None,
-        }
-        .undo();
-        assert!(!p.exists());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let p = d.join("whatsapp.txt");
+        std::fs::write(&p, "198.51.100.0/24\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let s = Staged::new("whatsapp", &d, "203.0.113.0/24\n".into());
+        assert_eq!(s.replacement().file, p.as_path());
+        let staged = s.write().unwrap();
+        assert_eq!(staged, d.join(".whatsapp.txt.staged"));
+        // Written, but the list file is untouched until the commit.
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "198.51.100.0/24\n");
+        assert_eq!(mode(&staged), 0o640);
+        s.commit(&staged).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "203.0.113.0/24\n");
+        assert_eq!(mode(&p), 0o640);
+        assert!(!staged.exists());
+        // A staged file left by a killed writer goes; nothing else does.
+        let left = Staged::new("telegram", &d, "192.0.2.0/24\n".into())
+            .write()
+            .unwrap();
+        std::fs::write(d.join(".zoom.txt.tmp-1-2"), "").unwrap();
+        remove_stale_staged(&d);
+        assert!(!left.exists());
+        let mut names: Vec<String> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [".zoom.txt.tmp-1-2", "whatsapp.txt"]);
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

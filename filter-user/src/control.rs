@@ -6,16 +6,18 @@
 //! `file:line: what` and nothing is written. Only then does [`install`]
 //! fill the inactive generation and flip to it (the caller holds the pin
 //! directory's lock), and record what it installed in the state file.
+//! A CLI verb that changes a list file validates and installs the new text
+//! first ([`prepare_with`]) and replaces the file only after the flip.
 //!
 //! Policy precedence, lowest first: the default (`drop`), the configuration
 //! file's `[policy]`, the daemon's `--policy` flags, `flowfilter policy set`
 //! (kept in the state file until `flowfilter policy reset`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::config::{Config, ConfigError};
-use crate::lists::{ListError, Lists, load_dir};
+use crate::lists::{ListError, Lists, load_dir_with};
 use crate::loader::{Filter, GenerationInfo, LoadError};
 use crate::pins::PinError;
 use crate::policy::PolicySpec;
@@ -178,9 +180,31 @@ pub struct Prepared {
     pub settings: Settings,
 }
 
+/// New text for one list file of the lists directory, to be installed
+/// before the file itself is replaced.
+#[derive(Clone, Copy, Debug)]
+pub struct ListReplacement<'a> {
+    /// The category, or `allow`.
+    pub name: &'a str,
+    /// The file it replaces (`LISTS/NAME.txt`): errors and notes name it.
+    pub file: &'a Path,
+    /// The new text.
+    pub text: &'a str,
+}
+
 /// Read and validate everything; nothing is written.
 pub fn prepare(settings: &Settings) -> Result<Prepared, Error> {
-    let lists = load_dir(&settings.lists_dir, settings.normalize)?;
+    prepare_with(settings, None)
+}
+
+/// [`prepare`], reading `replacement`'s text in place of its file (which
+/// need not exist yet). Nothing is written.
+pub fn prepare_with(
+    settings: &Settings,
+    replacement: Option<ListReplacement<'_>>,
+) -> Result<Prepared, Error> {
+    let overlay = replacement.map(|r| (r.name, r.text));
+    let lists = load_dir_with(&settings.lists_dir, settings.normalize, overlay)?;
     for n in lists.all_notes() {
         log::info!("{n}");
     }
@@ -394,6 +418,56 @@ mod tests {
             )
         );
         assert_eq!(Error::Other("x".into()).exit_code(), 1);
+    }
+
+    #[test]
+    fn a_replacement_is_read_in_place_of_its_file() {
+        let d = Dir::new(
+            "repl",
+            &[("whatsapp.txt", "198.51.100.0/24\n"), ("zoom.txt", "")],
+        );
+        let set = settings(&d, "", &[], &[]);
+        let file = d.0.join("whatsapp.txt");
+        let repl = |name, file, text| ListReplacement { name, file, text };
+        let p = prepare_with(&set, Some(repl("whatsapp", &file, "203.0.113.0/24\n"))).unwrap();
+        let wa = p.lists.by_name("whatsapp").unwrap();
+        assert_eq!(
+            wa.list.cidrs().next().unwrap().to_string(),
+            "203.0.113.0/24"
+        );
+        assert_eq!(p.lists.by_name("zoom").unwrap().id, 3);
+        // The file is untouched.
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "198.51.100.0/24\n");
+        // A new category is numbered as a new file would be.
+        let meet = d.0.join("meet.txt");
+        let p = prepare_with(&set, Some(repl("meet", &meet, "192.0.2.0/24\n"))).unwrap();
+        assert_eq!(p.lists.by_name("meet").unwrap().id, 3);
+        assert_eq!(p.lists.by_name("zoom").unwrap().id, 4);
+        let allow = d.0.join("allow.txt");
+        let p = prepare_with(&set, Some(repl("allow", &allow, "192.0.2.1\n"))).unwrap();
+        assert_eq!(p.lists.allow.len(), 1);
+        // Errors name the list file, with the directory's normalisation.
+        let e = prepare_with(&set, Some(repl("whatsapp", &file, "192.0.2.1/24\n"))).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.to_string().starts_with(&format!(
+                "{}:1: `192.0.2.1/24` has bits set",
+                file.display()
+            )),
+            "{e}"
+        );
+        // A broken file is fixed by replacing it (it is not read) ...
+        std::fs::write(&file, "bad\n").unwrap();
+        let p = prepare_with(&set, Some(repl("whatsapp", &file, "192.0.2.0/24\n"))).unwrap();
+        assert_eq!(p.lists.by_name("whatsapp").unwrap().list.len(), 1);
+        // ... but blocks the replacement of another one, naming itself.
+        let e = prepare_with(&set, Some(repl("zoom", &d.0.join("zoom.txt"), ""))).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}:1: ", file.display())),
+            "{e}"
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
 
+use filter_common::{IF_INDEX_LIMIT, IF_SLOTS};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::{Config, Flags};
@@ -220,6 +221,7 @@ async fn run_async(req: &RunRequest) -> Result<(), Error> {
         filter.commit(&layout)?;
         log::info!("{}", describe(&info, &prepared));
         attach_all(&mut filter, &layout, &cfg, &mut state)?;
+        layout.restrict()?;
         Ok::<_, Error>(())
     })();
     if let Err(e) = started {
@@ -280,6 +282,14 @@ async fn run_async(req: &RunRequest) -> Result<(), Error> {
     daemon.serve().await
 }
 
+/// The index of `iface` in this thread's network namespace.
+fn ifindex_of(iface: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(iface).ok()?;
+    // SAFETY: a NUL-terminated name; the call only reads it.
+    let i = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
 /// Attach every configured interface (inside `--netns` when given).
 fn attach_all(
     filter: &mut Filter,
@@ -316,16 +326,32 @@ fn attach_all(
                 recorded.unwrap_or_else(|| "unknown".to_owned())
             }
         };
+        let ifindex = ifindex_of(iface);
+        let slot = match ifindex {
+            Some(i) => filter.register_interface(i)?,
+            None => None,
+        };
+        if slot.is_none() {
+            log::warn!(
+                "{iface}: no per-interface counter slot (ifindex {ifindex:?}, at most {} interfaces below ifindex {IF_INDEX_LIMIT}); its packets count under interface \"other\"",
+                IF_SLOTS - 1
+            );
+        }
         state.interfaces.retain(|i| &i.name != iface);
         state.interfaces.push(InterfaceState {
             name: iface.clone(),
             mode,
             netns: cfg.netns.clone(),
+            ifindex,
+            slot,
         });
     }
     state
         .interfaces
         .retain(|i| layout.link(&i.name).exists() || cfg.interfaces.contains(&i.name));
+    // Interfaces still linked from an earlier start keep their slots.
+    let keep: Vec<u32> = state.interfaces.iter().filter_map(|i| i.ifindex).collect();
+    filter.release_interfaces(&keep)?;
     Ok(())
 }
 

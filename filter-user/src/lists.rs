@@ -584,16 +584,37 @@ fn assemble(parts: Vec<(String, ParsedList)>, allow: ParsedList) -> Result<Lists
 /// files are ignored). Any error rejects everything. Errors and notes name
 /// files as `dir/NAME.txt`.
 pub fn load_dir(dir: &Path, normalize: bool) -> Result<Lists, ListError> {
+    load_dir_with(dir, normalize, None)
+}
+
+/// [`load_dir`], with `overlay` = (name, text) read in place of
+/// `dir/NAME.txt` (which is neither read nor required to exist): what the
+/// directory would hold once that file is replaced.
+pub fn load_dir_with(
+    dir: &Path,
+    normalize: bool,
+    overlay: Option<(&str, &str)>,
+) -> Result<Lists, ListError> {
     let dir_name = dir.display().to_string();
     let io = |file: String| move |source| ListError::Io { file, source };
     let mut files = Vec::new();
+    if let Some((name, _)) = overlay {
+        let path = dir.join(format!("{name}.txt"));
+        if !valid_category_name(name) {
+            return Err(ListError::BadName {
+                file: path.display().to_string(),
+                name: name.to_owned(),
+            });
+        }
+        files.push((name.to_owned(), path.clone(), path.display().to_string()));
+    }
     for entry in std::fs::read_dir(dir).map_err(io(dir_name.clone()))? {
         let entry = entry.map_err(io(dir_name.clone()))?;
         let file_name = entry.file_name().to_string_lossy().into_owned();
         let Some(name) = file_name.strip_suffix(".txt") else {
             continue;
         };
-        if file_name.starts_with('.') {
+        if file_name.starts_with('.') || overlay.is_some_and(|(n, _)| n == name) {
             continue;
         }
         let path = entry.path();
@@ -617,7 +638,10 @@ pub fn load_dir(dir: &Path, normalize: bool) -> Result<Lists, ListError> {
     let mut parts = Vec::with_capacity(files.len());
     let mut allow = ParsedList::default();
     for (name, path, shown) in files {
-        let bytes = std::fs::read(&path).map_err(io(shown.clone()))?;
+        let bytes = match overlay {
+            Some((n, text)) if n == name => text.as_bytes().to_vec(),
+            _ => std::fs::read(&path).map_err(io(shown.clone()))?,
+        };
         let text = match String::from_utf8(bytes) {
             Ok(text) => text,
             Err(e) => {

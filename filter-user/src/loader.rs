@@ -33,10 +33,11 @@ use aya::{Ebpf, EbpfError, EbpfLoader};
 use aya_obj::programs::XdpAttachType;
 use filter_common::v4table::summarize;
 use filter_common::{
-    CATEGORY_SLOTS, CatStats, FlowKey, FlowValue, GENERATIONS, GLOBAL_SLOTS, LABEL_SLOTS,
-    LabelStats, MAP_CAT_STATS, MAP_FLOWS, MAP_GLOBAL_STATS, MAP_LABEL_STATS, MAP_PKT_TRACE,
-    MAP_POLICY, MAP_STATE, MAP_V4_TBL8, MAP_V4_TBL16, MAP_V4_TBL24, MAP_V6_LPM0, MAP_V6_LPM1,
-    PROGRAM_NAME, PktTrace, Policy, State, V4_CHUNKS_PER_GEN, V4_ROW_LEN, V4_ROWS,
+    CATEGORY_SLOTS, CatStats, FlowKey, FlowValue, GENERATIONS, GLOBAL_SLOTS, IF_INDEX_LIMIT,
+    IF_SLOTS, LABEL_SLOTS, LabelStats, MAP_FLOWS, MAP_GLOBAL_STATS, MAP_IF_CAT_STATS, MAP_IF_SLOT,
+    MAP_LABEL_STATS, MAP_PKT_TRACE, MAP_POLICY, MAP_STATE, MAP_V4_TBL8, MAP_V4_TBL16, MAP_V4_TBL24,
+    MAP_V6_LPM0, MAP_V6_LPM1, PROGRAM_NAME, PktTrace, Policy, State, V4_CHUNKS_PER_GEN, V4_ROW_LEN,
+    V4_ROWS,
 };
 
 use crate::lists::Lists;
@@ -993,15 +994,94 @@ impl Filter {
         PerCpuArray::try_from(m).map_err(map_err(name))
     }
 
-    /// Per-category counters summed over CPUs, indexed by category id.
+    /// Per-category counters summed over CPUs and interfaces, indexed by
+    /// category id.
     pub fn category_stats(&self) -> Result<Vec<CatStats>, LoadError> {
-        let m = self.per_cpu::<CatStats>(MAP_CAT_STATS)?;
+        let mut total = vec![CatStats::default(); CATEGORY_SLOTS as usize];
+        for slot in 0..IF_SLOTS {
+            for (t, s) in total.iter_mut().zip(self.slot_stats(slot)?) {
+                *t = sum_cat(t, &s);
+            }
+        }
+        Ok(total)
+    }
+
+    /// One interface slot's per-category counters summed over CPUs, indexed
+    /// by category id (slot 0: interfaces without a slot of their own).
+    pub fn slot_stats(&self, slot: u32) -> Result<Vec<CatStats>, LoadError> {
+        let m = self.per_cpu::<CatStats>(MAP_IF_CAT_STATS)?;
         (0..CATEGORY_SLOTS)
-            .map(|i| {
-                let v = m.get(&i, 0).map_err(map_err(MAP_CAT_STATS))?;
+            .map(|c| {
+                let v = m
+                    .get(&(slot * CATEGORY_SLOTS + c), 0)
+                    .map_err(map_err(MAP_IF_CAT_STATS))?;
                 Ok(v.iter().fold(CatStats::default(), |a, s| sum_cat(&a, s)))
             })
             .collect()
+    }
+
+    /// The counter slot of every registered ifindex, as (ifindex, slot).
+    pub fn interface_slots(&self) -> Result<Vec<(u32, u32)>, LoadError> {
+        let m = self.array::<u32>(MAP_IF_SLOT)?;
+        let mut out = Vec::new();
+        for i in 0..IF_INDEX_LIMIT {
+            let s = m.get(&i, 0).map_err(map_err(MAP_IF_SLOT))?;
+            if s != 0 {
+                out.push((i, s));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Give `ifindex` a counter slot of its own, keeping the one it has.
+    /// A new slot starts from zeroed counters. `None` when the ifindex is
+    /// beyond `IF_INDEX_LIMIT` or every slot is taken (the interface then
+    /// counts in slot 0).
+    pub fn register_interface(&mut self, ifindex: u32) -> Result<Option<u32>, LoadError> {
+        if ifindex >= IF_INDEX_LIMIT {
+            return Ok(None);
+        }
+        let slots = self.interface_slots()?;
+        if let Some((_, s)) = slots.iter().find(|(i, _)| *i == ifindex) {
+            return Ok(Some(*s));
+        }
+        let Some(slot) = (1..IF_SLOTS).find(|s| slots.iter().all(|(_, t)| t != s)) else {
+            return Ok(None);
+        };
+        {
+            let m = self
+                .maps
+                .get_mut(MAP_IF_CAT_STATS)
+                .ok_or(LoadError::Missing(MAP_IF_CAT_STATS))?;
+            let mut m =
+                PerCpuArray::<_, CatStats>::try_from(m).map_err(map_err(MAP_IF_CAT_STATS))?;
+            let ncpu = aya::util::nr_cpus()
+                .map_err(|(_, e)| e)
+                .map_err(pinned_err("counting the possible CPUs"))?;
+            for c in 0..CATEGORY_SLOTS {
+                let zero = aya::maps::PerCpuValues::try_from(vec![CatStats::default(); ncpu])
+                    .map_err(pinned_err("per-CPU zero values"))?;
+                m.set(slot * CATEGORY_SLOTS + c, zero, 0)
+                    .map_err(map_err(MAP_IF_CAT_STATS))?;
+            }
+        }
+        self.array_mut::<u32>(MAP_IF_SLOT)?
+            .set(ifindex, slot, 0)
+            .map_err(map_err(MAP_IF_SLOT))?;
+        Ok(Some(slot))
+    }
+
+    /// Release the slots of every ifindex not in `keep` (interfaces no
+    /// longer attached). Their counters stay until the slot is reused.
+    pub fn release_interfaces(&mut self, keep: &[u32]) -> Result<(), LoadError> {
+        let slots = self.interface_slots()?;
+        let mut m = self.array_mut::<u32>(MAP_IF_SLOT)?;
+        for (i, _) in slots {
+            if !keep.contains(&i) {
+                m.set(i, 0, 0).map_err(map_err(MAP_IF_SLOT))?;
+            }
+        }
+        Ok(())
     }
 
     /// Per-label counters summed over CPUs, indexed by label id.
@@ -1093,7 +1173,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-fn sum_cat(a: &CatStats, s: &CatStats) -> CatStats {
+/// Field-wise sum of two counter sets.
+pub fn sum_cat(a: &CatStats, s: &CatStats) -> CatStats {
     CatStats {
         seen_packets: a.seen_packets + s.seen_packets,
         seen_bytes: a.seen_bytes + s.seen_bytes,

@@ -4,15 +4,19 @@
 //! from the state file.
 //!
 //! Metrics (all prefixed `flowfilter_`):
-//! - `category_packets_total{category,verdict}` and `category_bytes_total`:
-//!   verdict `seen`, `dropped`, `monitored` (would have been dropped) and
-//!   `passed`, per category. The program keeps one set of counters for all
-//!   interfaces, so there is no interface label.
+//! - `category_packets_total{interface,category,verdict}` and
+//!   `category_bytes_total`: verdict `seen`, `dropped`, `monitored` (would
+//!   have been dropped) and `passed`, per receiving interface and category
+//!   (`sum by (category)` gives the totals). Each attached interface has a
+//!   counter slot of its own (up to 15); `interface="other"` counts packets
+//!   on interfaces without one and appears only when it has counted any.
 //! - `label_packets_total{label,verdict}` (`seen`, `dropped`, `monitored`)
 //!   and `label_bytes_total{label}`.
 //! - `frames_total{counter}`: the program's global counters (`packets`,
 //!   `non_ip`, `tcp`, `udp`, `fragments`, `malformed`, ...).
-//! - `flows` and `flow_capacity`: flow-table occupancy.
+//! - `flows` and `flow_capacity`: flow-table occupancy; `flows_evicted`:
+//!   flows created (`frames_total{counter="flows_created"}`) minus flows
+//!   tracked, i.e. what the LRU table evicted to make room.
 //! - `list_prefixes{category,family}`: list sizes (`allow` included).
 //! - `policy_info{category,policy,source}`: 1 per category.
 //! - `generation`: the active table generation.
@@ -142,26 +146,39 @@ impl PinCollector {
         let stats = collect_stats(&f, st).map_err(|e| e.to_string())?;
         let mut cat_p = Family::new(
             "flowfilter_category_packets",
-            "UDP packets per category and verdict (monitored: would have been dropped)",
+            "UDP packets per receiving interface, category and verdict (monitored: would have been dropped)",
             true,
         );
         let mut cat_b = Family::new(
             "flowfilter_category_bytes",
-            "Bytes per category and verdict",
+            "Bytes per receiving interface, category and verdict",
             true,
         );
-        for c in &stats.categories {
-            let name = c.name.clone().unwrap_or_else(|| format!("#{}", c.id));
-            let s = &c.stats;
-            for (verdict, p, b) in [
-                ("seen", s.seen_packets, s.seen_bytes),
-                ("dropped", s.dropped_packets, s.dropped_bytes),
-                ("monitored", s.monitored_packets, s.monitored_bytes),
-                ("passed", s.passed_packets, s.passed_bytes),
-            ] {
-                let l = vec![("category", name.clone()), ("verdict", verdict.to_owned())];
-                cat_p.add(l.clone(), p);
-                cat_b.add(l, b);
+        // Every category the totals show, on every interface with a slot
+        // (zero until counted), so series exist before the first packet.
+        for i in &stats.interfaces {
+            for c in &stats.categories {
+                let name = c.name.clone().unwrap_or_else(|| format!("#{}", c.id));
+                let s = i
+                    .categories
+                    .iter()
+                    .find(|r| r.id == c.id)
+                    .map(|r| r.stats)
+                    .unwrap_or_default();
+                for (verdict, p, b) in [
+                    ("seen", s.seen_packets, s.seen_bytes),
+                    ("dropped", s.dropped_packets, s.dropped_bytes),
+                    ("monitored", s.monitored_packets, s.monitored_bytes),
+                    ("passed", s.passed_packets, s.passed_bytes),
+                ] {
+                    let l = vec![
+                        ("interface", i.name.clone()),
+                        ("category", name.clone()),
+                        ("verdict", verdict.to_owned()),
+                    ];
+                    cat_p.add(l.clone(), p);
+                    cat_b.add(l, b);
+                }
             }
         }
         let mut lab_p = Family::new(
@@ -200,6 +217,17 @@ impl PinCollector {
         flows.add(Vec::new(), tracked);
         let mut cap = Family::new("flowfilter_flow_capacity", "Flow table capacity", false);
         cap.add(Vec::new(), u64::from(capacity));
+        let created = stats
+            .global
+            .iter()
+            .find(|(n, _)| *n == "flows_created")
+            .map_or(0, |(_, v)| *v);
+        let mut evicted = Family::new(
+            "flowfilter_flows_evicted",
+            "Flows created minus flows tracked: what the LRU flow table evicted to make room",
+            false,
+        );
+        evicted.add(Vec::new(), created.saturating_sub(tracked));
         let mut generation = Family::new("flowfilter_generation", "Active table generation", false);
         generation.add(
             Vec::new(),
@@ -270,8 +298,8 @@ impl PinCollector {
             ifaces.add(vec![("interface", name), ("mode", mode)], 1u64);
         }
         Ok(vec![
-            cat_p, cat_b, lab_p, lab_b, frames, flows, cap, generation, sizes, policy, ifaces,
-            reload_ts, reload_ok, reloads,
+            cat_p, cat_b, lab_p, lab_b, frames, flows, cap, evicted, generation, sizes, policy,
+            ifaces, reload_ts, reload_ok, reloads,
         ])
     }
 }

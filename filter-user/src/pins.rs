@@ -22,10 +22,20 @@
 //! Writers (the daemon, and CLI verbs that change lists or policies) take an
 //! exclusive `flock` on the pin directory ([`DirLock`]) for the whole
 //! read-modify-write of the tables.
+//!
+//! Permissions: owner-only. The directories are made [`DIR_MODE`] (0700)
+//! and every pin is [`PIN_MODE`] (0600); the daemon's start makes it so
+//! ([`PinLayout::restrict`]) and tightens looser modes an older version
+//! left, with a log line. Group-readable pins would buy nothing: opening a
+//! pin is a `bpf()` call, which unprivileged users cannot make
+//! (`kernel.unprivileged_bpf_disabled`), and whoever holds `CAP_BPF` does
+//! not need the file mode. Unprivileged readers get the counters from the
+//! daemon's `--metrics` endpoint instead.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd as _;
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use aya::maps::MapInfo;
@@ -35,6 +45,10 @@ use aya_obj::EbpfSectionKind;
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/flowfilter";
 /// Where bpffs is mounted by convention (and by us when absent).
 pub const BPFFS_ROOT: &str = "/sys/fs/bpf";
+/// Mode of the pin directory and its subdirectories: owner only.
+pub const DIR_MODE: u32 = 0o700;
+/// Mode of every pin (maps, program, links): owner only.
+pub const PIN_MODE: u32 = 0o600;
 /// `statfs` magic of bpffs.
 const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
 /// Map types whose capacity or value size aya sets at load time (perf event
@@ -164,12 +178,40 @@ impl PinLayout {
         Ok(!self.in_use()? && self.pinned_maps()?.is_empty())
     }
 
-    /// Create the directory and its `maps` and `links` subdirectories.
+    /// Create the directory and its `maps` and `links` subdirectories
+    /// ([`DIR_MODE`], and so is any missing parent made here). Existing
+    /// directories keep their mode until [`PinLayout::restrict`].
     pub fn create(&self) -> Result<(), PinError> {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true).mode(DIR_MODE);
         for d in [self.dir.clone(), self.maps_dir(), self.links_dir()] {
-            std::fs::create_dir_all(&d).map_err(io_err(&d))?;
+            builder.create(&d).map_err(io_err(&d))?;
         }
         Ok(())
+    }
+
+    /// Give the directory, its `maps` and `links` subdirectories and every
+    /// pin in them owner-only modes ([`DIR_MODE`], [`PIN_MODE`]). A pin or
+    /// directory with another mode (left by an older version, or changed by
+    /// hand) is changed, with a log line; symbolic links and anything not
+    /// of this layout are left alone. Returns the paths it changed.
+    pub fn restrict(&self) -> Result<Vec<PathBuf>, PinError> {
+        let mut targets = vec![(self.dir.clone(), DIR_MODE)];
+        for (sub, names) in [
+            (self.maps_dir(), self.pinned_maps()?),
+            (self.links_dir(), self.pinned_links()?),
+        ] {
+            targets.extend(names.iter().map(|n| (sub.join(n), PIN_MODE)));
+            targets.push((sub, DIR_MODE));
+        }
+        targets.push((self.prog(), PIN_MODE));
+        let mut changed = Vec::new();
+        for (path, want) in targets {
+            if set_mode(&path, want)? {
+                changed.push(path);
+            }
+        }
+        Ok(changed)
     }
 
     /// For CLI verbs: fail with [`PinError::NoState`] unless a filter's maps
@@ -212,6 +254,27 @@ pub fn remove_file(path: &Path) -> Result<(), PinError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io_err(path)(e)),
     }
+}
+
+/// Set the permission bits of `path` to `want` unless they are already;
+/// whether they were changed. A missing path or a symbolic link is left
+/// alone.
+fn set_mode(path: &Path, want: u32) -> Result<bool, PinError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    if meta.file_type().is_symlink() || mode == want {
+        return Ok(false);
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(want)).map_err(io_err(path))?;
+    log::warn!(
+        "{}: mode {mode:04o} changed to {want:04o} (pins are owner-only)",
+        path.display()
+    );
+    Ok(true)
 }
 
 /// File names in `dir`, sorted; a missing directory has none.
@@ -576,6 +639,47 @@ mod tests {
         let none = PinLayout::new("/nonexistent/flowfilter-pins");
         assert!(none.is_empty().unwrap());
         assert!(matches!(none.require(), Err(PinError::NoState { .. })));
+    }
+
+    #[test]
+    fn restrict_makes_the_layout_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let base = std::env::temp_dir().join(format!("flowfilter-pins-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let l = PinLayout::new(base.join("a/pins"));
+        l.create().unwrap();
+        let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+        for d in [base.join("a"), l.dir.clone(), l.maps_dir(), l.links_dir()] {
+            assert_eq!(mode(&d), DIR_MODE, "{}", d.display());
+        }
+        // Pins (regular files here) and directories with looser modes.
+        let set = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+        };
+        for (p, m) in [
+            (l.map("STATE"), 0o644),
+            (l.prog(), 0o600),
+            (l.link("eth0"), 0o660),
+        ] {
+            std::fs::write(&p, "").unwrap();
+            set(&p, m);
+        }
+        set(&l.maps_dir(), 0o755);
+        let outside = base.join("a/other");
+        std::fs::write(&outside, "").unwrap();
+        set(&outside, 0o644);
+        std::os::unix::fs::symlink(&outside, l.map("LINK")).unwrap();
+        let mut changed = l.restrict().unwrap();
+        changed.sort();
+        assert_eq!(changed, [l.link("eth0"), l.maps_dir(), l.map("STATE")]);
+        for p in [l.map("STATE"), l.prog(), l.link("eth0")] {
+            assert_eq!(mode(&p), PIN_MODE, "{}", p.display());
+        }
+        assert_eq!(mode(&l.maps_dir()), DIR_MODE);
+        // Not followed through a symbolic link, nothing outside touched.
+        assert_eq!(mode(&outside), 0o644);
+        assert!(l.restrict().unwrap().is_empty());
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

@@ -190,7 +190,9 @@ pub fn replay<'a>(
                 rep.non_ip += 1;
                 continue;
             }
-            Parsed::Malformed(_) => {
+            // A hidden transport has no flow to report either (its verdict,
+            // by address, is in the dropped count).
+            Parsed::Malformed(_) | Parsed::Hidden(_) => {
                 rep.malformed += 1;
                 continue;
             }

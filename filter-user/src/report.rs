@@ -12,8 +12,15 @@
 //!       "monitored": {...}, "passed": {...} } ],
 //!   "labels": [ { "id": 1, "name": "stun", "packets": N, "bytes": N,
 //!       "dropped": N, "monitored": N } ],
+//!   "interfaces": [ { "name": IF | "other", "ifindex": N | null,
+//!       "categories": [ { "id": 1, "name": ..., "seen": {...}, "dropped": {...},
+//!           "monitored": {...}, "passed": {...} } ] } ],
 //!   "global": { "packets": N, "bytes": N, "udp": N, ... } }
 //! ```
+//! `interfaces` splits the category counters by receiving interface: each
+//! attached interface has a counter slot of its own (up to 15); `other`
+//! counts packets on any interface without one (test runs, replay, an
+//! interface beyond the slots). It lists categories with traffic only.
 //! `flowfilter status --json`:
 //! ```text
 //! { "pin_dir": PATH, "state_file": PATH | null,
@@ -45,7 +52,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use filter_common::classify::label_name;
 use filter_common::{
     CAT_NONE, CatStats, FATE_SPARED, FATE_STOPPED, FLOW_CALL, FLOW_FIRST_FROM_B, FLOW_LISTED,
-    FlowKey, FlowValue, GLOBAL_NAMES, LABEL_SLOTS, LabelStats,
+    FlowKey, FlowValue, GLOBAL_NAMES, IF_SLOTS, LABEL_SLOTS, LabelStats,
 };
 use serde_json::{Value, json};
 
@@ -75,6 +82,20 @@ pub struct LabelRow {
     pub stats: LabelStats,
 }
 
+/// One interface's category counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterfaceStats {
+    /// Interface name; `other` for slot 0 (interfaces without a slot).
+    pub name: String,
+    /// Its index, when known.
+    pub ifindex: Option<u32>,
+    /// Categories with traffic on it, by id.
+    pub categories: Vec<CategoryRow>,
+}
+
+/// Name of the counter slot shared by interfaces without one of their own.
+pub const OTHER_INTERFACE: &str = "other";
+
 /// Counters at one moment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatsSnapshot {
@@ -86,6 +107,8 @@ pub struct StatsSnapshot {
     pub categories: Vec<CategoryRow>,
     /// Every named label.
     pub labels: Vec<LabelRow>,
+    /// Category counters per receiving interface.
+    pub interfaces: Vec<InterfaceStats>,
     /// Global counters by name.
     pub global: Vec<(&'static str, u64)>,
 }
@@ -101,7 +124,37 @@ pub fn monotonic_ns() -> u64 {
 
 /// Read the counters.
 pub fn collect_stats(f: &Filter, state: Option<&StateFile>) -> Result<StatsSnapshot, LoadError> {
-    let cats = f.category_stats()?;
+    let mut cats = vec![CatStats::default(); filter_common::CATEGORY_SLOTS as usize];
+    let mut interfaces = Vec::new();
+    let name_of = |id: u8| state.and_then(|st| st.name_of(id)).map(str::to_owned);
+    for slot in 0..IF_SLOTS {
+        let per = f.slot_stats(slot)?;
+        for (t, s) in cats.iter_mut().zip(&per) {
+            *t = crate::loader::sum_cat(t, s);
+        }
+        let iface = state.and_then(|st| st.interfaces.iter().find(|i| i.slot == Some(slot)));
+        let rows: Vec<CategoryRow> = per
+            .iter()
+            .enumerate()
+            .filter(|(id, s)| *id != usize::from(CAT_NONE) && **s != CatStats::default())
+            .map(|(id, s)| CategoryRow {
+                id: id as u8,
+                name: name_of(id as u8),
+                stats: *s,
+            })
+            .collect();
+        if iface.is_some() || !rows.is_empty() {
+            interfaces.push(InterfaceStats {
+                name: match (slot, iface) {
+                    (0, _) => OTHER_INTERFACE.to_owned(),
+                    (_, Some(i)) => i.name.clone(),
+                    (s, None) => format!("slot{s}"),
+                },
+                ifindex: iface.and_then(|i| i.ifindex),
+                categories: rows,
+            });
+        }
+    }
     let labels = f.label_stats()?;
     let global = f.global_stats()?;
     let mut categories = Vec::new();
@@ -136,6 +189,7 @@ pub fn collect_stats(f: &Filter, state: Option<&StateFile>) -> Result<StatsSnaps
         mono_ns: monotonic_ns(),
         categories,
         labels,
+        interfaces,
         global,
     })
 }
@@ -227,10 +281,33 @@ impl StatsSnapshot {
             .iter()
             .map(|(n, v)| ((*n).to_owned(), json!(v)))
             .collect();
+        let interfaces: Vec<Value> = self
+            .interfaces
+            .iter()
+            .map(|i| {
+                let cats: Vec<Value> = i
+                    .categories
+                    .iter()
+                    .map(|c| {
+                        let s = &c.stats;
+                        json!({
+                            "id": c.id,
+                            "name": c.name,
+                            "seen": pb(s.seen_packets, s.seen_bytes),
+                            "dropped": pb(s.dropped_packets, s.dropped_bytes),
+                            "monitored": pb(s.monitored_packets, s.monitored_bytes),
+                            "passed": pb(s.passed_packets, s.passed_bytes),
+                        })
+                    })
+                    .collect();
+                json!({"name": i.name, "ifindex": i.ifindex, "categories": cats})
+            })
+            .collect();
         let mut out = json!({
             "time": self.time,
             "categories": categories,
             "labels": labels,
+            "interfaces": interfaces,
             "global": global,
         });
         if let Some(b) = before {
@@ -308,6 +385,37 @@ impl StatsSnapshot {
             .collect();
         out.push_str(&table(&header, &rows, 1));
         out.push('\n');
+        let rows: Vec<Vec<String>> = self
+            .interfaces
+            .iter()
+            .flat_map(|i| {
+                i.categories.iter().map(|c| {
+                    let s = &c.stats;
+                    vec![
+                        i.name.clone(),
+                        c.name.clone().unwrap_or_else(|| format!("#{}", c.id)),
+                        s.seen_packets.to_string(),
+                        human_bytes(s.seen_bytes),
+                        s.dropped_packets.to_string(),
+                        s.monitored_packets.to_string(),
+                        s.passed_packets.to_string(),
+                    ]
+                })
+            })
+            .collect();
+        if !rows.is_empty() {
+            let header = [
+                "INTERFACE",
+                "CATEGORY",
+                "SEEN",
+                "BYTES",
+                "DROPPED",
+                "MONITORED",
+                "PASSED",
+            ];
+            out.push_str(&table(&header, &rows, 2));
+            out.push('\n');
+        }
         let g: Vec<String> = self
             .global
             .iter()
@@ -752,6 +860,18 @@ mod tests {
                     ..LabelStats::default()
                 },
             }],
+            interfaces: vec![InterfaceStats {
+                name: "veth0".into(),
+                ifindex: Some(7),
+                categories: vec![CategoryRow {
+                    id: 1,
+                    name: Some("whatsapp".into()),
+                    stats: CatStats {
+                        seen_packets: seen,
+                        ..CatStats::default()
+                    },
+                }],
+            }],
             global: vec![("packets", seen), ("bytes", seen * 100)],
         }
     }
@@ -766,6 +886,10 @@ mod tests {
         assert_eq!(j["categories"][0]["dropped"]["bytes"], 3000);
         assert_eq!(j["labels"][0]["name"], "rtp");
         assert_eq!(j["global"]["packets"], 30);
+        assert_eq!(j["interfaces"][0]["name"], "veth0");
+        assert_eq!(j["interfaces"][0]["ifindex"], 7);
+        assert_eq!(j["interfaces"][0]["categories"][0]["name"], "whatsapp");
+        assert_eq!(j["interfaces"][0]["categories"][0]["seen"]["packets"], 30);
         assert!(j.get("interval_secs").is_none());
         let j = b.to_json(Some(&a));
         assert_eq!(j["interval_secs"], 2.0);
@@ -774,6 +898,12 @@ mod tests {
         assert_eq!(j["labels"][0]["rates"]["pps"], 2.0);
         let t = b.to_table(Some(&a));
         assert!(t.contains("SEEN/S"), "{t}");
+        assert!(t.contains("INTERFACE  CATEGORY"), "{t}");
+        assert!(
+            t.lines()
+                .any(|l| l.starts_with("veth0") && l.contains("whatsapp")),
+            "{t}"
+        );
         assert!(t.lines().nth(1).unwrap().contains("10.0"), "{t}");
         assert!(t.ends_with("all frames: packets 30, bytes 3000 B\n"), "{t}");
     }

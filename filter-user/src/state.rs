@@ -10,10 +10,14 @@
 //!
 //! The file lives in [`STATE_DIR`] (tmpfs, like bpffs: both are gone after a
 //! reboot), named after the pin directory ([`state_path`]), and is replaced
-//! atomically (write, then rename) under the pin directory's lock.
+//! atomically (write, then rename) under the pin directory's lock. Like the
+//! pins it is owner-only ([`STATE_FILE_MODE`]; the temporary file has the
+//! mode from its creation, so the renamed file never had another), and
+//! [`STATE_DIR`] is made 0700 when this creates it.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -24,6 +28,12 @@ use crate::pins::BPFFS_ROOT;
 pub const STATE_DIR: &str = "/run/flowfilter";
 /// Version of the file's schema.
 pub const STATE_VERSION: u32 = 1;
+/// Mode of the state file: owner only, as the pins
+/// ([`crate::pins::PIN_MODE`]).
+pub const STATE_FILE_MODE: u32 = 0o600;
+/// Mode of [`STATE_DIR`] when it is created here (an existing one, e.g.
+/// systemd's `RuntimeDirectory=`, keeps its mode).
+const STATE_DIR_MODE: u32 = 0o700;
 
 /// The state file of the pins in `pin_dir`: `/run/flowfilter/NAME.json`,
 /// NAME being the pin directory's path below /sys/fs/bpf (or its full path)
@@ -93,6 +103,13 @@ pub struct InterfaceState {
     pub mode: String,
     /// Network namespace, if not the daemon's.
     pub netns: Option<String>,
+    /// Interface index (in `netns`) when attached.
+    #[serde(default)]
+    pub ifindex: Option<u32>,
+    /// Its per-interface counter slot (`IF_SLOT`); none when it counts in
+    /// the shared slot 0.
+    #[serde(default)]
+    pub slot: Option<u32>,
 }
 
 /// Result of the last reload (or install).
@@ -197,7 +214,9 @@ impl StateFile {
             .map_err(|source| StateError::Parse { path, source })
     }
 
-    /// Replace the file atomically (temporary file, fsync, rename).
+    /// Replace the file atomically (temporary file of mode
+    /// [`STATE_FILE_MODE`], fsync, rename). Temporary files of writers that
+    /// died before their rename are removed.
     pub fn write(&self) -> Result<(), StateError> {
         let path = state_path(&self.pin_dir);
         let io = |path: &Path| {
@@ -205,10 +224,24 @@ impl StateFile {
             move |source| StateError::Io { path, source }
         };
         let dir = path.parent().unwrap_or(Path::new(STATE_DIR));
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(STATE_DIR_MODE)
+            .create(dir)
+            .map_err(io(dir))?;
+        remove_dead_temporaries(&path);
         let tmp = path.with_extension(format!("json.tmp{}", std::process::id()));
         let text = serde_json::to_string_pretty(self).unwrap_or_default();
-        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(STATE_FILE_MODE)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
+        // A temporary file that already existed kept its old mode.
+        f.set_permissions(std::fs::Permissions::from_mode(STATE_FILE_MODE))
+            .map_err(io(&tmp))?;
         f.write_all(text.as_bytes()).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
@@ -245,6 +278,34 @@ impl StateFile {
     pub fn live_daemon(&self) -> Option<u32> {
         let pid = self.daemon.as_ref()?.pid;
         process_alive(pid).then_some(pid)
+    }
+}
+
+/// Remove `NAME.json.tmpPID` beside the state file `path` when process
+/// PID is not a live flowfilter (it was killed between writing and
+/// renaming). Best effort: a failure is logged.
+fn remove_dead_temporaries(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!("{}.tmp", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file
+            .strip_prefix(&prefix)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id()
+            && !process_alive(pid)
+            && let Err(err) = std::fs::remove_file(e.path())
+        {
+            log::warn!("removing {}: {err}", e.path().display());
+        }
     }
 }
 
@@ -351,6 +412,37 @@ mod tests {
         assert_eq!(back.name_of(3), None);
         let old: StateFile = serde_json::from_str(r#"{"version":1}"#).unwrap();
         assert!(old.categories.is_empty() && old.daemon.is_none());
+    }
+
+    #[test]
+    fn temporaries_of_dead_writers_go() {
+        let d = std::env::temp_dir().join(format!("flowfilter-state-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let me = std::process::id();
+        for n in [
+            "x.json.tmp4000000000".to_owned(),
+            format!("x.json.tmp{me}"),
+            "x.json.tmpabc".into(),
+            "y.json.tmp4000000000".into(),
+        ] {
+            std::fs::write(d.join(n), "").unwrap();
+        }
+        remove_dead_temporaries(&d.join("x.json"));
+        let mut left: Vec<String> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                format!("x.json.tmp{me}"),
+                "x.json.tmpabc".into(),
+                "y.json.tmp4000000000".into()
+            ]
+        );
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

@@ -21,10 +21,12 @@
 //! first; a missing binary fails with the command that builds it).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd as _;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -851,8 +853,16 @@ fn metrics_are_prometheus_text() {
             ref other => panic!("{name}: {other:?}"),
         }
     };
-    let dropped = [("category", "whatsapp"), ("verdict", "dropped")];
+    let dropped = [
+        ("interface", env.va.as_str()),
+        ("category", "whatsapp"),
+        ("verdict", "dropped"),
+    ];
     assert!((value("flowfilter_category_packets_total", &dropped) - 7.0).abs() < f64::EPSILON);
+    assert!(
+        value("flowfilter_flows_evicted", &[]) < 0.5,
+        "nothing evicted"
+    );
     assert!(value("flowfilter_category_bytes_total", &dropped) >= 7.0 * 64.0);
     assert!(value("flowfilter_frames_total", &[("counter", "udp")]) >= 7.0);
     assert!(value("flowfilter_flows", &[]) >= 1.0);
@@ -888,6 +898,107 @@ fn metrics_are_prometheus_text() {
         "{body}"
     );
     assert!(http_get(addr, "/nope").starts_with("HTTP/1.1 404"));
+}
+
+/// Category counters per receiving interface: the daemon gives each
+/// attached interface a counter slot (kept across restarts); `stats --json`,
+/// the `stats` table and `/metrics` split the category counters by it.
+#[test]
+fn counters_per_interface_in_stats_and_metrics() {
+    if !require_root("counters_per_interface_in_stats_and_metrics") {
+        return;
+    }
+    let mut env = Env::new();
+    env.write_list("whatsapp", "# test list\n198.51.100.0/24\n127.0.0.2/32\n");
+    env.metrics = Some(free_port());
+    let args = ["--iface", "lo", "--policy", "whatsapp=drop,scope=udp"];
+    env.start(&args);
+    let rx = env.receiver();
+    assert_eq!(env.deliver(&rx, LISTED, 7), 0, "dropped on {}", env.va);
+    // Three over the namespace's loopback, to a listed address.
+    let ns_a = env.ns_a.clone();
+    let on_lo = |n: u32| {
+        in_ns(&ns_a, || {
+            let rx = UdpSocket::bind(("127.0.0.2", PORT)).expect("bind on lo");
+            rx.set_read_timeout(Some(Duration::from_millis(300)))
+                .expect("timeout");
+            let tx = UdpSocket::bind(("127.0.0.1", 0)).expect("bind sender");
+            tx.connect(("127.0.0.2", PORT)).expect("connect");
+            for seq in 0..n {
+                send(&tx, seq);
+            }
+            let mut buf = [0u8; 128];
+            let mut got = 0;
+            while rx.recv(&mut buf).is_ok() {
+                got += 1;
+            }
+            got
+        })
+    };
+    assert_eq!(on_lo(3), 0, "dropped on lo");
+
+    let per_iface = |s: &Value, iface: &str| -> u64 {
+        let i = s["interfaces"]
+            .as_array()
+            .and_then(|a| a.iter().find(|i| i["name"] == iface))
+            .unwrap_or_else(|| panic!("no interface {iface} in {s:#}"));
+        assert!(i["ifindex"].is_u64(), "{i}");
+        i["categories"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["name"] == "whatsapp"))
+            .map_or(0, |c| u(&c["dropped"]["packets"]))
+    };
+    let s = env.stats();
+    assert_eq!(per_iface(&s, &env.va), 7, "{s:#}");
+    assert_eq!(per_iface(&s, "lo"), 3, "{s:#}");
+    assert_eq!(u(&env.category("whatsapp")["dropped"]["packets"]), 10);
+    assert!(
+        !s["interfaces"]
+            .as_array()
+            .expect("interfaces")
+            .iter()
+            .any(|i| i["name"] == "other"),
+        "every packet came in on an interface with a slot: {s:#}"
+    );
+    let table = env.ff(&["stats"]).ok("stats").stdout;
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(env.va.as_str()) && l.contains("whatsapp")),
+        "{table}"
+    );
+
+    let addr = env.metrics.expect("metrics address");
+    let metric = |iface: &str| -> f64 {
+        let body = http_get(addr, "/metrics");
+        let (_, body) = body.split_once("\r\n\r\n").expect("HTTP response");
+        let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))
+            .expect("Prometheus text");
+        let s = scrape
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == "flowfilter_category_packets_total"
+                    && s.labels.get("interface") == Some(iface)
+                    && s.labels.get("category") == Some("whatsapp")
+                    && s.labels.get("verdict") == Some("dropped")
+            })
+            .unwrap_or_else(|| panic!("no {iface} sample in\n{body}"));
+        match s.value {
+            prometheus_parse::Value::Counter(v) => v,
+            ref other => panic!("{other:?}"),
+        }
+    };
+    assert!((metric(&env.va) - 7.0).abs() < f64::EPSILON);
+    assert!((metric("lo") - 3.0).abs() < f64::EPSILON);
+
+    // A crash and restart keep each interface's slot and its counts.
+    env.stop(libc::SIGKILL);
+    env.start(&args);
+    assert_eq!(on_lo(2), 0);
+    let s = env.stats();
+    assert_eq!(per_iface(&s, &env.va), 7, "{s:#}");
+    assert_eq!(per_iface(&s, "lo"), 5, "{s:#}");
 }
 
 #[test]
@@ -1041,4 +1152,289 @@ fn without_privileges_the_cli_says_what_it_needs() {
             "{args:?}: no privilege hint in: {stderr}"
         );
     }
+}
+
+/// Permission bits of `path` (not following a symbolic link).
+fn mode_of(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
+}
+
+/// Every entry under `dir` (itself included), with whether it is a
+/// directory and its permission bits.
+fn modes_under(dir: &Path) -> Vec<(PathBuf, bool, u32)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        if meta.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())) {
+                todo.push(e.expect("directory entry").path());
+            }
+        }
+        out.push((p, meta.is_dir(), meta.permissions().mode() & 0o7777));
+    }
+    out.sort();
+    out
+}
+
+/// The pin directory holds the program, the maps and the link, every
+/// directory 0700 and every pin 0600; the state file is 0600.
+fn assert_owner_only(env: &Env) {
+    let layout = PinLayout::new(&env.pin_dir);
+    let modes = modes_under(&env.pin_dir);
+    let names: Vec<&Path> = modes.iter().map(|(p, ..)| p.as_path()).collect();
+    for p in [
+        layout.prog(),
+        layout.map("STATE"),
+        layout.map("FLOWS"),
+        layout.link(&env.va),
+        layout.maps_dir(),
+        layout.links_dir(),
+    ] {
+        assert!(
+            names.contains(&p.as_path()),
+            "{} missing in {names:?}",
+            p.display()
+        );
+    }
+    let loose: Vec<String> = modes
+        .iter()
+        .filter(|(_, dir, mode)| *mode != if *dir { 0o700 } else { 0o600 })
+        .map(|(p, dir, mode)| {
+            format!(
+                "{} ({}) {mode:04o}",
+                p.display(),
+                if *dir { "directory" } else { "pin" }
+            )
+        })
+        .collect();
+    assert!(
+        loose.is_empty(),
+        "not owner-only (directories 0700, pins 0600): {loose:#?}"
+    );
+    let state = filter_user::state::state_path(&env.pin_dir);
+    assert_eq!(mode_of(&state), 0o600, "{}", state.display());
+}
+
+#[test]
+fn pins_and_state_file_are_owner_only_and_a_restart_tightens_them() {
+    if !require_root("pins_and_state_file_are_owner_only_and_a_restart_tightens_them") {
+        return;
+    }
+    let mut env = Env::new();
+    env.start(&["--policy", "whatsapp=drop,scope=udp"]);
+    assert_owner_only(&env);
+    // A CLI change (it rewrites the state file) keeps it so.
+    env.ff(&["list", "add", "telegram", "203.0.113.0/24"])
+        .ok("list add");
+    assert_owner_only(&env);
+
+    // Looser modes, as an older version (or a hand) left them: the next
+    // start adopts the pins and tightens them.
+    assert!(env.stop(libc::SIGTERM).success(), "{}", env.log());
+    let layout = PinLayout::new(&env.pin_dir);
+    let map = layout.map("POLICY");
+    chmod(&map, 0o644);
+    chmod(&layout.link(&env.va), 0o640);
+    chmod(&layout.maps_dir(), 0o755);
+    chmod(&env.pin_dir, 0o755);
+    let state = filter_user::state::state_path(&env.pin_dir);
+    chmod(&state, 0o644);
+    assert_eq!(mode_of(&map), 0o644);
+    env.start(&["--policy", "whatsapp=drop,scope=udp"]);
+    assert!(
+        env.log().contains("adopted the pinned program"),
+        "{}",
+        env.log()
+    );
+    assert_owner_only(&env);
+    assert!(
+        env.log()
+            .contains(&format!("{}: mode 0644 changed to 0600", map.display())),
+        "no log line for {}:\n{}",
+        map.display(),
+        env.log()
+    );
+    // Still filtering after all that.
+    let rx = env.receiver();
+    assert_eq!(env.deliver(&rx, LISTED, 5), 0);
+    assert_eq!(env.deliver(&rx, B_ADDR, 5), 5);
+}
+
+/// What `flowfilter check IP` says the live tables hold for `ip`: the
+/// category name, or `no category`.
+fn in_force(env: &Env, ip: &str) -> String {
+    let out = env.ff(&["check", ip]).ok(&format!("check {ip}")).stdout;
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("in force: "))
+        .and_then(|l| l.split(" (generation").next())
+        .unwrap_or_else(|| panic!("no `in force` line in: {out}"))
+        .to_owned()
+}
+
+/// Which whatsapp list the live tables hold, the old or the new: every
+/// probe must agree, or the tables are a mix.
+fn live_list(env: &Env, old_only: &str, new_only: &[&str]) -> &'static str {
+    let old = in_force(env, old_only) == "whatsapp";
+    let new: Vec<bool> = new_only
+        .iter()
+        .map(|ip| in_force(env, ip) == "whatsapp")
+        .collect();
+    match (old, new.iter().all(|&n| n), new.iter().any(|&n| n)) {
+        (true, _, false) => "old",
+        (false, true, _) => "new",
+        _ => panic!(
+            "the live tables are neither the old list nor the new: {old_only} listed {old}, {new_only:?} listed {new:?}"
+        ),
+    }
+}
+
+/// IPv6 prefixes of the new list in the killed `list load` test: enough
+/// that installing it takes a while (each one is a map update).
+const BIG: u32 = 40_000;
+
+#[test]
+fn a_killed_list_load_leaves_the_old_or_the_new_list_never_a_mix() {
+    if !require_root("a_killed_list_load_leaves_the_old_or_the_new_list_never_a_mix") {
+        return;
+    }
+    let mut env = Env::new();
+    env.start(&["--policy", "whatsapp=drop,scope=udp"]);
+    let old_text = "# test list\n198.51.100.0/24\n";
+    assert_eq!(
+        std::fs::read_to_string(env.lists().join("whatsapp.txt")).expect("list"),
+        old_text
+    );
+    let mut new_text = String::from("# replacement\n203.0.113.0/24\n");
+    for i in 0..BIG {
+        let _ = writeln!(new_text, "2001:db8:{i:x}::/48");
+    }
+    let old_file = env.dir.join("old.txt");
+    let new_file = env.dir.join("new.txt");
+    std::fs::write(&old_file, old_text).expect("write");
+    std::fs::write(&new_file, &new_text).expect("write");
+    let old_only = "198.51.100.10";
+    let last = format!("2001:db8:{:x}::1", BIG - 1);
+    let new_only = ["203.0.113.10", "2001:db8::1", last.as_str()];
+    let list_file = env.lists().join("whatsapp.txt");
+    let staged = env.lists().join(".whatsapp.txt.staged");
+    let lists_entries = || -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(env.lists())
+            .expect("lists dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(live_list(&env, old_only, &new_only), "old");
+
+    let mut delay = Duration::ZERO;
+    // (delay, tables, list file, staged file left) of every run.
+    let mut outcomes: Vec<(Duration, &str, &str, bool)> = Vec::new();
+    loop {
+        assert!(
+            delay < Duration::from_mins(2),
+            "`list load` never completed: {outcomes:?}"
+        );
+        let mut child = Command::new(binary())
+            .arg("--pin-dir")
+            .arg(&env.pin_dir)
+            .args(["list", "load", "whatsapp"])
+            .arg(&new_file)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn list load");
+        std::thread::sleep(delay);
+        if child.try_wait().expect("try_wait").is_none() {
+            let pid = libc::pid_t::try_from(child.id()).expect("pid");
+            // SAFETY: plain kill(2) of our unreaped child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let out = child.wait_with_output().expect("wait for list load");
+        if out.status.success() {
+            // It completed: the new list is in force, in the file and the state.
+            assert_eq!(live_list(&env, old_only, &new_only), "new");
+            assert_eq!(std::fs::read_to_string(&list_file).expect("list"), new_text);
+            assert_eq!(
+                lists_entries(),
+                std::slice::from_ref(&list_file),
+                "leftovers"
+            );
+            let s = env.status();
+            let wa = &s["categories"][0];
+            assert_eq!(wa["name"], "whatsapp");
+            assert_eq!(wa["ipv4_prefixes"], 1, "{wa}");
+            assert_eq!(u(&wa["ipv6_prefixes"]), u64::from(BIG), "{wa}");
+            assert_eq!(s["last_reload"]["ok"], true);
+            assert_eq!(s["last_reload"]["by"], "list load whatsapp");
+            outcomes.push((delay, "completed", "new", false));
+            break;
+        }
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+            Some(libc::SIGKILL),
+            "list load failed by itself after {delay:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Killed. The tables are the old list or the new, never a mix.
+        let live = live_list(&env, old_only, &new_only);
+        env.status();
+        assert!(
+            filter_user::state::StateFile::read(&env.pin_dir)
+                .expect("the state file parses")
+                .is_some()
+        );
+        // The list file is whole, and never ahead of the tables.
+        let file = std::fs::read_to_string(&list_file).expect("list");
+        let on_disk = if file == old_text {
+            "old"
+        } else {
+            assert_eq!(file, new_text, "a partial list file after {delay:?}");
+            "new"
+        };
+        assert!(
+            !(on_disk == "new" && live == "old"),
+            "killed after {delay:?}: the list file holds the new list but the old one is in force"
+        );
+        for p in lists_entries() {
+            assert!(
+                p == list_file || p == staged,
+                "killed after {delay:?}: {} left in the lists directory",
+                p.display()
+            );
+        }
+        outcomes.push((delay, live, on_disk, staged.exists()));
+        // The lock is free: a reload through the daemon installs the files.
+        env.ff(&["reload"]).ok("reload after a killed list load");
+        assert_eq!(live_list(&env, old_only, &new_only), on_disk);
+        if on_disk == "new" {
+            // Back to the old list for the next round (a whole CLI change,
+            // which also removes what the killed one left).
+            env.ff(&["list", "load", "whatsapp", &old_file.display().to_string()])
+                .ok("list load of the old list");
+            assert_eq!(live_list(&env, old_only, &new_only), "old");
+        }
+        delay = if delay < Duration::from_millis(5) {
+            Duration::from_millis(5)
+        } else {
+            delay + (delay / 4).max(Duration::from_millis(5))
+        };
+    }
+    eprintln!("list load killed at (delay, tables, list file, staged file left): {outcomes:?}");
+    assert!(outcomes.len() > 1, "not killed once: {outcomes:?}");
+    // The kill that came before the flip left the old list in force.
+    assert_eq!(outcomes[0].1, "old", "{outcomes:?}");
+    // What a killed run left is gone after the completed one.
+    assert!(!staged.exists());
 }

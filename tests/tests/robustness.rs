@@ -442,6 +442,8 @@ fn host_expect(frame: &[u8]) -> Expect {
     match parse_frame(&XdpLike(frame)) {
         Parsed::NonIp => g[G_NON_IP as usize] = 1,
         Parsed::Malformed(_) => g[G_MALFORMED as usize] = 1,
+        // No lists: an address cannot put it in a category, so it passes.
+        Parsed::Hidden(_) => g[G_V6_HIDDEN as usize] = 1,
         Parsed::Ip(p) => {
             if p.frag != Fragment::None {
                 g[G_FRAGMENTS as usize] = 1;
@@ -463,6 +465,9 @@ fn host_expect(frame: &[u8]) -> Expect {
     }
     let drop = class.is_some_and(|c| c.app != 0);
     g[G_DROPPED as usize] = u64::from(drop);
+    // Without lists only an app signature gives a category, and a packet
+    // with a category on a fresh filter creates its flow.
+    g[G_FLOWS_CREATED as usize] = u64::from(drop);
     Expect {
         global: g,
         class,
@@ -532,15 +537,19 @@ fn globals(f: &Filter) -> Vec<u64> {
 /// (packets, bytes and dropped implied). Returns the verdict.
 fn run_counted(f: &Filter, what: &str, frame: &[u8], changes: &[(u32, u64)]) -> u32 {
     let before = globals(f);
+    let flows_before = f.flow_occupancy().expect("occupancy").0;
     let v = f
         .run(frame)
         .unwrap_or_else(|e| panic!("{what}: test run: {e}"));
     let after = globals(f);
+    let flows_after = f.flow_occupancy().expect("occupancy").0;
     for i in 0..GLOBAL_SLOTS {
         let want = match i {
             G_PACKETS => 1,
             G_BYTES => frame.len() as u64,
             G_DROPPED => u64::from(v == XDP_DROP),
+            // Checked against the table itself (these tests never fill it).
+            G_FLOWS_CREATED => flows_after - flows_before,
             _ => changes.iter().filter(|c| c.0 == i).map(|c| c.1).sum(),
         };
         assert_eq!(
@@ -667,9 +676,9 @@ fn xdp_agrees_with_the_host_classifier() {
 ///
 /// The program inserts with BPF_NOEXIST into an LRU hash: a full table
 /// evicts the least recently used flows and no insert fails
-/// (`flow_insert_failures` stays 0). There is no eviction counter (the
-/// kernel evicts silently); evictions show as flows created minus flows
-/// tracked.
+/// (`flow_insert_failures` stays 0). The kernel evicts silently, so the
+/// program counts `flows_created`; created minus tracked is what was
+/// evicted (`flowfilter_flows_evicted` in the metrics).
 #[test]
 fn flow_table_flood_evicts_and_a_live_call_survives() {
     if !require_root("flow_table_flood_evicts_and_a_live_call_survives") {
@@ -741,7 +750,15 @@ fn flow_table_flood_evicts_and_a_live_call_survives() {
     );
     let (tracked, capacity) = f.flow_occupancy().expect("occupancy");
     assert_eq!(capacity, FLOW_CAPACITY);
-    let created = flood as u64 + 1;
+    // The counter shows the eviction: every flood packet created a flow,
+    // and created minus tracked is what the LRU evicted.
+    let created = d(G_FLOWS_CREATED);
+    assert_eq!(created, flood as u64, "one flow per new 5-tuple");
+    let total_created = after[G_FLOWS_CREATED as usize];
+    assert!(
+        total_created > tracked,
+        "created {total_created} > tracked {tracked}: the counters show the eviction"
+    );
     assert!(tracked <= u64::from(capacity));
     assert!(
         tracked >= u64::from(capacity) / 2,
@@ -767,7 +784,7 @@ fn flow_table_flood_evicts_and_a_live_call_survives() {
     );
     eprintln!(
         "flood: {flood} new flows in {elapsed:.1?}; {tracked} of {capacity} tracked, {} evicted, 0 insert failures; the call kept dropping",
-        created - tracked
+        total_created - tracked
     );
 }
 
@@ -980,28 +997,33 @@ fn spoofed_stun_and_turn_teach_only_what_they_may() {
 
 // --- IPv6 extension chains, fragments, 0-length UDP, frame sizes -------------------------
 
-/// Chains up to the parser's limit (6 headers) are followed; longer ones
-/// (7, 8, 20) are passed and counted malformed, even when the packet behind
-/// them is call signalling. So is a chain of 6 whose headers run past the
-/// program's 512-byte direct-read bound.
+/// Chains up to the parser's limit (6 headers) are followed; behind longer
+/// ones (7, 8, 20), or behind a chain of 6 whose headers run past the
+/// program's 512-byte direct-read bound, the transport is hidden: the packet
+/// is counted `v6_transport_hidden` and decided by its addresses alone
+/// (`hidden_verdict`). To or from an unlisted address it passes; to or from a
+/// listed range it gets the category's full restriction (drop, also under
+/// `flows=P%` and `loss=P%`), is counted under `monitor`, passes under `off`
+/// and when allowlisted. So extension headers cannot carry call media past
+/// the filter, and nothing else is touched.
 #[test]
 fn ipv6_extension_chains_beyond_the_limit() {
     if !require_root("ipv6_extension_chains_beyond_the_limit") {
         return;
     }
-    let f = load(&lists(&[], ""), &[]);
-    let chain = |n: usize, size: usize, sport: u16| {
+    let chain = |n: usize, size: usize, src: [u8; 16], dst: [u8; 16], sport: u16| {
         (0..n)
-            .fold(Builder::new().ipv6(CLIENT6, RELAY6), |b, i| {
+            .fold(Builder::new().ipv6(src, dst), |b, i| {
                 b.v6_ext(if i % 2 == 0 { 60 } else { 0 }, size)
             })
             .udp(sport, 3478, &wa_ping(4))
             .build()
     };
+    let f = load(&lists(&[], ""), &[]);
     let parsed = [(G_UDP, 1)];
-    let malformed = [(G_MALFORMED, 1)];
+    let hidden = [(G_V6_HIDDEN, 1)];
     for n in 0..=6 {
-        let frame = chain(n, 8, 5000 + n as u16);
+        let frame = chain(n, 8, CLIENT6, RELAY6, 5000 + n as u16);
         assert_eq!(
             run_counted(&f, &format!("{n} headers"), &frame, &parsed),
             XDP_DROP,
@@ -1009,38 +1031,109 @@ fn ipv6_extension_chains_beyond_the_limit() {
         );
     }
     for n in [7, 8, 20] {
-        let frame = chain(n, 8, 5100 + n as u16);
-        assert!(matches!(
-            parse_frame(frame.as_slice()),
-            Parsed::Malformed(_)
-        ));
+        let frame = chain(n, 8, CLIENT6, RELAY6, 5100 + n as u16);
+        assert!(matches!(parse_frame(frame.as_slice()), Parsed::Hidden(_)));
         assert_eq!(
-            run_counted(&f, &format!("{n} headers"), &frame, &malformed),
-            XDP_PASS
+            run_counted(&f, &format!("{n} headers, unlisted"), &frame, &hidden),
+            XDP_PASS,
+            "no list names either address"
         );
     }
     // Six headers of 88 bytes: the UDP header sits at 14 + 40 + 528.
-    let frame = chain(6, 88, 5200);
-    assert!(matches!(parse_frame(frame.as_slice()), Parsed::Ip(_)));
-    assert!(matches!(
-        parse_frame(&XdpLike(&frame)),
-        Parsed::Malformed(_)
-    ));
+    let long = chain(6, 88, CLIENT6, RELAY6, 5200);
+    assert!(matches!(parse_frame(long.as_slice()), Parsed::Ip(_)));
+    assert!(matches!(parse_frame(&XdpLike(&long)), Parsed::Hidden(_)));
     assert_eq!(
-        run_counted(&f, "6 long headers", &frame, &malformed),
+        run_counted(&f, "6 long headers, unlisted", &long, &hidden),
         XDP_PASS,
-        "headers beyond the direct-read bound: malformed, passed"
+        "headers beyond the direct-read bound: hidden, passed"
     );
-    // A header length that points past the frame.
+    // A header length that points past the frame: malformed.
     let frame = Builder::new()
         .ipv6(CLIENT6, RELAY6)
         .v6_ext_raw(60, &[0, 255, 1, 4, 0, 0, 0, 0])
         .udp(5300, 3478, &wa_ping(4))
         .build();
     assert_eq!(
-        run_counted(&f, "lying header length", &frame, &malformed),
+        run_counted(&f, "lying header length", &frame, &[(G_MALFORMED, 1)]),
         XDP_PASS
     );
+
+    // Listed: the relay's /48 is whatsapp; one host in it is allowlisted.
+    let relay_list = [("whatsapp", "2001:db8:1::/48\n")];
+    let allowed: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9];
+    let eight = |src, dst, sport| chain(8, 8, src, dst, sport);
+    for (spec, want) in [
+        ("drop", XDP_DROP),
+        ("drop,scope=udp", XDP_DROP),
+        ("flows=50%", XDP_DROP),
+        ("loss=1%", XDP_DROP),
+        ("monitor", XDP_PASS),
+        ("off", XDP_PASS),
+    ] {
+        let f = load(
+            &lists(&relay_list, "2001:db8:1::9/128\n"),
+            &[("whatsapp", spec)],
+        );
+        let cat = |f: &Filter| f.category_stats().expect("category stats")[CAT_WHATSAPP as usize];
+        for (what, frame) in [
+            ("to the relay", eight(CLIENT6, RELAY6, 5400)),
+            ("from the relay", eight(RELAY6, CLIENT6, 5401)),
+            ("6 long headers to the relay", long.clone()),
+        ] {
+            let before = cat(&f);
+            let v = run_counted(&f, &format!("{spec}: {what}"), &frame, &hidden);
+            assert_eq!(v, want, "{spec}: {what}");
+            let after = cat(&f);
+            assert_eq!(
+                after.seen_packets - before.seen_packets,
+                1,
+                "{spec}: {what}: seen"
+            );
+            assert_eq!(
+                after.dropped_packets - before.dropped_packets,
+                u64::from(want == XDP_DROP),
+                "{spec}: {what}: dropped"
+            );
+            assert_eq!(
+                after.monitored_packets - before.monitored_packets,
+                u64::from(spec == "monitor"),
+                "{spec}: {what}: monitored"
+            );
+        }
+        let before = cat(&f);
+        assert_eq!(
+            run_counted(
+                &f,
+                &format!("{spec}: allowlisted"),
+                &eight(CLIENT6, allowed, 5402),
+                &[(G_V6_HIDDEN, 1), (G_ALLOWED, 1)]
+            ),
+            XDP_PASS,
+            "{spec}: the allowlist wins"
+        );
+        assert_eq!(
+            run_counted(
+                &f,
+                &format!("{spec}: unlisted"),
+                &eight(
+                    CLIENT6,
+                    [
+                        0x20, 0x01, 0x0d, 0xb8, 0xee, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1
+                    ],
+                    5403
+                ),
+                &hidden
+            ),
+            XDP_PASS,
+            "{spec}: unlisted addresses pass"
+        );
+        assert_eq!(
+            cat(&f),
+            before,
+            "{spec}: nothing counted for unlisted or allowed"
+        );
+    }
 }
 
 /// A row of `fragments_in_every_position`: what, frame, verdict, counter changes.

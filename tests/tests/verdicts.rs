@@ -45,10 +45,13 @@ struct Snapshot {
     global: Vec<u64>,
     cats: Vec<CatStats>,
     labels: Vec<LabelStats>,
+    /// Entries in the flow table.
+    flows: u64,
 }
 
 fn snapshot(f: &Filter) -> Snapshot {
     Snapshot {
+        flows: f.flow_occupancy().expect("flow occupancy").0,
         global: f.global_stats().expect("global stats"),
         cats: f.category_stats().expect("category stats"),
         labels: f.label_stats().expect("label stats"),
@@ -104,6 +107,8 @@ fn run_table(f: &Filter, rows: &[Row]) {
                 C::Global(G_PACKETS) => 1,
                 C::Global(G_BYTES) => r.frame.len() as u64,
                 C::Global(G_DROPPED) => u64::from(r.verdict == XDP_DROP),
+                // Checked against the table itself: no row fills it to eviction.
+                C::Global(G_FLOWS_CREATED) => after.flows - before.flows,
                 _ => want,
             };
             let got = value(&after, c) - value(&before, c);

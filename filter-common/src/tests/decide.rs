@@ -14,7 +14,8 @@ use crate::consts::{
 };
 use crate::decide::{
     RTP_CONFIRM_PACKETS, RTP_MAX_STEP, Verdict, caller_fate, endpoint_bit, endpoint_fresh,
-    endpoints_to_learn, epoch_seed, learnable_port, may_teach, observe, tag_fresh, verdict,
+    endpoints_to_learn, epoch_seed, hidden_verdict, learnable_port, may_teach, observe, tag_fresh,
+    verdict,
 };
 use crate::pktbuild::{
     Rtp, channel_data, dtls_content, dtls_record, dtls_version, rtcp, rtp, stun, stun_type,
@@ -1023,4 +1024,30 @@ fn rtcp_alone_marks_nothing_but_counts_on_a_call_flow() {
     observe(&mut flow, &binding(), true);
     assert!(observe(&mut flow, &rtcp_class, false));
     assert_eq!(flow.label, LABEL_STUN);
+}
+
+#[test]
+fn hidden_transport_gets_the_full_restriction() {
+    let p = |action, scope, percent| Policy {
+        action,
+        scope,
+        percent,
+        _pad: 0,
+    };
+    for scope in [SCOPE_MEDIA, SCOPE_UDP] {
+        assert_eq!(hidden_verdict(&p(ACTION_DROP, scope, 0)), Verdict::Drop);
+        // A partial policy cannot pick a flow it cannot see: all of it drops.
+        assert_eq!(hidden_verdict(&p(ACTION_FLOWS, scope, 0)), Verdict::Drop);
+        assert_eq!(hidden_verdict(&p(ACTION_LOSS, scope, 1)), Verdict::Drop);
+        assert_eq!(
+            hidden_verdict(&p(ACTION_MONITOR, scope, 0)),
+            Verdict::Monitor
+        );
+        assert_eq!(hidden_verdict(&p(ACTION_OFF, scope, 0)), Verdict::Pass);
+    }
+    assert_eq!(
+        hidden_verdict(&p(77, SCOPE_UDP, 0)),
+        Verdict::Pass,
+        "unknown action"
+    );
 }

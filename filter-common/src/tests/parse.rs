@@ -26,6 +26,42 @@ fn malformed(frame: &[u8]) -> Malformed {
     }
 }
 
+/// A frame whose transport the parser could not reach: it must still give
+/// the addresses, and nothing else.
+fn hidden<P: crate::parse::PacketBytes + ?Sized>(frame: &P) -> crate::parse::Packet {
+    match parse_frame(frame) {
+        Parsed::Hidden(p) => p,
+        other => panic!("expected Hidden, got {other:?}"),
+    }
+}
+
+fn assert_hidden_v6(p: &crate::parse::Packet, what: &str) {
+    assert!(p.is_v6, "{what}");
+    assert_eq!((p.src, p.dst), (A6, B6), "{what}: addresses");
+    assert_eq!(p.proto, 0, "{what}: no transport");
+    assert_eq!((p.sport, p.dport, p.payload_len), (0, 0, 0), "{what}");
+    assert_eq!(p.frag, Fragment::None, "{what}");
+}
+
+/// A reader that, like the XDP program, loads headers only up to `limit`.
+struct Bounded<'a> {
+    bytes: &'a [u8],
+    limit: usize,
+}
+
+impl crate::parse::PacketBytes for Bounded<'_> {
+    fn frame_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn load<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        if off > self.limit {
+            return None;
+        }
+        self.bytes.load::<N>(off)
+    }
+}
+
 fn v4() -> Builder {
     Builder::new().ipv4(A4, B4)
 }
@@ -492,15 +528,11 @@ fn ipv6_extension_chains_up_to_the_limit() {
 }
 
 #[test]
-fn ipv6_extension_chain_too_long() {
+fn ipv6_extension_chain_too_long_hides_the_transport() {
     for n in [MAX_V6_EXT_HEADERS + 1, MAX_V6_EXT_HEADERS + 3] {
         let (b, _) = chain(n);
         let f = b.udp(5000, 3478, PAYLOAD).build();
-        assert_eq!(
-            malformed(&f),
-            Malformed::ExtensionChainTooLong,
-            "{n} headers"
-        );
+        assert_hidden_v6(&hidden(f.as_slice()), &std::format!("{n} headers"));
     }
     for kind in [
         proto::HOP_BY_HOP,
@@ -513,18 +545,60 @@ fn ipv6_extension_chain_too_long() {
             b = b.v6_ext(kind, 8);
         }
         let f = b.udp(1, 2, b"").build();
-        assert_eq!(
-            malformed(&f),
-            Malformed::ExtensionChainTooLong,
-            "kind {kind}"
-        );
+        assert_hidden_v6(&hidden(f.as_slice()), &std::format!("kind {kind}"));
     }
     let mut b = v6();
     for i in 0..7 {
         b = b.v6_fragment(0, false, i);
     }
     let f = b.udp(1, 2, b"").build();
-    assert_eq!(malformed(&f), Malformed::ExtensionChainTooLong);
+    assert_hidden_v6(&hidden(f.as_slice()), "seven fragment headers");
+}
+
+#[test]
+fn ipv6_headers_beyond_the_readers_reach_hide_the_transport() {
+    // Three 88-byte headers: UDP at 14 + 40 + 264 = 318.
+    let mut b = v6();
+    for _ in 0..3 {
+        b = b.v6_ext(proto::DEST_OPTS, 88);
+    }
+    let f = b.udp(5000, 3478, PAYLOAD).build();
+    let full = Bounded {
+        bytes: &f,
+        limit: usize::MAX,
+    };
+    assert!(matches!(parse_frame(&full), Parsed::Ip(p) if p.sport == 5000));
+    // The UDP header out of reach.
+    let short = Bounded {
+        bytes: &f,
+        limit: 300,
+    };
+    assert_hidden_v6(&hidden(&short), "UDP header beyond reach");
+    // An extension header out of reach.
+    let shorter = Bounded {
+        bytes: &f,
+        limit: 200,
+    };
+    assert_hidden_v6(&hidden(&shorter), "extension header beyond reach");
+    // Out of reach is not the same as missing: a header length pointing past
+    // the packet is still truncation.
+    let mut hdr = [0u8; 8];
+    hdr[0] = PROTO_UDP;
+    hdr[1] = 255;
+    let f = v6().v6_ext_raw(proto::DEST_OPTS, &hdr).build();
+    let r = Bounded {
+        bytes: &f,
+        limit: 512,
+    };
+    assert_eq!(parse_frame(&r), Parsed::Malformed(Malformed::Truncated));
+    // IPv4 never hides its transport: a reader that cannot reach it reports
+    // truncation.
+    let f = pktbuild::udp4(A4, 5000, B4, 3478, PAYLOAD);
+    let r = Bounded {
+        bytes: &f,
+        limit: 20,
+    };
+    assert_eq!(parse_frame(&r), Parsed::Malformed(Malformed::Truncated));
 }
 
 #[test]
