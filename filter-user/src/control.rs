@@ -119,6 +119,8 @@ pub struct Settings {
     /// `policy set` overrides, by category name; a name no list defines is
     /// skipped with a warning (its list may have been removed since).
     pub overrides: BTreeMap<String, PolicySpec>,
+    /// The ids installed so far, (id, name): categories keep them.
+    pub previous_ids: Vec<(u8, String)>,
 }
 
 impl Settings {
@@ -153,6 +155,11 @@ impl Settings {
             normalize: state.flags.normalize || cfg.normalize,
             policies,
             overrides,
+            previous_ids: state
+                .categories
+                .iter()
+                .map(|c| (c.id, c.name.clone()))
+                .collect(),
         })
     }
 
@@ -204,7 +211,8 @@ pub fn prepare_with(
     replacement: Option<ListReplacement<'_>>,
 ) -> Result<Prepared, Error> {
     let overlay = replacement.map(|r| (r.name, r.text));
-    let lists = load_dir_with(&settings.lists_dir, settings.normalize, overlay)?;
+    let mut lists = load_dir_with(&settings.lists_dir, settings.normalize, overlay)?;
+    lists.keep_ids(&settings.previous_ids);
     for n in lists.all_notes() {
         log::info!("{n}");
     }
@@ -266,6 +274,20 @@ pub fn install(
     p: &Prepared,
     state: &mut StateFile,
 ) -> Result<GenerationInfo, Error> {
+    // An id that names another category now (or none before) starts from
+    // zero, before the flip makes it live.
+    let renamed: Vec<u8> = p
+        .categories
+        .iter()
+        .filter(|c| {
+            !state
+                .categories
+                .iter()
+                .any(|o| o.id == c.id && o.name == c.name)
+        })
+        .map(|c| c.id)
+        .collect();
+    filter.reset_category_counters(&renamed)?;
     let info = filter.install(&p.lists, &p.by_id)?;
     state.lists_dir.clone_from(&p.settings.lists_dir);
     state.normalize = p.settings.normalize;

@@ -518,6 +518,54 @@ impl Lists {
         assemble(parts, allow).map_err(|count| ListError::CategoryCount { count })
     }
 
+    /// Keep the ids of `previous` (id, name) for the categories still
+    /// present, so counters, policies and learned endpoints stay with their
+    /// category when a list file is added or removed. A new category takes
+    /// the lowest free id that `previous` did not use (counters of a removed
+    /// category are not handed to a new one while another id is free), else
+    /// the lowest free id.
+    pub fn keep_ids(&mut self, previous: &[(u8, String)]) {
+        let user = |id: u8| (CAT_FIRST_USER..=CAT_LAST).contains(&id);
+        let mut taken: BTreeSet<u8> = BTreeSet::new();
+        let mut ids: Vec<Option<u8>> = self
+            .categories
+            .iter()
+            .map(|c| {
+                if !user(c.id) {
+                    return Some(c.id);
+                }
+                let kept = previous
+                    .iter()
+                    .find(|(id, n)| *n == c.name && user(*id))
+                    .map(|(id, _)| *id)
+                    .filter(|id| !taken.contains(id));
+                if let Some(id) = kept {
+                    taken.insert(id);
+                }
+                kept
+            })
+            .collect();
+        let used_before: BTreeSet<u8> = previous.iter().map(|(id, _)| *id).collect();
+        for id in &mut ids {
+            if id.is_none() {
+                let fresh = (CAT_FIRST_USER..=CAT_LAST)
+                    .find(|i| !taken.contains(i) && !used_before.contains(i))
+                    .or_else(|| (CAT_FIRST_USER..=CAT_LAST).find(|i| !taken.contains(i)));
+                if let Some(f) = fresh {
+                    taken.insert(f);
+                }
+                *id = fresh;
+            }
+        }
+        for (c, id) in self.categories.iter_mut().zip(ids) {
+            // `assemble` admits at most as many user categories as ids.
+            if let Some(id) = id {
+                c.id = id;
+            }
+        }
+        self.categories.sort_by_key(|c| c.id);
+    }
+
     /// The category named `name` (not the allowlist).
     pub fn by_name(&self, name: &str) -> Option<&Category> {
         self.categories.iter().find(|c| c.name == name)
@@ -667,6 +715,53 @@ pub fn load_dir_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_stay_with_their_category() {
+        let lists = |names: &[&str]| {
+            let parts = names
+                .iter()
+                .map(|n| ((*n).to_owned(), ParsedList::default()))
+                .collect();
+            Lists::from_parts(parts, ParsedList::default()).unwrap()
+        };
+        let ids = |l: &Lists| -> Vec<(u8, String)> {
+            l.categories
+                .iter()
+                .map(|c| (c.id, c.name.clone()))
+                .collect()
+        };
+        let first = lists(&["whatsapp", "telegram", "zoom"]);
+        assert_eq!(first.by_name("zoom").unwrap().id, CAT_FIRST_USER);
+        // `meet` sorts before `zoom`: alone it would take zoom's id.
+        let mut second = lists(&["meet", "zoom"]);
+        assert_eq!(second.by_name("meet").unwrap().id, CAT_FIRST_USER);
+        second.keep_ids(&ids(&first));
+        assert_eq!(second.by_name("zoom").unwrap().id, CAT_FIRST_USER);
+        assert_eq!(second.by_name("meet").unwrap().id, CAT_FIRST_USER + 1);
+        assert_eq!(second.by_name("whatsapp").unwrap().id, CAT_WHATSAPP);
+        assert_eq!(second.by_name("telegram").unwrap().id, CAT_TELEGRAM);
+        let sorted: Vec<u8> = second.categories.iter().map(|c| c.id).collect();
+        assert!(sorted.is_sorted(), "{sorted:?}");
+        // zoom removed, teams added: teams does not inherit zoom's id while
+        // another is free.
+        let mut third = lists(&["meet", "teams"]);
+        third.keep_ids(&ids(&second));
+        assert_eq!(third.by_name("meet").unwrap().id, CAT_FIRST_USER + 1);
+        assert_eq!(third.by_name("teams").unwrap().id, CAT_FIRST_USER + 2);
+        // With every id in use, a removed one is reused.
+        let many: Vec<String> = (0..=usize::from(CAT_LAST - CAT_FIRST_USER))
+            .map(|i| format!("c{i:03}"))
+            .collect();
+        let names: Vec<&str> = many.iter().map(String::as_str).collect();
+        let full = lists(&names);
+        let mut swapped: Vec<&str> = names[1..].to_vec();
+        swapped.push("zzz");
+        let mut next = lists(&swapped);
+        next.keep_ids(&ids(&full));
+        assert_eq!(next.by_name("zzz").unwrap().id, CAT_FIRST_USER);
+        assert_eq!(next.by_name("c001").unwrap().id, CAT_FIRST_USER + 1);
+    }
 
     fn err(text: &str, normalize: bool) -> String {
         parse_list("t.txt", text, normalize)

@@ -1048,27 +1048,37 @@ impl Filter {
         let Some(slot) = (1..IF_SLOTS).find(|s| slots.iter().all(|(_, t)| t != s)) else {
             return Ok(None);
         };
-        {
-            let m = self
-                .maps
-                .get_mut(MAP_IF_CAT_STATS)
-                .ok_or(LoadError::Missing(MAP_IF_CAT_STATS))?;
-            let mut m =
-                PerCpuArray::<_, CatStats>::try_from(m).map_err(map_err(MAP_IF_CAT_STATS))?;
-            let ncpu = aya::util::nr_cpus()
-                .map_err(|(_, e)| e)
-                .map_err(pinned_err("counting the possible CPUs"))?;
-            for c in 0..CATEGORY_SLOTS {
-                let zero = aya::maps::PerCpuValues::try_from(vec![CatStats::default(); ncpu])
-                    .map_err(pinned_err("per-CPU zero values"))?;
-                m.set(slot * CATEGORY_SLOTS + c, zero, 0)
-                    .map_err(map_err(MAP_IF_CAT_STATS))?;
-            }
-        }
+        self.zero_cat_stats((0..CATEGORY_SLOTS).map(|c| slot * CATEGORY_SLOTS + c))?;
         self.array_mut::<u32>(MAP_IF_SLOT)?
             .set(ifindex, slot, 0)
             .map_err(map_err(MAP_IF_SLOT))?;
         Ok(Some(slot))
+    }
+
+    /// Zero the counters of categories `ids` on every interface slot.
+    pub fn reset_category_counters(&mut self, ids: &[u8]) -> Result<(), LoadError> {
+        self.zero_cat_stats((0..IF_SLOTS).flat_map(|s| {
+            ids.iter()
+                .map(move |id| s * CATEGORY_SLOTS + u32::from(*id))
+        }))
+    }
+
+    /// Zero these `IF_CAT_STATS` entries on every CPU.
+    fn zero_cat_stats(&mut self, entries: impl Iterator<Item = u32>) -> Result<(), LoadError> {
+        let ncpu = aya::util::nr_cpus()
+            .map_err(|(_, e)| e)
+            .map_err(pinned_err("counting the possible CPUs"))?;
+        let m = self
+            .maps
+            .get_mut(MAP_IF_CAT_STATS)
+            .ok_or(LoadError::Missing(MAP_IF_CAT_STATS))?;
+        let mut m = PerCpuArray::<_, CatStats>::try_from(m).map_err(map_err(MAP_IF_CAT_STATS))?;
+        for i in entries {
+            let zero = aya::maps::PerCpuValues::try_from(vec![CatStats::default(); ncpu])
+                .map_err(pinned_err("per-CPU zero values"))?;
+            m.set(i, zero, 0).map_err(map_err(MAP_IF_CAT_STATS))?;
+        }
+        Ok(())
     }
 
     /// Release the slots of every ifindex not in `keep` (interfaces no

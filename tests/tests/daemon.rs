@@ -1001,6 +1001,66 @@ fn counters_per_interface_in_stats_and_metrics() {
     assert_eq!(per_iface(&s, "lo"), 5, "{s:#}");
 }
 
+/// A category keeps its id (and so its counters, policy and learned
+/// endpoints) when list files come and go: `meet` sorts before `zoom` but
+/// does not take its id, and a category added after one was removed does
+/// not inherit the removed one's id or counts.
+#[test]
+fn category_ids_and_counters_survive_list_changes() {
+    if !require_root("category_ids_and_counters_survive_list_changes") {
+        return;
+    }
+    let mut env = Env::new();
+    env.write_list("zoom", "203.0.113.0/24\n");
+    env.start(&["--policy", "zoom=drop,scope=udp"]);
+    let rx = env.receiver();
+    assert_eq!(env.deliver(&rx, OTHER, 4), 0, "zoom dropped");
+    let id_of = |env: &Env, name: &str| -> u64 {
+        let s = env.status();
+        s["categories"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["name"] == name))
+            .map_or_else(|| panic!("no {name} in {s:#}"), |c| u(&c["id"]))
+    };
+    let zoom = id_of(&env, "zoom");
+    let meet = env.dir.join("meet.txt");
+    std::fs::write(&meet, "100.64.0.0/24\n").expect("write");
+    env.ff(&["list", "load", "meet", &meet.display().to_string()])
+        .ok("list load meet");
+    assert_eq!(id_of(&env, "zoom"), zoom, "zoom keeps its id");
+    assert_ne!(id_of(&env, "meet"), zoom);
+    assert_eq!(u(&env.category("zoom")["dropped"]["packets"]), 4);
+    assert_eq!(u(&env.category("meet")["seen"]["packets"]), 0);
+    assert_eq!(env.deliver(&rx, OTHER, 3), 0, "zoom still dropped");
+    assert_eq!(u(&env.category("zoom")["dropped"]["packets"]), 7);
+
+    // meet goes, teams comes: teams gets a fresh id and starts from zero
+    // (zoom stays: the --policy flag names it, and a reload that lost it
+    // would be rejected).
+    let meet_id = id_of(&env, "meet");
+    let meet_range = Ipv4Addr::new(100, 64, 0, 10);
+    assert!(
+        env.ff(&["check", &meet_range.to_string()])
+            .ok("check")
+            .stdout
+            .contains("meet")
+    );
+    env.ff(&["list", "del", "meet", "100.64.0.0/24"])
+        .ok("list del");
+    std::fs::remove_file(env.lists().join("meet.txt")).expect("remove meet");
+    env.write_list("teams", "100.64.1.0/24\n");
+    env.ff(&["reload"]).ok("reload");
+    let teams = id_of(&env, "teams");
+    assert_ne!(
+        teams, meet_id,
+        "a removed category's id is not reused while others are free"
+    );
+    assert_ne!(teams, zoom);
+    assert_eq!(id_of(&env, "zoom"), zoom);
+    assert_eq!(u(&env.category("teams")["seen"]["packets"]), 0);
+    assert_eq!(u(&env.category("zoom")["dropped"]["packets"]), 7);
+}
+
 #[test]
 fn pins_of_another_build_are_refused_then_replaced_and_detach_removes_all() {
     if !require_root("pins_of_another_build_are_refused_then_replaced_and_detach_removes_all") {
