@@ -236,23 +236,11 @@ fn filter(ctx: &XdpContext) -> (u32, Info) {
 /// media past a listed range.
 #[inline(always)]
 fn hidden(ctx: &XdpContext, pkt: &Packet, len: usize) -> (u32, Info) {
-    let Some(state) = STATE.get(0) else {
-        return (XDP_PASS, NO_INFO);
+    let (state, src_cat, dst_cat) = match categorise(pkt) {
+        Ok(c) => c,
+        Err(passed) => return passed,
     };
     let generation = state.generation & 1;
-    let src_cat = lookup(generation, pkt, false);
-    let dst_cat = lookup(generation, pkt, true);
-    if src_cat == CAT_ALLOW || dst_cat == CAT_ALLOW {
-        g_add(G_ALLOWED, 1);
-        return (
-            XDP_PASS,
-            Info {
-                category: CAT_ALLOW,
-                label: 0,
-                flags: 0,
-            },
-        );
-    }
     let category = if dst_cat != CAT_NONE {
         dst_cat
     } else {
@@ -322,26 +310,39 @@ fn lookup(generation: u32, pkt: &Packet, dst: bool) -> u8 {
     }
 }
 
+/// The program state and the categories of the source and destination
+/// addresses in the active generation; `Err` with the verdict (pass) when
+/// there is no state or an address is on the allowlist (counted).
 #[inline(always)]
-fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
-    let pkt = &scratch.pkt;
+fn categorise(pkt: &Packet) -> Result<(&'static State, u8, u8), (u32, Info)> {
     let Some(state) = STATE.get(0) else {
-        return (XDP_PASS, NO_INFO);
+        return Err((XDP_PASS, NO_INFO));
     };
     let generation = state.generation & 1;
     let src_cat = lookup(generation, pkt, false);
     let dst_cat = lookup(generation, pkt, true);
     if src_cat == CAT_ALLOW || dst_cat == CAT_ALLOW {
         g_add(G_ALLOWED, 1);
-        return (
+        return Err((
             XDP_PASS,
             Info {
                 category: CAT_ALLOW,
                 label: 0,
                 flags: 0,
             },
-        );
+        ));
     }
+    Ok((state, src_cat, dst_cat))
+}
+
+#[inline(always)]
+fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
+    let pkt = &scratch.pkt;
+    let (state, src_cat, dst_cat) = match categorise(pkt) {
+        Ok(c) => c,
+        Err(passed) => return passed,
+    };
+    let generation = state.generation & 1;
 
     let head = &mut scratch.head;
     // No zeroing: the classifier never reads a head byte at or beyond the

@@ -198,6 +198,19 @@ fn pb(packets: u64, bytes: u64) -> Value {
     json!({"packets": packets, "bytes": bytes})
 }
 
+/// A category's counters in `stats --json`.
+fn category_json(c: &CategoryRow) -> Value {
+    let s = &c.stats;
+    json!({
+        "id": c.id,
+        "name": c.name,
+        "seen": pb(s.seen_packets, s.seen_bytes),
+        "dropped": pb(s.dropped_packets, s.dropped_bytes),
+        "monitored": pb(s.monitored_packets, s.monitored_bytes),
+        "passed": pb(s.passed_packets, s.passed_bytes),
+    })
+}
+
 /// Per-second rate of `now - before` over `secs`.
 fn rate(now: u64, before: u64, secs: f64) -> f64 {
     if secs <= 0.0 {
@@ -235,14 +248,7 @@ impl StatsSnapshot {
             .iter()
             .map(|c| {
                 let s = &c.stats;
-                let mut v = json!({
-                    "id": c.id,
-                    "name": c.name,
-                    "seen": pb(s.seen_packets, s.seen_bytes),
-                    "dropped": pb(s.dropped_packets, s.dropped_bytes),
-                    "monitored": pb(s.monitored_packets, s.monitored_bytes),
-                    "passed": pb(s.passed_packets, s.passed_bytes),
-                });
+                let mut v = category_json(c);
                 if let Some(b) = before {
                     let secs = self.secs_since(b);
                     let p = b.previous_category(c.id);
@@ -285,21 +291,7 @@ impl StatsSnapshot {
             .interfaces
             .iter()
             .map(|i| {
-                let cats: Vec<Value> = i
-                    .categories
-                    .iter()
-                    .map(|c| {
-                        let s = &c.stats;
-                        json!({
-                            "id": c.id,
-                            "name": c.name,
-                            "seen": pb(s.seen_packets, s.seen_bytes),
-                            "dropped": pb(s.dropped_packets, s.dropped_bytes),
-                            "monitored": pb(s.monitored_packets, s.monitored_bytes),
-                            "passed": pb(s.passed_packets, s.passed_bytes),
-                        })
-                    })
-                    .collect();
+                let cats: Vec<Value> = i.categories.iter().map(category_json).collect();
                 json!({"name": i.name, "ifindex": i.ifindex, "categories": cats})
             })
             .collect();

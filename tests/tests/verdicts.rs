@@ -312,13 +312,28 @@ fn parsing_and_protocols() {
             &drop_tg,
         ),
         row(
-            "IPv6 chain of 7 extension headers: malformed, passes",
+            "IPv6 chain of 7 extension headers to telegram: transport hidden, dropped by address",
             (0..7)
                 .fold(Builder::new().ipv6(CLIENT6, TG6), |b, _| b.v6_ext(60, 8))
                 .udp(5008, 3478, &stun_binding(6))
                 .build(),
+            XDP_DROP,
+            &[
+                (C::Global(G_V6_HIDDEN), 1),
+                (C::CatSeen(TG), 1),
+                (C::CatDropped(TG), 1),
+            ],
+        ),
+        row(
+            "IPv6 chain of 7 extension headers, unlisted: transport hidden, passes",
+            (0..7)
+                .fold(Builder::new().ipv6(CLIENT6, CLIENT6), |b, _| {
+                    b.v6_ext(60, 8)
+                })
+                .udp(5009, 3478, &stun_binding(6))
+                .build(),
             XDP_PASS,
-            &[(C::Global(G_MALFORMED), 1)],
+            &[(C::Global(G_V6_HIDDEN), 1)],
         ),
     ];
     run_table(&f, &rows);
