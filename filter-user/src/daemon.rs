@@ -134,6 +134,8 @@ async fn run_async(req: &RunRequest) -> Result<(), Error> {
     if let Some(p) = &prev {
         state.overrides.clone_from(&p.overrides);
         state.interfaces.clone_from(&p.interfaces);
+        // Category ids stay as installed (pins adopted keep their counters).
+        state.categories.clone_from(&p.categories);
         state.reload_serial = p.reload_serial;
         state.reloads_ok = p.reloads_ok;
         state.reloads_failed = p.reloads_failed;
