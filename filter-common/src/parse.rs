@@ -31,6 +31,32 @@ impl PacketBytes for [u8] {
     }
 }
 
+/// Largest offset at which the XDP program starts a header read: its reads
+/// are direct packet reads, bounded so the verifier can check them. A header
+/// beyond it is out of reach ([`Parsed::Hidden`] for IPv6).
+pub const XDP_HEADER_REACH: usize = 512;
+
+/// A frame read the way the XDP program reads it: headers only up to
+/// [`XDP_HEADER_REACH`]. Host tests and fuzz targets use it to predict the
+/// program's parse.
+#[derive(Clone, Copy, Debug)]
+pub struct XdpReach<'a>(pub &'a [u8]);
+
+impl PacketBytes for XdpReach<'_> {
+    #[inline]
+    fn frame_len(&self) -> usize {
+        self.0.len()
+    }
+
+    #[inline]
+    fn load<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        if off > XDP_HEADER_REACH {
+            return None;
+        }
+        self.0.load::<N>(off)
+    }
+}
+
 /// VLAN tags followed at most (0x8100 and 0x88A8).
 pub const MAX_VLAN_TAGS: usize = 2;
 /// IPv6 extension headers followed at most.
@@ -322,27 +348,22 @@ fn v6_chain<P: PacketBytes + ?Sized>(
     let mut i = 0;
     loop {
         match next {
-            // Hop-by-hop, routing, destination options: length in 8-byte units, not counting the first 8.
-            0 | 43 | 60 => {
+            // Hop-by-hop, routing, destination options: length in 8-byte
+            // units; authentication header: in 4-byte units; neither counts
+            // the first 8 bytes.
+            0 | 43 | 51 | 60 => {
                 if i == MAX_V6_EXT_HEADERS {
                     return Err(Malformed::ExtensionChainTooLong);
                 }
                 let h = p
                     .load::<2>(l4)
                     .ok_or_else(|| unreachable_or_truncated(l4 + 2, end))?;
+                l4 += if next == 51 {
+                    (h[1] as usize + 2) * 4
+                } else {
+                    (h[1] as usize + 1) * 8
+                };
                 next = h[0];
-                l4 += (h[1] as usize + 1) * 8;
-            }
-            // Authentication header: length in 4-byte units, not counting the first 8.
-            51 => {
-                if i == MAX_V6_EXT_HEADERS {
-                    return Err(Malformed::ExtensionChainTooLong);
-                }
-                let h = p
-                    .load::<2>(l4)
-                    .ok_or_else(|| unreachable_or_truncated(l4 + 2, end))?;
-                next = h[0];
-                l4 += (h[1] as usize + 2) * 4;
             }
             44 => {
                 if i == MAX_V6_EXT_HEADERS {

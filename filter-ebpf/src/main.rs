@@ -103,8 +103,8 @@ struct Frame {
 }
 
 /// Largest header offset read (two VLAN tags + IPv6 + six extension headers
-/// of realistic size stay inside it; a longer chain is malformed).
-const MAX_DIRECT_OFF: usize = 512;
+/// of realistic size stay inside it; headers beyond hide the transport).
+const MAX_DIRECT_OFF: usize = filter_common::parse::XDP_HEADER_REACH;
 
 impl PacketBytes for Frame {
     #[inline(always)]

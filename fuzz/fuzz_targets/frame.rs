@@ -19,7 +19,7 @@ mod common;
 use filter_common::classify::{Class, HEAD_LEN, LABEL_RTP, LABEL_WHATSAPP_MEDIA, Strength};
 use filter_common::decide::{Verdict, caller_fate, endpoint_bit, observe, verdict};
 use filter_common::parse::{
-    Fragment, Malformed, PROTO_UDP, Packet, PacketBytes, Parsed, flow_key, parse_frame,
+    Fragment, Malformed, PROTO_UDP, Packet, Parsed, XdpReach, flow_key, parse_frame,
 };
 use filter_common::{
     ACTION_DROP, ACTION_FLOWS, ACTION_LOSS, ACTION_MONITOR, ENDPOINT_BITS_WORDS, FATE_SPARED,
@@ -27,30 +27,10 @@ use filter_common::{
 };
 use libfuzzer_sys::fuzz_target;
 
-/// The XDP program's frame reader refuses reads that start beyond this
-/// offset (`MAX_DIRECT_OFF` in filter-ebpf); the host slice reader has no
-/// such bound.
-const XDP_MAX_OFF: usize = 512;
-
-/// A slice read like the XDP program reads frames.
-struct XdpLike<'a>(&'a [u8]);
-
-impl PacketBytes for XdpLike<'_> {
-    fn frame_len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn load<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
-        if off > XDP_MAX_OFF {
-            return None;
-        }
-        self.0.load::<N>(off)
-    }
-}
 
 fuzz_target!(|data: &[u8]| {
     let parsed = parse_frame(data);
-    let bounded = parse_frame(&XdpLike(data));
+    let bounded = parse_frame(&XdpReach(data));
     // The bound can only cut the parse short: truncated, or (IPv6) the
     // transport hidden behind headers out of reach (with the same addresses
     // when the whole frame parses).

@@ -19,7 +19,8 @@ use filter_common::classify::{
     Class, HEAD_LEN, LABEL_P2P_INHERITED, LABEL_STUN, LABEL_WHATSAPP_STUN, classify,
 };
 use filter_common::parse::{
-    Fragment, PROTO_TCP, PROTO_UDP, PacketBytes, Parsed, flow_key, parse_frame, v4_mapped,
+    Fragment, PROTO_TCP, PROTO_UDP, Parsed, XDP_HEADER_REACH, XdpReach, flow_key, parse_frame,
+    v4_mapped,
 };
 use filter_common::pktbuild::{
     self, Builder, Rtp, channel_data, dtls_content, dtls_record, dtls_version, filler,
@@ -402,28 +403,6 @@ fn mutate(f: &mut Vec<u8>, rng: &mut Rng) -> String {
 
 // --- the host's view ----------------------------------------------------------------
 
-/// The XDP program reads headers directly from the frame and refuses reads
-/// that start beyond this offset (`MAX_DIRECT_OFF` in filter-ebpf): a header
-/// there makes the frame `Truncated`, hence malformed, where the plain host
-/// parser would go on.
-const XDP_MAX_OFF: usize = 512;
-
-/// A frame read as the XDP program reads it.
-struct XdpLike<'a>(&'a [u8]);
-
-impl PacketBytes for XdpLike<'_> {
-    fn frame_len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn load<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
-        if off > XDP_MAX_OFF {
-            return None;
-        }
-        self.0.load::<N>(off)
-    }
-}
-
 /// What the host code predicts for one frame run on a filter with no lists,
 /// default policy (drop, scope media) and no learned state.
 struct Expect {
@@ -439,7 +418,7 @@ fn host_expect(frame: &[u8]) -> Expect {
     g[G_PACKETS as usize] = 1;
     g[G_BYTES as usize] = frame.len() as u64;
     let mut class = None;
-    match parse_frame(&XdpLike(frame)) {
+    match parse_frame(&XdpReach(frame)) {
         Parsed::NonIp => g[G_NON_IP as usize] = 1,
         Parsed::Malformed(_) => g[G_MALFORMED as usize] = 1,
         // No lists: an address cannot put it in a category, so it passes.
@@ -582,8 +561,8 @@ const PROPERTY_FRAMES: usize = 6000;
 ///   tag, a dropped fragment train) changes later verdicts; after every
 ///   frame that may have taught something (an app signature) the test
 ///   empties those maps, so every frame meets a fresh filter;
-/// - the program reads headers only up to offset 512 (`MAX_DIRECT_OFF`);
-///   the host side parses through the same bound (`XdpLike`), and the test
+/// - the program reads headers only up to offset 512 (`XDP_HEADER_REACH`);
+///   the host side parses through the same bound (`XdpReach`), and the test
 ///   counts the frames where that bound changed the outcome;
 /// - frames shorter than an Ethernet header never reach the program
 ///   (BPF_PROG_TEST_RUN refuses them; see `frame_sizes_at_the_kernel_limits`).
@@ -606,7 +585,7 @@ fn xdp_agrees_with_the_host_classifier() {
         let how = mutate(&mut frame, &mut rng);
         assert!(frame.len() >= 14);
         let what = format!("frame #{n} ({shape}, {how}) {}", hex(&frame));
-        if parse_frame(frame.as_slice()) != parse_frame(&XdpLike(&frame)) {
+        if parse_frame(frame.as_slice()) != parse_frame(&XdpReach(&frame)) {
             bounded_differs += 1;
         }
         let exp = host_expect(&frame);
@@ -1040,9 +1019,10 @@ fn ipv6_extension_chains_beyond_the_limit() {
         );
     }
     // Six headers of 88 bytes: the UDP header sits at 14 + 40 + 528.
+    const { assert!(14 + 40 + 6 * 88 > XDP_HEADER_REACH) };
     let long = chain(6, 88, CLIENT6, RELAY6, 5200);
     assert!(matches!(parse_frame(long.as_slice()), Parsed::Ip(_)));
-    assert!(matches!(parse_frame(&XdpLike(&long)), Parsed::Hidden(_)));
+    assert!(matches!(parse_frame(&XdpReach(&long)), Parsed::Hidden(_)));
     assert_eq!(
         run_counted(&f, "6 long headers, unlisted", &long, &hidden),
         XDP_PASS,
