@@ -1022,6 +1022,52 @@ pub fn stun(msg_type: u16, txid: [u8; 12], attrs: &[(u16, &[u8])]) -> Vec<u8> {
     m
 }
 
+/// STUN message with the magic cookie whose length field counts exactly
+/// `body` (no padding rule applied: WhatsApp's private messages have lengths
+/// that are not multiples of 4).
+pub fn stun_raw(msg_type: u16, txid: [u8; 12], body: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(20 + body.len());
+    m.extend_from_slice(&msg_type.to_be_bytes());
+    m.extend_from_slice(&to_u16(body.len(), "STUN message length").to_be_bytes());
+    m.extend_from_slice(&STUN_MAGIC_COOKIE.to_be_bytes());
+    m.extend_from_slice(&txid);
+    m.extend_from_slice(body);
+    m
+}
+
+/// Telegram reflector control packet: the 16-byte peer tag, twelve 0xFF,
+/// the 4-byte type, then filler (seed 0x3d) up to `len`; cut to `len` when
+/// shorter than those 32 bytes.
+pub fn tg_reflector(tag: [u8; 16], ty: [u8; 4], len: usize) -> Vec<u8> {
+    let mut p = tag.to_vec();
+    p.extend_from_slice(&[0xff; 12]);
+    p.extend_from_slice(&ty);
+    if len > p.len() {
+        let fill = filler(len - p.len(), 0x3d);
+        p.extend_from_slice(&fill);
+    }
+    p.truncate(len);
+    p
+}
+
+/// tgcalls reflector data: the 12-byte `prefix`, receiver tag 0a0b0c0d and
+/// sender tag 71727374, the u32be length field `inner_len_field`, `inner`,
+/// then `pad` zero bytes.
+pub fn tgcalls_data(prefix: [u8; 12], inner_len_field: u32, inner: &[u8], pad: usize) -> Vec<u8> {
+    let mut p = prefix.to_vec();
+    p.extend_from_slice(&[0x0a, 0x0b, 0x0c, 0x0d]);
+    p.extend_from_slice(&[0x71, 0x72, 0x73, 0x74]);
+    p.extend_from_slice(&inner_len_field.to_be_bytes());
+    p.extend_from_slice(inner);
+    p.resize(p.len() + pad, 0);
+    p
+}
+
+/// The tgcalls prefix the tests use.
+pub const TGCALLS_PREFIX: [u8; 12] = [
+    0x6d, 0x2a, 0x91, 0x3c, 0x05, 0xee, 0x47, 0x18, 0x99, 0x20, 0xab, 0x0f,
+];
+
 /// Classic RFC 3489 STUN message: like [`stun`] but with a 16-byte
 /// transaction id and no magic cookie.
 pub fn stun_classic(msg_type: u16, txid: [u8; 16], attrs: &[(u16, &[u8])]) -> Vec<u8> {

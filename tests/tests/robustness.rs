@@ -75,12 +75,7 @@ impl Rng {
 
 /// A STUN message with the cookie whose length counts `body` exactly.
 fn raw_stun(msg_type: u16, body: &[u8]) -> Vec<u8> {
-    let mut m = msg_type.to_be_bytes().to_vec();
-    m.extend_from_slice(&(body.len() as u16).to_be_bytes());
-    m.extend_from_slice(&pktbuild::STUN_MAGIC_COOKIE.to_be_bytes());
-    m.extend_from_slice(&TXID);
-    m.extend_from_slice(body);
-    m
+    pktbuild::stun_raw(msg_type, TXID, body)
 }
 
 /// WhatsApp's private STUN type 0x0801 with `body`: an app signature.
@@ -89,21 +84,12 @@ fn wa_ping(body: usize) -> Vec<u8> {
 }
 
 fn reflector(tag: &[u8], ty: [u8; 4], len: usize) -> Vec<u8> {
-    let mut p = tag.to_vec();
-    p.extend_from_slice(&[0xff; 12]);
-    p.extend_from_slice(&ty);
-    p.resize(len, 0x3d);
-    p
+    pktbuild::tg_reflector(tag.try_into().expect("a 16-byte tag"), ty, len)
 }
 
 fn tgcalls(inner: &[u8]) -> Vec<u8> {
-    let mut p = vec![
-        0x6d, 0x2a, 0x91, 0x3c, 0x05, 0xee, 0x47, 0x18, 0x99, 0x20, 0xab, 0x0f,
-    ];
-    p.extend_from_slice(&[0x0a, 0x0b, 0x0c, 0x0d, 0x71, 0x72, 0x73, 0x74]);
-    p.extend_from_slice(&(inner.len() as u32).to_be_bytes());
-    p.extend_from_slice(inner);
-    p
+    let len = u32::try_from(inner.len()).expect("inner length");
+    pktbuild::tgcalls_data(pktbuild::TGCALLS_PREFIX, len, inner, 0)
 }
 
 /// Number of payload kinds [`payload`] makes.

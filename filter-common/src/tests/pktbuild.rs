@@ -434,3 +434,36 @@ fn rtcp_channel_data_quic_layouts() {
     assert_eq!(&d[..13], &[22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3]);
     assert_eq!(d.len(), 16);
 }
+
+#[test]
+fn stun_raw_reflector_and_tgcalls_layouts() {
+    use crate::pktbuild::{TGCALLS_PREFIX, stun_raw, tg_reflector, tgcalls_data};
+    let m = stun_raw(0x0801, [7; 12], &[1, 2, 3]);
+    assert_eq!(m.len(), 23);
+    assert_eq!(be16(&m, 0), 0x0801);
+    assert_eq!(be16(&m, 2), 3, "length counts the body exactly, no padding");
+    assert_eq!(&m[4..8], &[0x21, 0x12, 0xa4, 0x42]);
+    assert_eq!(&m[8..20], &[7; 12]);
+    assert_eq!(&m[20..], &[1, 2, 3]);
+
+    let r = tg_reflector([5; 16], [0xfe, 0xff, 0xff, 0xff], 40);
+    assert_eq!(r.len(), 40);
+    assert_eq!(&r[..16], &[5; 16]);
+    assert_eq!(&r[16..28], &[0xff; 12]);
+    assert_eq!(&r[28..32], &[0xfe, 0xff, 0xff, 0xff]);
+    assert_eq!(
+        tg_reflector([5; 16], [0xff; 4], 20).len(),
+        20,
+        "cut when short"
+    );
+
+    let t = tgcalls_data(TGCALLS_PREFIX, 3, &[9, 9, 9], 2);
+    assert_eq!(t.len(), 12 + 8 + 4 + 3 + 2);
+    assert_eq!(&t[..12], &TGCALLS_PREFIX);
+    assert_eq!(
+        &t[12..20],
+        &[0x0a, 0x0b, 0x0c, 0x0d, 0x71, 0x72, 0x73, 0x74]
+    );
+    assert_eq!(&t[20..24], &[0, 0, 0, 3]);
+    assert_eq!(&t[24..], &[9, 9, 9, 0, 0]);
+}

@@ -17,6 +17,7 @@ use crate::pktbuild::{
     self, dtls_content, dtls_record, dtls_version, rtcp, rtp, stun, stun_attr, stun_type,
     xor_address_v4, xor_address_v6,
 };
+use crate::pktbuild::{tg_reflector as reflector, tgcalls_data as tgcalls};
 use crate::types::{FLOW_CALL, FLOW_TURN, FlowValue};
 
 const TXID: [u8; 12] = [
@@ -55,16 +56,9 @@ fn padded(prefix: &[u8], len: usize) -> Vec<u8> {
     p
 }
 
-/// A STUN message with the cookie whose length field counts exactly `body`
-/// (no padding rule applied: WhatsApp's lengths are not multiples of 4).
+/// A STUN message with the cookie whose length field counts exactly `body`.
 fn raw_stun(msg_type: u16, body: &[u8]) -> Vec<u8> {
-    let mut m = Vec::new();
-    m.extend_from_slice(&msg_type.to_be_bytes());
-    m.extend_from_slice(&(body.len() as u16).to_be_bytes());
-    m.extend_from_slice(&STUN_COOKIE);
-    m.extend_from_slice(&TXID);
-    m.extend_from_slice(body);
-    m
+    pktbuild::stun_raw(msg_type, TXID, body)
 }
 
 /// One attribute with an unpadded value (type, length, value).
@@ -74,29 +68,6 @@ fn raw_attr(ty: u16, value: &[u8]) -> Vec<u8> {
     a.extend_from_slice(&(value.len() as u16).to_be_bytes());
     a.extend_from_slice(value);
     a
-}
-
-/// A Telegram reflector control packet: tag, twelve 0xFF, type, then filler
-/// up to `len` (cut to `len` when shorter than 32).
-fn reflector(tag: [u8; 16], ty: [u8; 4], len: usize) -> Vec<u8> {
-    let mut p = tag.to_vec();
-    p.extend_from_slice(&[0xff; 12]);
-    p.extend_from_slice(&ty);
-    let mut p = padded(&p, len.max(32));
-    p.truncate(len);
-    p
-}
-
-/// tgcalls reflector data: `prefix`, receiver and sender tags, the u32be
-/// length `inner_len_field`, `inner`, then `pad` zero bytes.
-fn tgcalls(prefix: [u8; 12], inner_len_field: u32, inner: &[u8], pad: usize) -> Vec<u8> {
-    let mut p = prefix.to_vec();
-    p.extend_from_slice(&[0x0a, 0x0b, 0x0c, 0x0d]);
-    p.extend_from_slice(&[0x71, 0x72, 0x73, 0x74]);
-    p.extend_from_slice(&inner_len_field.to_be_bytes());
-    p.extend_from_slice(inner);
-    p.resize(p.len() + pad, 0);
-    p
 }
 
 fn cls_ports(payload: &[u8], sport: u16, dport: u16) -> Class {
