@@ -651,12 +651,7 @@ fn list_show(
                 Error::Input(format!(
                     "no category `{name}` in {} (known: {})",
                     dir.display(),
-                    lists
-                        .categories
-                        .iter()
-                        .map(|c| c.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    lists.known_names()
                 ))
             })?
             .list
@@ -689,12 +684,7 @@ pub fn policy_set(layout: &PinLayout, category: &str, spec: &str) -> Result<Stri
             return Err(Error::Input(format!(
                 "no category `{category}` in {} (known: {})",
                 s.lists_dir.display(),
-                lists
-                    .categories
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                lists.known_names()
             )));
         }
         st.overrides.insert(category.to_owned(), parsed.to_string());

@@ -216,20 +216,12 @@ pub fn prepare_with(
     for n in lists.all_notes() {
         log::info!("{n}");
     }
-    let known = || {
-        lists
-            .categories
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     for name in settings.policies.keys() {
         if lists.by_name(name).is_none() {
             return Err(Error::Input(format!(
                 "policy for `{name}`: no category `{name}` in {} (known: {})",
                 settings.lists_dir.display(),
-                known()
+                lists.known_names()
             )));
         }
     }

@@ -584,6 +584,15 @@ impl Lists {
         self.by_id(id).map(|c| c.name.as_str())
     }
 
+    /// The category names, comma-separated, for "known: ..." in errors.
+    pub fn known_names(&self) -> String {
+        self.categories
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Notes of every list, sorted by file and line.
     pub fn all_notes(&self) -> Vec<&ListNote> {
         let mut notes: Vec<&ListNote> = self

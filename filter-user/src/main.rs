@@ -292,12 +292,11 @@ fn resolve_policies(
     let mut out = BTreeMap::new();
     for p in policies {
         let Some(cat) = lists.by_name(&p.category) else {
-            let known: Vec<&str> = lists.categories.iter().map(|c| c.name.as_str()).collect();
             return Err(InputError(format!(
                 "--policy {}: no category `{}` (known: {})",
                 p.category,
                 p.category,
-                known.join(", ")
+                lists.known_names()
             )));
         };
         out.insert(cat.id, p.spec);
