@@ -447,28 +447,21 @@ impl Daemon {
 
     fn warn_static_changes(&self, now: &Config) {
         let was = &self.cfg;
-        let mut changed = Vec::new();
-        if now.interfaces != was.interfaces {
-            changed.push("interfaces");
-        }
-        if now.mode != was.mode {
-            changed.push("mode");
-        }
-        if now.netns != was.netns {
-            changed.push("netns");
-        }
-        if now.pin_dir != was.pin_dir {
-            changed.push("pin_dir");
-        }
-        if now.metrics != was.metrics {
-            changed.push("metrics");
-        }
-        if now.v4_chunks_per_gen != was.v4_chunks_per_gen {
-            changed.push("v4_chunks_per_gen");
-        }
-        if now.detach_on_exit != was.detach_on_exit {
-            changed.push("detach_on_exit");
-        }
+        let changed: Vec<&str> = [
+            ("interfaces", now.interfaces != was.interfaces),
+            ("mode", now.mode != was.mode),
+            ("netns", now.netns != was.netns),
+            ("pin_dir", now.pin_dir != was.pin_dir),
+            ("metrics", now.metrics != was.metrics),
+            (
+                "v4_chunks_per_gen",
+                now.v4_chunks_per_gen != was.v4_chunks_per_gen,
+            ),
+            ("detach_on_exit", now.detach_on_exit != was.detach_on_exit),
+        ]
+        .into_iter()
+        .filter_map(|(name, differs)| differs.then_some(name))
+        .collect();
         if !changed.is_empty() {
             log::warn!(
                 "configuration changes of {} take effect at the next start",
