@@ -562,7 +562,7 @@ const CONFIGS: &[(&str, &str)] = &[
         "misc",
         "netns = \"gw\"\ndetach_on_exit = true\nnormalize = true\nlists = \"/etc/flowfilter/lists\"\npin_dir = \"/sys/fs/bpf/ff\"\nv4_chunks_per_gen = 4096\n",
     ),
-    ("bad-chunks", "v4_chunks_per_gen = 0\n"),
+    ("old-chunks-option", "v4_chunks_per_gen = 0\n"),
     ("bad-pin-dir", "pin_dir = \"relative\"\n"),
     ("bad-field", "bogus = 1\n"),
     ("bad-allow-policy", "[policy]\nallow = \"drop\"\n"),

@@ -19,20 +19,27 @@ pub const CATEGORY_SLOTS: u32 = 256;
 /// Number of table generations (double buffering).
 pub const GENERATIONS: u32 = 2;
 
-/// IPv4 DIR-24-8 table: one row per /16, each row holds 256 entries (one per
-/// /24). `V4_ROWS` rows per generation.
-pub const V4_ROWS: u32 = 1 << 16;
-/// Entries in one row of the /24 table.
-pub const V4_ROW_LEN: usize = 256;
-/// Default number of /24 blocks that can hold prefixes longer than /24, per
-/// generation (each costs one 256-byte chunk). Userspace may raise it at load.
-pub const V4_CHUNKS_PER_GEN: u32 = 1 << 16;
+/// Prefix tables (see `trie`): the root blocks, `ROOT_BLOCKS * ROOT_LEN`
+/// entries (1 MiB), fixed, two entries per map element (array elements are
+/// 8-byte aligned; mapped into userspace the entries are one flat array);
+/// the node pools are sized per generation.
+pub const ROOT_ENTRIES: u32 = crate::trie::ROOT_BLOCKS * crate::trie::ROOT_LEN;
+/// Prefixes (both families, allowlist included) a generation may hold: a
+/// stated limit, checked before anything is installed.
+pub const MAX_PREFIXES: usize = 4_000_000;
+/// Node-pool units (64 bytes each) a generation may use: 2 GiB.
+pub const MAX_POOL_UNITS: u32 = 1 << 25;
 
-/// IPv6 prefixes per generation (kernel LPM trie, one per generation).
-pub const V6_MAX_PREFIXES: u32 = 1 << 16;
-
-/// Tracked flows (LRU hash).
-pub const FLOW_CAPACITY: u32 = 1 << 18;
+/// Flow-table buckets (two slots each): 2^18 flows, 16 MiB.
+pub const FLOW_BUCKETS: u32 = 1 << 17;
+/// Flow-table slots (`FLOW_KEYS` entries).
+pub const FLOW_SLOTS: u32 = 2 * FLOW_BUCKETS;
+/// A slot whose flow saw no packet for this many ticks (about 129 s) is
+/// free: a new flow takes it without evicting anything.
+pub const FLOW_IDLE_TICKS: u32 = 120;
+/// Packets after which a flow counts as established: a new flow never
+/// evicts an established call flow while the bucket has another choice.
+pub const FLOW_ESTABLISHED_PACKETS: u32 = 4;
 /// Fragment trains of dropped flows remembered (LRU hash).
 pub const FRAG_CAPACITY: u32 = 1 << 13;
 
@@ -40,15 +47,25 @@ pub const FRAG_CAPACITY: u32 = 1 << 13;
 pub const ENDPOINT_CAPACITY: u32 = 1 << 16;
 /// An endpoint teaches for this long after it was last seen in a call.
 pub const ENDPOINT_TTL_NS: u64 = 300 * 1_000_000_000;
-/// A live call refreshes its endpoints at most this often (map writes cost).
+/// A live call refreshes its endpoints at most this often (map writes
+/// cost), in flow-table ticks (about 10.7 s).
+pub const ENDPOINT_REFRESH_TICKS: u16 = 10;
+/// An endpoint entry younger than this is not rewritten by a refresh.
 pub const ENDPOINT_REFRESH_NS: u64 = 10 * 1_000_000_000;
 /// Endpoints on ports below this are never learned: a spoofed call packet
 /// must not make a DNS, NTP or other service port inherit a category.
 pub const LEARN_MIN_PORT: u16 = 1024;
-/// Words of the endpoint "may be known" bitmap (1 bit per hashed endpoint):
-/// a plain array read that lets packets of unlisted, unrecognised flows skip
-/// the hash-map look-ups. 2^14 words = 2^20 bits = 128 KiB.
+/// Words of one half of the "may be known" bitmap (1 bit per hashed
+/// endpoint or Telegram tag): a plain array read that lets packets of
+/// unlisted, unrecognised flows skip the hash-map look-ups. 2^14 words =
+/// 2^20 bits = 128 KiB a half; `BITS` has two halves.
 pub const ENDPOINT_BITS_WORDS: u32 = 1 << 14;
+/// Words of `BITS`: the half learning sets now and the previous one.
+pub const BITS_WORDS: u32 = 2 * ENDPOINT_BITS_WORDS;
+/// Userspace clears the older half and switches `State::bits_half` this
+/// often, so bits of forgotten endpoints and tags go away: a bit lives 600
+/// to 1200 s, longer than any TTL it stands for.
+pub const BITS_ROTATE_NS: u64 = 600 * 1_000_000_000;
 /// Telegram peer tags remembered (LRU hash).
 pub const TAG_CAPACITY: u32 = 1 << 13;
 /// A learned tag is trusted for this long.
@@ -58,32 +75,31 @@ pub const TAG_TTL_NS: u64 = 600 * 1_000_000_000;
 pub const LABEL_SLOTS: u32 = 32;
 
 /// Map names (BPF object names are at most 15 characters).
-pub const MAP_V4_TBL24: &str = "V4_TBL24";
-/// See [`MAP_V4_TBL24`].
-pub const MAP_V4_TBL8: &str = "V4_TBL8";
-/// Per-/16 summary in front of `V4_TBL24` (see `v4table`).
-pub const MAP_V4_TBL16: &str = "V4_TBL16";
-/// IPv6 LPM trie, generation 0.
-pub const MAP_V6_LPM0: &str = "V6_LPM0";
-/// IPv6 LPM trie, generation 1.
-pub const MAP_V6_LPM1: &str = "V6_LPM1";
+pub const MAP_ROOT: &str = "ROOT";
+/// Array of maps: the node pool of each generation.
+pub const MAP_TRIE: &str = "TRIE";
 /// `[Policy; GENERATIONS * CATEGORY_SLOTS]`.
 pub const MAP_POLICY: &str = "POLICY";
 /// `[State; 1]`.
 pub const MAP_STATE: &str = "STATE";
-/// Flow table.
+/// Flow table (`FlowBucket`s).
 pub const MAP_FLOWS: &str = "FLOWS";
+/// Keys of the flow table's slots (`FlowKey`s), for userspace.
+pub const MAP_FLOW_KEYS: &str = "FLOW_KEYS";
 /// Fragments of dropped flows.
 pub const MAP_FRAGS: &str = "FRAGS";
 /// Call endpoints (peer-to-peer inheritance).
 pub const MAP_ENDPOINTS: &str = "ENDPOINTS";
-/// Endpoint "may be known" bitmap.
-pub const MAP_ENDPOINT_BITS: &str = "ENDPOINT_BITS";
+/// "May be known" bitmap of endpoints and tags, two halves.
+pub const MAP_BITS: &str = "BITS";
 /// Learned Telegram peer tags.
 pub const MAP_TAGS: &str = "TG_TAGS";
-/// Per-CPU counters per interface slot and category, indexed by
-/// `slot * CATEGORY_SLOTS + category` (userspace sums slots for category totals).
-pub const MAP_IF_CAT_STATS: &str = "IF_CAT_STATS";
+/// Per-CPU packet and byte counters (`Counter`): every packet adds to
+/// exactly one slot, an outcome `O_*` or a verdict slot of its category
+/// ([`verdict_slot`]); userspace sums them into the totals.
+pub const MAP_COUNTERS: &str = "COUNTERS";
+/// Per-CPU counts of rarer events (`EV_*`).
+pub const MAP_EVENTS: &str = "EVENTS";
 /// Interface slot per ifindex (`Array<u32>`, [`IF_INDEX_LIMIT`] entries),
 /// written by the daemon when it attaches; 0 = not registered.
 pub const MAP_IF_SLOT: &str = "IF_SLOT";
@@ -95,8 +111,6 @@ pub const MAP_LABEL_STATS: &str = "LABEL_STATS";
 pub const IF_SLOTS: u32 = 16;
 /// Entries of `IF_SLOT`: interfaces with a larger ifindex count in slot 0.
 pub const IF_INDEX_LIMIT: u32 = 4096;
-/// Per-CPU global counters, indexed by `G_*`.
-pub const MAP_GLOBAL_STATS: &str = "GLOBAL_STATS";
 /// Per-CPU record of the last packet's decision (written only in replay).
 pub const MAP_PKT_TRACE: &str = "PKT_TRACE";
 
@@ -105,7 +119,63 @@ pub const PROGRAM_NAME: &str = "flowfilter";
 /// `.rodata` global: when non-zero the program writes `PKT_TRACE` per packet.
 pub const GLOBAL_TRACE: &str = "TRACE";
 
-/// Global counter indices (`GLOBAL_STATS`).
+/// Outcome slots of `COUNTERS` (packets that get no category verdict).
+/// Not IPv4/IPv6.
+pub const O_NON_IP: u32 = 0;
+/// Could not be parsed (passed).
+pub const O_MALFORMED: u32 = 1;
+/// TCP (passed).
+pub const O_TCP: u32 = 2;
+/// IP of another protocol (passed).
+pub const O_OTHER_IP: u32 = 3;
+/// UDP of no category (passed).
+pub const O_UDP_PASS: u32 = 4;
+/// UDP passed because an address is on the allowlist.
+pub const O_UDP_ALLOWED: u32 = 5;
+/// A later fragment whose train is not being dropped (passed).
+pub const O_FRAG_PASS: u32 = 6;
+/// A later fragment of a dropped train (dropped).
+pub const O_FRAG_DROP: u32 = 7;
+/// IPv6 with a hidden transport and no category (passed).
+pub const O_HIDDEN_PASS: u32 = 8;
+/// IPv6 with a hidden transport, allowlisted (passed).
+pub const O_HIDDEN_ALLOWED: u32 = 9;
+/// Outcome slots reserved in front of the verdict slots.
+pub const OUTCOME_SLOTS: u32 = 16;
+/// Verdicts of a category's verdict slots.
+pub const V_DROP: u32 = 0;
+/// Passed, but `drop` would have dropped it.
+pub const V_MONITOR: u32 = 1;
+/// Passed.
+pub const V_PASS: u32 = 2;
+/// Verdicts per (interface slot, category).
+pub const VERDICTS: u32 = 3;
+/// Slots of `COUNTERS`.
+pub const COUNTER_SLOTS: u32 = OUTCOME_SLOTS + IF_SLOTS * CATEGORY_SLOTS * VERDICTS;
+
+/// The `COUNTERS` slot of a category verdict (UDP, or IPv6 with a hidden
+/// transport) on interface slot `if_slot`.
+#[inline(always)]
+pub const fn verdict_slot(if_slot: u32, category: u8, verdict: u32) -> u32 {
+    OUTCOME_SLOTS
+        + ((if_slot & (IF_SLOTS - 1)) * CATEGORY_SLOTS + category as u32) * VERDICTS
+        + verdict
+}
+
+/// `EVENTS` slots. IP fragments (first and later).
+pub const EV_FRAGMENTS: u32 = 0;
+/// IPv6 packets whose transport is hidden behind an extension chain the
+/// parser does not follow; decided by address alone.
+pub const EV_V6_HIDDEN: u32 = 1;
+/// Flows that got a category (new, or a cached flow that gained one).
+pub const EV_FLOWS_CREATED: u32 = 2;
+/// Live flows with a category whose slot a new flow took.
+pub const EV_FLOWS_EVICTED: u32 = 3;
+/// Slots of `EVENTS`.
+pub const EVENT_SLOTS: u32 = 8;
+
+/// Global counter indices of the totals userspace reports (summed from
+/// `COUNTERS` and `EVENTS`). All packets.
 pub const G_PACKETS: u32 = 0;
 /// Frames that are not IPv4/IPv6.
 pub const G_NON_IP: u32 = 1;
@@ -121,22 +191,21 @@ pub const G_FRAGMENTS: u32 = 5;
 pub const G_FRAG_DROPPED: u32 = 6;
 /// Frames that could not be parsed (passed).
 pub const G_MALFORMED: u32 = 7;
-/// Flow-table inserts that failed.
-pub const G_FLOW_INSERT_FAIL: u32 = 8;
+/// Live flows with a category whose slot a new flow took (evictions).
+pub const G_FLOWS_EVICTED: u32 = 8;
 /// Packets passed because an address is on the allowlist.
 pub const G_ALLOWED: u32 = 9;
 /// Bytes of all packets.
 pub const G_BYTES: u32 = 10;
 /// Packets dropped in total.
 pub const G_DROPPED: u32 = 11;
-/// Flows created in the flow table (each new 5-tuple that got a category).
-/// Created minus tracked is how many the LRU has evicted (or expired).
+/// Flows that got a category.
 pub const G_FLOWS_CREATED: u32 = 12;
 /// IPv6 packets whose transport is hidden behind an extension chain the
 /// parser does not follow (`Parsed::Hidden`); decided by address alone.
 pub const G_V6_HIDDEN: u32 = 13;
-/// Slots in `GLOBAL_STATS`.
-pub const GLOBAL_SLOTS: u32 = 16;
+/// Entries of the totals vector.
+pub const GLOBAL_SLOTS: u32 = 14;
 
 /// Names of the global counters, by index, for userspace output.
 pub const GLOBAL_NAMES: [&str; 14] = [
@@ -148,7 +217,7 @@ pub const GLOBAL_NAMES: [&str; 14] = [
     "fragments",
     "fragments_dropped",
     "malformed",
-    "flow_insert_failures",
+    "flows_evicted",
     "allowed",
     "bytes",
     "dropped",

@@ -10,7 +10,7 @@ use crate::consts::{
 };
 use crate::types::{
     ACTION_DROP, ACTION_FLOWS, ACTION_LOSS, ACTION_MONITOR, FATE_SPARED, FATE_STOPPED, FLOW_CALL,
-    FLOW_INHERITED, FLOW_SEEN_A, FLOW_SEEN_B, FLOW_TURN, FlowValue, Policy, SCOPE_UDP,
+    FLOW_INHERITED, FLOW_SEEN_A, FLOW_SEEN_B, FLOW_TURN, FlowSlot, Policy, SCOPE_UDP,
 };
 use crate::types::{EndpointValue, TagValue};
 
@@ -34,7 +34,7 @@ pub enum Verdict {
 /// Fold one classified packet into its flow. Returns whether the packet is
 /// part of a call (the flow is, or just became, a call flow).
 #[inline(always)]
-pub fn observe(flow: &mut FlowValue, class: &Class, from_a: bool) -> bool {
+pub fn observe(flow: &mut FlowSlot, class: &Class, from_a: bool) -> bool {
     flow.flags |= if from_a { FLOW_SEEN_A } else { FLOW_SEEN_B };
     match class.strength {
         Strength::Signal => {
@@ -79,7 +79,7 @@ pub fn observe(flow: &mut FlowValue, class: &Class, from_a: bool) -> bool {
 }
 
 #[inline(always)]
-fn observe_rtp(flow: &mut FlowValue, class: &Class, from_a: bool) {
+fn observe_rtp(flow: &mut FlowSlot, class: &Class, from_a: bool) {
     // Each direction confirms on its own: a stray packet one way cannot keep
     // the other way's stream from confirming.
     let d = usize::from(!from_a);
@@ -131,8 +131,9 @@ pub fn hidden_verdict(policy: &Policy) -> Verdict {
     }
 }
 
+/// splitmix64's finaliser: a bijection that mixes every bit.
 #[inline(always)]
-fn mix64(mut x: u64) -> u64 {
+pub fn mix64(mut x: u64) -> u64 {
     // splitmix64 finaliser
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -225,6 +226,21 @@ pub fn endpoint_bit(addr: &[u8; 16], port: u16) -> (u32, u64) {
         addr[8], addr[9], addr[10], addr[11], addr[12], addr[13], addr[14], addr[15],
     ]);
     let h = mix64(mix64(hi ^ u64::from(port)) ^ lo);
+    let word = (h >> 6) as u32 & (ENDPOINT_BITS_WORDS - 1);
+    (word, 1u64 << (h & 63))
+}
+
+/// Word index (within a half) and bit of a Telegram peer tag in the "may
+/// be known" bitmap (the same bitmap as endpoints, another hash).
+#[inline(always)]
+pub fn tag_bit(tag: &[u8; 16]) -> (u32, u64) {
+    let hi = u64::from_le_bytes([
+        tag[0], tag[1], tag[2], tag[3], tag[4], tag[5], tag[6], tag[7],
+    ]);
+    let lo = u64::from_le_bytes([
+        tag[8], tag[9], tag[10], tag[11], tag[12], tag[13], tag[14], tag[15],
+    ]);
+    let h = mix64(mix64(hi ^ 0x7a67_7467_7461_6773) ^ lo);
     let word = (h >> 6) as u32 & (ENDPOINT_BITS_WORDS - 1);
     (word, 1u64 << (h & 63))
 }

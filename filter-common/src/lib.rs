@@ -11,11 +11,12 @@ extern crate std;
 pub mod classify;
 pub mod consts;
 pub mod decide;
+pub mod flow;
 pub mod parse;
 #[cfg(any(test, feature = "user"))]
 pub mod pktbuild;
+pub mod trie;
 pub mod types;
-pub mod v4table;
 
 #[cfg(test)]
 mod tests;

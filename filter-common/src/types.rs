@@ -42,6 +42,15 @@ pub struct State {
     pub epoch_secs: u32,
     /// Base seed mixed with the epoch number for `flows=P%`.
     pub seed: u64,
+    /// Bumped by every install: a flow whose cached categories carry
+    /// another version looks its addresses up again (a list swap
+    /// re-categorises live flows on their next packet).
+    pub version: u32,
+    /// Which half of `BITS` learning sets (the other half is the previous
+    /// period's); userspace rotates it (see `BITS_ROTATE_NS`).
+    pub bits_half: u32,
+    /// Key of the flow-table hash (random per flow table).
+    pub hash_key: u64,
 }
 
 /// Canonical 5-tuple: both directions of a flow map to one key. Addresses are
@@ -64,65 +73,96 @@ pub struct FlowKey {
     pub _pad: [u8; 3],
 }
 
-/// `FlowValue::flags`: the flow carries call signalling or media.
+/// `FlowSlot::flags`: the flow carries call signalling or media.
 pub const FLOW_CALL: u8 = 1;
-/// `FlowValue::flags`: TURN was seen, so ChannelData framing is expected.
+/// `FlowSlot::flags`: TURN was seen, so ChannelData framing is expected.
 pub const FLOW_TURN: u8 = 2;
-/// `FlowValue::flags`: the flow's category came from a list range.
+/// `FlowSlot::flags`: the flow's category came from a list range.
 pub const FLOW_LISTED: u8 = 4;
-/// `FlowValue::flags`: the first packet went from `b` to `a`.
+/// `FlowSlot::flags`: the first packet went from `b` to `a`.
 pub const FLOW_FIRST_FROM_B: u8 = 8;
 
-/// `FlowValue::flags`: the flow inherited its category from a call endpoint.
+/// `FlowSlot::flags`: the flow inherited its category from a call endpoint.
 pub const FLOW_INHERITED: u8 = 16;
-/// `FlowValue::flags`: a packet went from `a` to `b`.
+/// `FlowSlot::flags`: a packet went from `a` to `b`.
 pub const FLOW_SEEN_A: u8 = 32;
-/// `FlowValue::flags`: a packet went from `b` to `a`.
+/// `FlowSlot::flags`: a packet went from `b` to `a`.
 pub const FLOW_SEEN_B: u8 = 64;
+/// `FlowSlot::flags`: an address of the flow is on the allowlist (cached
+/// with the categories: the flow is passed untouched).
+pub const FLOW_ALLOWED: u8 = 128;
 
-/// `FlowValue::fate` for `flows=P%`: not yet decided.
+/// `FlowSlot::fate` for `flows=P%`: not yet decided.
 pub const FATE_UNDECIDED: u8 = 0;
 /// This caller's flows are left alone.
 pub const FATE_SPARED: u8 = 1;
 /// This caller's flows are stopped.
 pub const FATE_STOPPED: u8 = 2;
 
-/// One tracked flow.
+/// Clock ticks of the flow table: `ktime_get_coarse_ns() >> TICK_SHIFT`,
+/// about 1.07 s each (a shift, not a division, on the packet path).
+pub const TICK_SHIFT: u32 = 30;
+
+/// One slot of the flow table: one cache line, the whole per-flow state.
+/// The key itself is in `FLOW_KEYS` at the same index (written when the
+/// slot is taken; read by userspace only).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlowValue {
-    /// `bpf_ktime_get_ns` of the first packet.
-    pub first_seen_ns: u64,
-    /// `bpf_ktime_get_ns` of the latest packet.
-    pub last_seen_ns: u64,
-    /// Packets seen (both directions).
-    pub packets: u64,
+pub struct FlowSlot {
+    /// Keyed hash of the canonical 5-tuple (odd; 0: the slot is empty).
+    pub tag: u64,
     /// Bytes seen (both directions).
     pub bytes: u64,
+    /// Packets seen (both directions).
+    pub packets: u32,
     /// Packets dropped.
-    pub dropped: u64,
-    /// `bpf_ktime_get_ns` when the flow last taught its endpoints (learning
-    /// is refreshed at most every `ENDPOINT_REFRESH_NS`, not per packet).
-    pub taught_ns: u64,
+    pub dropped: u32,
+    /// Tick of the first packet (see [`TICK_SHIFT`]).
+    pub first_seen: u32,
+    /// Tick of the latest packet (written when it changes: at most once a tick).
+    pub last_seen: u32,
     /// Per direction (0: from a, 1: from b): SSRC of the last RTP candidate.
     pub rtp_ssrc: [u32; 2],
     /// Per direction: sequence number of the last RTP candidate.
     pub rtp_seq: [u16; 2],
     /// Per direction: RTP candidates in a row with one SSRC and small steps.
     pub rtp_hits: [u8; 2],
-    /// Category id the flow last had (0: none).
+    /// Low 16 bits of the tick the flow last taught its endpoints.
+    pub taught: u16,
+    /// `State::version` the cached categories belong to.
+    pub version: u32,
+    /// Category of the source-side address `a` from the lists (cached).
+    pub cat_a: u8,
+    /// Category of address `b` from the lists (cached).
+    pub cat_b: u8,
+    /// Category id the flow has (0: none; the flow is only cached).
     pub category: u8,
-    /// Most telling label seen (see `classify::LABEL_*`).
-    pub label: u8,
-    /// `FATE_*` for `flows=P%`.
-    pub fate: u8,
-    /// `FLOW_*` bits.
-    pub flags: u8,
     /// Category named by an app-specific signature seen on the flow (0: none).
     /// The flow's category is its listed category, else this one.
     pub sig_category: u8,
-    /// Explicit padding.
-    pub _pad: [u8; 5],
+    /// Most telling label seen (see `classify::LABEL_*`).
+    pub label: u8,
+    /// `FLOW_*` bits.
+    pub flags: u8,
+    /// `FATE_*` for `flows=P%`.
+    pub fate: u8,
+    /// Low 8 bits of the tick of the last look-up of learned endpoints and
+    /// tags for this flow (at most one a tick).
+    pub probe: u8,
+    /// 1 when this way of the bucket was taken more recently than the other
+    /// (so of two equal candidates the older is replaced).
+    pub newer: u8,
+    /// Explicit padding (room for later flags).
+    pub _pad: [u8; 3],
+}
+
+/// One bucket of the flow table: two slots, 128 bytes (an adjacent pair
+/// of cache lines, fetched together).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowBucket {
+    /// The two ways.
+    pub slots: [FlowSlot; 2],
 }
 
 /// Identifies a fragment train of a dropped flow.
@@ -185,7 +225,8 @@ pub struct TagValue {
     pub _pad: [u8; 7],
 }
 
-/// Per-category counters (per CPU; userspace sums).
+/// Per-category counters as userspace reports them (summed from the
+/// per-verdict counter slots).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CatStats {
@@ -205,6 +246,16 @@ pub struct CatStats {
     pub passed_packets: u64,
     /// Their bytes.
     pub passed_bytes: u64,
+}
+
+/// Packets and bytes: one counter slot (per CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    /// Packets.
+    pub packets: u64,
+    /// Their bytes.
+    pub bytes: u64,
 }
 
 /// Per-label counters (per CPU).
@@ -255,7 +306,10 @@ mod pod {
     unsafe impl aya::Pod for super::Policy {}
     unsafe impl aya::Pod for super::State {}
     unsafe impl aya::Pod for super::FlowKey {}
-    unsafe impl aya::Pod for super::FlowValue {}
+    unsafe impl aya::Pod for super::FlowSlot {}
+    unsafe impl aya::Pod for super::FlowBucket {}
+    unsafe impl aya::Pod for super::Counter {}
+    unsafe impl aya::Pod for crate::trie::Unit {}
     unsafe impl aya::Pod for super::FragKey {}
     unsafe impl aya::Pod for super::CatStats {}
     unsafe impl aya::Pod for super::LabelStats {}
@@ -274,9 +328,12 @@ mod tests {
     #[test]
     fn sizes_have_no_implicit_padding() {
         assert_eq!(size_of::<Policy>(), 4);
-        assert_eq!(size_of::<State>(), 16);
+        assert_eq!(size_of::<State>(), 32);
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 2 + 1 + 3);
-        assert_eq!(size_of::<FlowValue>(), 6 * 8 + 8 + 4 + 2 + 4 + 1 + 5);
+        assert_eq!(size_of::<FlowSlot>(), 64);
+        assert_eq!(size_of::<FlowBucket>(), 128);
+        assert_eq!(size_of::<Counter>(), 16);
+        assert_eq!(size_of::<crate::trie::Unit>(), 64);
         assert_eq!(size_of::<FragKey>(), 16 + 16 + 4 + 1 + 3);
         assert_eq!(size_of::<CatStats>(), 64);
         assert_eq!(size_of::<LabelStats>(), 32);

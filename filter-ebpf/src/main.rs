@@ -1,22 +1,26 @@
 //! The flowfilter XDP program. Thin by design: read bounded bytes, call
-//! `filter-common` (parser, classifier, decision), update maps and per-CPU
-//! counters, return a verdict. No logging, no allocation, no locks.
+//! `filter-common` (parser, classifier, flow table, decision), update the
+//! flow's slot and one per-CPU counter, return a verdict. No logging, no
+//! allocation, no locks, no map update calls on the path of a known flow.
+//!
+//! A UDP packet costs one flow-table bucket read (the flow's slot caches
+//! its addresses' categories for the current list version), the payload
+//! head, the classifier, and two per-CPU counter slots. Prefix tables are
+//! walked when a flow is new or the lists changed; the learned endpoint and
+//! tag maps only when a flow may inherit (a bitmap rules most out).
 #![no_std]
 #![no_main]
-// Atomic adds on shared flow values (the BPF target has no atomic RMW in `core`).
-#![allow(internal_features)]
-#![feature(core_intrinsics)]
 
 use core::ffi::c_void;
-use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
-use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST};
+use aya_ebpf::bindings::BPF_ANY;
+use aya_ebpf::btf_maps::{Array as BtfArray, ArrayOfMaps};
 use aya_ebpf::helpers::generated::{
-    bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_xdp_get_buff_len, bpf_xdp_load_bytes,
+    bpf_get_prandom_u32, bpf_ktime_get_coarse_ns, bpf_loop, bpf_xdp_get_buff_len,
+    bpf_xdp_load_bytes,
 };
-use aya_ebpf::macros::{map, xdp};
-use aya_ebpf::maps::lpm_trie::Key;
-use aya_ebpf::maps::{Array, LpmTrie, LruHashMap, PerCpuArray};
+use aya_ebpf::macros::{btf_map, map, xdp};
+use aya_ebpf::maps::{Array, LruHashMap, PerCpuArray};
 use aya_ebpf::programs::XdpContext;
 use filter_common::classify::{
     Class, HEAD_LEN, LABEL_MAX, LABEL_NONE, LABEL_P2P_INHERITED, LABEL_TELEGRAM_DATA, Strength,
@@ -24,54 +28,58 @@ use filter_common::classify::{
 };
 use filter_common::decide::{
     Verdict, caller_fate, endpoint_bit, endpoint_fresh, endpoints_to_learn, epoch_seed,
-    hidden_verdict, learnable_port, may_teach, observe, tag_fresh, verdict,
+    hidden_verdict, learnable_port, may_teach, observe, tag_bit, tag_fresh, verdict,
 };
+use filter_common::flow::{bucket_of, find, key_hash, live, tick, victim};
 use filter_common::parse::{
     Fragment, PROTO_TCP, PROTO_UDP, Packet, PacketBytes, Parsed, parse_frame,
 };
-use filter_common::v4table::{V4_ROW_DETAIL, V4Entry, chunk_slot, decode, row_index, row_slot};
+use filter_common::trie::{Entry, TrieMem, Unit, finish, levels, start, step};
 use filter_common::*;
 
-#[map(name = "V4_TBL16")]
-static V4_TBL16: Array<u32> = Array::with_max_entries(GENERATIONS * V4_ROWS, 0);
-#[map(name = "V4_TBL24")]
-static V4_TBL24: Array<[u32; V4_ROW_LEN]> = Array::with_max_entries(GENERATIONS * V4_ROWS, 0);
-#[map(name = "V4_TBL8")]
-static V4_TBL8: Array<[u8; 256]> = Array::with_max_entries(GENERATIONS * V4_CHUNKS_PER_GEN, 0);
-#[map(name = "V6_LPM0")]
-static V6_LPM0: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(V6_MAX_PREFIXES, 0);
-#[map(name = "V6_LPM1")]
-static V6_LPM1: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(V6_MAX_PREFIXES, 0);
+/// `BPF_F_MMAPABLE`: userspace maps the array (fast fills and scans).
+const MMAPABLE: u32 = 1 << 10;
+/// `BPF_F_INNER_MAP`: inner maps of another size than the template.
+const INNER_MAP: usize = 1 << 12;
+
+/// Root entries two per element: an array's elements are 8-byte aligned,
+/// so pairs keep the root compact (and flat for userspace's mapping).
+#[map(name = "ROOT")]
+static ROOT: Array<[Entry; 2]> = Array::with_max_entries(ROOT_ENTRIES / 2, MMAPABLE);
+/// The node pool of each generation (inner maps sized by userspace).
+#[btf_map]
+static TRIE: ArrayOfMaps<BtfArray<Unit, 1, { INNER_MAP | MMAPABLE as usize }>, 2> =
+    ArrayOfMaps::new();
 #[map(name = "POLICY")]
 static POLICY: Array<Policy> = Array::with_max_entries(GENERATIONS * CATEGORY_SLOTS, 0);
 #[map(name = "STATE")]
 static STATE: Array<State> = Array::with_max_entries(1, 0);
 #[map(name = "FLOWS")]
-static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(FLOW_CAPACITY, 0);
+static FLOWS: Array<FlowBucket> = Array::with_max_entries(FLOW_BUCKETS, MMAPABLE);
+#[map(name = "FLOW_KEYS")]
+static FLOW_KEYS: Array<FlowKey> = Array::with_max_entries(FLOW_SLOTS, MMAPABLE);
 #[map(name = "FRAGS")]
 static FRAGS: LruHashMap<FragKey, u32> = LruHashMap::with_max_entries(FRAG_CAPACITY, 0);
 #[map(name = "ENDPOINTS")]
 static ENDPOINTS: LruHashMap<EndpointKey, EndpointValue> =
     LruHashMap::with_max_entries(ENDPOINT_CAPACITY, 0);
-#[map(name = "ENDPOINT_BITS")]
-static ENDPOINT_BITS: Array<u64> = Array::with_max_entries(ENDPOINT_BITS_WORDS, 0);
+#[map(name = "BITS")]
+static BITS: Array<u64> = Array::with_max_entries(BITS_WORDS, MMAPABLE);
 #[map(name = "TG_TAGS")]
 static TG_TAGS: LruHashMap<[u8; 16], TagValue> = LruHashMap::with_max_entries(TAG_CAPACITY, 0);
-#[map(name = "IF_CAT_STATS")]
-static IF_CAT_STATS: PerCpuArray<CatStats> =
-    PerCpuArray::with_max_entries(IF_SLOTS * CATEGORY_SLOTS, 0);
+#[map(name = "COUNTERS")]
+static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+#[map(name = "EVENTS")]
+static EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(EVENT_SLOTS, 0);
 #[map(name = "IF_SLOT")]
 static IF_SLOT: Array<u32> = Array::with_max_entries(IF_INDEX_LIMIT, 0);
 #[map(name = "LABEL_STATS")]
 static LABEL_STATS: PerCpuArray<LabelStats> = PerCpuArray::with_max_entries(LABEL_SLOTS, 0);
-#[map(name = "GLOBAL_STATS")]
-static GLOBAL_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(GLOBAL_SLOTS, 0);
-/// Per-CPU scratch space: the payload head and a new flow's value live here,
-/// not on the 512-byte stack.
+/// Per-CPU scratch space: the payload head and the learning keys live
+/// here, not on the 512-byte stack.
 #[repr(C)]
 struct Scratch {
     head: [u8; HEAD_LEN],
-    flow: FlowValue,
     key: FlowKey,
     endpoint: EndpointKey,
     endpoint_value: EndpointValue,
@@ -81,6 +89,9 @@ struct Scratch {
     /// program (verifier work, not run time).
     class: Class,
     pkt: Packet,
+    /// The same for the prefix walk's entry at each level.
+    entry: Entry,
+    _pad: u32,
 }
 #[map(name = "SCRATCH")]
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
@@ -126,11 +137,51 @@ impl PacketBytes for Frame {
     }
 }
 
+/// The prefix tables as the walk in `filter_common::trie` reads them.
+struct Tables;
+
+impl TrieMem for Tables {
+    #[inline(always)]
+    fn root(&self, index: u32) -> Entry {
+        ROOT.get(index >> 1).map_or(0, |p| p[(index & 1) as usize])
+    }
+
+    #[inline(always)]
+    fn unit(&self, generation: u32, index: u32) -> Option<&Unit> {
+        TRIE.get_value(generation & 1, &index)
+    }
+
+    #[inline(always)]
+    fn opaque(&self, e: Entry) -> Entry {
+        match SCRATCH.get_ptr_mut(0) {
+            // SAFETY: per-CPU scratch value, used only during this run.
+            Some(s) => unsafe {
+                core::ptr::write_volatile(&raw mut (*s).entry, e);
+                core::ptr::read_volatile(&raw const (*s).entry)
+            },
+            None => e,
+        }
+    }
+}
+
+/// Add one packet of `len` bytes to counter slot `slot`.
 #[inline(always)]
-fn g_add(idx: u32, n: u64) {
-    if let Some(p) = GLOBAL_STATS.get_ptr_mut(idx) {
+fn count(slot: u32, len: usize) {
+    if let Some(c) = COUNTERS.get_ptr_mut(slot) {
         // SAFETY: per-CPU slot, only this CPU writes it.
-        unsafe { *p += n };
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += len as u64;
+        }
+    }
+}
+
+/// Count one rarer event.
+#[inline(always)]
+fn event(idx: u32) {
+    if let Some(p) = EVENTS.get_ptr_mut(idx) {
+        // SAFETY: per-CPU slot, only this CPU writes it.
+        unsafe { *p += 1 };
     }
 }
 
@@ -144,6 +195,12 @@ struct Info {
 
 const NO_INFO: Info = Info {
     category: 0,
+    label: 0,
+    flags: 0,
+};
+
+const ALLOWED_INFO: Info = Info {
+    category: CAT_ALLOW,
     label: 0,
     flags: 0,
 };
@@ -167,6 +224,13 @@ pub fn flowfilter(ctx: XdpContext) -> u32 {
     action
 }
 
+/// Pass a packet, counting it under outcome `slot`.
+#[inline(always)]
+fn pass(slot: u32, len: usize) -> (u32, Info) {
+    count(slot, len);
+    (XDP_PASS, NO_INFO)
+}
+
 #[inline(always)]
 fn filter(ctx: &XdpContext) -> (u32, Info) {
     // The frame length from the helper, not `data_end - data`: LLVM must not
@@ -179,49 +243,37 @@ fn filter(ctx: &XdpContext) -> (u32, Info) {
         data_end: ctx.data_end(),
         len,
     };
-    g_add(G_PACKETS, 1);
-    g_add(G_BYTES, len as u64);
     let pkt = match parse_frame(&frame) {
-        Parsed::NonIp => {
-            g_add(G_NON_IP, 1);
-            return (XDP_PASS, NO_INFO);
-        }
-        Parsed::Malformed(_) => {
-            g_add(G_MALFORMED, 1);
-            return (XDP_PASS, NO_INFO);
-        }
+        Parsed::NonIp => return pass(O_NON_IP, len),
+        Parsed::Malformed(_) => return pass(O_MALFORMED, len),
         Parsed::Hidden(p) => {
-            g_add(G_V6_HIDDEN, 1);
+            event(EV_V6_HIDDEN);
             return hidden(ctx, &p, len);
         }
         Parsed::Ip(p) => p,
     };
     match pkt.frag {
         Fragment::Later { id } => {
-            g_add(G_FRAGMENTS, 1);
+            event(EV_FRAGMENTS);
             let key = frag_key(&pkt, id);
             // SAFETY: read-only look-up of a plain value.
             if unsafe { FRAGS.get(key) }.is_some() {
-                g_add(G_FRAG_DROPPED, 1);
-                g_add(G_DROPPED, 1);
+                count(O_FRAG_DROP, len);
                 return (XDP_DROP, NO_INFO);
             }
-            return (XDP_PASS, NO_INFO);
+            return pass(O_FRAG_PASS, len);
         }
-        Fragment::First { .. } => g_add(G_FRAGMENTS, 1),
+        Fragment::First { .. } => event(EV_FRAGMENTS),
         Fragment::None => {}
     }
     if pkt.proto == PROTO_TCP {
-        g_add(G_TCP, 1);
-        return (XDP_PASS, NO_INFO);
+        return pass(O_TCP, len);
     }
     if pkt.proto != PROTO_UDP {
-        g_add(G_OTHER_IP, 1);
-        return (XDP_PASS, NO_INFO);
+        return pass(O_OTHER_IP, len);
     }
-    g_add(G_UDP, 1);
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
-        return (XDP_PASS, NO_INFO);
+        return pass(O_UDP_PASS, len);
     };
     // SAFETY: per-CPU scratch value, used only during this run on this CPU.
     let scratch = unsafe { &mut *scratch };
@@ -231,30 +283,98 @@ fn filter(ctx: &XdpContext) -> (u32, Info) {
     udp(ctx, scratch, len)
 }
 
+/// A prefix look-up in progress (the context of `walk_level`).
+#[repr(C)]
+struct Walk {
+    addr: [u8; 16],
+    e: Entry,
+    generation: u32,
+    v6: u32,
+    _pad: u32,
+}
+
+/// One level of a prefix look-up, as a `bpf_loop` callback: the verifier
+/// checks the body once instead of once per level.
+extern "C" fn walk_level(index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes the `Walk` that `trie_lookup` handed it.
+    let w = unsafe { &mut *ctx.cast::<Walk>() };
+    if filter_common::trie::kind(w.e) == filter_common::trie::KIND_LEAF {
+        return 1;
+    }
+    w.e = step(
+        &Tables,
+        w.generation,
+        w.e,
+        &w.addr,
+        w.v6 != 0,
+        (index & 15) as usize,
+    );
+    0
+}
+
+/// The category of `addr` (see `filter_common::trie::lookup`, which host
+/// tests and userspace run: the same start, step and finish).
+#[inline(always)]
+fn trie_lookup(generation: u32, addr: &[u8; 16], v6: bool) -> u8 {
+    let mut w = Walk {
+        addr: *addr,
+        e: start(&Tables, generation, addr, v6),
+        generation,
+        v6: u32::from(v6),
+        _pad: 0,
+    };
+    if filter_common::trie::kind(w.e) != filter_common::trie::KIND_LEAF {
+        // SAFETY: the callback is a BPF subprogram; ctx points to `w`, on
+        // this frame's stack, for the duration of the call.
+        unsafe {
+            bpf_loop(
+                levels(v6) as u32,
+                walk_level as *mut c_void,
+                (&raw mut w).cast(),
+                0,
+            );
+        }
+    }
+    finish(w.e)
+}
+
+/// The categories of the source and destination addresses in `generation`.
+#[inline(always)]
+fn categories(generation: u32, pkt: &Packet) -> (u8, u8) {
+    (
+        trie_lookup(generation, &pkt.src, pkt.is_v6),
+        trie_lookup(generation, &pkt.dst, pkt.is_v6),
+    )
+}
+
 /// An IPv6 packet whose transport the parser could not reach: decided by
 /// its addresses alone (`hidden_verdict`), so extension headers cannot carry
 /// media past a listed range.
 #[inline(always)]
 fn hidden(ctx: &XdpContext, pkt: &Packet, len: usize) -> (u32, Info) {
-    let (state, src_cat, dst_cat) = match categorise(pkt) {
-        Ok(c) => c,
-        Err(passed) => return passed,
+    let Some(state) = STATE.get(0) else {
+        return pass(O_HIDDEN_PASS, len);
     };
     let generation = state.generation & 1;
+    let (src_cat, dst_cat) = categories(generation, pkt);
+    if src_cat == CAT_ALLOW || dst_cat == CAT_ALLOW {
+        count(O_HIDDEN_ALLOWED, len);
+        return (XDP_PASS, ALLOWED_INFO);
+    }
     let category = if dst_cat != CAT_NONE {
         dst_cat
     } else {
         src_cat
     };
     if category == CAT_NONE {
-        return (XDP_PASS, NO_INFO);
+        return pass(O_HIDDEN_PASS, len);
     }
     let policy = POLICY
         .get(generation * CATEGORY_SLOTS + category as u32)
         .copied()
         .unwrap_or_default();
     let v = hidden_verdict(&policy);
-    count_category(ctx, category, len, v);
+    count_verdict(ctx, category, len, v);
     let info = Info {
         category,
         label: LABEL_NONE,
@@ -265,7 +385,6 @@ fn hidden(ctx: &XdpContext, pkt: &Packet, len: usize) -> (u32, Info) {
         },
     };
     if v == Verdict::Drop {
-        g_add(G_DROPPED, 1);
         return (XDP_DROP, info);
     }
     (XDP_PASS, info)
@@ -285,66 +404,10 @@ fn frag_key(pkt: &Packet, id: u32) -> FragKey {
     }
 }
 
+/// Copy the payload head into `head` (at most `HEAD_LEN` bytes); false when
+/// the packet is shorter than its UDP header says.
 #[inline(always)]
-fn lookup(generation: u32, pkt: &Packet, dst: bool) -> u8 {
-    let addr = if dst { &pkt.dst } else { &pkt.src };
-    if pkt.is_v6 {
-        let key = Key::new(128, *addr);
-        let map = if generation == 0 { &V6_LPM0 } else { &V6_LPM1 };
-        return map.get(&key).copied().unwrap_or(CAT_NONE);
-    }
-    let a = if dst { pkt.dst_v4() } else { pkt.src_v4() };
-    let row_at = row_index(generation, a);
-    // Most look-ups end at the /16 summary (cache-resident), not the row.
-    match V4_TBL16.get(row_at) {
-        Some(s) if *s & V4_ROW_DETAIL == 0 => return *s as u8,
-        Some(_) => {}
-        None => return CAT_NONE,
-    }
-    let Some(row) = V4_TBL24.get(row_at) else {
-        return CAT_NONE;
-    };
-    match decode(row[row_slot(a)]) {
-        V4Entry::Category(c) => c,
-        V4Entry::Chunk(i) => V4_TBL8.get(i).map_or(CAT_NONE, |c| c[chunk_slot(a)]),
-    }
-}
-
-/// The program state and the categories of the source and destination
-/// addresses in the active generation; `Err` with the verdict (pass) when
-/// there is no state or an address is on the allowlist (counted).
-#[inline(always)]
-fn categorise(pkt: &Packet) -> Result<(&'static State, u8, u8), (u32, Info)> {
-    let Some(state) = STATE.get(0) else {
-        return Err((XDP_PASS, NO_INFO));
-    };
-    let generation = state.generation & 1;
-    let src_cat = lookup(generation, pkt, false);
-    let dst_cat = lookup(generation, pkt, true);
-    if src_cat == CAT_ALLOW || dst_cat == CAT_ALLOW {
-        g_add(G_ALLOWED, 1);
-        return Err((
-            XDP_PASS,
-            Info {
-                category: CAT_ALLOW,
-                label: 0,
-                flags: 0,
-            },
-        ));
-    }
-    Ok((state, src_cat, dst_cat))
-}
-
-#[inline(always)]
-fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
-    let pkt = &scratch.pkt;
-    let (state, src_cat, dst_cat) = match categorise(pkt) {
-        Ok(c) => c,
-        Err(passed) => return passed,
-    };
-    let generation = state.generation & 1;
-
-    let head = &mut scratch.head;
+fn read_head(ctx: &XdpContext, pkt: &Packet, head: &mut [u8; HEAD_LEN]) -> bool {
     // No zeroing: the classifier never reads a head byte at or beyond the
     // payload's length (a host property test holds it to that), so bytes
     // left by an earlier packet are never seen.
@@ -364,131 +427,194 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
                 want,
             )
         };
-        if r != 0 {
-            g_add(G_MALFORMED, 1);
-            return (XDP_PASS, NO_INFO);
-        }
+        return r == 0;
+    }
+    true
+}
+
+#[inline(always)]
+fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
+    let pkt = &scratch.pkt;
+    let Some(state) = STATE.get(0) else {
+        return pass(O_UDP_PASS, len);
+    };
+    let (key, from_a) = pkt.flow_key();
+    scratch.key = key;
+    let tag = key_hash(&scratch.key, state.hash_key);
+    let bucket_at = bucket_of(tag);
+    let Some(bucket) = FLOWS.get_ptr_mut(bucket_at) else {
+        return pass(O_UDP_PASS, len);
+    };
+    // SAFETY: pointer to a map value that stays valid for this run.
+    let bucket = unsafe { &mut *bucket };
+    // SAFETY: helper without arguments.
+    let now_ns = unsafe { bpf_ktime_get_coarse_ns() };
+    let now = tick(now_ns);
+
+    let head = &mut scratch.head;
+    if !read_head(ctx, pkt, head) {
+        return pass(O_MALFORMED, len);
     }
     scratch.class = classify(head, pkt.payload_len, pkt.sport, pkt.dport);
     let class = &mut scratch.class;
-    let (k, from_a) = pkt.flow_key();
-    scratch.key = k;
-    let key = &scratch.key;
-    let ep = &mut scratch.endpoint;
-    let epv = &mut scratch.endpoint_value;
+
+    let (way, fresh) = match find(bucket, tag) {
+        Some(w) => (w, !live(&bucket.slots[w & 1], now)),
+        None => (victim(bucket, now), true),
+    };
+    let way = way & 1;
+    if fresh {
+        bucket.slots[way ^ 1].newer = 0;
+    }
+    let slot = &mut bucket.slots[way];
+    if fresh {
+        if slot.category != CAT_NONE && live(slot, now) {
+            event(EV_FLOWS_EVICTED);
+        }
+        take_slot(slot, tag, now, from_a, state.version);
+        if let Some(k) = FLOW_KEYS.get_ptr_mut(bucket_at * 2 + way as u32) {
+            // SAFETY: a map value; userspace checks it against the tag.
+            unsafe { *k = scratch.key };
+        }
+    }
+    let generation = state.generation & 1;
+    if slot.version != state.version {
+        // New flow, or the lists changed since its last packet.
+        let (src_cat, dst_cat) = categories(generation, pkt);
+        if from_a {
+            (slot.cat_a, slot.cat_b) = (src_cat, dst_cat);
+        } else {
+            (slot.cat_a, slot.cat_b) = (dst_cat, src_cat);
+        }
+        if src_cat == CAT_ALLOW || dst_cat == CAT_ALLOW {
+            slot.flags |= FLOW_ALLOWED;
+        } else {
+            slot.flags &= !FLOW_ALLOWED;
+        }
+        slot.version = state.version;
+    }
+    if slot.flags & FLOW_ALLOWED != 0 {
+        seen(slot, now, len, false);
+        count(O_UDP_ALLOWED, len);
+        return (XDP_PASS, ALLOWED_INFO);
+    }
+    let (src_cat, dst_cat) = if from_a {
+        (slot.cat_a, slot.cat_b)
+    } else {
+        (slot.cat_b, slot.cat_a)
+    };
     let listed = if dst_cat != CAT_NONE {
         dst_cat
     } else {
         src_cat
     };
-    // Fast path: an unlisted flow without a signature can only be a call flow
-    // through a learned endpoint or tag; when the bitmap rules both endpoints
-    // out (and the length rules out a tag), skip the hash-map look-ups.
-    if listed == CAT_NONE
-        && class.app == CAT_NONE
-        && !class.tag_candidate
-        && !endpoint_maybe(&pkt.src, pkt.sport)
-        && !endpoint_maybe(&pkt.dst, pkt.dport)
-    {
-        return passed_uncategorised(class.label, class.label, len);
-    }
-    // SAFETY: helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let ep = &mut scratch.endpoint;
+    let epv = &mut scratch.endpoint_value;
 
-    let existing = FLOWS.get_ptr_mut(key);
-    let fresh = &mut scratch.flow;
-    *fresh = FlowValue::default();
     // For an inherited flow, the caller is the endpoint it inherited from.
     let mut inherited_from: Option<[u8; 16]> = None;
-    let (flow, is_new): (&mut FlowValue, bool) = match existing {
-        // SAFETY: pointer to a map value that stays valid for this run.
-        Some(p) => (unsafe { &mut *p }, false),
-        None => {
-            let mut cat = if listed != CAT_NONE {
-                listed
-            } else {
-                class.app
-            };
-            if cat == CAT_NONE && class.tag_candidate {
-                cat = learned_tag(head, now, class);
+    let was_categorised = slot.category != CAT_NONE;
+    if listed == CAT_NONE && slot.sig_category == CAT_NONE && class.app == CAT_NONE {
+        // A flow of no category so far: it may carry a learned Telegram tag
+        // or run from or to a learned call endpoint. Looked up at most once
+        // a tick per flow, and only when the bitmap says "maybe".
+        let probe = now as u8;
+        if fresh || slot.probe != probe {
+            slot.probe = probe;
+            let mut cat = CAT_NONE;
+            if class.tag_candidate && tag_maybe(head) {
+                cat = learned_tag(head, now_ns, class);
             }
-            if cat == CAT_NONE {
-                if let Some(e) = inheritable(ep, &pkt.src, pkt.sport, now) {
+            if cat == CAT_NONE && !fresh_inherit_blocked(slot) {
+                if endpoint_maybe(&pkt.src, pkt.sport)
+                    && let Some(e) = inheritable(ep, &pkt.src, pkt.sport, now_ns)
+                {
                     cat = e;
                     inherited_from = Some(pkt.src);
-                } else if let Some(e) = inheritable(ep, &pkt.dst, pkt.dport, now) {
+                } else if endpoint_maybe(&pkt.dst, pkt.dport)
+                    && let Some(e) = inheritable(ep, &pkt.dst, pkt.dport, now_ns)
+                {
                     cat = e;
                     inherited_from = Some(pkt.dst);
                 }
             }
-            if cat == CAT_NONE {
-                return passed_uncategorised(class.label, class.label, len);
+            if let Some(_from) = inherited_from {
+                slot.sig_category = cat;
+                slot.flags |= FLOW_CALL | FLOW_INHERITED;
+                slot.label = LABEL_P2P_INHERITED;
             }
-            fresh.first_seen_ns = now;
-            if !from_a {
-                fresh.flags |= FLOW_FIRST_FROM_B;
-            }
-            if inherited_from.is_some() {
-                fresh.sig_category = cat;
-                fresh.flags |= FLOW_CALL | FLOW_INHERITED;
-                fresh.label = LABEL_P2P_INHERITED;
-            }
-            (fresh, true)
         }
-    };
-    let is_call = observe(flow, class, from_a);
+        if inherited_from.is_none() && class.app == CAT_NONE {
+            seen(slot, now, len, false);
+            return passed_uncategorised(class.label, class.label, len);
+        }
+    }
+    let is_call = observe(slot, class, from_a);
     // Re-derived on every packet, so a list swap re-categorises live flows.
     let category = if listed != CAT_NONE {
         listed
     } else {
-        flow.sig_category
+        slot.sig_category
     };
-    flow.category = category;
+    slot.category = category;
     if listed != CAT_NONE {
-        flow.flags |= FLOW_LISTED;
+        slot.flags |= FLOW_LISTED;
     } else {
-        flow.flags &= !FLOW_LISTED;
+        slot.flags &= !FLOW_LISTED;
     }
     if category == CAT_NONE {
         // Tracked, but no longer in any category (its range left the lists).
-        flow.last_seen_ns = now;
-        return passed_uncategorised(class.label, flow.label, len);
+        seen(slot, now, len, false);
+        return passed_uncategorised(class.label, slot.label, len);
+    }
+    if !was_categorised {
+        // Tracked from here: its counters and age start with this packet
+        // (the packets it had while only cached were passed untouched).
+        event(EV_FLOWS_CREATED);
+        slot.packets = 0;
+        slot.bytes = 0;
+        slot.dropped = 0;
+        slot.first_seen = now;
     }
 
     let policy = POLICY
         .get(generation * CATEGORY_SLOTS + category as u32)
         .copied()
         .unwrap_or_default();
-    if policy.action == ACTION_FLOWS && flow.fate == FATE_UNDECIDED {
+    if policy.action == ACTION_FLOWS && slot.fate == FATE_UNDECIDED {
         // The caller is the endpoint outside the category's ranges; for a flow
         // recognised by signature alone, the endpoint that sent first.
         let caller = if let Some(a) = &inherited_from {
             a
         } else if dst_cat != CAT_NONE {
             &pkt.src
-        } else if src_cat != CAT_NONE || (flow.flags & FLOW_FIRST_FROM_B != 0) == from_a {
+        } else if src_cat != CAT_NONE || (slot.flags & FLOW_FIRST_FROM_B != 0) == from_a {
             // A listed source, or (signature only) the peer that sent first.
             &pkt.dst
         } else {
             &pkt.src
         };
-        let seed = epoch_seed(state.seed, now, state.epoch_secs);
-        flow.fate = caller_fate(caller, seed, policy.percent);
+        let seed = epoch_seed(state.seed, now_ns, state.epoch_secs);
+        slot.fate = caller_fate(caller, seed, policy.percent);
     }
-    // SAFETY: helper without arguments.
-    let rand = unsafe { bpf_get_prandom_u32() };
-    let v = verdict(&policy, is_call, flow.fate, rand);
+    let rand = if policy.action == ACTION_LOSS {
+        // SAFETY: helper without arguments.
+        unsafe { bpf_get_prandom_u32() }
+    } else {
+        0
+    };
+    let v = verdict(&policy, is_call, slot.fate, rand);
     let dropped = v == Verdict::Drop;
     // Counted under what the flow was recognised as (e.g. whatsapp-media for
     // SRTP on a WhatsApp relay flow), else what this packet looks like.
-    let label = if flow.label != LABEL_NONE {
-        flow.label
+    let label = if slot.label != LABEL_NONE {
+        slot.label
     } else {
         class.label
     };
     let info = Info {
         category,
-        label: flow.label,
+        label: slot.label,
         flags: if v == Verdict::Monitor {
             TRACE_MONITORED
         } else {
@@ -499,42 +625,32 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
     // Teach once the call flow has gone both ways or carried a few packets,
     // on anything new (a TURN peer, a Telegram tag), and then at most once
     // per refresh interval.
+    let now16 = now as u16;
     if is_call
-        && may_teach(flow.flags, flow.packets + 1)
+        && may_teach(slot.flags, u64::from(slot.packets) + 1)
         && (class.has_peer
             || class.learn_tag
-            || now.saturating_sub(flow.taught_ns) >= ENDPOINT_REFRESH_NS)
+            || now16.wrapping_sub(slot.taught) >= ENDPOINT_REFRESH_TICKS)
     {
-        flow.taught_ns = now;
+        slot.taught = now16;
         let listed_sides = (src_cat != CAT_NONE, dst_cat != CAT_NONE);
-        learn(pkt, class, head, category, listed_sides, now, ep, epv);
+        learn(
+            pkt,
+            class,
+            head,
+            category,
+            listed_sides,
+            now_ns,
+            state,
+            ep,
+            epv,
+        );
     }
 
-    flow.last_seen_ns = now;
-    if is_new {
-        flow.packets = 1;
-        flow.bytes = len as u64;
-        flow.dropped = dropped as u64;
-        if FLOWS.insert(key, flow, BPF_NOEXIST as u64).is_err() {
-            g_add(G_FLOW_INSERT_FAIL, 1);
-        } else {
-            g_add(G_FLOWS_CREATED, 1);
-        }
-    } else {
-        // SAFETY: the fields are 8-byte aligned u64s inside a live map value.
-        unsafe {
-            atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&mut flow.packets, 1);
-            atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&mut flow.bytes, len as u64);
-            if dropped {
-                atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&mut flow.dropped, 1);
-            }
-        }
-    }
-
-    count_category(ctx, category, len, v);
+    seen(slot, now, len, dropped);
+    count_verdict(ctx, category, len, v);
     count_label(label, len, v);
     if dropped {
-        g_add(G_DROPPED, 1);
         if let Fragment::First { id } = pkt.frag {
             let _ = FRAGS.insert(frag_key(pkt, id), 1, BPF_ANY as u64);
         }
@@ -543,14 +659,63 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
     (XDP_PASS, info)
 }
 
+/// A slot taken for a new flow.
+#[inline(always)]
+fn take_slot(slot: &mut FlowSlot, tag: u64, now: u32, from_a: bool, version: u32) {
+    slot.tag = tag;
+    slot.bytes = 0;
+    slot.packets = 0;
+    slot.dropped = 0;
+    slot.first_seen = now;
+    slot.last_seen = now;
+    slot.rtp_ssrc = [0; 2];
+    slot.rtp_seq = [0; 2];
+    slot.rtp_hits = [0; 2];
+    // Due for teaching at once.
+    slot.taught = (now as u16).wrapping_sub(ENDPOINT_REFRESH_TICKS);
+    // Not the current version: the categories are looked up below.
+    slot.version = !version;
+    slot.cat_a = CAT_NONE;
+    slot.cat_b = CAT_NONE;
+    slot.category = CAT_NONE;
+    slot.sig_category = CAT_NONE;
+    slot.label = LABEL_NONE;
+    slot.flags = if from_a { 0 } else { FLOW_FIRST_FROM_B };
+    slot.fate = FATE_UNDECIDED;
+    slot.probe = now as u8;
+    slot.newer = 1;
+    slot._pad = [0; 3];
+}
+
+/// Whether an uncategorised flow may not inherit: never (kept as one place
+/// to say so; inherited flows themselves teach nothing, see `may_teach`).
+#[inline(always)]
+fn fresh_inherit_blocked(_slot: &FlowSlot) -> bool {
+    false
+}
+
+/// A packet of the flow: its counters and the last-seen tick (written only
+/// when it changes).
+#[inline(always)]
+fn seen(slot: &mut FlowSlot, now: u32, len: usize, dropped: bool) {
+    slot.packets = slot.packets.wrapping_add(1);
+    slot.bytes = slot.bytes.wrapping_add(len as u64);
+    if dropped {
+        slot.dropped = slot.dropped.wrapping_add(1);
+    }
+    if slot.last_seen != now {
+        slot.last_seen = now;
+    }
+}
+
 /// The category a learned Telegram peer tag names, if the payload starts with
 /// one; marks the class as Telegram data.
 #[inline(always)]
-fn learned_tag(head: &[u8; HEAD_LEN], now: u64, class: &mut Class) -> u8 {
+fn learned_tag(head: &[u8; HEAD_LEN], now_ns: u64, class: &mut Class) -> u8 {
     // SAFETY: read-only look-up of a plain value; the key is the head's first
     // 16 bytes, in place.
     match unsafe { TG_TAGS.get(tag_of(head)) } {
-        Some(t) if tag_fresh(t, now) => {
+        Some(t) if tag_fresh(t, now_ns) => {
             class.app = t.category;
             class.label = LABEL_TELEGRAM_DATA;
             class.strength = Strength::Signal;
@@ -571,6 +736,7 @@ fn tag_of(head: &[u8; HEAD_LEN]) -> &[u8; 16] {
 /// it showed (`counted`) and report `reported` in the trace.
 #[inline(always)]
 fn passed_uncategorised(counted: u8, reported: u8, len: usize) -> (u32, Info) {
+    count(O_UDP_PASS, len);
     count_label(counted, len, Verdict::Pass);
     (
         XDP_PASS,
@@ -582,37 +748,65 @@ fn passed_uncategorised(counted: u8, reported: u8, len: usize) -> (u32, Info) {
     )
 }
 
+/// Whether bit `(word, bit)` is set in either half of `BITS`.
+#[inline(always)]
+fn bit_maybe(word: u32, bit: u64) -> bool {
+    let a = BITS.get(word).is_some_and(|w| *w & bit != 0);
+    a || BITS
+        .get(word + ENDPOINT_BITS_WORDS)
+        .is_some_and(|w| *w & bit != 0)
+}
+
+/// Set bit `(word, bit)` in the half learning uses now.
+#[inline(always)]
+fn bit_set(state: &State, word: u32, bit: u64) {
+    let at = (state.bits_half & 1) * ENDPOINT_BITS_WORDS + word;
+    if let Some(w) = BITS.get_ptr_mut(at) {
+        // SAFETY: a map value; a lost concurrent update only costs a refresh.
+        unsafe { *w |= bit };
+    }
+}
+
 /// Whether the bitmap says the endpoint may have been learned.
 #[inline(always)]
 fn endpoint_maybe(addr: &[u8; 16], port: u16) -> bool {
     let (word, bit) = endpoint_bit(addr, port);
-    ENDPOINT_BITS.get(word).is_some_and(|w| *w & bit != 0)
+    bit_maybe(word, bit)
+}
+
+/// Whether the bitmap says the head's first 16 bytes may be a learned tag.
+#[inline(always)]
+fn tag_maybe(head: &[u8; HEAD_LEN]) -> bool {
+    let (word, bit) = tag_bit(tag_of(head));
+    bit_maybe(word, bit)
 }
 
 /// The category an endpoint of an earlier call passes on, if any.
 #[inline(always)]
-fn inheritable(ep: &mut EndpointKey, addr: &[u8; 16], port: u16, now: u64) -> Option<u8> {
+fn inheritable(ep: &mut EndpointKey, addr: &[u8; 16], port: u16, now_ns: u64) -> Option<u8> {
     ep.addr = *addr;
     ep.port = port;
     ep._pad = [0; 2];
     // SAFETY: read-only look-up of a plain value.
     match unsafe { ENDPOINTS.get(*ep) } {
-        Some(e) if endpoint_fresh(e, now) && e.category != CAT_NONE => Some(e.category),
+        Some(e) if endpoint_fresh(e, now_ns) && e.category != CAT_NONE => Some(e.category),
         _ => None,
     }
 }
 
 /// Remember an endpoint, writing only when it is new, of another category or
 /// due for a refresh (map writes are the expensive part).
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn remember(
     ep: &mut EndpointKey,
     epv: &mut EndpointValue,
+    state: &State,
     addr: &[u8; 16],
     port: u16,
     category: u8,
     origin: u8,
-    now: u64,
+    now_ns: u64,
 ) {
     if !learnable_port(port) {
         return;
@@ -620,20 +814,19 @@ fn remember(
     ep.addr = *addr;
     ep.port = port;
     ep._pad = [0; 2];
+    let (word, bit) = endpoint_bit(addr, port);
+    // The bit goes into the current half even when the entry is fresh, so
+    // a rotation never forgets a live call's endpoint.
+    bit_set(state, word, bit);
     // SAFETY: read-only look-up of a plain value.
     if let Some(e) = unsafe { ENDPOINTS.get(*ep) }
         && e.category == category
-        && now.saturating_sub(e.learned_ns) < ENDPOINT_REFRESH_NS
+        && now_ns.saturating_sub(e.learned_ns) < ENDPOINT_REFRESH_NS
     {
         return;
     }
-    let (word, bit) = endpoint_bit(addr, port);
-    if let Some(w) = ENDPOINT_BITS.get_ptr_mut(word) {
-        // SAFETY: a map value; a lost concurrent update only costs a refresh.
-        unsafe { *w |= bit };
-    }
     *epv = EndpointValue {
-        learned_ns: now,
+        learned_ns: now_ns,
         category,
         origin,
         _pad: [0; 6],
@@ -651,70 +844,74 @@ fn learn(
     head: &[u8; HEAD_LEN],
     category: u8,
     (src_listed, dst_listed): (bool, bool),
-    now: u64,
+    now_ns: u64,
+    state: &State,
     ep: &mut EndpointKey,
     epv: &mut EndpointValue,
 ) {
     let (teach_src, teach_dst) = endpoints_to_learn(src_listed, dst_listed);
     if teach_src {
-        remember(ep, epv, &pkt.src, pkt.sport, category, ORIGIN_CALL, now);
+        remember(
+            ep,
+            epv,
+            state,
+            &pkt.src,
+            pkt.sport,
+            category,
+            ORIGIN_CALL,
+            now_ns,
+        );
     }
     if teach_dst {
-        remember(ep, epv, &pkt.dst, pkt.dport, category, ORIGIN_CALL, now);
+        remember(
+            ep,
+            epv,
+            state,
+            &pkt.dst,
+            pkt.dport,
+            category,
+            ORIGIN_CALL,
+            now_ns,
+        );
     }
     if class.has_peer {
         let peer = filter_common::parse::v4_mapped(class.peer_addr);
         remember(
             ep,
             epv,
+            state,
             &peer,
             class.peer_port,
             category,
             ORIGIN_TURN_PEER,
-            now,
+            now_ns,
         );
     }
     if class.learn_tag {
         let v = TagValue {
-            learned_ns: now,
+            learned_ns: now_ns,
             category,
             _pad: [0; 7],
         };
+        let (word, bit) = tag_bit(tag_of(head));
+        bit_set(state, word, bit);
         let _ = TG_TAGS.insert(tag_of(head), v, BPF_ANY as u64);
     }
 }
 
+/// Count a category verdict on the receiving interface's slot.
 #[inline(always)]
-fn count_category(ctx: &XdpContext, category: u8, len: usize, v: Verdict) {
+fn count_verdict(ctx: &XdpContext, category: u8, len: usize, v: Verdict) {
     // The receiving interface's slot (0 for one the daemon did not register).
     let slot = IF_SLOT
         .get(ctx.ingress_ifindex() as u32)
         .map_or(0, |s| *s & (IF_SLOTS - 1));
-    let Some(s) = IF_CAT_STATS.get_ptr_mut(slot * CATEGORY_SLOTS + category as u32) else {
-        return;
+    let verdict = match v {
+        Verdict::Drop => V_DROP,
+        Verdict::Monitor => V_MONITOR,
+        Verdict::Pass => V_PASS,
     };
-    let len = len as u64;
-    // SAFETY: per-CPU slot, only this CPU writes it.
-    unsafe {
-        (*s).seen_packets += 1;
-        (*s).seen_bytes += len;
-        match v {
-            Verdict::Drop => {
-                (*s).dropped_packets += 1;
-                (*s).dropped_bytes += len;
-            }
-            Verdict::Monitor => {
-                (*s).monitored_packets += 1;
-                (*s).monitored_bytes += len;
-                (*s).passed_packets += 1;
-                (*s).passed_bytes += len;
-            }
-            Verdict::Pass => {
-                (*s).passed_packets += 1;
-                (*s).passed_bytes += len;
-            }
-        }
-    }
+    count(verdict_slot(slot, category, verdict), len);
 }
 
 #[inline(always)]

@@ -23,9 +23,6 @@ use crate::policy::{CategoryPolicy, PolicySpec};
 pub const DEFAULT_LISTS_DIR: &str = "/etc/flowfilter/lists";
 /// Longest interface name the kernel accepts (`IFNAMSIZ` - 1).
 const IFNAME_MAX: usize = 15;
-/// Bounds of `v4_chunks_per_gen`: the chunk index has 24 bits for two
-/// generations.
-const CHUNKS_MAX: u32 = 1 << 22;
 
 /// Why a configuration was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -110,10 +107,9 @@ pub struct Config {
     /// Remove links and pins on SIGTERM/SIGINT (`--detach-on-exit`).
     /// Default `false`: filtering stays in force without the daemon.
     pub detach_on_exit: bool,
-    /// IPv4 /24 blocks per generation that may hold prefixes longer than /24
-    /// (256 bytes each). Default 65536. Changing it changes a map's size:
-    /// start with `--replace`.
-    pub v4_chunks_per_gen: u32,
+    /// No longer used (the prefix tables are sized to the lists); accepted
+    /// so older configuration files still load, with a warning.
+    pub v4_chunks_per_gen: Option<u32>,
     /// Policy per category name (`--policy CATEGORY=SPEC`): `drop`,
     /// `monitor`, `off`, `flows=P%`, `loss=P%`, optionally `,scope=udp`.
     /// Default: `drop` (scope media) for every category.
@@ -131,7 +127,7 @@ impl Default for Config {
             pin_dir: PathBuf::from(DEFAULT_PIN_DIR),
             metrics: None,
             detach_on_exit: false,
-            v4_chunks_per_gen: filter_common::V4_CHUNKS_PER_GEN,
+            v4_chunks_per_gen: None,
             policy: BTreeMap::new(),
         }
     }
@@ -230,15 +226,6 @@ impl Config {
         }
         if let Some(ns) = &self.netns {
             check_netns(ns).map_err(|w| ("netns".to_owned(), w))?;
-        }
-        if self.v4_chunks_per_gen == 0 || self.v4_chunks_per_gen > CHUNKS_MAX {
-            return Err((
-                "v4_chunks_per_gen".to_owned(),
-                format!(
-                    "{} is out of range (1 to {CHUNKS_MAX})",
-                    self.v4_chunks_per_gen
-                ),
-            ));
         }
         if !self.pin_dir.is_absolute() {
             return Err((
@@ -339,7 +326,7 @@ mod tests {
         assert_eq!(c.lists, Path::new("/etc/flowfilter/lists"));
         assert_eq!(c.mode.0, AttachMode::Auto);
         assert!(!c.normalize && !c.detach_on_exit);
-        assert_eq!(c.v4_chunks_per_gen, 65536);
+        assert_eq!(c.v4_chunks_per_gen, None);
         assert!(c.metrics.is_none() && c.netns.is_none() && c.interfaces.is_empty());
     }
 
@@ -373,7 +360,7 @@ telegram = "flows=30%,scope=udp"
             c.metrics.as_ref().unwrap().0,
             "127.0.0.1:9477".parse().unwrap()
         );
-        assert_eq!(c.v4_chunks_per_gen, 1024);
+        assert_eq!(c.v4_chunks_per_gen, Some(1024), "accepted, ignored");
         let p = c.policies();
         assert_eq!(p["whatsapp"].to_string(), "monitor");
         assert_eq!(p["telegram"].to_string(), "flows=30%,scope=udp");
@@ -418,10 +405,6 @@ telegram = "flows=30%,scope=udp"
         assert_eq!(
             err("interfaces = [\"eth0\", \"a/b\"]\n"),
             "f.toml:1: interfaces[1]: `a/b` is not an interface name (1 to 15 characters, no `/` or spaces)"
-        );
-        assert_eq!(
-            err("# c\nv4_chunks_per_gen = 0\n"),
-            "f.toml:2: v4_chunks_per_gen: 0 is out of range (1 to 4194304)"
         );
         assert_eq!(
             err("pin_dir = \"relative\"\n"),

@@ -316,12 +316,13 @@ pub fn record(state: &mut StateFile, error: Option<&Error>, by: &str) {
 /// One line about an installed generation.
 pub fn describe(info: &GenerationInfo, p: &Prepared) -> String {
     format!(
-        "generation {} in force: {} categories, {} IPv4 and {} IPv6 prefixes ({} allowlisted)",
+        "generation {} in force: {} categories, {} IPv4 and {} IPv6 prefixes ({} allowlisted), tables {:.1} MiB",
         info.generation,
         p.lists.categories.len(),
         info.v4_prefixes,
         info.v6_prefixes,
-        p.lists.allow.len()
+        p.lists.allow.len(),
+        info.table_bytes as f64 / f64::from(1u32 << 20)
     )
 }
 

@@ -185,10 +185,12 @@ async fn run_async(req: &RunRequest) -> Result<(), Error> {
             layout.dir.display()
         )));
     }
-    let opts = LoadOptions {
-        trace: false,
-        v4_chunks_per_gen: cfg.v4_chunks_per_gen,
-    };
+    if cfg.v4_chunks_per_gen.is_some() {
+        log::warn!(
+            "configuration: v4_chunks_per_gen is no longer used (the prefix tables are sized to the lists); remove it"
+        );
+    }
+    let opts = LoadOptions { trace: false };
     let (mut filter, startup) = Filter::load_pinned(&opts, &layout, req.replace)?;
     match &startup {
         Startup::Fresh => log::info!("nothing pinned at {}: starting anew", layout.dir.display()),
@@ -394,14 +396,29 @@ impl Daemon {
         let mut hup = sig(SignalKind::hangup())?;
         let mut term = sig(SignalKind::terminate())?;
         let mut int = sig(SignalKind::interrupt())?;
+        let period = std::time::Duration::from_nanos(filter_common::BITS_ROTATE_NS);
+        let mut rotate = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
             tokio::select! {
                 _ = hup.recv() => self.reload(),
+                _ = rotate.tick() => self.rotate_bits(),
                 _ = term.recv() => break,
                 _ = int.recv() => break,
             }
         }
         self.exit()
+    }
+
+    /// Forget the endpoint and tag bits of the period before last, so the
+    /// share of packets that look learned endpoints up does not only grow.
+    fn rotate_bits(&mut self) {
+        let r = DirLock::acquire(&self.layout.dir)
+            .map_err(|e| e.to_string())
+            .and_then(|_lock| self.filter.rotate_bits().map_err(|e| e.to_string()));
+        match r {
+            Ok(()) => log::debug!("endpoint and tag bits rotated"),
+            Err(e) => log::warn!("rotating the endpoint and tag bits: {e}"),
+        }
     }
 
     /// SIGHUP: re-read and install, or keep the old rules.
@@ -453,10 +470,6 @@ impl Daemon {
             ("netns", now.netns != was.netns),
             ("pin_dir", now.pin_dir != was.pin_dir),
             ("metrics", now.metrics != was.metrics),
-            (
-                "v4_chunks_per_gen",
-                now.v4_chunks_per_gen != was.v4_chunks_per_gen,
-            ),
             ("detach_on_exit", now.detach_on_exit != was.detach_on_exit),
         ]
         .into_iter()

@@ -7,6 +7,7 @@ pub mod control;
 pub mod daemon;
 pub mod lists;
 pub mod loader;
+pub mod mapio;
 pub mod metrics;
 pub mod pins;
 pub mod policy;

@@ -13,37 +13,42 @@
 //! Maps are handled generically: every map of the object's map sections is
 //! pinned and checked by name, whatever maps the program has.
 //!
-//! Table generations: [`Filter::install`] writes the inactive generation
-//! and flips `STATE.generation` with one write. It must clear what that
-//! generation held before; a private instance remembers it, a pinned one
-//! (which other processes also write) reads it back from the maps before
-//! every install: the IPv4 /16 rows that are not all zero and the keys of
-//! the generation's IPv6 trie.
+//! Table generations: [`Filter::install`] builds the tables, puts them in a
+//! node pool made for them (a new inner map of `TRIE`, sized to what the
+//! lists need) and the inactive generation's root block of `ROOT`, then
+//! flips `STATE.generation` with one write. Nothing of the previous
+//! contents has to be cleared, so pinned and private instances install
+//! alike; the pool the flip retired is freed at the next install.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::os::fd::AsFd as _;
 
-use aya::maps::lpm_trie::{Key as LpmKey, LpmTrie};
-use aya::maps::{
-    Array, HashMap as BpfHashMap, IterableMap as _, Map, MapData, MapError, PerCpuArray,
-};
+use aya::maps::{Array, ArrayOfMaps, IterableMap as _, Map, MapData, MapError, PerCpuArray};
 use aya::programs::links::{FdLink, LinkError, PinnedLink};
 use aya::programs::xdp::XdpLink;
 use aya::programs::{ProgramError, ProgramInfo, TestRun as _, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use aya_obj::programs::XdpAttachType;
-use filter_common::v4table::summarize;
+use filter_common::flow::{bucket_of, find, key_hash, live, tick};
+use filter_common::trie::{Entry, ROOT_LEN, TrieMem, Unit, root_index};
 use filter_common::{
-    CATEGORY_SLOTS, CatStats, FlowKey, FlowValue, GENERATIONS, GLOBAL_SLOTS, IF_INDEX_LIMIT,
-    IF_SLOTS, LABEL_SLOTS, LabelStats, MAP_FLOWS, MAP_GLOBAL_STATS, MAP_IF_CAT_STATS, MAP_IF_SLOT,
-    MAP_LABEL_STATS, MAP_PKT_TRACE, MAP_POLICY, MAP_STATE, MAP_V4_TBL8, MAP_V4_TBL16, MAP_V4_TBL24,
-    MAP_V6_LPM0, MAP_V6_LPM1, PROGRAM_NAME, PktTrace, Policy, State, V4_CHUNKS_PER_GEN, V4_ROW_LEN,
-    V4_ROWS,
+    BITS_WORDS, CATEGORY_SLOTS, COUNTER_SLOTS, CatStats, Counter, ENDPOINT_BITS_WORDS,
+    EV_FLOWS_CREATED, EV_FLOWS_EVICTED, EV_FRAGMENTS, EV_V6_HIDDEN, EVENT_SLOTS, FLOW_BUCKETS,
+    FLOW_SLOTS, FlowBucket, FlowKey, FlowSlot, G_ALLOWED, G_BYTES, G_DROPPED, G_FLOWS_CREATED,
+    G_FLOWS_EVICTED, G_FRAG_DROPPED, G_FRAGMENTS, G_MALFORMED, G_NON_IP, G_OTHER_IP, G_PACKETS,
+    G_TCP, G_UDP, G_V6_HIDDEN, GLOBAL_SLOTS, IF_INDEX_LIMIT, IF_SLOTS, LABEL_SLOTS, LabelStats,
+    MAP_BITS, MAP_COUNTERS, MAP_EVENTS, MAP_FLOW_KEYS, MAP_FLOWS, MAP_IF_SLOT, MAP_LABEL_STATS,
+    MAP_PKT_TRACE, MAP_POLICY, MAP_ROOT, MAP_STATE, MAP_TRIE, O_FRAG_DROP, O_FRAG_PASS,
+    O_HIDDEN_ALLOWED, O_HIDDEN_PASS, O_MALFORMED, O_NON_IP, O_OTHER_IP, O_TCP, O_UDP_ALLOWED,
+    O_UDP_PASS, OUTCOME_SLOTS, PROGRAM_NAME, PktTrace, Policy, ROOT_ENTRIES, State, V_DROP,
+    V_MONITOR, V_PASS, VERDICTS, verdict_slot,
 };
 
 use crate::lists::Lists;
+use crate::mapio::{BPF_F_INNER_MAP, BPF_F_MMAPABLE, Mmap, per_cpu_all};
 use crate::pins::{MapProblem, PinError, PinLayout, check_maps, object_map_defs, tag_hex};
 use crate::policy::PolicySpec;
-use crate::tables::{TableError, build_tables};
+use crate::tables::{TableError, Tables, build_tables};
 
 /// The compiled XDP object, built by `build.rs` through aya-build.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flowfilter"));
@@ -51,14 +56,7 @@ pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 /// Maps that hold one table generation together. They are only meaningful
 /// as a set (`STATE.generation` says which half of the others is live), so
 /// when `--replace` must recreate one of them it recreates all of them.
-pub const TABLE_MAPS: [&str; 6] = [
-    MAP_STATE,
-    MAP_POLICY,
-    MAP_V4_TBL24,
-    MAP_V4_TBL8,
-    MAP_V6_LPM0,
-    MAP_V6_LPM1,
-];
+pub const TABLE_MAPS: [&str; 4] = [MAP_STATE, MAP_POLICY, MAP_ROOT, MAP_TRIE];
 
 /// Default partial-restriction epoch written to a fresh `STATE`.
 pub const DEFAULT_EPOCH_SECS: u32 = 3600;
@@ -138,21 +136,10 @@ fn pinned_err<E: std::error::Error + Send + Sync + 'static>(
 }
 
 /// How to load the program.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
     /// Record each packet's decision in `PKT_TRACE` (replay).
     pub trace: bool,
-    /// /24 blocks with longer prefixes per generation.
-    pub v4_chunks_per_gen: u32,
-}
-
-impl Default for LoadOptions {
-    fn default() -> Self {
-        LoadOptions {
-            trace: false,
-            v4_chunks_per_gen: V4_CHUNKS_PER_GEN,
-        }
-    }
 }
 
 /// Sizes of what a generation holds.
@@ -164,10 +151,10 @@ pub struct GenerationInfo {
     pub v4_prefixes: usize,
     /// IPv6 prefixes (after merging).
     pub v6_prefixes: usize,
-    /// /16 rows written.
-    pub v4_rows: usize,
-    /// /24 chunks written.
-    pub v4_chunks: usize,
+    /// Node-pool units (64 bytes each) of the generation.
+    pub units: usize,
+    /// Bytes of the generation's tables: its root blocks and its pool.
+    pub table_bytes: usize,
 }
 
 /// XDP attach mode asked for.
@@ -271,14 +258,6 @@ pub struct Filter {
     pinned_prog: Option<Xdp>,
     /// Every map of the instance, by name.
     maps: HashMap<String, Map>,
-    chunks_per_gen: u32,
-    /// Other processes write these maps too (pinned): re-read what the
-    /// inactive generation holds before each install.
-    shared: bool,
-    /// Rows written per generation, so a refill clears exactly those.
-    rows_in_use: [BTreeSet<u16>; 2],
-    /// IPv6 prefixes written per generation.
-    v6_in_use: [Vec<LpmKey<[u8; 16]>>; 2],
     pending: Option<Pending>,
 }
 
@@ -299,20 +278,11 @@ fn xdp_of(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
 }
 
 impl Filter {
-    fn with_maps(
-        ebpf: Option<Ebpf>,
-        maps: HashMap<String, Map>,
-        chunks_per_gen: u32,
-        shared: bool,
-    ) -> Filter {
+    fn with_maps(ebpf: Option<Ebpf>, maps: HashMap<String, Map>) -> Filter {
         Filter {
             ebpf,
             pinned_prog: None,
             maps,
-            chunks_per_gen,
-            shared,
-            rows_in_use: [BTreeSet::new(), BTreeSet::new()],
-            v6_in_use: [Vec::new(), Vec::new()],
             pending: None,
         }
     }
@@ -326,16 +296,11 @@ impl Filter {
         let trace = u8::from(opts.trace);
         let mut ebpf = EbpfLoader::new()
             .override_global(filter_common::GLOBAL_TRACE, &trace, true)
-            .map_max_entries(MAP_V4_TBL8, GENERATIONS * opts.v4_chunks_per_gen)
             .load(OBJECT)?;
         xdp_of(&mut ebpf)?.load()?;
         let maps = take_maps(&mut ebpf);
-        let mut f = Filter::with_maps(Some(ebpf), maps, opts.v4_chunks_per_gen, false);
-        f.set_state(State {
-            generation: 0,
-            epoch_secs: DEFAULT_EPOCH_SECS,
-            seed: seed_from_clock(),
-        })?;
+        let mut f = Filter::with_maps(Some(ebpf), maps);
+        f.set_state(fresh_state())?;
         Ok(f)
     }
 
@@ -378,8 +343,8 @@ impl Filter {
         in_use: bool,
         nothing_pinned: bool,
     ) -> Result<(Filter, Startup), LoadError> {
-        let tbl8 = GENERATIONS * opts.v4_chunks_per_gen;
-        let defs = object_map_defs(OBJECT, &[(MAP_V4_TBL8, tbl8)])?;
+        let _ = opts;
+        let defs = object_map_defs(OBJECT, &[])?;
         let problems: Vec<MapProblem> = if nothing_pinned {
             Vec::new()
         } else {
@@ -417,9 +382,7 @@ impl Filter {
 
         let no_trace = 0u8;
         let mut loader = EbpfLoader::new();
-        loader
-            .override_global(filter_common::GLOBAL_TRACE, &no_trace, true)
-            .map_max_entries(MAP_V4_TBL8, tbl8);
+        loader.override_global(filter_common::GLOBAL_TRACE, &no_trace, true);
         for d in &defs {
             if !recreate.contains(&d.name) {
                 loader.map_pin_path(d.name.as_str(), layout.map(&d.name));
@@ -458,7 +421,7 @@ impl Filter {
         }
 
         let maps = take_maps(&mut ebpf);
-        let mut f = Filter::with_maps(Some(ebpf), maps, opts.v4_chunks_per_gen, true);
+        let mut f = Filter::with_maps(Some(ebpf), maps);
         let startup = match old {
             Some(old) if !replace && recreate.is_empty() => {
                 // Adopt: keep the pinned program (same id); the one loaded
@@ -493,13 +456,9 @@ impl Filter {
                 }
             }
         };
-        // A new STATE map is all zero: give it a seed and an epoch.
+        // A new STATE map is all zero: give it a seed, an epoch and a hash key.
         if f.state()? == State::default() {
-            f.set_state(State {
-                generation: 0,
-                epoch_secs: DEFAULT_EPOCH_SECS,
-                seed: seed_from_clock(),
-            })?;
+            f.set_state(fresh_state())?;
         }
         Ok((f, startup))
     }
@@ -640,9 +599,7 @@ impl Filter {
             if OBJECT.is_empty() {
                 return Err(LoadError::NoObject);
             }
-            let tbl8 = crate::pins::pinned_map_def(&layout.map(MAP_V4_TBL8), MAP_V4_TBL8)
-                .map_or(GENERATIONS * V4_CHUNKS_PER_GEN, |d| d.max_entries);
-            let defs = object_map_defs(OBJECT, &[(MAP_V4_TBL8, tbl8)])?;
+            let defs = object_map_defs(OBJECT, &[])?;
             let problems = check_maps(layout, &defs)?;
             if !problems.is_empty() {
                 return Err(PinError::Mismatch {
@@ -661,12 +618,7 @@ impl Filter {
                 .map_err(pinned_err(format!("opening {}", path.display())))?;
             maps.insert(name, map);
         }
-        let chunks_per_gen = crate::pins::pinned_map_def(&layout.map(MAP_V4_TBL8), MAP_V4_TBL8)
-            .map(|d| d.max_entries / GENERATIONS)
-            .ok()
-            .filter(|&n| n > 0)
-            .unwrap_or(V4_CHUNKS_PER_GEN);
-        let mut f = Filter::with_maps(None, maps, chunks_per_gen, true);
+        let mut f = Filter::with_maps(None, maps);
         if layout.has_program() {
             f.pinned_prog = Some(
                 Xdp::from_pin(layout.prog(), XdpAttachType::Interface)
@@ -736,11 +688,6 @@ impl Filter {
         v
     }
 
-    /// /24 chunks per generation of this instance.
-    pub fn chunks_per_gen(&self) -> u32 {
-        self.chunks_per_gen
-    }
-
     /// Run one frame through the program with BPF_PROG_TEST_RUN (never live
     /// frames: the packet does not leave the kernel). Returns the XDP verdict.
     pub fn run(&self, frame: &[u8]) -> Result<u32, LoadError> {
@@ -797,160 +744,110 @@ impl Filter {
             .map_err(map_err(MAP_POLICY))
     }
 
-    /// Read back what generation `generation` holds: the IPv4 rows that are
-    /// not all zero and the IPv6 trie's keys. Pinned tables are written by
-    /// other processes too, so this runs before every install there.
-    pub fn recover_usage(&mut self, generation: u32) -> Result<(), LoadError> {
-        let g = generation & 1;
-        let mut rows = BTreeSet::new();
-        {
-            let tbl = self.array::<[u32; V4_ROW_LEN]>(MAP_V4_TBL24)?;
-            for r in 0..V4_ROWS {
-                let row = tbl
-                    .get(&(g * V4_ROWS + r), 0)
-                    .map_err(map_err(MAP_V4_TBL24))?;
-                if row.iter().any(|&e| e != 0) {
-                    rows.insert(r as u16);
-                }
+    /// Map an mmapable map of this instance.
+    fn mmap(&self, name: &'static str, bytes: usize, writable: bool) -> Result<Mmap, LoadError> {
+        let data = map_data(self.maps.get(name).ok_or(LoadError::Missing(name))?)
+            .ok_or(LoadError::Missing(name))?;
+        Mmap::new(data.fd().as_fd(), bytes, writable)
+            .map_err(pinned_err(format!("mapping map {name} into memory")))
+    }
+
+    /// The node pool of generation `generation` (`None` before the first
+    /// install into it).
+    fn pool(&self, generation: u32) -> Result<Option<(MapData, u32)>, LoadError> {
+        let m = self
+            .maps
+            .get(MAP_TRIE)
+            .ok_or(LoadError::Missing(MAP_TRIE))?;
+        let outer: ArrayOfMaps<&MapData, MapData> =
+            ArrayOfMaps::try_from(m).map_err(map_err(MAP_TRIE))?;
+        match outer.get(&(generation & 1), 0) {
+            Ok(inner) => {
+                let n = inner.info().map_err(map_err(MAP_TRIE))?.max_entries();
+                Ok(Some((inner, n)))
             }
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err(MAP_TRIE)(e)),
         }
-        let name = if g == 0 { MAP_V6_LPM0 } else { MAP_V6_LPM1 };
-        let keys = {
-            let m = self.maps.get(name).ok_or(LoadError::Missing(name))?;
-            let trie: LpmTrie<&MapData, [u8; 16], u8> =
-                LpmTrie::try_from(m).map_err(map_err(name))?;
-            trie.keys()
-                .collect::<Result<Vec<_>, MapError>>()
-                .map_err(map_err(name))?
-        };
-        self.rows_in_use[g as usize] = rows;
-        self.v6_in_use[g as usize] = keys;
-        Ok(())
     }
 
     /// The category of `addr` in the active generation, read from the maps
-    /// as the program reads them (`check` shows it beside the lists' answer).
+    /// with the program's own walk (`check` shows it beside the lists' answer).
     pub fn lookup(&self, addr: std::net::IpAddr) -> Result<u8, LoadError> {
-        use filter_common::v4table::{
-            V4_ROW_DETAIL, V4Entry, chunk_slot, decode, row_index, row_slot,
-        };
         let generation = self.state()?.generation & 1;
-        match addr {
-            std::net::IpAddr::V4(a) => {
-                let a = u32::from(a);
-                let summary = self
-                    .array::<u32>(MAP_V4_TBL16)?
-                    .get(&row_index(generation, a), 0)
-                    .map_err(map_err(MAP_V4_TBL16))?;
-                if summary & V4_ROW_DETAIL == 0 {
-                    return Ok(summary as u8);
-                }
-                let row = self
-                    .array::<[u32; V4_ROW_LEN]>(MAP_V4_TBL24)?
-                    .get(&row_index(generation, a), 0)
-                    .map_err(map_err(MAP_V4_TBL24))?;
-                Ok(match decode(row[row_slot(a)]) {
-                    V4Entry::Category(c) => c,
-                    V4Entry::Chunk(i) => self
-                        .array::<[u8; 256]>(MAP_V4_TBL8)?
-                        .get(&i, 0)
-                        .map_err(map_err(MAP_V4_TBL8))?[chunk_slot(a)],
-                })
-            }
-            std::net::IpAddr::V6(a) => {
-                let name = if generation == 0 {
-                    MAP_V6_LPM0
-                } else {
-                    MAP_V6_LPM1
-                };
-                let m = self.maps.get(name).ok_or(LoadError::Missing(name))?;
-                let trie: LpmTrie<&MapData, [u8; 16], u8> =
-                    LpmTrie::try_from(m).map_err(map_err(name))?;
-                match trie.get(&LpmKey::new(128, a.octets()), 0) {
-                    Ok(c) => Ok(c),
-                    Err(MapError::KeyNotFound) => Ok(filter_common::CAT_NONE),
-                    Err(e) => Err(map_err(name)(e)),
-                }
-            }
-        }
+        let root = self.mmap(MAP_ROOT, ROOT_ENTRIES as usize * 4, false)?;
+        let pool = match self.pool(generation)? {
+            Some((inner, n)) => Some((
+                Mmap::new(inner.fd().as_fd(), n as usize * 64, false)
+                    .map_err(pinned_err("mapping the node pool into memory"))?,
+                n,
+            )),
+            None => None,
+        };
+        let mem = MappedTables {
+            root: root.slice::<Entry>(ROOT_ENTRIES as usize),
+            units: pool
+                .as_ref()
+                .map_or(&[], |(m, n)| m.slice::<Unit>(*n as usize)),
+        };
+        let (bytes, v6) = match addr {
+            std::net::IpAddr::V4(a) => (a.to_ipv6_mapped().octets(), false),
+            std::net::IpAddr::V6(a) => (a.octets(), true),
+        };
+        Ok(filter_common::trie::lookup(&mem, generation, &bytes, v6))
     }
 
     /// Fill the inactive generation with `lists` and `policies` (by category
     /// id; unnamed categories get the default `drop`), then flip to it with
     /// one write. A packet sees the old tables or the new ones, never a mix.
-    /// On pinned maps the caller holds the directory lock.
+    /// Tables that cannot be built (a limit) are refused before anything is
+    /// written. On pinned maps the caller holds the directory lock.
     pub fn install(
         &mut self,
         lists: &Lists,
         policies: &BTreeMap<u8, PolicySpec>,
     ) -> Result<GenerationInfo, LoadError> {
+        let tables = build_tables(lists)?;
+        self.install_tables(&tables, policies)
+    }
+
+    /// [`Filter::install`] with tables built already.
+    pub fn install_tables(
+        &mut self,
+        tables: &Tables,
+        policies: &BTreeMap<u8, PolicySpec>,
+    ) -> Result<GenerationInfo, LoadError> {
         let mut state = self.state()?;
         let next = (state.generation & 1) ^ 1;
-        let (v4, v6) = build_tables(lists, next * self.chunks_per_gen, self.chunks_per_gen)?;
-        if self.shared {
-            self.recover_usage(next)?;
-        }
-
-        // IPv4 rows: clear the rows this generation used last time, write the new ones.
+        // The node pool: a new map of exactly the size needed.
+        let n = u32::try_from(tables.units.len().max(1)).map_err(|_| TableError::TooManyUnits {
+            max: filter_common::MAX_POOL_UNITS,
+        })?;
+        let pool: Array<MapData, Unit> =
+            Array::create(n, BPF_F_MMAPABLE | BPF_F_INNER_MAP).map_err(map_err(MAP_TRIE))?;
         {
-            let old: Vec<u16> = self.rows_in_use[next as usize].iter().copied().collect();
-            let mut rows = self.array_mut::<[u32; V4_ROW_LEN]>(MAP_V4_TBL24)?;
-            for r in old {
-                if !v4.rows.contains_key(&r) {
-                    rows.set(next * V4_ROWS + u32::from(r), [0u32; V4_ROW_LEN], 0)
-                        .map_err(map_err(MAP_V4_TBL24))?;
-                }
-            }
-            for (r, row) in &v4.rows {
-                rows.set(next * V4_ROWS + u32::from(*r), **row, 0)
-                    .map_err(map_err(MAP_V4_TBL24))?;
-            }
+            let mut m = Mmap::new(pool.map().fd().as_fd(), n as usize * 64, true)
+                .map_err(pinned_err("mapping a new node pool into memory"))?;
+            m.slice_mut::<Unit>(tables.units.len())
+                .copy_from_slice(&tables.units);
         }
-        // The /16 summaries in front of the rows: every row touched above.
+        // The inactive generation's root blocks.
         {
-            let old: Vec<u16> = self.rows_in_use[next as usize].iter().copied().collect();
-            let mut summary = self.array_mut::<u32>(MAP_V4_TBL16)?;
-            for r in old {
-                if !v4.rows.contains_key(&r) {
-                    summary
-                        .set(next * V4_ROWS + u32::from(r), 0, 0)
-                        .map_err(map_err(MAP_V4_TBL16))?;
-                }
-            }
-            for (r, row) in &v4.rows {
-                summary
-                    .set(next * V4_ROWS + u32::from(*r), summarize(row), 0)
-                    .map_err(map_err(MAP_V4_TBL16))?;
-            }
+            let mut root = self.mmap(MAP_ROOT, ROOT_ENTRIES as usize * 4, true)?;
+            let r = root.slice_mut::<Entry>(ROOT_ENTRIES as usize);
+            let v4 = root_index(next, false, 0) as usize;
+            let v6 = root_index(next, true, 0) as usize;
+            r[v4..v4 + ROOT_LEN as usize].copy_from_slice(&tables.root4);
+            r[v6..v6 + ROOT_LEN as usize].copy_from_slice(&tables.root6);
         }
-        self.rows_in_use[next as usize] = v4.rows.keys().copied().collect();
         {
-            let mut chunks = self.array_mut::<[u8; 256]>(MAP_V4_TBL8)?;
-            for (i, c) in v4.chunks.iter().enumerate() {
-                chunks
-                    .set(v4.chunk_base + i as u32, *c, 0)
-                    .map_err(map_err(MAP_V4_TBL8))?;
-            }
-        }
-        // IPv6: clear the trie of this generation, then insert.
-        {
-            let name = if next == 0 { MAP_V6_LPM0 } else { MAP_V6_LPM1 };
-            let m = self.maps.get_mut(name).ok_or(LoadError::Missing(name))?;
-            let mut trie: LpmTrie<&mut MapData, [u8; 16], u8> =
-                LpmTrie::try_from(m).map_err(map_err(name))?;
-            for k in &self.v6_in_use[next as usize] {
-                match trie.remove(k) {
-                    Ok(()) | Err(MapError::KeyNotFound) => {}
-                    Err(e) => return Err(map_err(name)(e)),
-                }
-            }
-            let mut written = Vec::with_capacity(v6.entries.len());
-            for (addr, len, cat) in &v6.entries {
-                let k = LpmKey::new(u32::from(*len), addr.octets());
-                trie.insert(&k, cat, 0).map_err(map_err(name))?;
-                written.push(k);
-            }
-            self.v6_in_use[next as usize] = written;
+            let m = self
+                .maps
+                .get_mut(MAP_TRIE)
+                .ok_or(LoadError::Missing(MAP_TRIE))?;
+            let mut outer: ArrayOfMaps<&mut MapData, Array<MapData, Unit>> =
+                ArrayOfMaps::try_from(m).map_err(map_err(MAP_TRIE))?;
+            outer.set(next, &pool, 0).map_err(map_err(MAP_TRIE))?;
         }
         // Policies of the new generation.
         {
@@ -962,14 +859,31 @@ impl Filter {
             }
         }
         state.generation = next;
+        state.version = state.version.wrapping_add(1);
         self.set_state(state)?;
         Ok(GenerationInfo {
             generation: next,
-            v4_prefixes: v4.prefix_count(),
-            v6_prefixes: v6.entries.len(),
-            v4_rows: v4.rows.len(),
-            v4_chunks: v4.chunks.len(),
+            v4_prefixes: tables.v4_prefixes,
+            v6_prefixes: tables.v6_prefixes,
+            units: tables.units.len(),
+            table_bytes: tables.memory_bytes(),
         })
+    }
+
+    /// Forget endpoint and tag bits older than a rotation period: clear the
+    /// half learning did not use and make it the one learning uses (the
+    /// daemon calls this every `BITS_ROTATE_NS`).
+    pub fn rotate_bits(&mut self) -> Result<(), LoadError> {
+        let mut state = self.state()?;
+        let next = (state.bits_half & 1) ^ 1;
+        {
+            let mut bits = self.mmap(MAP_BITS, BITS_WORDS as usize * 8, true)?;
+            let w = bits.slice_mut::<u64>(BITS_WORDS as usize);
+            let at = (next * ENDPOINT_BITS_WORDS) as usize;
+            w[at..at + ENDPOINT_BITS_WORDS as usize].fill(0);
+        }
+        state.bits_half = next;
+        self.set_state(state)
     }
 
     /// The last packet's decision (loaded with `trace`).
@@ -986,38 +900,59 @@ impl Filter {
             .map_err(map_err(MAP_PKT_TRACE))
     }
 
-    fn per_cpu<T: aya::Pod>(
+    /// Every slot of a per-CPU array, summed over CPUs.
+    fn per_cpu_sums<T: aya::Pod + Default>(
         &self,
         name: &'static str,
-    ) -> Result<PerCpuArray<&MapData, T>, LoadError> {
-        let m = self.maps.get(name).ok_or(LoadError::Missing(name))?;
-        PerCpuArray::try_from(m).map_err(map_err(name))
+        entries: u32,
+        add: impl Fn(&T, &T) -> T,
+    ) -> Result<Vec<T>, LoadError> {
+        let data = map_data(self.maps.get(name).ok_or(LoadError::Missing(name))?)
+            .ok_or(LoadError::Missing(name))?;
+        let ncpu = aya::util::nr_cpus()
+            .map_err(|(_, e)| e)
+            .map_err(pinned_err("counting the possible CPUs"))?;
+        let all = per_cpu_all::<T>(data.fd().as_fd(), entries, ncpu)
+            .map_err(pinned_err(format!("reading map {name}")))?;
+        Ok(all
+            .iter()
+            .map(|cpus| cpus.iter().fold(T::default(), |a, v| add(&a, v)))
+            .collect())
+    }
+
+    /// `COUNTERS`, summed over CPUs.
+    pub fn counters(&self) -> Result<Vec<Counter>, LoadError> {
+        self.per_cpu_sums::<Counter>(MAP_COUNTERS, COUNTER_SLOTS, |a, b| Counter {
+            packets: a.packets + b.packets,
+            bytes: a.bytes + b.bytes,
+        })
+    }
+
+    /// `EVENTS`, summed over CPUs.
+    pub fn events(&self) -> Result<Vec<u64>, LoadError> {
+        self.per_cpu_sums::<u64>(MAP_EVENTS, EVENT_SLOTS, |a, b| a + b)
     }
 
     /// Per-category counters summed over CPUs and interfaces, indexed by
     /// category id.
     pub fn category_stats(&self) -> Result<Vec<CatStats>, LoadError> {
-        let mut total = vec![CatStats::default(); CATEGORY_SLOTS as usize];
-        for slot in 0..IF_SLOTS {
-            for (t, s) in total.iter_mut().zip(self.slot_stats(slot)?) {
-                *t = sum_cat(t, &s);
-            }
-        }
-        Ok(total)
+        let c = self.counters()?;
+        Ok((0..CATEGORY_SLOTS)
+            .map(|cat| {
+                (0..IF_SLOTS).fold(CatStats::default(), |a, s| {
+                    sum_cat(&a, &cat_stats(&c, s, cat as u8))
+                })
+            })
+            .collect())
     }
 
     /// One interface slot's per-category counters summed over CPUs, indexed
     /// by category id (slot 0: interfaces without a slot of their own).
     pub fn slot_stats(&self, slot: u32) -> Result<Vec<CatStats>, LoadError> {
-        let m = self.per_cpu::<CatStats>(MAP_IF_CAT_STATS)?;
-        (0..CATEGORY_SLOTS)
-            .map(|c| {
-                let v = m
-                    .get(&(slot * CATEGORY_SLOTS + c), 0)
-                    .map_err(map_err(MAP_IF_CAT_STATS))?;
-                Ok(v.iter().fold(CatStats::default(), |a, s| sum_cat(&a, s)))
-            })
-            .collect()
+        let c = self.counters()?;
+        Ok((0..CATEGORY_SLOTS)
+            .map(|cat| cat_stats(&c, slot, cat as u8))
+            .collect())
     }
 
     /// The counter slot of every registered ifindex, as (ifindex, slot).
@@ -1048,7 +983,7 @@ impl Filter {
         let Some(slot) = (1..IF_SLOTS).find(|s| slots.iter().all(|(_, t)| t != s)) else {
             return Ok(None);
         };
-        self.zero_cat_stats((0..CATEGORY_SLOTS).map(|c| slot * CATEGORY_SLOTS + c))?;
+        self.zero_cat_stats((0..CATEGORY_SLOTS).map(|c| (slot, c as u8)))?;
         self.array_mut::<u32>(MAP_IF_SLOT)?
             .set(ifindex, slot, 0)
             .map_err(map_err(MAP_IF_SLOT))?;
@@ -1057,26 +992,30 @@ impl Filter {
 
     /// Zero the counters of categories `ids` on every interface slot.
     pub fn reset_category_counters(&mut self, ids: &[u8]) -> Result<(), LoadError> {
-        self.zero_cat_stats((0..IF_SLOTS).flat_map(|s| {
-            ids.iter()
-                .map(move |id| s * CATEGORY_SLOTS + u32::from(*id))
-        }))
+        self.zero_cat_stats((0..IF_SLOTS).flat_map(|s| ids.iter().map(move |id| (s, *id))))
     }
 
-    /// Zero these `IF_CAT_STATS` entries on every CPU.
-    fn zero_cat_stats(&mut self, entries: impl Iterator<Item = u32>) -> Result<(), LoadError> {
+    /// Zero the verdict slots of these (interface slot, category) pairs on
+    /// every CPU.
+    fn zero_cat_stats(
+        &mut self,
+        entries: impl Iterator<Item = (u32, u8)>,
+    ) -> Result<(), LoadError> {
         let ncpu = aya::util::nr_cpus()
             .map_err(|(_, e)| e)
             .map_err(pinned_err("counting the possible CPUs"))?;
         let m = self
             .maps
-            .get_mut(MAP_IF_CAT_STATS)
-            .ok_or(LoadError::Missing(MAP_IF_CAT_STATS))?;
-        let mut m = PerCpuArray::<_, CatStats>::try_from(m).map_err(map_err(MAP_IF_CAT_STATS))?;
-        for i in entries {
-            let zero = aya::maps::PerCpuValues::try_from(vec![CatStats::default(); ncpu])
-                .map_err(pinned_err("per-CPU zero values"))?;
-            m.set(i, zero, 0).map_err(map_err(MAP_IF_CAT_STATS))?;
+            .get_mut(MAP_COUNTERS)
+            .ok_or(LoadError::Missing(MAP_COUNTERS))?;
+        let mut m = PerCpuArray::<_, Counter>::try_from(m).map_err(map_err(MAP_COUNTERS))?;
+        for (slot, cat) in entries {
+            for v in [V_DROP, V_MONITOR, V_PASS] {
+                let zero = aya::maps::PerCpuValues::try_from(vec![Counter::default(); ncpu])
+                    .map_err(pinned_err("per-CPU zero values"))?;
+                m.set(verdict_slot(slot, cat, v), zero, 0)
+                    .map_err(map_err(MAP_COUNTERS))?;
+            }
         }
         Ok(())
     }
@@ -1096,76 +1035,194 @@ impl Filter {
 
     /// Per-label counters summed over CPUs, indexed by label id.
     pub fn label_stats(&self) -> Result<Vec<LabelStats>, LoadError> {
-        let m = self.per_cpu::<LabelStats>(MAP_LABEL_STATS)?;
-        (0..LABEL_SLOTS)
-            .map(|i| {
-                let v = m.get(&i, 0).map_err(map_err(MAP_LABEL_STATS))?;
-                Ok(v.iter().fold(LabelStats::default(), |a, s| LabelStats {
-                    packets: a.packets + s.packets,
-                    bytes: a.bytes + s.bytes,
-                    dropped: a.dropped + s.dropped,
-                    monitored: a.monitored + s.monitored,
-                }))
-            })
-            .collect()
+        self.per_cpu_sums::<LabelStats>(MAP_LABEL_STATS, LABEL_SLOTS, |a, s| LabelStats {
+            packets: a.packets + s.packets,
+            bytes: a.bytes + s.bytes,
+            dropped: a.dropped + s.dropped,
+            monitored: a.monitored + s.monitored,
+        })
     }
 
-    /// Global counters summed over CPUs, indexed by `G_*`.
+    /// Global counters summed over CPUs, indexed by `G_*`: totals of the
+    /// per-packet counter slots and the event counts.
     pub fn global_stats(&self) -> Result<Vec<u64>, LoadError> {
-        let m = self.per_cpu::<u64>(MAP_GLOBAL_STATS)?;
-        (0..GLOBAL_SLOTS)
-            .map(|i| {
-                Ok(m.get(&i, 0)
-                    .map_err(map_err(MAP_GLOBAL_STATS))?
-                    .iter()
-                    .sum())
-            })
-            .collect()
+        Ok(global_totals(&self.counters()?, &self.events()?))
     }
 
-    fn flow_map(&self) -> Result<BpfHashMap<&MapData, FlowKey, FlowValue>, LoadError> {
-        let m = self
-            .maps
-            .get(MAP_FLOWS)
-            .ok_or(LoadError::Missing(MAP_FLOWS))?;
-        BpfHashMap::try_from(m).map_err(map_err(MAP_FLOWS))
+    /// The flow table and its keys, mapped read-only, with the hash key.
+    fn flow_table(&self) -> Result<(Mmap, Mmap, u64), LoadError> {
+        let flows = self.mmap(
+            MAP_FLOWS,
+            FLOW_BUCKETS as usize * std::mem::size_of::<FlowBucket>(),
+            false,
+        )?;
+        let keys = self.mmap(
+            MAP_FLOW_KEYS,
+            FLOW_SLOTS as usize * std::mem::size_of::<FlowKey>(),
+            false,
+        )?;
+        Ok((flows, keys, self.state()?.hash_key))
     }
 
-    /// One flow's entry, if tracked.
-    pub fn flow(&self, key: &FlowKey) -> Result<Option<FlowValue>, LoadError> {
-        match self.flow_map()?.get(key, 0) {
-            Ok(v) => Ok(Some(v)),
-            Err(MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(map_err(MAP_FLOWS)(e)),
+    /// One flow's slot, if the flow is tracked with a category.
+    pub fn flow(&self, key: &FlowKey) -> Result<Option<FlowSlot>, LoadError> {
+        let (flows, _, hash_key) = self.flow_table()?;
+        let tag = key_hash(key, hash_key);
+        let b = &flows.slice::<FlowBucket>(FLOW_BUCKETS as usize)[bucket_of(tag) as usize];
+        let now = now_tick();
+        Ok(find(b, tag)
+            .map(|w| b.slots[w])
+            .filter(|s| live(s, now) && s.category != 0))
+    }
+
+    /// Every tracked flow with a category (flows the table only caches, of
+    /// no category, are left out), with its key.
+    pub fn flows(&self) -> Result<Vec<(FlowKey, FlowSlot)>, LoadError> {
+        let (flows, keys, hash_key) = self.flow_table()?;
+        let buckets = flows.slice::<FlowBucket>(FLOW_BUCKETS as usize);
+        let keys = keys.slice::<FlowKey>(FLOW_SLOTS as usize);
+        let now = now_tick();
+        let mut out = Vec::new();
+        for (i, b) in buckets.iter().enumerate() {
+            for (w, s) in b.slots.iter().enumerate() {
+                if s.category == 0 || !live(s, now) {
+                    continue;
+                }
+                // A copy, then a check that the key belongs to the slot
+                // (both may be written while we read).
+                let s = *s;
+                let k = keys[i * 2 + w];
+                if key_hash(&k, hash_key) == s.tag {
+                    out.push((k, s));
+                }
+            }
         }
+        Ok(out)
     }
 
-    /// Every tracked flow.
-    pub fn flows(&self) -> Result<Vec<(FlowKey, FlowValue)>, LoadError> {
-        self.flow_map()?
-            .iter()
-            .filter_map(|r| match r {
-                Ok(kv) => Some(Ok(kv)),
-                Err(MapError::KeyNotFound) => None,
-                Err(e) => Some(Err(map_err(MAP_FLOWS)(e))),
-            })
-            .collect()
+    /// Empty the flow table (tests: forget what packets taught).
+    pub fn forget_flows(&mut self) -> Result<(), LoadError> {
+        let mut flows = self.mmap(
+            MAP_FLOWS,
+            FLOW_BUCKETS as usize * std::mem::size_of::<FlowBucket>(),
+            true,
+        )?;
+        flows
+            .slice_mut::<FlowBucket>(FLOW_BUCKETS as usize)
+            .fill(FlowBucket::default());
+        Ok(())
     }
 
-    /// Tracked flows and the flow table's capacity.
+    /// Tracked flows with a category, and the flow table's capacity.
     pub fn flow_occupancy(&self) -> Result<(u64, u32), LoadError> {
-        let flows = self.flow_map()?;
-        let capacity = flows
-            .map()
-            .info()
-            .map_err(map_err(MAP_FLOWS))?
-            .max_entries();
-        let n = flows
-            .keys()
-            .filter(|k| !matches!(k, Err(MapError::KeyNotFound)))
-            .count() as u64;
-        Ok((n, capacity))
+        Ok((self.flows()?.len() as u64, FLOW_SLOTS))
     }
+}
+
+/// The current flow-table tick (the program's clock, `CLOCK_MONOTONIC`
+/// in units of 2^30 ns).
+pub fn now_tick() -> u32 {
+    tick(monotonic_ns())
+}
+
+/// `CLOCK_MONOTONIC` in ns (the base of the program's coarse clock).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A map's data, whatever its type.
+fn map_data(m: &Map) -> Option<&MapData> {
+    Some(match m {
+        Map::Array(d)
+        | Map::PerCpuArray(d)
+        | Map::ArrayOfMaps(d)
+        | Map::HashMap(d)
+        | Map::LruHashMap(d)
+        | Map::PerCpuHashMap(d) => d,
+        _ => return None,
+    })
+}
+
+/// The pinned or loaded tables, mapped, as the walk reads them.
+struct MappedTables<'a> {
+    root: &'a [Entry],
+    units: &'a [Unit],
+}
+
+impl TrieMem for MappedTables<'_> {
+    fn root(&self, index: u32) -> Entry {
+        self.root.get(index as usize).copied().unwrap_or(0)
+    }
+
+    fn unit(&self, _generation: u32, index: u32) -> Option<&Unit> {
+        self.units.get(index as usize)
+    }
+}
+
+/// A category's counters on one interface slot, from its verdict slots.
+fn cat_stats(c: &[Counter], slot: u32, cat: u8) -> CatStats {
+    let get = |v| {
+        c.get(verdict_slot(slot, cat, v) as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+    let (d, m, p) = (get(V_DROP), get(V_MONITOR), get(V_PASS));
+    CatStats {
+        seen_packets: d.packets + m.packets + p.packets,
+        seen_bytes: d.bytes + m.bytes + p.bytes,
+        dropped_packets: d.packets,
+        dropped_bytes: d.bytes,
+        monitored_packets: m.packets,
+        monitored_bytes: m.bytes,
+        passed_packets: m.packets + p.packets,
+        passed_bytes: m.bytes + p.bytes,
+    }
+}
+
+/// The global totals (`G_*`) from the counter slots and events.
+pub fn global_totals(c: &[Counter], ev: &[u64]) -> Vec<u64> {
+    let o = |i: u32| c.get(i as usize).copied().unwrap_or_default();
+    let e = |i: u32| ev.get(i as usize).copied().unwrap_or(0);
+    let verdicts = c.get(OUTCOME_SLOTS as usize..).unwrap_or(&[]);
+    let cat_packets: u64 = verdicts.iter().map(|x| x.packets).sum();
+    let dropped: u64 = verdicts
+        .iter()
+        .skip(V_DROP as usize)
+        .step_by(VERDICTS as usize)
+        .map(|x| x.packets)
+        .sum();
+    let all = c.iter().fold(Counter::default(), |a, x| Counter {
+        packets: a.packets + x.packets,
+        bytes: a.bytes + x.bytes,
+    });
+    // Hidden IPv6 packets with a category are counted in the verdict
+    // slots, which otherwise count UDP.
+    let hidden_categorised =
+        e(EV_V6_HIDDEN).saturating_sub(o(O_HIDDEN_PASS).packets + o(O_HIDDEN_ALLOWED).packets);
+    let mut g = vec![0u64; GLOBAL_SLOTS as usize];
+    g[G_PACKETS as usize] = all.packets;
+    g[G_BYTES as usize] = all.bytes;
+    g[G_NON_IP as usize] = o(O_NON_IP).packets;
+    g[G_TCP as usize] = o(O_TCP).packets;
+    g[G_OTHER_IP as usize] = o(O_OTHER_IP).packets;
+    g[G_MALFORMED as usize] = o(O_MALFORMED).packets;
+    g[G_UDP as usize] = (cat_packets + o(O_UDP_PASS).packets + o(O_UDP_ALLOWED).packets)
+        .saturating_sub(hidden_categorised);
+    g[G_FRAGMENTS as usize] = e(EV_FRAGMENTS);
+    g[G_FRAG_DROPPED as usize] = o(O_FRAG_DROP).packets;
+    g[G_ALLOWED as usize] = o(O_UDP_ALLOWED).packets + o(O_HIDDEN_ALLOWED).packets;
+    g[G_DROPPED as usize] = dropped + o(O_FRAG_DROP).packets;
+    g[G_FLOWS_CREATED as usize] = e(EV_FLOWS_CREATED);
+    g[G_FLOWS_EVICTED as usize] = e(EV_FLOWS_EVICTED);
+    g[G_V6_HIDDEN as usize] = e(EV_V6_HIDDEN);
+    let _ = O_FRAG_PASS;
+    g
 }
 
 /// An error and its sources on one line.
@@ -1201,6 +1258,30 @@ fn seed_from_clock() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0x5eed, |d| d.as_nanos() as u64)
+}
+
+/// 64 random bits from the kernel (the flow-table hash key), or the clock.
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom fills at most the buffer's length.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n == 8 {
+        u64::from_ne_bytes(b)
+    } else {
+        filter_common::decide::mix64(seed_from_clock())
+    }
+}
+
+/// What a fresh `STATE` holds.
+fn fresh_state() -> State {
+    State {
+        generation: 0,
+        epoch_secs: DEFAULT_EPOCH_SECS,
+        seed: seed_from_clock(),
+        version: 1,
+        bits_half: 0,
+        hash_key: random_u64(),
+    }
 }
 
 #[cfg(test)]

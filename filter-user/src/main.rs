@@ -418,11 +418,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let lists = load_lists(lists.as_ref(), normalize)?;
             print_notes(&lists);
             let policies = resolve_policies(&lists, &policies)?;
-            let mut filter = Filter::load(&LoadOptions {
-                trace: true,
-                ..LoadOptions::default()
-            })
-            .context("loading a private instance of the XDP program")?;
+            let mut filter = Filter::load(&LoadOptions { trace: true })
+                .context("loading a private instance of the XDP program")?;
             filter
                 .install(&lists, &policies)
                 .context("installing lists and policies")?;

@@ -14,9 +14,9 @@
 //!   and `label_bytes_total{label}`.
 //! - `frames_total{counter}`: the program's global counters (`packets`,
 //!   `non_ip`, `tcp`, `udp`, `fragments`, `malformed`, ...).
-//! - `flows` and `flow_capacity`: flow-table occupancy; `flows_evicted`:
-//!   flows created (`frames_total{counter="flows_created"}`) minus flows
-//!   tracked, i.e. what the LRU table evicted to make room.
+//! - `flows` and `flow_capacity`: flow-table occupancy (live flows with a
+//!   category); `flows_evicted`: live flows with a category whose slot a
+//!   new flow took, counted by the program.
 //! - `list_prefixes{category,family}`: list sizes (`allow` included).
 //! - `policy_info{category,policy,source}`: 1 per category.
 //! - `generation`: the active table generation.
@@ -217,17 +217,17 @@ impl PinCollector {
         flows.add(Vec::new(), tracked);
         let mut cap = Family::new("flowfilter_flow_capacity", "Flow table capacity", false);
         cap.add(Vec::new(), u64::from(capacity));
-        let created = stats
+        let evicted_n = stats
             .global
             .iter()
-            .find(|(n, _)| *n == "flows_created")
+            .find(|(n, _)| *n == "flows_evicted")
             .map_or(0, |(_, v)| *v);
         let mut evicted = Family::new(
             "flowfilter_flows_evicted",
-            "Flows created minus flows tracked: what the LRU flow table evicted to make room",
+            "Live flows with a category whose flow-table slot a new flow took (since the maps were created)",
             false,
         );
-        evicted.add(Vec::new(), created.saturating_sub(tracked));
+        evicted.add(Vec::new(), evicted_n);
         let mut generation = Family::new("flowfilter_generation", "Active table generation", false);
         generation.add(
             Vec::new(),

@@ -688,13 +688,33 @@ mod tests {
             println!("skipped: built without the XDP object");
             return;
         }
-        let defs = object_map_defs(crate::loader::OBJECT, &[("V4_TBL8", 6)]).unwrap();
+        let defs = object_map_defs(crate::loader::OBJECT, &[("FLOW_KEYS", 6)]).unwrap();
         let names: Vec<&str> = defs.iter().map(|d| d.name.as_str()).collect();
-        for n in ["STATE", "POLICY", "V4_TBL24", "V4_TBL8", "V6_LPM0", "FLOWS"] {
+        for n in [
+            "STATE",
+            "POLICY",
+            "ROOT",
+            "TRIE",
+            "FLOWS",
+            "FLOW_KEYS",
+            "COUNTERS",
+        ] {
             assert!(names.contains(&n), "{n} in {names:?}");
         }
         assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
-        let t8 = defs.iter().find(|d| d.name == "V4_TBL8").unwrap();
-        assert_eq!((t8.max_entries, t8.value_size), (6, 256));
+        let keys = defs.iter().find(|d| d.name == "FLOW_KEYS").unwrap();
+        assert_eq!(
+            (keys.max_entries, keys.value_size),
+            (6, 40),
+            "overridden size"
+        );
+        let trie = defs.iter().find(|d| d.name == "TRIE").unwrap();
+        assert_eq!(
+            (trie.map_type, trie.max_entries),
+            (
+                aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_ARRAY_OF_MAPS as u32,
+                2
+            )
+        );
     }
 }

@@ -52,7 +52,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use filter_common::classify::label_name;
 use filter_common::{
     CAT_NONE, CatStats, FATE_SPARED, FATE_STOPPED, FLOW_CALL, FLOW_FIRST_FROM_B, FLOW_LISTED,
-    FlowKey, FlowValue, GLOBAL_NAMES, IF_SLOTS, LABEL_SLOTS, LabelStats,
+    FlowKey, FlowSlot, GLOBAL_NAMES, IF_SLOTS, LABEL_SLOTS, LabelStats,
 };
 use serde_json::{Value, json};
 
@@ -508,8 +508,14 @@ fn endpoint(addr: &[u8; 16], port: u16) -> SocketAddr {
     SocketAddr::new(ip, port)
 }
 
+/// Seconds of `ticks` of the flow table's clock (2^30 ns each).
+fn tick_secs(ticks: u32) -> f64 {
+    f64::from(ticks) * f64::from(1u32 << filter_common::TICK_SHIFT) / 1e9
+}
+
 /// A flow table entry as a row; `now_ns` is [`monotonic_ns`].
-pub fn flow_row(k: &FlowKey, v: &FlowValue, now_ns: u64, state: Option<&StateFile>) -> FlowRow {
+pub fn flow_row(k: &FlowKey, v: &FlowSlot, now_ns: u64, state: Option<&StateFile>) -> FlowRow {
+    let now = filter_common::flow::tick(now_ns);
     let a = endpoint(&k.addr_a, k.port_a);
     let b = endpoint(&k.addr_b, k.port_b);
     let (src, dst) = if v.flags & FLOW_FIRST_FROM_B != 0 {
@@ -524,11 +530,11 @@ pub fn flow_row(k: &FlowKey, v: &FlowValue, now_ns: u64, state: Option<&StateFil
         category_id: v.category,
         category: state.and_then(|s| s.name_of(v.category)).map(str::to_owned),
         label: label_name(v.label),
-        age_secs: now_ns.saturating_sub(v.first_seen_ns) as f64 / 1e9,
-        idle_secs: now_ns.saturating_sub(v.last_seen_ns) as f64 / 1e9,
-        packets: v.packets,
+        age_secs: tick_secs(now.wrapping_sub(v.first_seen)),
+        idle_secs: tick_secs(now.wrapping_sub(v.last_seen)),
+        packets: u64::from(v.packets),
         bytes: v.bytes,
-        dropped: v.dropped,
+        dropped: u64::from(v.dropped),
         call: v.flags & FLOW_CALL != 0,
         listed: v.flags & FLOW_LISTED != 0,
         fate: match v.fate {
@@ -909,15 +915,15 @@ mod tests {
         k.port_a = 5000;
         k.port_b = 3478;
         k.proto = 17;
-        let v = FlowValue {
-            first_seen_ns: 1_000_000_000,
-            last_seen_ns: 4_000_000_000,
+        let v = FlowSlot {
+            first_seen: 1,
+            last_seen: 4,
             packets: 7,
             flags: FLOW_CALL | FLOW_FIRST_FROM_B,
             label: 4,
             category: 1,
             fate: FATE_STOPPED,
-            ..FlowValue::default()
+            ..FlowSlot::default()
         };
         let mut st = StateFile::default();
         st.categories.push(crate::state::CategoryState {
@@ -925,10 +931,11 @@ mod tests {
             name: "whatsapp".into(),
             ..Default::default()
         });
-        let r = flow_row(&k, &v, 5_000_000_000, Some(&st));
+        let r = flow_row(&k, &v, 5 << 30, Some(&st));
         assert_eq!(r.src.to_string(), "[2001:db8::2]:3478");
         assert_eq!(r.dst.to_string(), "192.0.2.1:5000");
-        assert_eq!((r.age_secs, r.idle_secs), (4.0, 1.0));
+        let tick = 1.073_741_824;
+        assert_eq!((r.age_secs, r.idle_secs), (4.0 * tick, tick));
         let j = r.to_json();
         assert_eq!(j["category"], "whatsapp");
         assert_eq!(j["label"], "rtp");

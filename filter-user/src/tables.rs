@@ -7,54 +7,47 @@
 //!   range gets [`CAT_ALLOW`], whatever the length of the blocking prefixes
 //!   around or inside it.
 //!
-//! IPv4 is a DIR-24-8 table (see [`filter_common::v4table`]): one row of
-//! 256 entries per /16, one entry per /24, and a 256-byte chunk for each /24
-//! that holds prefixes longer than /24. It is painted in order of prefix
-//! length, shortest first, then the allowlist on top.
-//!
-//! IPv6 goes to a kernel LPM trie, which only knows "longest prefix wins";
-//! to keep the allowlist rule, blocking prefixes entirely inside an allow
-//! prefix are dropped and allow prefixes are added with [`CAT_ALLOW`] (an
-//! allow prefix inside a blocking one is longer, so it wins anyway).
+//! Both families go into one trie image (see [`filter_common::trie`]): a
+//! 16-bit root per family and compressed 8-bit nodes in a pool of 64-byte
+//! units. The rules above become plain longest-prefix match first:
+//! blocking prefixes entirely inside an allow prefix are dropped and allow
+//! prefixes are added with [`CAT_ALLOW`] (an allow prefix inside a blocking
+//! one is longer, so it wins anyway). Then each node's children are painted
+//! shortest prefix first, and children holding longer prefixes become nodes
+//! of their own, built the same way with the painted category as their
+//! default.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use filter_common::v4table::{
-    V4_CHUNK_MASK, V4Entry, chunk_slot, decode, encode_category, encode_chunk, row_slot,
+use filter_common::trie::{
+    self, Entry, KIND_DENSE, KIND_LEAF, KIND_LEAF256, KIND_SPARSE, KIND_SPARSE_LEAF, ROOT_LEN,
+    SPARSE_LEAF_RUNS, SPARSE_RUNS, TrieMem, Unit, kind, leaf, node,
 };
-use filter_common::{CAT_ALLOW, CAT_NONE, V4_ROW_LEN, V4_ROWS, V6_MAX_PREFIXES};
+use filter_common::{CAT_ALLOW, CAT_NONE, MAX_POOL_UNITS, MAX_PREFIXES};
 
 use crate::lists::{Cidr, Lists, host_mask, prefix_mask};
 
 /// Why the tables could not be built.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TableError {
-    /// More /24 blocks hold prefixes longer than /24 than there are chunks.
+    /// More prefixes than a generation may hold.
     #[error(
-        "IPv4 prefixes longer than /24 fall in {needed} different /24 blocks, each needing a 256-byte chunk, but only {max} chunks fit (merge the long prefixes into their /24s, or raise the chunk limit)"
+        "the lists hold {needed} prefixes (both families, allowlist included) after merging; the limit is {max}"
     )]
-    TooManyChunks {
-        /// /24 blocks holding longer prefixes (each needs a chunk).
-        needed: u32,
-        /// Chunks available.
-        max: u32,
-    },
-    /// `chunk_base` plus the chunks needed passes the 24-bit chunk index.
-    #[error("chunk base {base} plus {needed} chunks does not fit the 24-bit chunk index")]
-    ChunkIndexOverflow {
-        /// The chunk base asked for.
-        base: u32,
-        /// Chunks needed.
-        needed: u32,
-    },
-    /// More IPv6 prefixes than the LPM trie holds.
-    #[error("{needed} IPv6 prefixes (allowlist included), but the table holds at most {max}")]
-    TooManyV6Prefixes {
+    TooManyPrefixes {
         /// Prefixes to store.
         needed: usize,
-        /// Capacity.
+        /// The limit.
+        max: usize,
+    },
+    /// The nodes need more pool units than a generation may use.
+    #[error(
+        "the prefix tables need more than {max} nodes of 64 bytes ({} MiB); split or merge the lists",
+        (u64::from(*max) * 64) >> 20
+    )]
+    TooManyUnits {
+        /// The limit.
         max: u32,
     },
     /// A prefix length longer than the address.
@@ -73,32 +66,35 @@ pub enum TableError {
     },
 }
 
-/// Entries of one /16 row.
-type Row = [u32; V4_ROW_LEN];
-/// One chunk: a category per address of a /24.
-type Chunk = [u8; 256];
-
-/// The IPv4 DIR-24-8 table of one generation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct V4Table {
-    /// The non-empty rows, by row number (`addr >> 16`); rows not here are
-    /// all zero.
-    pub rows: BTreeMap<u16, Box<Row>>,
-    /// Chunks; an extended entry holds `chunk_base + i` for `chunks[i]`.
-    pub chunks: Vec<Chunk>,
-    /// Absolute index of `chunks[0]` in the chunk map.
-    pub chunk_base: u32,
-    /// Prefixes painted: distinct blocking prefixes not inside the allowlist,
-    /// plus allow prefixes not inside another allow prefix.
-    pub prefixes: usize,
+/// Nodes of each kind in a table image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeCounts {
+    /// One-unit nodes with 32-bit entries.
+    pub sparse: usize,
+    /// One-unit nodes of categories.
+    pub sparse_leaf: usize,
+    /// Four-unit nodes of categories.
+    pub leaf256: usize,
+    /// Sixteen-unit nodes.
+    pub dense: usize,
 }
 
-/// The IPv6 prefixes of one generation, for the kernel LPM trie.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct V6Table {
-    /// `(network, length, category)`, sorted by network then length; no two
-    /// with the same network and length.
-    pub entries: Vec<(Ipv6Addr, u8, u8)>,
+/// The prefix tables of one generation: both roots and the node pool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tables {
+    /// IPv4 root: one entry per value of the first 16 address bits.
+    pub root4: Vec<Entry>,
+    /// IPv6 root.
+    pub root6: Vec<Entry>,
+    /// The node pool (index 0 first).
+    pub units: Vec<Unit>,
+    /// IPv4 prefixes stored: distinct blocking prefixes not inside the
+    /// allowlist, plus allow prefixes not inside another allow prefix.
+    pub v4_prefixes: usize,
+    /// IPv6 prefixes stored, likewise.
+    pub v6_prefixes: usize,
+    /// Nodes by kind.
+    pub nodes: NodeCounts,
 }
 
 /// Check a blocking category id.
@@ -142,258 +138,273 @@ fn inside(set: &[(u128, u128, u8)], start: u128, end: u128) -> bool {
     i > 0 && set[i - 1].1 >= end
 }
 
-/// Builds a [`V4Table`].
-struct Painter {
-    rows: Vec<Option<Box<Row>>>,
-    chunks: Vec<Chunk>,
-    chunk_base: u32,
-}
+/// One prefix to store: `(start, length, category)`.
+type Prefix = (u128, u8, u8);
 
-impl Painter {
-    /// The row of entry `entry` (an address >> 8), created if missing.
-    fn row(&mut self, entry: u32) -> &mut Row {
-        let slot = &mut self.rows[(entry >> 8) as usize % V4_ROWS as usize];
-        slot.get_or_insert_with(|| Box::new([0; V4_ROW_LEN]))
+/// The allowlist and category rules turned into plain longest-prefix
+/// entries, sorted by start then length.
+fn resolve(
+    cats: impl Iterator<Item = (u8, Vec<(IpAddr, u8)>)>,
+    allow: impl Iterator<Item = (IpAddr, u8)>,
+    width: u8,
+) -> Result<Vec<Prefix>, TableError> {
+    let mut allow_bits = Vec::new();
+    for (a, l) in allow {
+        allow_bits.push(prefix_bits(a, l)?);
     }
-
-    /// Paint `start/len` with `cat` over what is there.
-    fn paint(&mut self, start: u32, len: u8, cat: u8) {
-        if len <= 24 {
-            let mut entry = start >> 8;
-            let end = entry + (1u32 << (24 - len));
-            while entry < end {
-                let lo = (entry & 0xff) as usize;
-                let hi = (lo + (end - entry) as usize).min(V4_ROW_LEN);
-                let base = self.chunk_base;
-                let row = self.rows[(entry >> 8) as usize % V4_ROWS as usize]
-                    .get_or_insert_with(|| Box::new([0; V4_ROW_LEN]));
-                if self.chunks.is_empty() {
-                    row[lo..hi].fill(encode_category(cat));
-                } else {
-                    for e in &mut row[lo..hi] {
-                        match decode(*e) {
-                            V4Entry::Chunk(i) => {
-                                // A chunk under a shorter prefix painted later
-                                // (only the allowlist can do that): paint it all.
-                                if let Some(c) = i
-                                    .checked_sub(base)
-                                    .and_then(|k| self.chunks.get_mut(k as usize))
-                                {
-                                    c.fill(cat);
-                                }
-                            }
-                            V4Entry::Category(_) => *e = encode_category(cat),
-                        }
-                    }
-                }
-                entry += (hi - lo) as u32;
-            }
-        } else {
-            let base = self.chunk_base;
-            let next = self.chunks.len() as u32;
-            let slot = row_slot(start);
-            let row = self.row(start >> 8);
-            let index = match decode(row[slot]) {
-                V4Entry::Chunk(i) => i.wrapping_sub(base),
-                V4Entry::Category(c) => {
-                    row[slot] = encode_chunk(base + next);
-                    self.chunks.push([c; 256]);
-                    next
-                }
-            };
-            if let Some(chunk) = self.chunks.get_mut(index as usize) {
-                let lo = chunk_slot(start);
-                let n = 1usize << (32 - len);
-                chunk[lo..lo + n].fill(cat);
-            }
+    let allow = allow_set(allow_bits, width);
+    // (len, start, category), sorted: for the same prefix the lowest id first.
+    let mut blocks: Vec<(u8, u128, u8)> = Vec::new();
+    for (cat, list) in cats {
+        check_category(cat)?;
+        blocks.reserve(list.len());
+        for (a, l) in list {
+            let (start, len) = prefix_bits(a, l)?;
+            blocks.push((len, start, cat));
         }
     }
+    blocks.sort_unstable();
+    blocks.dedup_by_key(|&mut (len, start, _)| (len, start));
+    if !allow.is_empty() {
+        blocks.retain(|&(len, start, _)| !inside(&allow, start, start | host_mask(width, len)));
+    }
+    let mut out: Vec<Prefix> = blocks
+        .into_iter()
+        .map(|(l, s, c)| (s, l, c))
+        .chain(allow.iter().map(|&(s, _, l)| (s, l, CAT_ALLOW)))
+        .collect();
+    out.sort_unstable();
+    Ok(out)
 }
 
-impl V4Table {
-    /// Build the table from `(category id, prefixes)` pairs and the allowlist.
-    /// Host bits in the input are ignored. Chunk `i` gets the absolute index
-    /// `chunk_base + i`; at most `max_chunks` may be used.
-    pub fn build(
-        cats: &[(u8, &[(Ipv4Addr, u8)])],
-        allow: &[(Ipv4Addr, u8)],
-        chunk_base: u32,
-        max_chunks: u32,
-    ) -> Result<V4Table, TableError> {
-        let mut allow_bits = Vec::with_capacity(allow.len());
-        for &(a, l) in allow {
-            allow_bits.push(prefix_bits(a.into(), l)?);
-        }
-        let allow = allow_set(allow_bits, 32);
+/// Builds the node pool.
+struct Pool {
+    units: Vec<Unit>,
+    nodes: NodeCounts,
+}
 
-        // (len, start, category): sorted, the shortest are painted first; for
-        // the same prefix the lowest id is kept.
-        let mut blocks: Vec<(u8, u32, u8)> =
-            Vec::with_capacity(cats.iter().map(|(_, l)| l.len()).sum());
-        for &(cat, list) in cats {
-            check_category(cat)?;
-            for &(a, l) in list {
-                let (start, len) = prefix_bits(a.into(), l)?;
-                blocks.push((len, start as u32, cat));
-            }
-        }
-        blocks.sort_unstable();
-        blocks.dedup_by_key(|&mut (len, start, _)| (len, start));
-        if !allow.is_empty() {
-            blocks.retain(|&(len, start, _)| {
-                let start = u128::from(start);
-                !inside(&allow, start, start | host_mask(32, len))
+impl Pool {
+    /// Room for `n` more units, or the limit's error.
+    fn reserve(&mut self, n: usize) -> Result<u32, TableError> {
+        let at = self.units.len();
+        if at + n > MAX_POOL_UNITS as usize {
+            return Err(TableError::TooManyUnits {
+                max: MAX_POOL_UNITS,
             });
         }
+        self.units.resize(at + n, Unit::default());
+        Ok(at as u32)
+    }
 
-        // Every /24 holding a longer prefix needs one chunk. A /24 inside an
-        // allow range has none left (they were dropped above), and allow
-        // ranges are disjoint, so this is the exact count.
-        let mut long: Vec<u32> = blocks
+    /// Store a node's 256 children in the smallest form that holds them;
+    /// all-equal categories need no node at all.
+    fn emit(&mut self, children: &[Entry; 256]) -> Result<Entry, TableError> {
+        let all_leaf = children.iter().all(|&e| kind(e) == KIND_LEAF);
+        if all_leaf && children.iter().all(|&e| e == children[0]) {
+            return Ok(children[0]);
+        }
+        let mut bits = [0u64; 4];
+        let mut runs: Vec<Entry> = Vec::with_capacity(8);
+        for (i, &e) in children.iter().enumerate() {
+            if i == 0 || e != children[i - 1] {
+                bits[i / 64] |= 1 << (i % 64);
+                runs.push(e);
+            }
+        }
+        let with_bits = |u: &mut Unit| u.w[..4].copy_from_slice(&bits);
+        if all_leaf && runs.len() <= SPARSE_LEAF_RUNS {
+            let at = self.reserve(1)?;
+            let u = &mut self.units[at as usize];
+            with_bits(u);
+            for (r, &e) in runs.iter().enumerate() {
+                u.w[4 + r / 8] |= u64::from(e as u8) << ((r % 8) * 8);
+            }
+            self.nodes.sparse_leaf += 1;
+            return Ok(node(KIND_SPARSE_LEAF, at));
+        }
+        if all_leaf {
+            let at = self.reserve(4)?;
+            for (i, &e) in children.iter().enumerate() {
+                self.units[at as usize + i / 64].w[(i % 64) / 8] |=
+                    u64::from(e as u8) << ((i % 8) * 8);
+            }
+            self.nodes.leaf256 += 1;
+            return Ok(node(KIND_LEAF256, at));
+        }
+        if runs.len() <= SPARSE_RUNS {
+            let at = self.reserve(1)?;
+            let u = &mut self.units[at as usize];
+            with_bits(u);
+            for (r, &e) in runs.iter().enumerate() {
+                u.w[4 + r / 2] |= u64::from(e) << ((r % 2) * 32);
+            }
+            self.nodes.sparse += 1;
+            return Ok(node(KIND_SPARSE, at));
+        }
+        let at = self.reserve(16)?;
+        for (i, &e) in children.iter().enumerate() {
+            self.units[at as usize + i / 16].w[(i % 16) / 2] |= u64::from(e) << ((i % 2) * 32);
+        }
+        self.nodes.dense += 1;
+        Ok(node(KIND_DENSE, at))
+    }
+
+    /// The entry for the node whose first `depth` bits are fixed (those of
+    /// `entries`, which all lie inside it and are longer than `depth`),
+    /// over `default` (the category of the covering prefixes).
+    fn build_node(
+        &mut self,
+        entries: &[Prefix],
+        depth: u32,
+        default: u8,
+        width: u32,
+    ) -> Result<Entry, TableError> {
+        let mut children = [leaf(default); 256];
+        let shift = width - depth - 8;
+        let child = |start: u128| ((start >> shift) & 0xff) as usize;
+        let mut short: Vec<&Prefix> = entries
             .iter()
-            .filter(|b| b.0 > 24)
-            .map(|b| b.1 >> 8)
-            .chain(allow.iter().filter(|a| a.2 > 24).map(|a| (a.0 as u32) >> 8))
+            .filter(|e| u32::from(e.1) <= depth + 8)
             .collect();
-        long.sort_unstable();
-        long.dedup();
-        let needed = long.len() as u32;
-        if needed > max_chunks {
-            return Err(TableError::TooManyChunks {
-                needed,
-                max: max_chunks,
-            });
+        short.sort_by_key(|e| e.1);
+        for &&(start, len, cat) in &short {
+            let lo = child(start);
+            let n = 1usize << (depth + 8 - u32::from(len));
+            children[lo..lo + n].fill(leaf(cat));
         }
-        if needed > 0 && u64::from(chunk_base) + u64::from(needed) - 1 > u64::from(V4_CHUNK_MASK) {
-            return Err(TableError::ChunkIndexOverflow {
-                base: chunk_base,
-                needed,
-            });
+        let long: Vec<Prefix> = entries
+            .iter()
+            .filter(|e| u32::from(e.1) > depth + 8)
+            .copied()
+            .collect();
+        for group in long.chunk_by(|a, b| child(a.0) == child(b.0)) {
+            let c = child(group[0].0);
+            children[c] = self.build_node(group, depth + 8, children[c] as u8, width)?;
         }
+        self.emit(&children)
+    }
 
-        let mut p = Painter {
-            rows: vec![None; V4_ROWS as usize],
-            chunks: Vec::with_capacity(needed as usize),
-            chunk_base,
+    /// A family's root over `entries` (sorted by start, then length).
+    fn build_root(&mut self, entries: &[Prefix], width: u32) -> Result<Vec<Entry>, TableError> {
+        let mut root = vec![leaf(CAT_NONE); ROOT_LEN as usize];
+        let shift = width - 16;
+        let top = |start: u128| (start >> shift) as usize & (ROOT_LEN as usize - 1);
+        let mut short: Vec<&Prefix> = entries.iter().filter(|e| e.1 <= 16).collect();
+        short.sort_by_key(|e| e.1);
+        for &&(start, len, cat) in &short {
+            let lo = top(start);
+            let n = 1usize << (16 - len);
+            root[lo..lo + n].fill(leaf(cat));
+        }
+        let long: Vec<Prefix> = entries.iter().filter(|e| e.1 > 16).copied().collect();
+        for group in long.chunk_by(|a, b| top(a.0) == top(b.0)) {
+            let t = top(group[0].0);
+            root[t] = self.build_node(group, 16, root[t] as u8, width)?;
+        }
+        Ok(root)
+    }
+}
+
+/// The pool and roots, read as the XDP program reads its maps.
+struct Image<'a>(&'a Tables);
+
+impl TrieMem for Image<'_> {
+    fn root(&self, index: u32) -> Entry {
+        let i = (index % (2 * ROOT_LEN)) as usize;
+        if i < ROOT_LEN as usize {
+            self.0.root4[i]
+        } else {
+            self.0.root6[i - ROOT_LEN as usize]
+        }
+    }
+
+    fn unit(&self, _generation: u32, index: u32) -> Option<&Unit> {
+        self.0.units.get(index as usize)
+    }
+}
+
+impl Tables {
+    /// Build both families from `(category id, prefixes)` pairs and the
+    /// allowlists. Host bits in the input are ignored.
+    pub fn build(
+        v4: &[(u8, &[(Ipv4Addr, u8)])],
+        allow4: &[(Ipv4Addr, u8)],
+        v6: &[(u8, &[(Ipv6Addr, u8)])],
+        allow6: &[(Ipv6Addr, u8)],
+    ) -> Result<Tables, TableError> {
+        let e4 = resolve(
+            v4.iter()
+                .map(|(c, l)| (*c, l.iter().map(|&(a, n)| (IpAddr::V4(a), n)).collect())),
+            allow4.iter().map(|&(a, n)| (IpAddr::V4(a), n)),
+            32,
+        )?;
+        let e6 = resolve(
+            v6.iter()
+                .map(|(c, l)| (*c, l.iter().map(|&(a, n)| (IpAddr::V6(a), n)).collect())),
+            allow6.iter().map(|&(a, n)| (IpAddr::V6(a), n)),
+            128,
+        )?;
+        let needed = e4.len() + e6.len();
+        if needed > MAX_PREFIXES {
+            return Err(TableError::TooManyPrefixes {
+                needed,
+                max: MAX_PREFIXES,
+            });
+        }
+        let mut pool = Pool {
+            units: Vec::new(),
+            nodes: NodeCounts::default(),
         };
-        for &(len, start, cat) in &blocks {
-            p.paint(start, len, cat);
-        }
-        let mut allow_by_len: Vec<(u8, u32)> = allow.iter().map(|a| (a.2, a.0 as u32)).collect();
-        allow_by_len.sort_unstable();
-        for (len, start) in allow_by_len {
-            p.paint(start, len, CAT_ALLOW);
-        }
-        debug_assert_eq!(p.chunks.len(), needed as usize);
-
-        let rows = p
-            .rows
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, r)| r.map(|r| (i as u16, r)))
-            .collect();
-        Ok(V4Table {
-            rows,
-            chunks: p.chunks,
-            chunk_base,
-            prefixes: blocks.len() + allow.len(),
+        let root4 = pool.build_root(&e4, 32)?;
+        let root6 = pool.build_root(&e6, 128)?;
+        Ok(Tables {
+            root4,
+            root6,
+            units: pool.units,
+            v4_prefixes: e4.len(),
+            v6_prefixes: e6.len(),
+            nodes: pool.nodes,
         })
     }
 
-    /// The category of `addr`, decoded as the XDP program does (0: none).
-    pub fn lookup(&self, addr: Ipv4Addr) -> u8 {
-        let a = u32::from(addr);
-        let Some(row) = self.rows.get(&((a >> 16) as u16)) else {
-            return CAT_NONE;
-        };
-        match decode(row[row_slot(a)]) {
-            V4Entry::Category(c) => c,
-            V4Entry::Chunk(i) => i
-                .checked_sub(self.chunk_base)
-                .and_then(|k| self.chunks.get(k as usize))
-                .map_or(CAT_NONE, |c| c[chunk_slot(a)]),
-        }
+    /// IPv4 only (tests, tools).
+    pub fn build_v4(
+        cats: &[(u8, &[(Ipv4Addr, u8)])],
+        allow: &[(Ipv4Addr, u8)],
+    ) -> Result<Tables, TableError> {
+        Tables::build(cats, allow, &[], &[])
     }
 
-    /// Number of prefixes in the table (see [`V4Table::prefixes`]).
-    pub fn prefix_count(&self) -> usize {
-        self.prefixes
-    }
-
-    /// Bytes of table data to write: the non-empty rows and the chunks.
-    pub fn memory_bytes(&self) -> usize {
-        self.rows.len() * std::mem::size_of::<Row>()
-            + self.chunks.len() * std::mem::size_of::<Chunk>()
-    }
-}
-
-impl V6Table {
-    /// Build the LPM entries from `(category id, prefixes)` pairs and the
-    /// allowlist (see the module docs). Host bits in the input are ignored.
-    pub fn build(
+    /// IPv6 only (tests, tools).
+    pub fn build_v6(
         cats: &[(u8, &[(Ipv6Addr, u8)])],
         allow: &[(Ipv6Addr, u8)],
-    ) -> Result<V6Table, TableError> {
-        let mut allow_bits = Vec::with_capacity(allow.len());
-        for &(a, l) in allow {
-            allow_bits.push(prefix_bits(a.into(), l)?);
-        }
-        let allow = allow_set(allow_bits, 128);
-        let mut blocks: Vec<(u128, u8, u8)> = Vec::new();
-        for &(cat, list) in cats {
-            check_category(cat)?;
-            for &(a, l) in list {
-                let (start, len) = prefix_bits(a.into(), l)?;
-                blocks.push((start, len, cat));
-            }
-        }
-        blocks.sort_unstable();
-        blocks.dedup_by_key(|&mut (start, len, _)| (start, len));
-        blocks.retain(|&(start, len, _)| !inside(&allow, start, start | host_mask(128, len)));
-        let mut entries: Vec<(Ipv6Addr, u8, u8)> = blocks
-            .into_iter()
-            .map(|(s, l, c)| (Ipv6Addr::from(s), l, c))
-            .chain(
-                allow
-                    .iter()
-                    .map(|&(s, _, l)| (Ipv6Addr::from(s), l, CAT_ALLOW)),
-            )
-            .collect();
-        entries.sort_unstable();
-        if entries.len() > V6_MAX_PREFIXES as usize {
-            return Err(TableError::TooManyV6Prefixes {
-                needed: entries.len(),
-                max: V6_MAX_PREFIXES,
-            });
-        }
-        Ok(V6Table { entries })
+    ) -> Result<Tables, TableError> {
+        Tables::build(&[], &[], cats, allow)
     }
 
-    /// The category of `a` by longest-prefix match over the entries, as the
-    /// kernel LPM trie finds it (0: none). Linear; for tests and `check`.
-    pub fn lookup(&self, a: Ipv6Addr) -> u8 {
-        let a = u128::from(a);
-        let mut best: Option<(u8, u8)> = None;
-        for &(net, len, cat) in &self.entries {
-            if len > 128 {
-                continue;
-            }
-            let mask = prefix_mask(128, len);
-            if a & mask == u128::from(net) & mask && best.is_none_or(|(l, _)| len > l) {
-                best = Some((len, cat));
-            }
-        }
-        best.map_or(CAT_NONE, |(_, c)| c)
+    /// The category of `addr`, by the same walk as the XDP program (0: none).
+    pub fn lookup(&self, addr: IpAddr) -> u8 {
+        let (bytes, v6) = match addr {
+            IpAddr::V4(a) => (a.to_ipv6_mapped().octets(), false),
+            IpAddr::V6(a) => (a.octets(), true),
+        };
+        trie::lookup(&Image(self), 0, &bytes, v6)
+    }
+
+    /// Prefixes stored, both families.
+    pub fn prefix_count(&self) -> usize {
+        self.v4_prefixes + self.v6_prefixes
+    }
+
+    /// Bytes of one generation: both roots and the pool.
+    pub fn memory_bytes(&self) -> usize {
+        (self.root4.len() + self.root6.len()) * 4 + self.units.len() * std::mem::size_of::<Unit>()
     }
 }
 
-/// Build both tables from the lists. See [`V4Table::build`] for `chunk_base`
-/// and `max_chunks`.
-pub fn build_tables(
-    lists: &Lists,
-    chunk_base: u32,
-    max_chunks: u32,
-) -> Result<(V4Table, V6Table), TableError> {
+/// Build the tables of one generation from the lists.
+pub fn build_tables(lists: &Lists) -> Result<Tables, TableError> {
     let v4: Vec<(u8, &[(Ipv4Addr, u8)])> = lists
         .categories
         .iter()
@@ -404,10 +415,7 @@ pub fn build_tables(
         .iter()
         .map(|c| (c.id, c.list.v6.as_slice()))
         .collect();
-    Ok((
-        V4Table::build(&v4, &lists.allow.v4, chunk_base, max_chunks)?,
-        V6Table::build(&v6, &lists.allow.v6)?,
-    ))
+    Tables::build(&v4, &lists.allow.v4, &v6, &lists.allow.v6)
 }
 
 /// A category and the prefix of it that matched.
@@ -597,9 +605,8 @@ mod tests {
         cats: &[(u8, Vec<(u32, u8)>)],
         allow: &[(u32, u8)],
         rng: &mut Rng,
-        base: u32,
         random: usize,
-    ) -> V4Table {
+    ) -> Tables {
         let typed: Vec<(u8, Vec<(Ipv4Addr, u8)>)> = cats
             .iter()
             .map(|(c, l)| (*c, l.iter().map(|&(a, l)| (Ipv4Addr::from(a), l)).collect()))
@@ -608,8 +615,7 @@ mod tests {
             typed.iter().map(|(c, l)| (*c, l.as_slice())).collect();
         let allow_typed: Vec<(Ipv4Addr, u8)> =
             allow.iter().map(|&(a, l)| (Ipv4Addr::from(a), l)).collect();
-        let t = V4Table::build(&slices, &allow_typed, base, u32::MAX).unwrap();
-        assert_eq!(t.chunk_base, base);
+        let t = Tables::build_v4(&slices, &allow_typed).unwrap();
 
         let wide: Vec<(u8, Vec<(u128, u8)>)> = cats
             .iter()
@@ -619,7 +625,7 @@ mod tests {
         let reference = Reference::new(&wide, &allow_wide, 32);
         let check = |a: u32| {
             assert_eq!(
-                t.lookup(Ipv4Addr::from(a)),
+                t.lookup(Ipv4Addr::from(a).into()),
                 reference.lookup(u128::from(a)),
                 "{}",
                 Ipv4Addr::from(a)
@@ -643,7 +649,7 @@ mod tests {
     #[test]
     fn v4_random_property() {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-        for round in 0..3 {
+        for _ in 0..3 {
             let mut cats = Vec::new();
             for cat in [1u8, 2, 3, 7, 254] {
                 // Few very short prefixes (each paints much of the table).
@@ -662,10 +668,54 @@ mod tests {
             let shared: Vec<(u32, u8)> = cats[4].1[..50].to_vec();
             cats[0].1.extend(&shared);
             let allow: Vec<(u32, u8)> = (0..150).map(|_| random_v4(&mut rng, 12..=32)).collect();
-            let t = check_v4(&cats, &allow, &mut rng, 1000 * round, 20_000);
-            assert!(!t.chunks.is_empty());
+            let t = check_v4(&cats, &allow, &mut rng, 20_000);
+            assert!(!t.units.is_empty());
             assert!(t.prefix_count() > 0);
-            assert_eq!(t.memory_bytes(), t.rows.len() * 1024 + t.chunks.len() * 256);
+            assert_eq!(t.memory_bytes(), 2 * 65536 * 4 + t.units.len() * 64);
+        }
+    }
+
+    /// Many host addresses and long prefixes packed into few /16s and /24s:
+    /// every node form (sparse, sparse-leaf, 256 bytes, dense) appears and
+    /// each answers like the reference.
+    #[test]
+    fn v4_hosts_and_every_node_form() {
+        let mut rng = Rng(99);
+        let mut hosts: Vec<(u32, u8)> = Vec::new();
+        // Dense /24s: 40 hosts each in 10.0.0..9.x.
+        for b in 0..10u32 {
+            for _ in 0..40 {
+                hosts.push((0x0a00_0000 | (b << 8) | (rng.next() as u32 & 0xff), 32));
+            }
+        }
+        // Sparse /24s: one or two hosts in each of 3000 /24s of 11.0/16..11.11/16.
+        for i in 0..3000u32 {
+            hosts.push((0x0b00_0000 | (i << 8) | (rng.next() as u32 & 0xff), 32));
+            if i % 3 == 0 {
+                hosts.push((0x0b00_0000 | (i << 8) | (rng.next() as u32 & 0xff), 31));
+            }
+        }
+        let mixed: Vec<(u32, u8)> = (0..2000).map(|_| random_v4(&mut rng, 17..=32)).collect();
+        let cats = vec![(1u8, hosts), (2u8, mixed), (3, vec![(0x0a00_0000, 8)])];
+        let t = check_v4(&cats, &[(0x0a00_0500, 24)], &mut rng, 20_000);
+        let n = t.nodes;
+        assert!(
+            n.sparse > 0 && n.sparse_leaf > 0 && n.leaf256 > 0 && n.dense > 0,
+            "{n:?}"
+        );
+        // Exhaustively, the dense /24s.
+        let wide: Vec<(u8, Vec<(u128, u8)>)> = cats
+            .iter()
+            .map(|(c, l)| (*c, l.iter().map(|&(a, l)| (u128::from(a), l)).collect()))
+            .collect();
+        let reference = Reference::new(&wide, &[(0x0a00_0500, 24)], 32);
+        for a in 0x0a00_0000u32..0x0a00_0c00 {
+            assert_eq!(
+                t.lookup(Ipv4Addr::from(a).into()),
+                reference.lookup(u128::from(a)),
+                "{}",
+                Ipv4Addr::from(a)
+            );
         }
     }
 
@@ -690,7 +740,7 @@ mod tests {
                 ((a & 0xffff_f0ff) | 0x0a00_0000, l)
             })
             .collect();
-        check_v4(&cats, &allow, &mut rng, 0, 5000);
+        check_v4(&cats, &allow, &mut rng, 5000);
     }
 
     #[test]
@@ -708,7 +758,7 @@ mod tests {
             (5, &[p4("0.0.0.0/0")]),
         ];
         let allow = [p4("10.1.1.18/31"), p4("10.2.0.0/16"), p4("10.1.1.16/32")];
-        let t = V4Table::build(&cats, &allow, 7, 10).unwrap();
+        let t = Tables::build_v4(&cats, &allow).unwrap();
         for (a, want) in [
             ("1.1.1.1", 5),
             ("10.9.9.9", 3),
@@ -727,13 +777,21 @@ mod tests {
             ("20.1.2.3", 1),
             ("255.255.255.255", 5),
         ] {
-            assert_eq!(t.lookup(ip4(a)), want, "{a}");
+            assert_eq!(t.lookup(ip4(a).into()), want, "{a}");
         }
-        // One chunk, for 10.1.1.0/24, at index 7.
-        assert_eq!(t.chunks.len(), 1);
-        let row = &t.rows[&0x0a01];
-        assert_eq!(decode(row[1]), V4Entry::Chunk(7));
-        assert_eq!(t.rows.len(), 65536);
+        // Two nodes: 10.1/16 (sparse: /24 runs) and 10.1.1/24 (sparse leaf).
+        assert_eq!(
+            t.nodes,
+            NodeCounts {
+                sparse: 1,
+                sparse_leaf: 1,
+                ..NodeCounts::default()
+            }
+        );
+        assert_eq!(t.units.len(), 2);
+        assert_eq!(kind(t.root4[0x0a01]), KIND_SPARSE);
+        assert_eq!(t.root4[0x0a02], leaf(CAT_ALLOW));
+        assert_eq!(t.root4[0x0101], leaf(5));
     }
 
     #[test]
@@ -747,112 +805,79 @@ mod tests {
             p4("192.168.0.0/16"),
             p4("192.168.1.0/24"),
         ];
-        let t = V4Table::build(&cats, &allow, 0, 0).unwrap();
-        assert_eq!(t.lookup(ip4("10.5.1.1")), CAT_ALLOW);
-        assert_eq!(t.lookup(ip4("10.6.1.1")), 1);
-        assert_eq!(t.lookup(ip4("192.168.1.5")), CAT_ALLOW);
-        assert_eq!(t.lookup(ip4("192.168.2.5")), CAT_ALLOW);
-        assert_eq!(t.lookup(ip4("192.169.0.0")), 0);
-        // Long prefixes inside the allowlist need no chunk.
-        assert!(t.chunks.is_empty());
+        let t = Tables::build_v4(&cats, &allow).unwrap();
+        assert_eq!(t.lookup(ip4("10.5.1.1").into()), CAT_ALLOW);
+        assert_eq!(t.lookup(ip4("10.6.1.1").into()), 1);
+        assert_eq!(t.lookup(ip4("192.168.1.5").into()), CAT_ALLOW);
+        assert_eq!(t.lookup(ip4("192.168.2.5").into()), CAT_ALLOW);
+        assert_eq!(t.lookup(ip4("192.169.0.0").into()), 0);
+        // Long prefixes inside the allowlist need no node.
+        assert!(t.units.is_empty());
         assert_eq!(t.prefix_count(), 3);
-        // Rows not touched are absent.
-        assert_eq!(t.rows.len(), 256 + 1);
-        assert_eq!(t.memory_bytes(), 257 * 1024);
+        assert_eq!(t.memory_bytes(), 2 * 65536 * 4);
     }
 
     #[test]
-    fn v4_chunks_and_base() {
-        let cats: [(u8, &[(Ipv4Addr, u8)]); 2] = [
-            (
-                1,
-                &[
-                    p4("1.1.1.0/25"),
-                    p4("1.1.2.7/32"),
-                    p4("1.1.3.0/26"),
-                    p4("1.1.3.64/26"),
-                ],
-            ),
-            (2, &[p4("1.1.1.128/25"), p4("1.1.4.0/30"), p4("1.1.0.0/16")]),
-        ];
-        // An allow prefix longer than /24 needs a chunk too.
-        let allow = [p4("1.1.5.9/32")];
-        let e = V4Table::build(&cats, &allow, 0, 4).unwrap_err();
-        assert_eq!(e, TableError::TooManyChunks { needed: 5, max: 4 });
-        assert_eq!(
-            e.to_string(),
-            "IPv4 prefixes longer than /24 fall in 5 different /24 blocks, each needing a 256-byte chunk, but only 4 chunks fit (merge the long prefixes into their /24s, or raise the chunk limit)"
-        );
-        let t = V4Table::build(&cats, &allow, 100, 5).unwrap();
-        assert_eq!(t.chunks.len(), 5);
-        let mut idx: Vec<u32> = t.rows[&0x0101]
-            .iter()
-            .filter_map(|&e| match decode(e) {
-                V4Entry::Chunk(i) => Some(i),
-                V4Entry::Category(_) => None,
-            })
+    fn uniform_nodes_fold_into_their_parent() {
+        // Two /25s of one category make the whole /24 one leaf of the /16's
+        // node; 256 /24s of one category make the /16 one root entry.
+        let halves = [p4("1.1.1.0/25"), p4("1.1.1.128/25")];
+        let t = Tables::build_v4(&[(1, &halves)], &[]).unwrap();
+        assert_eq!(t.units.len(), 1, "{:?}", t.nodes);
+        assert_eq!(t.root4[0x0101], node(KIND_SPARSE_LEAF, 0));
+        assert_eq!(t.lookup(ip4("1.1.1.200").into()), 1);
+        assert_eq!(t.lookup(ip4("1.1.2.1").into()), 0);
+        let all: Vec<(Ipv4Addr, u8)> = (0..256u32)
+            .map(|i| (Ipv4Addr::from(0x0202_0000 | (i << 8)), 24))
             .collect();
-        idx.sort_unstable();
-        assert_eq!(idx, [100, 101, 102, 103, 104]);
-        assert_eq!(t.lookup(ip4("1.1.1.1")), 1);
-        assert_eq!(t.lookup(ip4("1.1.1.200")), 2);
-        assert_eq!(t.lookup(ip4("1.1.2.7")), 1);
-        assert_eq!(t.lookup(ip4("1.1.2.8")), 2);
-        assert_eq!(t.lookup(ip4("1.1.5.9")), CAT_ALLOW);
-        assert_eq!(t.lookup(ip4("1.1.5.10")), 2);
-        assert_eq!(t.lookup(ip4("1.1.4.3")), 2);
-        // Chunk initialised from the covering /24 entry.
-        assert_eq!(t.lookup(ip4("1.1.4.4")), 2);
-        assert_eq!(t.lookup(ip4("1.1.3.128")), 2);
-
-        let e = V4Table::build(&cats, &allow, V4_CHUNK_MASK - 3, 10).unwrap_err();
-        assert_eq!(
-            e,
-            TableError::ChunkIndexOverflow {
-                base: V4_CHUNK_MASK - 3,
-                needed: 5
-            }
-        );
-        assert!(V4Table::build(&cats, &allow, V4_CHUNK_MASK - 4, 10).is_ok());
-        // No long prefixes: any base is fine.
-        assert!(V4Table::build(&[(1, &[p4("1.0.0.0/8")])], &[], u32::MAX, 0).is_ok());
+        let t = Tables::build_v4(&[(1, &all)], &[]).unwrap();
+        assert!(t.units.is_empty());
+        assert_eq!(t.root4[0x0202], leaf(1));
     }
 
     #[test]
     fn bad_input_is_an_error() {
         let bad_len = [(Ipv4Addr::new(1, 2, 3, 4), 33)];
         assert_eq!(
-            V4Table::build(&[(1, &bad_len)], &[], 0, 0)
+            Tables::build_v4(&[(1, &bad_len)], &[])
                 .unwrap_err()
                 .to_string(),
             "1.2.3.4/33: prefix length longer than the address"
         );
-        assert!(V4Table::build(&[], &bad_len, 0, 0).is_err());
+        assert!(Tables::build_v4(&[], &bad_len).is_err());
         for id in [CAT_NONE, CAT_ALLOW] {
             assert_eq!(
-                V4Table::build(&[(id, &[])], &[], 0, 0).unwrap_err(),
+                Tables::build_v4(&[(id, &[])], &[]).unwrap_err(),
                 TableError::BadCategory { id }
             );
             assert_eq!(
-                V6Table::build(&[(id, &[])], &[]).unwrap_err(),
+                Tables::build_v6(&[(id, &[])], &[]).unwrap_err(),
                 TableError::BadCategory { id }
             );
         }
         let bad6 = [(Ipv6Addr::LOCALHOST, 129)];
-        assert!(V6Table::build(&[(1, &bad6)], &[]).is_err());
-        assert!(V6Table::build(&[], &bad6).is_err());
-        let empty = V4Table::build(&[], &[], 0, 0).unwrap();
-        assert!(empty.rows.is_empty());
-        assert_eq!(empty.lookup(ip4("1.2.3.4")), 0);
-        assert_eq!(empty.memory_bytes(), 0);
-        // A hand-made table with a dangling chunk index does not panic.
-        let mut t = V4Table::build(&[(1, &[p4("1.2.3.4/32")])], &[], 10, 1).unwrap();
-        assert_eq!(t.lookup(ip4("1.2.3.4")), 1);
-        t.chunk_base = 11;
-        assert_eq!(t.lookup(ip4("1.2.3.4")), 0);
-        t.chunks.clear();
-        t.chunk_base = 10;
-        assert_eq!(t.lookup(ip4("1.2.3.4")), 0);
+        assert!(Tables::build_v6(&[(1, &bad6)], &[]).is_err());
+        assert!(Tables::build_v6(&[], &bad6).is_err());
+        let empty = Tables::build_v4(&[], &[]).unwrap();
+        assert!(empty.units.is_empty());
+        assert_eq!(empty.lookup(ip4("1.2.3.4").into()), 0);
+        // A hand-made table with a dangling node index does not panic.
+        let mut t = Tables::build_v4(&[(1, &[p4("1.2.3.4/32")])], &[]).unwrap();
+        assert_eq!(t.lookup(ip4("1.2.3.4").into()), 1);
+        t.units.clear();
+        assert_eq!(t.lookup(ip4("1.2.3.4").into()), 0);
+        assert_eq!(
+            TableError::TooManyPrefixes {
+                needed: 4_000_001,
+                max: 4_000_000
+            }
+            .to_string(),
+            "the lists hold 4000001 prefixes (both families, allowlist included) after merging; the limit is 4000000"
+        );
+        assert_eq!(
+            TableError::TooManyUnits { max: 1 << 25 }.to_string(),
+            "the prefix tables need more than 33554432 nodes of 64 bytes (2048 MiB); split or merge the lists"
+        );
     }
 
     #[test]
@@ -888,12 +913,7 @@ mod tests {
             typed.iter().map(|(c, l)| (*c, l.as_slice())).collect();
         let allow_typed: Vec<(Ipv6Addr, u8)> =
             allow.iter().map(|&(a, l)| (Ipv6Addr::from(a), l)).collect();
-        let t = V6Table::build(&slices, &allow_typed).unwrap();
-        assert!(
-            t.entries
-                .windows(2)
-                .all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1))
-        );
+        let t = Tables::build_v6(&slices, &allow_typed).unwrap();
         let mut addrs = Vec::new();
         for &(a, l) in cats.iter().flat_map(|(_, l)| l).chain(&allow) {
             let first = a & prefix_mask(128, l);
@@ -906,7 +926,7 @@ mod tests {
         let reference = Reference::new(&cats, &allow, 128);
         for a in addrs {
             assert_eq!(
-                t.lookup(Ipv6Addr::from(a)),
+                t.lookup(Ipv6Addr::from(a).into()),
                 reference.lookup(a),
                 "{}",
                 Ipv6Addr::from(a)
@@ -915,7 +935,7 @@ mod tests {
     }
 
     #[test]
-    fn v6_entries() {
+    fn v6_prefixes() {
         let cats: [(u8, &[(Ipv6Addr, u8)]); 2] = [
             (
                 2,
@@ -932,37 +952,25 @@ mod tests {
             p6("2001:db8:1:2::/64"),
             p6("2001:db8:1:2::/80"),
         ];
-        let t = V6Table::build(&cats, &allow).unwrap();
-        let got: Vec<String> = t
-            .entries
-            .iter()
-            .map(|&(a, l, c)| format!("{a}/{l}={c}"))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                "2001:db8::/32=2",
-                "2001:db8:1::/48=1",
-                "2001:db8:1:2::/64=255",
-                "2a03:2880::/32=255"
-            ]
-        );
-        assert_eq!(t.lookup("2001:db8:1:2::1".parse().unwrap()), CAT_ALLOW);
-        assert_eq!(t.lookup("2001:db8:1:3::1".parse().unwrap()), 1);
-        assert_eq!(t.lookup("2001:db8:2::1".parse().unwrap()), 2);
-        assert_eq!(t.lookup("2a03:2880:f000::1".parse().unwrap()), CAT_ALLOW);
-        assert_eq!(t.lookup("::1".parse().unwrap()), 0);
-
-        let many: Vec<(Ipv6Addr, u8)> = (0..=V6_MAX_PREFIXES)
-            .map(|i| (Ipv6Addr::from(u128::from(i) << 64), 64))
-            .collect();
-        assert_eq!(
-            V6Table::build(&[(1, &many)], &[]).unwrap_err().to_string(),
-            format!(
-                "{} IPv6 prefixes (allowlist included), but the table holds at most {V6_MAX_PREFIXES}",
-                V6_MAX_PREFIXES + 1
-            )
-        );
+        let t = Tables::build_v6(&cats, &allow).unwrap();
+        // 2001:db8::/32, 2001:db8:1::/48 (category 1 wins), the /64 allow
+        // (the /80 is inside it), 2a03:2880::/32 allow (its blocking
+        // prefixes are inside it).
+        assert_eq!(t.v6_prefixes, 4);
+        let l = |a: &str| t.lookup(a.parse().unwrap());
+        assert_eq!(l("2001:db8:1:2::1"), CAT_ALLOW);
+        assert_eq!(l("2001:db8:1:3::1"), 1);
+        assert_eq!(l("2001:db8:2::1"), 2);
+        assert_eq!(l("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"), 2);
+        assert_eq!(l("2001:db9::"), 0);
+        assert_eq!(l("2a03:2880:f000::1"), CAT_ALLOW);
+        assert_eq!(l("::1"), 0);
+        // A /128 goes 14 levels down.
+        let host = [p6("2001:db8::1:2:3:4/128")];
+        let t = Tables::build_v6(&[(3, &host)], &[]).unwrap();
+        assert_eq!(t.units.len(), 14);
+        assert_eq!(t.lookup("2001:db8::1:2:3:4".parse().unwrap()), 3);
+        assert_eq!(t.lookup("2001:db8::1:2:3:5".parse().unwrap()), 0);
     }
 
     fn lists_for_explain() -> Lists {
@@ -1015,7 +1023,7 @@ mod tests {
         assert_eq!((m.hit.category, m.hit.name.as_str()), (3, "meta"));
 
         // explain and the tables agree.
-        let (v4, v6) = build_tables(&lists, 0, 16).unwrap();
+        let t = build_tables(&lists).unwrap();
         for a in [
             "157.240.2.1",
             "157.240.1.1",
@@ -1026,11 +1034,11 @@ mod tests {
             "8.8.8.8",
         ] {
             let want = explain(&lists, a.parse().unwrap()).map_or(0, |m| m.hit.category);
-            assert_eq!(v4.lookup(a.parse().unwrap()), want, "{a}");
+            assert_eq!(t.lookup(a.parse().unwrap()), want, "{a}");
         }
         for a in ["2a03:2880::1", "2a03:2880:1::1", "::1"] {
             let want = explain(&lists, a.parse().unwrap()).map_or(0, |m| m.hit.category);
-            assert_eq!(v6.lookup(a.parse().unwrap()), want, "{a}");
+            assert_eq!(t.lookup(a.parse().unwrap()), want, "{a}");
         }
     }
 
@@ -1073,7 +1081,7 @@ mod tests {
         )
         .unwrap();
         assert!(lists.prefix_count() > 100);
-        let (v4, v6) = build_tables(&lists, 0, filter_common::V4_CHUNKS_PER_GEN).unwrap();
+        let t = build_tables(&lists).unwrap();
         let mut probes: Vec<IpAddr> = Vec::new();
         for c in lists
             .categories
@@ -1096,11 +1104,7 @@ mod tests {
         }
         for a in probes {
             let want = explain(&lists, a).map_or(0, |m| m.hit.category);
-            let got = match a {
-                IpAddr::V4(a) => v4.lookup(a),
-                IpAddr::V6(a) => v6.lookup(a),
-            };
-            assert_eq!(got, want, "{a}");
+            assert_eq!(t.lookup(a), want, "{a}");
         }
     }
 }

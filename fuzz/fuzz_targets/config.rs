@@ -14,8 +14,6 @@ use filter_user::lists::valid_category_name;
 use libfuzzer_sys::fuzz_target;
 
 const NAME: &str = "fuzz.toml";
-/// Largest `v4_chunks_per_gen` the configuration accepts (`CHUNKS_MAX`).
-const CHUNKS_MAX: u32 = 1 << 22;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -30,11 +28,6 @@ fuzz_target!(|data: &[u8]| {
                 cfg.pin_dir.is_absolute(),
                 "pin_dir {}",
                 cfg.pin_dir.display()
-            );
-            assert!(
-                (1..=CHUNKS_MAX).contains(&cfg.v4_chunks_per_gen),
-                "v4_chunks_per_gen {}",
-                cfg.v4_chunks_per_gen
             );
             for name in cfg.policies().keys() {
                 assert!(valid_category_name(name), "policy for {name:?}");

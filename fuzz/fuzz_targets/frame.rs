@@ -23,7 +23,7 @@ use filter_common::parse::{
 };
 use filter_common::{
     ACTION_DROP, ACTION_FLOWS, ACTION_LOSS, ACTION_MONITOR, ENDPOINT_BITS_WORDS, FATE_SPARED,
-    FATE_STOPPED, FLOW_CALL, FLOW_SEEN_A, FLOW_SEEN_B, FlowValue, Policy, SCOPE_UDP,
+    FATE_STOPPED, FLOW_CALL, FLOW_SEEN_A, FLOW_SEEN_B, FlowSlot, Policy, SCOPE_UDP,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -109,7 +109,7 @@ fn check_packet(pkt: &Packet, frame_len: usize) {
 /// `observe` and `verdict` on a flow whose state comes from the MAC bytes.
 fn decide(class: &Class, from_a: bool, m: &[u8; 12], caller: &[u8; 16]) {
     let d = usize::from(!from_a);
-    let mut flow = FlowValue {
+    let mut flow = FlowSlot {
         flags: m[0],
         sig_category: m[1],
         label: m[2],
@@ -122,7 +122,7 @@ fn decide(class: &Class, from_a: bool, m: &[u8; 12], caller: &[u8; 16]) {
         } else {
             [u32::from(m[7]) << 24; 2]
         },
-        ..FlowValue::default()
+        ..FlowSlot::default()
     };
     let before = flow;
     let is_call = observe(&mut flow, class, from_a);

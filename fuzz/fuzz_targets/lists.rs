@@ -10,9 +10,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use filter_common::{CAT_ALLOW, CAT_WHATSAPP, V4_CHUNKS_PER_GEN};
+use filter_common::{CAT_ALLOW, CAT_WHATSAPP};
 use filter_user::lists::{ListError, ParsedList, parse_list};
-use filter_user::tables::{V4Table, V6Table};
+use filter_user::tables::Tables;
 use libfuzzer_sys::fuzz_target;
 
 const NAME: &str = "fuzz.txt";
@@ -106,28 +106,22 @@ fn mask128(len: u8) -> u128 {
 }
 
 fn check_tables(list: &ParsedList) {
-    if !list.v4.is_empty() {
-        let none: &[(Ipv4Addr, u8)] = &[];
-        match V4Table::build(&[(CAT_WHATSAPP, &list.v4)], none, 0, V4_CHUNKS_PER_GEN) {
-            Ok(t) => {
-                for &(a, _) in &list.v4 {
-                    assert_eq!(t.lookup(a), CAT_WHATSAPP, "{a} in the v4 table");
-                }
-            }
-            Err(e) => panic!("v4 table from a parsed list: {e}"),
-        }
-        let t = V4Table::build(&[], &list.v4, 0, V4_CHUNKS_PER_GEN)
-            .unwrap_or_else(|e| panic!("v4 allow table from a parsed list: {e}"));
-        for &(a, _) in &list.v4 {
-            assert_eq!(t.lookup(a), CAT_ALLOW, "{a} in the v4 allow table");
-        }
+    let none4: &[(Ipv4Addr, u8)] = &[];
+    let none6: &[(Ipv6Addr, u8)] = &[];
+    let t = Tables::build(&[(CAT_WHATSAPP, &list.v4)], none4, &[(CAT_WHATSAPP, &list.v6)], none6)
+        .unwrap_or_else(|e| panic!("tables from a parsed list: {e}"));
+    for &(a, _) in &list.v4 {
+        assert_eq!(t.lookup(a.into()), CAT_WHATSAPP, "{a} in the v4 table");
     }
-    if !list.v6.is_empty() {
-        let none: &[(Ipv6Addr, u8)] = &[];
-        let t = V6Table::build(&[(CAT_WHATSAPP, &list.v6)], none)
-            .unwrap_or_else(|e| panic!("v6 table from a parsed list: {e}"));
-        for &(a, _) in &list.v6 {
-            assert_eq!(t.lookup(a), CAT_WHATSAPP, "{a} in the v6 table");
-        }
+    for &(a, _) in &list.v6 {
+        assert_eq!(t.lookup(a.into()), CAT_WHATSAPP, "{a} in the v6 table");
+    }
+    let t = Tables::build(&[], &list.v4, &[], &list.v6)
+        .unwrap_or_else(|e| panic!("allow tables from a parsed list: {e}"));
+    for &(a, _) in &list.v4 {
+        assert_eq!(t.lookup(a.into()), CAT_ALLOW, "{a} in the v4 allow table");
+    }
+    for &(a, _) in &list.v6 {
+        assert_eq!(t.lookup(a.into()), CAT_ALLOW, "{a} in the v6 allow table");
     }
 }

@@ -53,11 +53,8 @@ pub fn policies(lists: &Lists, specs: &[(&str, &str)]) -> BTreeMap<u8, PolicySpe
 
 /// Load a private instance with tracing, install `lists` and `specs`.
 pub fn load(lists: &Lists, specs: &[(&str, &str)]) -> Filter {
-    let mut f = Filter::load(&LoadOptions {
-        trace: true,
-        ..LoadOptions::default()
-    })
-    .unwrap_or_else(|e| panic!("loading the XDP program: {e}"));
+    let mut f = Filter::load(&LoadOptions { trace: true })
+        .unwrap_or_else(|e| panic!("loading the XDP program: {e}"));
     f.install(lists, &policies(lists, specs))
         .unwrap_or_else(|e| panic!("installing lists: {e}"));
     f

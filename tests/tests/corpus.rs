@@ -136,11 +136,7 @@ fn captures(dir: &Path) -> Vec<PathBuf> {
 
 fn run(lists: &Lists, specs: &[(&str, &str)], capture: &Path) -> Vec<FlowReport> {
     let frames = read_capture(capture).unwrap_or_else(|e| panic!("{e}"));
-    let mut f = Filter::load(&LoadOptions {
-        trace: true,
-        ..LoadOptions::default()
-    })
-    .expect("load");
+    let mut f = Filter::load(&LoadOptions { trace: true }).expect("load");
     f.install(lists, &policies(lists, specs)).expect("install");
     replay(&mut f, lists, frames.iter().map(|fr| fr.data.as_slice()))
         .expect("replay")

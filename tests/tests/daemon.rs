@@ -1084,11 +1084,22 @@ fn pins_of_another_build_are_refused_then_replaced_and_detach_removes_all() {
         "still filtering after SIGTERM"
     );
 
-    // A configuration that changes a map's size: the pins do not match.
+    // Pins of another build: a pinned map whose size differs from this
+    // build's (FRAGS pinned with half its capacity). The start refuses them.
+    {
+        use aya::maps::{HashMap as BpfHashMap, IterableMap, MapData};
+        let path = env.pin_dir.join("maps").join("FRAGS");
+        std::fs::remove_file(&path).expect("unpinning FRAGS");
+        let other: BpfHashMap<MapData, [u8; 40], u32> =
+            BpfHashMap::create(filter_common::FRAG_CAPACITY / 2, 0).expect("a map of another size");
+        IterableMap::map(&other)
+            .pin(&path)
+            .expect("pinning it as FRAGS");
+    }
     let config = env.dir.join("flowfilter.toml");
     std::fs::write(
         &config,
-        "# test\nmode = \"auto\"\nv4_chunks_per_gen = 1024\n[policy]\nwhatsapp = \"drop,scope=udp\"\n",
+        "# test\nmode = \"auto\"\n[policy]\nwhatsapp = \"drop,scope=udp\"\n",
     )
     .expect("config");
     let config = config.display().to_string();
@@ -1104,8 +1115,11 @@ fn pins_of_another_build_are_refused_then_replaced_and_detach_removes_all() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("map V4_TBL8: capacity: pinned 131072, this build 2048")
-            && stderr.contains("--replace"),
+        stderr.contains(&format!(
+            "map FRAGS: type: pinned 1, this build 9; capacity: pinned {}, this build {}",
+            filter_common::FRAG_CAPACITY / 2,
+            filter_common::FRAG_CAPACITY
+        )) && stderr.contains("--replace"),
         "{stderr}"
     );
     assert_eq!(u(&env.status()["program"]["id"]), prog, "nothing touched");
@@ -1132,7 +1146,7 @@ fn pins_of_another_build_are_refused_then_replaced_and_detach_removes_all() {
     assert_ne!(u(&s["program"]["id"]), prog, "a new program");
     assert_eq!(u(&s["interfaces"][0]["link_id"]), link, "on the same link");
     assert_eq!(s["interfaces"][0]["program_id"], s["program"]["id"]);
-    assert!(env.log().contains("V4_TBL8"), "{}", env.log());
+    assert!(env.log().contains("FRAGS"), "{}", env.log());
     assert_eq!(env.deliver(&rx, LISTED, 5), 0);
     assert_eq!(env.deliver(&rx, B_ADDR, 5), 5);
 

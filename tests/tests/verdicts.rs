@@ -3,6 +3,7 @@
 //! changes (katran's testing style).
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use filter_common::classify::{LABEL_RTP, LABEL_STUN};
 use filter_common::pktbuild::{self, Builder, filler, rtp, stun};
@@ -555,6 +556,86 @@ fn longest_prefix_and_allowlist() {
         ),
     ];
     run_table(&f, &rows);
+}
+
+/// Prefixes longer than /24 of every kind inside one /16: /24s, /25../31s
+/// and /32s nested and alone, an allow /32 inside them, and a /24 full of
+/// host addresses (a 256-entry node). Both sides of every boundary.
+#[test]
+fn long_prefixes_inside_one_16() {
+    if !require_root("long_prefixes_inside_one_16") {
+        return;
+    }
+    let hosts = (0..80).step_by(2).fold(String::new(), |mut s, h| {
+        let _ = writeln!(s, "198.18.8.{h}/32");
+        s
+    });
+    let wa = format!("198.18.5.0/24\n198.18.5.132/30\n198.18.6.77/32\n{hosts}");
+    let tg = "198.18.5.128/25\n198.18.5.9/32\n198.18.7.254/31\n";
+    let l = lists(&[("whatsapp", &wa), ("telegram", tg)], "198.18.5.200/32\n");
+    let f = load(&l, &[]);
+    let cases: &[(&'static str, [u8; 4], Option<u8>)] = &[
+        ("/24 lower neighbour", [198, 18, 4, 255], None),
+        ("/24 first", [198, 18, 5, 0], Some(WA)),
+        ("below the /32", [198, 18, 5, 8], Some(WA)),
+        ("/32 inside the /24", [198, 18, 5, 9], Some(TG)),
+        ("above the /32", [198, 18, 5, 10], Some(WA)),
+        ("below the /25", [198, 18, 5, 127], Some(WA)),
+        ("/25 first", [198, 18, 5, 128], Some(TG)),
+        ("below the /30", [198, 18, 5, 131], Some(TG)),
+        ("/30 first", [198, 18, 5, 132], Some(WA)),
+        ("/30 last", [198, 18, 5, 135], Some(WA)),
+        ("above the /30", [198, 18, 5, 136], Some(TG)),
+        ("below the allow /32", [198, 18, 5, 199], Some(TG)),
+        ("allow /32", [198, 18, 5, 200], Some(CAT_ALLOW)),
+        ("above the allow /32", [198, 18, 5, 201], Some(TG)),
+        ("/24 and /25 last", [198, 18, 5, 255], Some(TG)),
+        ("/24 upper neighbour", [198, 18, 6, 0], None),
+        ("below a lone /32", [198, 18, 6, 76], None),
+        ("lone /32", [198, 18, 6, 77], Some(WA)),
+        ("above a lone /32", [198, 18, 6, 78], None),
+        ("below a lone /31", [198, 18, 7, 253], None),
+        ("lone /31 first", [198, 18, 7, 254], Some(TG)),
+        ("lone /31 last", [198, 18, 7, 255], Some(TG)),
+        ("first of 40 hosts", [198, 18, 8, 0], Some(WA)),
+        ("between hosts", [198, 18, 8, 1], None),
+        ("a host", [198, 18, 8, 40], Some(WA)),
+        ("last of 40 hosts", [198, 18, 8, 78], Some(WA)),
+        ("above the hosts", [198, 18, 8, 79], None),
+        ("past the hosts", [198, 18, 8, 80], None),
+    ];
+    let rows: Vec<Row> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, &(what, dst, cat))| {
+            let sport = 7100 + i as u16;
+            let frame = u4(dst, sport, &stun_binding(i as u8));
+            let udp = (C::Global(G_UDP), 1);
+            let label = (C::LabelPackets(LABEL_STUN), 1);
+            match cat {
+                None => row(what, frame, XDP_PASS, &[udp, label]),
+                Some(CAT_ALLOW) => row(what, frame, XDP_PASS, &[udp, (C::Global(G_ALLOWED), 1)]),
+                Some(c) => row(
+                    what,
+                    frame,
+                    XDP_DROP,
+                    &[
+                        udp,
+                        label,
+                        (C::CatSeen(c), 1),
+                        (C::CatDropped(c), 1),
+                        (C::LabelDropped(LABEL_STUN), 1),
+                    ],
+                ),
+            }
+        })
+        .collect();
+    run_table(&f, &rows);
+    // The maps answer as the lists do (`check`'s view).
+    for &(what, dst, cat) in cases {
+        let a = std::net::Ipv4Addr::from(dst);
+        assert_eq!(f.lookup(a.into()).unwrap(), cat.unwrap_or(0), "{what}: {a}");
+    }
 }
 
 #[test]

@@ -24,7 +24,7 @@ use crate::pktbuild::{
 use crate::types::{
     ACTION_DROP, ACTION_FLOWS, ACTION_LOSS, ACTION_MONITOR, ACTION_OFF, EndpointValue, FATE_SPARED,
     FATE_STOPPED, FATE_UNDECIDED, FLOW_CALL, FLOW_FIRST_FROM_B, FLOW_INHERITED, FLOW_LISTED,
-    FLOW_SEEN_A, FLOW_SEEN_B, FLOW_TURN, FlowValue, ORIGIN_CALL, ORIGIN_TURN_PEER, Policy,
+    FLOW_SEEN_A, FLOW_SEEN_B, FLOW_TURN, FlowSlot, ORIGIN_CALL, ORIGIN_TURN_PEER, Policy,
     SCOPE_MEDIA, SCOPE_UDP, TagValue,
 };
 
@@ -61,7 +61,7 @@ fn rtp_class(seq: u16, ssrc: u32) -> Class {
 }
 
 /// Feed `(seq, ssrc, from_a)` RTP packets; the `observe` results.
-fn feed(flow: &mut FlowValue, pkts: &[(u16, u32, bool)]) -> Vec<bool> {
+fn feed(flow: &mut FlowSlot, pkts: &[(u16, u32, bool)]) -> Vec<bool> {
     pkts.iter()
         .map(|&(seq, ssrc, from_a)| observe(flow, &rtp_class(seq, ssrc), from_a))
         .collect()
@@ -85,7 +85,7 @@ fn signals_mark_the_flow_and_set_the_label() {
     for (class, label) in cases {
         assert_eq!(class.strength, Strength::Signal);
         for from_a in [true, false] {
-            let mut flow = FlowValue::default();
+            let mut flow = FlowSlot::default();
             assert!(observe(&mut flow, &class, from_a));
             assert_eq!(call_view(&flow).flags, FLOW_CALL, "label {label}");
             assert_eq!(flow.label, label);
@@ -95,19 +95,19 @@ fn signals_mark_the_flow_and_set_the_label() {
 
 #[test]
 fn turn_sets_flow_turn() {
-    let mut flow = FlowValue::default();
+    let mut flow = FlowSlot::default();
     assert!(observe(&mut flow, &allocate(), true));
     assert_eq!(call_view(&flow).flags, FLOW_CALL | FLOW_TURN);
     assert_eq!(flow.label, LABEL_STUN);
     // A plain binding does not.
-    let mut flow = FlowValue::default();
+    let mut flow = FlowSlot::default();
     observe(&mut flow, &binding(), true);
     assert_eq!(flow.flags & FLOW_TURN, 0);
 }
 
 #[test]
 fn the_first_call_label_sticks() {
-    let mut flow = FlowValue::default();
+    let mut flow = FlowSlot::default();
     observe(&mut flow, &binding(), true);
     let dtls = cls(&dtls_record(
         dtls_content::APPLICATION_DATA,
@@ -120,7 +120,7 @@ fn the_first_call_label_sticks() {
 
 #[test]
 fn an_app_signature_marks_and_overrides_the_label() {
-    let mut flow = FlowValue::default();
+    let mut flow = FlowSlot::default();
     observe(&mut flow, &binding(), true);
     let app = Class {
         label: LABEL_DTLS,
@@ -130,7 +130,7 @@ fn an_app_signature_marks_and_overrides_the_label() {
     };
     assert!(observe(&mut flow, &app, true));
     assert_eq!((flow.label, flow.sig_category), (LABEL_DTLS, 1));
-    let mut fresh = FlowValue::default();
+    let mut fresh = FlowSlot::default();
     assert!(observe(&mut fresh, &app, false));
     assert_eq!(
         (call_view(&fresh).flags, fresh.label, fresh.sig_category),
@@ -140,14 +140,14 @@ fn an_app_signature_marks_and_overrides_the_label() {
 
 #[test]
 fn nothing_recognised_changes_nothing() {
-    let mut flow = FlowValue::default();
+    let mut flow = FlowSlot::default();
     assert!(!observe(&mut flow, &Class::NONE, true));
     // Only the direction is noted.
     assert_eq!(
         flow,
-        FlowValue {
+        FlowSlot {
             flags: FLOW_SEEN_A,
-            ..FlowValue::default()
+            ..FlowSlot::default()
         }
     );
     // On a call flow it says "call" and leaves the flow alone but for the direction.
@@ -156,7 +156,7 @@ fn nothing_recognised_changes_nothing() {
     assert!(observe(&mut flow, &Class::NONE, false));
     assert_eq!(
         flow,
-        FlowValue {
+        FlowSlot {
             flags: before.flags | FLOW_SEEN_B,
             ..before
         }
@@ -165,13 +165,13 @@ fn nothing_recognised_changes_nothing() {
 
 #[test]
 fn observe_keeps_unrelated_fields() {
-    let mut flow = FlowValue {
+    let mut flow = FlowSlot {
         flags: FLOW_LISTED | FLOW_FIRST_FROM_B,
         category: 7,
         fate: FATE_STOPPED,
         packets: 10,
         bytes: 1000,
-        ..FlowValue::default()
+        ..FlowSlot::default()
     };
     observe(&mut flow, &allocate(), true);
     assert_eq!(
@@ -189,24 +189,24 @@ fn observe_keeps_unrelated_fields() {
 
 #[test]
 fn channel_data_without_turn_does_not_mark() {
-    let mut flow = FlowValue::default();
+    let mut flow = FlowSlot::default();
     for i in 0..50 {
         assert!(!observe(&mut flow, &chan(), i % 2 == 0));
     }
-    assert_eq!(call_view(&flow), FlowValue::default());
+    assert_eq!(call_view(&flow), FlowSlot::default());
 }
 
 #[test]
 fn channel_data_on_a_turn_flow_marks() {
-    let mut flow = FlowValue {
+    let mut flow = FlowSlot {
         flags: FLOW_TURN,
-        ..FlowValue::default()
+        ..FlowSlot::default()
     };
     assert!(observe(&mut flow, &chan(), false));
     assert_eq!(call_view(&flow).flags, FLOW_TURN | FLOW_CALL);
     assert_eq!(flow.label, LABEL_TURN_CHANNEL);
     // After a real Allocate the label stays STUN.
-    let mut flow = FlowValue::default();
+    let mut flow = FlowSlot::default();
     observe(&mut flow, &allocate(), true);
     assert!(observe(&mut flow, &chan(), true));
     assert_eq!(flow.label, LABEL_STUN);
@@ -216,7 +216,7 @@ fn channel_data_on_a_turn_flow_marks() {
 fn channel_data_on_a_non_turn_call_flow() {
     // A call flow (ICE binding) without TURN: ChannelData neither adds TURN
     // nor changes the label, and the packet belongs to the call.
-    let mut flow = FlowValue::default();
+    let mut flow = FlowSlot::default();
     observe(&mut flow, &binding(), true);
     assert!(observe(&mut flow, &chan(), true));
     assert_eq!(
@@ -233,7 +233,7 @@ fn rtp_confirms_after_enough_packets_for_every_step() {
     assert_eq!(RTP_MAX_STEP, 16);
     for step in 1..=RTP_MAX_STEP {
         for from_a in [true, false] {
-            let mut flow = FlowValue::default();
+            let mut flow = FlowSlot::default();
             for i in 0..u16::from(RTP_CONFIRM_PACKETS) {
                 let seq = 1000u16.wrapping_add(i * step);
                 let call = observe(&mut flow, &rtp_class(seq, SSRC_A), from_a);
@@ -254,7 +254,7 @@ fn rtp_confirms_after_enough_packets_for_every_step() {
 fn rtp_bad_steps_never_confirm() {
     // Step 0 (duplicate), 17, a large jump, and backwards by one.
     for step in [0u16, RTP_MAX_STEP + 1, 1000, 0xffff] {
-        let mut flow = FlowValue::default();
+        let mut flow = FlowSlot::default();
         let pkts: Vec<(u16, u32, bool)> = (0..10u16)
             .map(|i| (500u16.wrapping_add(i.wrapping_mul(step)), SSRC_A, true))
             .collect();
@@ -266,7 +266,7 @@ fn rtp_bad_steps_never_confirm() {
 
 #[test]
 fn rtp_one_bad_step_restarts_the_count() {
-    let mut flow = FlowValue::default();
+    let mut flow = FlowSlot::default();
     let got = feed(
         &mut flow,
         &[
@@ -283,7 +283,7 @@ fn rtp_one_bad_step_restarts_the_count() {
 
 #[test]
 fn rtp_sequence_wraps() {
-    let mut flow = FlowValue::default();
+    let mut flow = FlowSlot::default();
     let got = feed(
         &mut flow,
         &[
@@ -293,7 +293,7 @@ fn rtp_sequence_wraps() {
         ],
     );
     assert_eq!(got, [false, false, true]);
-    let mut flow = FlowValue::default();
+    let mut flow = FlowSlot::default();
     let got = feed(
         &mut flow,
         &[
@@ -307,7 +307,7 @@ fn rtp_sequence_wraps() {
 
 #[test]
 fn rtp_ssrc_change_restarts_the_count() {
-    let mut flow = FlowValue::default();
+    let mut flow = FlowSlot::default();
     let got = feed(
         &mut flow,
         &[
@@ -325,7 +325,7 @@ fn rtp_ssrc_change_restarts_the_count() {
 #[test]
 fn rtp_directions_confirm_independently() {
     // Interleaved directions: each keeps its own count; neither resets the other.
-    let mut flow = FlowValue::default();
+    let mut flow = FlowSlot::default();
     let got = feed(
         &mut flow,
         &[
@@ -346,7 +346,7 @@ fn rtp_directions_confirm_independently() {
     );
 
     // A single stray packet one way does not keep the other way from confirming.
-    let mut flow = FlowValue::default();
+    let mut flow = FlowSlot::default();
     let got = feed(
         &mut flow,
         &[
@@ -359,7 +359,7 @@ fn rtp_directions_confirm_independently() {
     assert_eq!(got, [false, false, false, true]);
 
     // Packets of one SSRC split across directions do not add up.
-    let mut flow = FlowValue::default();
+    let mut flow = FlowSlot::default();
     let got = feed(
         &mut flow,
         &[(10, SSRC_A, true), (11, SSRC_A, false), (12, SSRC_A, true)],
@@ -370,7 +370,7 @@ fn rtp_directions_confirm_independently() {
 
 #[test]
 fn rtp_hits_saturate() {
-    let mut flow = FlowValue::default();
+    let mut flow = FlowSlot::default();
     let pkts: Vec<(u16, u32, bool)> = (0..400u16).map(|i| (i, SSRC_A, true)).collect();
     let got = feed(&mut flow, &pkts);
     assert!(
@@ -383,7 +383,7 @@ fn rtp_hits_saturate() {
 
 #[test]
 fn a_confirmed_flow_stays_a_call() {
-    let mut flow = FlowValue::default();
+    let mut flow = FlowSlot::default();
     feed(
         &mut flow,
         &[(1, SSRC_A, true), (2, SSRC_A, true), (3, SSRC_A, true)],
@@ -397,7 +397,7 @@ fn a_confirmed_flow_stays_a_call() {
 
 #[test]
 fn rtp_on_a_signalled_flow_keeps_the_label() {
-    let mut flow = FlowValue::default();
+    let mut flow = FlowSlot::default();
     observe(&mut flow, &binding(), true);
     assert_eq!(feed(&mut flow, &[(1, SSRC_A, false)]), [true]);
     assert_eq!(flow.label, LABEL_STUN);
@@ -407,8 +407,8 @@ fn rtp_on_a_signalled_flow_keeps_the_label() {
 
 /// The flow with only the flags these tests are about (call, TURN, listed,
 /// inherited, first direction): per-direction bookkeeping bits are ignored.
-fn call_view(flow: &FlowValue) -> FlowValue {
-    FlowValue {
+fn call_view(flow: &FlowSlot) -> FlowSlot {
+    FlowSlot {
         flags: flow.flags
             & (FLOW_CALL | FLOW_TURN | FLOW_LISTED | FLOW_INHERITED | FLOW_FIRST_FROM_B),
         ..*flow
@@ -425,8 +425,8 @@ fn keepalive(p: &[u8]) -> Class {
 }
 
 /// A flow that carried WhatsApp STUN (a private 0x0801 ping).
-fn whatsapp_flow() -> FlowValue {
-    let mut flow = FlowValue::default();
+fn whatsapp_flow() -> FlowSlot {
+    let mut flow = FlowSlot::default();
     let c = cls(&stun(0x0801, TXID, &[]));
     assert_eq!((c.label, c.app), (LABEL_WHATSAPP_STUN, CAT_WHATSAPP));
     assert!(observe(&mut flow, &c, true));
@@ -442,9 +442,9 @@ fn keepalives_mark_only_a_whatsapp_flow() {
     for p in [&b"health"[..], b"OK"] {
         // sig_category set, nothing else yet (e.g. a flow whose only call
         // packet so far was answered elsewhere).
-        let mut flow = FlowValue {
+        let mut flow = FlowSlot {
             sig_category: CAT_WHATSAPP,
-            ..FlowValue::default()
+            ..FlowSlot::default()
         };
         assert!(observe(&mut flow, &keepalive(p), true));
         assert_eq!(call_view(&flow).flags, FLOW_CALL);
@@ -457,9 +457,9 @@ fn keepalives_mark_only_a_whatsapp_flow() {
         // Without the WhatsApp mark: not a call, nothing changes, however
         // many keepalives arrive.
         for other in [0u8, CAT_TELEGRAM, 3, 200] {
-            let start = FlowValue {
+            let start = FlowSlot {
                 sig_category: other,
-                ..FlowValue::default()
+                ..FlowSlot::default()
             };
             let mut flow = start;
             for i in 0..10 {
@@ -471,10 +471,10 @@ fn keepalives_mark_only_a_whatsapp_flow() {
             assert_eq!(call_view(&flow), start);
         }
         // A listed flow with TURN but no call yet is not made one either.
-        let start = FlowValue {
+        let start = FlowSlot {
             flags: FLOW_LISTED | FLOW_TURN,
             category: 7,
-            ..FlowValue::default()
+            ..FlowSlot::default()
         };
         let mut flow = start;
         assert!(!observe(&mut flow, &keepalive(p), true));
@@ -485,9 +485,9 @@ fn keepalives_mark_only_a_whatsapp_flow() {
 #[test]
 fn rtp_on_a_whatsapp_flow_is_media_at_once() {
     // One RTP candidate suffices: no confirmation needed.
-    let mut flow = FlowValue {
+    let mut flow = FlowSlot {
         sig_category: CAT_WHATSAPP,
-        ..FlowValue::default()
+        ..FlowSlot::default()
     };
     assert!(observe(&mut flow, &rtp_class(100, SSRC_A), false));
     assert_eq!(call_view(&flow).flags, FLOW_CALL);
@@ -495,9 +495,9 @@ fn rtp_on_a_whatsapp_flow_is_media_at_once() {
     // The RTP tracking still runs.
     assert_eq!((flow.rtp_hits, flow.rtp_ssrc[1]), ([0, 1], SSRC_A));
     // PT 120 with the marker bit, as on WhatsApp's relays.
-    let mut flow = FlowValue {
+    let mut flow = FlowSlot {
         sig_category: CAT_WHATSAPP,
-        ..FlowValue::default()
+        ..FlowSlot::default()
     };
     let p = Rtp::new(120, 0x4129, 0x0a00, 0x5459_2824)
         .marker(true)
@@ -513,11 +513,11 @@ fn rtp_on_a_whatsapp_flow_is_media_at_once() {
     assert!(observe(&mut flow, &rtp_class(1, SSRC_B), false));
     assert_eq!(flow.sig_category, CAT_WHATSAPP);
     // An inherited flow keeps its label.
-    let mut flow = FlowValue {
+    let mut flow = FlowSlot {
         sig_category: CAT_WHATSAPP,
         flags: FLOW_CALL | FLOW_INHERITED,
         label: LABEL_P2P_INHERITED,
-        ..FlowValue::default()
+        ..FlowSlot::default()
     };
     assert!(observe(&mut flow, &rtp_class(1, SSRC_B), false));
     assert_eq!(flow.label, LABEL_P2P_INHERITED);
@@ -537,9 +537,9 @@ fn whatsapp_relay_media_is_labelled_whatsapp_media() {
 #[test]
 fn rtp_on_other_flows_needs_confirmation() {
     for cat in [0u8, CAT_TELEGRAM, 3] {
-        let mut flow = FlowValue {
+        let mut flow = FlowSlot {
             sig_category: cat,
-            ..FlowValue::default()
+            ..FlowSlot::default()
         };
         let got = feed(
             &mut flow,
@@ -561,7 +561,7 @@ fn telegram_reflector_marks_the_flow_telegram() {
         (c.label, c.app, c.learn_tag),
         (LABEL_TELEGRAM_REFLECTOR, CAT_TELEGRAM, true)
     );
-    let mut flow = FlowValue::default();
+    let mut flow = FlowSlot::default();
     assert!(observe(&mut flow, &c, false));
     assert_eq!(
         (call_view(&flow).flags, flow.sig_category, flow.label),
@@ -995,7 +995,7 @@ fn may_teach_needs_a_call_both_ways_or_a_few_packets_and_no_inheritance() {
         "inherited flows teach nothing"
     );
     // Through observe(): a call packet one way, then an answer.
-    let mut flow = FlowValue::default();
+    let mut flow = FlowSlot::default();
     observe(
         &mut flow,
         &cls(&stun(stun_type::BINDING_REQUEST, [1; 12], &[])),
@@ -1014,13 +1014,13 @@ fn rtcp_alone_marks_nothing_but_counts_on_a_call_flow() {
         (rtcp_class.label, rtcp_class.strength),
         (LABEL_RTCP, Strength::Candidate)
     );
-    let mut flow = FlowValue::default();
+    let mut flow = FlowSlot::default();
     for i in 0..20 {
         assert!(!observe(&mut flow, &rtcp_class, i % 2 == 0));
     }
-    assert_eq!(call_view(&flow), FlowValue::default());
+    assert_eq!(call_view(&flow), FlowSlot::default());
     // On a flow already known as a call it is part of the call, and keeps the label.
-    let mut flow = FlowValue::default();
+    let mut flow = FlowSlot::default();
     observe(&mut flow, &binding(), true);
     assert!(observe(&mut flow, &rtcp_class, false));
     assert_eq!(flow.label, LABEL_STUN);

@@ -18,7 +18,7 @@ use crate::pktbuild::{
     xor_address_v4, xor_address_v6,
 };
 use crate::pktbuild::{tg_reflector as reflector, tgcalls_data as tgcalls};
-use crate::types::{FLOW_CALL, FLOW_TURN, FlowValue};
+use crate::types::{FLOW_CALL, FLOW_TURN, FlowSlot};
 
 const TXID: [u8; 12] = [
     0x5e, 0x11, 0x0c, 0x9a, 0x42, 0x07, 0xd3, 0x68, 0xb0, 0x1f, 0x2c, 0x73,
@@ -732,13 +732,13 @@ fn real_whatsapp_relay_media_is_an_rtp_candidate() {
     assert_eq!((c.seq, c.ssrc), (0x4129, 0x5459_2824));
     assert!(!c.tag_candidate, "260 is not a multiple of 16");
     // On a flow that carried WhatsApp STUN it is WhatsApp media at once.
-    let mut flow = FlowValue::default();
+    let mut flow = FlowSlot::default();
     assert!(observe(&mut flow, &cls(&hex(WA_PRIVATE_PING)), true));
     assert_eq!(flow.sig_category, CAT_WHATSAPP);
     assert!(observe(&mut flow, &c, false));
-    let mut unlabelled = FlowValue {
+    let mut unlabelled = FlowSlot {
         sig_category: CAT_WHATSAPP,
-        ..FlowValue::default()
+        ..FlowSlot::default()
     };
     assert!(observe(&mut unlabelled, &c, false));
     assert_eq!(unlabelled.label, LABEL_WHATSAPP_MEDIA);
@@ -1408,7 +1408,7 @@ fn quic_short_header_as_channel_data_is_only_a_candidate() {
     let q = pktbuild::quic_short_header(0x01, &[0x11, l[0], l[1], 4, 5, 6, 7, 8], &[1], &payload);
     let c = assert_not_call(&q);
     assert_eq!(c.label, LABEL_TURN_CHANNEL);
-    let mut flow = FlowValue::default();
+    let mut flow = FlowSlot::default();
     for _ in 0..20 {
         assert!(!observe(&mut flow, &c, true));
     }
@@ -1545,7 +1545,7 @@ fn a_game_packet_passing_the_loose_rtp_check_is_only_a_candidate() {
     assert_eq!((c.label, c.strength), (LABEL_RTP, Strength::Candidate));
     // A stream of frames never confirms as RTP: byte 2..4 (the "sequence")
     // are the high sequence bytes, constant for 256 frames.
-    let mut flow = FlowValue::default();
+    let mut flow = FlowSlot::default();
     for seq in 0x10u32..0x30 {
         let c = cls(&raknet_frame(seq));
         assert_eq!(c.app, 0);

@@ -12,8 +12,8 @@ use aya::maps::{Map, MapData, MapInfo, PerCpuHashMap, PerCpuValues};
 use aya::programs::{TestRun as _, TestRunOptions, Xdp};
 use aya::util::nr_cpus;
 use aya::{Ebpf, EbpfLoader};
+use filter_common::XDP_DROP;
 use filter_common::pktbuild::{self, filler};
-use filter_common::{V4_CHUNKS_PER_GEN, XDP_DROP};
 use filter_user::lists::{Lists, ParsedList};
 use filter_user::loader::{Filter, LoadOptions, OBJECT};
 use filter_user::tables::build_tables;
@@ -25,8 +25,9 @@ use crate::sys;
 /// The trivial XDP_DROP program in the object.
 pub const XDP_DROP_PROGRAM: &str = "xdp_drop";
 
-/// The maps that hold the prefix tables.
-const TABLE_MAPS: [&str; 4] = ["V4_TBL24", "V4_TBL8", "V6_LPM0", "V6_LPM1"];
+/// The maps that hold the prefix tables (the node pools are inner maps of
+/// TRIE, counted from the install's figures).
+const TABLE_MAPS: [&str; 1] = ["ROOT"];
 
 /// Load the object's `xdp_drop` program (its own instance of the object).
 pub fn load_xdp_drop() -> Result<Ebpf> {
@@ -52,12 +53,6 @@ pub fn xdp_drop_of(obj: &mut Ebpf) -> Result<&mut Xdp> {
         .try_into()?)
 }
 
-/// Chunks per generation for `set`: the default, or as many as it needs.
-pub fn chunks_for(set: Option<&PrefixSet>) -> u32 {
-    let need = set.map_or(0, PrefixSet::long_blocks) as u32;
-    V4_CHUNKS_PER_GEN.max(need)
-}
-
 /// The set as flowfilter lists: one category (`whatsapp`), no allowlist.
 pub fn lists_for(set: &PrefixSet) -> Result<Lists> {
     let list = ParsedList {
@@ -78,11 +73,7 @@ pub fn lists_for(set: &PrefixSet) -> Result<Lists> {
 /// Load flowfilter (sized for `set`) and install `set` with the default
 /// policy (drop call media).
 pub fn load_with_set(set: Option<&PrefixSet>) -> Result<Filter> {
-    let mut f = Filter::load(&LoadOptions {
-        trace: false,
-        v4_chunks_per_gen: chunks_for(set),
-    })
-    .context("loading flowfilter")?;
+    let mut f = Filter::load(&LoadOptions { trace: false }).context("loading flowfilter")?;
     if let Some(set) = set {
         f.install(&lists_for(set)?, &BTreeMap::new())
             .context("installing the prefix set")?;
@@ -145,26 +136,21 @@ fn rounds(
 
 pub fn kernel(args: &KernelArgs) -> Result<Value> {
     let set = PrefixSet::read(&args.set)?;
-    let chunks = chunks_for(Some(&set));
     let lists = lists_for(&set)?;
 
     // Control plane.
     let started = Instant::now();
-    let mut filter = Filter::load(&LoadOptions {
-        trace: false,
-        v4_chunks_per_gen: chunks,
-    })
-    .context("loading flowfilter")?;
+    let mut filter = Filter::load(&LoadOptions { trace: false }).context("loading flowfilter")?;
     let load_ms = ms(started);
     let mut build_ms = Vec::new();
     let mut table_bytes = 0;
-    let mut chunks_used = 0;
+    let mut units = 0;
     for _ in 0..args.swaps.max(1) {
         let started = Instant::now();
-        let (v4, _) = build_tables(&lists, 0, chunks)?;
+        let t = build_tables(&lists)?;
         build_ms.push(ms(started));
-        table_bytes = v4.memory_bytes();
-        chunks_used = v4.chunks.len();
+        table_bytes = t.memory_bytes();
+        units = t.units.len();
     }
     let started = Instant::now();
     filter
@@ -190,8 +176,7 @@ pub fn kernel(args: &KernelArgs) -> Result<Value> {
     let (testrun, limit) = in_kernel(&mut filter, &set, args)?;
     Ok(json!({
         "prefixes": set.len(),
-        "chunks_per_gen": chunks,
-        "chunks_used": chunks_used,
+        "pool_units": units,
         "load_ms": load_ms,
         "build_ms": build_ms,
         "first_install_ms": first_install_ms,
