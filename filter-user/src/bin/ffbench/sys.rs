@@ -93,6 +93,7 @@ pub fn run_ns(pid: i32) -> Result<u64> {
 /// Counters of one interface as the calling thread's namespace sees them.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DevStats {
+    pub rx_bytes: u64,
     pub rx_packets: u64,
     pub rx_dropped: u64,
     pub tx_packets: u64,
@@ -118,6 +119,7 @@ pub fn dev_stats(ifname: &str) -> Result<DevStats> {
             bail!("/proc/net/dev: short line for {ifname}");
         }
         return Ok(DevStats {
+            rx_bytes: v[0],
             rx_packets: v[1],
             rx_dropped: v[3],
             tx_packets: v[9],
