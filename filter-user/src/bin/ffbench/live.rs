@@ -250,6 +250,7 @@ pub fn live(a: &LiveArgs) -> Result<Value> {
         let pool_ms = t.elapsed().as_secs_f64() * 1e3;
         let pool_frames = pool.frames.len();
         let (max_len, mean_len) = (pool.max_len(), pool.loop_mean_len());
+        let t = Instant::now();
         if let Some(f) = filter.as_ref() {
             // Established calls: each flow's opening STUN request (the
             // pool's first round) through the program once, so flow state
@@ -264,7 +265,10 @@ pub fn live(a: &LiveArgs) -> Result<Value> {
             (_, _, Some(id)) => OwnProg::Id(id),
             _ => OwnProg::None,
         };
+        let prime_ms = t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
         let generator = Generator::start(pool, &gen_cfg)?;
+        let start_ms = t.elapsed().as_secs_f64() * 1e3;
         let run = (|| -> Result<(Vec<Value>, Vec<Value>)> {
             std::thread::sleep(Duration::from_millis(a.warmup_ms));
             let mut windows = Vec::new();
@@ -298,6 +302,8 @@ pub fn live(a: &LiveArgs) -> Result<Value> {
             "traffic": kind.name(),
             "pool_frames": pool_frames,
             "pool_ms": pool_ms,
+            "prime_ms": prime_ms,
+            "gen_start_ms": start_ms,
             "primed": prime,
             "flows": count,
             "frame_len_max": max_len,

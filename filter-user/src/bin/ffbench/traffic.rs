@@ -66,21 +66,17 @@ impl Pool {
         l.iter().map(Vec::len).sum::<usize>() as f64 / l.len().max(1) as f64
     }
 
-    /// The frame map's values for `xdp-live`: the frame's length (u32,
-    /// native order), then the frame, zero-padded to the longest one.
-    fn map_values(&self) -> (usize, Vec<Vec<u8>>) {
+    /// The frame map's values for `xdp-live`, one after the other: the
+    /// frame's length (u32, native order), then the frame, zero-padded to
+    /// the longest one. Returns the longest length and the values.
+    fn map_values(&self) -> (usize, Vec<u8>) {
         let max = self.max_len();
-        let values = self
-            .frames
-            .iter()
-            .map(|f| {
-                let mut v = Vec::with_capacity(4 + max);
-                v.extend_from_slice(&(f.len() as u32).to_ne_bytes());
-                v.extend_from_slice(f);
-                v.resize(4 + max, 0);
-                v
-            })
-            .collect();
+        let mut values = Vec::with_capacity(self.frames.len() * (4 + max));
+        for f in &self.frames {
+            values.extend_from_slice(&(f.len() as u32).to_ne_bytes());
+            values.extend_from_slice(f);
+            values.resize(values.len() + max - f.len(), 0);
+        }
         (max, values)
     }
 
@@ -301,6 +297,7 @@ const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
 const BPF_PROG_TYPE_XDP: u32 = 6;
@@ -473,6 +470,20 @@ struct MapElem {
     flags: u64,
 }
 
+/// `bpf_attr` of the batch map operations.
+#[repr(C)]
+#[derive(Default)]
+struct MapBatch {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
 #[repr(C)]
 #[derive(Default)]
 struct ProgLoad {
@@ -545,6 +556,41 @@ fn map_create(map_type: u32, value_size: u32, max_entries: u32, name: &str) -> R
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// Write `values` (one after the other, `size` bytes each) at keys 0.. of
+/// an array map: in batches of BPF_MAP_UPDATE_BATCH, or one by one where the
+/// kernel has no batch operations.
+fn fill(map: &OwnedFd, values: &[u8], size: usize) -> Result<()> {
+    let count = values.len() / size;
+    let keys: Vec<u32> = (0..count as u32).collect();
+    let mut done = 0;
+    while done < count {
+        let n = (count - done).min(1 << 16);
+        let mut a = MapBatch {
+            keys: keys[done..].as_ptr() as u64,
+            values: values[done * size..].as_ptr() as u64,
+            count: n as u32,
+            map_fd: map.as_raw_fd() as u32,
+            ..MapBatch::default()
+        };
+        match bpf(BPF_MAP_UPDATE_BATCH, &mut a) {
+            Ok(_) => done += a.count as usize,
+            Err(e) if done == 0 && e.raw_os_error() == Some(libc::EINVAL) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for i in done..count {
+        let key = i as u32;
+        let mut a = MapElem {
+            map_fd: map.as_raw_fd() as u32,
+            key: std::ptr::from_ref(&key) as u64,
+            value: values[i * size..].as_ptr() as u64,
+            ..MapElem::default()
+        };
+        bpf(BPF_MAP_UPDATE_ELEM, &mut a)?;
+    }
+    Ok(())
+}
+
 fn xdp_live(
     pool: &Pool,
     cfg: &GenConfig,
@@ -553,19 +599,10 @@ fn xdp_live(
     ready: &AtomicBool,
 ) -> Result<u64> {
     let (max, values) = pool.map_values();
-    let count = u32::try_from(values.len()).context("frame pool too large")?;
+    let count = u32::try_from(pool.frames.len()).context("frame pool too large")?;
     let counter = map_create(BPF_MAP_TYPE_PERCPU_ARRAY, 8, 1, "ffgen_next")?;
     let frames = map_create(BPF_MAP_TYPE_ARRAY, 4 + max as u32, count, "ffgen_frames")?;
-    for (i, v) in values.iter().enumerate() {
-        let key = i as u32;
-        let mut a = MapElem {
-            map_fd: frames.as_raw_fd() as u32,
-            key: std::ptr::from_ref(&key) as u64,
-            value: v.as_ptr() as u64,
-            ..MapElem::default()
-        };
-        bpf(BPF_MAP_UPDATE_ELEM, &mut a).context("filling the frame map")?;
-    }
+    fill(&frames, &values, 4 + max).context("filling the frame map")?;
     drop(values);
     let insns = generator_program(
         counter.as_raw_fd(),
@@ -650,8 +687,8 @@ mod tests {
         };
         let (max, v) = pool.map_values();
         assert_eq!(max, 250);
-        assert!(v.iter().all(|v| v.len() == 254));
-        for (f, v) in pool.frames.iter().zip(&v) {
+        assert_eq!(v.len(), 3 * 254);
+        for (f, v) in pool.frames.iter().zip(v.chunks(254)) {
             let len = u32::from_ne_bytes(v[..4].try_into().unwrap()) as usize;
             assert_eq!(len, f.len());
             assert_eq!(&v[4..4 + len], f.as_slice());
