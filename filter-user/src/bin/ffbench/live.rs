@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::kernel::{
     XDP_DROP_PROGRAM, XDP_PARSE_DROP_PROGRAM, load_program, load_with_set, program_of,
 };
-use crate::pools::{Traffic, live_pool};
+use crate::pools::{Traffic, expect_passed, live_pool};
 use crate::sets::PrefixSet;
 use crate::sys;
 use crate::traffic::{GenConfig, GenKind, Generator};
@@ -308,6 +308,7 @@ pub fn live(a: &LiveArgs) -> Result<Value> {
             "flows": count,
             "frame_len_max": max_len,
             "frame_len_mean": mean_len,
+            "expect_passed": expect_passed(kind),
             "windows": windows,
             "own": owns,
             "gen_sent": sent,

@@ -13,10 +13,13 @@
 //! - `flood`: STUN Binding requests to targets inside the set, a new
 //!   5-tuple every packet (the generator writes a running sequence number
 //!   over the UDP ports), UDP checksum 0.
-//! - `junk`: to near misses: 90% of the flows random payloads (48..240
-//!   bytes, multiples of 16), 10% spoofed three-packet "calls" of WhatsApp
-//!   private STUN messages (type 0x0801, magic cookie, exact length) from a
-//!   random source socket.
+//! - `junk`: to near misses: 10% of the flows spoofed three-packet "calls"
+//!   of WhatsApp private STUN messages (type 0x0801, magic cookie, exact
+//!   length) from a random source socket, the other 90% random payloads
+//!   (48..240 bytes, multiples of 16) from other sockets to the same
+//!   destination sockets as the spoofed calls: flowfilter drops the
+//!   signature frames, and should it learn the spoofed calls' endpoints it
+//!   would drop the random ones too.
 //!
 //! Consecutive frames of a pool always belong to different flows.
 
@@ -322,11 +325,28 @@ pub fn flood_pool(set: &PrefixSet, seed: u64, count: usize) -> Result<Pool> {
 }
 
 /// Flows of the junk pool that are spoofed WhatsApp calls: one in this many.
-const SPOOF_ONE_IN: usize = 10;
+pub const SPOOF_ONE_IN: usize = 10;
 
-/// A junk pool: three rounds; in each, one frame per flow.
+/// Share of a pool's looped frames a filter should pass: all of nomatch;
+/// junk less its WhatsApp-signature frames; none of match and flood.
+pub fn expect_passed(traffic: Traffic) -> f64 {
+    match traffic {
+        Traffic::Match | Traffic::Flood => 0.0,
+        Traffic::NoMatch => 1.0,
+        Traffic::Junk => 1.0 - 1.0 / SPOOF_ONE_IN as f64,
+    }
+}
+
+/// A junk pool: three rounds; in each, one frame per flow. Flow `i` that is
+/// not a spoofed call goes to the destination socket of the spoofed call
+/// `i - i % SPOOF_ONE_IN`.
 pub fn junk_pool(set: &PrefixSet, seed: u64, count: usize) -> Pool {
-    let fl = flows(set, seed, Traffic::Junk, count, 0);
+    let mut fl = flows(set, seed, Traffic::Junk, count, 0);
+    for i in 0..fl.len() {
+        let spoof = fl[i - i % SPOOF_ONE_IN];
+        fl[i].server = spoof.server;
+        fl[i].sport = spoof.sport;
+    }
     let mut rng = Rng(mix(seed ^ 0x7a9c));
     let mut frames = Vec::with_capacity(3 * fl.len());
     for round in 0..3u32 {
@@ -464,5 +484,11 @@ mod tests {
             }
         }
         assert_eq!(spoofed, 300);
+        // Every flow goes to the destination socket of a spoofed call.
+        let dst = |f: &[u8]| f[30..38].to_vec();
+        for (i, f) in j.frames[..1000].iter().enumerate() {
+            assert_eq!(dst(f)[..4], dst(&j.frames[i - i % SPOOF_ONE_IN])[..4]);
+            assert_eq!(dst(f)[6..8], dst(&j.frames[i - i % SPOOF_ONE_IN])[6..8]);
+        }
     }
 }

@@ -4,10 +4,12 @@
 //!
 //! - `xdp-live` (default): BPF_PROG_TEST_RUN with `BPF_F_TEST_XDP_LIVE_FRAMES`
 //!   on a tiny XDP program (built here from raw instructions) that copies the
-//!   next frame of the pool (an array map) over the packet and returns
-//!   XDP_TX; the kernel turns that into a redirect out of the sender veth, so
-//!   frames reach the receiver as XDP frames at several Mpps (the way
-//!   xdp-trafficgen works). Fast enough to keep the receiver busy.
+//!   next frame of the pool (an array map; frames stored at the pool's
+//!   longest length with their own length) over the packet, cuts the tail to
+//!   the frame's length (`bpf_xdp_adjust_tail`), for a flood writes a running
+//!   sequence number over the UDP ports, and returns XDP_TX; the kernel turns
+//!   that into a redirect out of the sender veth, so frames reach the
+//!   receiver as XDP frames at several Mpps (the way xdp-trafficgen works).
 //! - `af-packet`: an AF_PACKET socket and sendmmsg (skbs; slower, about
 //!   1 Mpps; the receiver idles between wake-ups).
 
