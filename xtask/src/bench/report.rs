@@ -1033,7 +1033,11 @@ fn section_control(o: &mut Out, runs: &[SetRun], quick: bool) {
 }
 
 /// One row of the targets table.
-struct Target {
+struct Target<'a> {
+    /// `kind` of the target's row in report.json.
+    key: &'static str,
+    /// The set the figure is on (the larger one of a growth).
+    of: Option<&'a SetRun>,
     what: String,
     at: String,
     measured: Option<f64>,
@@ -1045,7 +1049,7 @@ struct Target {
     unit: &'static str,
 }
 
-impl Target {
+impl Target<'_> {
     fn met(&self) -> Option<bool> {
         self.measured.map(|m| {
             if self.at_most {
@@ -1060,7 +1064,7 @@ impl Target {
 /// The random IPv4 set of size `n`, else the largest one measured with a
 /// note saying so.
 fn random_at(runs: &[SetRun], kind: SetKind, n: usize) -> Option<(&SetRun, String)> {
-    let of = |r: &&SetRun| r.kind == kind;
+    let of = |r: &&SetRun| r.kind == kind && !r.live.is_empty();
     if let Some(r) = runs.iter().filter(of).find(|r| r.n == n) {
         return Some((r, String::new()));
     }
@@ -1092,7 +1096,7 @@ fn cost(run: &SetRun, traffic: &str) -> Option<f64> {
     }
 }
 
-fn targets(runs: &[SetRun], quick: bool) -> Vec<Target> {
+fn targets<'a>(runs: &'a [SetRun], quick: bool) -> Vec<Target<'a>> {
     let mut t = Vec::new();
     let t100k = random_at(runs, SetKind::Random, 100_000);
     // The random sets with live runs (the 1M memory rows have none).
@@ -1106,6 +1110,8 @@ fn targets(runs: &[SetRun], quick: bool) -> Vec<Target> {
         let m =
             kind_of(run, Contestant::Flowfilter, "match").and_then(|k| fl.ratios(k.ns.med).limit);
         t.push(Target {
+            key: "match-over-parse-drop",
+            of: Some(run),
             what: "matched media ≤ 1.6× xdp_parse_drop".into(),
             at: set_label(run),
             measured: m,
@@ -1118,6 +1124,8 @@ fn targets(runs: &[SetRun], quick: bool) -> Vec<Target> {
     for run in live_random.iter().copied() {
         let fl = Floors::of(run, "nomatch");
         t.push(Target {
+            key: "nomatch-estimate-over-parse-drop",
+            of: Some(run),
             what: "non-matching, XDP-level estimate ≤ 1.15× xdp_parse_drop".into(),
             at: set_label(run),
             measured: estimate(run, "nomatch").and_then(|e| fl.ratios(e).limit),
@@ -1129,7 +1137,7 @@ fn targets(runs: &[SetRun], quick: bool) -> Vec<Target> {
     }
     // Growth from N = 10 to the largest target N.
     let big_n = if quick { 100_000 } else { 1_000_000 };
-    let growth = |t: &mut Vec<Target>, kind: SetKind, big_n: usize, limit: f64, what: &str| {
+    let growth = |t: &mut Vec<Target<'a>>, kind: SetKind, big_n: usize, limit: f64, what: &str| {
         let small = runs.iter().find(|r| r.kind == kind && r.n == 10);
         let big = random_at(runs, kind, big_n);
         for traffic in ["match", "nomatch"] {
@@ -1146,6 +1154,12 @@ fn targets(runs: &[SetRun], quick: bool) -> Vec<Target> {
                 _ => (None, "not measured".into(), String::new()),
             };
             t.push(Target {
+                key: if traffic == "match" {
+                    "growth-match"
+                } else {
+                    "growth-nomatch-estimate"
+                },
+                of: big.as_ref().map(|b| b.0),
                 what: format!(
                     "{what} cost growth, {traffic}{} ≤ {limit}×",
                     if traffic == "nomatch" {
@@ -1167,6 +1181,8 @@ fn targets(runs: &[SetRun], quick: bool) -> Vec<Target> {
     if let Some((run, note)) = &t100k {
         let fl = Floors::of(run, "flood");
         t.push(Target {
+            key: "flood-over-xdp-drop",
+            of: Some(run),
             what: "flood ≤ 3× XDP_DROP".into(),
             at: format!("{}{note}", set_label(run)),
             measured: kind_of(run, Contestant::Flowfilter, "flood")
@@ -1186,6 +1202,8 @@ fn targets(runs: &[SetRun], quick: bool) -> Vec<Target> {
         let f = kind_of(run, Contestant::Flowfilter, "match");
         let n = kind_of(run, Contestant::Nftables, "match");
         t.push(Target {
+            key: "nftables-over-flowfilter",
+            of: Some(run),
             what: format!("nftables ≥ {nft_x}× flowfilter's cost (match)"),
             at: format!("{}{note}", set_label(run)),
             measured: f.zip(n).map(|(f, n)| n.ns.med / f.ns.med),
@@ -1202,6 +1220,8 @@ fn targets(runs: &[SetRun], quick: bool) -> Vec<Target> {
     for run in runs.iter().filter(|r| r.n == 1_000_000) {
         let Ok(k) = &run.kernel else { continue };
         t.push(Target {
+            key: "swap",
+            of: Some(run),
             what: "1M-prefix swap < 500 ms".into(),
             at: set_label(run),
             measured: stat(&floats(&k["swap_ms"])).map(|s| s.med),
@@ -1241,9 +1261,16 @@ fn section_targets(o: &mut Out, runs: &[SetRun], quick: bool) {
         o.figures.push(json!({
             "section": "targets",
             "contestant": "flowfilter",
+            "n": t.of.map(|r| r.n),
+            "set": t.of.map(|r| r.kind.key()),
+            "family": t.of.map(|r| r.family),
+            "kind": t.key,
+            "value": t.measured.map(round),
+            "unit": if t.unit == "×" { "ratio" } else { "ms" },
+            "ratio_to_limit": null,
+            "ratio_to_xdp_drop": null,
             "target": t.what,
             "at": t.at,
-            "value": t.measured.map(round),
             "limit": t.limit,
             "met": t.met(),
         }));
