@@ -683,7 +683,7 @@ fn section_kind(o: &mut Out, runs: &[SetRun], idx: usize) {
 /// Whether a live run has figures for `traffic` or failed (shown as such).
 fn kind_or_failed(l: &LiveRun, traffic: &str) -> bool {
     match &l.result {
-        Err(_) => l.contestant == Contestant::Flowfilter || traffic == "match",
+        Err(_) => traffic == "match" || traffic == "nomatch",
         Ok(v) => v["results"]
             .as_array()
             .is_some_and(|a| a.iter().any(|r| r["traffic"] == traffic)),
