@@ -771,6 +771,17 @@ impl Filter {
         }
     }
 
+    /// The node pool of each generation that has one, as (generation, map).
+    pub fn pool_maps(&self) -> Result<Vec<(u32, MapData)>, LoadError> {
+        let mut out = Vec::new();
+        for g in 0..2 {
+            if let Some((m, _)) = self.pool(g)? {
+                out.push((g, m));
+            }
+        }
+        Ok(out)
+    }
+
     /// The category of `addr` in the active generation, read from the maps
     /// with the program's own walk (`check` shows it beside the lists' answer).
     pub fn lookup(&self, addr: std::net::IpAddr) -> Result<u8, LoadError> {

@@ -2,18 +2,20 @@
 //!
 //! xtask orchestrates; `ffbench` (filter-user/src/bin/ffbench, built here in
 //! release mode) does everything that needs aya or raw sockets. Per prefix
-//! set (N random prefixes, then the bundled lists if any):
+//! set (random IPv4 sets of N prefixes, IPv6 sets, the 1M mix and hosts
+//! sets, then the bundled lists if any):
 //!
 //! 1. `ffbench set` writes the set; every contestant gets exactly it;
 //! 2. `ffbench kernel`: control plane (load, install, swap, map memory) and
 //!    BPF_PROG_TEST_RUN cost of flowfilter by packet kind;
-//! 3. live, for each contestant on the receiving veth (none, XDP_DROP,
+//! 3. live, for each contestant on the receiving veth (the floors XDP_DROP
+//!    and xdp_parse_drop before and after the others, no filter,
 //!    flowfilter, nftables, iptables + ipset, xdp-filter): `ffbench live`
-//!    sends matching and non-matching traffic and reads the receiver's CPU
-//!    time per frame.
+//!    sends each traffic kind (match, nomatch, flood, junk) and reads the
+//!    receiver's CPU time per frame.
 //!
 //! Then `report` turns the raw figures into tables (medians, spreads,
-//! ratios to XDP_DROP) in `target/bench/report.md` and `report.json`.
+//! ratios to the floors) in `target/bench/report.md` and `report.json`.
 //! Everything created (namespaces, veth pair, filters, bpffs mount, work
 //! files) is removed at the end, on error and on Ctrl-C too.
 
@@ -31,11 +33,16 @@ mod env;
 mod report;
 
 use env::{Env, RX_IF, RX_NS, TX_IF, TX_NS, check_interrupted, sh};
-use report::{Contestant, LiveRun, Meta, SetRun};
+use report::{Contestant, LiveRun, Meta, SetKind, SetRun};
 
-/// N for the full run and for `--quick`.
+/// IPv4 random-set sizes for the full run and for `--quick`.
 const FULL_N: [usize; 4] = [10, 10_000, 100_000, 1_000_000];
 const QUICK_N: [usize; 2] = [10, 100_000];
+/// IPv6 set sizes.
+const FULL_V6: [usize; 3] = [10, 10_000, 100_000];
+const QUICK_V6: [usize; 2] = [10, 100_000];
+/// Size of the mix and hosts sets (and of the random set's memory row).
+const MILLION: usize = 1_000_000;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -43,12 +50,22 @@ const QUICK_N: [usize; 2] = [10, 100_000];
     about = "Side-by-side benchmark (needs root)"
 )]
 struct Args {
-    /// N = 10 and 100k, short windows (under 90 s once built).
+    /// Random IPv4 N = 10 and 100k, IPv6 N = 10 and 100k, the 1M sets'
+    /// control plane and memory only, short windows.
     #[arg(long)]
     quick: bool,
-    /// Prefix counts to measure instead of the defaults (e.g. `--n 10,100000`).
+    /// Random IPv4 prefix counts instead of the defaults (e.g. `--n
+    /// 10,100000`); with it, the IPv6 and 1M mix/hosts sets run only when
+    /// `--v6` / `--million` ask for them.
     #[arg(long, value_delimiter = ',')]
     n: Vec<usize>,
+    /// IPv6 prefix counts (default: 10,10000,100000; --quick 10,100000).
+    #[arg(long, value_delimiter = ',')]
+    v6: Vec<usize>,
+    /// The three 1M IPv4 sets (random, mix, hosts): control plane and memory
+    /// (and, without --quick, live match/nomatch on mix and hosts).
+    #[arg(long)]
+    million: bool,
     /// Directory of list files (`*.txt`, `*.lst`) for the real-lists row
     /// (default: the repository's `lists/`, skipped when it holds none).
     #[arg(long)]
@@ -96,6 +113,103 @@ const FULL: Timing = Timing {
     swaps: 3,
 };
 
+/// What is measured on one set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KernelPlan {
+    /// Control plane, memory and BPF_PROG_TEST_RUN.
+    Full,
+    /// Control plane and memory.
+    MemoryOnly,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LivePlan {
+    /// Every contestant, every traffic kind it runs.
+    All,
+    /// The floors and flowfilter on match and nomatch.
+    Flowfilter,
+    None,
+}
+
+/// One prefix set to measure.
+#[derive(Clone, Debug)]
+struct Job {
+    kind: SetKind,
+    n: usize,
+    kernel: KernelPlan,
+    live: LivePlan,
+}
+
+impl Job {
+    fn label(&self) -> String {
+        format!("{}-{}", self.kind.key(), self.n)
+    }
+}
+
+/// The sets of a run, in order.
+fn jobs(a: &Args) -> Vec<Job> {
+    let given = !a.n.is_empty();
+    let v4: Vec<usize> = if given {
+        a.n.clone()
+    } else if a.quick {
+        QUICK_N.to_vec()
+    } else {
+        FULL_N.to_vec()
+    };
+    let v6: Vec<usize> = if !a.v6.is_empty() {
+        a.v6.clone()
+    } else if given {
+        Vec::new()
+    } else if a.quick {
+        QUICK_V6.to_vec()
+    } else {
+        FULL_V6.to_vec()
+    };
+    // The 1M memory rows are control plane: nothing to do without it.
+    let million = (a.million || !given) && !(a.quick && a.no_kernel);
+    let mut out: Vec<Job> = v4
+        .iter()
+        .map(|&n| Job {
+            kind: SetKind::Random,
+            n,
+            kernel: KernelPlan::Full,
+            live: LivePlan::All,
+        })
+        .collect();
+    out.extend(v6.iter().map(|&n| Job {
+        kind: SetKind::V6,
+        n,
+        kernel: KernelPlan::Full,
+        live: LivePlan::Flowfilter,
+    }));
+    if million {
+        // --quick: memory rows only (about 10 s for the three); the full
+        // bench also runs live match/nomatch on mix and hosts.
+        let (kernel, live) = if a.quick {
+            (KernelPlan::MemoryOnly, LivePlan::None)
+        } else {
+            (KernelPlan::Full, LivePlan::Flowfilter)
+        };
+        if !v4.contains(&MILLION) {
+            out.push(Job {
+                kind: SetKind::Random,
+                n: MILLION,
+                kernel: KernelPlan::MemoryOnly,
+                live: LivePlan::None,
+            });
+        }
+        for kind in [SetKind::Mix, SetKind::Hosts] {
+            out.push(Job {
+                kind,
+                n: MILLION,
+                kernel,
+                live,
+            });
+        }
+    }
+    out
+}
+
 /// `cargo xtask bench ...`
 pub fn bench(args: &[String]) -> Result<()> {
     let a = Args::try_parse_from(std::iter::once("bench".to_string()).chain(args.iter().cloned()))
@@ -109,16 +223,10 @@ pub fn bench(args: &[String]) -> Result<()> {
         bail!("--generator must be xdp-live or af-packet");
     }
     let timing = if a.quick { QUICK } else { FULL };
-    let sizes: Vec<usize> = if !a.n.is_empty() {
-        a.n.clone()
-    } else if a.quick {
-        QUICK_N.to_vec()
-    } else {
-        FULL_N.to_vec()
-    };
-    if let Some(&bad) = sizes.iter().find(|&&n| n == 0 || n > 4_000_000) {
-        bail!("--n {bad}: give prefix counts from 1 to 4000000");
+    if let Some(&bad) = a.n.iter().chain(&a.v6).find(|&&n| n == 0 || n > 4_000_000) {
+        bail!("--n/--v6 {bad}: give prefix counts from 1 to 4000000");
     }
+    let mut jobs = jobs(&a);
 
     step("bench: build the helper (cargo build --release -p filter-user --bin ffbench)");
     run(Command::new("cargo").args([
@@ -141,6 +249,15 @@ pub fn bench(args: &[String]) -> Result<()> {
         let d = root().join("lists");
         has_lists(&d).then_some(d)
     });
+    if let Some(d) = &lists {
+        jobs.push(Job {
+            kind: SetKind::Lists,
+            n: 0,
+            kernel: KernelPlan::Full,
+            live: LivePlan::All,
+        });
+        eprintln!("lists: {}", d.display());
+    }
     let lists_note = match &lists {
         Some(d) => format!("lists from {}", d.display()),
         None => "no bundled lists (the repository's lists/ holds no *.txt or *.lst): that row is skipped".into(),
@@ -169,19 +286,25 @@ pub fn bench(args: &[String]) -> Result<()> {
 
     let mut runs = Vec::new();
     let mut problems = Vec::new();
-    let mut jobs: Vec<(String, Vec<String>)> = sizes
-        .iter()
-        .map(|n| (n.to_string(), vec!["--n".to_string(), n.to_string()]))
-        .collect();
-    if let Some(d) = &lists {
-        jobs.push((
-            "lists".into(),
-            vec!["--lists".into(), d.display().to_string()],
-        ));
-    }
     let result = (|| -> Result<()> {
-        for (label, set_args) in &jobs {
-            match runner.set_run(&mut world, label, set_args) {
+        for job in &jobs {
+            let label = job.label();
+            let set_args = match job.kind {
+                SetKind::Lists => vec![
+                    "--lists".to_string(),
+                    lists
+                        .as_ref()
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_default(),
+                ],
+                k => vec![
+                    "--n".into(),
+                    job.n.to_string(),
+                    "--kind".into(),
+                    k.key().into(),
+                ],
+            };
+            match runner.set_run(&mut world, job, &set_args) {
                 Ok(r) => runs.push(r),
                 Err(e) => {
                     // Ctrl-C, or a contestant's state that could not be
@@ -282,8 +405,15 @@ impl Runner<'_> {
         serde_json::from_slice(&out.stdout).context("parsing ffbench output")
     }
 
-    fn live_args(&self, set: &Path, contestant: &str, traffic: &str) -> Vec<String> {
+    fn live_args(&self, set: &Path, contestant: &str, traffic: &str, floor: bool) -> Vec<String> {
         let t = self.timing;
+        // A floor runs twice per set (its windows are pooled): half the
+        // windows each time.
+        let windows = if floor {
+            t.windows.div_ceil(2).max(2)
+        } else {
+            t.windows
+        };
         [
             "live",
             "--set",
@@ -301,7 +431,7 @@ impl Runner<'_> {
             "--tx-if",
             TX_IF,
             "--windows",
-            &t.windows.to_string(),
+            &windows.to_string(),
             "--window-ms",
             &t.window_ms.to_string(),
             "--warmup-ms",
@@ -327,7 +457,8 @@ impl Runner<'_> {
         extra: &[String],
     ) -> Result<LiveRun> {
         eprintln!("  live: {} ({traffic})", c.label());
-        let mut args = self.live_args(set, contestant, traffic);
+        let floor = matches!(c, Contestant::XdpDrop | Contestant::XdpParseDrop);
+        let mut args = self.live_args(set, contestant, traffic, floor);
         args.extend_from_slice(extra);
         let r = self.ffbench(&args);
         check_interrupted()?;
@@ -344,7 +475,8 @@ impl Runner<'_> {
     }
 
     /// Everything for one prefix set.
-    fn set_run(&self, world: &mut Env, label: &str, set_args: &[String]) -> Result<SetRun> {
+    fn set_run(&self, world: &mut Env, job: &Job, set_args: &[String]) -> Result<SetRun> {
+        let label = job.label();
         step(&format!("bench: prefix set {label}"));
         let set_path = world.work.join(format!("set-{label}.txt"));
         let mut args = vec!["set".to_string()];
@@ -352,15 +484,12 @@ impl Runner<'_> {
         args.extend(["--out".into(), set_path.display().to_string()]);
         let info = self.ffbench(&args)?;
         let n = info["prefixes"].as_u64().unwrap_or(0) as usize;
+        let family = info["family"].as_u64().unwrap_or(4) as u8;
         let what = info["what"].as_str().unwrap_or("").to_string();
         eprintln!("  {what}: {n} prefixes");
-        let prefixes: Vec<String> = std::fs::read_to_string(&set_path)?
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .map(str::to_string)
-            .collect();
         let mut run = SetRun {
-            lists: label == "lists",
+            kind: job.kind,
+            family,
             n,
             what,
             kernel: Err("not run".into()),
@@ -368,41 +497,112 @@ impl Runner<'_> {
         };
 
         if self.kernel {
-            eprintln!("  control plane and BPF_PROG_TEST_RUN");
+            eprintln!(
+                "  control plane and memory{}",
+                if job.kernel == KernelPlan::Full {
+                    ", BPF_PROG_TEST_RUN"
+                } else {
+                    ""
+                }
+            );
             let t = self.timing;
-            run.kernel = self
-                .ffbench(&[
-                    "kernel".into(),
-                    "--set".into(),
-                    set_path.display().to_string(),
-                    "--frames".into(),
-                    t.frames.to_string(),
-                    "--rounds".into(),
-                    t.rounds.to_string(),
-                    "--swaps".into(),
-                    t.swaps.to_string(),
-                ])
-                .map_err(|e| format!("{e:#}"));
-            if let Err(e) = &run.kernel {
-                eprintln!("  flowfilter (kernel) failed: {e}");
+            let mut args = vec![
+                "kernel".into(),
+                "--set".into(),
+                set_path.display().to_string(),
+                "--frames".into(),
+                t.frames.to_string(),
+                "--rounds".into(),
+                t.rounds.to_string(),
+                "--swaps".into(),
+                t.swaps.to_string(),
+            ];
+            if job.kernel == KernelPlan::MemoryOnly {
+                args.push("--memory-only".into());
+            }
+            run.kernel = self.ffbench(&args).map_err(|e| format!("{e:#}"));
+            match &run.kernel {
+                Err(e) => eprintln!("  flowfilter (kernel) failed: {e}"),
+                Ok(k) => {
+                    if let Some(e) = k["install_error"].as_str() {
+                        eprintln!("  flowfilter refused the set: {e}");
+                    }
+                }
             }
         }
-        if !self.live {
+        if !self.live || job.live == LivePlan::None {
             return Ok(run);
         }
-        // Non-matching first: nothing flowfilter learns from the calls can touch it.
+        // The set flowfilter refuses (seen by `ffbench kernel`): its live
+        // run would fail the same way.
+        let refused = run
+            .kernel
+            .as_ref()
+            .ok()
+            .and_then(|k| k["install_error"].as_str())
+            .map(|e| format!("flowfilter refused the set: {e}"));
+        if job.live == LivePlan::Flowfilter && refused.is_some() {
+            run.live.push(LiveRun::failed(
+                Contestant::Flowfilter,
+                refused.unwrap_or_default(),
+            ));
+            return Ok(run);
+        }
+        // Non-matching first: nothing flowfilter learns from the calls can
+        // touch it; the junk that tries to teach it before the calls; the
+        // flood, which fills the flow table, last.
+        let all = if family == 4 {
+            "nomatch,junk,match,flood"
+        } else {
+            "nomatch,match"
+        };
         let both = "nomatch,match";
-        run.live
-            .push(self.live(Contestant::None, &set_path, "external", both, &[])?);
-        run.live
-            .push(self.live(Contestant::XdpDrop, &set_path, "xdp-drop", "match", &[])?);
-        run.live
-            .push(self.live(Contestant::Flowfilter, &set_path, "flowfilter", both, &[])?);
+        let floors = if job.live == LivePlan::All { all } else { both };
+        let floor_runs = |run: &mut SetRun| -> Result<()> {
+            for (c, name) in [
+                (Contestant::XdpDrop, "xdp-drop"),
+                (Contestant::XdpParseDrop, "xdp-parse-drop"),
+            ] {
+                run.live.push(self.live(c, &set_path, name, floors, &[])?);
+            }
+            Ok(())
+        };
+        floor_runs(&mut run)?;
+        if job.live == LivePlan::All {
+            run.live
+                .push(self.live(Contestant::None, &set_path, "external", both, &[])?);
+        }
+        run.live.push(match refused {
+            Some(e) => LiveRun::failed(Contestant::Flowfilter, e),
+            None => self.live(Contestant::Flowfilter, &set_path, "flowfilter", floors, &[])?,
+        });
+        if job.live == LivePlan::All && family == 4 {
+            self.others(world, &mut run, &set_path)?;
+        }
+        // The floors again, so that they bracket the others in time.
+        floor_runs(&mut run)?;
+        Ok(run)
+    }
 
+    /// nftables, iptables + ipset and xdp-filter on an IPv4 set.
+    fn others(&self, world: &mut Env, run: &mut SetRun, set_path: &Path) -> Result<()> {
+        let both = "nomatch,match";
+        let n = run.n;
+        let prefixes: Vec<String> = std::fs::read_to_string(set_path)?
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty() && !l.contains(':'))
+            .map(str::to_string)
+            .collect();
         eprintln!("  nftables: loading {n} prefixes");
         match world.nft_up(&prefixes) {
             Ok(ms) => {
-                let mut r = self.live(Contestant::Nftables, &set_path, "external", both, &[])?;
+                let mut r = self.live(
+                    Contestant::Nftables,
+                    set_path,
+                    "external",
+                    "nomatch,match,flood",
+                    &[],
+                )?;
                 r.setup_ms = Some(ms);
                 run.live.push(r);
             }
@@ -417,7 +617,7 @@ impl Runner<'_> {
         match world.ipset_up(&prefixes) {
             Ok((ms, mem)) => {
                 let mut r =
-                    self.live(Contestant::IptablesIpset, &set_path, "external", both, &[])?;
+                    self.live(Contestant::IptablesIpset, set_path, "external", both, &[])?;
                 r.setup_ms = Some(ms);
                 r.memory = mem;
                 run.live.push(r);
@@ -430,13 +630,10 @@ impl Runner<'_> {
         world.ipset_down()?;
 
         eprintln!("  xdp-filter");
-        let r = self.xdp_filter(world, &set_path)?;
+        let r = self.xdp_filter(world, set_path)?;
         run.live.push(r);
         world.xdp_filter_down()?;
-        // The limit again, so that it brackets the others in time.
-        run.live
-            .push(self.live(Contestant::XdpDrop, &set_path, "xdp-drop", "match", &[])?);
-        Ok(run)
+        Ok(())
     }
 
     fn xdp_filter(&self, world: &mut Env, set: &Path) -> Result<LiveRun> {

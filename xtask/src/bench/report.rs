@@ -1,5 +1,7 @@
 //! From ffbench's raw figures to the report: medians over windows with
-//! their min-max spread, ratios to XDP_DROP, markdown and JSON.
+//! their min-max spread, ratios to the floors (xdp_parse_drop, the limit of
+//! a filter that looks at packets, and XDP_DROP), the targets, markdown and
+//! JSON.
 
 use std::fmt::Write as _;
 use std::process::Command;
@@ -14,6 +16,7 @@ pub enum Contestant {
     /// Nothing: the stack alone (it drops the frames: no route).
     None,
     XdpDrop,
+    XdpParseDrop,
     Flowfilter,
     Nftables,
     IptablesIpset,
@@ -26,6 +29,7 @@ impl Contestant {
         match self {
             Contestant::None => "none",
             Contestant::XdpDrop => "xdp_drop",
+            Contestant::XdpParseDrop => "xdp_parse_drop",
             Contestant::Flowfilter => "flowfilter",
             Contestant::Nftables => "nftables",
             Contestant::IptablesIpset => "iptables+ipset",
@@ -37,11 +41,12 @@ impl Contestant {
     pub fn label(self) -> &'static str {
         match self {
             Contestant::None => "no filter (the stack drops it)",
-            Contestant::XdpDrop => "(a) XDP_DROP, the limit",
-            Contestant::Flowfilter => "(b) flowfilter",
-            Contestant::Nftables => "(c) nftables netdev ingress, interval set",
-            Contestant::IptablesIpset => "(d) iptables raw PREROUTING + ipset hash:net",
-            Contestant::XdpFilter => "(e) xdp-filter, exact addresses",
+            Contestant::XdpDrop => "XDP_DROP",
+            Contestant::XdpParseDrop => "xdp_parse_drop, the limit",
+            Contestant::Flowfilter => "flowfilter",
+            Contestant::Nftables => "nftables netdev ingress, interval set",
+            Contestant::IptablesIpset => "iptables raw PREROUTING + ipset hash:net",
+            Contestant::XdpFilter => "xdp-filter, exact addresses",
         }
     }
 }
@@ -70,9 +75,38 @@ impl LiveRun {
     }
 }
 
+/// Which prefix set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetKind {
+    /// IPv4, lengths uniform /8../32.
+    Random,
+    /// IPv4, the length mix of real lists.
+    Mix,
+    /// IPv4 /32s.
+    Hosts,
+    /// IPv6.
+    V6,
+    /// The bundled lists.
+    Lists,
+}
+
+impl SetKind {
+    /// Name in report.json (`set`) and for `ffbench set --kind`.
+    pub fn key(self) -> &'static str {
+        match self {
+            SetKind::Random => "random",
+            SetKind::Mix => "mix",
+            SetKind::Hosts => "hosts",
+            SetKind::V6 => "v6",
+            SetKind::Lists => "lists",
+        }
+    }
+}
+
 /// Everything measured on one prefix set.
 pub struct SetRun {
-    pub lists: bool,
+    pub kind: SetKind,
+    pub family: u8,
     pub n: usize,
     pub what: String,
     /// `ffbench kernel` output.
@@ -189,118 +223,11 @@ fn stat(v: &[f64]) -> Option<Stat> {
     })
 }
 
-/// What one traffic kind of one live run gives.
-#[derive(Clone, Copy, Debug)]
-struct Kind {
-    ns: Stat,
-    mpps: Stat,
-    /// Share of the receiving CPU the NAPI thread used.
-    busy: Stat,
-    /// Share of the receiving CPU used by anything else (tick-sampled).
-    other: Stat,
-    /// Share of frames that did not reach IP routing (dropped before).
-    dropped: Stat,
-    /// The XDP program's own ns per run (BPF run-time statistics).
-    own: Option<Stat>,
-}
-
-fn num(v: &Value, k: &str) -> f64 {
-    v[k].as_f64().unwrap_or(f64::NAN)
-}
-
-fn kind(run: &Value, traffic: &str) -> Option<Kind> {
-    let r = run["results"]
-        .as_array()?
-        .iter()
-        .find(|r| r["traffic"] == traffic)?;
-    let w = r["windows"].as_array()?;
-    let per = |f: &dyn Fn(&Value) -> f64| -> Vec<f64> { w.iter().map(f).collect() };
-    let frames = |w: &Value| num(w, "rx_packets");
-    let ns = per(&|w| {
-        if frames(w) > 0.0 {
-            num(w, "napi_ns") / frames(w)
-        } else {
-            f64::NAN
-        }
-    });
-    let own: Vec<f64> = r["own"]
-        .as_array()
-        .map(|o| {
-            o.iter()
-                .filter(|o| num(o, "run_cnt") > 0.0)
-                .map(|o| num(o, "run_ns") / num(o, "run_cnt"))
-                .collect()
-        })
-        .unwrap_or_default();
-    Some(Kind {
-        ns: stat(&ns)?,
-        mpps: stat(&per(&|w| frames(w) / num(w, "secs") / 1e6))?,
-        busy: stat(&per(&|w| num(w, "napi_ns") / num(w, "secs") / 1e9))?,
-        other: stat(&per(&|w| {
-            ((num(w, "cpu_busy_ns") - num(w, "napi_ns")) / num(w, "secs") / 1e9).max(0.0)
-        }))?,
-        dropped: stat(&per(&|w| {
-            if frames(w) > 0.0 {
-                (1.0 - num(w, "routed_drops") / frames(w)).clamp(0.0, 1.0)
-            } else {
-                f64::NAN
-            }
-        }))?,
-        own: stat(&own),
-    })
-}
-
-struct Out {
-    md: String,
-    figures: Vec<Value>,
-    notes: Vec<String>,
-}
-
-impl Out {
-    #[allow(clippy::too_many_arguments)]
-    fn figure(
-        &mut self,
-        section: &str,
-        contestant: &str,
-        run: &SetRun,
-        kind: &str,
-        value: f64,
-        unit: &str,
-        ratio: Option<f64>,
-        s: Option<Stat>,
-    ) {
-        let mut o = json!({
-            "section": section,
-            "contestant": contestant,
-            "n": run.n,
-            "set": if run.lists { "lists" } else { "random" },
-            "kind": kind,
-            "value": round(value),
-            "unit": unit,
-            "ratio_to_limit": ratio.map(round),
-        });
-        if let Some(s) = s {
-            o["min"] = json!(round(s.min));
-            o["max"] = json!(round(s.max));
-            o["samples"] = json!(s.samples);
-        }
-        self.figures.push(o);
-    }
-}
-
 fn round(x: f64) -> f64 {
     if x.abs() >= 100.0 {
         (x * 10.0).round() / 10.0
     } else {
         (x * 1000.0).round() / 1000.0
-    }
-}
-
-fn set_label(r: &SetRun) -> String {
-    if r.lists {
-        format!("lists ({})", r.n)
-    } else {
-        fmt_n(r.n)
     }
 }
 
@@ -337,391 +264,6 @@ fn short(e: &str) -> String {
     }
 }
 
-fn live_of(run: &SetRun, c: Contestant) -> Option<&LiveRun> {
-    run.live.iter().find(|l| l.contestant == c)
-}
-
-/// A contestant's figures on one traffic kind, pooled over its runs on the
-/// set (XDP_DROP runs twice: first and last).
-fn kind_of(run: &SetRun, c: Contestant, traffic: &str) -> Option<Kind> {
-    let (mut windows, mut own) = (Vec::new(), Vec::new());
-    for l in run.live.iter().filter(|l| l.contestant == c) {
-        let Ok(v) = &l.result else { continue };
-        let Some(r) = v["results"]
-            .as_array()
-            .and_then(|a| a.iter().find(|r| r["traffic"] == traffic))
-        else {
-            continue;
-        };
-        windows.extend(r["windows"].as_array().cloned().unwrap_or_default());
-        own.extend(r["own"].as_array().cloned().unwrap_or_default());
-    }
-    if windows.is_empty() {
-        return None;
-    }
-    kind(
-        &json!({"results": [{"traffic": traffic, "windows": windows, "own": own}]}),
-        traffic,
-    )
-}
-
-/// The limit on a set: XDP_DROP's receiver ns/packet and own ns/run.
-fn limit(run: &SetRun) -> (Option<f64>, Option<f64>) {
-    let k = kind_of(run, Contestant::XdpDrop, "match");
-    (k.map(|k| k.ns.med), k.and_then(|k| k.own.map(|o| o.med)))
-}
-
-/// A table cell for a contestant that has no figure.
-fn missing(l: Option<&LiveRun>, traffic: &str) -> String {
-    match l {
-        None => "not run".into(),
-        Some(l) => match &l.result {
-            Err(e) if e.is_empty() => format!("n/a: {}", l.note.clone().unwrap_or_default()),
-            Err(e) => format!("failed: {}", short(e)),
-            Ok(_) => format!("no {traffic} figures"),
-        },
-    }
-}
-
-const LIVE_ORDER: [Contestant; 6] = [
-    Contestant::XdpDrop,
-    Contestant::Flowfilter,
-    Contestant::Nftables,
-    Contestant::IptablesIpset,
-    Contestant::XdpFilter,
-    Contestant::None,
-];
-
-fn section_match(o: &mut Out, runs: &[SetRun]) {
-    let _ = writeln!(
-        o.md,
-        "\n## 1. Receiver CPU per packet: matching call media (dropped)\n\n\
-         Traffic: STUN then RTP of 8192 flows to target addresses inside the set, from clients outside it.\n\
-         CPU = the receiving veth's NAPI thread, ns per frame it handled (median of windows, min–max).\n\n\
-         | N | contestant | ns/packet | min–max | × XDP_DROP | Mpps | dropped before IP | receiver CPU busy |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|"
-    );
-    for run in runs {
-        let (lim, _) = limit(run);
-        for c in LIVE_ORDER {
-            let l = live_of(run, c);
-            if l.is_none() {
-                continue;
-            }
-            match kind_of(run, c, "match") {
-                Some(k) => {
-                    let r = ratio(k.ns.med, lim);
-                    let _ = writeln!(
-                        o.md,
-                        "| {} | {} | {:.0} | {} | {} | {:.2} | {} | {} |",
-                        set_label(run),
-                        c.label(),
-                        k.ns.med,
-                        spread(&k.ns),
-                        fmt_ratio(r),
-                        k.mpps.med,
-                        pct(k.dropped.med),
-                        pct(k.busy.med)
-                    );
-                    o.figure(
-                        "receiver-cpu",
-                        c.key(),
-                        run,
-                        "match",
-                        k.ns.med,
-                        "ns/packet",
-                        r,
-                        Some(k.ns),
-                    );
-                    o.figure(
-                        "receiver-rate",
-                        c.key(),
-                        run,
-                        "match",
-                        k.mpps.med,
-                        "Mpps",
-                        None,
-                        Some(k.mpps),
-                    );
-                    if k.other.med > 0.2 {
-                        o.notes.push(format!(
-                            "N={}, {}: the receiving CPU was busy {} of the time outside the NAPI thread \
-                             (other tasks or interrupts; /proc/stat, tick-sampled): figures may be noisy",
-                            set_label(run),
-                            c.key(),
-                            pct(k.other.med)
-                        ));
-                    }
-                    if c != Contestant::None && k.dropped.med < 0.99 {
-                        o.notes.push(format!(
-                            "N={}, {}: only {} of the matching frames were dropped before IP",
-                            set_label(run),
-                            c.key(),
-                            pct(k.dropped.med)
-                        ));
-                    }
-                }
-                None => {
-                    let _ = writeln!(
-                        o.md,
-                        "| {} | {} | {} | | | | | |",
-                        set_label(run),
-                        c.label(),
-                        missing(l, "match")
-                    );
-                }
-            }
-        }
-    }
-}
-
-fn section_nomatch(o: &mut Out, runs: &[SetRun]) {
-    let _ = writeln!(
-        o.md,
-        "\n## 2. Receiver CPU per packet: non-matching traffic (passed)\n\n\
-         The same media to addresses outside the set. Every filter passes it and the receiver's stack then drops it \
-         (no route, forwarding off), so the figures include the stack's work; \"over the stack\" subtracts the run \
-         without any filter. The XDP-level line estimates flowfilter's pass verdict the way XDP_DROP is measured: \
-         XDP_DROP's ns/packet + (flowfilter's own ns/run on this traffic − XDP_DROP's own ns/run), both from BPF \
-         run-time statistics (section 3).\n\n\
-         | N | contestant | ns/packet | min–max | × XDP_DROP | over the stack | Mpps | passed to IP |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|"
-    );
-    for run in runs {
-        let (lim, lim_own) = limit(run);
-        let base = kind_of(run, Contestant::None, "nomatch").map(|k| k.ns.med);
-        for c in [
-            Contestant::None,
-            Contestant::Flowfilter,
-            Contestant::Nftables,
-            Contestant::IptablesIpset,
-            Contestant::XdpFilter,
-        ] {
-            let l = live_of(run, c);
-            if l.is_none() {
-                continue;
-            }
-            match kind_of(run, c, "nomatch") {
-                Some(k) => {
-                    let r = ratio(k.ns.med, lim);
-                    let over = base.map(|b| k.ns.med - b);
-                    let _ = writeln!(
-                        o.md,
-                        "| {} | {} | {:.0} | {} | {} | {} | {:.2} | {} |",
-                        set_label(run),
-                        c.label(),
-                        k.ns.med,
-                        spread(&k.ns),
-                        fmt_ratio(r),
-                        over.map_or_else(|| "–".into(), |x| format!("{x:+.0}")),
-                        k.mpps.med,
-                        pct(1.0 - k.dropped.med)
-                    );
-                    o.figure(
-                        "receiver-cpu",
-                        c.key(),
-                        run,
-                        "nomatch",
-                        k.ns.med,
-                        "ns/packet",
-                        r,
-                        Some(k.ns),
-                    );
-                    o.figure(
-                        "receiver-rate",
-                        c.key(),
-                        run,
-                        "nomatch",
-                        k.mpps.med,
-                        "Mpps",
-                        None,
-                        Some(k.mpps),
-                    );
-                    if let Some(x) = over {
-                        o.figure(
-                            "receiver-cpu-over-stack",
-                            c.key(),
-                            run,
-                            "nomatch",
-                            x,
-                            "ns/packet",
-                            None,
-                            None,
-                        );
-                    }
-                    if c != Contestant::None && k.dropped.med > 0.01 {
-                        o.notes.push(format!(
-                            "N={}, {}: {} of the non-matching frames were dropped before IP",
-                            set_label(run),
-                            c.key(),
-                            pct(k.dropped.med)
-                        ));
-                    }
-                }
-                None => {
-                    let _ = writeln!(
-                        o.md,
-                        "| {} | {} | {} | | | | | |",
-                        set_label(run),
-                        c.label(),
-                        missing(l, "nomatch")
-                    );
-                }
-            }
-        }
-        if let (Some(lim), Some(lo), Some(own)) = (
-            lim,
-            lim_own,
-            kind_of(run, Contestant::Flowfilter, "nomatch").and_then(|k| k.own),
-        ) {
-            let est = lim + own.med - lo;
-            let r = ratio(est, Some(lim));
-            let _ = writeln!(
-                o.md,
-                "| {} | (b) flowfilter, XDP-level estimate | {est:.0} | | {} | | | |",
-                set_label(run),
-                fmt_ratio(r)
-            );
-            o.figure(
-                "receiver-cpu",
-                "flowfilter-xdp-estimate",
-                run,
-                "nomatch",
-                est,
-                "ns/packet",
-                r,
-                None,
-            );
-        }
-    }
-}
-
-fn section_own(o: &mut Out, runs: &[SetRun]) {
-    let _ = writeln!(
-        o.md,
-        "\n## 3. XDP program's own cost on live traffic\n\n\
-         run_time_ns / run_cnt from BPF run-time statistics (BPF_ENABLE_STATS) in separate windows of the same runs; \
-         the statistics add their own clock reads to every run, the same for every program.\n\n\
-         | N | program | traffic | ns/run | min–max | × xdp_drop |\n|---|---|---|---:|---:|---:|"
-    );
-    for run in runs {
-        let (_, lim_own) = limit(run);
-        for (c, t) in [
-            (Contestant::XdpDrop, "match"),
-            (Contestant::Flowfilter, "match"),
-            (Contestant::Flowfilter, "nomatch"),
-            (Contestant::XdpFilter, "match"),
-            (Contestant::XdpFilter, "nomatch"),
-        ] {
-            let Some(own) = kind_of(run, c, t).and_then(|k| k.own) else {
-                continue;
-            };
-            let r = ratio(own.med, lim_own);
-            let _ = writeln!(
-                o.md,
-                "| {} | {} | {t} | {:.1} | {:.1}–{:.1} | {} |",
-                set_label(run),
-                c.label(),
-                own.med,
-                own.min,
-                own.max,
-                fmt_ratio(r)
-            );
-            o.figure(
-                "xdp-own-cost",
-                c.key(),
-                run,
-                t,
-                own.med,
-                "ns/run",
-                r,
-                Some(own),
-            );
-        }
-    }
-}
-
-fn section_kernel(o: &mut Out, runs: &[SetRun]) {
-    let _ = writeln!(
-        o.md,
-        "\n## 4. In-kernel cost: BPF_PROG_TEST_RUN\n\n\
-         flowfilter alone, no traffic: each round runs distinct frames (varying addresses), each once (`repeat` 1), \
-         and averages the kernel's duration; median of rounds, min–max. XDP_DROP measured the same way gives the \
-         floor of the method (the timer and call overhead).\n\n\
-         | N | packet kind | flowfilter ns | min–max | XDP_DROP ns | × XDP_DROP | dropped |\n\
-         |---|---|---:|---:|---:|---:|---:|"
-    );
-    for run in runs {
-        let k = match &run.kernel {
-            Ok(k) => k,
-            Err(e) => {
-                if e != "not run" {
-                    let _ = writeln!(
-                        o.md,
-                        "| {} | failed: {} | | | | | |",
-                        set_label(run),
-                        short(e)
-                    );
-                }
-                continue;
-            }
-        };
-        let lim = stat(&floats(&k["testrun_limit"]["ns"]));
-        if let Some(l) = lim {
-            o.figure(
-                "in-kernel",
-                "xdp_drop",
-                run,
-                "udp-match-media-new-flow",
-                l.med,
-                "ns/packet",
-                Some(1.0),
-                Some(l),
-            );
-        }
-        let Some(kinds) = k["testrun"].as_object() else {
-            continue;
-        };
-        for (name, v) in kinds {
-            let Some(s) = stat(&floats(&v["ns"])) else {
-                continue;
-            };
-            let r = ratio(s.med, lim.map(|l| l.med));
-            let dropped = num(v, "dropped") / num(v, "frames");
-            let _ = writeln!(
-                o.md,
-                "| {} | {name} | {:.1} | {:.1}–{:.1} | {} | {} | {} |",
-                set_label(run),
-                s.med,
-                s.min,
-                s.max,
-                lim.map_or_else(|| "–".into(), |l| format!("{:.1}", l.med)),
-                fmt_ratio(r),
-                pct(dropped)
-            );
-            o.figure(
-                "in-kernel",
-                "flowfilter",
-                run,
-                name,
-                s.med,
-                "ns/packet",
-                r,
-                Some(s),
-            );
-            let want = name.starts_with("udp-match") || name.starts_with("udp-tracked");
-            if want != (dropped > 0.99) {
-                o.notes.push(format!(
-                    "N={}: BPF_PROG_TEST_RUN `{name}`: {} dropped, expected {}",
-                    set_label(run),
-                    pct(dropped),
-                    if want { "all" } else { "none" }
-                ));
-            }
-        }
-    }
-}
-
 fn floats(v: &Value) -> Vec<f64> {
     v.as_array()
         .map(|a| a.iter().filter_map(Value::as_f64).collect())
@@ -746,24 +288,605 @@ fn fmt_ms(x: f64) -> String {
     }
 }
 
-fn section_control(o: &mut Out, runs: &[SetRun]) {
+/// What one traffic kind of one contestant gives (its runs on a set pooled).
+#[derive(Clone, Copy, Debug)]
+struct Kind {
+    ns: Stat,
+    mpps: Stat,
+    /// Share of the receiving CPU the NAPI thread used.
+    busy: Stat,
+    /// Share of the receiving CPU used by anything else (tick-sampled).
+    other: Stat,
+    /// Share of frames that did not reach IP routing (dropped before).
+    dropped: Stat,
+    /// Bytes per frame the receiving veth counted.
+    frame_bytes: Option<Stat>,
+    /// Mean length of the frames the pool sends round and round.
+    frame_len: Option<f64>,
+    /// Share of the frames a filter should pass (junk: less its
+    /// WhatsApp-signature frames).
+    expect_passed: Option<f64>,
+    /// The XDP program's own ns per run (BPF run-time statistics).
+    own: Option<Stat>,
+}
+
+fn num(v: &Value, k: &str) -> f64 {
+    v[k].as_f64().unwrap_or(f64::NAN)
+}
+
+/// The figures of one traffic kind from a `results` entry (windows pooled).
+fn kind_from(
+    windows: &[Value],
+    own: &[Value],
+    frame_len: Option<f64>,
+    expect_passed: Option<f64>,
+) -> Option<Kind> {
+    let per = |f: &dyn Fn(&Value) -> f64| -> Vec<f64> { windows.iter().map(f).collect() };
+    let frames = |w: &Value| num(w, "rx_packets");
+    let per_frame = |k: &'static str| {
+        move |w: &Value| {
+            if frames(w) > 0.0 {
+                num(w, k) / frames(w)
+            } else {
+                f64::NAN
+            }
+        }
+    };
+    let own: Vec<f64> = own
+        .iter()
+        .filter(|o| num(o, "run_cnt") > 0.0)
+        .map(|o| num(o, "run_ns") / num(o, "run_cnt"))
+        .collect();
+    Some(Kind {
+        ns: stat(&per(&per_frame("napi_ns")))?,
+        mpps: stat(&per(&|w| frames(w) / num(w, "secs") / 1e6))?,
+        busy: stat(&per(&|w| num(w, "napi_ns") / num(w, "secs") / 1e9))?,
+        other: stat(&per(&|w| {
+            ((num(w, "cpu_busy_ns") - num(w, "napi_ns")) / num(w, "secs") / 1e9).max(0.0)
+        }))?,
+        dropped: stat(&per(&|w| {
+            if frames(w) > 0.0 {
+                (1.0 - num(w, "routed_drops") / frames(w)).clamp(0.0, 1.0)
+            } else {
+                f64::NAN
+            }
+        }))?,
+        frame_bytes: stat(&per(&per_frame("rx_bytes"))),
+        frame_len,
+        expect_passed,
+        own: stat(&own),
+    })
+}
+
+struct Out {
+    md: String,
+    figures: Vec<Value>,
+    notes: Vec<String>,
+}
+
+/// A figure's ratios: to xdp_parse_drop (`ratio_to_limit`) and to XDP_DROP.
+#[derive(Clone, Copy, Debug, Default)]
+struct Ratios {
+    limit: Option<f64>,
+    xdp_drop: Option<f64>,
+}
+
+impl Out {
+    fn new() -> Out {
+        Out {
+            md: String::new(),
+            figures: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn figure(
+        &mut self,
+        section: &str,
+        contestant: &str,
+        run: &SetRun,
+        kind: &str,
+        value: f64,
+        unit: &str,
+        r: Ratios,
+        s: Option<Stat>,
+    ) {
+        let mut o = json!({
+            "section": section,
+            "contestant": contestant,
+            "n": run.n,
+            "set": run.kind.key(),
+            "family": run.family,
+            "kind": kind,
+            "value": round(value),
+            "unit": unit,
+            "ratio_to_limit": r.limit.map(round),
+            "ratio_to_xdp_drop": r.xdp_drop.map(round),
+        });
+        if let Some(s) = s {
+            o["min"] = json!(round(s.min));
+            o["max"] = json!(round(s.max));
+            o["samples"] = json!(s.samples);
+        }
+        self.figures.push(o);
+    }
+}
+
+fn set_label(r: &SetRun) -> String {
+    match r.kind {
+        SetKind::Random => fmt_n(r.n),
+        SetKind::Lists => format!("lists ({})", r.n),
+        k => format!("{} {}", k.key(), fmt_n(r.n)),
+    }
+}
+
+fn live_of(run: &SetRun, c: Contestant) -> Option<&LiveRun> {
+    run.live.iter().find(|l| l.contestant == c)
+}
+
+/// A contestant's figures on one traffic kind, pooled over its runs on the
+/// set (the floors run twice: first and last).
+fn kind_of(run: &SetRun, c: Contestant, traffic: &str) -> Option<Kind> {
+    let (mut windows, mut own, mut frame_len, mut expect) = (Vec::new(), Vec::new(), None, None);
+    for l in run.live.iter().filter(|l| l.contestant == c) {
+        let Ok(v) = &l.result else { continue };
+        let Some(r) = v["results"]
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["traffic"] == traffic))
+        else {
+            continue;
+        };
+        windows.extend(r["windows"].as_array().cloned().unwrap_or_default());
+        own.extend(r["own"].as_array().cloned().unwrap_or_default());
+        frame_len = frame_len.or(r["frame_len_mean"].as_f64());
+        expect = expect.or(r["expect_passed"].as_f64());
+    }
+    if windows.is_empty() {
+        return None;
+    }
+    kind_from(&windows, &own, frame_len, expect)
+}
+
+/// The floors on one set and traffic kind: xdp_parse_drop and XDP_DROP.
+#[derive(Clone, Copy, Debug, Default)]
+struct Floors {
+    parse: Option<Kind>,
+    drop: Option<Kind>,
+}
+
+impl Floors {
+    fn of(run: &SetRun, traffic: &str) -> Floors {
+        Floors {
+            parse: kind_of(run, Contestant::XdpParseDrop, traffic),
+            drop: kind_of(run, Contestant::XdpDrop, traffic),
+        }
+    }
+
+    /// Ratios of a receiver ns/packet figure.
+    fn ratios(&self, ns: f64) -> Ratios {
+        Ratios {
+            limit: ratio(ns, self.parse.map(|k| k.ns.med)),
+            xdp_drop: ratio(ns, self.drop.map(|k| k.ns.med)),
+        }
+    }
+
+    /// Ratios of an own ns/run figure.
+    fn own_ratios(&self, ns: f64) -> Ratios {
+        Ratios {
+            limit: ratio(ns, self.parse.and_then(|k| k.own).map(|o| o.med)),
+            xdp_drop: ratio(ns, self.drop.and_then(|k| k.own).map(|o| o.med)),
+        }
+    }
+}
+
+/// flowfilter's XDP-level estimate on a kind it passes to the stack:
+/// xdp_parse_drop's receiver ns/packet + (flowfilter's own ns/run −
+/// xdp_parse_drop's own ns/run), all on that kind.
+fn estimate(run: &SetRun, traffic: &str) -> Option<f64> {
+    let p = Floors::of(run, traffic).parse?;
+    let ff = kind_of(run, Contestant::Flowfilter, traffic)?.own?;
+    Some(p.ns.med + ff.med - p.own?.med)
+}
+
+/// A table cell for a contestant that has no figure.
+fn missing(l: Option<&LiveRun>, traffic: &str) -> String {
+    match l {
+        None => "not run".into(),
+        Some(l) => match &l.result {
+            Err(e) if e.is_empty() => format!("n/a: {}", l.note.clone().unwrap_or_default()),
+            Err(e) => format!("failed: {}", short(e)),
+            Ok(_) => format!("no {traffic} figures"),
+        },
+    }
+}
+
+const LIVE_ORDER: [Contestant; 7] = [
+    Contestant::XdpDrop,
+    Contestant::XdpParseDrop,
+    Contestant::Flowfilter,
+    Contestant::Nftables,
+    Contestant::IptablesIpset,
+    Contestant::XdpFilter,
+    Contestant::None,
+];
+
+/// The traffic kinds: name, description, whether flowfilter passes it.
+const KINDS: [(&str, &str, bool); 4] = [
+    (
+        "match",
+        "Matching call media, dropped. Established calls to targets inside the set, both directions: RTP \
+         (payloads 60–250 bytes) with ~0.5% STUN consent checks",
+        false,
+    ),
+    (
+        "nomatch",
+        "Non-matching media, passed. The same calls to near misses: addresses in /16s and /24s that hold \
+         prefixes of the set, outside it. Every filter passes them and the receiver's stack then drops them \
+         (no route), so the figures include the stack's work (\"over the stack\" subtracts the run without a \
+         filter); the XDP-level estimate = xdp_parse_drop's ns/packet + (flowfilter's own ns/run − \
+         xdp_parse_drop's own ns/run) on the same traffic",
+        true,
+    ),
+    (
+        "flood",
+        "Flood, dropped. STUN Binding requests to targets inside the set, a new 5-tuple every packet",
+        false,
+    ),
+    (
+        "junk",
+        "Junk, passed. To near misses: on 10% of the flows spoofed three-packet WhatsApp private-STUN calls \
+         (flowfilter drops these by signature), on the others random payloads (48–240 bytes, multiples of 16) \
+         to the spoofed calls' destination sockets, which flowfilter must pass: \"passed to IP\" below 90% means \
+         it learned endpoints from the spoofed calls (estimate as for nomatch)",
+        true,
+    ),
+];
+
+fn section_kind(o: &mut Out, runs: &[SetRun], idx: usize) {
+    let (traffic, heading, passes) = KINDS[idx];
+    let rows: Vec<&SetRun> = runs
+        .iter()
+        .filter(|r| r.live.iter().any(|l| kind_or_failed(l, traffic)))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let letter = ['a', 'b', 'c', 'd'][idx];
     let _ = writeln!(
         o.md,
-        "\n## 5. Control plane and memory\n\n\
+        "\n### 1{letter}. {traffic}\n\n{heading}.\n\n\
+         | set | contestant | ns/packet | min–max | × parse_drop | × XDP_DROP | {}Mpps | {} | frame B | receiver busy |\n\
+         |---|---|---:|---:|---:|---:|{}---:|---:|---:|---:|",
+        if passes { "over the stack | " } else { "" },
+        if passes {
+            "passed to IP"
+        } else {
+            "dropped before IP"
+        },
+        if passes { "---:|" } else { "" },
+    );
+    for run in rows {
+        let fl = Floors::of(run, traffic);
+        let base = kind_of(run, Contestant::None, traffic).map(|k| k.ns.med);
+        for c in LIVE_ORDER {
+            let l = live_of(run, c);
+            if !run
+                .live
+                .iter()
+                .any(|l| l.contestant == c && kind_or_failed(l, traffic))
+            {
+                continue;
+            }
+            let Some(k) = kind_of(run, c, traffic) else {
+                let _ = writeln!(
+                    o.md,
+                    "| {} | {} | {} | | | | {}| | | |",
+                    set_label(run),
+                    c.label(),
+                    missing(l, traffic),
+                    if passes { " | " } else { "" }
+                );
+                continue;
+            };
+            let r = fl.ratios(k.ns.med);
+            let floor = matches!(c, Contestant::XdpDrop | Contestant::XdpParseDrop);
+            let over = base.filter(|_| !floor).map(|b| k.ns.med - b);
+            let _ = writeln!(
+                o.md,
+                "| {} | {} | {:.0} | {} | {} | {} | {}{:.2} | {} | {} | {} |",
+                set_label(run),
+                c.label(),
+                k.ns.med,
+                spread(&k.ns),
+                fmt_ratio(r.limit),
+                fmt_ratio(r.xdp_drop),
+                if passes {
+                    format!(
+                        "{} | ",
+                        over.map_or_else(|| "–".into(), |x| format!("{x:+.0}"))
+                    )
+                } else {
+                    String::new()
+                },
+                k.mpps.med,
+                pct(if passes {
+                    1.0 - k.dropped.med
+                } else {
+                    k.dropped.med
+                }),
+                k.frame_bytes
+                    .map_or_else(|| "–".into(), |b| format!("{:.0}", b.med)),
+                pct(k.busy.med)
+            );
+            o.figure(
+                "receiver-cpu",
+                c.key(),
+                run,
+                traffic,
+                k.ns.med,
+                "ns/packet",
+                r,
+                Some(k.ns),
+            );
+            o.figure(
+                "receiver-rate",
+                c.key(),
+                run,
+                traffic,
+                k.mpps.med,
+                "Mpps",
+                Ratios::default(),
+                Some(k.mpps),
+            );
+            if passes && let Some(x) = over {
+                o.figure(
+                    "receiver-cpu-over-stack",
+                    c.key(),
+                    run,
+                    traffic,
+                    x,
+                    "ns/packet",
+                    Ratios::default(),
+                    None,
+                );
+            }
+            notes_of(o, run, c, traffic, passes, &k);
+            if c == Contestant::Flowfilter
+                && passes
+                && let Some(est) = estimate(run, traffic)
+            {
+                let r = fl.ratios(est);
+                let _ = writeln!(
+                    o.md,
+                    "| {} | flowfilter, XDP-level estimate | {est:.0} | | {} | {} | {}| | | |",
+                    set_label(run),
+                    fmt_ratio(r.limit),
+                    fmt_ratio(r.xdp_drop),
+                    " | "
+                );
+                o.figure(
+                    "receiver-cpu",
+                    "flowfilter-xdp-estimate",
+                    run,
+                    traffic,
+                    est,
+                    "ns/packet",
+                    r,
+                    None,
+                );
+            }
+        }
+    }
+}
+
+/// Whether a live run has figures for `traffic` or failed (shown as such).
+fn kind_or_failed(l: &LiveRun, traffic: &str) -> bool {
+    match &l.result {
+        Err(_) => traffic == "match" || traffic == "nomatch",
+        Ok(v) => v["results"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|r| r["traffic"] == traffic)),
+    }
+}
+
+/// Warnings a live figure deserves.
+fn notes_of(o: &mut Out, run: &SetRun, c: Contestant, traffic: &str, passes: bool, k: &Kind) {
+    let at = format!("{} {}, {}", set_label(run), traffic, c.key());
+    if k.other.med > 0.2 {
+        o.notes.push(format!(
+            "{at}: the receiving CPU was busy {} of the time outside the NAPI thread (other tasks or \
+             interrupts; /proc/stat, tick-sampled): figures may be noisy",
+            pct(k.other.med)
+        ));
+    }
+    let floor = matches!(c, Contestant::XdpDrop | Contestant::XdpParseDrop);
+    let should_drop = floor || (!passes && c != Contestant::None);
+    if should_drop && k.dropped.med < 0.99 {
+        o.notes.push(format!(
+            "{at}: only {} of the frames were dropped before IP",
+            pct(k.dropped.med)
+        ));
+    }
+    let expect = k.expect_passed.unwrap_or(1.0);
+    if !should_drop && c != Contestant::None && 1.0 - k.dropped.med < expect - 0.01 {
+        o.notes.push(format!(
+            "{at}: {} of the frames passed to IP, {} should{}",
+            pct(1.0 - k.dropped.med),
+            pct(expect),
+            if traffic == "junk" {
+                " (all but the WhatsApp-signature frames: flowfilter dropped random payloads to the spoofed \
+                 calls' destination sockets, so it learned from the spoofed calls)"
+            } else {
+                ""
+            }
+        ));
+    }
+    if let (Some(b), Some(want)) = (k.frame_bytes, k.frame_len)
+        && (b.med - want).abs() > 2.0
+    {
+        o.notes.push(format!(
+            "{at}: the receiver counted {:.1} bytes per frame, the pool sends {want:.1}",
+            b.med
+        ));
+    }
+}
+
+fn section_own(o: &mut Out, runs: &[SetRun]) {
+    let _ = writeln!(
+        o.md,
+        "\n## 2. XDP programs' own cost on live traffic\n\n\
+         run_time_ns / run_cnt from BPF run-time statistics (BPF_ENABLE_STATS) in separate windows of the same runs; \
+         the statistics add their own clock reads to every run, the same for every program.\n\n\
+         | set | program | traffic | ns/run | min–max | × parse_drop | × XDP_DROP |\n|---|---|---|---:|---:|---:|---:|"
+    );
+    for run in runs {
+        for (traffic, _, _) in KINDS {
+            let fl = Floors::of(run, traffic);
+            for c in [
+                Contestant::XdpDrop,
+                Contestant::XdpParseDrop,
+                Contestant::Flowfilter,
+                Contestant::XdpFilter,
+            ] {
+                let Some(own) = kind_of(run, c, traffic).and_then(|k| k.own) else {
+                    continue;
+                };
+                let r = fl.own_ratios(own.med);
+                let _ = writeln!(
+                    o.md,
+                    "| {} | {} | {traffic} | {:.1} | {:.1}–{:.1} | {} | {} |",
+                    set_label(run),
+                    c.label(),
+                    own.med,
+                    own.min,
+                    own.max,
+                    fmt_ratio(r.limit),
+                    fmt_ratio(r.xdp_drop)
+                );
+                o.figure(
+                    "xdp-own-cost",
+                    c.key(),
+                    run,
+                    traffic,
+                    own.med,
+                    "ns/run",
+                    r,
+                    Some(own),
+                );
+            }
+        }
+    }
+}
+
+fn section_kernel(o: &mut Out, runs: &[SetRun]) {
+    let _ = writeln!(
+        o.md,
+        "\n## 3. In-kernel cost: BPF_PROG_TEST_RUN\n\n\
+         flowfilter alone, no traffic: each round runs distinct frames (varying addresses), each once (`repeat` 1), \
+         and averages the kernel's duration; median of rounds, min–max. The floors measured the same way (on the \
+         new-flow frames) give the cost of the method itself (the timer and call overhead).\n\n\
+         | set | packet kind | flowfilter ns | min–max | parse_drop ns | × parse_drop | XDP_DROP ns | dropped |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|"
+    );
+    for run in runs {
+        let Ok(k) = &run.kernel else { continue };
+        let Some(kinds) = k["testrun"].as_object() else {
+            continue;
+        };
+        let floor = |name: &str| stat(&floats(&k["testrun_limits"][name]["ns"]));
+        let (parse, drop) = (floor("xdp_parse_drop"), floor("xdp_drop"));
+        for (c, s) in [
+            (Contestant::XdpDrop, drop),
+            (Contestant::XdpParseDrop, parse),
+        ] {
+            if let Some(s) = s {
+                let r = Ratios {
+                    limit: ratio(s.med, parse.map(|p| p.med)),
+                    xdp_drop: ratio(s.med, drop.map(|p| p.med)),
+                };
+                o.figure(
+                    "in-kernel",
+                    c.key(),
+                    run,
+                    "udp-match-media-new-flow",
+                    s.med,
+                    "ns/packet",
+                    r,
+                    Some(s),
+                );
+            }
+        }
+        let fmt = |s: Option<Stat>| s.map_or_else(|| "–".into(), |s| format!("{:.1}", s.med));
+        for (name, v) in kinds {
+            let Some(s) = stat(&floats(&v["ns"])) else {
+                continue;
+            };
+            let r = Ratios {
+                limit: ratio(s.med, parse.map(|p| p.med)),
+                xdp_drop: ratio(s.med, drop.map(|p| p.med)),
+            };
+            let dropped = num(v, "dropped") / num(v, "frames");
+            let _ = writeln!(
+                o.md,
+                "| {} | {name} | {:.1} | {:.1}–{:.1} | {} | {} | {} | {} |",
+                set_label(run),
+                s.med,
+                s.min,
+                s.max,
+                fmt(parse),
+                fmt_ratio(r.limit),
+                fmt(drop),
+                pct(dropped)
+            );
+            o.figure(
+                "in-kernel",
+                "flowfilter",
+                run,
+                name,
+                s.med,
+                "ns/packet",
+                r,
+                Some(s),
+            );
+            let want = name.starts_with("udp-match") || name.starts_with("udp-tracked");
+            if want != (dropped > 0.99) {
+                o.notes.push(format!(
+                    "{}: BPF_PROG_TEST_RUN `{name}`: {} dropped, expected {}",
+                    set_label(run),
+                    pct(dropped),
+                    if want { "all" } else { "none" }
+                ));
+            }
+        }
+    }
+}
+
+fn section_control(o: &mut Out, runs: &[SetRun], quick: bool) {
+    let _ = writeln!(
+        o.md,
+        "\n## 4. Control plane and memory\n\n\
          flowfilter: load = `Filter::load` (verify, create maps); build = the tables in userspace; install = build + \
          write the inactive generation + flip (`Filter::install`; the first into empty maps, then swaps of the same \
-         set, median and min–max). Memory = the kernel's memlock of the maps (fdinfo); the prefix tables \
-         (V4_TBL24/V4_TBL8/V6_LPM*) are preallocated for two generations, so per prefix they are large at small N; \
-         \"written\" is the table data one generation of this set really uses. The others: time to load the set \
-         (`nft -f`, `ipset restore` + rules, filling xdp-filter's map) and ipset's own memory figure.\n\n\
-         | N | flowfilter load ms | build ms | first install ms | swap ms | min–max | tables memory | all maps | tables B/prefix | written B/prefix | nft load ms | ipset load ms | ipset memory | xdp-filter fill ms |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+         set, median and min–max). Memory = the kernel's memlock of the maps (fdinfo); table maps = the prefix \
+         tables (V4_TBL24/V4_TBL16/V4_TBL8/V6_LPM*), preallocated for two generations (V4_TBL8 sized to the set's \
+         /24 blocks with longer prefixes), so per prefix they are large at small N; \"written\" is the table data \
+         one generation of this set really uses. The others: time to load the set (`nft -f`, `ipset restore` + \
+         rules, filling xdp-filter's map) and ipset's own memory figure.{}\n\n\
+         | set | load ms | build ms | first install ms | swap ms | min–max | table maps | all maps | table B/prefix | all maps B/prefix | written B/prefix | nft load ms | ipset load ms | ipset memory | xdp-filter fill ms |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        if quick {
+            " With --quick, the 1M random, mix and hosts sets get these rows only (no traffic)."
+        } else {
+            ""
+        }
     );
     for run in runs {
         let nft = live_of(run, Contestant::Nftables).and_then(|l| l.setup_ms);
         let ips = live_of(run, Contestant::IptablesIpset);
         let xf = live_of(run, Contestant::XdpFilter).and_then(|l| l.setup_ms);
         let opt = |x: Option<f64>| x.map_or_else(|| "–".into(), fmt_ms);
+        let none = Ratios::default();
         if let Some(ms) = nft {
             o.figure(
                 "control-plane",
@@ -772,35 +895,33 @@ fn section_control(o: &mut Out, runs: &[SetRun]) {
                 "load",
                 ms,
                 "ms",
-                None,
+                none,
                 None,
             );
         }
-        if let Some(l) = ips {
-            if let Some(ms) = l.setup_ms {
-                o.figure(
-                    "control-plane",
-                    "iptables+ipset",
-                    run,
-                    "load",
-                    ms,
-                    "ms",
-                    None,
-                    None,
-                );
-            }
-            if let Some(m) = l.memory {
-                o.figure(
-                    "control-plane",
-                    "iptables+ipset",
-                    run,
-                    "memory",
-                    m as f64,
-                    "bytes",
-                    None,
-                    None,
-                );
-            }
+        if let Some(ms) = ips.and_then(|l| l.setup_ms) {
+            o.figure(
+                "control-plane",
+                "iptables+ipset",
+                run,
+                "load",
+                ms,
+                "ms",
+                none,
+                None,
+            );
+        }
+        if let Some(m) = ips.and_then(|l| l.memory) {
+            o.figure(
+                "control-plane",
+                "iptables+ipset",
+                run,
+                "memory",
+                m as f64,
+                "bytes",
+                none,
+                None,
+            );
         }
         if let Some(ms) = xf {
             o.figure(
@@ -810,7 +931,7 @@ fn section_control(o: &mut Out, runs: &[SetRun]) {
                 "fill",
                 ms,
                 "ms",
-                None,
+                none,
                 None,
             );
         }
@@ -825,16 +946,14 @@ fn section_control(o: &mut Out, runs: &[SetRun]) {
         let k = match &run.kernel {
             Ok(k) => k,
             Err(e) => {
-                let why = if e == "not run" {
-                    "not run".into()
-                } else {
-                    format!("failed: {}", short(e))
-                };
-                let _ = writeln!(
-                    o.md,
-                    "| {} | {why} | | | | | | | | | {others} |",
-                    set_label(run)
-                );
+                if e != "not run" {
+                    let _ = writeln!(
+                        o.md,
+                        "| {} | failed: {} | | | | | | | | | | {others} |",
+                        set_label(run),
+                        short(e)
+                    );
+                }
                 continue;
             }
         };
@@ -842,17 +961,20 @@ fn section_control(o: &mut Out, runs: &[SetRun]) {
         let build = stat(&floats(&k["build_ms"]));
         let swap = stat(&floats(&k["swap_ms"]));
         let load = num(k, "load_ms");
-        let first = num(k, "first_install_ms");
         let tables = num(k, "table_maps_memlock");
         let total = num(k, "maps_memlock");
         let written = num(k, "table_bytes_written");
+        let error = k["install_error"].as_str();
+        let first = match error {
+            Some(e) => format!("failed: {}", short(e)),
+            None => fmt_ms(num(k, "first_install_ms")),
+        };
         let _ = writeln!(
             o.md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {others} |",
+            "| {} | {} | {} | {first} | {} | {} | {} | {} | {:.0} | {:.0} | {} | {others} |",
             set_label(run),
             fmt_ms(load),
             build.map_or_else(|| "–".into(), |b| fmt_ms(b.med)),
-            fmt_ms(first),
             swap.map_or_else(|| "–".into(), |s| fmt_ms(s.med)),
             swap.map_or_else(
                 || "–".into(),
@@ -861,157 +983,297 @@ fn section_control(o: &mut Out, runs: &[SetRun]) {
             mem(tables),
             mem(total),
             tables / n,
-            written / n,
+            total / n,
+            if written.is_finite() {
+                format!("{:.0}", written / n)
+            } else {
+                "–".into()
+            },
         );
-        o.figure(
-            "control-plane",
-            "flowfilter",
-            run,
-            "load",
-            load,
-            "ms",
-            None,
-            None,
-        );
-        o.figure(
-            "control-plane",
-            "flowfilter",
-            run,
-            "first-install",
-            first,
-            "ms",
-            None,
-            None,
-        );
+        let ff = |o: &mut Out, kind: &str, v: f64, unit: &str, s: Option<Stat>| {
+            if v.is_finite() {
+                o.figure("control-plane", "flowfilter", run, kind, v, unit, none, s);
+            }
+        };
+        ff(o, "load", load, "ms", None);
+        if let Some(e) = error {
+            o.figures.push(json!({
+                "section": "control-plane", "contestant": "flowfilter", "n": run.n,
+                "set": run.kind.key(), "family": run.family, "kind": "install",
+                "value": null, "unit": "ms", "ratio_to_limit": null, "ratio_to_xdp_drop": null,
+                "failed": e,
+            }));
+        } else {
+            ff(o, "first-install", num(k, "first_install_ms"), "ms", None);
+        }
         if let Some(b) = build {
-            o.figure(
-                "control-plane",
-                "flowfilter",
-                run,
-                "build",
-                b.med,
-                "ms",
-                None,
-                Some(b),
-            );
+            ff(o, "build", b.med, "ms", Some(b));
         }
         if let Some(s) = swap {
-            o.figure(
-                "control-plane",
-                "flowfilter",
-                run,
-                "swap",
-                s.med,
-                "ms",
-                None,
-                Some(s),
-            );
+            ff(o, "swap", s.med, "ms", Some(s));
         }
-        o.figure(
-            "control-plane",
-            "flowfilter",
-            run,
-            "tables-memlock",
-            tables,
-            "bytes",
-            None,
-            None,
-        );
-        o.figure(
-            "control-plane",
-            "flowfilter",
-            run,
-            "maps-memlock",
-            total,
-            "bytes",
-            None,
-            None,
-        );
-        o.figure(
-            "control-plane",
-            "flowfilter",
-            run,
+        ff(o, "tables-memlock", tables, "bytes", None);
+        ff(o, "maps-memlock", total, "bytes", None);
+        ff(
+            o,
             "tables-bytes-per-prefix",
             tables / n,
             "bytes/prefix",
             None,
-            None,
         );
-        o.figure(
-            "control-plane",
-            "flowfilter",
-            run,
+        ff(o, "maps-bytes-per-prefix", total / n, "bytes/prefix", None);
+        ff(
+            o,
             "written-bytes-per-prefix",
             written / n,
             "bytes/prefix",
-            None,
             None,
         );
     }
 }
 
-fn section_targets(o: &mut Out, runs: &[SetRun]) {
+/// One row of the targets table.
+struct Target<'a> {
+    /// `kind` of the target's row in report.json.
+    key: &'static str,
+    /// The set the figure is on (the larger one of a growth).
+    of: Option<&'a SetRun>,
+    what: String,
+    at: String,
+    measured: Option<f64>,
+    /// Shown instead of the figure when there is none.
+    why: String,
+    /// The figure must be at most (`true`) or at least this.
+    limit: f64,
+    at_most: bool,
+    unit: &'static str,
+}
+
+impl Target<'_> {
+    fn met(&self) -> Option<bool> {
+        self.measured.map(|m| {
+            if self.at_most {
+                m <= self.limit
+            } else {
+                m >= self.limit
+            }
+        })
+    }
+}
+
+/// The random IPv4 set of size `n`, else the largest one measured with a
+/// note saying so.
+fn random_at(runs: &[SetRun], kind: SetKind, n: usize) -> Option<(&SetRun, String)> {
+    let of = |r: &&SetRun| r.kind == kind && !r.live.is_empty();
+    if let Some(r) = runs.iter().filter(of).find(|r| r.n == n) {
+        return Some((r, String::new()));
+    }
+    runs.iter().filter(of).max_by_key(|r| r.n).map(|r| {
+        (
+            r,
+            format!(" ({} not measured: {} shown)", fmt_n(n), fmt_n(r.n)),
+        )
+    })
+}
+
+/// Why a flowfilter figure is missing on a set.
+fn why_missing(run: &SetRun, traffic: &str) -> String {
+    if let Ok(k) = &run.kernel
+        && let Some(e) = k["install_error"].as_str()
+    {
+        return format!("failed: {}", short(e));
+    }
+    missing(live_of(run, Contestant::Flowfilter), traffic)
+}
+
+/// flowfilter's cost on a set: receiver ns/packet (match, flood) or the
+/// XDP-level estimate (nomatch, junk).
+fn cost(run: &SetRun, traffic: &str) -> Option<f64> {
+    if traffic == "nomatch" || traffic == "junk" {
+        estimate(run, traffic)
+    } else {
+        kind_of(run, Contestant::Flowfilter, traffic).map(|k| k.ns.med)
+    }
+}
+
+fn targets<'a>(runs: &'a [SetRun], quick: bool) -> Vec<Target<'a>> {
+    let mut t = Vec::new();
+    let t100k = random_at(runs, SetKind::Random, 100_000);
+    // The random sets with live runs (the 1M memory rows have none).
+    let live_random: Vec<&SetRun> = runs
+        .iter()
+        .filter(|r| r.kind == SetKind::Random && !r.live.is_empty())
+        .collect();
+    // Per N: matched media and the non-matching estimate.
+    for run in live_random.iter().copied() {
+        let fl = Floors::of(run, "match");
+        let m =
+            kind_of(run, Contestant::Flowfilter, "match").and_then(|k| fl.ratios(k.ns.med).limit);
+        t.push(Target {
+            key: "match-over-parse-drop",
+            of: Some(run),
+            what: "matched media ≤ 1.6× xdp_parse_drop".into(),
+            at: set_label(run),
+            measured: m,
+            why: why_missing(run, "match"),
+            limit: 1.6,
+            at_most: true,
+            unit: "×",
+        });
+    }
+    for run in live_random.iter().copied() {
+        let fl = Floors::of(run, "nomatch");
+        t.push(Target {
+            key: "nomatch-estimate-over-parse-drop",
+            of: Some(run),
+            what: "non-matching, XDP-level estimate ≤ 1.15× xdp_parse_drop".into(),
+            at: set_label(run),
+            measured: estimate(run, "nomatch").and_then(|e| fl.ratios(e).limit),
+            why: why_missing(run, "nomatch"),
+            limit: 1.15,
+            at_most: true,
+            unit: "×",
+        });
+    }
+    // Growth from N = 10 to the largest target N.
+    let big_n = if quick { 100_000 } else { 1_000_000 };
+    let growth = |t: &mut Vec<Target<'a>>, kind: SetKind, big_n: usize, limit: f64, what: &str| {
+        let small = runs.iter().find(|r| r.kind == kind && r.n == 10);
+        let big = random_at(runs, kind, big_n);
+        for traffic in ["match", "nomatch"] {
+            let (measured, why, at) = match (small, &big) {
+                (Some(s), Some((b, note))) => {
+                    let m = cost(s, traffic).zip(cost(b, traffic)).map(|(s, b)| b / s);
+                    let why = if cost(s, traffic).is_none() {
+                        why_missing(s, traffic)
+                    } else {
+                        why_missing(b, traffic)
+                    };
+                    (m, why, format!("{} → {}{note}", set_label(s), set_label(b)))
+                }
+                _ => (None, "not measured".into(), String::new()),
+            };
+            t.push(Target {
+                key: if traffic == "match" {
+                    "growth-match"
+                } else {
+                    "growth-nomatch-estimate"
+                },
+                of: big.as_ref().map(|b| b.0),
+                what: format!(
+                    "{what} cost growth, {traffic}{} ≤ {limit}×",
+                    if traffic == "nomatch" {
+                        " (estimate)"
+                    } else {
+                        ""
+                    }
+                ),
+                at,
+                measured,
+                why,
+                limit,
+                at_most: true,
+                unit: "×",
+            });
+        }
+    };
+    growth(&mut t, SetKind::Random, big_n, 1.15, "IPv4");
+    if let Some((run, note)) = &t100k {
+        let fl = Floors::of(run, "flood");
+        t.push(Target {
+            key: "flood-over-xdp-drop",
+            of: Some(run),
+            what: "flood ≤ 3× XDP_DROP".into(),
+            at: format!("{}{note}", set_label(run)),
+            measured: kind_of(run, Contestant::Flowfilter, "flood")
+                .and_then(|k| fl.ratios(k.ns.med).xdp_drop),
+            why: why_missing(run, "flood"),
+            limit: 3.0,
+            at_most: true,
+            unit: "×",
+        });
+    }
+    let (nft_n, nft_x) = if quick {
+        (100_000, 8.0)
+    } else {
+        (1_000_000, 10.0)
+    };
+    if let Some((run, note)) = random_at(runs, SetKind::Random, nft_n) {
+        let f = kind_of(run, Contestant::Flowfilter, "match");
+        let n = kind_of(run, Contestant::Nftables, "match");
+        t.push(Target {
+            key: "nftables-over-flowfilter",
+            of: Some(run),
+            what: format!("nftables ≥ {nft_x}× flowfilter's cost (match)"),
+            at: format!("{}{note}", set_label(run)),
+            measured: f.zip(n).map(|(f, n)| n.ns.med / f.ns.med),
+            why: if f.is_none() {
+                why_missing(run, "match")
+            } else {
+                missing(live_of(run, Contestant::Nftables), "match")
+            },
+            limit: nft_x,
+            at_most: false,
+            unit: "×",
+        });
+    }
+    for run in runs.iter().filter(|r| r.n == 1_000_000) {
+        let Ok(k) = &run.kernel else { continue };
+        t.push(Target {
+            key: "swap",
+            of: Some(run),
+            what: "1M-prefix swap < 500 ms".into(),
+            at: set_label(run),
+            measured: stat(&floats(&k["swap_ms"])).map(|s| s.med),
+            why: k["install_error"]
+                .as_str()
+                .map_or_else(|| "not run".into(), |e| format!("failed: {}", short(e))),
+            limit: 500.0,
+            at_most: true,
+            unit: " ms",
+        });
+    }
+    growth(&mut t, SetKind::V6, 100_000, 1.5, "IPv6");
+    t
+}
+
+fn section_targets(o: &mut Out, runs: &[SetRun], quick: bool) {
     let _ = writeln!(
         o.md,
-        "\n## Targets\n\n| target | N | measured | met |\n|---|---|---:|---|"
+        "\n## Targets\n\n\
+         Ratios are of receiver CPU per packet on the same set and traffic (sections 1a–1d); \"estimate\" is the \
+         XDP-level figure for traffic flowfilter passes to the stack.\n\n\
+         | target | set | measured | met |\n|---|---|---:|---|"
     );
-    let yes = |b: bool| if b { "yes" } else { "**no**" };
-    for run in runs {
-        let (lim, lim_own) = limit(run);
-        if let Some(k) = kind_of(run, Contestant::Flowfilter, "match")
-            && let Some(r) = ratio(k.ns.med, lim)
-        {
-            let _ = writeln!(
-                o.md,
-                "| flowfilter ≤ 1.6× XDP_DROP, matched media | {} | {r:.2}× | {} |",
-                set_label(run),
-                yes(r <= 1.6)
-            );
-        }
-        if let (Some(l), Some(lo), Some(own)) = (
-            lim,
-            lim_own,
-            kind_of(run, Contestant::Flowfilter, "nomatch").and_then(|k| k.own),
-        ) {
-            let r = (l + own.med - lo) / l;
-            let _ = writeln!(
-                o.md,
-                "| flowfilter ≤ 1.3× XDP_DROP, non-matching (XDP-level estimate) | {} | {r:.2}× | {} |",
-                set_label(run),
-                yes(r <= 1.3)
-            );
-        }
-    }
-    // At 1M, or the largest random N measured.
-    let big = runs.iter().filter(|r| !r.lists).max_by_key(|r| r.n);
-    if let Some(run) = big
-        && let (Some(f), Some(n)) = (
-            kind_of(run, Contestant::Flowfilter, "match"),
-            kind_of(run, Contestant::Nftables, "match"),
-        )
-    {
-        let x = n.ns.med / f.ns.med;
-        let at = if run.n == 1_000_000 {
-            String::new()
-        } else {
-            " (1M not measured: largest N shown)".into()
+    for t in targets(runs, quick) {
+        let (m, met) = match (t.measured, t.met()) {
+            (Some(m), Some(ok)) => (
+                if t.unit == "×" {
+                    format!("{m:.2}×")
+                } else {
+                    format!("{m:.0}{}", t.unit)
+                },
+                if ok { "yes" } else { "**no**" },
+            ),
+            _ => (t.why.clone(), "–"),
         };
-        let _ = writeln!(
-            o.md,
-            "| flowfilter ≥ 10× cheaper than nftables at 1M{at} | {} | {x:.1}× | {} |",
-            set_label(run),
-            yes(x >= 10.0)
-        );
-        o.figure(
-            "targets",
-            "flowfilter",
-            run,
-            "nftables-over-flowfilter",
-            x,
-            "ratio",
-            None,
-            None,
-        );
+        let _ = writeln!(o.md, "| {} | {} | {m} | {met} |", t.what, t.at);
+        o.figures.push(json!({
+            "section": "targets",
+            "contestant": "flowfilter",
+            "n": t.of.map(|r| r.n),
+            "set": t.of.map(|r| r.kind.key()),
+            "family": t.of.map(|r| r.family),
+            "kind": t.key,
+            "value": t.measured.map(round),
+            "unit": if t.unit == "×" { "ratio" } else { "ms" },
+            "ratio_to_limit": null,
+            "ratio_to_xdp_drop": null,
+            "target": t.what,
+            "at": t.at,
+            "limit": t.limit,
+            "met": t.met(),
+        }));
     }
 }
 
@@ -1022,35 +1284,62 @@ fn method(o: &mut Out, meta: &Meta) {
         "\n## Method\n\n\
          - Two network namespaces joined by a veth pair (one queue each way), documentation addresses on it; the \
          receiver forwards nothing, so frames never leave the pair.\n\
-         - Generator (`{}`) on CPU 0 in the sender namespace{}. Frame pool: 8192 flows × (1 STUN Binding request + 3 RTP \
-         packets), 214-byte frames, sent round-robin so consecutive frames differ in addresses.\n\
+         - Generator (`{}`) on CPU 0 in the sender namespace{}.\n\
+         - Traffic, per set (65,536 flows; consecutive frames always belong to different flows): `match` and `nomatch` \
+         are established calls in both directions: each flow's first frame is a STUN Binding request (sent once, \
+         and run once through flowfilter with BPF_PROG_TEST_RUN before sending, so every flow is a known call), \
+         then 4 media rounds sent round and round, alternating direction: RTP (PT 111, one SSRC per direction, \
+         sequence numbers +1, payloads 60–250 bytes drawn per packet) and, on 1% of the flows, a STUN consent \
+         check (request one way, success response the other) — 0.5% of the looped frames. `match` goes to a \
+         target address inside a random prefix of the set; `nomatch` to near misses: an address outside the set in \
+         the /24 (prefixes longer than /24) or the /16 (/17–/24) of a random prefix (IPv6: the prefix with one of \
+         its last 8 bits flipped), so non-matching look-ups reach the deep parts of the tables. Clients come from \
+         128.0.0.0/2 (IPv6: 3000::/4), outside the set. `flood`: 4096 STUN Binding requests to targets, the \
+         generator writing a running 32-bit number over the UDP ports of every frame sent (a new 5-tuple each \
+         packet, UDP checksum 0). `junk`: to near misses, 10% of the flows three WhatsApp private STUN messages \
+         (type 0x0801, magic cookie, exact length) from one spoofed socket (port ≥ 1024), the other 90% random \
+         payloads (48–240 bytes, multiples of 16) from other sockets to the spoofed calls' destination sockets. Frame lengths vary; the receiver's byte counter checks them (\"frame B\").\n\
          - Receiver: GRO on (keeps veth's NAPI on for every contestant) and threaded NAPI; the NAPI kernel thread is \
          pinned to CPU 1 and runs SCHED_FIFO so other tasks do not cut its work into pieces. CPU per packet = the \
          thread's CPU time (/proc/PID/schedstat) ÷ frames the receiving veth handled (its rx_packets), per window; \
-         {} windows of {} ms after {} ms of warm-up; medians with min–max. XDP_DROP runs first and last on each set \
-         and its windows are pooled, so the limit spans the time the others were measured in. \"dropped before IP\" = frames that \
-         never reached IP routing (routing-drop counters of the receiver namespace).\n\
-         - The receiver is saturated only when the generator outruns it; when it is not (\"receiver CPU busy\" below \
+         {} windows of {} ms after {} ms of warm-up; medians with min–max. \"dropped before IP\" = frames that never \
+         reached IP (the receiver namespace's IPv4 routing-drop counters and, IPv6 being disabled there, its \
+         IPv6 discards: so IPv6 frames a filter passes cost the stack less than IPv4 ones).\n\
+         - Floors: XDP_DROP (drops without reading) and xdp_parse_drop (flowfilter's parser over Ethernet/VLAN/IP/UDP \
+         and a 32-byte payload read, then XDP_DROP: the least any filter that looks at packets can cost). Each \
+         runs every traffic kind of the set (frames differ), first and last on each set, windows pooled, so they \
+         span the time the others were measured in. `ratio_to_limit` in report.json is the ratio to xdp_parse_drop \
+         on the same set and traffic, `ratio_to_xdp_drop` to XDP_DROP.\n\
+         - The receiver is saturated only when the generator outruns it; when it is not (\"receiver busy\" below \
          100%), its cost per packet includes being woken up for each batch.\n\
-         - Prefix sets: N random disjoint IPv4 prefixes, lengths /8../32 drawn uniformly (a draw that overlaps is \
-         drawn again, so short prefixes thin out), inside 0.0.0.0/1; each contestant holds exactly the set: \
-         flowfilter as one category (policy drop), nftables as an interval set, ipset as hash:net, xdp-filter as \
-         one exact address per prefix (the address the traffic targets; only where the set fits its map). Clients \
-         and non-matching destinations come from 128.0.0.0/2. nftables and iptables check source and destination, \
-         as flowfilter does. {}.\n\
-         - flowfilter's live runs use its default policy (drop call media of a listed range); the first frame of each \
-         flow creates flow state, the rest hit tracked flows.",
+         - Prefix sets: random = N disjoint IPv4 prefixes, lengths /8../32 drawn uniformly (a draw that overlaps is \
+         drawn again, so short prefixes thin out), in 0.0.0.0/1; mix = the length mix of real lists (see the set \
+         line above for what could be placed); hosts = /32s; v6 = N disjoint IPv6 prefixes in 2000::/4, /20../64 \
+         and ~5% /65../128. Each contestant holds exactly the set: flowfilter as one category (policy drop), \
+         nftables as an interval set, ipset as hash:net, xdp-filter as one exact address per prefix (the address \
+         the traffic targets; only where the set fits its map). nftables and iptables check source and \
+         destination, as flowfilter does. {}.\n\
+         - {}",
         meta.generator,
         if meta.generator == "xdp-live" {
             ": BPF_PROG_TEST_RUN with XDP live frames on a small program that writes the next frame of the pool \
-             and returns XDP_TX, so frames arrive as XDP frames (like a NIC)"
+             (stored at the pool's longest length, then cut with bpf_xdp_adjust_tail) and returns XDP_TX, so \
+             frames arrive as XDP frames (like a NIC)"
         } else {
             ": AF_PACKET + sendmmsg, frames arrive as skbs"
         },
         t.windows,
         t.window_ms,
         t.warmup_ms,
-        meta.lists_note
+        meta.lists_note,
+        if meta.quick {
+            "--quick: random N = 10 and 100k, IPv6 N = 10 and 100k; the three 1M IPv4 sets (random, mix, hosts) \
+             get their control-plane and memory rows only (about 10 s together); the full bench adds N = 10k and \
+             1M (random), IPv6 10k, live match/nomatch on the 1M mix and hosts sets, and longer windows."
+        } else {
+            "Full bench: random N = 10, 10k, 100k, 1M; IPv6 N = 10, 10k, 100k; 1M mix and hosts with live \
+             match/nomatch."
+        }
     );
 }
 
@@ -1062,11 +1351,7 @@ pub fn render(
     error: Option<&anyhow::Error>,
     problems: &[String],
 ) -> (String, Value) {
-    let mut o = Out {
-        md: String::new(),
-        figures: Vec::new(),
-        notes: Vec::new(),
-    };
+    let mut o = Out::new();
     let _ = writeln!(
         o.md,
         "# flowfilter benchmark{}\n\n- date: {}\n- command: `{}`\n- machine: {}\n- tools: {}\n- sets: {}\n- took {elapsed:.0} s (not counting the build)",
@@ -1087,17 +1372,20 @@ pub fn render(
             short(&format!("{e:#}"))
         );
     }
-    let mut body = Out {
-        md: String::new(),
-        figures: Vec::new(),
-        notes: Vec::new(),
-    };
-    section_match(&mut body, runs);
-    section_nomatch(&mut body, runs);
+    let mut body = Out::new();
+    let _ = writeln!(
+        body.md,
+        "\n## 1. Receiver CPU per packet\n\n\
+         CPU = the receiving veth's NAPI thread, ns per frame it handled (median of windows, min–max); × parse_drop \
+         and × XDP_DROP = ratio to the floors on the same set and traffic."
+    );
+    for i in 0..KINDS.len() {
+        section_kind(&mut body, runs, i);
+    }
     section_own(&mut body, runs);
     section_kernel(&mut body, runs);
-    section_control(&mut body, runs);
-    section_targets(&mut o, runs);
+    section_control(&mut body, runs, meta.quick);
+    section_targets(&mut o, runs, meta.quick);
     o.md.push_str(&body.md);
     o.figures.extend(body.figures);
     o.notes.extend(body.notes);
@@ -1120,11 +1408,56 @@ mod tests {
 
     fn window(napi_ns: f64, frames: f64, routed: f64) -> Value {
         json!({"secs": 1.0, "napi_ns": napi_ns, "cpu_busy_ns": napi_ns, "rx_packets": frames,
-               "routed_drops": routed})
+               "rx_bytes": frames * 200.0, "routed_drops": routed})
     }
 
-    fn live(windows: &[Value], own: &[Value]) -> Value {
-        json!({"results": [{"traffic": "match", "windows": windows, "own": own}]})
+    fn live(traffic: &[&str], ns: f64, own: Option<f64>) -> Value {
+        let results: Vec<Value> = traffic
+            .iter()
+            .map(|t| {
+                json!({"traffic": t, "windows": [window(ns * 1e6, 1e6, 0.0)], "frame_len_mean": 200.0,
+                       "own": own.map(|o| vec![json!({"run_ns": o * 100.0, "run_cnt": 100})]).unwrap_or_default()})
+            })
+            .collect();
+        json!({ "results": results })
+    }
+
+    fn run(c: Contestant, traffic: &[&str], ns: f64, own: Option<f64>) -> LiveRun {
+        LiveRun {
+            contestant: c,
+            result: Ok(live(traffic, ns, own)),
+            setup_ms: None,
+            memory: None,
+            note: None,
+        }
+    }
+
+    fn set(kind: SetKind, n: usize, ff: f64, live: Vec<LiveRun>) -> SetRun {
+        let mut l = vec![
+            run(
+                Contestant::XdpDrop,
+                &["match", "nomatch", "flood"],
+                80.0,
+                Some(10.0),
+            ),
+            run(
+                Contestant::XdpParseDrop,
+                &["match", "nomatch", "flood"],
+                100.0,
+                Some(20.0),
+            ),
+            run(Contestant::Flowfilter, &["match", "flood"], ff, None),
+            run(Contestant::Flowfilter, &["nomatch"], 900.0, Some(30.0)),
+        ];
+        l.extend(live);
+        SetRun {
+            kind,
+            family: if kind == SetKind::V6 { 6 } else { 4 },
+            n,
+            what: "test".into(),
+            kernel: Err("not run".into()),
+            live: l,
+        }
     }
 
     #[test]
@@ -1137,91 +1470,96 @@ mod tests {
 
     #[test]
     fn kind_reads_windows() {
-        let v = live(
-            &[
-                window(100e6, 1e6, 0.0),
-                window(300e6, 1e6, 0.0),
-                window(200e6, 1e6, 5e5),
-            ],
+        let w = [
+            window(100e6, 1e6, 0.0),
+            window(300e6, 1e6, 0.0),
+            window(200e6, 1e6, 5e5),
+        ];
+        let k = kind_from(
+            &w,
             &[json!({"run_ns": 3000, "run_cnt": 100})],
-        );
-        let k = kind(&v, "match").unwrap();
+            Some(200.0),
+            None,
+        )
+        .unwrap();
         assert_eq!(k.ns.med, 200.0);
         assert_eq!((k.ns.min, k.ns.max), (100.0, 300.0));
         assert_eq!(k.mpps.med, 1.0);
         assert_eq!(k.dropped.min, 0.5);
         assert_eq!(k.own.unwrap().med, 30.0);
-        assert!(kind(&v, "nomatch").is_none());
+        assert_eq!(k.frame_bytes.unwrap().med, 200.0);
         // A window without frames gives no ns figure, not a division by zero.
-        let v = live(&[window(1e6, 0.0, 0.0), window(2e6, 1e4, 0.0)], &[]);
-        let k = kind(&v, "match").unwrap();
+        let k = kind_from(
+            &[window(1e6, 0.0, 0.0), window(2e6, 1e4, 0.0)],
+            &[],
+            None,
+            None,
+        )
+        .unwrap();
         assert_eq!((k.ns.med, k.ns.samples), (200.0, 1));
         assert!(k.own.is_none());
     }
 
     #[test]
-    fn ratios_and_targets() {
-        let run = |c: Contestant, ns: f64| LiveRun {
-            contestant: c,
-            result: Ok(live(&[window(ns * 1e6, 1e6, 0.0)], &[])),
-            setup_ms: None,
-            memory: None,
-            note: None,
-        };
-        let set = SetRun {
-            lists: false,
-            n: 1_000_000,
-            what: "test".into(),
-            kernel: Err("not run".into()),
-            live: vec![
-                run(Contestant::XdpDrop, 100.0),
-                run(Contestant::Flowfilter, 150.0),
-                run(Contestant::Nftables, 2000.0),
-                // The limit's second run: pooled with the first.
-                LiveRun {
-                    result: Ok(live(
-                        &[window(140e6, 1e6, 0.0), window(120e6, 1e6, 0.0)],
-                        &[],
-                    )),
-                    ..run(Contestant::XdpDrop, 0.0)
-                },
-            ],
-        };
-        let mut o = Out {
-            md: String::new(),
-            figures: Vec::new(),
-            notes: Vec::new(),
-        };
-        section_match(&mut o, std::slice::from_ref(&set));
+    fn ratios_estimates_and_targets() {
+        let floors_again = run(Contestant::XdpParseDrop, &["match"], 100.0, None);
+        let small = set(SetKind::Random, 10, 150.0, vec![floors_again]);
+        let big = set(
+            SetKind::Random,
+            100_000,
+            160.0,
+            vec![run(Contestant::Nftables, &["match"], 1600.0, None)],
+        );
+        let runs = [small, big];
+        let mut o = Out::new();
+        for i in 0..KINDS.len() {
+            section_kind(&mut o, &runs, i);
+        }
         assert!(
-            o.md.contains("| 1M | (a) XDP_DROP, the limit | 120 | 100–140 | 1.00× |"),
+            o.md.contains("| 100k | flowfilter | 160 | 160–160 | 1.60× | 2.00× |"),
             "{}",
             o.md
         );
+        // nomatch estimate: 100 + (30 - 20) = 110.
         assert!(
-            o.md.contains("| 1M | (b) flowfilter | 150 | 150–150 | 1.25× |"),
+            o.md.contains("| 100k | flowfilter, XDP-level estimate | 110 | | 1.10× | 1.38× |"),
             "{}",
             o.md
         );
-        assert_eq!(o.md.matches("XDP_DROP, the limit").count(), 1);
         let ff = o
             .figures
             .iter()
-            .find(|f| f["contestant"] == "flowfilter" && f["section"] == "receiver-cpu")
+            .find(|f| {
+                f["contestant"] == "flowfilter"
+                    && f["section"] == "receiver-cpu"
+                    && f["kind"] == "match"
+                    && f["n"] == 100_000
+            })
             .unwrap();
-        assert_eq!(ff["ratio_to_limit"], json!(1.25));
-        assert_eq!(ff["unit"], "ns/packet");
-        let mut t = Out {
-            md: String::new(),
-            figures: Vec::new(),
-            notes: Vec::new(),
-        };
-        section_targets(&mut t, std::slice::from_ref(&set));
-        assert!(
-            t.md.contains("matched media | 1M | 1.25× | yes |"),
-            "{}",
-            t.md
+        assert_eq!(ff["ratio_to_limit"], json!(1.6));
+        assert_eq!(ff["ratio_to_xdp_drop"], json!(2.0));
+        assert_eq!(
+            (ff["set"].as_str(), ff["family"].as_u64()),
+            (Some("random"), Some(4))
         );
-        assert!(t.md.contains("at 1M | 1M | 13.3× | yes |"), "{}", t.md);
+        let est = o
+            .figures
+            .iter()
+            .find(|f| f["contestant"] == "flowfilter-xdp-estimate" && f["n"] == 10)
+            .unwrap();
+        assert_eq!(est["ratio_to_limit"], json!(1.1));
+        let t = targets(&runs, true);
+        let find = |w: &str, at: &str| {
+            t.iter()
+                .find(|t| t.what.starts_with(w) && t.at.starts_with(at))
+                .unwrap()
+        };
+        assert_eq!(find("matched media", "100k").met(), Some(true));
+        assert_eq!(find("non-matching", "100k").met(), Some(true));
+        let g = find("IPv4 cost growth, match", "10 → 100k");
+        assert!((g.measured.unwrap() - 160.0 / 150.0).abs() < 1e-9 && g.met() == Some(true));
+        assert_eq!(find("flood", "100k").measured, Some(2.0));
+        assert_eq!(find("nftables", "100k").measured, Some(10.0));
+        assert_eq!(find("IPv6 cost growth, match", "").measured, None);
     }
 }

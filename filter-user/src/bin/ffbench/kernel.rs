@@ -1,8 +1,13 @@
 //! In-kernel cost (BPF_PROG_TEST_RUN) and control plane (load, install,
 //! swap, map memory) for one prefix set, plus filling xdp-filter's map.
+//!
+//! Everything that depends on the library's table and loader internals
+//! (`LoadOptions`, `build_tables`, the table maps) stays in the small
+//! functions at the top: [`lists_for`], [`load_filter`], [`load_with_set`],
+//! [`build_once`], [`map_memory`].
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd as _, AsRawFd as _};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -12,46 +17,25 @@ use aya::maps::{Map, MapData, MapInfo, PerCpuHashMap, PerCpuValues};
 use aya::programs::{TestRun as _, TestRunOptions, Xdp};
 use aya::util::nr_cpus;
 use aya::{Ebpf, EbpfLoader};
-use filter_common::XDP_DROP;
 use filter_common::pktbuild::{self, filler};
+use filter_common::XDP_DROP;
 use filter_user::lists::{Lists, ParsedList};
 use filter_user::loader::{Filter, LoadOptions, OBJECT};
 use filter_user::tables::build_tables;
 use serde_json::{Value, json};
 
-use crate::sets::{PrefixSet, Traffic, flows, rtp_frame, stun_frame};
+use crate::pools::{Dir, Ip, Traffic, flows};
+use crate::sets::PrefixSet;
 use crate::sys;
 
 /// The trivial XDP_DROP program in the object.
 pub const XDP_DROP_PROGRAM: &str = "xdp_drop";
+/// The parse-then-drop floor in the object.
+pub const XDP_PARSE_DROP_PROGRAM: &str = "xdp_parse_drop";
 
-/// The maps that hold the prefix tables (the node pools are inner maps of
-/// TRIE, counted from the install's figures).
+/// The maps that hold the prefix tables: the roots, and the node pools
+/// (inner maps of TRIE, one per generation, listed as `TRIE[g]`).
 const TABLE_MAPS: [&str; 1] = ["ROOT"];
-
-/// Load the object's `xdp_drop` program (its own instance of the object).
-pub fn load_xdp_drop() -> Result<Ebpf> {
-    if OBJECT.is_empty() {
-        bail!("ffbench was built without the XDP object (AYA_BUILD_SKIP was set); rebuild it");
-    }
-    let mut obj = EbpfLoader::new()
-        .load(OBJECT)
-        .context("loading the XDP object")?;
-    let prog: &mut Xdp = obj
-        .program_mut(XDP_DROP_PROGRAM)
-        .context("the XDP object has no xdp_drop program")?
-        .try_into()?;
-    prog.load().context("loading xdp_drop")?;
-    Ok(obj)
-}
-
-/// The loaded `xdp_drop` program of [`load_xdp_drop`].
-pub fn xdp_drop_of(obj: &mut Ebpf) -> Result<&mut Xdp> {
-    Ok(obj
-        .program_mut(XDP_DROP_PROGRAM)
-        .context("the XDP object has no xdp_drop program")?
-        .try_into()?)
-}
 
 /// The set as flowfilter lists: one category (`whatsapp`), no allowlist.
 pub fn lists_for(set: &PrefixSet) -> Result<Lists> {
@@ -61,7 +45,11 @@ pub fn lists_for(set: &PrefixSet) -> Result<Lists> {
             .iter()
             .map(|&(a, l)| (Ipv4Addr::from(a), l))
             .collect(),
-        v6: Vec::new(),
+        v6: set
+            .v6
+            .iter()
+            .map(|&(a, l)| (Ipv6Addr::from(a), l))
+            .collect(),
         notes: Vec::new(),
     };
     Ok(Lists::from_parts(
@@ -70,15 +58,76 @@ pub fn lists_for(set: &PrefixSet) -> Result<Lists> {
     )?)
 }
 
+/// Load flowfilter (nothing installed; the tables are sized at install).
+fn load_filter(_set: Option<&PrefixSet>) -> Result<Filter> {
+    Filter::load(&LoadOptions { trace: false }).context("loading flowfilter")
+}
+
 /// Load flowfilter (sized for `set`) and install `set` with the default
 /// policy (drop call media).
 pub fn load_with_set(set: Option<&PrefixSet>) -> Result<Filter> {
-    let mut f = Filter::load(&LoadOptions { trace: false }).context("loading flowfilter")?;
+    let mut f = load_filter(set)?;
     if let Some(set) = set {
         f.install(&lists_for(set)?, &BTreeMap::new())
             .context("installing the prefix set")?;
     }
     Ok(f)
+}
+
+/// Build the tables once in userspace: (ms, table bytes one generation
+/// writes, node-pool units used).
+fn build_once(lists: &Lists, _set: &PrefixSet) -> Result<(f64, usize, usize)> {
+    let started = Instant::now();
+    let t = build_tables(lists)?;
+    Ok((ms(started), t.memory_bytes(), t.units.len()))
+}
+
+/// (name, memlock bytes, holds prefix tables) of every map the flowfilter
+/// program uses.
+fn map_memory(f: &mut Filter) -> Result<Vec<(String, u64, bool)>> {
+    let ids = f
+        .xdp()?
+        .info()?
+        .map_ids()?
+        .context("the kernel does not report the program's map ids")?;
+    let mut out = Vec::new();
+    for id in ids {
+        let info = MapInfo::from_id(id)?;
+        let fd = info.fd()?;
+        let mem = sys::fdinfo_memlock(fd.as_fd().as_raw_fd())?;
+        let name = info.name_as_str().unwrap_or("?").to_string();
+        let table = TABLE_MAPS.contains(&name.as_str());
+        out.push((name, mem, table));
+    }
+    for (g, pool) in f.pool_maps()? {
+        let mem = sys::fdinfo_memlock(pool.fd().as_fd().as_raw_fd())?;
+        out.push((format!("TRIE[{g}]"), mem, true));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Load one of the object's floor programs (`xdp_drop`, `xdp_parse_drop`)
+/// in its own instance of the object.
+pub fn load_program(name: &str) -> Result<Ebpf> {
+    if OBJECT.is_empty() {
+        bail!("ffbench was built without the XDP object (AYA_BUILD_SKIP was set); rebuild it");
+    }
+    let mut obj = EbpfLoader::new()
+        .load(OBJECT)
+        .context("loading the XDP object")?;
+    program_of(&mut obj, name)?
+        .load()
+        .with_context(|| format!("loading {name}"))?;
+    Ok(obj)
+}
+
+/// The program `name` of an object from [`load_program`].
+pub fn program_of<'a>(obj: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
+    Ok(obj
+        .program_mut(name)
+        .with_context(|| format!("the XDP object has no {name} program"))?
+        .try_into()?)
 }
 
 #[derive(Clone, Debug, clap::Args)]
@@ -97,6 +146,9 @@ pub struct KernelArgs {
     /// Installs after the first one (swaps) to time.
     #[arg(long, default_value_t = 3)]
     pub swaps: usize,
+    /// Control plane and memory only (no BPF_PROG_TEST_RUN).
+    #[arg(long)]
+    pub memory_only: bool,
 }
 
 fn ms(t: Instant) -> f64 {
@@ -134,64 +186,78 @@ fn rounds(
     Ok(json!({"ns": means, "dropped": dropped, "frames": total}))
 }
 
+/// Control plane, memory and (unless `memory_only`) the in-kernel cost. An
+/// install the data path refuses is reported (`install_error`), not fatal:
+/// the load time and map memory are still measured.
 pub fn kernel(args: &KernelArgs) -> Result<Value> {
     let set = PrefixSet::read(&args.set)?;
     let lists = lists_for(&set)?;
 
-    // Control plane.
     let started = Instant::now();
-    let mut filter = Filter::load(&LoadOptions { trace: false }).context("loading flowfilter")?;
+    let mut filter = load_filter(Some(&set))?;
     let load_ms = ms(started);
     let mut build_ms = Vec::new();
-    let mut table_bytes = 0;
-    let mut units = 0;
+    let mut out = json!({
+        "prefixes": set.len(),
+        "family": set.family(),
+        "load_ms": load_ms,
+        "frames_per_round": args.frames.max(1),
+    });
+    let mut error = None;
     for _ in 0..args.swaps.max(1) {
-        let started = Instant::now();
-        let t = build_tables(&lists)?;
-        build_ms.push(ms(started));
-        table_bytes = t.memory_bytes();
-        units = t.units.len();
+        match build_once(&lists, &set) {
+            Ok((t, bytes, units)) => {
+                build_ms.push(t);
+                out["table_bytes_written"] = json!(bytes);
+                out["pool_units"] = json!(units);
+            }
+            Err(e) => {
+                error = Some(format!("build: {e:#}"));
+                break;
+            }
+        }
     }
-    let started = Instant::now();
-    filter
-        .install(&lists, &BTreeMap::new())
-        .context("installing the prefix set")?;
-    let first_install_ms = ms(started);
-    let mut swap_ms = Vec::new();
-    for _ in 0..args.swaps {
+    out["build_ms"] = json!(build_ms);
+    let mut installed = false;
+    if error.is_none() {
         let started = Instant::now();
-        filter
-            .install(&lists, &BTreeMap::new())
-            .context("re-installing the prefix set")?;
-        swap_ms.push(ms(started));
+        match filter.install(&lists, &BTreeMap::new()) {
+            Ok(_) => {
+                out["first_install_ms"] = json!(ms(started));
+                installed = true;
+            }
+            Err(e) => error = Some(format!("install: {e:#}")),
+        }
+    }
+    if installed {
+        let mut swap_ms = Vec::new();
+        for _ in 0..args.swaps {
+            let started = Instant::now();
+            filter
+                .install(&lists, &BTreeMap::new())
+                .context("re-installing the prefix set")?;
+            swap_ms.push(ms(started));
+        }
+        out["swap_ms"] = json!(swap_ms);
     }
     let maps = map_memory(&mut filter)?;
-    let total: u64 = maps.iter().map(|m| m.1).sum();
-    let tables: u64 = maps
+    out["maps"] = maps
         .iter()
-        .filter(|m| TABLE_MAPS.contains(&m.0.as_str()))
-        .map(|m| m.1)
-        .sum();
-
-    let (testrun, limit) = in_kernel(&mut filter, &set, args)?;
-    Ok(json!({
-        "prefixes": set.len(),
-        "pool_units": units,
-        "load_ms": load_ms,
-        "build_ms": build_ms,
-        "first_install_ms": first_install_ms,
-        "swap_ms": swap_ms,
-        "table_bytes_written": table_bytes,
-        "maps": maps.iter().map(|m| json!({"name": m.0, "memlock": m.1})).collect::<Vec<_>>(),
-        "maps_memlock": total,
-        "table_maps_memlock": tables,
-        "frames_per_round": args.frames.max(1),
-        "testrun": testrun,
-        "testrun_limit": limit,
-    }))
+        .map(|m| json!({"name": m.0, "memlock": m.1, "table": m.2}))
+        .collect();
+    out["maps_memlock"] = json!(maps.iter().map(|m| m.1).sum::<u64>());
+    out["table_maps_memlock"] = json!(maps.iter().filter(|m| m.2).map(|m| m.1).sum::<u64>());
+    if let Some(e) = error {
+        out["install_error"] = json!(e);
+    } else if !args.memory_only {
+        let (testrun, limits) = in_kernel(&mut filter, &set, args)?;
+        out["testrun"] = testrun;
+        out["testrun_limits"] = limits;
+    }
+    Ok(out)
 }
 
-/// BPF_PROG_TEST_RUN cost of flowfilter by packet kind, and of xdp_drop.
+/// BPF_PROG_TEST_RUN cost of flowfilter by packet kind, and of the floors.
 fn in_kernel(filter: &mut Filter, set: &PrefixSet, args: &KernelArgs) -> Result<(Value, Value)> {
     let prog: &Xdp = filter.xdp()?;
     let per_round = args.frames.max(1);
@@ -199,42 +265,46 @@ fn in_kernel(filter: &mut Filter, set: &PrefixSet, args: &KernelArgs) -> Result<
     let frames = |traffic: Traffic, salt: u64| flows(set, seed, traffic, per_round, salt);
     let mac = [2, 0, 0, 0, 0, 9];
     let mut kinds = serde_json::Map::new();
-    kinds.insert(
-        "non-ip".into(),
-        rounds(
-            prog,
-            &mut |round| {
-                frames(Traffic::Match, 100 + round as u64)
-                    .iter()
-                    .map(|fl| {
-                        pktbuild::arp_request(mac, fl.client.to_be_bytes(), fl.server.to_be_bytes())
-                    })
-                    .collect()
-            },
-            args.rounds,
-        )?,
-    );
-    kinds.insert(
-        "tcp".into(),
-        rounds(
-            prog,
-            &mut |round| {
-                frames(Traffic::Match, 200 + round as u64)
-                    .iter()
-                    .map(|fl| {
-                        pktbuild::tcp4(
-                            fl.client.to_be_bytes(),
-                            fl.sport,
-                            fl.server.to_be_bytes(),
-                            443,
-                            &filler(100, 1),
-                        )
-                    })
-                    .collect()
-            },
-            args.rounds,
-        )?,
-    );
+    let v4 = |ip: Ip| match ip {
+        Ip::V4(a) => a.to_be_bytes(),
+        Ip::V6(_) => [192, 0, 2, 1],
+    };
+    if set.family() == 4 {
+        kinds.insert(
+            "non-ip".into(),
+            rounds(
+                prog,
+                &mut |round| {
+                    frames(Traffic::Match, 100 + round as u64)
+                        .iter()
+                        .map(|fl| pktbuild::arp_request(mac, v4(fl.client), v4(fl.server)))
+                        .collect()
+                },
+                args.rounds,
+            )?,
+        );
+        kinds.insert(
+            "tcp".into(),
+            rounds(
+                prog,
+                &mut |round| {
+                    frames(Traffic::Match, 200 + round as u64)
+                        .iter()
+                        .map(|fl| {
+                            pktbuild::tcp4(
+                                v4(fl.client),
+                                fl.cport,
+                                v4(fl.server),
+                                443,
+                                &filler(100, 1),
+                            )
+                        })
+                        .collect()
+                },
+                args.rounds,
+            )?,
+        );
+    }
     kinds.insert(
         "udp-nomatch".into(),
         rounds(
@@ -242,7 +312,7 @@ fn in_kernel(filter: &mut Filter, set: &PrefixSet, args: &KernelArgs) -> Result<
             &mut |round| {
                 frames(Traffic::NoMatch, 300 + round as u64)
                     .iter()
-                    .map(|fl| rtp_frame(fl, 1))
+                    .map(|fl| fl.rtp(Dir::ToServer, 1, 160))
                     .collect()
             },
             args.rounds,
@@ -255,7 +325,7 @@ fn in_kernel(filter: &mut Filter, set: &PrefixSet, args: &KernelArgs) -> Result<
             &mut |round| {
                 frames(Traffic::Match, 400 + round as u64)
                     .iter()
-                    .map(stun_frame)
+                    .map(|fl| fl.stun_request(Dir::ToServer, 0))
                     .collect()
             },
             args.rounds,
@@ -265,7 +335,7 @@ fn in_kernel(filter: &mut Filter, set: &PrefixSet, args: &KernelArgs) -> Result<
     // then RTP on those flows.
     let tracked = frames(Traffic::Match, 500);
     for fl in &tracked {
-        test_run(prog, &stun_frame(fl))?;
+        test_run(prog, &fl.stun_request(Dir::ToServer, 0))?;
     }
     kinds.insert(
         "udp-tracked-call-flow".into(),
@@ -274,44 +344,30 @@ fn in_kernel(filter: &mut Filter, set: &PrefixSet, args: &KernelArgs) -> Result<
             &mut |round| {
                 tracked
                     .iter()
-                    .map(|fl| rtp_frame(fl, round as u16 + 1))
+                    .map(|fl| fl.rtp(Dir::ToServer, round as u16 + 1, 160))
                     .collect()
             },
             args.rounds,
         )?,
     );
 
-    // The limit with the same method: xdp_drop on matching frames.
-    let mut drop_obj = load_xdp_drop()?;
-    let limit = rounds(
-        xdp_drop_of(&mut drop_obj)?,
-        &mut |round| {
-            frames(Traffic::Match, 600 + round as u64)
-                .iter()
-                .map(stun_frame)
-                .collect()
-        },
-        args.rounds,
-    )?;
-    Ok((Value::Object(kinds), limit))
-}
-
-/// (name, memlock bytes) of every map the flowfilter program uses.
-fn map_memory(f: &mut Filter) -> Result<Vec<(String, u64)>> {
-    let ids = f
-        .xdp()?
-        .info()?
-        .map_ids()?
-        .context("the kernel does not report the program's map ids")?;
-    let mut out = Vec::new();
-    for id in ids {
-        let info = MapInfo::from_id(id)?;
-        let fd = info.fd()?;
-        let mem = sys::fdinfo_memlock(fd.as_fd().as_raw_fd())?;
-        out.push((info.name_as_str().unwrap_or("?").to_string(), mem));
+    // The floors with the same method, on the new-flow frames.
+    let mut limits = serde_json::Map::new();
+    for name in [XDP_DROP_PROGRAM, XDP_PARSE_DROP_PROGRAM] {
+        let mut obj = load_program(name)?;
+        let v = rounds(
+            program_of(&mut obj, name)?,
+            &mut |round| {
+                frames(Traffic::Match, 600 + round as u64)
+                    .iter()
+                    .map(|fl| fl.stun_request(Dir::ToServer, 0))
+                    .collect()
+            },
+            args.rounds,
+        )?;
+        limits.insert(name.into(), v);
     }
-    out.sort();
-    Ok(out)
+    Ok((Value::Object(kinds), Value::Object(limits)))
 }
 
 #[derive(Clone, Debug, clap::Args)]
@@ -336,17 +392,17 @@ pub fn fill_xdp_filter(a: &FillArgs) -> Result<Value> {
     let data = MapData::from_pin(&a.map)
         .with_context(|| format!("opening xdp-filter's map {}", a.map.display()))?;
     let capacity = data.info()?.max_entries() as usize;
-    if set.len() > capacity {
+    if set.prefixes.len() > capacity {
         return Ok(json!({"filled": 0, "capacity": capacity}));
     }
     let mut map: PerCpuHashMap<MapData, u32, u64> =
         PerCpuHashMap::try_from(Map::PerCpuHashMap(data))?;
     let cpus = nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
     let t = Instant::now();
-    for i in 0..set.len() {
+    for i in 0..set.prefixes.len() {
         let key = u32::from_ne_bytes(set.target(i, a.seed).to_be_bytes());
         let v = PerCpuValues::try_from(vec![XDP_FILTER_SRC_DST; cpus])?;
         map.insert(key, v, 0)?;
     }
-    Ok(json!({"filled": set.len(), "capacity": capacity, "fill_ms": ms(t)}))
+    Ok(json!({"filled": set.prefixes.len(), "capacity": capacity, "fill_ms": ms(t)}))
 }

@@ -1,5 +1,5 @@
 //! Live measurement on the veth pair: a generator pinned to one CPU sends
-//! prebuilt frames with AF_PACKET + sendmmsg in the sender namespace; the
+//! prebuilt frames (see `traffic`) in the sender namespace; the
 //! receiving veth's threaded NAPI kthread, pinned to the other CPU, does all
 //! the receive work (XDP, or GRO + netif_receive_skb + netfilter + the IP
 //! stack). Per window: that thread's CPU time (schedstat) and the frames the
@@ -17,8 +17,11 @@ use aya::sys::{Stats, enable_stats};
 use filter_user::loader::Filter;
 use serde_json::{Value, json};
 
-use crate::kernel::{XDP_DROP_PROGRAM, load_with_set, load_xdp_drop, xdp_drop_of};
-use crate::sets::{PrefixSet, Traffic, live_pool};
+use crate::kernel::{
+    XDP_DROP_PROGRAM, XDP_PARSE_DROP_PROGRAM, load_program, load_with_set, program_of,
+};
+use crate::pools::{Traffic, expect_passed, live_pool};
+use crate::sets::PrefixSet;
 use crate::sys;
 use crate::traffic::{GenConfig, GenKind, Generator};
 
@@ -30,6 +33,8 @@ pub enum Contestant {
     External,
     /// The trivial XDP_DROP program.
     XdpDrop,
+    /// Parse like flowfilter, read 32 payload bytes, XDP_DROP: the floor.
+    XdpParseDrop,
     /// flowfilter with the set installed (category whatsapp, policy drop).
     Flowfilter,
 }
@@ -43,7 +48,7 @@ pub struct LiveArgs {
     pub seed: u64,
     #[arg(long, value_enum)]
     pub contestant: Contestant,
-    /// Traffic kinds, comma-separated: match, nomatch.
+    /// Traffic kinds, comma-separated: match, nomatch, flood, junk.
     #[arg(long, default_value = "match,nomatch")]
     pub traffic: String,
     #[arg(long)]
@@ -71,9 +76,12 @@ pub struct LiveArgs {
     /// An XDP program attached by someone else whose own cost to read.
     #[arg(long)]
     pub prog_id: Option<u32>,
-    /// Flows in the frame pool (4 frames each: STUN, then 3 RTP).
-    #[arg(long, default_value_t = 8192)]
+    /// Flows in the frame pools of match, nomatch and junk (see `pools`).
+    #[arg(long, default_value_t = 65_536)]
     pub flows: usize,
+    /// Frames (address pairs) in the flood pool.
+    #[arg(long, default_value_t = 4096)]
+    pub flood_frames: usize,
     /// SCHED_FIFO priority for the receiver's NAPI thread (0: leave it under
     /// the normal scheduler), so other tasks on its CPU do not cut its work
     /// into pieces.
@@ -145,6 +153,7 @@ fn window(a: &Snap, b: &Snap) -> Value {
         "napi_ns": b.napi_ns - a.napi_ns,
         "cpu_busy_ns": b.cpu_busy_ns.saturating_sub(a.cpu_busy_ns),
         "rx_packets": b.rx.rx_packets - a.rx.rx_packets,
+        "rx_bytes": b.rx.rx_bytes - a.rx.rx_bytes,
         "rx_dropped": b.rx.rx_dropped - a.rx.rx_dropped,
         "tx_packets": b.tx.tx_packets - a.tx.tx_packets,
         "tx_dropped": b.tx.tx_dropped - a.tx.tx_dropped,
@@ -156,7 +165,7 @@ fn window(a: &Snap, b: &Snap) -> Value {
 /// Run-time statistics of the program measured for its own cost.
 enum OwnProg<'a> {
     Filter(&'a mut Filter),
-    Limit(&'a Ebpf),
+    Floor(&'a Ebpf, &'static str),
     Id(u32),
     None,
 }
@@ -165,10 +174,10 @@ fn prog_stats(p: &mut OwnProg) -> Result<Option<(u64, u64)>> {
     let info: ProgramInfo = match p {
         OwnProg::None => return Ok(None),
         OwnProg::Filter(f) => f.xdp()?.info()?,
-        OwnProg::Limit(obj) => {
+        OwnProg::Floor(obj, name) => {
             let prog: &Xdp = obj
-                .program(XDP_DROP_PROGRAM)
-                .context("no xdp_drop program")?
+                .program(name)
+                .with_context(|| format!("no {name} program"))?
                 .try_into()?;
             prog.info()?
         }
@@ -193,16 +202,21 @@ pub fn live(a: &LiveArgs) -> Result<Value> {
     let set = PrefixSet::read(&a.set)?;
 
     let t = Instant::now();
-    let mut limit = None;
+    let mut floor = None;
     let mut filter = None;
     match a.contestant {
         Contestant::External => {}
-        Contestant::XdpDrop => {
-            let mut obj = load_xdp_drop()?;
-            xdp_drop_of(&mut obj)?
+        Contestant::XdpDrop | Contestant::XdpParseDrop => {
+            let name = if a.contestant == Contestant::XdpDrop {
+                XDP_DROP_PROGRAM
+            } else {
+                XDP_PARSE_DROP_PROGRAM
+            };
+            let mut obj = load_program(name)?;
+            program_of(&mut obj, name)?
                 .attach(&a.rx_if, XdpMode::Driver)
-                .with_context(|| format!("attaching xdp_drop to {} (native)", a.rx_if))?;
-            limit = Some(obj);
+                .with_context(|| format!("attaching {name} to {} (native)", a.rx_if))?;
+            floor = Some((obj, name));
         }
         Contestant::Flowfilter => {
             let mut f = load_with_set(Some(&set))?;
@@ -226,23 +240,35 @@ pub fn live(a: &LiveArgs) -> Result<Value> {
     };
     let mut results = Vec::new();
     for kind in kinds {
-        let pool = live_pool(&set, a.seed, kind, a.flows);
-        let pool_frames = pool.len();
+        let count = if kind == Traffic::Flood {
+            a.flood_frames
+        } else {
+            a.flows
+        };
+        let t = Instant::now();
+        let (pool, prime) = live_pool(&set, a.seed, kind, count)?;
+        let pool_ms = t.elapsed().as_secs_f64() * 1e3;
+        let pool_frames = pool.frames.len();
+        let (max_len, mean_len) = (pool.max_len(), pool.loop_mean_len());
+        let t = Instant::now();
         if let Some(f) = filter.as_ref() {
-            // Established calls: each flow's STUN request (the pool's first
-            // round) through the program once, so flow state does not
-            // depend on which frames the veth ring happened to drop.
-            for frame in &pool[..a.flows.min(pool.len())] {
+            // Established calls: each flow's opening STUN request (the
+            // pool's first round) through the program once, so flow state
+            // does not depend on which frames the veth ring happened to drop.
+            for frame in &pool.frames[..prime] {
                 f.run(frame).context("priming flows")?;
             }
         }
-        let mut own = match (&mut filter, &limit, a.prog_id) {
+        let mut own = match (&mut filter, &floor, a.prog_id) {
             (Some(f), _, _) => OwnProg::Filter(f),
-            (_, Some(obj), _) => OwnProg::Limit(obj),
+            (_, Some((obj, name)), _) => OwnProg::Floor(obj, name),
             (_, _, Some(id)) => OwnProg::Id(id),
             _ => OwnProg::None,
         };
+        let prime_ms = t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
         let generator = Generator::start(pool, &gen_cfg)?;
+        let start_ms = t.elapsed().as_secs_f64() * 1e3;
         let run = (|| -> Result<(Vec<Value>, Vec<Value>)> {
             std::thread::sleep(Duration::from_millis(a.warmup_ms));
             let mut windows = Vec::new();
@@ -275,18 +301,26 @@ pub fn live(a: &LiveArgs) -> Result<Value> {
         results.push(json!({
             "traffic": kind.name(),
             "pool_frames": pool_frames,
-            "flows": a.flows,
+            "pool_ms": pool_ms,
+            "prime_ms": prime_ms,
+            "gen_start_ms": start_ms,
+            "primed": prime,
+            "flows": count,
+            "frame_len_max": max_len,
+            "frame_len_mean": mean_len,
+            "expect_passed": expect_passed(kind),
             "windows": windows,
             "own": owns,
             "gen_sent": sent,
         }));
     }
     drop(filter);
-    drop(limit);
+    drop(floor);
     Ok(json!({
         "contestant": format!("{:?}", a.contestant),
         "generator": format!("{:?}", a.generator),
         "prefixes": set.len(),
+        "family": set.family(),
         "attach_ms": attach_ms,
         "napi_pid": napi,
         "results": results,

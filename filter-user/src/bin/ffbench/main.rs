@@ -4,8 +4,8 @@
 //! ffbench`) and drives it; each subcommand prints one JSON object on stdout
 //! (progress and errors go to stderr). Needs root.
 //!
-//! - `set`: write a deterministic random prefix set, or the bundled lists
-//!   flattened to disjoint IPv4 prefixes;
+//! - `set`: write a deterministic generated prefix set (random, mix, hosts,
+//!   v6), or the bundled lists flattened to disjoint prefixes;
 //! - `kernel`: control plane (load, install, swap, map memory) and
 //!   BPF_PROG_TEST_RUN cost by packet kind for one set;
 //! - `live`: traffic over a veth pair between two namespaces, receiver CPU
@@ -21,11 +21,12 @@ use serde_json::{Value, json};
 
 mod kernel;
 mod live;
+mod pools;
 mod sets;
 mod sys;
 mod traffic;
 
-use sets::PrefixSet;
+use sets::{PrefixSet, SetKind};
 
 /// Default seed of every random choice.
 pub const SEED: u64 = 0x00f1_0f11;
@@ -39,13 +40,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Write a prefix set file: `--n` random prefixes, or `--lists DIR`.
+    /// Write a prefix set file: `--n` generated prefixes, or `--lists DIR`.
     Set {
-        /// Number of random prefixes (/8../32, disjoint).
+        /// Number of generated prefixes (disjoint; see `--kind`).
         #[arg(long, conflicts_with = "lists")]
         n: Option<usize>,
+        /// Which generated set.
+        #[arg(long, value_enum, default_value_t = SetKind::Random)]
+        kind: SetKind,
         /// A directory of list files (`*.txt`, `*.lst`; not `allow.txt`):
-        /// their IPv4 prefixes, made disjoint.
+        /// their prefixes, made disjoint.
         #[arg(long)]
         lists: Option<PathBuf>,
         #[arg(long, default_value_t = SEED)]
@@ -61,19 +65,39 @@ enum Cmd {
     FillXdpFilter(kernel::FillArgs),
 }
 
-fn set(n: Option<usize>, lists: Option<PathBuf>, seed: u64, out: &Path) -> Result<Value> {
+fn set(
+    n: Option<usize>,
+    kind: SetKind,
+    lists: Option<PathBuf>,
+    seed: u64,
+    out: &Path,
+) -> Result<Value> {
+    let t = std::time::Instant::now();
     let (s, what) = match (n, lists) {
-        (Some(n), None) => (
-            PrefixSet::random(n, seed)?,
-            format!("{n} random disjoint IPv4 prefixes /8../32 in 0.0.0.0/1, seed {seed:#x}"),
-        ),
+        (Some(n), None) => {
+            let s = PrefixSet::generate(kind, n, seed)?;
+            let what = match kind {
+                SetKind::Random => "random disjoint IPv4 prefixes /8../32 in 0.0.0.0/1".into(),
+                SetKind::Mix => format!(
+                    "disjoint IPv4 prefixes in 0.0.0.0/1, drawn 40% /24, 20% /32, 15% /25–/31, \
+                     15% /20–/23, 10% /16–/19 (16 places tried per drawn length, then the length is \
+                     drawn again, so the short ones thin out; got {})",
+                    s.mix_shares()
+                ),
+                SetKind::Hosts => "random IPv4 /32s in 0.0.0.0/1".into(),
+                SetKind::V6 => {
+                    "random disjoint IPv6 prefixes in 2000::/4, /20../64 and ~5% /65../128".into()
+                }
+            };
+            (s, format!("{n} {what}, seed {seed:#x}"))
+        }
         (None, Some(dir)) => {
-            let (raw, files) = read_lists(&dir)?;
-            let raw_len = raw.len();
+            let (v4, v6, files) = read_lists(&dir)?;
+            let raw_len = v4.len() + v6.len();
             (
-                PrefixSet::from_overlapping(raw),
+                PrefixSet::from_overlapping(v4, v6),
                 format!(
-                    "IPv4 prefixes of {} ({files} files, {raw_len} entries, made disjoint)",
+                    "prefixes of {} ({files} files, {raw_len} entries, made disjoint)",
                     dir.display()
                 ),
             )
@@ -84,12 +108,21 @@ fn set(n: Option<usize>, lists: Option<PathBuf>, seed: u64, out: &Path) -> Resul
         anyhow::bail!("the set is empty");
     }
     s.write(out, &what)?;
-    Ok(json!({"prefixes": s.len(), "long_blocks": s.long_blocks(), "what": what}))
+    Ok(json!({
+        "prefixes": s.len(),
+        "v4": s.prefixes.len(),
+        "v6": s.v6.len(),
+        "family": s.family(),
+        "long_blocks": s.long_blocks(),
+        "what": what,
+        "ms": t.elapsed().as_secs_f64() * 1e3,
+    }))
 }
 
-/// The IPv4 prefixes of every list file (`*.txt`, `*.lst`, one CIDR or
-/// address a line) of `dir`, except the allowlist `allow.txt`.
-fn read_lists(dir: &Path) -> Result<(Vec<(u32, u8)>, usize)> {
+/// The prefixes of every list file (`*.txt`, `*.lst`, one CIDR or address a
+/// line) of `dir`, except the allowlist `allow.txt`.
+#[allow(clippy::type_complexity)]
+fn read_lists(dir: &Path) -> Result<(Vec<(u32, u8)>, Vec<(u128, u8)>, usize)> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -100,24 +133,26 @@ fn read_lists(dir: &Path) -> Result<(Vec<(u32, u8)>, usize)> {
         })
         .collect();
     paths.sort();
-    let mut raw = Vec::new();
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
     for p in &paths {
         let text =
             std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
         let list = filter_user::lists::parse_list(&p.display().to_string(), &text, true)?;
-        raw.extend(list.v4.iter().map(|&(a, l)| (u32::from(a), l)));
+        v4.extend(list.v4.iter().map(|&(a, l)| (u32::from(a), l)));
+        v6.extend(list.v6.iter().map(|&(a, l)| (u128::from(a), l)));
     }
-    Ok((raw, paths.len()))
+    Ok((v4, v6, paths.len()))
 }
 
 fn run() -> Result<Value> {
     match Cli::parse().cmd {
         Cmd::Set {
             n,
+            kind,
             lists,
             seed,
             out,
-        } => set(n, lists, seed, &out),
+        } => set(n, kind, lists, seed, &out),
         Cmd::Kernel(a) => kernel::kernel(&a),
         Cmd::Live(a) => live::live(&a),
         Cmd::FillXdpFilter(a) => kernel::fill_xdp_filter(&a),

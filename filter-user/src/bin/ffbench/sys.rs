@@ -93,6 +93,7 @@ pub fn run_ns(pid: i32) -> Result<u64> {
 /// Counters of one interface as the calling thread's namespace sees them.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DevStats {
+    pub rx_bytes: u64,
     pub rx_packets: u64,
     pub rx_dropped: u64,
     pub tx_packets: u64,
@@ -118,6 +119,7 @@ pub fn dev_stats(ifname: &str) -> Result<DevStats> {
             bail!("/proc/net/dev: short line for {ifname}");
         }
         return Ok(DevStats {
+            rx_bytes: v[0],
             rx_packets: v[1],
             rx_dropped: v[3],
             tx_packets: v[9],
@@ -127,14 +129,23 @@ pub fn dev_stats(ifname: &str) -> Result<DevStats> {
     bail!("{ifname} not in /proc/thread-self/net/dev")
 }
 
-/// IPv4 packets the stack dropped for want of a route (forwarding is off in
-/// the receiver namespace): `Ip: InAddrErrors` + `IpExt: InNoRoutes`.
+/// Packets the stack dropped at IP: IPv4 for want of a route (forwarding is
+/// off in the receiver namespace), `Ip: InAddrErrors` + `IpExt:
+/// InNoRoutes`; IPv6 (disabled on the receiver, so dropped on arrival)
+/// `Ip6InDiscards` + `Ip6InNoRoutes` + `Ip6InAddrErrors`.
 pub fn routing_drops() -> Result<u64> {
-    let snmp = std::fs::read_to_string("/proc/thread-self/net/snmp")
-        .context("reading /proc/thread-self/net/snmp")?;
-    let netstat = std::fs::read_to_string("/proc/thread-self/net/netstat")
-        .context("reading /proc/thread-self/net/netstat")?;
-    Ok(field(&snmp, "Ip:", "InAddrErrors")? + field(&netstat, "IpExt:", "InNoRoutes")?)
+    let read = |name: &str| {
+        let path = format!("/proc/thread-self/net/{name}");
+        std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))
+    };
+    let (snmp, netstat, snmp6) = (read("snmp")?, read("netstat")?, read("snmp6")?);
+    let v6: u64 = snmp6
+        .lines()
+        .filter_map(|l| l.split_once(char::is_whitespace))
+        .filter(|(k, _)| matches!(*k, "Ip6InDiscards" | "Ip6InNoRoutes" | "Ip6InAddrErrors"))
+        .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
+        .sum();
+    Ok(field(&snmp, "Ip:", "InAddrErrors")? + field(&netstat, "IpExt:", "InNoRoutes")? + v6)
 }
 
 /// A named counter from the header/value line pairs of /proc/net/snmp.

@@ -4,10 +4,12 @@
 //!
 //! - `xdp-live` (default): BPF_PROG_TEST_RUN with `BPF_F_TEST_XDP_LIVE_FRAMES`
 //!   on a tiny XDP program (built here from raw instructions) that copies the
-//!   next frame of the pool (an array map) over the packet and returns
-//!   XDP_TX; the kernel turns that into a redirect out of the sender veth, so
-//!   frames reach the receiver as XDP frames at several Mpps (the way
-//!   xdp-trafficgen works). Fast enough to keep the receiver busy.
+//!   next frame of the pool (an array map; frames stored at the pool's
+//!   longest length with their own length) over the packet, cuts the tail to
+//!   the frame's length (`bpf_xdp_adjust_tail`), for a flood writes a running
+//!   sequence number over the UDP ports, and returns XDP_TX; the kernel turns
+//!   that into a redirect out of the sender veth, so frames reach the
+//!   receiver as XDP frames at several Mpps (the way xdp-trafficgen works).
 //! - `af-packet`: an AF_PACKET socket and sendmmsg (skbs; slower, about
 //!   1 Mpps; the receiver idles between wake-ups).
 
@@ -32,6 +34,77 @@ pub enum GenKind {
     AfPacket,
 }
 
+/// What a generator sends: `frames[..]` once, then `frames[loop_start..]`
+/// round and round (so a pool can open each flow with a frame that is not
+/// repeated, e.g. the STUN request that starts a call).
+#[derive(Clone, Debug, Default)]
+pub struct Pool {
+    pub frames: Vec<Vec<u8>>,
+    pub loop_start: usize,
+    /// Write a running 32-bit sequence number over the UDP ports (bytes
+    /// 34..38 of an IPv4/UDP frame without options) of every frame sent, so
+    /// no 5-tuple repeats within 2^32 frames (the frames carry UDP checksum 0).
+    pub seq_ports: bool,
+}
+
+/// Offset of the UDP ports in an IPv4 frame without options.
+pub const V4_PORTS_AT: usize = 14 + 20;
+/// Where the sequence-numbered ports start: written in native (little-endian)
+/// order, the low half of the number is the source port (every value in
+/// turn) and the high half the destination port, which starts at 3478 and
+/// moves on every 2^16 frames.
+const SEQ_BASE: u32 = u32::from_le_bytes([0, 0, 0x0d, 0x96]);
+
+impl Pool {
+    /// Longest frame.
+    pub fn max_len(&self) -> usize {
+        self.frames.iter().map(Vec::len).max().unwrap_or(0)
+    }
+
+    /// Mean length of the frames sent round and round (what the receiver
+    /// sees once the first pass is over).
+    pub fn loop_mean_len(&self) -> f64 {
+        let l = &self.frames[self.loop_start.min(self.frames.len())..];
+        l.iter().map(Vec::len).sum::<usize>() as f64 / l.len().max(1) as f64
+    }
+
+    /// The frame map's values for `xdp-live`, one after the other: the
+    /// frame's length (u32, native order), then the frame, zero-padded to
+    /// the longest one. Returns the longest length and the values.
+    fn map_values(&self) -> (usize, Vec<u8>) {
+        let max = self.max_len();
+        let mut values = Vec::with_capacity(self.frames.len() * (4 + max));
+        for f in &self.frames {
+            values.extend_from_slice(&(f.len() as u32).to_ne_bytes());
+            values.extend_from_slice(f);
+            values.resize(values.len() + max - f.len(), 0);
+        }
+        (max, values)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.frames.is_empty() || self.loop_start >= self.frames.len() {
+            bail!(
+                "bad frame pool ({} frames, loop from {})",
+                self.frames.len(),
+                self.loop_start
+            );
+        }
+        if self.seq_ports
+            && let Some(f) = self
+                .frames
+                .iter()
+                .find(|f| f.len() < V4_PORTS_AT + 8 || f[12..14] != [0x08, 0x00] || f[14] != 0x45)
+        {
+            bail!(
+                "sequence-numbered ports need IPv4/UDP frames without options ({} bytes found)",
+                f.len()
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The sending side: one thread.
 pub struct Generator {
     stop: Arc<AtomicBool>,
@@ -51,12 +124,9 @@ pub struct GenConfig {
 }
 
 impl Generator {
-    /// Start sending `pool` (all frames of one length for `xdp-live`);
-    /// returns once the first frames are on their way.
-    pub fn start(pool: Vec<Vec<u8>>, cfg: &GenConfig) -> Result<Self> {
-        if pool.is_empty() {
-            bail!("empty frame pool");
-        }
+    /// Start sending `pool`; returns once the first frames are on their way.
+    pub fn start(pool: Pool, cfg: &GenConfig) -> Result<Self> {
+        pool.check()?;
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
         let ready = Arc::new(AtomicBool::new(false));
@@ -68,7 +138,7 @@ impl Generator {
             sys::enter_netns(&cfg.ns)?;
             match cfg.kind {
                 GenKind::XdpLive => xdp_live(&pool, &cfg, &stop2, &sent2, &ready2),
-                GenKind::AfPacket => af_packet(&pool, &cfg, &stop2, &sent2, &ready2),
+                GenKind::AfPacket => af_packet(pool, &cfg, &stop2, &sent2, &ready2),
             }
         });
         let t = Instant::now();
@@ -114,7 +184,7 @@ fn ifindex(name: &str, ns: &str) -> Result<u32> {
 }
 
 fn af_packet(
-    pool: &[Vec<u8>],
+    mut pool: Pool,
     cfg: &GenConfig,
     stop: &AtomicBool,
     sent: &AtomicU64,
@@ -168,9 +238,10 @@ fn af_packet(
         );
     }
     let mut iovs: Vec<libc::iovec> = pool
-        .iter()
+        .frames
+        .iter_mut()
         .map(|f| libc::iovec {
-            iov_base: f.as_ptr() as *mut libc::c_void,
+            iov_base: f.as_mut_ptr().cast::<libc::c_void>(),
             iov_len: f.len(),
         })
         .collect();
@@ -186,9 +257,21 @@ fn af_packet(
         })
         .collect();
     ready.store(true, Ordering::Release);
-    let (mut pos, mut total) = (0usize, 0u64);
+    let (mut pos, mut total, mut seq) = (0usize, 0u64, SEQ_BASE);
     while !stop.load(Ordering::Relaxed) {
         let n = cfg.batch.max(1).min(msgs.len() - pos);
+        if pool.seq_ports {
+            for iov in &iovs[pos..pos + n] {
+                // SAFETY: iov_base points into a frame of the pool (alive
+                // for this function) at least V4_PORTS_AT + 8 bytes long
+                // (Pool::check); only this thread touches it.
+                unsafe {
+                    let p = iov.iov_base.cast::<u8>().add(V4_PORTS_AT);
+                    std::ptr::copy_nonoverlapping(seq.to_ne_bytes().as_ptr(), p, 4);
+                }
+                seq = seq.wrapping_add(1);
+            }
+        }
         // SAFETY: msgs[pos..pos + n] are valid mmsghdrs.
         let r = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr().add(pos), n as u32, 0) };
         if r < 0 {
@@ -202,7 +285,10 @@ fn af_packet(
         let r = r as usize;
         total += r as u64;
         sent.store(total, Ordering::Release);
-        pos = (pos + r) % msgs.len();
+        pos += r;
+        if pos == msgs.len() {
+            pos = pool.loop_start;
+        }
     }
     Ok(total)
 }
@@ -213,6 +299,7 @@ const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
 const BPF_PROG_TYPE_XDP: u32 = 6;
@@ -220,6 +307,7 @@ const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 2;
 const BPF_PSEUDO_MAP_FD: u8 = 1;
 const FUNC_MAP_LOOKUP_ELEM: i32 = 1;
 const FUNC_XDP_STORE_BYTES: i32 = 190;
+const FUNC_XDP_ADJUST_TAIL: i32 = 65;
 const XDP_DROP: i32 = 1;
 const XDP_TX: i32 = 3;
 /// Largest batch the kernel accepts for live frames.
@@ -265,9 +353,21 @@ fn call(helper: i32) -> Insn {
     insn(0x85, 0, 0, 0, helper)
 }
 
-/// The generator program: frame `i` of the pool (counter `i` in a per-CPU
-/// array, wrapping at `frames`) over the packet, then XDP_TX.
-fn generator_program(counter_fd: i32, frames_fd: i32, frames: u32, len: u32) -> Vec<Insn> {
+/// The generator program. Per packet: index `i` and a sequence number from
+/// a per-CPU array (`i` wraps from `frames` to `loop_start`); value `i` of
+/// the frame map (length, frame padded to `max`) over the packet, the tail
+/// cut to the frame's length (`bpf_xdp_adjust_tail(ctx, len - max)`), with
+/// `seq_ports` the sequence number over the UDP ports; then XDP_TX.
+fn generator_program(
+    counter_fd: i32,
+    frames_fd: i32,
+    frames: u32,
+    loop_start: u32,
+    max: u32,
+    seq_ports: bool,
+) -> Vec<Insn> {
+    // Jumps to the drop exit are written as `off = DROP` and patched below.
+    const DROP: i16 = i16::MIN;
     let mut p = vec![
         mov_reg(6, 1),            // r6 = ctx
         insn(0x62, 10, 0, -4, 0), // *(u32 *)(r10 - 4) = 0
@@ -277,33 +377,55 @@ fn generator_program(counter_fd: i32, frames_fd: i32, frames: u32, len: u32) -> 
     p.extend(ld_map_fd(1, counter_fd));
     p.extend([
         call(FUNC_MAP_LOOKUP_ELEM),
-        insn(0x15, 0, 0, 0, 0),             // if r0 == 0 goto drop (patched)
-        insn(0x61, 7, 0, 0, 0),             // r7 = *(u32 *)(r0 + 0)
-        mov_reg(8, 7),                      // r8 = r7
-        add_imm(8, 1),                      // r8 += 1
-        insn(0xa5, 8, 0, 1, frames as i32), // if r8 < frames goto +1
-        mov_imm(8, 0),                      // r8 = 0
-        insn(0x63, 0, 8, 0, 0),             // *(u32 *)(r0 + 0) = r8
-        insn(0x63, 10, 7, -8, 0),           // *(u32 *)(r10 - 8) = r7
+        insn(0x15, 0, 0, DROP, 0),            // if r0 == 0 goto drop
+        insn(0x61, 7, 0, 0, 0),               // r7 = *(u32 *)(r0 + 0)
+        mov_reg(8, 7),                        // r8 = r7
+        add_imm(8, 1),                        // r8 += 1
+        insn(0xa5, 8, 0, 1, frames as i32),   // if r8 < frames goto +1
+        mov_imm(8, loop_start as i32),        // r8 = loop_start
+        insn(0x63, 0, 8, 0, 0),               // *(u32 *)(r0 + 0) = r8
+        insn(0x61, 9, 0, 4, 0),               // r9 = *(u32 *)(r0 + 4)
+        mov_reg(1, 9),                        // r1 = r9
+        insn(0x04, 1, 0, 0, SEQ_BASE as i32), // w1 += SEQ_BASE
+        insn(0x63, 10, 1, -12, 0),            // *(u32 *)(r10 - 12) = r1
+        add_imm(9, 1),                        // r9 += 1
+        insn(0x63, 0, 9, 4, 0),               // *(u32 *)(r0 + 4) = r9
+        insn(0x63, 10, 7, -8, 0),             // *(u32 *)(r10 - 8) = r7
         mov_reg(2, 10),
         add_imm(2, -8),
     ]);
     p.extend(ld_map_fd(1, frames_fd));
     p.extend([
         call(FUNC_MAP_LOOKUP_ELEM),
-        insn(0x15, 0, 0, 0, 0), // if r0 == 0 goto drop (patched)
-        mov_reg(3, 0),          // r3 = frame
-        mov_reg(1, 6),          // r1 = ctx
-        mov_imm(2, 0),          // r2 = offset 0
-        mov_imm(4, len as i32), // r4 = len
+        insn(0x15, 0, 0, DROP, 0), // if r0 == 0 goto drop
+        insn(0x61, 8, 0, 0, 0),    // r8 = length
+        mov_reg(3, 0),             // r3 = frame
+        add_imm(3, 4),             // r3 += 4
+        mov_reg(1, 6),             // r1 = ctx
+        mov_imm(2, 0),             // r2 = offset 0
+        mov_imm(4, max as i32),    // r4 = max
         call(FUNC_XDP_STORE_BYTES),
-        mov_imm(0, XDP_TX),
-        insn(0x95, 0, 0, 0, 0), // exit
+        mov_reg(1, 6),             // r1 = ctx
+        mov_reg(2, 8),             // r2 = length
+        add_imm(2, -(max as i32)), // r2 -= max
+        call(FUNC_XDP_ADJUST_TAIL),
+        insn(0x55, 0, 0, DROP, 0), // if r0 != 0 goto drop
     ]);
+    if seq_ports {
+        p.extend([
+            mov_reg(1, 6),                  // r1 = ctx
+            mov_imm(2, V4_PORTS_AT as i32), // r2 = offset of the ports
+            mov_reg(3, 10),                 // r3 = r10
+            add_imm(3, -12),                // r3 -= 12: the sequence number
+            mov_imm(4, 4),                  // r4 = 4
+            call(FUNC_XDP_STORE_BYTES),
+        ]);
+    }
+    p.extend([mov_imm(0, XDP_TX), insn(0x95, 0, 0, 0, 0)]);
     let drop_at = p.len();
     p.extend([mov_imm(0, XDP_DROP), insn(0x95, 0, 0, 0, 0)]);
     for (i, ins) in p.iter_mut().enumerate().take(drop_at) {
-        if ins.code == 0x15 {
+        if ins.off == DROP {
             ins.off = (drop_at - i - 1) as i16;
         }
     }
@@ -347,6 +469,20 @@ struct MapElem {
     _pad: u32,
     key: u64,
     value: u64,
+    flags: u64,
+}
+
+/// `bpf_attr` of the batch map operations.
+#[repr(C)]
+#[derive(Default)]
+struct MapBatch {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
     flags: u64,
 }
 
@@ -422,34 +558,62 @@ fn map_create(map_type: u32, value_size: u32, max_entries: u32, name: &str) -> R
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// Write `values` (one after the other, `size` bytes each) at keys 0.. of
+/// an array map: in batches of BPF_MAP_UPDATE_BATCH, or one by one where the
+/// kernel has no batch operations.
+fn fill(map: &OwnedFd, values: &[u8], size: usize) -> Result<()> {
+    let count = values.len() / size;
+    let keys: Vec<u32> = (0..count as u32).collect();
+    let mut done = 0;
+    while done < count {
+        let n = (count - done).min(1 << 16);
+        let mut a = MapBatch {
+            keys: keys[done..].as_ptr() as u64,
+            values: values[done * size..].as_ptr() as u64,
+            count: n as u32,
+            map_fd: map.as_raw_fd() as u32,
+            ..MapBatch::default()
+        };
+        match bpf(BPF_MAP_UPDATE_BATCH, &mut a) {
+            Ok(_) => done += a.count as usize,
+            Err(e) if done == 0 && e.raw_os_error() == Some(libc::EINVAL) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for i in done..count {
+        let key = i as u32;
+        let mut a = MapElem {
+            map_fd: map.as_raw_fd() as u32,
+            key: std::ptr::from_ref(&key) as u64,
+            value: values[i * size..].as_ptr() as u64,
+            ..MapElem::default()
+        };
+        bpf(BPF_MAP_UPDATE_ELEM, &mut a)?;
+    }
+    Ok(())
+}
+
 fn xdp_live(
-    pool: &[Vec<u8>],
+    pool: &Pool,
     cfg: &GenConfig,
     stop: &AtomicBool,
     sent: &AtomicU64,
     ready: &AtomicBool,
 ) -> Result<u64> {
-    let len = pool[0].len();
-    if let Some(f) = pool.iter().find(|f| f.len() != len) {
-        bail!(
-            "xdp-live needs frames of one length ({len} and {} found)",
-            f.len()
-        );
-    }
-    let count = u32::try_from(pool.len()).context("frame pool too large")?;
-    let counter = map_create(BPF_MAP_TYPE_PERCPU_ARRAY, 4, 1, "ffgen_next")?;
-    let frames = map_create(BPF_MAP_TYPE_ARRAY, len as u32, count, "ffgen_frames")?;
-    for (i, f) in pool.iter().enumerate() {
-        let key = i as u32;
-        let mut a = MapElem {
-            map_fd: frames.as_raw_fd() as u32,
-            key: std::ptr::from_ref(&key) as u64,
-            value: f.as_ptr() as u64,
-            ..MapElem::default()
-        };
-        bpf(BPF_MAP_UPDATE_ELEM, &mut a).context("filling the frame map")?;
-    }
-    let insns = generator_program(counter.as_raw_fd(), frames.as_raw_fd(), count, len as u32);
+    let (max, values) = pool.map_values();
+    let count = u32::try_from(pool.frames.len()).context("frame pool too large")?;
+    let counter = map_create(BPF_MAP_TYPE_PERCPU_ARRAY, 8, 1, "ffgen_next")?;
+    let frames = map_create(BPF_MAP_TYPE_ARRAY, 4 + max as u32, count, "ffgen_frames")?;
+    fill(&frames, &values, 4 + max).context("filling the frame map")?;
+    drop(values);
+    let insns = generator_program(
+        counter.as_raw_fd(),
+        frames.as_raw_fd(),
+        count,
+        pool.loop_start as u32,
+        max as u32,
+        pool.seq_ports,
+    );
     let license = c"GPL";
     let mut log = vec![0u8; 64 * 1024];
     let mut a = ProgLoad {
@@ -476,18 +640,20 @@ fn xdp_live(
     };
     let ifindex = ifindex(&cfg.ifname, &cfg.ns)?;
     let mut ctx = XdpMd {
-        data_end: len as u32,
+        data_end: max as u32,
         ingress_ifindex: ifindex,
         ..XdpMd::default()
     };
-    let frame0 = &pool[0];
+    // The kernel's frames start as this buffer (the longest length); the
+    // program overwrites them and cuts their tails.
+    let frame0 = vec![0u8; max];
     let mut total = 0u64;
     // A short first call checks that live frames work before saying ready.
     let mut repeat = 64;
     while !stop.load(Ordering::Relaxed) {
         let mut a = TestRunAttr {
             prog_fd: prog.as_raw_fd() as u32,
-            data_size_in: len as u32,
+            data_size_in: max as u32,
             data_in: frame0.as_ptr() as u64,
             repeat,
             ctx_size_in: size_of::<XdpMd>() as u32,
@@ -508,4 +674,48 @@ fn xdp_live(
         }
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_values_carry_lengths_and_padding() {
+        let pool = Pool {
+            frames: vec![vec![1; 100], vec![2; 250], vec![3; 60]],
+            loop_start: 1,
+            seq_ports: false,
+        };
+        let (max, v) = pool.map_values();
+        assert_eq!(max, 250);
+        assert_eq!(v.len(), 3 * 254);
+        for (f, v) in pool.frames.iter().zip(v.chunks(254)) {
+            let len = u32::from_ne_bytes(v[..4].try_into().unwrap()) as usize;
+            assert_eq!(len, f.len());
+            assert_eq!(&v[4..4 + len], f.as_slice());
+            assert!(v[4 + len..].iter().all(|&b| b == 0));
+        }
+        assert!((pool.loop_mean_len() - 155.0).abs() < 1e-9);
+        pool.check().unwrap();
+        let flood = Pool {
+            seq_ports: true,
+            ..pool
+        };
+        assert!(flood.check().is_err(), "not IPv4/UDP frames");
+    }
+
+    #[test]
+    fn generator_jumps_land_on_the_drop_exit() {
+        for seq in [false, true] {
+            let p = generator_program(3, 4, 10, 2, 300, seq);
+            let drop_at = p.len() - 2;
+            assert_eq!((p[drop_at].code, p[drop_at].imm), (0xb7, XDP_DROP));
+            for (i, ins) in p.iter().enumerate() {
+                if matches!(ins.code, 0x15 | 0x55) {
+                    assert_eq!(i + 1 + ins.off as usize, drop_at);
+                }
+            }
+        }
+    }
 }
