@@ -869,9 +869,9 @@ fn section_control(o: &mut Out, runs: &[SetRun], quick: bool) {
          flowfilter: load = `Filter::load` (verify, create maps); build = the tables in userspace; install = build + \
          write the inactive generation + flip (`Filter::install`; the first into empty maps, then swaps of the same \
          set, median and min–max). Memory = the kernel's memlock of the maps (fdinfo); table maps = the prefix \
-         tables (V4_TBL24/V4_TBL16/V4_TBL8/V6_LPM*), preallocated for two generations (V4_TBL8 sized to the set's \
-         /24 blocks with longer prefixes), so per prefix they are large at small N; \"written\" is the table data \
-         one generation of this set really uses. The others: time to load the set (`nft -f`, `ipset restore` + \
+         tables: ROOT (the 16-bit roots of both families and generations, 1 MiB, fixed) and the node pool of each \
+         generation (TRIE[0], TRIE[1]: inner maps made at install to the size the set needs; both generations are \
+         kept, for the hitless swap); \"written\" is the table data one generation of this set uses. The others: time to load the set (`nft -f`, `ipset restore` + \
          rules, filling xdp-filter's map) and ipset's own memory figure.{}\n\n\
          | set | load ms | build ms | first install ms | swap ms | min–max | table maps | all maps | table B/prefix | all maps B/prefix | written B/prefix | nft load ms | ipset load ms | ipset memory | xdp-filter fill ms |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",

@@ -480,7 +480,7 @@ mod tests {
                 let Some(src) = f.get(34..36) else { panic!() };
                 assert!(u16::from_be_bytes([src[0], src[1]]) >= 1024);
             } else {
-                assert!(p.len() % 16 == 0 && (48..=240).contains(&p.len()));
+                assert!(p.len().is_multiple_of(16) && (48..=240).contains(&p.len()));
             }
         }
         assert_eq!(spoofed, 300);
