@@ -659,11 +659,10 @@ fn section_kind(o: &mut Out, runs: &[SetRun], idx: usize) {
                 let r = fl.ratios(est);
                 let _ = writeln!(
                     o.md,
-                    "| {} | flowfilter, XDP-level estimate | {est:.0} | | {} | {} | {}| | | |",
+                    "| {} | flowfilter, XDP-level estimate | {est:.0} | | {} | {} |  | | | |",
                     set_label(run),
                     fmt_ratio(r.limit),
                     fmt_ratio(r.xdp_drop),
-                    " | "
                 );
                 o.figure(
                     "receiver-cpu",
