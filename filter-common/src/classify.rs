@@ -6,6 +6,32 @@
 
 /// Bytes of UDP payload copied for classification.
 pub const HEAD_LEN: usize = 128;
+/// Bytes of payload the classifier needs for all but a few packets: the
+/// XDP program reads these first, and the rest of the head only when
+/// [`head_needed`] says so (packet bytes are cache lines the receiving CPU
+/// does not have yet).
+pub const HEAD_MIN: usize = 48;
+
+/// How many payload bytes (at most [`HEAD_LEN`]) the classifier reads for a
+/// payload of `len` bytes, given its first [`HEAD_MIN`] bytes (`head`;
+/// only those are looked at). Beyond `HEAD_MIN` it reads only for a STUN
+/// message on Telegram's TURN port (the REALM scan) and for RTP with more
+/// than eight CSRCs (the extension header after them).
+#[inline(always)]
+pub fn head_needed(head: &[u8; HEAD_LEN], len: usize, sport: u16, dport: u16) -> usize {
+    let all = if len < HEAD_LEN { len } else { HEAD_LEN };
+    let b0 = head[0];
+    let stun_on_turn_port =
+        b0 & 0xC0 == 0 && (sport == TELEGRAM_TURN_PORT || dport == TELEGRAM_TURN_PORT);
+    let rtp_many_csrcs = (128..=191).contains(&b0) && (b0 & 0x0f) > 8;
+    if stun_on_turn_port || rtp_many_csrcs {
+        all
+    } else if all < HEAD_MIN {
+        all
+    } else {
+        HEAD_MIN
+    }
+}
 
 /// No recognisable call signalling or media.
 pub const LABEL_NONE: u8 = 0;

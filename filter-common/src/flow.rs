@@ -4,12 +4,16 @@
 //! no category (its slot caches the address look-ups), so a packet of a
 //! known flow costs one bucket read whatever the size of the lists.
 //!
-//! A new flow takes, in its bucket, a free slot (empty, or idle for
-//! [`FLOW_IDLE_TICKS`]), else the slot worth least: a flow of no category
-//! before a categorised one, a categorised one before an established call
-//! flow ([`FLOW_ESTABLISHED_PACKETS`]), the older one on a tie. A flood of
-//! new 5-tuples thus replaces its own earlier flows and evicts a live call
-//! only from a bucket whose both slots hold established calls.
+//! Each flow has two candidate buckets ([`bucket_of`], [`bucket_of2`]):
+//! it is looked up in the first, then (only when not found there) in the
+//! second. A new flow takes, of the four slots, a free one (empty, or idle
+//! for [`FLOW_IDLE_TICKS`]), else the one worth least: a flow of no
+//! category before a categorised one, a categorised one before an
+//! established call flow ([`FLOW_ESTABLISHED_PACKETS`]), the older one on a
+//! tie, the first bucket when both are alike. A flood of new 5-tuples thus
+//! replaces its own earlier flows, and a live call is evicted only when
+//! both its buckets hold four established calls; a known flow costs one
+//! bucket read, a new one two.
 //!
 //! Slots are matched by a 64-bit keyed hash of the canonical 5-tuple (the
 //! key is random per flow table, so nobody outside can aim collisions at a
@@ -49,10 +53,16 @@ pub fn key_hash(key: &FlowKey, hash_key: u64) -> u64 {
     crate::decide::mix64(h) | 1
 }
 
-/// The bucket a hash falls in.
+/// The first bucket a hash falls in.
 #[inline(always)]
 pub fn bucket_of(hash: u64) -> u32 {
     (hash >> 32) as u32 & (FLOW_BUCKETS - 1)
+}
+
+/// The second bucket a hash may fall in (other bits of the hash).
+#[inline(always)]
+pub fn bucket_of2(hash: u64) -> u32 {
+    ((hash >> 8) as u32 ^ (hash >> 49) as u32) & (FLOW_BUCKETS - 1)
 }
 
 /// The flow-table clock: ticks of 2^30 ns from a nanosecond clock.
@@ -92,6 +102,17 @@ pub fn find(b: &FlowBucket, tag: u64) -> Option<usize> {
     } else {
         None
     }
+}
+
+/// Where a new flow goes, of its two buckets: `(second bucket, way)`.
+#[inline(always)]
+pub fn place(b1: &FlowBucket, b2: &FlowBucket, now: u32) -> (bool, usize) {
+    let (w1, w2) = (victim(b1, now), victim(b2, now));
+    let (s1, s2) = (&b1.slots[w1 & 1], &b2.slots[w2 & 1]);
+    let (v1, v2) = (worth(s1, now), worth(s2, now));
+    let second =
+        v2 < v1 || (v2 == v1 && now.wrapping_sub(s2.last_seen) > now.wrapping_sub(s1.last_seen));
+    if second { (true, w2) } else { (false, w1) }
 }
 
 /// The way a new flow takes in `b` (see the module docs).
@@ -149,6 +170,26 @@ mod tests {
             seen.insert(bucket_of(key_hash(&other, 7)));
         }
         assert!(seen.len() > 4000, "{} distinct buckets", seen.len());
+    }
+
+    #[test]
+    fn placement_uses_the_second_bucket_when_it_is_worth_less() {
+        let now = 1000;
+        let b = |s0, s1| FlowBucket { slots: [s0, s1] };
+        let call = slot(3, now, 1, true, 50);
+        let cached = slot(7, now, 0, false, 9);
+        let empty = FlowSlot::default();
+        // Both alike: the first bucket.
+        assert_eq!(place(&b(call, empty), &b(call, empty), now), (false, 1));
+        // The first full of calls, the second has a cached flow: the second.
+        assert_eq!(place(&b(call, call), &b(cached, call), now), (true, 0));
+        assert_eq!(place(&b(cached, call), &b(call, call), now), (false, 0));
+        // Both full of calls: the older one, wherever it is.
+        let older = slot(11, now - 5, 1, true, 50);
+        assert_eq!(place(&b(call, call), &b(call, older), now), (true, 1));
+        let k = FlowKey::default();
+        let h = key_hash(&k, 1);
+        assert!(bucket_of(h) < FLOW_BUCKETS && bucket_of2(h) < FLOW_BUCKETS);
     }
 
     #[test]

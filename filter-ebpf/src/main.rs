@@ -23,14 +23,14 @@ use aya_ebpf::macros::{btf_map, map, xdp};
 use aya_ebpf::maps::{Array, LruHashMap, PerCpuArray};
 use aya_ebpf::programs::XdpContext;
 use filter_common::classify::{
-    Class, HEAD_LEN, LABEL_MAX, LABEL_NONE, LABEL_P2P_INHERITED, LABEL_TELEGRAM_DATA, Strength,
-    classify,
+    Class, HEAD_LEN, HEAD_MIN, LABEL_MAX, LABEL_NONE, LABEL_P2P_INHERITED, LABEL_TELEGRAM_DATA,
+    Strength, classify, head_needed,
 };
 use filter_common::decide::{
     Verdict, caller_fate, endpoint_bit, endpoint_fresh, endpoints_to_learn, epoch_seed,
     hidden_verdict, learnable_port, may_teach, observe, tag_bit, tag_fresh, verdict,
 };
-use filter_common::flow::{bucket_of, find, key_hash, live, tick, victim};
+use filter_common::flow::{bucket_of, bucket_of2, find, key_hash, live, place, tick};
 use filter_common::parse::{
     Fragment, PROTO_TCP, PROTO_UDP, Packet, PacketBytes, Parsed, parse_frame,
 };
@@ -91,7 +91,10 @@ struct Scratch {
     pkt: Packet,
     /// The same for the prefix walk's entry at each level.
     entry: Entry,
-    _pad: u32,
+    /// And for where the flow's slot is (bucket index, way, fresh).
+    bucket_at: u32,
+    way: u32,
+    fresh: u32,
 }
 #[map(name = "SCRATCH")]
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
@@ -404,17 +407,34 @@ fn frag_key(pkt: &Packet, id: u32) -> FragKey {
     }
 }
 
-/// Copy the payload head into `head` (at most `HEAD_LEN` bytes); false when
-/// the packet is shorter than its UDP header says.
+/// Copy the payload head into `head`: the first `HEAD_MIN` bytes, and more
+/// (up to `HEAD_LEN`) only when the classifier needs them (`head_needed`),
+/// so a packet's later cache lines stay untouched; false when the packet is
+/// shorter than its UDP header says.
 #[inline(always)]
 fn read_head(ctx: &XdpContext, pkt: &Packet, head: &mut [u8; HEAD_LEN]) -> bool {
     // No zeroing: the classifier never reads a head byte at or beyond the
-    // payload's length (a host property test holds it to that), so bytes
-    // left by an earlier packet are never seen.
-    let want = if pkt.payload_len < HEAD_LEN {
+    // payload's length, nor past what `head_needed` asked for (host
+    // property tests hold it to both), so bytes left by an earlier packet
+    // are never seen.
+    if !load_head(ctx, pkt, head, HEAD_MIN) {
+        return false;
+    }
+    if pkt.payload_len > HEAD_MIN
+        && head_needed(head, pkt.payload_len, pkt.sport, pkt.dport) > HEAD_MIN
+    {
+        return load_head(ctx, pkt, head, HEAD_LEN);
+    }
+    true
+}
+
+/// The first `min(payload, upto)` payload bytes into `head`.
+#[inline(always)]
+fn load_head(ctx: &XdpContext, pkt: &Packet, head: &mut [u8; HEAD_LEN], upto: usize) -> bool {
+    let want = if pkt.payload_len < upto {
         pkt.payload_len
     } else {
-        HEAD_LEN
+        upto
     };
     let want = (want as u32) & 0xff;
     if want > 0 && want <= HEAD_LEN as u32 {
@@ -441,15 +461,27 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
     let (key, from_a) = pkt.flow_key();
     scratch.key = key;
     let tag = key_hash(&scratch.key, state.hash_key);
-    let bucket_at = bucket_of(tag);
-    let Some(bucket) = FLOWS.get_ptr_mut(bucket_at) else {
-        return pass(O_UDP_PASS, len);
-    };
-    // SAFETY: pointer to a map value that stays valid for this run.
-    let bucket = unsafe { &mut *bucket };
     // SAFETY: helper without arguments.
     let now_ns = unsafe { bpf_ktime_get_coarse_ns() };
     let now = tick(now_ns);
+    let Some((bucket, bucket_at, way, fresh)) = locate(tag, now) else {
+        return pass(O_UDP_PASS, len);
+    };
+    // Through map memory: the four ways of finding the slot converge into
+    // one verifier state.
+    scratch.bucket_at = bucket_at;
+    scratch.way = way as u32;
+    scratch.fresh = u32::from(fresh);
+    // SAFETY: plain reads of what was just written.
+    let (bucket_at, way, fresh) = unsafe {
+        (
+            core::ptr::read_volatile(&raw const scratch.bucket_at),
+            core::ptr::read_volatile(&raw const scratch.way) as usize,
+            core::ptr::read_volatile(&raw const scratch.fresh) != 0,
+        )
+    };
+    // SAFETY: pointer to a map value that stays valid for this run.
+    let bucket = unsafe { &mut *bucket };
 
     let head = &mut scratch.head;
     if !read_head(ctx, pkt, head) {
@@ -458,10 +490,6 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
     scratch.class = classify(head, pkt.payload_len, pkt.sport, pkt.dport);
     let class = &mut scratch.class;
 
-    let (way, fresh) = match find(bucket, tag) {
-        Some(w) => (w, !live(&bucket.slots[w & 1], now)),
-        None => (victim(bucket, now), true),
-    };
     let way = way & 1;
     if fresh {
         bucket.slots[way ^ 1].newer = 0;
@@ -657,6 +685,31 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
         return (XDP_DROP, info);
     }
     (XDP_PASS, info)
+}
+
+/// The flow's bucket, its index and way, and whether the slot is to be
+/// taken anew: the first bucket holding the tag (live or idle), else the
+/// place `filter_common::flow::place` picks of the two.
+#[inline(always)]
+fn locate(tag: u64, now: u32) -> Option<(*mut FlowBucket, u32, usize, bool)> {
+    let at1 = bucket_of(tag);
+    let b1 = FLOWS.get_ptr_mut(at1)?;
+    // SAFETY: pointers to map values that stay valid for this run.
+    let r1 = unsafe { &*b1 };
+    if let Some(w) = find(r1, tag) {
+        return Some((b1, at1, w, !live(&r1.slots[w & 1], now)));
+    }
+    let at2 = bucket_of2(tag);
+    let b2 = FLOWS.get_ptr_mut(at2)?;
+    // SAFETY: as above.
+    let r2 = unsafe { &*b2 };
+    if let Some(w) = find(r2, tag) {
+        return Some((b2, at2, w, !live(&r2.slots[w & 1], now)));
+    }
+    match place(r1, r2, now) {
+        (true, w) => Some((b2, at2, w, true)),
+        (false, w) => Some((b1, at1, w, true)),
+    }
 }
 
 /// A slot taken for a new flow.

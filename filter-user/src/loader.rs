@@ -29,7 +29,7 @@ use aya::programs::xdp::XdpLink;
 use aya::programs::{ProgramError, ProgramInfo, TestRun as _, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use aya_obj::programs::XdpAttachType;
-use filter_common::flow::{bucket_of, find, key_hash, live, tick};
+use filter_common::flow::{bucket_of, bucket_of2, find, key_hash, live, tick};
 use filter_common::trie::{Entry, ROOT_LEN, TrieMem, Unit, root_index};
 use filter_common::{
     BITS_WORDS, CATEGORY_SLOTS, COUNTER_SLOTS, CatStats, Counter, ENDPOINT_BITS_WORDS,
@@ -1079,10 +1079,14 @@ impl Filter {
     pub fn flow(&self, key: &FlowKey) -> Result<Option<FlowSlot>, LoadError> {
         let (flows, _, hash_key) = self.flow_table()?;
         let tag = key_hash(key, hash_key);
-        let b = &flows.slice::<FlowBucket>(FLOW_BUCKETS as usize)[bucket_of(tag) as usize];
+        let buckets = flows.slice::<FlowBucket>(FLOW_BUCKETS as usize);
         let now = now_tick();
-        Ok(find(b, tag)
-            .map(|w| b.slots[w])
+        Ok([bucket_of(tag), bucket_of2(tag)]
+            .into_iter()
+            .find_map(|i| {
+                let b = &buckets[i as usize];
+                find(b, tag).map(|w| b.slots[w])
+            })
             .filter(|s| live(s, now) && s.category != 0))
     }
 

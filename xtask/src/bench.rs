@@ -79,6 +79,13 @@ struct Args {
     /// Skip BPF_PROG_TEST_RUN and the control plane.
     #[arg(long)]
     no_kernel: bool,
+    /// Calls in the live match/nomatch pools (default 65,536).
+    #[arg(long)]
+    flows: Option<usize>,
+    /// Live runs of flowfilter and the floors only (no nftables, iptables +
+    /// ipset, xdp-filter or stack-only runs): for quick comparisons.
+    #[arg(long)]
+    flowfilter_only: bool,
 }
 
 /// Window lengths and counts.
@@ -282,6 +289,8 @@ pub fn bench(args: &[String]) -> Result<()> {
         generator: a.generator.clone(),
         live: !a.no_live,
         kernel: !a.no_kernel,
+        flows: a.flows,
+        flowfilter_only: a.flowfilter_only,
     };
 
     let mut runs = Vec::new();
@@ -377,6 +386,8 @@ struct Runner<'a> {
     generator: String,
     live: bool,
     kernel: bool,
+    flows: Option<usize>,
+    flowfilter_only: bool,
 }
 
 impl Runner<'_> {
@@ -443,6 +454,11 @@ impl Runner<'_> {
         ]
         .iter()
         .map(ToString::to_string)
+        .chain(
+            self.flows
+                .into_iter()
+                .flat_map(|n| ["--flows".to_string(), n.to_string()]),
+        )
         .collect()
     }
 
@@ -568,7 +584,7 @@ impl Runner<'_> {
             Ok(())
         };
         floor_runs(&mut run)?;
-        if job.live == LivePlan::All {
+        if job.live == LivePlan::All && !self.flowfilter_only {
             run.live
                 .push(self.live(Contestant::None, &set_path, "external", both, &[])?);
         }
@@ -576,7 +592,7 @@ impl Runner<'_> {
             Some(e) => LiveRun::failed(Contestant::Flowfilter, e),
             None => self.live(Contestant::Flowfilter, &set_path, "flowfilter", floors, &[])?,
         });
-        if job.live == LivePlan::All && family == 4 {
+        if job.live == LivePlan::All && family == 4 && !self.flowfilter_only {
             self.others(world, &mut run, &set_path)?;
         }
         // The floors again, so that they bracket the others in time.

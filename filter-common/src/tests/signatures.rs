@@ -6,10 +6,10 @@ use std::vec::Vec;
 
 use super::{assert_none, cls, head};
 use crate::classify::{
-    Class, HEAD_LEN, LABEL_DTLS, LABEL_NONE, LABEL_RTP, LABEL_STUN, LABEL_TELEGRAM_DATA,
+    Class, HEAD_LEN, HEAD_MIN, LABEL_DTLS, LABEL_NONE, LABEL_RTP, LABEL_STUN, LABEL_TELEGRAM_DATA,
     LABEL_TELEGRAM_REFLECTOR, LABEL_TELEGRAM_TGCALLS, LABEL_TELEGRAM_TURN, LABEL_TURN_CHANNEL,
     LABEL_WHATSAPP_ICE, LABEL_WHATSAPP_KEEPALIVE, LABEL_WHATSAPP_MEDIA, LABEL_WHATSAPP_STUN,
-    MAX_STUN_ATTRS, STUN_COOKIE, Strength, TELEGRAM_TURN_PORT, classify, label_name,
+    MAX_STUN_ATTRS, STUN_COOKIE, Strength, TELEGRAM_TURN_PORT, classify, head_needed, label_name,
 };
 use crate::consts::{CAT_TELEGRAM, CAT_WHATSAPP};
 use crate::decide::observe;
@@ -1698,6 +1698,47 @@ fn stale_bytes_past_the_length_never_matter() {
                     );
                 }
             }
+        }
+    }
+}
+
+/// The XDP program reads the first `HEAD_MIN` payload bytes, then only as
+/// many more as `head_needed` asks for: bytes past that never change the
+/// classification. Every template and random payloads (RTP with many CSRCs
+/// and extensions, STUN on Telegram's TURN port included), with stale bytes
+/// behind the part read.
+#[test]
+fn bytes_past_head_needed_never_matter() {
+    let mut payloads = templates();
+    let mut rng = Rng(0x5eed_0f_4ead);
+    for i in 0..4000u32 {
+        let mut p: Vec<u8> = (0..rng.below(300)).map(|_| rng.byte()).collect();
+        if let Some(b) = p.first_mut() {
+            // RTP with any CSRC count and extension bit, STUN-like, other.
+            *b = match i % 3 {
+                0 => 0x80 | (rng.byte() & 0x1f),
+                1 => rng.byte() & 0x03,
+                _ => *b,
+            };
+        }
+        payloads.push(p);
+    }
+    let stale = [0xA5u8; HEAD_LEN];
+    for p in &payloads {
+        let full = head(p);
+        for (sport, dport) in [(SPORT, DPORT), (SPORT, TELEGRAM_TURN_PORT)] {
+            let need = head_needed(&full, p.len(), sport, dport);
+            assert!(need <= HEAD_LEN && need <= p.len().max(0));
+            assert!(need >= p.len().min(HEAD_MIN));
+            let mut partial = stale;
+            partial[..need].copy_from_slice(&full[..need]);
+            assert_eq!(
+                classify(&partial, p.len(), sport, dport),
+                classify(&full, p.len(), sport, dport),
+                "need {need} of {} bytes {:02x?}",
+                p.len(),
+                show(p)
+            );
         }
     }
 }
