@@ -24,9 +24,7 @@ pub fn head_needed(head: &[u8; HEAD_LEN], len: usize, sport: u16, dport: u16) ->
     let stun_on_turn_port =
         b0 & 0xC0 == 0 && (sport == TELEGRAM_TURN_PORT || dport == TELEGRAM_TURN_PORT);
     let rtp_many_csrcs = (128..=191).contains(&b0) && (b0 & 0x0f) > 8;
-    if stun_on_turn_port || rtp_many_csrcs {
-        all
-    } else if all < HEAD_MIN {
+    if stun_on_turn_port || rtp_many_csrcs || all < HEAD_MIN {
         all
     } else {
         HEAD_MIN
