@@ -1710,7 +1710,7 @@ fn stale_bytes_past_the_length_never_matter() {
 #[test]
 fn bytes_past_head_needed_never_matter() {
     let mut payloads = templates();
-    let mut rng = Rng(0x5eed_0f_4ead);
+    let mut rng = Rng(0x005e_ed0f_4ead);
     for i in 0..4000u32 {
         let mut p: Vec<u8> = (0..rng.below(300)).map(|_| rng.byte()).collect();
         if let Some(b) = p.first_mut() {
@@ -1728,7 +1728,7 @@ fn bytes_past_head_needed_never_matter() {
         let full = head(p);
         for (sport, dport) in [(SPORT, DPORT), (SPORT, TELEGRAM_TURN_PORT)] {
             let need = head_needed(&full, p.len(), sport, dport);
-            assert!(need <= HEAD_LEN && need <= p.len().max(0));
+            assert!(need <= HEAD_LEN && need <= p.len());
             assert!(need >= p.len().min(HEAD_MIN));
             let mut partial = stale;
             partial[..need].copy_from_slice(&full[..need]);
