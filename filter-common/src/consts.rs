@@ -40,6 +40,15 @@ pub const FLOW_IDLE_TICKS: u32 = 120;
 /// Packets after which a flow counts as established: a new flow never
 /// evicts an established call flow while the bucket has another choice.
 pub const FLOW_ESTABLISHED_PACKETS: u32 = 4;
+/// Node-pool units up to which the tables count as small (1 MiB, with the
+/// roots: about what a CPU core's L2 cache holds): see `STATE_STATELESS`.
+pub const STATELESS_MAX_UNITS: usize = 1 << 14;
+/// Words of one half of `FLOW_BITS`: 2^20 bits, 128 KiB.
+pub const FLOW_BITS_WORDS: u32 = 1 << 14;
+/// Userspace clears the older half of `FLOW_BITS` and switches
+/// `State::flow_bits_half` this often: longer than a slot's idle time, so a
+/// flow whose slot is live always has its bit in one half.
+pub const FLOW_BITS_ROTATE_NS: u64 = 150 * 1_000_000_000;
 /// Fragment trains of dropped flows remembered (LRU hash).
 pub const FRAG_CAPACITY: u32 = 1 << 13;
 
@@ -92,6 +101,8 @@ pub const MAP_FRAGS: &str = "FRAGS";
 pub const MAP_ENDPOINTS: &str = "ENDPOINTS";
 /// "May be known" bitmap of endpoints and tags, two halves.
 pub const MAP_BITS: &str = "BITS";
+/// "Has a category" bitmap of flows, two halves (see `STATE_STATELESS`).
+pub const MAP_FLOW_BITS: &str = "FLOW_BITS";
 /// Learned Telegram peer tags.
 pub const MAP_TAGS: &str = "TG_TAGS";
 /// Per-CPU packet and byte counters (`Counter`): every packet adds to

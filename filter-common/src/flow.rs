@@ -65,6 +65,13 @@ pub fn bucket_of2(hash: u64) -> u32 {
     ((hash >> 8) as u32 ^ (hash >> 49) as u32) & (FLOW_BUCKETS - 1)
 }
 
+/// Word index (within a half) and bit of a flow in `FLOW_BITS`.
+#[inline(always)]
+pub fn flow_bit(tag: u64) -> (u32, u64) {
+    let word = (tag >> 14) as u32 & (crate::consts::FLOW_BITS_WORDS - 1);
+    (word, 1u64 << ((tag >> 1) & 63))
+}
+
 /// The flow-table clock: ticks of 2^30 ns from a nanosecond clock.
 #[inline(always)]
 pub fn tick(now_ns: u64) -> u32 {

@@ -51,7 +51,18 @@ pub struct State {
     pub bits_half: u32,
     /// Key of the flow-table hash (random per flow table).
     pub hash_key: u64,
+    /// `STATE_*` bits, written with each install.
+    pub flags: u32,
+    /// Which half of `FLOW_BITS` flows with a category mark now; userspace
+    /// rotates it (see `FLOW_BITS_ROTATE_NS`).
+    pub flow_bits_half: u32,
 }
+
+/// `State::flags`: the prefix tables are small enough to stay in the CPU's
+/// cache, so a packet of a flow with no category and nothing learned is
+/// decided from its addresses and payload alone (no flow-table read); with
+/// large tables the flow table caches every flow's look-ups instead.
+pub const STATE_STATELESS: u32 = 1;
 
 /// Canonical 5-tuple: both directions of a flow map to one key. Addresses are
 /// 16 bytes (IPv4 as IPv4-mapped IPv6); endpoint `a` is the smaller
@@ -328,7 +339,7 @@ mod tests {
     #[test]
     fn sizes_have_no_implicit_padding() {
         assert_eq!(size_of::<Policy>(), 4);
-        assert_eq!(size_of::<State>(), 32);
+        assert_eq!(size_of::<State>(), 40);
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 2 + 1 + 3);
         assert_eq!(size_of::<FlowSlot>(), 64);
         assert_eq!(size_of::<FlowBucket>(), 128);

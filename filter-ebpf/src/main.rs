@@ -30,7 +30,7 @@ use filter_common::decide::{
     Verdict, caller_fate, endpoint_bit, endpoint_fresh, endpoints_to_learn, epoch_seed,
     hidden_verdict, learnable_port, may_teach, observe, tag_bit, tag_fresh, verdict,
 };
-use filter_common::flow::{bucket_of, bucket_of2, find, key_hash, live, place, tick};
+use filter_common::flow::{bucket_of, bucket_of2, find, flow_bit, key_hash, live, place, tick};
 use filter_common::parse::{
     Fragment, PROTO_TCP, PROTO_UDP, Packet, PacketBytes, Parsed, parse_frame,
 };
@@ -65,6 +65,8 @@ static ENDPOINTS: LruHashMap<EndpointKey, EndpointValue> =
     LruHashMap::with_max_entries(ENDPOINT_CAPACITY, 0);
 #[map(name = "BITS")]
 static BITS: Array<u64> = Array::with_max_entries(BITS_WORDS, MMAPABLE);
+#[map(name = "FLOW_BITS")]
+static FLOW_BITS: Array<u64> = Array::with_max_entries(2 * FLOW_BITS_WORDS, MMAPABLE);
 #[map(name = "TG_TAGS")]
 static TG_TAGS: LruHashMap<[u8; 16], TagValue> = LruHashMap::with_max_entries(TAG_CAPACITY, 0);
 #[map(name = "COUNTERS")]
@@ -464,15 +466,34 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
     // SAFETY: helper without arguments.
     let now_ns = unsafe { bpf_ktime_get_coarse_ns() };
     let now = tick(now_ns);
-    let Some((bucket, bucket_at, way, fresh)) = locate(tag, now) else {
+    // With large tables (or a flow that may have a category) the bucket is
+    // read first, so its cache miss overlaps the head read and the
+    // classifier; with small ones a flow with nothing to remember is
+    // decided without it.
+    let stateless_ok = state.flags & STATE_STATELESS != 0 && !flow_bit_maybe(tag);
+    if !stateless_ok && !locate_into(scratch, tag, now) {
         return pass(O_UDP_PASS, len);
-    };
-    // Through map memory: the four ways of finding the slot converge into
-    // one verifier state.
-    scratch.bucket_at = bucket_at;
-    scratch.way = way as u32;
-    scratch.fresh = u32::from(fresh);
-    // SAFETY: plain reads of what was just written.
+    }
+    let pkt = &scratch.pkt;
+    let head = &mut scratch.head;
+    if !read_head(ctx, pkt, head) {
+        return pass(O_MALFORMED, len);
+    }
+    scratch.class = classify(head, pkt.payload_len, pkt.sport, pkt.dport);
+    if stateless_ok {
+        if let Some(done) = stateless(state, scratch, len) {
+            return done;
+        }
+        if !locate_into(scratch, tag, now) {
+            return pass(O_UDP_PASS, len);
+        }
+    }
+    let pkt = &scratch.pkt;
+    let head = &mut scratch.head;
+    let class = &mut scratch.class;
+    // Where the slot is, through map memory: the ways of finding it converge
+    // into one verifier state.
+    // SAFETY: plain reads of what `locate_into` wrote.
     let (bucket_at, way, fresh) = unsafe {
         (
             core::ptr::read_volatile(&raw const scratch.bucket_at),
@@ -480,15 +501,11 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
             core::ptr::read_volatile(&raw const scratch.fresh) != 0,
         )
     };
+    let Some(bucket) = FLOWS.get_ptr_mut(bucket_at) else {
+        return pass(O_UDP_PASS, len);
+    };
     // SAFETY: pointer to a map value that stays valid for this run.
     let bucket = unsafe { &mut *bucket };
-
-    let head = &mut scratch.head;
-    if !read_head(ctx, pkt, head) {
-        return pass(O_MALFORMED, len);
-    }
-    scratch.class = classify(head, pkt.payload_len, pkt.sport, pkt.dport);
-    let class = &mut scratch.class;
 
     let way = way & 1;
     if fresh {
@@ -595,6 +612,11 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
         seen(slot, now, len, false);
         return passed_uncategorised(class.label, slot.label, len);
     }
+    if !was_categorised || slot.last_seen != now {
+        // At most once a tick: enough for the rotation, which is slower
+        // than a slot's idle time.
+        flow_bit_mark(state, tag);
+    }
     if !was_categorised {
         // Tracked from here: its counters and age start with this packet
         // (the packets it had while only cached were passed untouched).
@@ -685,6 +707,78 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
         return (XDP_DROP, info);
     }
     (XDP_PASS, info)
+}
+
+/// With small tables: the verdict for a packet that needs no flow state, or
+/// `None` to go on to the flow table. A flow with no category yet (its bit
+/// in `FLOW_BITS` clear), no app signature, both addresses of no category
+/// and nothing learned that it could carry is passed as it is: the same
+/// answer its slot would give, without reading one. Allowlisted addresses
+/// are passed too.
+#[inline(always)]
+fn stateless(state: &State, scratch: &Scratch, len: usize) -> Option<(u32, Info)> {
+    let (pkt, class, head) = (&scratch.pkt, &scratch.class, &scratch.head);
+    if class.app != CAT_NONE {
+        return None;
+    }
+    let (src_cat, dst_cat) = categories(state.generation & 1, pkt);
+    if src_cat == CAT_ALLOW || dst_cat == CAT_ALLOW {
+        count(O_UDP_ALLOWED, len);
+        return Some((XDP_PASS, ALLOWED_INFO));
+    }
+    if src_cat != CAT_NONE
+        || dst_cat != CAT_NONE
+        || (class.tag_candidate && tag_maybe(head))
+        || endpoint_maybe(&pkt.src, pkt.sport)
+        || endpoint_maybe(&pkt.dst, pkt.dport)
+    {
+        return None;
+    }
+    Some(passed_uncategorised(class.label, class.label, len))
+}
+
+/// Find the flow's slot (`locate`) and note where it is in scratch memory
+/// (bucket index, way, fresh), numbers only: the caller takes the bucket
+/// again from its index. False when the flow table is missing.
+#[inline(always)]
+fn locate_into(scratch: &mut Scratch, tag: u64, now: u32) -> bool {
+    let Some((_, at, way, fresh)) = locate(tag, now) else {
+        return false;
+    };
+    // SAFETY: per-CPU scratch, this run only.
+    unsafe {
+        core::ptr::write_volatile(&raw mut scratch.bucket_at, at);
+        core::ptr::write_volatile(&raw mut scratch.way, way as u32);
+        core::ptr::write_volatile(&raw mut scratch.fresh, u32::from(fresh));
+    }
+    true
+}
+
+/// Whether the flow may have a category (its bit in either half).
+#[inline(always)]
+fn flow_bit_maybe(tag: u64) -> bool {
+    let (word, bit) = flow_bit(tag);
+    FLOW_BITS.get(word).is_some_and(|w| *w & bit != 0)
+        || FLOW_BITS
+            .get(word + FLOW_BITS_WORDS)
+            .is_some_and(|w| *w & bit != 0)
+}
+
+/// Mark a flow with a category in the half `FLOW_BITS` uses now (a write
+/// only when the bit is not there yet).
+#[inline(always)]
+fn flow_bit_mark(state: &State, tag: u64) {
+    let (word, bit) = flow_bit(tag);
+    let at = (state.flow_bits_half & 1) * FLOW_BITS_WORDS + word;
+    if let Some(w) = FLOW_BITS.get_ptr_mut(at) {
+        // SAFETY: a map value; a lost concurrent update is set again by the
+        // flow's next packet.
+        unsafe {
+            if *w & bit == 0 {
+                *w |= bit;
+            }
+        }
+    }
 }
 
 /// The flow's bucket, its index and way, and whether the slot is to be

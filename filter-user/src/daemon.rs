@@ -398,15 +398,29 @@ impl Daemon {
         let mut int = sig(SignalKind::interrupt())?;
         let period = std::time::Duration::from_nanos(filter_common::BITS_ROTATE_NS);
         let mut rotate = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let period = std::time::Duration::from_nanos(filter_common::FLOW_BITS_ROTATE_NS);
+        let mut rotate_flows =
+            tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
             tokio::select! {
                 _ = hup.recv() => self.reload(),
                 _ = rotate.tick() => self.rotate_bits(),
+                _ = rotate_flows.tick() => self.rotate_flow_bits(),
                 _ = term.recv() => break,
                 _ = int.recv() => break,
             }
         }
         self.exit()
+    }
+
+    /// Forget the "has a category" bits of flows gone for a period.
+    fn rotate_flow_bits(&mut self) {
+        let r = DirLock::acquire(&self.layout.dir)
+            .map_err(|e| e.to_string())
+            .and_then(|_lock| self.filter.rotate_flow_bits().map_err(|e| e.to_string()));
+        if let Err(e) = r {
+            log::warn!("rotating the flow bits: {e}");
+        }
     }
 
     /// Forget the endpoint and tag bits of the period before last, so the

@@ -871,6 +871,11 @@ impl Filter {
         }
         state.generation = next;
         state.version = state.version.wrapping_add(1);
+        if tables.units.len() <= filter_common::STATELESS_MAX_UNITS {
+            state.flags |= filter_common::STATE_STATELESS;
+        } else {
+            state.flags &= !filter_common::STATE_STATELESS;
+        }
         self.set_state(state)?;
         Ok(GenerationInfo {
             generation: next,
@@ -879,6 +884,22 @@ impl Filter {
             units: tables.units.len(),
             table_bytes: tables.memory_bytes(),
         })
+    }
+
+    /// Forget the "has a category" bits of flows not seen for a rotation
+    /// period (the daemon calls this every `FLOW_BITS_ROTATE_NS`).
+    pub fn rotate_flow_bits(&mut self) -> Result<(), LoadError> {
+        let mut state = self.state()?;
+        let next = (state.flow_bits_half & 1) ^ 1;
+        {
+            let words = filter_common::FLOW_BITS_WORDS as usize;
+            let mut bits = self.mmap(filter_common::MAP_FLOW_BITS, 2 * words * 8, true)?;
+            let w = bits.slice_mut::<u64>(2 * words);
+            let at = next as usize * words;
+            w[at..at + words].fill(0);
+        }
+        state.flow_bits_half = next;
+        self.set_state(state)
     }
 
     /// Forget endpoint and tag bits older than a rotation period: clear the
@@ -1296,6 +1317,8 @@ fn fresh_state() -> State {
         version: 1,
         bits_half: 0,
         hash_key: random_u64(),
+        flags: 0,
+        flow_bits_half: 0,
     }
 }
 
