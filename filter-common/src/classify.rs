@@ -62,6 +62,10 @@ pub const LABEL_TELEGRAM_TGCALLS: u8 = 14;
 pub const LABEL_TELEGRAM_TURN: u8 = 15;
 /// A flow that inherited its category from an endpoint of an earlier call.
 pub const LABEL_P2P_INHERITED: u8 = 16;
+/// STUN/TURN over TCP (RFC 6062 direct, or RFC 4571 framed).
+pub const LABEL_STUN_TCP: u8 = 17;
+/// Telegram's TCP reflector connection (peer tag, then four zero bytes).
+pub const LABEL_TELEGRAM_TCP: u8 = 18;
 /// Largest label id.
 pub const LABEL_MAX: u8 = 31;
 
@@ -82,6 +86,8 @@ pub fn label_name(label: u8) -> Option<&'static str> {
         LABEL_TELEGRAM_TGCALLS => "telegram-tgcalls",
         LABEL_TELEGRAM_TURN => "telegram-turn",
         LABEL_P2P_INHERITED => "p2p-inherited",
+        LABEL_STUN_TCP => "stun-tcp",
+        LABEL_TELEGRAM_TCP => "telegram-tcp",
         _ => return None,
     })
 }
@@ -215,6 +221,51 @@ pub fn classify(head: &[u8; HEAD_LEN], len: usize, sport: u16, dport: u16) -> Cl
         && len.is_multiple_of(16)
         && tag_plausible(head);
     c
+}
+
+/// TCP payload bytes [`classify_tcp`] reads at most.
+pub const TCP_HEAD: usize = 24;
+
+/// Classify the start of a TCP segment's payload (`head`: its first
+/// `min(len, TCP_HEAD)` bytes; nothing at or past `len` is read): a call
+/// that fell back to TCP. Recognised:
+/// - STUN/TURN over TCP: a STUN header with the magic cookie at the
+///   segment's start (RFC 6062), or after a 2-byte length that matches the
+///   message exactly (RFC 4571 framing, ICE-TCP); WhatsApp's private types
+///   name WhatsApp;
+/// - Telegram's TCP reflector connection: a plausible peer tag, then four
+///   zero bytes.
+///
+/// What messaging sends first (TLS records, MTProto's abridged 0xef,
+/// intermediate 0xeeeeeeee and padded 0xdddddddd transports, obfuscated
+/// random heads, WhatsApp's Noise "WA" header) matches none of these. The
+/// XDP program acts only toward listed ranges.
+#[inline(always)]
+pub fn classify_tcp(head: &[u8; HEAD_LEN], len: usize) -> Class {
+    if len >= 20 && head[16..20] == [0, 0, 0, 0] && tag_plausible(head) {
+        let mut c = Class::app(LABEL_TELEGRAM_TCP, CAT_TELEGRAM);
+        c.learn_tag = true;
+        return c;
+    }
+    // Direct: type, length, cookie, and the message fits the segment.
+    let direct = len >= 20
+        && (head[0] & 0xC0 == 0 || (head[0] == 0x08 && head[1] <= 0x05))
+        && has_cookie(head)
+        && be16(head, 2) as usize + 20 <= len;
+    // Framed: a 2-byte length equal to the message's, then the header.
+    let framed = len >= 22
+        && (head[2] & 0xC0 == 0 || (head[2] == 0x08 && head[3] <= 0x05))
+        && [head[6], head[7], head[8], head[9]] == STUN_COOKIE
+        && be16(head, 0) as usize == be16(head, 4) as usize + 20;
+    if !(direct || framed) {
+        return Class::NONE;
+    }
+    let first = if framed { head[2] } else { head[0] };
+    if first == 0x08 {
+        Class::app(LABEL_STUN_TCP, CAT_WHATSAPP)
+    } else {
+        Class::signal(LABEL_STUN_TCP)
+    }
 }
 
 /// `whatsapp` and `telegram` category ids (see `consts`).

@@ -49,8 +49,12 @@ pub const FLOW_BITS_WORDS: u32 = 1 << 14;
 /// `State::flow_bits_half` this often: longer than a slot's idle time, so a
 /// flow whose slot is live always has its bit in one half.
 pub const FLOW_BITS_ROTATE_NS: u64 = 150 * 1_000_000_000;
-/// Fragment trains of dropped flows remembered (LRU hash).
+/// Fragmented datagrams remembered (`FragSlot`s, direct-mapped by a keyed
+/// hash; 1 MiB).
 pub const FRAG_CAPACITY: u32 = 1 << 13;
+/// A datagram's fragment state older than this many ticks is forgotten
+/// (reassembly gives up after 30 s, `ipfrag_time`).
+pub const FRAG_IDLE_TICKS: u32 = 30;
 
 /// Call endpoints remembered for peer-to-peer inheritance (LRU hash).
 pub const ENDPOINT_CAPACITY: u32 = 1 << 16;
@@ -182,8 +186,19 @@ pub const EV_V6_HIDDEN: u32 = 1;
 pub const EV_FLOWS_CREATED: u32 = 2;
 /// Live flows with a category whose slot a new flow took.
 pub const EV_FLOWS_EVICTED: u32 = 3;
+/// First fragments too short to classify, to or from a listed range under a
+/// restricting policy: decided by address (the RFC 1858 rule).
+pub const EV_FRAG_TINY: u32 = 4;
+/// Fragments that rewrite bytes a listed or call datagram was classified on.
+pub const EV_FRAG_OVERLAP: u32 = 5;
+/// Datagrams classified on a later fragment (the first held too little).
+pub const EV_FRAG_LATE: u32 = 6;
+/// Later fragments that came before their first fragment.
+pub const EV_FRAG_EARLY: u32 = 7;
+/// TCP packets of a call that fell back to TCP (counted, dropped per policy).
+pub const EV_TCP_FALLBACK: u32 = 8;
 /// Slots of `EVENTS`.
-pub const EVENT_SLOTS: u32 = 8;
+pub const EVENT_SLOTS: u32 = 16;
 
 /// Global counter indices of the totals userspace reports (summed from
 /// `COUNTERS` and `EVENTS`). All packets.
@@ -215,11 +230,21 @@ pub const G_FLOWS_CREATED: u32 = 12;
 /// IPv6 packets whose transport is hidden behind an extension chain the
 /// parser does not follow (`Parsed::Hidden`); decided by address alone.
 pub const G_V6_HIDDEN: u32 = 13;
+/// See [`EV_FRAG_TINY`].
+pub const G_FRAG_TINY: u32 = 14;
+/// See [`EV_FRAG_OVERLAP`].
+pub const G_FRAG_OVERLAP: u32 = 15;
+/// See [`EV_FRAG_LATE`].
+pub const G_FRAG_LATE: u32 = 16;
+/// See [`EV_FRAG_EARLY`].
+pub const G_FRAG_EARLY: u32 = 17;
+/// See [`EV_TCP_FALLBACK`].
+pub const G_TCP_FALLBACK: u32 = 18;
 /// Entries of the totals vector.
-pub const GLOBAL_SLOTS: u32 = 14;
+pub const GLOBAL_SLOTS: u32 = 19;
 
 /// Names of the global counters, by index, for userspace output.
-pub const GLOBAL_NAMES: [&str; 14] = [
+pub const GLOBAL_NAMES: [&str; GLOBAL_SLOTS as usize] = [
     "packets",
     "non_ip",
     "tcp",
@@ -234,6 +259,11 @@ pub const GLOBAL_NAMES: [&str; 14] = [
     "dropped",
     "flows_created",
     "v6_transport_hidden",
+    "fragments_tiny_first",
+    "fragments_overlap",
+    "fragments_payload_later",
+    "fragments_before_first",
+    "tcp_fallback",
 ];
 
 /// XDP verdicts (the kernel's `XDP_*` numbers).

@@ -131,6 +131,20 @@ pub fn hidden_verdict(policy: &Policy) -> Verdict {
     }
 }
 
+/// The verdict for a datagram decided by address alone because its first
+/// fragment is too short to classify (the RFC 1858 rule), to or from a
+/// listed range: every restricting policy drops it (`flows=P%` for a
+/// stopped caller only), `monitor` counts it, `off` passes it.
+#[inline(always)]
+pub fn tiny_verdict(policy: &Policy, fate: u8) -> Verdict {
+    match policy.action {
+        ACTION_DROP | ACTION_LOSS => Verdict::Drop,
+        ACTION_FLOWS if fate == FATE_STOPPED => Verdict::Drop,
+        ACTION_MONITOR => Verdict::Monitor,
+        _ => Verdict::Pass,
+    }
+}
+
 /// splitmix64's finaliser: a bijection that mixes every bit.
 #[inline(always)]
 pub fn mix64(mut x: u64) -> u64 {
@@ -206,13 +220,15 @@ pub fn may_teach(flags: u8, packets: u64) -> bool {
 }
 
 /// Which endpoints of a call packet to remember, as `(source, destination)`:
-/// the side(s) outside the category's ranges. With one side listed that is
-/// the other side (the caller). With neither side listed (a signature-only or
-/// inherited flow) both: the caller's socket, and the unlisted relay or peer,
-/// so later flows to that relay are recognised too.
+/// the sides outside the category's ranges, the destination only once the
+/// flow has gone both ways (`both_ways`). A one-way flow, which is all a
+/// spoofer can make, teaches only the address its packets claim to come
+/// from, so packets spoofed toward a victim (from a listed range or from
+/// anywhere) never mark it; a call's socket is learned from what it sends,
+/// or from the answer to it.
 #[inline(always)]
-pub fn endpoints_to_learn(src_listed: bool, dst_listed: bool) -> (bool, bool) {
-    (!src_listed, !dst_listed)
+pub fn endpoints_to_learn(src_listed: bool, dst_listed: bool, both_ways: bool) -> (bool, bool) {
+    (!src_listed, !dst_listed && both_ways)
 }
 
 /// Word index and bit of an endpoint in the "may be known" bitmap. A clear

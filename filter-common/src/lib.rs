@@ -12,6 +12,7 @@ pub mod classify;
 pub mod consts;
 pub mod decide;
 pub mod flow;
+pub mod frag;
 pub mod parse;
 #[cfg(any(test, feature = "user"))]
 pub mod pktbuild;

@@ -107,6 +107,9 @@ pub enum Fragment {
     Later {
         /// IP identification.
         id: u32,
+        /// Where its data starts in the datagram's IP payload, in bytes
+        /// (the transport header is at 0).
+        offset: u16,
     },
 }
 
@@ -127,11 +130,15 @@ pub struct Packet {
     pub sport: u16,
     /// Destination port (0 likewise).
     pub dport: u16,
-    /// Offset of the UDP payload in the frame (0 when not UDP).
+    /// Offset of the transport payload in the frame (UDP and TCP; for a
+    /// later fragment, where its data starts; else 0).
     pub payload_off: usize,
-    /// Length of the UDP payload from the UDP header, clipped to the bytes
-    /// actually carried by this packet (0 when not UDP).
+    /// Length of that payload: for UDP from the UDP header, clipped to the
+    /// bytes this packet carries; for TCP what follows the header; for a
+    /// later fragment its data (0 otherwise).
     pub payload_len: usize,
+    /// The UDP header's length field (0 when not UDP or not read).
+    pub udp_len: u16,
 }
 
 impl Packet {
@@ -180,6 +187,13 @@ pub fn flow_key(
         },
         from_a,
     )
+}
+
+impl Parsed {
+    /// Whether it is an IP fragment (first or later).
+    pub fn is_fragment(&self) -> bool {
+        matches!(self, Parsed::Ip(p) if p.frag != Fragment::None)
+    }
 }
 
 #[inline(always)]
@@ -275,7 +289,10 @@ fn parse_ipv4<P: PacketBytes + ?Sized>(p: &P, off: usize) -> Result<Packet, Malf
     let more = frag_field & 0x2000 != 0;
     let frag_off = frag_field & 0x1fff;
     let frag = if frag_off != 0 {
-        Fragment::Later { id }
+        Fragment::Later {
+            id,
+            offset: frag_off << 3,
+        }
     } else if more {
         Fragment::First { id }
     } else {
@@ -291,6 +308,7 @@ fn parse_ipv4<P: PacketBytes + ?Sized>(p: &P, off: usize) -> Result<Packet, Malf
         dport: 0,
         payload_off: 0,
         payload_len: 0,
+        udp_len: 0,
     };
     parse_l4(p, pkt, off + hdr_len, end)
 }
@@ -325,6 +343,7 @@ fn parse_ipv6<P: PacketBytes + ?Sized>(p: &P, off: usize) -> Result<(Packet, boo
         dport: 0,
         payload_off: 0,
         payload_len: 0,
+        udp_len: 0,
     };
     match v6_chain(p, base, off + 40, ip[6], end) {
         Ok(pkt) => Ok((pkt, false)),
@@ -388,7 +407,10 @@ fn v6_chain<P: PacketBytes + ?Sized>(
                 let id = u32::from_be_bytes([f[4], f[5], f[6], f[7]]);
                 l4 += 8;
                 if frag_off != 0 {
-                    frag = Fragment::Later { id };
+                    frag = Fragment::Later {
+                        id,
+                        offset: frag_off << 3,
+                    };
                 } else if more {
                     frag = Fragment::First { id };
                 }
@@ -432,6 +454,9 @@ fn parse_l4<P: PacketBytes + ?Sized>(
     end: usize,
 ) -> Result<Packet, Malformed> {
     if matches!(pkt.frag, Fragment::Later { .. }) {
+        // Its data, whatever protocol: where it starts and how long it is.
+        pkt.payload_off = l4;
+        pkt.payload_len = end.saturating_sub(l4);
         return Ok(pkt);
     }
     match pkt.proto {
@@ -447,6 +472,7 @@ fn parse_l4<P: PacketBytes + ?Sized>(
             if udp_len < 8 {
                 return Err(Malformed::BadUdpLength);
             }
+            pkt.udp_len = udp_len as u16;
             pkt.payload_off = l4 + 8;
             pkt.payload_len = if matches!(pkt.frag, Fragment::First { .. }) {
                 // The datagram continues in later fragments.
@@ -464,6 +490,15 @@ fn parse_l4<P: PacketBytes + ?Sized>(
             let ports = p.load::<4>(l4).ok_or_else(|| unreachable(&pkt))?;
             pkt.sport = be16([ports[0], ports[1]]);
             pkt.dport = be16([ports[2], ports[3]]);
+            // The payload behind the header (data offset in 32-bit words),
+            // when the header is there whole; else none is looked at.
+            if let Some(h) = p.load::<1>(l4 + 12) {
+                let hdr = usize::from(h[0] >> 4) * 4;
+                if hdr >= 20 && l4 + hdr <= end {
+                    pkt.payload_off = l4 + hdr;
+                    pkt.payload_len = end - (l4 + hdr);
+                }
+            }
         }
         _ => {}
     }

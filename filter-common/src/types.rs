@@ -163,9 +163,17 @@ pub struct FlowSlot {
     /// 1 when this way of the bucket was taken more recently than the other
     /// (so of two equal candidates the older is replaced).
     pub newer: u8,
-    /// Explicit padding (room for later flags).
-    pub _pad: [u8; 3],
+    /// `FLOW2_*` bits.
+    pub flags2: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 2],
 }
+
+/// `FlowSlot::flags2`: a datagram of the flow came in fragments.
+pub const FLOW2_FRAGMENTED: u8 = 1;
+/// `FlowSlot::flags2`: a TCP connection carrying a call (TURN/STUN over TCP,
+/// Telegram's TCP reflector).
+pub const FLOW2_TCP_FALLBACK: u8 = 2;
 
 /// One bucket of the flow table: two slots, 128 bytes (an adjacent pair
 /// of cache lines, fetched together).
@@ -190,6 +198,90 @@ pub struct FragKey {
     pub proto: u8,
     /// Explicit padding.
     pub _pad: [u8; 3],
+}
+
+/// `FragSlot::state`: the datagram is not decided yet (its first fragment
+/// was too short to classify and nothing listed is involved, or a later
+/// fragment came first).
+pub const FRAG_PENDING: u8 = 0;
+/// The datagram was passed (its fragments pass, unless they overlap the
+/// bytes it was classified on and it involves a listed range or a call).
+pub const FRAG_PASS: u8 = 1;
+/// The datagram was dropped: so is every fragment of it.
+pub const FRAG_DROP: u8 = 2;
+
+/// `FragSlot::flags`: the first fragment was seen.
+pub const FRAGF_FIRST: u8 = 1;
+/// A fragment came before the first fragment.
+pub const FRAGF_EARLY: u8 = 2;
+/// The datagram is to or from a listed range.
+pub const FRAGF_LISTED: u8 = 4;
+/// The datagram carries a call signature (or its flow is a call).
+pub const FRAGF_CALL: u8 = 8;
+
+/// What the program remembers of one fragmented datagram (key: src, dst,
+/// protocol, IP id, hashed): the ports and length from the first fragment,
+/// how far the bytes it was classified on reach, its verdict, and the
+/// payload bytes of a first fragment too short to classify.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FragSlot {
+    /// Keyed hash of the datagram's key (odd; 0: empty).
+    pub tag: u64,
+    /// Tick of the latest fragment.
+    pub last_seen: u32,
+    /// Source port (from the first fragment).
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// UDP length from the first fragment's header (0: not seen).
+    pub udp_len: u16,
+    /// IP-payload bytes the first fragment carried (transport header included).
+    pub first_end: u16,
+    /// IP-payload bytes the verdict rests on: a fragment starting below
+    /// this rewrites them (an overlap).
+    pub head_end: u16,
+    /// `FRAG_*`.
+    pub state: u8,
+    /// `FRAGF_*`.
+    pub flags: u8,
+    /// Category the datagram was decided in (0: none).
+    pub category: u8,
+    /// Payload bytes in `stash`.
+    pub stash_len: u8,
+    /// Where the stashed bytes start in the UDP payload: 0 for a tiny first
+    /// fragment's, the fragment's payload offset for a later fragment that
+    /// came first.
+    pub stash_off: u16,
+    /// Explicit padding.
+    pub _pad: [u8; 4],
+    /// The first fragment's payload bytes, when it carried fewer than the
+    /// classifier needs (joined to the next fragment's bytes).
+    pub stash: [u8; 48],
+    /// Explicit padding to two cache lines.
+    pub _pad2: [u8; 48],
+}
+
+impl Default for FragSlot {
+    fn default() -> Self {
+        FragSlot {
+            tag: 0,
+            last_seen: 0,
+            sport: 0,
+            dport: 0,
+            udp_len: 0,
+            first_end: 0,
+            head_end: 0,
+            state: FRAG_PENDING,
+            flags: 0,
+            category: 0,
+            stash_len: 0,
+            stash_off: 0,
+            _pad: [0; 4],
+            stash: [0; 48],
+            _pad2: [0; 48],
+        }
+    }
 }
 
 /// An endpoint (address, port) seen in a call: a new flow from or to it
@@ -320,6 +412,7 @@ mod pod {
     unsafe impl aya::Pod for super::FlowSlot {}
     unsafe impl aya::Pod for super::FlowBucket {}
     unsafe impl aya::Pod for super::Counter {}
+    unsafe impl aya::Pod for super::FragSlot {}
     unsafe impl aya::Pod for crate::trie::Unit {}
     unsafe impl aya::Pod for super::FragKey {}
     unsafe impl aya::Pod for super::CatStats {}
@@ -344,6 +437,7 @@ mod tests {
         assert_eq!(size_of::<FlowSlot>(), 64);
         assert_eq!(size_of::<FlowBucket>(), 128);
         assert_eq!(size_of::<Counter>(), 16);
+        assert_eq!(size_of::<FragSlot>(), 128);
         assert_eq!(size_of::<crate::trie::Unit>(), 64);
         assert_eq!(size_of::<FragKey>(), 16 + 16 + 4 + 1 + 3);
         assert_eq!(size_of::<CatStats>(), 64);

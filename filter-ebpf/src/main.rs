@@ -31,6 +31,7 @@ use filter_common::decide::{
     hidden_verdict, learnable_port, may_teach, observe, tag_bit, tag_fresh, verdict,
 };
 use filter_common::flow::{bucket_of, bucket_of2, find, flow_bit, key_hash, live, place, tick};
+use filter_common::frag::tiny;
 use filter_common::parse::{
     Fragment, PROTO_TCP, PROTO_UDP, Packet, PacketBytes, Parsed, parse_frame,
 };
@@ -59,7 +60,7 @@ static FLOWS: Array<FlowBucket> = Array::with_max_entries(FLOW_BUCKETS, MMAPABLE
 #[map(name = "FLOW_KEYS")]
 static FLOW_KEYS: Array<FlowKey> = Array::with_max_entries(FLOW_SLOTS, MMAPABLE);
 #[map(name = "FRAGS")]
-static FRAGS: LruHashMap<FragKey, u32> = LruHashMap::with_max_entries(FRAG_CAPACITY, 0);
+static FRAGS: Array<FragSlot> = Array::with_max_entries(FRAG_CAPACITY, MMAPABLE);
 #[map(name = "ENDPOINTS")]
 static ENDPOINTS: LruHashMap<EndpointKey, EndpointValue> =
     LruHashMap::with_max_entries(ENDPOINT_CAPACITY, 0);
@@ -97,7 +98,25 @@ struct Scratch {
     bucket_at: u32,
     way: u32,
     fresh: u32,
+    /// Head bytes already in `head` (a fragmented datagram's head joined
+    /// from two fragments; 0: read the packet's own).
+    head_valid: u32,
+    /// `SYN_*`: this packet is a later fragment judged as its datagram's
+    /// payload (`pkt` is then the datagram as the first fragment told it).
+    synth: u32,
+    /// `FRAGF_*` the packet's datagram earned on the way (listed, call).
+    frag_flags: u32,
+    /// The later fragment's IP-payload offset and data bytes (synthetic).
+    frag_offset: u32,
+    frag_data: u32,
 }
+
+/// `Scratch::synth`: a later fragment classified as the payload's head.
+const SYN_LATER: u32 = 1;
+/// With `SYN_LATER`: it rewrites bytes the datagram was classified on.
+const SYN_REWRITE: u32 = 2;
+/// A tiny first fragment's bytes were kept (its datagram stays pending).
+const SYN_STASHED: u32 = 4;
 #[map(name = "SCRATCH")]
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 #[map(name = "PKT_TRACE")]
@@ -243,49 +262,166 @@ fn filter(ctx: &XdpContext) -> (u32, Info) {
     // the per-read `data_end` checks the verifier needs.
     // SAFETY: ctx is the program's context.
     let len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as usize;
-    let frame = Frame {
-        data: ctx.data(),
-        data_end: ctx.data_end(),
-        len,
-    };
-    let pkt = match parse_frame(&frame) {
-        Parsed::NonIp => return pass(O_NON_IP, len),
-        Parsed::Malformed(_) => return pass(O_MALFORMED, len),
-        Parsed::Hidden(p) => {
-            event(EV_V6_HIDDEN);
-            return hidden(ctx, &p, len);
-        }
-        Parsed::Ip(p) => p,
-    };
-    match pkt.frag {
-        Fragment::Later { id } => {
-            event(EV_FRAGMENTS);
-            let key = frag_key(&pkt, id);
-            // SAFETY: read-only look-up of a plain value.
-            if unsafe { FRAGS.get(key) }.is_some() {
-                count(O_FRAG_DROP, len);
-                return (XDP_DROP, NO_INFO);
-            }
-            return pass(O_FRAG_PASS, len);
-        }
-        Fragment::First { .. } => event(EV_FRAGMENTS),
-        Fragment::None => {}
-    }
-    if pkt.proto == PROTO_TCP {
-        return pass(O_TCP, len);
-    }
-    if pkt.proto != PROTO_UDP {
-        return pass(O_OTHER_IP, len);
-    }
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
-        return pass(O_UDP_PASS, len);
+        return pass(O_OTHER_IP, len);
     };
     // SAFETY: per-CPU scratch value, used only during this run on this CPU.
     let scratch = unsafe { &mut *scratch };
-    // Through map memory, like the class (see `Scratch`): the parser's many
-    // exits then share one verifier state.
-    scratch.pkt = pkt;
-    udp(ctx, scratch, len)
+    // Parsed into scratch memory (see `ff_parse`).
+    match ff_parse(ctx.ctx, len as u32) {
+        PARSED_IP => {}
+        PARSED_HIDDEN => {
+            event(EV_V6_HIDDEN);
+            return hidden(ctx, &scratch.pkt, len);
+        }
+        PARSED_NON_IP => return pass(O_NON_IP, len),
+        _ => return pass(O_MALFORMED, len),
+    }
+    scratch.head_valid = 0;
+    scratch.synth = 0;
+    scratch.frag_flags = 0;
+    match scratch.pkt.frag {
+        Fragment::Later { id, offset } => {
+            event(EV_FRAGMENTS);
+            // A later fragment is decided on its datagram's state, or (its
+            // bytes being the payload's head) goes on as that datagram.
+            if let Some(done) = unpack(ff_later(ctx.ctx, id, u32::from(offset), len as u32)) {
+                return done;
+            }
+        }
+        Fragment::First { .. } | Fragment::None => {
+            if matches!(scratch.pkt.frag, Fragment::First { .. }) {
+                event(EV_FRAGMENTS);
+            }
+            if scratch.pkt.proto == PROTO_TCP {
+                return unpack(ff_tcp(ctx.ctx, len as u32)).unwrap_or((XDP_PASS, NO_INFO));
+            }
+            if scratch.pkt.proto != PROTO_UDP {
+                return pass(O_OTHER_IP, len);
+            }
+        }
+    }
+    let r = unpack(ff_udp(ctx.ctx, len as u32)).unwrap_or((XDP_PASS, NO_INFO));
+    if !matches!(scratch.pkt.frag, Fragment::None) {
+        frag::note(scratch, r.0 == XDP_DROP);
+    }
+    r
+}
+
+/// A verdict and its trace as one number (what a global BPF function
+/// returns): bit 56 set, the action in bits 0..8, category, label, flags in
+/// bytes 4, 5, 6. 0: no verdict.
+#[inline(always)]
+fn pack((action, info): (u32, Info)) -> u64 {
+    (1 << 56)
+        | u64::from(action & 0xff)
+        | (u64::from(info.category) << 32)
+        | (u64::from(info.label) << 40)
+        | (u64::from(info.flags) << 48)
+}
+
+#[inline(always)]
+fn unpack(v: u64) -> Option<(u32, Info)> {
+    if v >> 56 == 0 {
+        return None;
+    }
+    Some((
+        (v & 0xff) as u32,
+        Info {
+            category: (v >> 32) as u8,
+            label: (v >> 40) as u8,
+            flags: (v >> 48) as u8,
+        },
+    ))
+}
+
+/// The scratch space (one per CPU, always there).
+#[inline(always)]
+fn scratch_mut() -> Option<&'static mut Scratch> {
+    // SAFETY: per-CPU scratch value, used only during this run on this CPU.
+    SCRATCH.get_ptr_mut(0).map(|s| unsafe { &mut *s })
+}
+
+/// The UDP path as a global BPF function (verified once, its own stack).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn ff_udp(ctx: *mut aya_ebpf::bindings::xdp_md, len: u32) -> u64 {
+    let ctx = XdpContext::new(ctx);
+    let Some(scratch) = scratch_mut() else {
+        return 0;
+    };
+    pack(udp(&ctx, scratch, len as usize))
+}
+
+/// The TCP path as a global BPF function.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn ff_tcp(ctx: *mut aya_ebpf::bindings::xdp_md, len: u32) -> u64 {
+    let ctx = XdpContext::new(ctx);
+    let Some(scratch) = scratch_mut() else {
+        return 0;
+    };
+    pack(tcp::tcp(&ctx, scratch, len as usize))
+}
+
+/// A later fragment as a global BPF function: its verdict, or 0 to go on
+/// with the UDP path (its bytes being the datagram's payload head).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn ff_later(
+    ctx: *mut aya_ebpf::bindings::xdp_md,
+    id: u32,
+    offset: u32,
+    len: u32,
+) -> u64 {
+    let ctx = XdpContext::new(ctx);
+    let Some(scratch) = scratch_mut() else {
+        return 0;
+    };
+    match frag::later(&ctx, scratch, id, offset as u16, len as usize) {
+        Some(done) => pack(done),
+        None => 0,
+    }
+}
+
+/// `ff_parse`'s answers.
+const PARSED_NON_IP: u32 = 0;
+/// Could not be parsed.
+const PARSED_MALFORMED: u32 = 1;
+/// IPv6 whose transport is out of reach (`scratch.pkt` holds the addresses).
+const PARSED_HIDDEN: u32 = 2;
+/// An IP packet (in `scratch.pkt`).
+const PARSED_IP: u32 = 3;
+
+/// The parser as a global BPF function (verified once, its many exits
+/// inside it): the frame of `ctx` (`len` bytes) into `scratch.pkt`. The
+/// verifier passes it the program's context only.
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn ff_parse(ctx: *mut aya_ebpf::bindings::xdp_md, len: u32) -> u32 {
+    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+        return PARSED_MALFORMED;
+    };
+    // SAFETY: the program's context; per-CPU scratch, this run only.
+    let (ctx, s) = unsafe { (&*ctx, &mut *s) };
+    let frame = Frame {
+        data: ctx.data as usize,
+        data_end: ctx.data_end as usize,
+        len: len as usize,
+    };
+    match parse_frame(&frame) {
+        Parsed::NonIp => PARSED_NON_IP,
+        Parsed::Malformed(_) => PARSED_MALFORMED,
+        Parsed::Hidden(p) => {
+            s.pkt = p;
+            PARSED_HIDDEN
+        }
+        Parsed::Ip(p) => {
+            s.pkt = p;
+            PARSED_IP
+        }
+    }
 }
 
 /// A prefix look-up in progress (the context of `walk_level`).
@@ -321,9 +457,28 @@ extern "C" fn walk_level(index: u64, ctx: *mut c_void) -> i64 {
 /// tests and userspace run: the same start, step and finish).
 #[inline(always)]
 fn trie_lookup(generation: u32, addr: &[u8; 16], v6: bool) -> u8 {
+    let hi = u64::from_le_bytes([
+        addr[0], addr[1], addr[2], addr[3], addr[4], addr[5], addr[6], addr[7],
+    ]);
+    let lo = u64::from_le_bytes([
+        addr[8], addr[9], addr[10], addr[11], addr[12], addr[13], addr[14], addr[15],
+    ]);
+    ff_trie_lookup(generation, hi, lo, u32::from(v6)) as u8
+}
+
+/// [`trie_lookup`] as a global BPF function: the verifier checks it once,
+/// whatever the number of call sites (its arguments are plain numbers).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn ff_trie_lookup(generation: u32, hi: u64, lo: u64, v6: u32) -> u32 {
+    let mut addr = [0u8; 16];
+    addr[..8].copy_from_slice(&hi.to_le_bytes());
+    addr[8..].copy_from_slice(&lo.to_le_bytes());
+    let v6 = v6 != 0;
+    let generation = generation & 1;
     let mut w = Walk {
-        addr: *addr,
-        e: start(&Tables, generation, addr, v6),
+        addr,
+        e: start(&Tables, generation, &addr, v6),
         generation,
         v6: u32::from(v6),
         _pad: 0,
@@ -340,7 +495,7 @@ fn trie_lookup(generation: u32, addr: &[u8; 16], v6: bool) -> u8 {
             );
         }
     }
-    finish(w.e)
+    u32::from(finish(w.e))
 }
 
 /// The categories of the source and destination addresses in `generation`.
@@ -460,9 +615,10 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
     let Some(state) = STATE.get(0) else {
         return pass(O_UDP_PASS, len);
     };
-    let (key, from_a) = pkt.flow_key();
-    scratch.key = key;
-    let tag = key_hash(&scratch.key, state.hash_key);
+    let _ = pkt;
+    let t = ff_flow_tag();
+    let from_a = t & 1 != 0;
+    let tag = t | 1;
     // SAFETY: helper without arguments.
     let now_ns = unsafe { bpf_ktime_get_coarse_ns() };
     let now = tick(now_ns);
@@ -470,16 +626,33 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
     // read first, so its cache miss overlaps the head read and the
     // classifier; with small ones a flow with nothing to remember is
     // decided without it.
-    let stateless_ok = state.flags & STATE_STATELESS != 0 && !flow_bit_maybe(tag);
+    let stateless_ok = state.flags & STATE_STATELESS != 0
+        && matches!(pkt.frag, Fragment::None)
+        && !flow_bit_maybe(tag);
     if !stateless_ok && !locate_into(scratch, tag, now) {
         return pass(O_UDP_PASS, len);
     }
     let pkt = &scratch.pkt;
     let head = &mut scratch.head;
-    if !read_head(ctx, pkt, head) {
-        return pass(O_MALFORMED, len);
+    if scratch.head_valid == 0 {
+        if !read_head(ctx, pkt, head) {
+            return pass(O_MALFORMED, len);
+        }
+        if let Fragment::First { id } = pkt.frag {
+            // A later fragment that came first may continue this one's bytes.
+            frag::join_early(scratch, id, now);
+        }
     }
-    scratch.class = classify(head, pkt.payload_len, pkt.sport, pkt.dport);
+    let pkt = &scratch.pkt;
+    let head = &scratch.head;
+    // A joined head shorter than the classifier needs is classified as a
+    // payload of that length (it never reads bytes nobody wrote).
+    let mut class_len = pkt.payload_len;
+    let valid = scratch.head_valid as usize;
+    if valid > 0 && head_needed(head, class_len, pkt.sport, pkt.dport) > valid {
+        class_len = valid;
+    }
+    ff_classify(class_len as u32, 0);
     if stateless_ok {
         if let Some(done) = stateless(state, scratch, len) {
             return done;
@@ -553,6 +726,34 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
     } else {
         src_cat
     };
+    if listed != CAT_NONE {
+        scratch.frag_flags |= u32::from(FRAGF_LISTED);
+    }
+    if let Fragment::First { .. } = pkt.frag
+        && scratch.head_valid == 0
+        && tiny(pkt.payload_len, usize::from(pkt.udp_len).saturating_sub(8))
+        && (listed != CAT_NONE || class.app == CAT_NONE)
+    {
+        // Too little payload to classify: decided by address when a listed
+        // range is involved (RFC 1858), else kept for the next fragment.
+        seen(slot, now, len, false);
+        slot.flags2 |= FLOW2_FRAGMENTED;
+        if listed == CAT_NONE && class.app == CAT_NONE {
+            let shown = class.label;
+            frag::stash_first(scratch, now);
+            return passed_uncategorised(shown, shown, len);
+        }
+        return frag::tiny_first(
+            ctx,
+            state,
+            pkt,
+            &mut slot.fate,
+            listed,
+            dst_cat != CAT_NONE,
+            len,
+            now_ns,
+        );
+    }
     let ep = &mut scratch.endpoint;
     let epv = &mut scratch.endpoint_value;
 
@@ -594,7 +795,17 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
             return passed_uncategorised(class.label, class.label, len);
         }
     }
+    let both = FLOW_SEEN_A | FLOW_SEEN_B;
+    let was_both = slot.flags & both == both;
     let is_call = observe(slot, class, from_a);
+    // The first answer: the other side becomes learnable (see `learn`).
+    let answered = !was_both && slot.flags & both == both;
+    if is_call {
+        scratch.frag_flags |= u32::from(FRAGF_CALL);
+    }
+    if !matches!(pkt.frag, Fragment::None) {
+        slot.flags2 |= FLOW2_FRAGMENTED;
+    }
     // Re-derived on every packet, so a list swap re-categorises live flows.
     let category = if listed != CAT_NONE {
         listed
@@ -632,18 +843,7 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
         .copied()
         .unwrap_or_default();
     if policy.action == ACTION_FLOWS && slot.fate == FATE_UNDECIDED {
-        // The caller is the endpoint outside the category's ranges; for a flow
-        // recognised by signature alone, the endpoint that sent first.
-        let caller = if let Some(a) = &inherited_from {
-            a
-        } else if dst_cat != CAT_NONE {
-            &pkt.src
-        } else if src_cat != CAT_NONE || (slot.flags & FLOW_FIRST_FROM_B != 0) == from_a {
-            // A listed source, or (signature only) the peer that sent first.
-            &pkt.dst
-        } else {
-            &pkt.src
-        };
+        let caller = caller_of(pkt, &inherited_from, slot, (src_cat, dst_cat), from_a);
         let seed = epoch_seed(state.seed, now_ns, state.epoch_secs);
         slot.fate = caller_fate(caller, seed, policy.percent);
     }
@@ -680,10 +880,15 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
         && may_teach(slot.flags, u64::from(slot.packets) + 1)
         && (class.has_peer
             || class.learn_tag
+            || answered
             || now16.wrapping_sub(slot.taught) >= ENDPOINT_REFRESH_TICKS)
     {
         slot.taught = now16;
-        let listed_sides = (src_cat != CAT_NONE, dst_cat != CAT_NONE);
+        let listed_sides = (
+            src_cat != CAT_NONE,
+            dst_cat != CAT_NONE,
+            slot.flags & both == both,
+        );
         learn(
             pkt,
             class,
@@ -701,9 +906,6 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
     count_verdict(ctx, category, len, v);
     count_label(label, len, v);
     if dropped {
-        if let Fragment::First { id } = pkt.frag {
-            let _ = FRAGS.insert(frag_key(pkt, id), 1, BPF_ANY as u64);
-        }
         return (XDP_DROP, info);
     }
     (XDP_PASS, info)
@@ -741,17 +943,63 @@ fn stateless(state: &State, scratch: &Scratch, len: usize) -> Option<(u32, Info)
 /// (bucket index, way, fresh), numbers only: the caller takes the bucket
 /// again from its index. False when the flow table is missing.
 #[inline(always)]
-fn locate_into(scratch: &mut Scratch, tag: u64, now: u32) -> bool {
+fn locate_into(_scratch: &mut Scratch, tag: u64, now: u32) -> bool {
+    ff_locate(tag, now) != 0
+}
+
+/// [`locate`] as a global BPF function (verified once; numbers in and out,
+/// its result in scratch memory): 1 when the slot was found or placed.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn ff_locate(tag: u64, now: u32) -> u32 {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
     let Some((_, at, way, fresh)) = locate(tag, now) else {
-        return false;
+        return 0;
     };
     // SAFETY: per-CPU scratch, this run only.
     unsafe {
-        core::ptr::write_volatile(&raw mut scratch.bucket_at, at);
-        core::ptr::write_volatile(&raw mut scratch.way, way as u32);
-        core::ptr::write_volatile(&raw mut scratch.fresh, u32::from(fresh));
+        core::ptr::write_volatile(&raw mut (*scratch).bucket_at, at);
+        core::ptr::write_volatile(&raw mut (*scratch).way, way as u32);
+        core::ptr::write_volatile(&raw mut (*scratch).fresh, u32::from(fresh));
     }
-    true
+    1
+}
+
+/// The classifier as a global BPF function (verified once): classifies the
+/// scratch head (`tcp` 0: the UDP classifier over `len` payload bytes with
+/// the packet's ports; 1: the TCP one) into the scratch class.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn ff_classify(len: u32, tcp: u32) -> u32 {
+    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: per-CPU scratch, this run only.
+    let s = unsafe { &mut *s };
+    let len = len as usize;
+    s.class = if tcp != 0 {
+        filter_common::classify::classify_tcp(&s.head, len)
+    } else {
+        classify(&s.head, len, s.pkt.sport, s.pkt.dport)
+    };
+    1
+}
+
+/// The flow's canonical key into scratch memory and its keyed hash, as a
+/// global BPF function: the tag, with bit 0 replaced by "from a".
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn ff_flow_tag() -> u64 {
+    let (Some(s), Some(state)) = (SCRATCH.get_ptr_mut(0), STATE.get(0)) else {
+        return 0;
+    };
+    // SAFETY: per-CPU scratch, this run only.
+    let s = unsafe { &mut *s };
+    let (key, from_a) = s.pkt.flow_key();
+    s.key = key;
+    (key_hash(&s.key, state.hash_key) & !1) | u64::from(from_a)
 }
 
 /// Whether the flow may have a category (its bit in either half).
@@ -806,6 +1054,29 @@ fn locate(tag: u64, now: u32) -> Option<(*mut FlowBucket, u32, usize, bool)> {
     }
 }
 
+/// The caller whose fate a flow of `flows=P%` takes: the endpoint it
+/// inherited from, else the one outside the category's ranges; for a flow
+/// recognised by signature alone, the endpoint that sent first.
+#[inline(always)]
+fn caller_of<'a>(
+    pkt: &'a Packet,
+    inherited_from: &'a Option<[u8; 16]>,
+    slot: &FlowSlot,
+    (src_cat, dst_cat): (u8, u8),
+    from_a: bool,
+) -> &'a [u8; 16] {
+    if let Some(a) = inherited_from {
+        a
+    } else if dst_cat != CAT_NONE {
+        &pkt.src
+    } else if src_cat != CAT_NONE || (slot.flags & FLOW_FIRST_FROM_B != 0) == from_a {
+        // A listed source, or (signature only) the peer that sent first.
+        &pkt.dst
+    } else {
+        &pkt.src
+    }
+}
+
 /// A slot taken for a new flow.
 #[inline(always)]
 fn take_slot(slot: &mut FlowSlot, tag: u64, now: u32, from_a: bool, version: u32) {
@@ -831,7 +1102,8 @@ fn take_slot(slot: &mut FlowSlot, tag: u64, now: u32, from_a: bool, version: u32
     slot.fate = FATE_UNDECIDED;
     slot.probe = now as u8;
     slot.newer = 1;
-    slot._pad = [0; 3];
+    slot.flags2 = 0;
+    slot._pad = [0; 2];
 }
 
 /// Whether an uncategorised flow may not inherit: never (kept as one place
@@ -990,13 +1262,13 @@ fn learn(
     class: &Class,
     head: &[u8; HEAD_LEN],
     category: u8,
-    (src_listed, dst_listed): (bool, bool),
+    (src_listed, dst_listed, both_ways): (bool, bool, bool),
     now_ns: u64,
     state: &State,
     ep: &mut EndpointKey,
     epv: &mut EndpointValue,
 ) {
-    let (teach_src, teach_dst) = endpoints_to_learn(src_listed, dst_listed);
+    let (teach_src, teach_dst) = endpoints_to_learn(src_listed, dst_listed, both_ways);
     if teach_src {
         remember(
             ep,
@@ -1087,6 +1359,9 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
     // SAFETY: the verifier rejects any path that could reach here.
     unsafe { core::hint::unreachable_unchecked() }
 }
+
+mod frag;
+mod tcp;
 
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]

@@ -1136,7 +1136,8 @@ impl Filter {
         Ok(out)
     }
 
-    /// Empty the flow table (tests: forget what packets taught).
+    /// Empty the flow table and the fragment state (tests: forget what
+    /// packets taught).
     pub fn forget_flows(&mut self) -> Result<(), LoadError> {
         let mut flows = self.mmap(
             MAP_FLOWS,
@@ -1146,6 +1147,15 @@ impl Filter {
         flows
             .slice_mut::<FlowBucket>(FLOW_BUCKETS as usize)
             .fill(FlowBucket::default());
+        let n = filter_common::FRAG_CAPACITY as usize;
+        let mut frags = self.mmap(
+            filter_common::MAP_FRAGS,
+            n * std::mem::size_of::<filter_common::FragSlot>(),
+            true,
+        )?;
+        frags
+            .slice_mut::<filter_common::FragSlot>(n)
+            .fill(filter_common::FragSlot::default());
         Ok(())
     }
 
@@ -1221,6 +1231,8 @@ fn cat_stats(c: &[Counter], slot: u32, cat: u8) -> CatStats {
     }
 }
 
+const G_TCP_FALLBACK_IDX: usize = filter_common::G_TCP_FALLBACK as usize;
+
 /// The global totals (`G_*`) from the counter slots and events.
 pub fn global_totals(c: &[Counter], ev: &[u64]) -> Vec<u64> {
     let o = |i: u32| c.get(i as usize).copied().unwrap_or_default();
@@ -1241,15 +1253,17 @@ pub fn global_totals(c: &[Counter], ev: &[u64]) -> Vec<u64> {
     // slots, which otherwise count UDP.
     let hidden_categorised =
         e(EV_V6_HIDDEN).saturating_sub(o(O_HIDDEN_PASS).packets + o(O_HIDDEN_ALLOWED).packets);
+    // TCP packets of calls that fell back to TCP are counted there too.
+    let tcp_fallback = e(filter_common::EV_TCP_FALLBACK);
     let mut g = vec![0u64; GLOBAL_SLOTS as usize];
     g[G_PACKETS as usize] = all.packets;
     g[G_BYTES as usize] = all.bytes;
     g[G_NON_IP as usize] = o(O_NON_IP).packets;
-    g[G_TCP as usize] = o(O_TCP).packets;
+    g[G_TCP as usize] = o(O_TCP).packets + tcp_fallback;
     g[G_OTHER_IP as usize] = o(O_OTHER_IP).packets;
     g[G_MALFORMED as usize] = o(O_MALFORMED).packets;
     g[G_UDP as usize] = (cat_packets + o(O_UDP_PASS).packets + o(O_UDP_ALLOWED).packets)
-        .saturating_sub(hidden_categorised);
+        .saturating_sub(hidden_categorised + tcp_fallback);
     g[G_FRAGMENTS as usize] = e(EV_FRAGMENTS);
     g[G_FRAG_DROPPED as usize] = o(O_FRAG_DROP).packets;
     g[G_ALLOWED as usize] = o(O_UDP_ALLOWED).packets + o(O_HIDDEN_ALLOWED).packets;
@@ -1257,6 +1271,11 @@ pub fn global_totals(c: &[Counter], ev: &[u64]) -> Vec<u64> {
     g[G_FLOWS_CREATED as usize] = e(EV_FLOWS_CREATED);
     g[G_FLOWS_EVICTED as usize] = e(EV_FLOWS_EVICTED);
     g[G_V6_HIDDEN as usize] = e(EV_V6_HIDDEN);
+    g[filter_common::G_FRAG_TINY as usize] = e(filter_common::EV_FRAG_TINY);
+    g[filter_common::G_FRAG_OVERLAP as usize] = e(filter_common::EV_FRAG_OVERLAP);
+    g[filter_common::G_FRAG_LATE as usize] = e(filter_common::EV_FRAG_LATE);
+    g[filter_common::G_FRAG_EARLY as usize] = e(filter_common::EV_FRAG_EARLY);
+    g[G_TCP_FALLBACK_IDX] = tcp_fallback;
     let _ = O_FRAG_PASS;
     g
 }

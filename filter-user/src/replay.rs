@@ -198,7 +198,9 @@ pub fn replay<'a>(
             }
         };
         let slot = match pkt.frag {
-            Fragment::Later { id } => frag_flows.get(&(pkt.src, pkt.dst, pkt.proto, id)).copied(),
+            Fragment::Later { id, .. } => {
+                frag_flows.get(&(pkt.src, pkt.dst, pkt.proto, id)).copied()
+            }
             _ => None,
         };
         let slot = slot.unwrap_or_else(|| {

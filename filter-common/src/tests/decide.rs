@@ -580,16 +580,20 @@ fn telegram_reflector_marks_the_flow_telegram() {
 // --- Endpoints and tags: what to learn, for how long -----------------------------------
 
 #[test]
-fn endpoints_to_learn_are_the_unlisted_sides() {
+fn endpoints_to_learn_are_the_unlisted_sides_answers_only_both_ways() {
     // (source, destination). Toward a listed relay: the caller (source).
-    assert_eq!(endpoints_to_learn(false, true), (true, false));
-    // From a listed relay: the caller (destination).
-    assert_eq!(endpoints_to_learn(true, false), (false, true));
-    // Neither listed (signature-only or inherited): both sides, the
-    // caller's socket and the unlisted relay or peer.
-    assert_eq!(endpoints_to_learn(false, false), (true, true));
+    assert_eq!(endpoints_to_learn(false, true, false), (true, false));
+    assert_eq!(endpoints_to_learn(false, true, true), (true, false));
+    // From a listed relay: the caller (destination), once the flow went
+    // both ways; a one-way (spoofable) flow marks nobody.
+    assert_eq!(endpoints_to_learn(true, false, true), (false, true));
+    assert_eq!(endpoints_to_learn(true, false, false), (false, false));
+    // Neither listed (signature-only): the sender, and the other side once
+    // it answered.
+    assert_eq!(endpoints_to_learn(false, false, false), (true, false));
+    assert_eq!(endpoints_to_learn(false, false, true), (true, true));
     // Both listed: relay to relay, nobody to learn.
-    assert_eq!(endpoints_to_learn(true, true), (false, false));
+    assert_eq!(endpoints_to_learn(true, true, true), (false, false));
 }
 
 fn endpoint(learned_ns: u64) -> EndpointValue {

@@ -133,20 +133,27 @@ fn zero_length_udp_payload() {
 }
 
 #[test]
-fn tcp_ports_v4_and_v6() {
-    for f in [
-        pktbuild::tcp4(A4, 443, B4, 51000, PAYLOAD),
-        pktbuild::tcp6(A6, 443, B6, 51000, PAYLOAD),
+fn tcp_ports_and_payload_v4_and_v6() {
+    for (f, l4) in [
+        (pktbuild::tcp4(A4, 443, B4, 51000, PAYLOAD), 14 + 20),
+        (pktbuild::tcp6(A6, 443, B6, 51000, PAYLOAD), 14 + 40),
     ] {
         let p = ip(&f);
         assert_eq!(p.proto, PROTO_TCP);
         assert_eq!((p.sport, p.dport), (443, 51000));
         assert_eq!(
             (p.payload_off, p.payload_len),
-            (0, 0),
-            "TCP has no UDP payload"
+            (l4 + 20, PAYLOAD.len()),
+            "the payload behind the 20-byte header"
         );
+        assert_eq!(p.udp_len, 0);
     }
+    // A data offset below 5 words or past the packet: no payload read.
+    let mut f = pktbuild::tcp4(A4, 443, B4, 51000, PAYLOAD);
+    f[14 + 20 + 12] = 0x40;
+    assert_eq!(ip(&f).payload_len, 0);
+    f[14 + 20 + 12] = 0xf0;
+    assert_eq!(ip(&f).payload_len, 0);
 }
 
 #[test]
@@ -355,16 +362,27 @@ fn ipv4_later_fragments() {
         let p = ip(&f);
         assert_eq!(
             p.frag,
-            Fragment::Later { id: 0x0102 },
+            Fragment::Later {
+                id: 0x0102,
+                offset: offset << 3
+            },
             "offset {offset} more {more}"
         );
         assert_eq!(p.proto, PROTO_UDP);
         assert_eq!((p.sport, p.dport), (0, 0));
-        assert_eq!((p.payload_off, p.payload_len), (0, 0));
+        // Its data: right after the IPv4 header, all 40 bytes.
+        assert_eq!((p.payload_off, p.payload_len), (14 + 20, 40));
     }
     // A later fragment too short to hold a UDP header is fine: none is read.
     let p = ip(&v4().ipv4_fragment(3, false).raw(proto::UDP, &[1]).build());
-    assert_eq!(p.frag, Fragment::Later { id: 0x1234 });
+    assert_eq!(
+        p.frag,
+        Fragment::Later {
+            id: 0x1234,
+            offset: 24
+        }
+    );
+    assert_eq!(p.payload_len, 1);
 }
 
 #[test]
@@ -654,13 +672,17 @@ fn ipv6_later_fragments() {
         let p = ip(&f);
         assert_eq!(
             p.frag,
-            Fragment::Later { id: 0x0102_0304 },
+            Fragment::Later {
+                id: 0x0102_0304,
+                offset: offset << 3
+            },
             "offset {offset}"
         );
         assert_eq!(p.proto, PROTO_UDP);
+        // Its data: after the IPv6 and fragment headers, all 64 bytes.
         assert_eq!(
             (p.sport, p.dport, p.payload_off, p.payload_len),
-            (0, 0, 0, 0)
+            (0, 0, 14 + 40 + 8, 64)
         );
     }
 }
@@ -679,7 +701,13 @@ fn ipv6_later_fragment_followed_by_an_options_header() {
         .build();
     match parse_frame(f.as_slice()) {
         Parsed::Ip(p) => {
-            assert_eq!(p.frag, Fragment::Later { id: 42 });
+            assert_eq!(
+                p.frag,
+                Fragment::Later {
+                    id: 42,
+                    offset: 800
+                }
+            );
             assert_eq!((p.sport, p.dport), (0, 0));
         }
         other => panic!("a valid later fragment parsed as {other:?}"),

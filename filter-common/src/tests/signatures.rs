@@ -1832,3 +1832,109 @@ fn low_variety_tags_are_never_learned_or_looked_up() {
     h[..16].copy_from_slice(&real);
     assert!(tag_plausible(&h));
 }
+
+// --- calls that fell back to TCP -------------------------------------------------
+
+fn tcp_head(p: &[u8]) -> crate::classify::Class {
+    crate::classify::classify_tcp(&head(p), p.len())
+}
+
+#[test]
+fn tcp_fallback_signatures() {
+    use crate::classify::{LABEL_STUN_TCP, LABEL_TELEGRAM_TCP};
+    // Telegram's TCP reflector: the peer tag, then four zero bytes (alone,
+    // or with the first framed packet behind it).
+    let mut tg = TAG.to_vec();
+    tg.extend_from_slice(&[0, 0, 0, 0]);
+    let c = tcp_head(&tg);
+    assert_eq!(
+        (c.label, c.app, c.learn_tag),
+        (LABEL_TELEGRAM_TCP, CAT_TELEGRAM, true)
+    );
+    let mut more = tg.clone();
+    more.extend_from_slice(&[0x2c, 0, 0, 0, 9, 9, 9, 9]);
+    assert_eq!(tcp_head(&more).label, LABEL_TELEGRAM_TCP);
+    // STUN/TURN over TCP: direct (RFC 6062) and framed (RFC 4571).
+    let alloc = stun(
+        stun_type::ALLOCATE,
+        TXID,
+        &[(stun_attr::LIFETIME, &[0, 0, 2, 88])],
+    );
+    let c = tcp_head(&alloc);
+    assert_eq!(
+        (c.label, c.app, c.strength),
+        (LABEL_STUN_TCP, 0, Strength::Signal)
+    );
+    let mut framed = (alloc.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&alloc);
+    assert_eq!(tcp_head(&framed).label, LABEL_STUN_TCP);
+    // Two messages in one segment, the first's length checked.
+    let mut two = alloc.clone();
+    two.extend_from_slice(&alloc);
+    assert_eq!(tcp_head(&two).label, LABEL_STUN_TCP);
+    // WhatsApp's private types 0x0800..0x0805 name WhatsApp, 0x0804/0x0805 included.
+    for t in [0x0801u16, 0x0804, 0x0805] {
+        let wa = raw_stun(t, &[0; 16]);
+        assert_eq!(tcp_head(&wa).app, CAT_WHATSAPP, "{t:#06x} direct");
+        let mut f = (wa.len() as u16).to_be_bytes().to_vec();
+        f.extend_from_slice(&wa);
+        assert_eq!(tcp_head(&f).app, CAT_WHATSAPP, "{t:#06x} framed");
+    }
+    // A framed length that does not match, a message longer than the
+    // segment, no cookie: nothing.
+    let mut bad = framed.clone();
+    bad[1] ^= 4;
+    assert_eq!(tcp_head(&bad), crate::classify::Class::NONE);
+    assert_eq!(
+        tcp_head(&alloc[..alloc.len() - 4]),
+        crate::classify::Class::NONE
+    );
+    let mut nocookie = alloc.clone();
+    nocookie[4] ^= 1;
+    assert_eq!(tcp_head(&nocookie), crate::classify::Class::NONE);
+}
+
+#[test]
+fn tcp_messaging_is_never_a_call() {
+    let mut rng = Rng(0x7c9);
+    let mut heads: Vec<Vec<u8>> = std::vec![
+        // TLS ClientHello record (MTProto over TLS, WhatsApp web, anything).
+        [
+            &[
+                0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03
+            ][..],
+            &[0x5a; 32]
+        ]
+        .concat(),
+        // MTProto abridged: 0xef, a length byte, then auth_key_id 0.
+        [&[0xef, 0x0a][..], &[0; 8], &[0x42; 12]].concat(),
+        // Intermediate and padded intermediate.
+        [
+            &[0xee, 0xee, 0xee, 0xee, 0x28, 0, 0, 0][..],
+            &[0; 8],
+            &[0x13; 12]
+        ]
+        .concat(),
+        [
+            &[0xdd, 0xdd, 0xdd, 0xdd, 0x28, 0, 0, 0][..],
+            &[0; 8],
+            &[0x13; 12]
+        ]
+        .concat(),
+        // WhatsApp chat: "WA" header, then the Noise handshake.
+        [&b"WA"[..], &[0x06, 0x03, 0, 0, 0x24], &[0x77; 24]].concat(),
+    ];
+    // Obfuscated transports: 64 random bytes (first word never one of the
+    // reserved prefixes).
+    for _ in 0..20_000 {
+        heads.push((0..64).map(|_| rng.byte()).collect());
+    }
+    for h in &heads {
+        assert_eq!(
+            tcp_head(h),
+            crate::classify::Class::NONE,
+            "{:02x?}",
+            &h[..h.len().min(24)]
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! TCP: passed, except a call that fell back to TCP toward a listed range
+//! (`classify_tcp`: STUN/TURN over TCP, Telegram's TCP reflector). Such a
+//! connection gets a flow slot (flagged `FLOW2_TCP_FALLBACK`, its bit set in
+//! `FLOW_BITS`), and its packets take the category's policy as call packets.
+//! Other TCP costs the flow hash and one bitmap read; the payload's first
+//! bytes are read only from segments that carry some.
+
+use aya_ebpf::bindings::BPF_ANY;
+use aya_ebpf::helpers::generated::{bpf_get_prandom_u32, bpf_ktime_get_coarse_ns};
+use aya_ebpf::programs::XdpContext;
+use filter_common::classify::{LABEL_NONE, TCP_HEAD};
+use filter_common::decide::{Verdict, caller_fate, epoch_seed, tag_bit, verdict};
+use filter_common::flow::{bucket_of, bucket_of2, find, live, tick};
+use filter_common::*;
+
+use crate::{
+    FLOWS, Info, POLICY, STATE, Scratch, TG_TAGS, bit_set, categories, count_label, count_verdict,
+    event, flow_bit_mark, flow_bit_maybe, load_head, locate_into, seen, tag_of, take_slot,
+};
+
+/// A TCP packet.
+#[inline(always)]
+pub fn tcp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
+    let pass = || crate::pass(O_TCP, len);
+    let pkt = &scratch.pkt;
+    let Some(state) = STATE.get(0) else {
+        return pass();
+    };
+    let t = crate::ff_flow_tag();
+    let from_a = t & 1 != 0;
+    let tag = t | 1;
+    let known = flow_bit_maybe(tag);
+    let mut label = LABEL_NONE;
+    if pkt.payload_len > 0 && load_head(ctx, pkt, &mut scratch.head, TCP_HEAD) {
+        crate::ff_classify(scratch.pkt.payload_len.min(TCP_HEAD) as u32, 1);
+        label = scratch.class.label;
+    }
+    if !known && label == LABEL_NONE {
+        return pass();
+    }
+    // SAFETY: helper without arguments.
+    let now_ns = unsafe { bpf_ktime_get_coarse_ns() };
+    let now = tick(now_ns);
+    let generation = state.generation & 1;
+    let (src_cat, dst_cat) = if label != LABEL_NONE {
+        categories(generation, pkt)
+    } else {
+        (CAT_NONE, CAT_NONE)
+    };
+    let listed = if dst_cat != CAT_NONE && dst_cat != CAT_ALLOW {
+        dst_cat
+    } else if src_cat != CAT_ALLOW {
+        src_cat
+    } else {
+        CAT_NONE
+    };
+    if src_cat == CAT_ALLOW || dst_cat == CAT_ALLOW {
+        return pass();
+    }
+    let slot: &mut FlowSlot = if label != LABEL_NONE && listed != CAT_NONE {
+        // A fallback connection starts (or goes on): its slot.
+        if !locate_into(scratch, tag, now) {
+            return pass();
+        }
+        let Some(b) = FLOWS.get_ptr_mut(scratch.bucket_at) else {
+            return pass();
+        };
+        // SAFETY: a map value that stays valid for this run.
+        let b = unsafe { &mut *b };
+        let way = (scratch.way & 1) as usize;
+        if scratch.fresh != 0 {
+            b.slots[way ^ 1].newer = 0;
+        }
+        let s = &mut b.slots[way];
+        if scratch.fresh != 0 || s.flags2 & FLOW2_TCP_FALLBACK == 0 {
+            if scratch.fresh != 0 && s.category != CAT_NONE && live(s, now) {
+                event(EV_FLOWS_EVICTED);
+            }
+            take_slot(s, tag, now, from_a, state.version);
+            event(EV_FLOWS_CREATED);
+            if let Some(k) = crate::FLOW_KEYS.get_ptr_mut(scratch.bucket_at * 2 + way as u32) {
+                // SAFETY: a map value; userspace checks it against the tag.
+                unsafe { *k = scratch.key };
+            }
+        }
+        s.category = listed;
+        s.version = state.version;
+        if from_a {
+            (s.cat_a, s.cat_b) = (src_cat, dst_cat);
+        } else {
+            (s.cat_a, s.cat_b) = (dst_cat, src_cat);
+        }
+        s.label = label;
+        s.flags |= FLOW_CALL | FLOW_LISTED;
+        s.flags2 |= FLOW2_TCP_FALLBACK;
+        if scratch.class.learn_tag {
+            // Telegram: the connection names the call's peer tag, which its
+            // UDP data packets carry too.
+            let v = TagValue {
+                learned_ns: now_ns,
+                category: listed,
+                _pad: [0; 7],
+            };
+            let (word, bit) = tag_bit(tag_of(&scratch.head));
+            bit_set(state, word, bit);
+            let _ = TG_TAGS.insert(tag_of(&scratch.head), v, BPF_ANY as u64);
+        }
+        s
+    } else {
+        // A connection already known as a fallback (its bit set)?
+        let found = [bucket_of(tag), bucket_of2(tag)]
+            .into_iter()
+            .find_map(|at| {
+                let b = FLOWS.get_ptr_mut(at)?;
+                // SAFETY: a map value that stays valid for this run.
+                let b = unsafe { &mut *b };
+                let w = find(b, tag)?;
+                Some(&mut b.slots[w & 1])
+            });
+        match found {
+            Some(s) if live(s, now) && s.flags2 & FLOW2_TCP_FALLBACK != 0 => s,
+            _ => return pass(),
+        }
+    };
+    flow_bit_mark(state, tag);
+    let category = slot.category;
+    let policy = POLICY
+        .get(generation * CATEGORY_SLOTS + u32::from(category))
+        .copied()
+        .unwrap_or_default();
+    if policy.action == ACTION_FLOWS && slot.fate == FATE_UNDECIDED {
+        // The caller: the side outside the listed range.
+        let dst_side = if from_a { slot.cat_b } else { slot.cat_a };
+        let pkt = &scratch.pkt;
+        let caller = if dst_side != CAT_NONE {
+            &pkt.src
+        } else {
+            &pkt.dst
+        };
+        let seed = epoch_seed(state.seed, now_ns, state.epoch_secs);
+        slot.fate = caller_fate(caller, seed, policy.percent);
+    }
+    let rand = if policy.action == ACTION_LOSS {
+        // SAFETY: helper without arguments.
+        unsafe { bpf_get_prandom_u32() }
+    } else {
+        0
+    };
+    let v = verdict(&policy, true, slot.fate, rand);
+    let dropped = v == Verdict::Drop;
+    seen(slot, now, len, dropped);
+    event(EV_TCP_FALLBACK);
+    count_verdict(ctx, category, len, v);
+    count_label(slot.label, len, v);
+    let info = Info {
+        category,
+        label: slot.label,
+        flags: if v == Verdict::Monitor {
+            TRACE_MONITORED
+        } else {
+            0
+        } | TRACE_CALL,
+    };
+    if dropped {
+        (XDP_DROP, info)
+    } else {
+        (XDP_PASS, info)
+    }
+}
