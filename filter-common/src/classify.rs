@@ -31,6 +31,31 @@ pub fn head_needed(head: &[u8; HEAD_LEN], len: usize, sport: u16, dport: u16) ->
     }
 }
 
+/// The payload length a UDP first fragment is classified with: the whole
+/// datagram's (`datagram`, from its UDP header) when the classifier reads
+/// no more than the fragment's first [`HEAD_MIN`] bytes (`in_fragment` of
+/// them are there), so the length checks of each protocol see the real
+/// message; otherwise the fragment's own, so nothing past its bytes is read.
+#[inline(always)]
+pub fn first_fragment_len(
+    head: &[u8; HEAD_LEN],
+    in_fragment: usize,
+    datagram: usize,
+    sport: u16,
+    dport: u16,
+) -> usize {
+    let have = if in_fragment < HEAD_MIN {
+        in_fragment
+    } else {
+        HEAD_MIN
+    };
+    if head_needed(head, datagram, sport, dport) <= have {
+        datagram
+    } else {
+        in_fragment
+    }
+}
+
 /// No recognisable call signalling or media.
 pub const LABEL_NONE: u8 = 0;
 /// STUN/TURN message with the RFC 5389 magic cookie and exact length.
@@ -226,8 +251,9 @@ pub fn classify(head: &[u8; HEAD_LEN], len: usize, sport: u16, dport: u16) -> Cl
 /// TCP payload bytes [`classify_tcp`] reads at most.
 pub const TCP_HEAD: usize = 24;
 
-/// Classify the start of a TCP segment's payload (`head`: its first
-/// `min(len, TCP_HEAD)` bytes; nothing at or past `len` is read): a call
+/// Classify the start of a TCP segment's payload of `len` bytes (`head`:
+/// its first `min(len, TCP_HEAD)` bytes; nothing past them, nor at or past
+/// `len`, is read): a call
 /// that fell back to TCP. Recognised:
 /// - STUN/TURN over TCP: a STUN header with the magic cookie at the
 ///   segment's start (RFC 6062), or after a 2-byte length that matches the

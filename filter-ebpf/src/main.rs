@@ -24,7 +24,7 @@ use aya_ebpf::maps::{Array, LruHashMap, PerCpuArray};
 use aya_ebpf::programs::XdpContext;
 use filter_common::classify::{
     Class, HEAD_LEN, HEAD_MIN, LABEL_MAX, LABEL_NONE, LABEL_P2P_INHERITED, LABEL_TELEGRAM_DATA,
-    Strength, classify, head_needed,
+    Strength, classify, first_fragment_len, head_needed,
 };
 use filter_common::decide::{
     Verdict, caller_fate, endpoint_bit, endpoint_fresh, endpoints_to_learn, epoch_seed,
@@ -649,8 +649,18 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
     // payload of that length (it never reads bytes nobody wrote).
     let mut class_len = pkt.payload_len;
     let valid = scratch.head_valid as usize;
-    if valid > 0 && head_needed(head, class_len, pkt.sport, pkt.dport) > valid {
-        class_len = valid;
+    if valid == 0 && matches!(pkt.frag, Fragment::First { .. }) {
+        // A first fragment that holds what the classifier reads is judged
+        // as the whole datagram (its length checks are the datagram's).
+        let full = usize::from(pkt.udp_len).saturating_sub(8);
+        class_len = first_fragment_len(head, pkt.payload_len, full, pkt.sport, pkt.dport);
+    }
+    if valid > 0 {
+        // A head joined from two fragments: the datagram's payload length.
+        class_len = usize::from(pkt.udp_len).saturating_sub(8);
+        if head_needed(head, class_len, pkt.sport, pkt.dport) > valid {
+            class_len = valid;
+        }
     }
     ff_classify(class_len as u32, 0);
     if stateless_ok {

@@ -32,7 +32,9 @@ pub fn tcp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
     let known = flow_bit_maybe(tag);
     let mut label = LABEL_NONE;
     if pkt.payload_len > 0 && load_head(ctx, pkt, &mut scratch.head, TCP_HEAD) {
-        crate::ff_classify(scratch.pkt.payload_len.min(TCP_HEAD) as u32, 1);
+        // The payload's real length: the TCP classifier reads only the
+        // first TCP_HEAD bytes, which are loaded.
+        crate::ff_classify(scratch.pkt.payload_len.min(0xffff) as u32, 1);
         label = scratch.class.label;
     }
     if !known && label == LABEL_NONE {

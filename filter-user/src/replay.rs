@@ -31,6 +31,8 @@ pub struct FlowReport {
     pub dropped: u64,
     /// Of those, dropped-if-enforced under `monitor`.
     pub monitored: u64,
+    /// Of those, IP fragments (first or later).
+    pub fragments: u64,
     /// Category id the program gave the flow (0: none).
     pub category_id: u8,
     /// Label id of the flow (0: none).
@@ -61,6 +63,7 @@ impl FlowReport {
             "dst": self.dst.to_string(),
             "packets": self.packets,
             "dropped": self.dropped,
+            "fragments": self.fragments,
             "category": self.category,
             "label": self.label,
         })
@@ -213,6 +216,7 @@ pub fn replay<'a>(
                     packets: 0,
                     dropped: 0,
                     monitored: 0,
+                    fragments: 0,
                     category_id: CAT_NONE,
                     label_id: 0,
                     category: None,
@@ -226,6 +230,9 @@ pub fn replay<'a>(
         }
         let f = &mut rep.flows[slot];
         f.packets += 1;
+        if pkt.frag != Fragment::None {
+            f.fragments += 1;
+        }
         if dropped {
             f.dropped += 1;
         }

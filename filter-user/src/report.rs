@@ -42,7 +42,8 @@
 //! { "proto": "udp", "src": ADDR:PORT, "dst": ADDR:PORT, "category": STR | null,
 //!   "category_id": N, "label": STR | null, "age_secs": F, "idle_secs": F,
 //!   "packets": N, "bytes": N, "dropped": N, "call": BOOL, "listed": BOOL,
-//!   "fate": "undecided" | "spared" | "stopped" }
+//!   "fate": "undecided" | "spared" | "stopped", "fragmented": BOOL,
+//!   "tcp_fallback": BOOL }
 //! ```
 //! (`src` sent the flow's first packet.)
 
@@ -500,6 +501,10 @@ pub struct FlowRow {
     pub listed: bool,
     /// `flows=P%` fate.
     pub fate: &'static str,
+    /// Datagrams of the flow came in fragments.
+    pub fragmented: bool,
+    /// A call that fell back to TCP.
+    pub tcp_fallback: bool,
 }
 
 fn endpoint(addr: &[u8; 16], port: u16) -> SocketAddr {
@@ -537,6 +542,8 @@ pub fn flow_row(k: &FlowKey, v: &FlowSlot, now_ns: u64, state: Option<&StateFile
         dropped: u64::from(v.dropped),
         call: v.flags & FLOW_CALL != 0,
         listed: v.flags & FLOW_LISTED != 0,
+        fragmented: v.flags2 & filter_common::FLOW2_FRAGMENTED != 0,
+        tcp_fallback: v.flags2 & filter_common::FLOW2_TCP_FALLBACK != 0,
         fate: match v.fate {
             FATE_SPARED => "spared",
             FATE_STOPPED => "stopped",
@@ -571,6 +578,8 @@ impl FlowRow {
             "call": self.call,
             "listed": self.listed,
             "fate": self.fate,
+            "fragmented": self.fragmented,
+            "tcp_fallback": self.tcp_fallback,
         })
     }
 }
@@ -597,7 +606,13 @@ pub fn flows_table(rows: &[FlowRow]) -> String {
                 r.packets.to_string(),
                 human_bytes(r.bytes),
                 r.dropped.to_string(),
-                if r.call { "yes" } else { "no" }.to_owned(),
+                match (r.call, r.fragmented) {
+                    (true, true) => "yes, fragmented",
+                    (true, false) => "yes",
+                    (false, true) => "no, fragmented",
+                    (false, false) => "no",
+                }
+                .to_owned(),
             ]
         })
         .collect();
@@ -942,6 +957,10 @@ mod tests {
         assert_eq!(j["call"], true);
         assert_eq!(j["listed"], false);
         assert_eq!(j["fate"], "stopped");
+        assert_eq!(
+            (j["fragmented"].clone(), j["tcp_fallback"].clone()),
+            (json!(false), json!(false))
+        );
         assert!(flows_table(&[r]).ends_with("1 flows\n"));
     }
 }

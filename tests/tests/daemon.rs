@@ -1084,13 +1084,14 @@ fn pins_of_another_build_are_refused_then_replaced_and_detach_removes_all() {
         "still filtering after SIGTERM"
     );
 
-    // Pins of another build: a pinned map whose size differs from this
-    // build's (FRAGS pinned with half its capacity). The start refuses them.
+    // Pins of another build: a pinned map whose kind and size differ from
+    // this build's (FRAGS pinned as a hash of half its capacity). The start
+    // refuses them.
     {
         use aya::maps::{HashMap as BpfHashMap, IterableMap, MapData};
         let path = env.pin_dir.join("maps").join("FRAGS");
         std::fs::remove_file(&path).expect("unpinning FRAGS");
-        let other: BpfHashMap<MapData, [u8; 40], u32> =
+        let other: BpfHashMap<MapData, u32, [u8; 128]> =
             BpfHashMap::create(filter_common::FRAG_CAPACITY / 2, 0).expect("a map of another size");
         IterableMap::map(&other)
             .pin(&path)
@@ -1116,7 +1117,7 @@ fn pins_of_another_build_are_refused_then_replaced_and_detach_removes_all() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "map FRAGS: type: pinned 1, this build 9; capacity: pinned {}, this build {}",
+            "map FRAGS: type: pinned 1, this build 2; capacity: pinned {}, this build {}",
             filter_common::FRAG_CAPACITY / 2,
             filter_common::FRAG_CAPACITY
         )) && stderr.contains("--replace"),

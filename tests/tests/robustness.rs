@@ -17,6 +17,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use aya::maps::{HashMap as BpfHashMap, MapData};
 use filter_common::classify::{
     Class, HEAD_LEN, LABEL_P2P_INHERITED, LABEL_STUN, LABEL_WHATSAPP_STUN, classify,
+    first_fragment_len,
 };
 use filter_common::parse::{
     Fragment, PROTO_TCP, PROTO_UDP, Parsed, XDP_HEADER_REACH, XdpReach, flow_key, parse_frame,
@@ -429,7 +430,15 @@ fn host_expect(frame: &[u8]) -> Expect {
                 let mut head = [0u8; HEAD_LEN];
                 let n = p.payload_len.min(HEAD_LEN);
                 head[..n].copy_from_slice(&frame[p.payload_off..p.payload_off + n]);
-                class = Some(classify(&head, p.payload_len, p.sport, p.dport));
+                // A first fragment is judged as its whole datagram when
+                // its bytes hold what the classifier reads.
+                let len = if let Fragment::First { .. } = p.frag {
+                    let datagram = usize::from(p.udp_len).saturating_sub(8);
+                    first_fragment_len(&head, p.payload_len, datagram, p.sport, p.dport)
+                } else {
+                    p.payload_len
+                };
+                class = Some(classify(&head, len, p.sport, p.dport));
             }
         }
     }

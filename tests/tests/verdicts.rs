@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use filter_common::classify::{LABEL_RTP, LABEL_STUN};
+use filter_common::classify::{
+    LABEL_RTP, LABEL_STUN, LABEL_STUN_TCP, LABEL_TELEGRAM_TCP, LABEL_WHATSAPP_STUN,
+};
 use filter_common::pktbuild::{self, Builder, filler, rtp, stun};
 use filter_common::*;
 use filter_user::loader::Filter;
@@ -82,7 +84,7 @@ fn all_counters() -> Vec<C> {
             C::CatPassed(k),
         ]);
     }
-    for l in 1..8 {
+    for l in 1..LABEL_SLOTS as u8 {
         v.extend([C::LabelPackets(l), C::LabelDropped(l)]);
     }
     v
@@ -123,6 +125,8 @@ fn stun_binding(seed: u8) -> Vec<u8> {
 }
 
 const WA4: [u8; 4] = [198, 51, 100, 10];
+/// The STUN magic cookie.
+const STUN_COOKIE4: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
 const CLIENT4: [u8; 4] = [100, 64, 0, 1];
 const WA6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5];
 const TG6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 5];
@@ -636,6 +640,617 @@ fn long_prefixes_inside_one_16() {
         let a = std::net::Ipv4Addr::from(dst);
         assert_eq!(f.lookup(a.into()).unwrap(), cat.unwrap_or(0), "{what}: {a}");
     }
+}
+
+/// The two fragments of a UDP datagram split after `split` payload bytes
+/// (a multiple of 8): the first with the UDP header and `split` bytes, the
+/// second with the rest at offset `8 + split`. IPv4 or IPv6 by the
+/// addresses' length.
+fn split_datagram(
+    src: &[u8],
+    dst: &[u8],
+    ports: (u16, u16),
+    payload: &[u8],
+    id: u32,
+    split: usize,
+) -> (Vec<u8>, Vec<u8>) {
+    assert!(split.is_multiple_of(8) && split < payload.len());
+    let udp_len = (8 + payload.len()) as u16;
+    let at = ((8 + split) / 8) as u16;
+    let base = || match (src.len(), dst.len()) {
+        (4, 4) => Builder::new().ipv4(src.try_into().unwrap(), dst.try_into().unwrap()),
+        _ => Builder::new().ipv6(src.try_into().unwrap(), dst.try_into().unwrap()),
+    };
+    let v6 = src.len() == 16;
+    let first = if v6 {
+        base().v6_fragment(0, true, id)
+    } else {
+        base().ipv4_id(id as u16).ipv4_fragment(0, true)
+    }
+    .udp(ports.0, ports.1, &payload[..split])
+    .udp_len(udp_len)
+    .build();
+    let second = if v6 {
+        base().v6_fragment(at, false, id)
+    } else {
+        base().ipv4_id(id as u16).ipv4_fragment(at, false)
+    }
+    .raw(17, &payload[split..])
+    .build();
+    (first, second)
+}
+
+/// Evasion with fragments, both families: every published way of moving a
+/// call's payload out of the first fragment is caught, ordinary
+/// fragmentation from a listed range passes whole, and each case shows in
+/// its counter.
+#[test]
+fn evasion_by_fragments() {
+    if !require_root("evasion_by_fragments") {
+        return;
+    }
+    let f = load(&test_lists(), &[]);
+    // A call signal (STUN with a 64-byte attribute: 88 bytes of payload) and
+    // WhatsApp's private STUN (an app signature on its own: 60 bytes).
+    let big_stun = stun(0x0001, [5; 12], &[(0x0006, &[0x41; 64])]);
+    let wa = [
+        &[0x08u8, 0x01, 0x00, 40][..],
+        &STUN_COOKIE4,
+        &[7; 12],
+        &[0x33; 40],
+    ]
+    .concat();
+    let unlisted4 = [192, 0, 2, 77];
+    let unlisted6 = [
+        0x20, 0x01, 0x0d, 0xb8, 0xee, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7,
+    ];
+    let frag = [(C::Global(G_FRAGMENTS), 1)];
+    let followed = [(C::Global(G_FRAGMENTS), 1), (C::Global(G_FRAG_DROPPED), 1)];
+    let kept = [(C::Global(G_FRAGMENTS), 1), (C::Global(G_UDP), 1)];
+    let early = [(C::Global(G_FRAGMENTS), 1), (C::Global(G_FRAG_EARLY), 1)];
+    let tiny_listed = [
+        (C::Global(G_FRAGMENTS), 1),
+        (C::Global(G_UDP), 1),
+        (C::Global(G_FRAG_TINY), 1),
+        (C::CatSeen(WA), 1),
+        (C::CatDropped(WA), 1),
+    ];
+    // A WhatsApp signature judged on a later fragment: a new call flow.
+    let wa_late = [
+        (C::Global(G_FRAGMENTS), 1),
+        (C::Global(G_UDP), 1),
+        (C::Global(G_FRAG_LATE), 1),
+        (C::CatSeen(WA), 1),
+        (C::CatDropped(WA), 1),
+        (C::LabelPackets(LABEL_WHATSAPP_STUN), 1),
+        (C::LabelDropped(LABEL_WHATSAPP_STUN), 1),
+    ];
+    let stun_listed = [
+        (C::Global(G_FRAGMENTS), 1),
+        (C::Global(G_UDP), 1),
+        (C::CatSeen(WA), 1),
+        (C::CatDropped(WA), 1),
+        (C::LabelPackets(LABEL_STUN), 1),
+        (C::LabelDropped(LABEL_STUN), 1),
+    ];
+    let listed_pass = [
+        (C::Global(G_FRAGMENTS), 1),
+        (C::Global(G_UDP), 1),
+        (C::CatSeen(WA), 1),
+        (C::CatPassed(WA), 1),
+    ];
+    let mut rows = Vec::new();
+    for (fam, client, listed, unlisted, id0) in [
+        ("v4", &CLIENT4[..], &WA4[..], &unlisted4[..], 1000u32),
+        ("v6", &CLIENT6[..], &WA6[..], &unlisted6[..], 2000u32),
+    ] {
+        let d = |id: u32, dst: &[u8], sport: u16, p: &[u8], split: usize| {
+            split_datagram(client, dst, (sport, 3478), p, id0 + id, split)
+        };
+        let name =
+            |what: &str| -> &'static str { Box::leak(format!("{fam}: {what}").into_boxed_str()) };
+        // 1. The first fragment holds only the UDP header (frag8).
+        let (a, b) = d(1, listed, 7201, &big_stun, 0);
+        rows.push(row(name("frag8 to a listed range: the header-only first fragment is tiny, dropped by address"), a, XDP_DROP, &tiny_listed));
+        rows.push(row(
+            name("frag8 to a listed range: the payload fragment follows it"),
+            b,
+            XDP_DROP,
+            &followed,
+        ));
+        let (a, b) = d(2, unlisted, 7202, &wa, 0);
+        rows.push(row(
+            name("frag8 to an unlisted relay: the header is kept, passed"),
+            a,
+            XDP_PASS,
+            &kept,
+        ));
+        rows.push(row(
+            name("frag8 to an unlisted relay: the payload fragment is judged, WhatsApp, dropped"),
+            b,
+            XDP_DROP,
+            &wa_late,
+        ));
+        // 2. A few payload bytes in the first fragment (tiny).
+        let (a, b) = d(3, unlisted, 7203, &wa, 8);
+        rows.push(row(
+            name("8 payload bytes first to an unlisted relay: kept, passed"),
+            a,
+            XDP_PASS,
+            &kept,
+        ));
+        rows.push(row(
+            name("the rest at offset 16: joined to them, WhatsApp, dropped"),
+            b,
+            XDP_DROP,
+            &wa_late,
+        ));
+        let (a, b) = d(4, listed, 7204, &big_stun, 16);
+        rows.push(row(
+            name("16 payload bytes first to a listed range: tiny, dropped by address"),
+            a,
+            XDP_DROP,
+            &tiny_listed,
+        ));
+        rows.push(row(name("and its rest follows"), b, XDP_DROP, &followed));
+        // 3. The payload fragment first (reordered).
+        let (a, b) = d(5, unlisted, 7205, &wa, 0);
+        rows.push(row(
+            name("reordered to an unlisted relay: the payload fragment first, kept, passed"),
+            b,
+            XDP_PASS,
+            &early,
+        ));
+        rows.push(row(
+            name("then the header-only first fragment: joined to it, WhatsApp, dropped"),
+            a,
+            XDP_DROP,
+            &[
+                (C::Global(G_FRAGMENTS), 1),
+                (C::Global(G_UDP), 1),
+                (C::CatSeen(WA), 1),
+                (C::CatDropped(WA), 1),
+                (C::LabelPackets(LABEL_WHATSAPP_STUN), 1),
+                (C::LabelDropped(LABEL_WHATSAPP_STUN), 1),
+            ],
+        ));
+        let (a, b) = d(6, listed, 7206, &big_stun, 0);
+        rows.push(row(
+            name("reordered to a listed range: the payload fragment first, kept, passed"),
+            b,
+            XDP_PASS,
+            &early,
+        ));
+        rows.push(row(
+            name("then the first fragment: joined, STUN to a listed range, dropped"),
+            a,
+            XDP_DROP,
+            &stun_listed,
+        ));
+        // 4. Overlap: benign bytes first, the real payload rewriting them.
+        let mut benign = big_stun.clone();
+        benign[..64].fill(0);
+        let (a, _) = d(7, listed, 7207, &benign, 64);
+        let (_, b) = d(7, listed, 7207, &big_stun, 0);
+        rows.push(row(
+            name("overlap to a listed range: 64 benign bytes first, passed"),
+            a,
+            XDP_PASS,
+            &listed_pass,
+        ));
+        rows.push(row(
+            name("a fragment rewriting them from offset 8: overlap, dropped"),
+            b,
+            XDP_DROP,
+            &[
+                (C::Global(G_FRAGMENTS), 1),
+                (C::Global(G_FRAG_DROPPED), 1),
+                (C::Global(G_FRAG_OVERLAP), 1),
+            ],
+        ));
+        let mut benign = wa.clone();
+        benign[..48].fill(0);
+        let (a, _) = d(8, unlisted, 7208, &benign, 48);
+        let (_, b) = d(8, unlisted, 7208, &wa, 0);
+        rows.push(row(
+            name("overlap to an unlisted relay: 48 benign bytes first, passed"),
+            a,
+            XDP_PASS,
+            &kept,
+        ));
+        rows.push(row(
+            name("a rewrite from offset 8 carrying WhatsApp STUN: judged on its bytes, dropped"),
+            b,
+            XDP_DROP,
+            &[
+                (C::Global(G_FRAGMENTS), 1),
+                (C::Global(G_UDP), 1),
+                (C::Global(G_FRAG_OVERLAP), 1),
+                (C::CatSeen(WA), 1),
+                (C::CatDropped(WA), 1),
+                (C::LabelPackets(LABEL_WHATSAPP_STUN), 1),
+                (C::LabelDropped(LABEL_WHATSAPP_STUN), 1),
+            ],
+        ));
+        // 5. A call's datagram bigger than the MTU, fragmented the ordinary
+        //    way (a TURN Send indication of 1600 bytes): judged as the whole
+        //    datagram on its first fragment.
+        let send_ind = stun(0x0016, [9; 12], &[(0x0013, &filler(1560, 0x77))]);
+        let (a, b) = d(10, listed, 7210, &send_ind, 1432);
+        rows.push(row(
+            name("a 1600-byte TURN Send to a listed range: the first fragment drops"),
+            a,
+            XDP_DROP,
+            &stun_listed,
+        ));
+        rows.push(row(name("and its second follows"), b, XDP_DROP, &followed));
+        // 6. Ordinary fragmentation from a listed range passes whole: a big
+        //    DNS answer (EDNS) in MTU-sized fragments.
+        let dns = filler(3000, 0x5a);
+        let (a, b) = split_datagram(listed, client, (53, 7209), &dns, id0 + 9, 1448);
+        rows.push(row(
+            name("a 3000-byte DNS answer from a listed range: first fragment passes"),
+            a,
+            XDP_PASS,
+            &listed_pass,
+        ));
+        rows.push(row(
+            name("and its second fragment passes"),
+            b,
+            XDP_PASS,
+            &frag,
+        ));
+    }
+    run_table(&f, &rows);
+}
+
+/// Decoys never win: junk datagrams (random bytes, a bad checksum, TTL 1:
+/// the program reads neither checksum nor TTL) ahead of a call's first
+/// packet or among its packets never make its flow count as not a call.
+#[test]
+fn decoys_never_win() {
+    if !require_root("decoys_never_win") {
+        return;
+    }
+    let f = load(&test_lists(), &[]);
+    let unlisted = [192, 0, 2, 99];
+    let wa = [
+        &[0x08u8, 0x01, 0x00, 16][..],
+        &STUN_COOKIE4,
+        &[7; 12],
+        &[0x21; 16],
+    ]
+    .concat();
+    let junk = |seed| filler(120, seed);
+    let bad_sum = |dst, sport, p: &[u8]| {
+        Builder::new()
+            .ipv4(CLIENT4, dst)
+            .udp(sport, 3478, p)
+            .udp_checksum(0x1234)
+            .build()
+    };
+    let ttl1 = |dst, sport, p: &[u8]| {
+        Builder::new()
+            .ipv4(CLIENT4, dst)
+            .ttl(1)
+            .udp(sport, 3478, p)
+            .build()
+    };
+    let listed_pass = [
+        (C::Global(G_UDP), 1),
+        (C::CatSeen(WA), 1),
+        (C::CatPassed(WA), 1),
+    ];
+    let stun_drop = [
+        (C::Global(G_UDP), 1),
+        (C::CatSeen(WA), 1),
+        (C::CatDropped(WA), 1),
+        (C::LabelPackets(LABEL_STUN), 1),
+        (C::LabelDropped(LABEL_STUN), 1),
+    ];
+    let wa_drop = [
+        (C::Global(G_UDP), 1),
+        (C::CatSeen(WA), 1),
+        (C::CatDropped(WA), 1),
+        (C::LabelPackets(LABEL_WHATSAPP_STUN), 1),
+        (C::LabelDropped(LABEL_WHATSAPP_STUN), 1),
+    ];
+    let rows = vec![
+        row(
+            "listed: junk ahead of the call passes (nothing to recognise)",
+            u4(WA4, 7401, &junk(1)),
+            XDP_PASS,
+            &listed_pass,
+        ),
+        row(
+            "listed: junk with a bad UDP checksum passes",
+            bad_sum(WA4, 7401, &junk(2)),
+            XDP_PASS,
+            &listed_pass,
+        ),
+        row(
+            "listed: junk with TTL 1 passes",
+            ttl1(WA4, 7401, &junk(3)),
+            XDP_PASS,
+            &listed_pass,
+        ),
+        row(
+            "listed: the call's STUN after them drops",
+            u4(WA4, 7401, &stun_binding(4)),
+            XDP_DROP,
+            &stun_drop,
+        ),
+        row(
+            "listed: junk among the call's packets drops (its flow is a call)",
+            u4(WA4, 7401, &junk(5)),
+            XDP_DROP,
+            &stun_drop,
+        ),
+        row(
+            "listed: RTP after it drops",
+            u4(WA4, 7401, &rtp(111, 9, 0, 4, 80)),
+            XDP_DROP,
+            &stun_drop,
+        ),
+        row(
+            "unlisted: junk ahead of a WhatsApp call passes",
+            u4(unlisted, 7402, &junk(6)),
+            XDP_PASS,
+            &[(C::Global(G_UDP), 1)],
+        ),
+        row(
+            "unlisted: TTL-1 junk passes",
+            ttl1(unlisted, 7402, &junk(7)),
+            XDP_PASS,
+            &[(C::Global(G_UDP), 1)],
+        ),
+        row(
+            "unlisted: the WhatsApp STUN after them drops",
+            u4(unlisted, 7402, &wa),
+            XDP_DROP,
+            &wa_drop,
+        ),
+        row(
+            "unlisted: junk among the call's packets drops",
+            u4(unlisted, 7402, &junk(8)),
+            XDP_DROP,
+            &wa_drop,
+        ),
+    ];
+    run_table(&f, &rows);
+}
+
+/// The tiny-first-fragment rule follows the policy: counted under
+/// `monitor`, passed under `off`, dropped for a stopped caller under
+/// `flows=P%` and passed for a spared one (the caller: the unlisted side).
+#[test]
+fn tiny_first_fragments_follow_the_policy() {
+    if !require_root("tiny_first_fragments_follow_the_policy") {
+        return;
+    }
+    let big = stun(0x0001, [5; 12], &[(0x0006, &[0x41; 64])]);
+    for (spec, verdict, counted) in [
+        ("monitor", XDP_PASS, C::CatMonitored(WA)),
+        ("off", XDP_PASS, C::CatPassed(WA)),
+    ] {
+        let f = load(&test_lists(), &[("whatsapp", spec)]);
+        let (a, _) = split_datagram(&CLIENT4, &WA4, (7301, 3478), &big, 3001, 0);
+        let mut counters = vec![
+            (C::Global(G_FRAGMENTS), 1),
+            (C::Global(G_UDP), 1),
+            (C::Global(G_FRAG_TINY), 1),
+            (C::CatSeen(WA), 1),
+            (counted, 1),
+        ];
+        if spec == "monitor" {
+            counters.push((C::CatPassed(WA), 1));
+        }
+        run_table(
+            &f,
+            &[row(
+                if spec == "monitor" {
+                    "monitor: a tiny first fragment is counted, passed"
+                } else {
+                    "off: a tiny first fragment passes"
+                },
+                a,
+                verdict,
+                &counters,
+            )],
+        );
+    }
+    // flows=50%: some callers stopped, some spared, as their fate says.
+    let f = load(&test_lists(), &[("whatsapp", "flows=50%")]);
+    let (mut stopped, mut spared) = (0, 0);
+    for i in 0..200u32 {
+        let caller = [100, 64, 7, i as u8];
+        let (a, _) = split_datagram(&caller, &WA4, (7302, 3478), &big, 4000 + i, 0);
+        match f.run(&a).unwrap() {
+            XDP_DROP => stopped += 1,
+            _ => spared += 1,
+        }
+    }
+    assert!(
+        stopped > 50 && spared > 50,
+        "stopped {stopped}, spared {spared}"
+    );
+}
+
+/// A call that falls back to TCP toward a listed range (STUN/TURN over TCP,
+/// RFC 4571 framing; Telegram's TCP reflector) is dropped as a call, with
+/// every later segment of that connection; messaging over TCP to the same
+/// ranges, and STUN over TCP to unlisted addresses, pass. WhatsApp's relay
+/// port 3480 and its private types 0x0804/0x0805 are covered on UDP too.
+#[test]
+fn evasion_by_tcp_and_whatsapp_ports() {
+    if !require_root("evasion_by_tcp_and_whatsapp_ports") {
+        return;
+    }
+    let f = load(&test_lists(), &[]);
+    let tg4 = [10, 1, 5, 1];
+    let alloc = stun(0x0003, [6; 12], &[(0x000D, &[0, 0, 2, 88])]);
+    let mut framed = (alloc.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&alloc);
+    let tag: [u8; 16] = [
+        0x9f, 0x31, 0x07, 0xc2, 0x55, 0x18, 0xe4, 0x6a, 0x3b, 0xd0, 0x71, 0x2e, 0x84, 0x4c, 0xa9,
+        0x16,
+    ];
+    let tg_hello = [&tag[..], &[0, 0, 0, 0]].concat();
+    let t = |src: [u8; 4], sport, dst: [u8; 4], dport, p: &[u8]| {
+        pktbuild::tcp4(src, sport, dst, dport, p)
+    };
+    let fallback = |cat: u8| {
+        let label = if cat == TG {
+            LABEL_TELEGRAM_TCP
+        } else {
+            LABEL_STUN_TCP
+        };
+        vec![
+            (C::Global(G_TCP), 1),
+            (C::Global(G_TCP_FALLBACK), 1),
+            (C::CatSeen(cat), 1),
+            (C::CatDropped(cat), 1),
+            (C::LabelPackets(label), 1),
+            (C::LabelDropped(label), 1),
+        ]
+    };
+    let tcp = [(C::Global(G_TCP), 1)];
+    let wa_udp = |ty: u8| {
+        [
+            &[0x08u8, ty, 0x00, 16][..],
+            &STUN_COOKIE4,
+            &[7; 12],
+            &[0x21; 16],
+        ]
+        .concat()
+    };
+    let rows = vec![
+        row(
+            "TCP SYN (no payload) to a listed range passes",
+            t(CLIENT4, 40100, WA4, 3478, b""),
+            XDP_PASS,
+            &tcp,
+        ),
+        row(
+            "TURN over TCP, RFC 4571 framed, to a listed range drops",
+            t(CLIENT4, 40100, WA4, 3478, &framed),
+            XDP_DROP,
+            &fallback(WA),
+        ),
+        row(
+            "the connection's next segment (media) drops too",
+            t(CLIENT4, 40100, WA4, 3478, &filler(200, 9)),
+            XDP_DROP,
+            &fallback(WA),
+        ),
+        row(
+            "and its answers",
+            t(WA4, 3478, CLIENT4, 40100, &filler(120, 8)),
+            XDP_DROP,
+            &fallback(WA),
+        ),
+        row(
+            "TURN over TCP unframed (RFC 6062) on 443 drops",
+            t(CLIENT4, 40101, WA4, 443, &alloc),
+            XDP_DROP,
+            &fallback(WA),
+        ),
+        row(
+            "Telegram's TCP reflector (peer tag, four zeros) drops",
+            t(CLIENT4, 40102, tg4, 443, &tg_hello),
+            XDP_DROP,
+            &fallback(TG),
+        ),
+        row(
+            "a TLS ClientHello to the same range passes",
+            t(
+                CLIENT4,
+                40103,
+                WA4,
+                443,
+                &[
+                    0x16, 3, 1, 0, 0x40, 1, 0, 0, 0x3c, 3, 3, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+                    12, 13,
+                ],
+            ),
+            XDP_PASS,
+            &tcp,
+        ),
+        row(
+            "MTProto intermediate (0xeeeeeeee) to Telegram passes",
+            t(
+                CLIENT4,
+                40104,
+                tg4,
+                443,
+                &[
+                    &[0xee, 0xee, 0xee, 0xee, 0x28, 0, 0, 0][..],
+                    &[0; 8],
+                    &[0x13; 12],
+                ]
+                .concat(),
+            ),
+            XDP_PASS,
+            &tcp,
+        ),
+        row(
+            "MTProto abridged (0xef) to Telegram passes",
+            t(
+                CLIENT4,
+                40105,
+                tg4,
+                443,
+                &[&[0xef, 0x0a][..], &[0; 8], &[0x42; 12]].concat(),
+            ),
+            XDP_PASS,
+            &tcp,
+        ),
+        row(
+            "WhatsApp chat (\"WA\" Noise header) passes",
+            t(
+                CLIENT4,
+                40106,
+                WA4,
+                5222,
+                &[&b"WA"[..], &[6, 3, 0, 0, 0x24], &[0x77; 24]].concat(),
+            ),
+            XDP_PASS,
+            &tcp,
+        ),
+        row(
+            "STUN over TCP to an unlisted address passes",
+            t(CLIENT4, 40107, [192, 0, 2, 88], 3478, &framed),
+            XDP_PASS,
+            &tcp,
+        ),
+        row(
+            "WhatsApp private STUN 0x0804 on the relay port 3480 drops",
+            u4(WA4, 40108, &wa_udp(0x04))
+                .into_iter()
+                .collect::<Vec<u8>>(),
+            XDP_DROP,
+            &[
+                (C::Global(G_UDP), 1),
+                (C::CatSeen(WA), 1),
+                (C::CatDropped(WA), 1),
+                (C::LabelPackets(LABEL_WHATSAPP_STUN), 1),
+                (C::LabelDropped(LABEL_WHATSAPP_STUN), 1),
+            ],
+        ),
+        row(
+            "WhatsApp private STUN 0x0805 to an unlisted relay on 3480 drops",
+            pktbuild::udp4(CLIENT4, 40109, [192, 0, 2, 89], 3480, &wa_udp(0x05)),
+            XDP_DROP,
+            &[
+                (C::Global(G_UDP), 1),
+                (C::CatSeen(WA), 1),
+                (C::CatDropped(WA), 1),
+                (C::LabelPackets(LABEL_WHATSAPP_STUN), 1),
+                (C::LabelDropped(LABEL_WHATSAPP_STUN), 1),
+            ],
+        ),
+    ];
+    run_table(&f, &rows);
 }
 
 #[test]

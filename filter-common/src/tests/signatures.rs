@@ -9,7 +9,8 @@ use crate::classify::{
     Class, HEAD_LEN, HEAD_MIN, LABEL_DTLS, LABEL_NONE, LABEL_RTP, LABEL_STUN, LABEL_TELEGRAM_DATA,
     LABEL_TELEGRAM_REFLECTOR, LABEL_TELEGRAM_TGCALLS, LABEL_TELEGRAM_TURN, LABEL_TURN_CHANNEL,
     LABEL_WHATSAPP_ICE, LABEL_WHATSAPP_KEEPALIVE, LABEL_WHATSAPP_MEDIA, LABEL_WHATSAPP_STUN,
-    MAX_STUN_ATTRS, STUN_COOKIE, Strength, TELEGRAM_TURN_PORT, classify, head_needed, label_name,
+    MAX_STUN_ATTRS, STUN_COOKIE, Strength, TELEGRAM_TURN_PORT, classify, first_fragment_len,
+    head_needed, label_name,
 };
 use crate::consts::{CAT_TELEGRAM, CAT_WHATSAPP};
 use crate::decide::observe;
@@ -1741,6 +1742,45 @@ fn bytes_past_head_needed_never_matter() {
             );
         }
     }
+}
+
+/// A UDP first fragment holding `cut` bytes of a datagram: classified with
+/// `first_fragment_len`, bytes past the cut never matter, and when the whole
+/// datagram's length is used the verdict is the whole datagram's.
+#[test]
+fn first_fragments_read_only_their_bytes_and_judge_the_datagram() {
+    let stale = [0xA5u8; HEAD_LEN];
+    let mut judged_whole = 0;
+    for p in &templates() {
+        let full = head(p);
+        for cut in [0, 8, 16, 24, 40, 48, 64, 120] {
+            if cut >= p.len() {
+                continue;
+            }
+            for (sport, dport) in [(SPORT, DPORT), (SPORT, TELEGRAM_TURN_PORT)] {
+                let mut partial = stale;
+                let n = cut.min(HEAD_LEN);
+                partial[..n].copy_from_slice(&full[..n]);
+                let len = first_fragment_len(&partial, cut, p.len(), sport, dport);
+                assert!(len == p.len() || len == cut, "{len}");
+                let got = classify(&partial, len, sport, dport);
+                if len == p.len() {
+                    judged_whole += 1;
+                    assert_eq!(
+                        got,
+                        classify(&full, p.len(), sport, dport),
+                        "cut {cut} of {:02x?}",
+                        show(p)
+                    );
+                } else {
+                    let mut zeroed = [0u8; HEAD_LEN];
+                    zeroed[..n].copy_from_slice(&full[..n]);
+                    assert_eq!(got, classify(&zeroed, cut, sport, dport));
+                }
+            }
+        }
+    }
+    assert!(judged_whole >= 20, "{judged_whole}");
 }
 
 #[test]
