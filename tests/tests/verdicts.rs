@@ -1736,3 +1736,70 @@ fn call_recognition_state_through_the_program() {
         (XDP_DROP, WA, LABEL_P2P_INHERITED)
     );
 }
+
+/// Any list up to the stated maximum loads, host addresses included: a
+/// million /32s (the shape of reputation feeds) match exactly, and their
+/// neighbours do not. A list over the maximum is refused before anything
+/// is written, naming the count and the limit, and the old tables stay in
+/// force (same generation, same verdicts).
+#[test]
+fn a_million_host_addresses_load_and_a_list_over_the_limit_is_refused_whole() {
+    if !require_root("a_million_host_addresses_load_and_a_list_over_the_limit_is_refused_whole") {
+        return;
+    }
+    // 44.0.0.0/10 holds 4M addresses: every fourth one, from .1, listed.
+    let host = |i: u32| (u32::from_be_bytes([44, 0, 0, 0]) + 4 * i + 1).to_be_bytes();
+    let mut text = String::with_capacity(16 * 1_000_000);
+    for i in 0..1_000_000 {
+        let _ = writeln!(text, "{}", std::net::Ipv4Addr::from(host(i)));
+    }
+    let hosts = lists(&[("whatsapp", &text)], "");
+    let mut f = load(&hosts, &[]);
+    let call = stun_binding(3);
+    let probes = [0u32, 1, 2, 65_535, 65_536, 300_001, 777_777, 999_999];
+    let check = |f: &Filter, what: &str| {
+        for (n, &i) in probes.iter().enumerate() {
+            let sport = 20_000 + n as u16;
+            let listed = host(i);
+            assert_eq!(
+                f.run(&u4(listed, sport, &call)).expect("test run"),
+                XDP_DROP,
+                "{what}: host #{i} {listed:?} is listed"
+            );
+            let mut neighbour = listed;
+            neighbour[3] += 1;
+            // From another socket: the listed probe taught its own.
+            assert_eq!(
+                f.run(&u4(neighbour, sport + 1000, &call))
+                    .expect("test run"),
+                XDP_PASS,
+                "{what}: {neighbour:?} is not"
+            );
+        }
+    };
+    check(&f, "1M hosts");
+    let generation = f.state().expect("state").generation;
+
+    // One prefix over the maximum: 32.0.0.0/8, every second address.
+    let over = MAX_PREFIXES + 1;
+    let mut big = String::with_capacity(13 * over);
+    for i in 0..over as u32 {
+        let _ = writeln!(big, "{}", std::net::Ipv4Addr::from(0x2000_0000 + 2 * i));
+    }
+    let too_big = lists(&[("whatsapp", &big)], "");
+    let err = f
+        .install(&too_big, &BTreeMap::new())
+        .expect_err("a list over the maximum must be refused")
+        .to_string();
+    assert!(
+        err.contains(&format!("{over} prefixes"))
+            && err.contains(&format!("limit is {MAX_PREFIXES}")),
+        "{err}"
+    );
+    assert_eq!(
+        f.state().expect("state").generation,
+        generation,
+        "nothing flipped"
+    );
+    check(&f, "after the refused list");
+}
