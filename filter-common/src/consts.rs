@@ -84,6 +84,21 @@ pub const TAG_CAPACITY: u32 = 1 << 13;
 /// A learned tag is trusted for this long.
 pub const TAG_TTL_NS: u64 = 600 * 1_000_000_000;
 
+/// Subscriber prefixes a generation may hold (`SUBSCRIBERS`, an LPM trie
+/// keyed by generation and address; both generations share the map).
+pub const SUBSCRIBER_CAPACITY: u32 = 1 << 15;
+/// Subscribers whose `flows=P%` rank is remembered (`SUB_FATE`, LRU hash).
+pub const SUB_FATE_CAPACITY: u32 = 1 << 17;
+/// A subscriber's rank holds while its calls carry packets, and is drawn
+/// again after this many ticks (about 5 minutes) without any.
+pub const SUB_IDLE_TICKS: u32 = 280;
+/// Default prefix length of an IPv4 subscriber (one address).
+pub const SUB_V4_LEN: u8 = 32;
+/// Default prefix length of an IPv6 subscriber (RFC 6177: a /64 per site).
+pub const SUB_V6_LEN: u8 = 64;
+/// `IF_SLOT` value bit: the interface faces subscribers (`--inside`).
+pub const IF_INSIDE: u32 = 1 << 31;
+
 /// Label slots in the per-label counters.
 pub const LABEL_SLOTS: u32 = 32;
 
@@ -126,6 +141,10 @@ pub const MAP_LABEL_STATS: &str = "LABEL_STATS";
 pub const IF_SLOTS: u32 = 16;
 /// Entries of `IF_SLOT`: interfaces with a larger ifindex count in slot 0.
 pub const IF_INDEX_LIMIT: u32 = 4096;
+/// Subscriber prefixes (`LpmTrie<SubscriberKey, u32>`).
+pub const MAP_SUBSCRIBERS: &str = "SUBSCRIBERS";
+/// Remembered subscriber ranks (`LruHashMap<[u8; 16], SubFate>`).
+pub const MAP_SUB_FATE: &str = "SUB_FATE";
 /// Per-CPU record of the last packet's decision (written only in replay).
 pub const MAP_PKT_TRACE: &str = "PKT_TRACE";
 

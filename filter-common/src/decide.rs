@@ -165,21 +165,113 @@ pub fn epoch_seed(base: u64, now_ns: u64, epoch_secs: u32) -> u64 {
     mix64(base ^ mix64(epoch.wrapping_add(0x9e37_79b9_7f4a_7c15)))
 }
 
-/// Whether the caller at `addr` is stopped under `flows=percent%` in the
-/// epoch with `seed`: every flow of one caller gets the same answer.
+/// A subscriber's key for `flows=P%`: its address with the bits past its
+/// prefix cleared, `v4_len` bits for IPv4 (IPv4-mapped: the mapping prefix
+/// is kept) and `v6_len` for IPv6, so every address of one subscriber's
+/// prefix (an IPv6 /64 by default) shares one fate.
 #[inline(always)]
-pub fn caller_fate(addr: &[u8; 16], seed: u64, percent: u8) -> u8 {
+pub fn subscriber_key(addr: &[u8; 16], v4_len: u8, v6_len: u8) -> [u8; 16] {
     let hi = u64::from_be_bytes([
         addr[0], addr[1], addr[2], addr[3], addr[4], addr[5], addr[6], addr[7],
     ]);
     let lo = u64::from_be_bytes([
         addr[8], addr[9], addr[10], addr[11], addr[12], addr[13], addr[14], addr[15],
     ]);
-    let h = mix64(mix64(seed ^ hi) ^ lo);
-    if h % 100 < percent as u64 {
+    let mapped = hi == 0 && lo >> 32 == 0xffff;
+    let keep = if mapped {
+        96 + u32::from(if v4_len > 32 { 32 } else { v4_len })
+    } else {
+        u32::from(if v6_len > 128 { 128 } else { v6_len })
+    };
+    // Keep the first `keep` bits of hi:lo (no loops, few branches: this runs
+    // in the XDP program).
+    let (hi, lo) = if keep >= 128 {
+        (hi, lo)
+    } else if keep >= 64 {
+        (hi, lo & !(u64::MAX >> (keep - 64)))
+    } else if keep == 0 {
+        (0, 0)
+    } else {
+        (hi & !(u64::MAX >> keep), 0)
+    };
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&hi.to_be_bytes());
+    key[8..].copy_from_slice(&lo.to_be_bytes());
+    key
+}
+
+/// A subscriber's rank in the epoch with `seed`: 0..=99, uniform over
+/// subscribers. Under `flows=P%` the subscribers ranked below P are
+/// stopped ([`fate_of`]), so raising P only adds subscribers.
+#[inline(always)]
+pub fn subscriber_rank(key: &[u8; 16], seed: u64) -> u8 {
+    let hi = u64::from_be_bytes([
+        key[0], key[1], key[2], key[3], key[4], key[5], key[6], key[7],
+    ]);
+    let lo = u64::from_be_bytes([
+        key[8], key[9], key[10], key[11], key[12], key[13], key[14], key[15],
+    ]);
+    (mix64(mix64(seed ^ hi) ^ lo) % 100) as u8
+}
+
+/// The `FATE_*` of a subscriber of `rank` under `flows=percent%`.
+#[inline(always)]
+pub fn fate_of(rank: u8, percent: u8) -> u8 {
+    if rank < percent {
         FATE_STOPPED
     } else {
         FATE_SPARED
+    }
+}
+
+/// Whether the caller at `addr` (its whole address as the key) is stopped
+/// under `flows=percent%` in the epoch with `seed`.
+#[inline(always)]
+pub fn caller_fate(addr: &[u8; 16], seed: u64, percent: u8) -> u8 {
+    fate_of(subscriber_rank(addr, seed), percent)
+}
+
+/// Whether a subscriber's remembered rank (see `SubFate`) still holds at
+/// tick `now`: it does while the subscriber's calls carry packets, so an
+/// epoch boundary never splits one subscriber's flows between fates; after
+/// [`crate::consts::SUB_IDLE_TICKS`] without call traffic it is drawn
+/// again for the current epoch.
+#[inline(always)]
+pub fn rank_holds(last_seen: u32, now: u32) -> bool {
+    now.wrapping_sub(last_seen) <= crate::consts::SUB_IDLE_TICKS
+}
+
+/// Which ends of a packet are on the subscriber side, as `(source,
+/// destination)`. `by_iface`: the operator named the interfaces facing
+/// subscribers, and the packet came in on one (`Some(true)`: its source is
+/// the subscriber) or on another (`Some(false)`: its destination is).
+/// Otherwise (`None`) `src_in` and `dst_in` say whether each address is
+/// inside the subscriber prefixes.
+#[inline(always)]
+pub fn subscriber_ends(by_iface: Option<bool>, src_in: bool, dst_in: bool) -> (bool, bool) {
+    match by_iface {
+        Some(inside) => (inside, !inside),
+        None => (src_in, dst_in),
+    }
+}
+
+/// The rank that decides a flow whose ends have ranks `src` and `dst`
+/// (`None`: that end is not a subscriber); `fallback` is the rank of the
+/// caller by the rule for flows with no subscriber end. A flow between two
+/// subscribers takes the smaller rank, so it is stopped when either
+/// subscriber is: a stopped subscriber's calls never get through.
+#[inline(always)]
+pub fn flow_rank(src: Option<u8>, dst: Option<u8>, fallback: u8) -> u8 {
+    match (src, dst) {
+        (Some(a), Some(b)) => {
+            if a < b {
+                a
+            } else {
+                b
+            }
+        }
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => fallback,
     }
 }
 

@@ -6,9 +6,12 @@
 //!   [`HEAD_MIN`] bytes, or the whole payload) is classified like any
 //!   packet, and its verdict is the datagram's;
 //! - a first fragment with less ([`tiny`]) to or from a listed range under
-//!   a restricting policy is decided by address (the RFC 1858 rule);
-//!   toward unlisted addresses its payload bytes are kept, and the datagram
-//!   is classified on them joined to the fragment that continues them;
+//!   a restricting policy is decided by address (the RFC 1858 rule), and
+//!   every other fragment of it is dropped; the fragment that continues it
+//!   is still classified (for what the call teaches: its endpoints, TURN
+//!   peers). Toward unlisted addresses its payload bytes are kept, and the
+//!   datagram is classified on them joined to the fragment that continues
+//!   them;
 //! - a later fragment of a dropped datagram is dropped (one lost fragment
 //!   loses the datagram at the receiver);
 //! - a later fragment that rewrites bytes the verdict rests on (an overlap)
@@ -22,7 +25,8 @@
 use crate::classify::HEAD_MIN;
 use crate::consts::FRAG_IDLE_TICKS;
 use crate::types::{
-    FRAG_DROP, FRAG_PENDING, FRAGF_CALL, FRAGF_FIRST, FRAGF_LISTED, FragKey, FragSlot,
+    FRAG_DROP, FRAG_PENDING, FRAGF_CALL, FRAGF_DECIDED, FRAGF_FIRST, FRAGF_LISTED, FragKey,
+    FragSlot,
 };
 
 /// UDP header bytes at the start of a datagram's IP payload.
@@ -108,10 +112,15 @@ pub fn later_action(s: &FragSlot, known: bool, udp: bool, offset: u16) -> Later 
     if rewrites && s.flags & (FRAGF_LISTED | FRAGF_CALL) != 0 {
         return Later::Overlap;
     }
+    let continues = udp && s.state == FRAG_PENDING && offset == s.first_end;
+    if s.flags & FRAGF_DECIDED != 0 && !continues {
+        // Dropped by address: every other fragment of it too.
+        return Later::Drop;
+    }
     if !udp || s.flags & FRAGF_FIRST == 0 {
         return Later::Pass;
     }
-    if s.state == FRAG_PENDING && offset == s.first_end {
+    if continues {
         return Later::Classify {
             prefix: s.stash_len,
         };
@@ -215,6 +224,31 @@ mod tests {
         // An early fragment's slot before its first: later ones pass.
         let early = slot(FRAG_PENDING, FRAGF_EARLY, 0, 0, 48);
         assert_eq!(later_action(&early, true, true, 200), Later::Pass);
+        // Tiny first fragment dropped by address: the continuation is
+        // classified (it teaches), any other fragment drops, a rewrite of
+        // the kept bytes is an overlap.
+        let decided = slot(
+            FRAG_PENDING,
+            FRAGF_FIRST | FRAGF_LISTED | FRAGF_DECIDED,
+            16,
+            16,
+            8,
+        );
+        assert_eq!(
+            later_action(&decided, true, true, 16),
+            Later::Classify { prefix: 8 }
+        );
+        assert_eq!(
+            later_action(&decided, true, true, 1480),
+            Later::Drop,
+            "out of order"
+        );
+        assert_eq!(later_action(&decided, true, true, 8), Later::Overlap);
+        assert_eq!(
+            later_action(&decided, true, false, 16),
+            Later::Drop,
+            "not UDP"
+        );
     }
 
     #[test]

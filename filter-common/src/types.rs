@@ -56,6 +56,17 @@ pub struct State {
     /// Which half of `FLOW_BITS` flows with a category mark now; userspace
     /// rotates it (see `FLOW_BITS_ROTATE_NS`).
     pub flow_bits_half: u32,
+    /// Added to the program's clock (`bpf_ktime_get_coarse_ns`, since boot)
+    /// gives wall-clock time (ns since 1970) for the `flows=P%` epoch, so
+    /// restarts and every gateway with the same seed agree; userspace
+    /// refreshes it.
+    pub wall_offset_ns: u64,
+    /// Prefix length of an IPv4 subscriber (`subscriber_key`).
+    pub sub_v4_len: u8,
+    /// Prefix length of an IPv6 subscriber.
+    pub sub_v6_len: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 6],
 }
 
 /// `State::flags`: the prefix tables are small enough to stay in the CPU's
@@ -63,6 +74,31 @@ pub struct State {
 /// decided from its addresses and payload alone (no flow-table read); with
 /// large tables the flow table caches every flow's look-ups instead.
 pub const STATE_STATELESS: u32 = 1;
+/// `State::flags`: the subscriber side is named by interface (`IF_INSIDE`
+/// bits in `IF_SLOT`): a packet that came in on an inside interface has
+/// the subscriber as its source, any other as its destination.
+pub const STATE_SUB_IFACE: u32 = 2;
+/// `State::flags`: the subscriber side is named by prefixes
+/// (`SUBSCRIBERS`, the active generation's entries).
+pub const STATE_SUB_PREFIX: u32 = 4;
+
+/// Key data of `SUBSCRIBERS` (after the LPM trie's prefix length): the
+/// generation as a big-endian word, then the address (IPv4 mapped), so one
+/// map holds both generations and the prefix length is `32 + bits`.
+pub type SubscriberKey = [u8; 20];
+
+/// A subscriber's remembered `flows=P%` rank (`SUB_FATE` value).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubFate {
+    /// `subscriber_rank` in the epoch it was drawn.
+    pub rank: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 3],
+    /// Tick of the subscriber's latest call packet seen (refreshed at most
+    /// once a tick per flow).
+    pub last_seen: u32,
+}
 
 /// Canonical 5-tuple: both directions of a flow map to one key. Addresses are
 /// 16 bytes (IPv4 as IPv4-mapped IPv6); endpoint `a` is the smaller
@@ -165,8 +201,12 @@ pub struct FlowSlot {
     pub newer: u8,
     /// `FLOW2_*` bits.
     pub flags2: u8,
+    /// `flows=P%`: the rank of the subscriber whose fate the flow takes,
+    /// plus one (0: not drawn yet); the fate follows it and the policy's
+    /// current percentage, so a changed percentage applies at once.
+    pub rank: u8,
     /// Explicit padding.
-    pub _pad: [u8; 2],
+    pub _pad: u8,
 }
 
 /// `FlowSlot::flags2`: a datagram of the flow came in fragments.
@@ -174,6 +214,11 @@ pub const FLOW2_FRAGMENTED: u8 = 1;
 /// `FlowSlot::flags2`: a TCP connection carrying a call (TURN/STUN over TCP,
 /// Telegram's TCP reflector).
 pub const FLOW2_TCP_FALLBACK: u8 = 2;
+/// `FlowSlot::flags2`: endpoint `a` is a subscriber whose `flows=P%` rank
+/// decided the flow's fate (its packets keep the rank alive).
+pub const FLOW2_SUB_A: u8 = 4;
+/// `FlowSlot::flags2`: the same for endpoint `b`.
+pub const FLOW2_SUB_B: u8 = 8;
 
 /// One bucket of the flow table: two slots, 128 bytes (an adjacent pair
 /// of cache lines, fetched together).
@@ -218,6 +263,11 @@ pub const FRAGF_EARLY: u8 = 2;
 pub const FRAGF_LISTED: u8 = 4;
 /// The datagram carries a call signature (or its flow is a call).
 pub const FRAGF_CALL: u8 = 8;
+/// The first fragment was too short to classify and was dropped by address
+/// (RFC 1858): the datagram is dropped, and the fragment that continues it
+/// is still classified, so the call's endpoints and TURN peers are learned
+/// as if it had come whole.
+pub const FRAGF_DECIDED: u8 = 16;
 
 /// What the program remembers of one fragmented datagram (key: src, dst,
 /// protocol, IP id, hashed): the ports and length from the first fragment,
@@ -421,6 +471,7 @@ mod pod {
     unsafe impl aya::Pod for super::EndpointKey {}
     unsafe impl aya::Pod for super::EndpointValue {}
     unsafe impl aya::Pod for super::TagValue {}
+    unsafe impl aya::Pod for super::SubFate {}
 }
 
 #[cfg(test)]
@@ -432,7 +483,7 @@ mod tests {
     #[test]
     fn sizes_have_no_implicit_padding() {
         assert_eq!(size_of::<Policy>(), 4);
-        assert_eq!(size_of::<State>(), 40);
+        assert_eq!(size_of::<State>(), 40 + 8 + 1 + 1 + 6);
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 2 + 1 + 3);
         assert_eq!(size_of::<FlowSlot>(), 64);
         assert_eq!(size_of::<FlowBucket>(), 128);
@@ -446,5 +497,6 @@ mod tests {
         assert_eq!(size_of::<EndpointKey>(), 16 + 2 + 2);
         assert_eq!(size_of::<EndpointValue>(), 8 + 1 + 1 + 6);
         assert_eq!(size_of::<TagValue>(), 8 + 1 + 7);
+        assert_eq!(size_of::<SubFate>(), 1 + 3 + 4);
     }
 }

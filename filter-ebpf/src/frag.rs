@@ -9,7 +9,7 @@ use core::ffi::c_void;
 use aya_ebpf::helpers::generated::{bpf_ktime_get_coarse_ns, bpf_xdp_load_bytes};
 use aya_ebpf::programs::XdpContext;
 use filter_common::classify::{HEAD_LEN, HEAD_MIN};
-use filter_common::decide::{Verdict, caller_fate, epoch_seed, tiny_verdict};
+use filter_common::decide::{Verdict, tiny_verdict};
 use filter_common::flow::tick;
 use filter_common::frag::{
     Later, UDP_HEADER, early_continuation, frag_live, frag_tag, later_action,
@@ -128,6 +128,7 @@ pub fn later(
                 };
             scratch.frag_offset = u32::from(offset);
             scratch.frag_data = want;
+            scratch.frag_flags |= u32::from(fs.flags & FRAGF_DECIDED);
             // The datagram as its first fragment told it.
             scratch.pkt.proto = PROTO_UDP;
             scratch.pkt.sport = fs.sport;
@@ -183,10 +184,11 @@ pub fn join_early(scratch: &mut Scratch, id: u32, now: u32) {
     scratch.head_valid = (at + usize::from(more)) as u32;
 }
 
-/// A tiny first fragment toward unlisted addresses: keep its bytes; the
-/// fragment that continues them is classified with them.
+/// A tiny first fragment: keep its bytes; the fragment that continues them
+/// is classified with them. `dropped`: it was dropped by address (toward a
+/// listed range), so the datagram is, and the classification only teaches.
 #[inline(always)]
-pub fn stash_first(scratch: &mut Scratch, now: u32) {
+pub fn stash_first(scratch: &mut Scratch, now: u32, dropped: bool) {
     let Some(state) = STATE.get(0) else {
         return;
     };
@@ -206,7 +208,12 @@ pub fn stash_first(scratch: &mut Scratch, now: u32) {
     fs.first_end = UDP_HEADER + carried as u16;
     fs.head_end = fs.first_end;
     fs.state = FRAG_PENDING;
-    fs.flags = FRAGF_FIRST;
+    fs.flags = FRAGF_FIRST
+        | if dropped {
+            FRAGF_LISTED | FRAGF_DECIDED
+        } else {
+            0
+        };
     fs.category = CAT_NONE;
     fs.stash_off = 0;
     fs.stash_len = carried as u8;
@@ -222,23 +229,28 @@ pub fn stash_first(scratch: &mut Scratch, now: u32) {
 pub fn tiny_first(
     ctx: &XdpContext,
     state: &State,
-    pkt: &Packet,
-    fate: &mut u8,
-    listed: u8,
-    dst_listed: bool,
+    slot: &mut FlowSlot,
+    (listed, dst_listed, from_a): (u8, bool, bool),
     len: usize,
-    now_ns: u64,
+    (now_ns, now): (u64, u32),
 ) -> (u32, Info) {
     let policy = POLICY
         .get((state.generation & 1) * CATEGORY_SLOTS + u32::from(listed))
         .copied()
         .unwrap_or_default();
-    if policy.action == ACTION_FLOWS && *fate == FATE_UNDECIDED {
-        let caller = if dst_listed { &pkt.src } else { &pkt.dst };
-        let seed = epoch_seed(state.seed, now_ns, state.epoch_secs);
-        *fate = caller_fate(caller, seed, policy.percent);
+    let mut fate = FATE_UNDECIDED;
+    if policy.action == ACTION_FLOWS {
+        // Without a subscriber end: the side outside the listed range.
+        fate = crate::flows_fate(
+            ctx,
+            slot,
+            !dst_listed,
+            policy.percent,
+            (now_ns, now),
+            from_a,
+        );
     }
-    let v = tiny_verdict(&policy, *fate);
+    let v = tiny_verdict(&policy, fate);
     event(EV_FRAG_TINY);
     count_verdict(ctx, listed, len, v);
     let info = Info {

@@ -20,15 +20,17 @@ use aya_ebpf::helpers::generated::{
     bpf_xdp_load_bytes,
 };
 use aya_ebpf::macros::{btf_map, map, xdp};
-use aya_ebpf::maps::{Array, LruHashMap, PerCpuArray};
+use aya_ebpf::maps::lpm_trie::Key as LpmKey;
+use aya_ebpf::maps::{Array, LpmTrie, LruHashMap, PerCpuArray};
 use aya_ebpf::programs::XdpContext;
 use filter_common::classify::{
     Class, HEAD_LEN, HEAD_MIN, LABEL_MAX, LABEL_NONE, LABEL_P2P_INHERITED, LABEL_TELEGRAM_DATA,
     Strength, classify, first_fragment_len, head_needed,
 };
 use filter_common::decide::{
-    Verdict, caller_fate, endpoint_bit, endpoint_fresh, endpoints_to_learn, epoch_seed,
-    hidden_verdict, learnable_port, may_teach, observe, tag_bit, tag_fresh, verdict,
+    Verdict, endpoint_bit, endpoint_fresh, endpoints_to_learn, epoch_seed, fate_of, flow_rank,
+    hidden_verdict, learnable_port, may_teach, observe, rank_holds, subscriber_ends,
+    subscriber_key, subscriber_rank, tag_bit, tag_fresh, verdict,
 };
 use filter_common::flow::{bucket_of, bucket_of2, find, flow_bit, key_hash, live, place, tick};
 use filter_common::frag::tiny;
@@ -78,6 +80,13 @@ static EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(EVENT_SLOTS, 0);
 static IF_SLOT: Array<u32> = Array::with_max_entries(IF_INDEX_LIMIT, 0);
 #[map(name = "LABEL_STATS")]
 static LABEL_STATS: PerCpuArray<LabelStats> = PerCpuArray::with_max_entries(LABEL_SLOTS, 0);
+/// `BPF_F_NO_PREALLOC`: required of LPM tries.
+const NO_PREALLOC: u32 = 1;
+#[map(name = "SUBSCRIBERS")]
+static SUBSCRIBERS: LpmTrie<SubscriberKey, u32> =
+    LpmTrie::with_max_entries(GENERATIONS * SUBSCRIBER_CAPACITY, NO_PREALLOC);
+#[map(name = "SUB_FATE")]
+static SUB_FATE: LruHashMap<[u8; 16], SubFate> = LruHashMap::with_max_entries(SUB_FATE_CAPACITY, 0);
 /// Per-CPU scratch space: the payload head and the learning keys live
 /// here, not on the 512-byte stack.
 #[repr(C)]
@@ -109,6 +118,12 @@ struct Scratch {
     /// The later fragment's IP-payload offset and data bytes (synthetic).
     frag_offset: u32,
     frag_data: u32,
+    /// `flows=P%`: the subscriber prefix look-up's key and a subscriber's
+    /// key and remembered rank (map memory, not the stack: `ff_rank` runs
+    /// two calls deep).
+    lpm: LpmKey<SubscriberKey>,
+    sub_key: [u8; 16],
+    sub_fate: SubFate,
 }
 
 /// `Scratch::synth`: a later fragment classified as the payload's head.
@@ -750,19 +765,22 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
         slot.flags2 |= FLOW2_FRAGMENTED;
         if listed == CAT_NONE && class.app == CAT_NONE {
             let shown = class.label;
-            frag::stash_first(scratch, now);
+            frag::stash_first(scratch, now, false);
             return passed_uncategorised(shown, shown, len);
         }
-        return frag::tiny_first(
+        let r = frag::tiny_first(
             ctx,
             state,
-            pkt,
-            &mut slot.fate,
-            listed,
-            dst_cat != CAT_NONE,
+            slot,
+            (listed, dst_cat != CAT_NONE, from_a),
             len,
-            now_ns,
+            (now_ns, now),
         );
+        if r.0 == XDP_DROP {
+            // Its payload, in the next fragment, still teaches.
+            frag::stash_first(scratch, now, true);
+        }
+        return r;
     }
     let ep = &mut scratch.endpoint;
     let epv = &mut scratch.endpoint_value;
@@ -837,6 +855,9 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
         // At most once a tick: enough for the rotation, which is slower
         // than a slot's idle time.
         flow_bit_mark(state, tag);
+        if slot.flags2 & (FLOW2_SUB_A | FLOW2_SUB_B) != 0 {
+            keep_rank_alive(pkt, slot.flags2, from_a, state, now);
+        }
     }
     if !was_categorised {
         // Tracked from here: its counters and age start with this packet
@@ -852,10 +873,16 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
         .get(generation * CATEGORY_SLOTS + category as u32)
         .copied()
         .unwrap_or_default();
-    if policy.action == ACTION_FLOWS && slot.fate == FATE_UNDECIDED {
-        let caller = caller_of(pkt, &inherited_from, slot, (src_cat, dst_cat), from_a);
-        let seed = epoch_seed(state.seed, now_ns, state.epoch_secs);
-        slot.fate = caller_fate(caller, seed, policy.percent);
+    if policy.action == ACTION_FLOWS {
+        let fallback_dst = caller_is_dst(pkt, &inherited_from, slot, (src_cat, dst_cat), from_a);
+        flows_fate(
+            ctx,
+            slot,
+            fallback_dst,
+            policy.percent,
+            (now_ns, now),
+            from_a,
+        );
     }
     let rand = if policy.action == ACTION_LOSS {
         // SAFETY: helper without arguments.
@@ -863,7 +890,12 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
     } else {
         0
     };
-    let v = verdict(&policy, is_call, slot.fate, rand);
+    let v = if scratch.frag_flags & u32::from(FRAGF_DECIDED) != 0 {
+        // The rest of a datagram whose tiny first fragment was dropped.
+        Verdict::Drop
+    } else {
+        verdict(&policy, is_call, slot.fate, rand)
+    };
     let dropped = v == Verdict::Drop;
     // Counted under what the flow was recognised as (e.g. whatsapp-media for
     // SRTP on a WhatsApp relay flow), else what this packet looks like.
@@ -1064,26 +1096,175 @@ fn locate(tag: u64, now: u32) -> Option<(*mut FlowBucket, u32, usize, bool)> {
     }
 }
 
-/// The caller whose fate a flow of `flows=P%` takes: the endpoint it
-/// inherited from, else the one outside the category's ranges; for a flow
-/// recognised by signature alone, the endpoint that sent first.
+/// The caller whose fate a flow of `flows=P%` with no subscriber end
+/// takes, as "it is the packet's destination": the endpoint it inherited
+/// from, else the one outside the category's ranges; for a flow recognised
+/// by signature alone, the endpoint that sent first.
 #[inline(always)]
-fn caller_of<'a>(
-    pkt: &'a Packet,
-    inherited_from: &'a Option<[u8; 16]>,
+fn caller_is_dst(
+    pkt: &Packet,
+    inherited_from: &Option<[u8; 16]>,
     slot: &FlowSlot,
     (src_cat, dst_cat): (u8, u8),
     from_a: bool,
-) -> &'a [u8; 16] {
+) -> bool {
     if let Some(a) = inherited_from {
-        a
+        *a == pkt.dst
     } else if dst_cat != CAT_NONE {
-        &pkt.src
-    } else if src_cat != CAT_NONE || (slot.flags & FLOW_FIRST_FROM_B != 0) == from_a {
-        // A listed source, or (signature only) the peer that sent first.
-        &pkt.dst
+        false
     } else {
-        &pkt.src
+        // A listed source, or (signature only) the peer that sent first.
+        src_cat != CAT_NONE || (slot.flags & FLOW_FIRST_FROM_B != 0) == from_a
+    }
+}
+
+/// Whether `addr` is inside the active generation's subscriber prefixes.
+#[inline(always)]
+fn in_subscribers(state: &State, lpm: &mut LpmKey<SubscriberKey>, addr: &[u8; 16]) -> bool {
+    lpm.prefix_len = 32 + 128;
+    lpm.data[..4].copy_from_slice(&[0, 0, 0, (state.generation & 1) as u8]);
+    lpm.data[4..].copy_from_slice(addr);
+    SUBSCRIBERS.get(&*lpm).is_some()
+}
+
+/// The `flows=P%` rank of the subscriber at the packet's destination
+/// (`dst` 1) or source: the one remembered while its calls carry packets
+/// (so an epoch boundary never splits them), else drawn for the current
+/// wall-clock epoch and remembered. A global BPF function (verified once).
+// The keys are borrowed on purpose: passed by value they would be copied
+// to the stack, which this call, three deep, cannot afford.
+#[allow(clippy::needless_borrows_for_generic_args)]
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn ff_sub_rank(dst: u32, now_ns: u64, now: u32) -> u32 {
+    let (Some(state), Some(scratch)) = (STATE.get(0), scratch_mut()) else {
+        return 0;
+    };
+    let addr = if dst != 0 {
+        &scratch.pkt.dst
+    } else {
+        &scratch.pkt.src
+    };
+    scratch.sub_key = subscriber_key(addr, state.sub_v4_len, state.sub_v6_len);
+    if let Some(e) = SUB_FATE.get_ptr_mut(&scratch.sub_key) {
+        // SAFETY: a map value that stays valid for this run.
+        let e = unsafe { &mut *e };
+        if rank_holds(e.last_seen, now) {
+            if e.last_seen != now {
+                e.last_seen = now;
+            }
+            return u32::from(e.rank);
+        }
+    }
+    let wall = now_ns.wrapping_add(state.wall_offset_ns);
+    let rank = subscriber_rank(
+        &scratch.sub_key,
+        epoch_seed(state.seed, wall, state.epoch_secs),
+    );
+    scratch.sub_fate = SubFate {
+        rank,
+        _pad: [0; 3],
+        last_seen: now,
+    };
+    let _ = SUB_FATE.insert(&scratch.sub_key, &scratch.sub_fate, BPF_ANY as u64);
+    u32::from(rank)
+}
+
+/// Under `flows=P%`: the flow's fate, from the rank of its subscriber end
+/// (the side the operator named: by interface or by prefix; a flow between
+/// two subscribers is stopped when either is), else of the fallback caller
+/// (`fallback_dst`: the packet's destination, else its source), drawn once
+/// per flow (`FlowSlot::rank`) and judged against the policy's current
+/// percentage. Marks the subscriber ends in `flags2` so the flow's packets
+/// keep their ranks alive.
+#[inline(always)]
+pub(crate) fn flows_fate(
+    ctx: &XdpContext,
+    slot: &mut FlowSlot,
+    fallback_dst: bool,
+    percent: u8,
+    (now_ns, now): (u64, u32),
+    from_a: bool,
+) -> u8 {
+    if slot.rank == 0 {
+        let r = ff_rank(
+            u32::from(fallback_dst),
+            ctx.ingress_ifindex() as u32,
+            now_ns,
+            now,
+            u32::from(from_a),
+        );
+        slot.rank = ((r & 0xff) as u8).max(1);
+        slot.flags2 |= ((r >> 8) as u8) & (FLOW2_SUB_A | FLOW2_SUB_B);
+    }
+    slot.fate = fate_of(slot.rank - 1, percent);
+    slot.fate
+}
+
+/// The rank part of [`flows_fate`] as a global BPF function (verified
+/// once; numbers in and out, the packet from scratch memory): the rank
+/// plus one in bits 0..8, the `FLOW2_SUB_*` bits of the flow in 8..16.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn ff_rank(
+    fallback_dst: u32,
+    ingress: u32,
+    now_ns: u64,
+    now: u32,
+    from_a: u32,
+) -> u32 {
+    let (Some(state), Some(scratch)) = (STATE.get(0), scratch_mut()) else {
+        return 0;
+    };
+    let by_iface = state.flags & STATE_SUB_IFACE != 0;
+    let by_prefix = !by_iface && state.flags & STATE_SUB_PREFIX != 0;
+    let side = by_iface.then(|| IF_SLOT.get(ingress).is_some_and(|v| *v & IF_INSIDE != 0));
+    let src_in = by_prefix && in_subscribers(state, &mut scratch.lpm, &scratch.pkt.src);
+    let dst_in = by_prefix && in_subscribers(state, &mut scratch.lpm, &scratch.pkt.dst);
+    let (s, d) = subscriber_ends(side, src_in, dst_in);
+    let src_rank = if s {
+        Some(ff_sub_rank(0, now_ns, now) as u8)
+    } else {
+        None
+    };
+    let dst_rank = if d {
+        Some(ff_sub_rank(1, now_ns, now) as u8)
+    } else {
+        None
+    };
+    let fallback_rank = if s || d {
+        0
+    } else {
+        ff_sub_rank(fallback_dst, now_ns, now) as u8
+    };
+    let rank = u32::from(flow_rank(src_rank, dst_rank, fallback_rank)) + 1;
+    let (sa, sb) = if from_a != 0 { (s, d) } else { (d, s) };
+    let bits = if sa { FLOW2_SUB_A } else { 0 } | if sb { FLOW2_SUB_B } else { 0 };
+    rank | u32::from(bits) << 8
+}
+
+/// A subscriber's flow carries packets: its remembered rank stays (at most
+/// once a tick per flow; an entry that expired or was evicted is left to
+/// be drawn again by the next new flow).
+#[inline(always)]
+fn keep_rank_alive(pkt: &Packet, flags2: u8, from_a: bool, state: &State, now: u32) {
+    let (src_bit, dst_bit) = if from_a {
+        (FLOW2_SUB_A, FLOW2_SUB_B)
+    } else {
+        (FLOW2_SUB_B, FLOW2_SUB_A)
+    };
+    for (bit, addr) in [(src_bit, &pkt.src), (dst_bit, &pkt.dst)] {
+        if flags2 & bit == 0 {
+            continue;
+        }
+        let key = subscriber_key(addr, state.sub_v4_len, state.sub_v6_len);
+        if let Some(e) = SUB_FATE.get_ptr_mut(key) {
+            // SAFETY: a map value that stays valid for this run.
+            let e = unsafe { &mut *e };
+            if e.last_seen != now && rank_holds(e.last_seen, now) {
+                e.last_seen = now;
+            }
+        }
     }
 }
 
@@ -1110,10 +1291,11 @@ fn take_slot(slot: &mut FlowSlot, tag: u64, now: u32, from_a: bool, version: u32
     slot.label = LABEL_NONE;
     slot.flags = if from_a { 0 } else { FLOW_FIRST_FROM_B };
     slot.fate = FATE_UNDECIDED;
+    slot.rank = 0;
     slot.probe = now as u8;
     slot.newer = 1;
     slot.flags2 = 0;
-    slot._pad = [0; 2];
+    slot._pad = 0;
 }
 
 /// Whether an uncategorised flow may not inherit: never (kept as one place

@@ -9,7 +9,7 @@ use aya_ebpf::bindings::BPF_ANY;
 use aya_ebpf::helpers::generated::{bpf_get_prandom_u32, bpf_ktime_get_coarse_ns};
 use aya_ebpf::programs::XdpContext;
 use filter_common::classify::{LABEL_NONE, TCP_HEAD};
-use filter_common::decide::{Verdict, caller_fate, epoch_seed, tag_bit, verdict};
+use filter_common::decide::{Verdict, tag_bit, verdict};
 use filter_common::flow::{bucket_of, bucket_of2, find, live, tick};
 use filter_common::*;
 
@@ -130,17 +130,17 @@ pub fn tcp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
         .get(generation * CATEGORY_SLOTS + u32::from(category))
         .copied()
         .unwrap_or_default();
-    if policy.action == ACTION_FLOWS && slot.fate == FATE_UNDECIDED {
-        // The caller: the side outside the listed range.
+    if policy.action == ACTION_FLOWS {
+        // Without a subscriber end: the side outside the listed range.
         let dst_side = if from_a { slot.cat_b } else { slot.cat_a };
-        let pkt = &scratch.pkt;
-        let caller = if dst_side != CAT_NONE {
-            &pkt.src
-        } else {
-            &pkt.dst
-        };
-        let seed = epoch_seed(state.seed, now_ns, state.epoch_secs);
-        slot.fate = caller_fate(caller, seed, policy.percent);
+        crate::flows_fate(
+            ctx,
+            slot,
+            dst_side == CAT_NONE,
+            policy.percent,
+            (now_ns, now),
+            from_a,
+        );
     }
     let rand = if policy.action == ACTION_LOSS {
         // SAFETY: helper without arguments.

@@ -23,6 +23,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::fd::AsFd as _;
 
+use aya::maps::lpm_trie::{Key as LpmKey, LpmTrie};
 use aya::maps::{Array, ArrayOfMaps, IterableMap as _, Map, MapData, MapError, PerCpuArray};
 use aya::programs::links::{FdLink, LinkError, PinnedLink};
 use aya::programs::xdp::XdpLink;
@@ -43,8 +44,9 @@ use filter_common::{
     O_UDP_PASS, OUTCOME_SLOTS, PROGRAM_NAME, PktTrace, Policy, ROOT_ENTRIES, State, V_DROP,
     V_MONITOR, V_PASS, VERDICTS, verdict_slot,
 };
+use filter_common::{IF_INSIDE, MAP_SUBSCRIBERS, STATE_SUB_IFACE, STATE_SUB_PREFIX, SubscriberKey};
 
-use crate::lists::Lists;
+use crate::lists::{Cidr, Lists};
 use crate::mapio::{BPF_F_INNER_MAP, BPF_F_MMAPABLE, Mmap, per_cpu_all};
 use crate::pins::{MapProblem, PinError, PinLayout, check_maps, object_map_defs, tag_hex};
 use crate::policy::PolicySpec;
@@ -111,6 +113,9 @@ pub enum LoadError {
         #[source]
         source: ProgramError,
     },
+    /// A setting out of range (subscriber prefixes, an interface).
+    #[error("{0}")]
+    Input(String),
     /// The kernel attached through netlink, which cannot be pinned.
     #[error(
         "attaching to {iface}: the kernel did not create a bpf_link (too old?), so the attachment could not be pinned; flowfilter needs XDP bpf_links (Linux 5.9+)"
@@ -259,6 +264,63 @@ pub struct Filter {
     /// Every map of the instance, by name.
     maps: HashMap<String, Map>,
     pending: Option<Pending>,
+    /// Who the subscribers are, written with the next install; `None`
+    /// keeps what the active generation has (a CLI change of one list keeps
+    /// the daemon's subscriber side).
+    subscribers: Option<Subscribers>,
+}
+
+/// The subscriber side for `flows=P%`: every flow of one subscriber's
+/// calls takes that subscriber's fate (see `decide::subscriber_ends`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscribers {
+    /// The operator named the interfaces facing subscribers (`--inside`):
+    /// the daemon marks them with [`Filter::set_interface_inside`]; the
+    /// prefixes are then unused.
+    pub by_interface: bool,
+    /// Prefixes whose addresses are subscribers.
+    pub prefixes: Vec<Cidr>,
+    /// Prefix length of one IPv4 subscriber (default 32).
+    pub v4_len: u8,
+    /// Prefix length of one IPv6 subscriber (default 64).
+    pub v6_len: u8,
+}
+
+/// The subscriber prefixes when the operator names none: private and
+/// shared address space (RFC 1918, RFC 6598, RFC 4193).
+pub const DEFAULT_SUBSCRIBERS: [&str; 5] = [
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "fc00::/7",
+];
+
+impl Default for Subscribers {
+    fn default() -> Subscribers {
+        Subscribers {
+            by_interface: false,
+            prefixes: DEFAULT_SUBSCRIBERS
+                .iter()
+                .map(|p| p.parse().expect("a valid built-in prefix"))
+                .collect(),
+            v4_len: filter_common::SUB_V4_LEN,
+            v6_len: filter_common::SUB_V6_LEN,
+        }
+    }
+}
+
+/// `SUBSCRIBERS` key data of `cidr` in generation `generation`, and the
+/// LPM prefix length.
+fn subscriber_entry(generation: u32, cidr: &Cidr) -> (u32, SubscriberKey) {
+    let (bytes, bits) = match *cidr {
+        Cidr::V4 { addr, len } => (addr.to_ipv6_mapped().octets(), 96 + u32::from(len)),
+        Cidr::V6 { addr, len } => (addr.octets(), u32::from(len)),
+    };
+    let mut data: SubscriberKey = [0; 20];
+    data[3] = (generation & 1) as u8;
+    data[4..].copy_from_slice(&bytes);
+    (32 + bits, data)
 }
 
 /// Take every map out of `ebpf`, by name.
@@ -284,6 +346,7 @@ impl Filter {
             pinned_prog: None,
             maps,
             pending: None,
+            subscribers: None,
         }
     }
 
@@ -869,6 +932,7 @@ impl Filter {
                     .map_err(map_err(MAP_POLICY))?;
             }
         }
+        self.write_subscribers(&mut state, next)?;
         state.generation = next;
         state.version = state.version.wrapping_add(1);
         if tables.units.len() <= filter_common::STATELESS_MAX_UNITS {
@@ -884,6 +948,145 @@ impl Filter {
             units: tables.units.len(),
             table_bytes: tables.memory_bytes(),
         })
+    }
+
+    /// Set who the subscribers are; written with the next install (the
+    /// generation flip makes the change atomic with the tables). Refused
+    /// when there are more prefixes than `SUBSCRIBER_CAPACITY`.
+    pub fn set_subscribers(&mut self, subscribers: Subscribers) -> Result<(), LoadError> {
+        let max = filter_common::SUBSCRIBER_CAPACITY as usize;
+        if subscribers.prefixes.len() > max {
+            return Err(LoadError::Input(format!(
+                "{} subscriber prefixes; the limit is {max}",
+                subscribers.prefixes.len()
+            )));
+        }
+        self.subscribers = Some(subscribers);
+        Ok(())
+    }
+
+    /// The active generation's subscriber prefixes.
+    pub fn subscriber_prefixes(&self) -> Result<Vec<Cidr>, LoadError> {
+        let generation = self.state()?.generation & 1;
+        let m = self
+            .maps
+            .get(MAP_SUBSCRIBERS)
+            .ok_or(LoadError::Missing(MAP_SUBSCRIBERS))?;
+        let trie: LpmTrie<&MapData, SubscriberKey, u32> =
+            LpmTrie::try_from(m).map_err(map_err(MAP_SUBSCRIBERS))?;
+        let mut out = Vec::new();
+        for k in trie.keys() {
+            let k = k.map_err(map_err(MAP_SUBSCRIBERS))?;
+            let (bits, data) = (k.prefix_len(), k.data());
+            if u32::from(data[3]) != generation || bits < 32 {
+                continue;
+            }
+            let bits = bits - 32;
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&data[4..]);
+            let v6 = std::net::Ipv6Addr::from(a);
+            out.push(match v6.to_ipv4_mapped() {
+                Some(v4) if bits >= 96 => Cidr::V4 {
+                    addr: v4,
+                    len: (bits - 96) as u8,
+                },
+                _ => Cidr::V6 {
+                    addr: v6,
+                    len: bits as u8,
+                },
+            });
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Fill generation `next` of `SUBSCRIBERS` (what [`Filter::set_subscribers`]
+    /// gave, else a copy of the active generation's) and set the subscriber
+    /// bits of `state` (written by the caller with the flip).
+    fn write_subscribers(&mut self, state: &mut State, next: u32) -> Result<(), LoadError> {
+        let current = state.generation & 1;
+        let m = self
+            .maps
+            .get_mut(MAP_SUBSCRIBERS)
+            .ok_or(LoadError::Missing(MAP_SUBSCRIBERS))?;
+        let mut trie: LpmTrie<&mut MapData, SubscriberKey, u32> =
+            LpmTrie::try_from(m).map_err(map_err(MAP_SUBSCRIBERS))?;
+        let mut keep = Vec::new();
+        let mut stale = Vec::new();
+        for k in trie.keys() {
+            let k = k.map_err(map_err(MAP_SUBSCRIBERS))?;
+            if u32::from(k.data()[3]) == next {
+                stale.push(k);
+            } else if u32::from(k.data()[3]) == current {
+                keep.push(k);
+            }
+        }
+        for k in &stale {
+            trie.remove(k).map_err(map_err(MAP_SUBSCRIBERS))?;
+        }
+        match &self.subscribers {
+            Some(sub) => {
+                for c in &sub.prefixes {
+                    let (bits, data) = subscriber_entry(next, c);
+                    trie.insert(&LpmKey::new(bits, data), 1, 0)
+                        .map_err(map_err(MAP_SUBSCRIBERS))?;
+                }
+                state.flags &= !(STATE_SUB_IFACE | STATE_SUB_PREFIX);
+                state.flags |= if sub.by_interface {
+                    STATE_SUB_IFACE
+                } else {
+                    STATE_SUB_PREFIX
+                };
+                state.sub_v4_len = sub.v4_len.min(32);
+                state.sub_v6_len = sub.v6_len.min(128);
+            }
+            None => {
+                for k in keep {
+                    let mut data = k.data();
+                    data[3] = next as u8;
+                    trie.insert(&LpmKey::new(k.prefix_len(), data), 1, 0)
+                        .map_err(map_err(MAP_SUBSCRIBERS))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Mark `ifindex` as facing subscribers (or not), keeping its counter
+    /// slot (see [`Subscribers::by_interface`]).
+    pub fn set_interface_inside(&mut self, ifindex: u32, inside: bool) -> Result<(), LoadError> {
+        if ifindex >= IF_INDEX_LIMIT {
+            return Err(LoadError::Input(format!(
+                "ifindex {ifindex}: interfaces facing subscribers need an ifindex below {IF_INDEX_LIMIT}"
+            )));
+        }
+        let mut m = self.array_mut::<u32>(MAP_IF_SLOT)?;
+        let v = m.get(&ifindex, 0).map_err(map_err(MAP_IF_SLOT))?;
+        let v = if inside {
+            v | IF_INSIDE
+        } else {
+            v & !IF_INSIDE
+        };
+        m.set(ifindex, v, 0).map_err(map_err(MAP_IF_SLOT))
+    }
+
+    /// Use `seed` for `flows=P%`, drawn again every `epoch_secs` of wall-clock
+    /// time (0: never): gateways with the same seed pick the same
+    /// subscribers.
+    pub fn set_seed(&mut self, seed: u64, epoch_secs: u32) -> Result<(), LoadError> {
+        let mut state = self.state()?;
+        state.seed = seed;
+        state.epoch_secs = epoch_secs;
+        self.set_state(state)
+    }
+
+    /// Tell the program the wall-clock time (`unix_ns`, ns since 1970; the
+    /// system clock when `None`) for the `flows=P%` epoch. The daemon calls
+    /// this periodically, so clock steps are followed.
+    pub fn set_wall_clock(&mut self, unix_ns: Option<u64>) -> Result<(), LoadError> {
+        let mut state = self.state()?;
+        state.wall_offset_ns = wall_offset_ns(unix_ns);
+        self.set_state(state)
     }
 
     /// Forget the "has a category" bits of flows not seen for a rotation
@@ -992,7 +1195,8 @@ impl Filter {
         let m = self.array::<u32>(MAP_IF_SLOT)?;
         let mut out = Vec::new();
         for i in 0..IF_INDEX_LIMIT {
-            let s = m.get(&i, 0).map_err(map_err(MAP_IF_SLOT))?;
+            // The slot, without the `IF_INSIDE` bit.
+            let s = m.get(&i, 0).map_err(map_err(MAP_IF_SLOT))? & (IF_SLOTS - 1);
             if s != 0 {
                 out.push((i, s));
             }
@@ -1016,8 +1220,9 @@ impl Filter {
             return Ok(None);
         };
         self.zero_cat_stats((0..CATEGORY_SLOTS).map(|c| (slot, c as u8)))?;
-        self.array_mut::<u32>(MAP_IF_SLOT)?
-            .set(ifindex, slot, 0)
+        let mut m = self.array_mut::<u32>(MAP_IF_SLOT)?;
+        let inside = m.get(&ifindex, 0).map_err(map_err(MAP_IF_SLOT))? & IF_INSIDE;
+        m.set(ifindex, slot | inside, 0)
             .map_err(map_err(MAP_IF_SLOT))?;
         Ok(Some(slot))
     }
@@ -1327,17 +1532,39 @@ fn random_u64() -> u64 {
     }
 }
 
+/// What to add to the program's clock (`bpf_ktime_get_coarse_ns`:
+/// CLOCK_MONOTONIC) to get `unix_ns` now (the system clock when `None`).
+fn wall_offset_ns(unix_ns: Option<u64>) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    let mono = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+    let wall = unix_ns.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    });
+    wall.wrapping_sub(mono)
+}
+
 /// What a fresh `STATE` holds.
 fn fresh_state() -> State {
     State {
         generation: 0,
         epoch_secs: DEFAULT_EPOCH_SECS,
-        seed: seed_from_clock(),
+        seed: random_u64(),
         version: 1,
         bits_half: 0,
         hash_key: random_u64(),
         flags: 0,
         flow_bits_half: 0,
+        wall_offset_ns: wall_offset_ns(None),
+        sub_v4_len: filter_common::SUB_V4_LEN,
+        sub_v6_len: filter_common::SUB_V6_LEN,
+        _pad: [0; 6],
     }
 }
 

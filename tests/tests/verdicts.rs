@@ -733,6 +733,13 @@ fn evasion_by_fragments() {
         (C::LabelPackets(LABEL_STUN), 1),
         (C::LabelDropped(LABEL_STUN), 1),
     ];
+    // The rest of a datagram whose tiny first fragment was dropped by
+    // address: dropped, and classified for what it teaches.
+    let taught: Vec<(C, u64)> = stun_listed
+        .iter()
+        .copied()
+        .chain([(C::Global(G_FRAG_LATE), 1)])
+        .collect();
     let listed_pass = [
         (C::Global(G_FRAGMENTS), 1),
         (C::Global(G_UDP), 1),
@@ -753,10 +760,12 @@ fn evasion_by_fragments() {
         let (a, b) = d(1, listed, 7201, &big_stun, 0);
         rows.push(row(name("frag8 to a listed range: the header-only first fragment is tiny, dropped by address"), a, XDP_DROP, &tiny_listed));
         rows.push(row(
-            name("frag8 to a listed range: the payload fragment follows it"),
+            name(
+                "frag8 to a listed range: the payload fragment is dropped, classified (it teaches)",
+            ),
             b,
             XDP_DROP,
-            &followed,
+            &taught,
         ));
         let (a, b) = d(2, unlisted, 7202, &wa, 0);
         rows.push(row(
@@ -792,7 +801,12 @@ fn evasion_by_fragments() {
             XDP_DROP,
             &tiny_listed,
         ));
-        rows.push(row(name("and its rest follows"), b, XDP_DROP, &followed));
+        rows.push(row(
+            name("and its rest is dropped, classified"),
+            b,
+            XDP_DROP,
+            &taught,
+        ));
         // 3. The payload fragment first (reordered).
         let (a, b) = d(5, unlisted, 7205, &wa, 0);
         rows.push(row(

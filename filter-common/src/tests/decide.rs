@@ -1055,3 +1055,125 @@ fn hidden_transport_gets_the_full_restriction() {
         "unknown action"
     );
 }
+
+// --- subscribers ----------------------------------------------------------------------
+
+#[test]
+fn subscriber_keys_keep_the_subscriber_prefix() {
+    use crate::decide::subscriber_key;
+    let v4 = v4_mapped([100, 64, 7, 9]);
+    assert_eq!(
+        subscriber_key(&v4, 32, 64),
+        v4,
+        "an IPv4 subscriber is one address"
+    );
+    assert_eq!(subscriber_key(&v4, 24, 64), v4_mapped([100, 64, 7, 0]));
+    assert_eq!(subscriber_key(&v4, 20, 64), v4_mapped([100, 64, 0, 0]));
+    assert_eq!(subscriber_key(&v4, 0, 64), v4_mapped([0, 0, 0, 0]));
+    assert_eq!(subscriber_key(&v4, 99, 64), v4, "longer than /32: /32");
+    let a: [u8; 16] = [
+        0x20, 0x01, 0x0d, 0xb8, 1, 2, 3, 4, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5,
+    ];
+    let mut slash64 = a;
+    slash64[8..].fill(0);
+    assert_eq!(subscriber_key(&a, 32, 64), slash64);
+    let mut slash56 = a;
+    slash56[7..].fill(0);
+    assert_eq!(subscriber_key(&a, 32, 56), slash56);
+    let mut slash60 = slash64;
+    slash60[7] = 0;
+    assert_eq!(
+        subscriber_key(&a, 32, 60),
+        slash60,
+        "4 is 0000 0100: /60 clears it"
+    );
+    let mut slash61 = slash64;
+    slash61[7] = 4;
+    assert_eq!(subscriber_key(&a, 32, 62), slash61, "/62 keeps bit 61");
+    assert_eq!(subscriber_key(&a, 32, 128), a);
+    assert_eq!(subscriber_key(&a, 32, 0), [0; 16]);
+    // Two addresses of one /64 are one subscriber; of two /64s, two.
+    let mut b = a;
+    b[15] ^= 0xff;
+    assert_eq!(subscriber_key(&a, 32, 64), subscriber_key(&b, 32, 64));
+    b[7] ^= 1;
+    assert_ne!(subscriber_key(&a, 32, 64), subscriber_key(&b, 32, 64));
+}
+
+/// Across many subscribers the stopped share is P% within sampling error
+/// (three standard deviations), for every P and several seeds, and one
+/// subscriber's rank is the same for every address of its /64.
+#[test]
+fn the_stopped_share_of_subscribers_is_p_percent() {
+    use crate::decide::{fate_of, subscriber_key, subscriber_rank};
+    let n = 20_000u32;
+    // Half IPv4 addresses, half IPv6 /64s (an address inside each).
+    let subscribers: Vec<[u8; 16]> = (0..n)
+        .map(|i| {
+            let b = i.to_be_bytes();
+            let a = if i % 2 == 0 {
+                v4_mapped([100, 64 | b[1], b[2], b[3]])
+            } else {
+                let mut a = [
+                    0x20, 0x01, 0x0d, 0xb8, b[0], b[1], b[2], b[3], 0, 0, 0, 0, 0, 0, 0, 0,
+                ];
+                a[8..12].copy_from_slice(&b);
+                a
+            };
+            subscriber_key(&a, 32, 64)
+        })
+        .collect();
+    for seed in [1u64, 0x5eed, epoch_seed(9, 3_600_000_000_000, 3600)] {
+        let ranks: Vec<u8> = subscribers
+            .iter()
+            .map(|k| subscriber_rank(k, seed))
+            .collect();
+        assert!(ranks.iter().all(|&r| r < 100));
+        for p in (10u8..=90).step_by(10) {
+            let stopped = ranks
+                .iter()
+                .filter(|&&r| fate_of(r, p) == FATE_STOPPED)
+                .count() as f64;
+            let want = f64::from(n) * f64::from(p) / 100.0;
+            let sd = (want * (1.0 - f64::from(p) / 100.0)).sqrt();
+            assert!(
+                (stopped - want).abs() <= 3.0 * sd,
+                "seed {seed:#x} P {p}: {stopped} of {n} stopped, expected {want} ± {}",
+                3.0 * sd
+            );
+        }
+        assert!(ranks.iter().all(|&r| fate_of(r, 0) == FATE_SPARED));
+        assert!(ranks.iter().all(|&r| fate_of(r, 100) == FATE_STOPPED));
+    }
+}
+
+#[test]
+fn flow_fate_follows_the_subscriber_end() {
+    use crate::decide::{fate_of, flow_rank, rank_holds, subscriber_ends};
+    let flow_fate = |s, d, f, p| fate_of(flow_rank(s, d, f), p);
+    // One subscriber end: its rank, whichever side it is on.
+    assert_eq!(flow_fate(Some(10), None, 90, 50), FATE_STOPPED);
+    assert_eq!(flow_fate(None, Some(10), 90, 50), FATE_STOPPED);
+    assert_eq!(flow_fate(Some(60), None, 10, 50), FATE_SPARED);
+    // Two subscribers: stopped when either is.
+    assert_eq!(flow_fate(Some(60), Some(10), 90, 50), FATE_STOPPED);
+    assert_eq!(flow_fate(Some(10), Some(60), 90, 50), FATE_STOPPED);
+    assert_eq!(flow_fate(Some(60), Some(70), 10, 50), FATE_SPARED);
+    // None: the fallback caller's rank.
+    assert_eq!(flow_fate(None, None, 10, 50), FATE_STOPPED);
+    assert_eq!(flow_fate(None, None, 90, 50), FATE_SPARED);
+    // By interface: the inside interface's packets come from subscribers.
+    assert_eq!(subscriber_ends(Some(true), false, true), (true, false));
+    assert_eq!(subscriber_ends(Some(false), true, false), (false, true));
+    assert_eq!(subscriber_ends(None, true, false), (true, false));
+    assert_eq!(subscriber_ends(None, false, true), (false, true));
+    assert_eq!(subscriber_ends(None, true, true), (true, true));
+    // A rank holds while its subscriber's calls carry packets.
+    let idle = crate::consts::SUB_IDLE_TICKS;
+    assert!(rank_holds(100, 100 + idle));
+    assert!(!rank_holds(100, 101 + idle));
+    assert!(
+        rank_holds(u32::MAX - 5, 10),
+        "across the tick counter's wrap"
+    );
+}
