@@ -35,6 +35,7 @@
 //! Errors are [`HarnessError`]; the `up`/`run_scenario` convenience forms
 //! panic with context, as integration tests want.
 
+pub mod evasion;
 pub mod plan;
 pub mod traffic;
 pub mod wire;
