@@ -58,6 +58,7 @@ use filter_user::pins::{BPFFS_ROOT, PinLayout};
 use filter_user::policy::PolicySpec;
 use filter_user::state::{StateFile, process_alive};
 
+use crate::harness::evasion::Evasion;
 use crate::harness::traffic::FlowLine;
 
 /// Prefix of the namespaces `cargo xtask harness up` creates.
@@ -217,6 +218,9 @@ pub struct HarnessOpts {
     /// in `$FLOWFILTER_BIN`, beside the running executable (and one
     /// directory up), then in the workspace's target directory.
     pub flowfilter: Option<PathBuf>,
+    /// What the call scenarios do to evade the filter (`ffgen run
+    /// --evasion`; see [`evasion`]). Non-call scenarios run as always.
+    pub evasion: Evasion,
 }
 
 impl Default for HarnessOpts {
@@ -229,6 +233,7 @@ impl Default for HarnessOpts {
             linger: Duration::from_millis(400),
             seed: 1,
             flowfilter: None,
+            evasion: Evasion::None,
         }
     }
 }
@@ -515,6 +520,12 @@ pub struct FlowResult {
     pub recv_pkts: u64,
     /// Bytes that reached the client.
     pub recv_bytes: u64,
+    /// Junk decoys (`--evasion decoys`) the client sent on the flow's
+    /// 5-tuple, apart from the counts above.
+    pub decoys_sent: u64,
+    /// Of those (and of the decoys that should never arrive: bad checksum,
+    /// TTL 1), what the server got.
+    pub decoys_delivered: u64,
 }
 
 impl FlowResult {
@@ -569,6 +580,8 @@ impl FlowResult {
             "answered_bytes": self.answered_bytes,
             "recv_pkts": self.recv_pkts,
             "recv_bytes": self.recv_bytes,
+            "decoys_sent": self.decoys_sent,
+            "decoys_delivered": self.decoys_delivered,
         })
     }
 }
@@ -620,6 +633,8 @@ pub fn merge(client: &[FlowLine], server: &[FlowLine]) -> Vec<FlowResult> {
                 answered_bytes: s.map_or(0, |s| s.sent_bytes),
                 recv_pkts: c.recv_pkts,
                 recv_bytes: c.recv_bytes,
+                decoys_sent: c.decoys,
+                decoys_delivered: s.map_or(0, |s| s.decoys),
             }
         })
         .collect()
@@ -1059,9 +1074,16 @@ impl Harness {
                 }
             }
         }
-        for s in SERVICES {
-            let a4 = format!("{}/32", s.addr(false).ip());
-            let a6 = format!("{}/128", s.addr(true).ip());
+        // Services of two protocols may share an address: add each once.
+        let mut hosts: Vec<(IpAddr, IpAddr)> = SERVICES
+            .iter()
+            .map(|s| (s.addr(false).ip(), s.addr(true).ip()))
+            .collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        for (v4, v6) in hosts {
+            let a4 = format!("{v4}/32");
+            let a6 = format!("{v6}/128");
             self.ns_ip(Ns::Net, &["addr", "add", &a4, "dev", "lo"])?;
             self.ns_ip(Ns::Net, &["-6", "addr", "add", &a6, "dev", "lo", "nodad"])?;
         }
@@ -1424,6 +1446,9 @@ impl Harness {
             .args(["--seed", &self.opts.seed.to_string()]);
         if v6 {
             cmd.arg("--v6");
+        }
+        if self.opts.evasion != Evasion::None {
+            cmd.args(["--evasion", self.opts.evasion.name()]);
         }
         Ok(cmd)
     }

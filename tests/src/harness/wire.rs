@@ -455,6 +455,23 @@ pub fn dns_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
 }
 
 const DNS_OPT: [u8; 11] = [0, 0, 0x29, 0x04, 0xD0, 0, 0, 0, 0, 0, 0];
+/// OPT record of the big queries and answers: 4096-byte UDP payload size.
+const DNS_OPT_BIG: [u8; 11] = [0, 0, 0x29, 0x10, 0x00, 0, 0, 0, 0, 0, 0];
+
+/// DNS QTYPE TXT.
+pub const DNS_TXT: u16 = 16;
+/// Size of the answer to a TXT query ([`dns_response`]): over the 1500-byte
+/// MTU, so the server's kernel sends it in three fragments (IPv4 and IPv6).
+pub const DNS_BIG_ANSWER: usize = 4000;
+
+/// A TXT query for `name` advertising a 4096-byte EDNS buffer: answered
+/// with [`DNS_BIG_ANSWER`] bytes.
+pub fn dns_big_query(id: u16, name: &str) -> Vec<u8> {
+    let mut q = dns_query(id, name, DNS_TXT);
+    let at = q.len() - DNS_OPT.len();
+    q[at..].copy_from_slice(&DNS_OPT_BIG);
+    q
+}
 
 /// The answer to a [`dns_query`]: same id and question, one A (203.0.113.80)
 /// or AAAA (2001:db8:99::80) record, then OPT.
@@ -478,6 +495,23 @@ pub fn dns_response(query: &[u8]) -> Option<Vec<u8>> {
     b.extend_from_slice(&[0xC0, 0x0C]);
     b.extend_from_slice(&qtype.to_be_bytes());
     b.extend_from_slice(&[0, 1, 0, 0, 0x01, 0x2C]);
+    if qtype == DNS_TXT {
+        // One TXT record of 255-byte strings making the answer exactly
+        // DNS_BIG_ANSWER bytes (with the OPT record after it).
+        let rdata_len = DNS_BIG_ANSWER - b.len() - 2 - DNS_OPT_BIG.len();
+        b.extend_from_slice(&(rdata_len as u16).to_be_bytes());
+        let mut left = rdata_len;
+        let mut i = 0u8;
+        while left > 0 {
+            let n = (left - 1).min(255);
+            b.push(n as u8);
+            b.extend((0..n).map(|j| b'a' + ((j as u8).wrapping_add(i)) % 26));
+            left -= n + 1;
+            i = i.wrapping_add(1);
+        }
+        b.extend_from_slice(&DNS_OPT_BIG);
+        return Some(b);
+    }
     if qtype == 28 {
         b.extend_from_slice(&[
             0, 16, 0x20, 0x01, 0x0d, 0xb8, 0, 0x99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80,
@@ -639,6 +673,137 @@ impl ChatServer {
 }
 
 // ---------------------------------------------------------------------------
+// Calls over TCP (`--evasion tcp`)
+// ---------------------------------------------------------------------------
+
+/// How a TCP stream is cut into the records both sides count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// TLS records (5-byte header, 16-bit length at 3).
+    Tls,
+    /// RFC 4571 (ICE-TCP): a 16-bit big-endian length, then the message.
+    Rfc4571,
+    /// Telegram's TCP reflector, client to server: the 20-byte hello
+    /// ([`tg_tcp_hello`]) first, then [`Framing::TgFrames`].
+    TgTcp,
+    /// Reflector packets each after a 32-bit little-endian length (what
+    /// the reflector sends back).
+    TgFrames,
+    /// TURN over TCP without framing (RFC 5766 §2.1): STUN messages (20 +
+    /// length) and ChannelData (4 + length, padded to 4).
+    Stun,
+}
+
+impl Framing {
+    /// The length of the record at the start of `buf` (the stream's first
+    /// record if `first`), once enough of it is there to tell.
+    pub fn record_len(self, buf: &[u8], first: bool) -> Option<usize> {
+        let be16 = |i: usize| u16::from_be_bytes([buf[i], buf[i + 1]]) as usize;
+        match self {
+            Framing::Tls => (buf.len() >= 5).then(|| 5 + be16(3)),
+            Framing::Rfc4571 => (buf.len() >= 2).then(|| 2 + be16(0)),
+            Framing::TgTcp if first => Some(TG_TCP_HELLO_LEN),
+            Framing::TgTcp | Framing::TgFrames => (buf.len() >= 4)
+                .then(|| 4 + u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize),
+            Framing::Stun if buf.len() < 4 => None,
+            Framing::Stun if buf[0] & 0xC0 == 0x40 => Some((4 + be16(2)).next_multiple_of(4)),
+            Framing::Stun => Some(20 + be16(2)),
+        }
+    }
+}
+
+/// `msg` with an RFC 4571 length prefix.
+pub fn frame_4571(msg: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(2 + msg.len());
+    b.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+    b.extend_from_slice(msg);
+    b
+}
+
+/// Length of Telegram's TCP reflector hello.
+pub const TG_TCP_HELLO_LEN: usize = 20;
+
+/// The first payload of a Telegram TCP reflector connection: the call's
+/// 16-byte peer tag, then four zero bytes.
+pub fn tg_tcp_hello(tag: [u8; 16]) -> Vec<u8> {
+    let mut b = tag.to_vec();
+    b.extend_from_slice(&[0; 4]);
+    b
+}
+
+/// A reflector packet on the TCP connection: 32-bit little-endian length,
+/// then the packet.
+pub fn frame_tg(packet: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(4 + packet.len());
+    b.extend_from_slice(&(packet.len() as u32).to_le_bytes());
+    b.extend_from_slice(packet);
+    b
+}
+
+/// What a TCP service of `kind` sends back for one whole `record` from the
+/// client (`first`: the stream's first record). The chat server answers as
+/// [`ChatServer`]; the call servers answer the unframed message as their UDP
+/// counterparts and frame the answer the same way (the Telegram hello gets
+/// none).
+pub fn answer_tcp(
+    kind: Kind,
+    st: &mut PeerState,
+    record: &[u8],
+    first: bool,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Vec<Vec<u8>> {
+    match kind {
+        Kind::WaRelayTcp => {
+            let inner = record.get(2..).unwrap_or_default();
+            vec![frame_4571(&answer(Kind::WaRelay, st, inner, peer, local))]
+        }
+        Kind::TgReflectorTcp if first => Vec::new(),
+        Kind::TgReflectorTcp => {
+            let inner = record.get(4..).unwrap_or_default();
+            vec![frame_tg(&answer(Kind::TgReflector, st, inner, peer, local))]
+        }
+        Kind::TgTurnTcp => {
+            let mut a = answer(Kind::TgTurn, st, record, peer, local);
+            while !a.len().is_multiple_of(4) {
+                a.push(0);
+            }
+            vec![a]
+        }
+        _ => ChatServer::answer(record, &mut st.rng),
+    }
+}
+
+/// The TCP framing of a service kind.
+pub fn framing_of(kind: Kind) -> Framing {
+    match kind {
+        Kind::WaRelayTcp => Framing::Rfc4571,
+        Kind::TgReflectorTcp => Framing::TgTcp,
+        Kind::TgTurnTcp => Framing::Stun,
+        _ => Framing::Tls,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Decoys (`--evasion decoys`)
+// ---------------------------------------------------------------------------
+
+/// The first 8 bytes of every decoy of a run with `seed`: random-looking,
+/// the same for the generator and the responder (both get the run's seed),
+/// so the responder can count decoys apart and leave them unanswered.
+pub fn decoy_marker(seed: u64) -> [u8; 8] {
+    Rng::new(seed ^ 0x6465_636f_7973_2121).array()
+}
+
+/// A decoy: the marker, then 12 to 180 random bytes.
+pub fn decoy(marker: [u8; 8], rng: &mut Rng) -> Vec<u8> {
+    let mut b = marker.to_vec();
+    let n = rng.range(12, 180);
+    b.extend_from_slice(&rng.bytes(n));
+    b
+}
+
+// ---------------------------------------------------------------------------
 // The responder
 // ---------------------------------------------------------------------------
 
@@ -712,7 +877,7 @@ pub fn answer(
         Kind::Dns => dns_response(req),
         Kind::Quic => answer_quic(st, req),
         Kind::Game => answer_game(st, req),
-        Kind::Chat => None,
+        Kind::Chat | Kind::WaRelayTcp | Kind::TgReflectorTcp | Kind::TgTurnTcp => None,
     };
     reply.unwrap_or_else(|| req.to_vec())
 }
