@@ -898,10 +898,7 @@ impl TcpLeg {
         to: SocketAddr,
         framing: Framing,
     ) -> io::Result<TcpLeg> {
-        let s = match opts.bind {
-            None => TcpStream::connect_timeout(&to, Duration::from_secs(2))?,
-            Some(ip) => connect_from(ip, to)?,
-        };
+        let s = connect_from(opts.local_ip(), to)?;
         s.set_nodelay(true)?;
         let local = s.local_addr()?;
         let line = Arc::new(Mutex::new(FlowLine::new(
@@ -977,7 +974,9 @@ impl TcpLeg {
     }
 }
 
-/// A TCP connection to `to` from address `ip` (any port).
+/// A TCP connection to `to` from address `ip` (any port; the kernel would
+/// pick the newest IPv6 address of the client's veth, a further caller's),
+/// given at most 2 s.
 fn connect_from(ip: IpAddr, to: SocketAddr) -> io::Result<TcpStream> {
     use std::os::fd::FromRawFd;
     let (family, sa, sa_len) = sockaddr(SocketAddr::new(ip, 0));
@@ -988,6 +987,8 @@ fn connect_from(ip: IpAddr, to: SocketAddr) -> io::Result<TcpStream> {
     }
     // SAFETY: a fresh descriptor we own; TcpStream closes it.
     let s = unsafe { TcpStream::from_raw_fd(fd) };
+    // A blocking connect gives up after the send timeout.
+    s.set_write_timeout(Some(Duration::from_secs(2)))?;
     // SAFETY: a valid sockaddr of that length.
     if unsafe { libc::bind(fd, std::ptr::from_ref(&sa).cast(), sa_len) } != 0 {
         return Err(io::Error::last_os_error());
@@ -995,8 +996,10 @@ fn connect_from(ip: IpAddr, to: SocketAddr) -> io::Result<TcpStream> {
     let (_, sa, sa_len) = sockaddr(to);
     // SAFETY: a valid sockaddr of that length; blocking connect.
     if unsafe { libc::connect(fd, std::ptr::from_ref(&sa).cast(), sa_len) } != 0 {
-        return Err(io::Error::last_os_error());
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("connecting to {to}: {e}")));
     }
+    s.set_write_timeout(None)?;
     Ok(s)
 }
 
