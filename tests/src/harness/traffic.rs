@@ -833,26 +833,32 @@ fn game(opts: &RunOpts, rng: &mut Rng) -> io::Result<Vec<FlowLine>> {
 // TCP: messaging, and calls that fell back to TCP
 // ---------------------------------------------------------------------------
 
-/// Read whole records (cut by `framing`) from `s` until EOF, `stop`, the
-/// deadline, or a read error; calls `on_record` for each, with whether it
-/// is the stream's first.
+/// Read whole records (cut by `framing`; [`Framing::Chat`] is told by the
+/// stream's first bytes) from `s` until EOF, `stop`, the deadline, or a
+/// read error; calls `on_record` for each, with whether it is the stream's
+/// first and the framing it was cut by.
 fn read_records(
     s: &mut TcpStream,
-    framing: Framing,
+    mut framing: Framing,
     deadline: Option<Instant>,
     stop: Option<&AtomicBool>,
-    mut on_record: impl FnMut(&[u8], bool) -> io::Result<()>,
+    mut on_record: impl FnMut(&[u8], bool, Framing) -> io::Result<()>,
 ) -> io::Result<()> {
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 16_384];
     let mut first = true;
     loop {
+        if framing == Framing::Chat
+            && let Some(f) = Framing::sniff(&buf)
+        {
+            framing = f;
+        }
         while let Some(len) = framing.record_len(&buf, first) {
             if buf.len() < len {
                 break;
             }
             let rec: Vec<u8> = buf.drain(..len).collect();
-            on_record(&rec, first)?;
+            on_record(&rec, first, framing)?;
             first = false;
         }
         if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
@@ -911,7 +917,7 @@ impl TcpLeg {
         let (rline, rinbox, rstop) = (Arc::clone(&line), Arc::clone(&inbox), Arc::clone(&stop));
         // Bounded: it stops at EOF, or when `finish` says so.
         let reader = thread::spawn(move || {
-            read_records(&mut reader, framing, None, Some(&rstop), |r, _| {
+            read_records(&mut reader, framing, None, Some(&rstop), |r, _, _| {
                 let mut l = lock(&rline);
                 l.recv_pkts += 1;
                 l.recv_bytes += r.len() as u64;
@@ -1041,7 +1047,42 @@ fn tcp_wait(opts: &RunOpts) -> Duration {
     opts.linger + Duration::from_secs(2)
 }
 
+/// TCP messaging to the chat servers: TLS records to both; WhatsApp's Noise
+/// transport (`WA` header, 24-bit frames) to the WhatsApp one; MTProto's
+/// abridged, intermediate and padded intermediate transports to the
+/// Telegram one.
 fn messaging(opts: &RunOpts, rng: &mut Rng) -> io::Result<Vec<FlowLine>> {
+    let mut out = tls_messaging(opts, rng)?;
+    let wa = opts.target("wa-chat")?;
+    let mut leg = TcpLeg::connect(opts, "messaging", "whatsapp-noise", wa, Framing::WaFrames)?;
+    leg.send(&wire::wa_noise_hello(rng))?;
+    // ClientFinish, then encrypted frames.
+    leg.send(&wire::wa_frame(&rng.bytes(120)))?;
+    for _ in 0..opts.packets / 4 {
+        let len = rng.range(20, 400);
+        leg.send(&wire::wa_frame(&rng.bytes(len)))?;
+    }
+    out.push(leg.finish(tcp_wait(opts))?);
+    let tg = opts.target("tg-chat")?;
+    for (t, flow) in [
+        (wire::Mtproto::Abridged, "telegram-abridged"),
+        (wire::Mtproto::Intermediate, "telegram-intermediate"),
+        (wire::Mtproto::Padded, "telegram-padded"),
+    ] {
+        let mut leg = TcpLeg::connect(opts, "messaging", flow, tg, t.framing().answers())?;
+        let mut first = t.tag().to_vec();
+        first.extend_from_slice(&t.frame(&wire::mtproto_req_pq(rng), rng));
+        leg.send(&first)?;
+        for _ in 0..opts.packets / 4 {
+            let blocks = rng.range(2, 40);
+            leg.send(&t.frame(&wire::mtproto_encrypted(blocks, rng), rng))?;
+        }
+        out.push(leg.finish(tcp_wait(opts))?);
+    }
+    Ok(out)
+}
+
+fn tls_messaging(opts: &RunOpts, rng: &mut Rng) -> io::Result<Vec<FlowLine>> {
     let mut out = Vec::new();
     for (role, flow) in [("wa-chat", "whatsapp-chat"), ("tg-chat", "telegram-chat")] {
         let to = opts.target(role)?;
@@ -1098,7 +1139,7 @@ fn whatsapp_tcp(opts: &RunOpts, rng: &mut Rng) -> io::Result<Vec<FlowLine>> {
 fn telegram_tcp(opts: &RunOpts, rng: &mut Rng) -> io::Result<Vec<FlowLine>> {
     let r1 = opts.target("tg-reflector-tcp")?;
     let tag: [u8; 16] = rng.array();
-    let mut leg = TcpLeg::connect(opts, "telegram", "reflector", r1, Framing::TgFrames)?;
+    let mut leg = TcpLeg::connect(opts, "telegram", "reflector", r1, Framing::TgTcp.answers())?;
     leg.send(&wire::tg_tcp_hello(tag))?;
     leg.send(&wire::frame_tg(&wire::tg_endpoints_request(tag)))?;
     let mut query = rng.next_u64();
@@ -1391,10 +1432,10 @@ fn serve_conn(
         wire::framing_of(kind),
         None,
         Some(stop),
-        |r, first| {
+        |r, first, f| {
             line.recv_pkts += 1;
             line.recv_bytes += r.len() as u64;
-            for a in wire::answer_tcp(kind, &mut st, r, first, from, local) {
+            for a in wire::answer_tcp(kind, &mut st, r, first, f, from, local) {
                 w.write_all(&a)?;
                 line.sent_pkts += 1;
                 line.sent_bytes += a.len() as u64;
@@ -1490,6 +1531,10 @@ mod tests {
             "telegram/reflector2/udp",
             "tgcalls/p2p/udp",
             "messaging/telegram-chat/tcp",
+            "messaging/whatsapp-noise/tcp",
+            "messaging/telegram-abridged/tcp",
+            "messaging/telegram-intermediate/tcp",
+            "messaging/telegram-padded/tcp",
             "dns-big/big0/udp",
             "whatsapp/relay/tcp",
             "telegram/reflector/tcp",
