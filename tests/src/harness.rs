@@ -1476,14 +1476,22 @@ impl Harness {
         runs: &[(&str, u8)],
         v6: bool,
     ) -> Result<RunningScenarios, HarnessError> {
-        for (name, caller) in runs {
+        let runs: Vec<(&str, u8, bool)> = runs.iter().map(|(n, c)| (*n, *c, v6)).collect();
+        self.start_runs(&runs)
+    }
+
+    /// [`Harness::start_scenarios`] with the family per run: `runs` are
+    /// (scenario, caller, IPv6), IPv4 and IPv6 runs side by side (the
+    /// responder serves both).
+    pub fn start_runs(&self, runs: &[(&str, u8, bool)]) -> Result<RunningScenarios, HarnessError> {
+        for (name, caller, v6) in runs {
             check_scenario(name)?;
             if *name == "whatsapp-callee" {
                 return Err(HarnessError::Generator(
                     "whatsapp-callee cannot run beside other scenarios: use run_scenario".into(),
                 ));
             }
-            caller_bind(v6, *caller)?;
+            caller_bind(*v6, *caller)?;
         }
         let (server, stdin, server_out) = self.start_responder(Ns::Net)?;
         let mut running = RunningScenarios {
@@ -1492,9 +1500,9 @@ impl Harness {
             server_out,
             generators: Vec::new(),
         };
-        for (name, caller) in runs {
-            let mut cmd = self.generator(Ns::Client, name, v6)?;
-            if let Some(b) = caller_bind(v6, *caller)? {
+        for (name, caller, v6) in runs {
+            let mut cmd = self.generator(Ns::Client, name, *v6)?;
+            if let Some(b) = caller_bind(*v6, *caller)? {
                 cmd.args(["--bind", &b.to_string()]);
             }
             running

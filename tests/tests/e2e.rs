@@ -942,10 +942,8 @@ fn cleanup_stale_leaves_a_live_runs_daemon_and_namespaces_alone() {
 /// Packets per call leg in the evasion tests.
 const EVASION_PACKETS: u32 = 20;
 
-/// The call scenarios `mode` is tested with, in the order they run, and
-/// their flows. `whatsapp-inherit` goes first in each family: its
-/// peer-to-peer leg is a call only by the local port it shares with the
-/// relay leg, so no other call may have taught the filter the peer before.
+/// The call scenarios `mode` is tested with, and their flows (see
+/// [`evasion_run_calls`] for the order they run in).
 fn evasion_calls(mode: Evasion) -> Vec<(&'static str, &'static [&'static str])> {
     if mode == Evasion::Tcp {
         return vec![
@@ -1025,10 +1023,35 @@ fn counters_moved(d: &DaemonFilter, mode: Evasion, bad: &mut Vec<String>) {
     }
 }
 
-/// Run the calls of `mode` in both families, judging each run's flows with
-/// `judge` (which returns what is wrong); then the generic WebRTC call to
-/// an unlisted SFU (untouched) where the mode applies to it and its
-/// datagrams can arrive at all.
+/// Run `runs` (scenario, IPv6, its flows) side by side against one
+/// responder, and check each produced exactly its flows.
+fn batch(h: &Harness, runs: &[(&str, bool, &[&str])]) -> Vec<FlowResult> {
+    let start: Vec<(&str, u8, bool)> = runs.iter().map(|(sc, v6, _)| (*sc, 0, *v6)).collect();
+    let r = h
+        .start_runs(&start)
+        .and_then(harness::RunningScenarios::finish)
+        .unwrap_or_else(|e| panic!("running {start:?}: {e}"));
+    for (sc, v6, expect) in runs {
+        let mut got: Vec<&str> = r
+            .iter()
+            .filter(|f| f.scenario == *sc && f.client.is_ipv6() == *v6)
+            .map(|f| f.flow.as_str())
+            .collect();
+        got.sort_unstable();
+        let mut want = expect.to_vec();
+        want.sort_unstable();
+        assert_eq!(got, want, "{sc} (v6={v6}): flows\n{}", table(&r));
+    }
+    r
+}
+
+/// Run the calls of `mode` in both families, judging the flows with
+/// `judge` (which returns what is wrong): `whatsapp-inherit` first (its
+/// peer-to-peer leg is a call only by the local port it shares with the
+/// relay leg, so no other call may have taught the filter the peer
+/// before), then the other calls side by side, with the generic WebRTC call
+/// to an unlisted SFU (untouched) where the mode applies to it and its
+/// datagrams can arrive at all, then `whatsapp-callee` (which runs alone).
 fn evasion_run_calls(
     h: &Harness,
     mode: Evasion,
@@ -1036,37 +1059,58 @@ fn evasion_run_calls(
     bad: &mut Vec<String>,
     all: &mut Vec<FlowResult>,
 ) {
-    for v6 in [false, true] {
-        for (sc, expect) in evasion_calls(mode) {
-            let r = run(h, sc, v6, expect);
-            bad.extend(judge(&r));
-            if mode == Evasion::Decoys {
-                for f in &r {
-                    if f.decoys_sent == 0 {
-                        bad.push(format!("no decoys sent on {}", f.summary()));
-                    }
-                }
+    let calls = evasion_calls(mode);
+    let both = |names: &[&str]| -> Vec<(&'static str, bool, &'static [&'static str])> {
+        [false, true]
+            .into_iter()
+            .flat_map(|v6| {
+                calls
+                    .iter()
+                    .filter(|(sc, _)| names.contains(sc))
+                    .map(move |(sc, expect)| (*sc, v6, *expect))
+            })
+            .collect()
+    };
+    let mut results = Vec::new();
+    let first = both(&["whatsapp-inherit"]);
+    if !first.is_empty() {
+        results.extend(batch(h, &first));
+    }
+    results.extend(batch(h, &both(&["whatsapp", "telegram", "tgcalls"])));
+    if calls.iter().any(|(sc, _)| *sc == "whatsapp-callee") {
+        for v6 in [false, true] {
+            results.extend(run(h, "whatsapp-callee", v6, &["relay", "p2p-in"]));
+        }
+    }
+    bad.extend(judge(&results));
+    if mode == Evasion::Decoys {
+        for f in &results {
+            if f.decoys_sent == 0 {
+                bad.push(format!("no decoys sent on {}", f.summary()));
             }
-            all.extend(r);
         }
-        if mode.applies_to("webrtc") && mode != Evasion::Overlap {
-            let r = run(h, "webrtc", v6, &["media"]);
-            bad.extend(not_delivered(&r));
-            all.extend(r);
-        }
+    }
+    all.extend(results);
+    if mode.applies_to("webrtc") && mode != Evasion::Overlap {
+        let r = batch(
+            h,
+            &[("webrtc", false, &["media"]), ("webrtc", true, &["media"])],
+        );
+        bad.extend(not_delivered(&r));
+        all.extend(r);
     }
 }
 
 /// Every non-call flow in the listed ranges, both families, delivered in
 /// full with `mode` set (for the calls only, so beside them).
 fn evasion_run_non_calls(h: &Harness, bad: &mut Vec<String>, all: &mut Vec<FlowResult>) {
-    for v6 in [false, true] {
-        for (sc, expect) in NON_CALL {
-            let r = run(h, sc, v6, expect);
-            bad.extend(not_delivered(&r));
-            all.extend(r);
-        }
-    }
+    let runs: Vec<(&str, bool, &[&str])> = [false, true]
+        .into_iter()
+        .flat_map(|v6| NON_CALL.iter().map(move |(sc, expect)| (*sc, v6, *expect)))
+        .collect();
+    let r = batch(h, &runs);
+    bad.extend(not_delivered(&r));
+    all.extend(r);
 }
 
 fn blocked_flows(results: &[FlowResult]) -> Vec<String> {
