@@ -516,8 +516,10 @@ fn whatsapp(
 /// WhatsApp, called: the relay leg, then the same socket answers a peer
 /// that calls it from outside (`wa-p2p-peer`, run in `net`). Announces
 /// `{"event":"listening","local":ADDR}` once the relay leg is done and
-/// answers until `opts.stop` is set or a bounded window ends. The answered
-/// flow is reported with role `server`.
+/// answers until `opts.stop` is set or a bounded window ends (under a
+/// fragment mode the answers are fragmented too; decoys go only before
+/// what the client starts). The answered flow is reported with role
+/// `server`.
 fn whatsapp_callee(
     opts: &RunOpts,
     rng: &mut Rng,
@@ -571,7 +573,7 @@ fn whatsapp_callee(
         line.recv_pkts += 1;
         line.recv_bytes += n as u64;
         let reply = wire::answer(Kind::Peer, st, &buf[..n], from, local);
-        leg.sock.send_to(&reply, from)?;
+        leg.transmit(from, &reply)?;
         line.sent_pkts += 1;
         line.sent_bytes += reply.len() as u64;
     }
