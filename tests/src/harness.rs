@@ -30,7 +30,9 @@
 //!   `net`, runs `ffgen run SCENARIO` in `client`, and joins both sides'
 //!   counts into one [`FlowResult`] per flow. [`Harness::start_scenarios`]
 //!   runs several at once against one responder and returns while they
-//!   run, so a test can act on the gateway mid-call.
+//!   run, so a test can act on the gateway mid-call ([`Harness::start_runs`]
+//!   mixes the families). [`HarnessOpts::evasion`] makes the call scenarios
+//!   evade the filter ([`evasion`]: IP fragments, decoys, TCP fallback).
 //!
 //! Errors are [`HarnessError`]; the `up`/`run_scenario` convenience forms
 //! panic with context, as integration tests want.

@@ -6,9 +6,10 @@
 //!   flow: `{"role":"client","scenario":..,"flow":..,"proto":..,"local":..,
 //!   "remote":..,"sent_pkts":..,"sent_bytes":..,"recv_pkts":..,"recv_bytes":..}`.
 //! * `ffgen serve` binds the responder sockets, prints `{"event":"ready"}`,
-//!   answers every datagram with one datagram (TCP: see the chat server)
-//!   until its stdin closes or `--max-secs` pass, then prints one JSON line
-//!   per flow it saw (`"role":"server"`).
+//!   answers every datagram with one datagram (TCP: every record as its
+//!   protocol does; decoys are counted apart and not answered) until its
+//!   stdin closes or `--max-secs` pass, then prints one JSON line per flow
+//!   it saw (`"role":"server"`).
 //! * `ffgen run --evasion MODE SCENARIO` sends a call the way that mode
 //!   evades a filter (`flowfilter_tests::harness::evasion`): as IP
 //!   fragments from a raw socket, among decoys, or over TCP.

@@ -7,9 +7,17 @@
 //! * UDP: `sent_*` / `recv_*` are datagrams and their payload bytes. The
 //!   responder answers every datagram it receives with exactly one datagram,
 //!   so an untouched flow has `server recv == client sent` and
-//!   `client recv == server sent == client sent`.
-//! * TCP: packets are TLS-like records, bytes are record bytes. The client
-//!   sends its records, half-closes, and reads until the server closes.
+//!   `client recv == server sent == client sent`. A datagram sent as IP
+//!   fragments (`--evasion frag8|tiny|reorder|overlap`) counts once, as the
+//!   server gets it reassembled. Decoys (`--evasion decoys`) are counted
+//!   apart (`decoys`) and never answered.
+//! * TCP: packets are records, bytes are record bytes, cut by each
+//!   protocol's framing (`wire::Framing`): TLS records, WhatsApp Noise or
+//!   MTProto frames (messaging); RFC 4571 frames, Telegram reflector frames
+//!   or STUN/ChannelData messages (calls fallen back to TCP under
+//!   `--evasion tcp`). The client sends its records, half-closes, and reads
+//!   until the server closes (a blocked connection: until a bounded wait
+//!   ends).
 //!
 //! Everything is bounded: every send is followed by one pacing interval in
 //! which answers are read; after the last send the client waits at most
