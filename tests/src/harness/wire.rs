@@ -684,7 +684,7 @@ pub enum Framing {
     /// RFC 4571 (ICE-TCP): a 16-bit big-endian length, then the message.
     Rfc4571,
     /// Telegram's TCP reflector, client to server: the 20-byte hello
-    /// ([`tg_tcp_hello`]) first, then [`Framing::TgFrames`].
+    /// ([`tg_tcp_hello`]) first, then [`Framing::Le32`].
     TgTcp,
     /// Packets each after a 32-bit little-endian length: what the
     /// reflector sends back, and MTProto's intermediate and padded
