@@ -30,11 +30,14 @@
 //!   `net`, runs `ffgen run SCENARIO` in `client`, and joins both sides'
 //!   counts into one [`FlowResult`] per flow. [`Harness::start_scenarios`]
 //!   runs several at once against one responder and returns while they
-//!   run, so a test can act on the gateway mid-call.
+//!   run, so a test can act on the gateway mid-call ([`Harness::start_runs`]
+//!   mixes the families). [`HarnessOpts::evasion`] makes the call scenarios
+//!   evade the filter ([`evasion`]: IP fragments, decoys, TCP fallback).
 //!
 //! Errors are [`HarnessError`]; the `up`/`run_scenario` convenience forms
 //! panic with context, as integration tests want.
 
+pub mod evasion;
 pub mod plan;
 pub mod traffic;
 pub mod wire;
@@ -57,6 +60,7 @@ use filter_user::pins::{BPFFS_ROOT, PinLayout};
 use filter_user::policy::PolicySpec;
 use filter_user::state::{StateFile, process_alive};
 
+use crate::harness::evasion::Evasion;
 use crate::harness::traffic::FlowLine;
 
 /// Prefix of the namespaces `cargo xtask harness up` creates.
@@ -216,6 +220,9 @@ pub struct HarnessOpts {
     /// in `$FLOWFILTER_BIN`, beside the running executable (and one
     /// directory up), then in the workspace's target directory.
     pub flowfilter: Option<PathBuf>,
+    /// What the call scenarios do to evade the filter (`ffgen run
+    /// --evasion`; see [`evasion`]). Non-call scenarios run as always.
+    pub evasion: Evasion,
 }
 
 impl Default for HarnessOpts {
@@ -228,6 +235,7 @@ impl Default for HarnessOpts {
             linger: Duration::from_millis(400),
             seed: 1,
             flowfilter: None,
+            evasion: Evasion::None,
         }
     }
 }
@@ -514,6 +522,12 @@ pub struct FlowResult {
     pub recv_pkts: u64,
     /// Bytes that reached the client.
     pub recv_bytes: u64,
+    /// Junk decoys (`--evasion decoys`) the client sent on the flow's
+    /// 5-tuple, apart from the counts above.
+    pub decoys_sent: u64,
+    /// Of those (and of the decoys that should never arrive: bad checksum,
+    /// TTL 1), what the server got.
+    pub decoys_delivered: u64,
 }
 
 impl FlowResult {
@@ -568,6 +582,8 @@ impl FlowResult {
             "answered_bytes": self.answered_bytes,
             "recv_pkts": self.recv_pkts,
             "recv_bytes": self.recv_bytes,
+            "decoys_sent": self.decoys_sent,
+            "decoys_delivered": self.decoys_delivered,
         })
     }
 }
@@ -619,6 +635,8 @@ pub fn merge(client: &[FlowLine], server: &[FlowLine]) -> Vec<FlowResult> {
                 answered_bytes: s.map_or(0, |s| s.sent_bytes),
                 recv_pkts: c.recv_pkts,
                 recv_bytes: c.recv_bytes,
+                decoys_sent: c.decoys,
+                decoys_delivered: s.map_or(0, |s| s.decoys),
             }
         })
         .collect()
@@ -1058,9 +1076,16 @@ impl Harness {
                 }
             }
         }
-        for s in SERVICES {
-            let a4 = format!("{}/32", s.addr(false).ip());
-            let a6 = format!("{}/128", s.addr(true).ip());
+        // Services of two protocols may share an address: add each once.
+        let mut hosts: Vec<(IpAddr, IpAddr)> = SERVICES
+            .iter()
+            .map(|s| (s.addr(false).ip(), s.addr(true).ip()))
+            .collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        for (v4, v6) in hosts {
+            let a4 = format!("{v4}/32");
+            let a6 = format!("{v6}/128");
             self.ns_ip(Ns::Net, &["addr", "add", &a4, "dev", "lo"])?;
             self.ns_ip(Ns::Net, &["-6", "addr", "add", &a6, "dev", "lo", "nodad"])?;
         }
@@ -1424,6 +1449,9 @@ impl Harness {
         if v6 {
             cmd.arg("--v6");
         }
+        if self.opts.evasion != Evasion::None {
+            cmd.args(["--evasion", self.opts.evasion.name()]);
+        }
         Ok(cmd)
     }
 
@@ -1450,14 +1478,22 @@ impl Harness {
         runs: &[(&str, u8)],
         v6: bool,
     ) -> Result<RunningScenarios, HarnessError> {
-        for (name, caller) in runs {
+        let runs: Vec<(&str, u8, bool)> = runs.iter().map(|(n, c)| (*n, *c, v6)).collect();
+        self.start_runs(&runs)
+    }
+
+    /// [`Harness::start_scenarios`] with the family per run: `runs` are
+    /// (scenario, caller, IPv6), IPv4 and IPv6 runs side by side (the
+    /// responder serves both).
+    pub fn start_runs(&self, runs: &[(&str, u8, bool)]) -> Result<RunningScenarios, HarnessError> {
+        for (name, caller, v6) in runs {
             check_scenario(name)?;
             if *name == "whatsapp-callee" {
                 return Err(HarnessError::Generator(
                     "whatsapp-callee cannot run beside other scenarios: use run_scenario".into(),
                 ));
             }
-            caller_bind(v6, *caller)?;
+            caller_bind(*v6, *caller)?;
         }
         let (server, stdin, server_out) = self.start_responder(Ns::Net)?;
         let mut running = RunningScenarios {
@@ -1466,9 +1502,9 @@ impl Harness {
             server_out,
             generators: Vec::new(),
         };
-        for (name, caller) in runs {
-            let mut cmd = self.generator(Ns::Client, name, v6)?;
-            if let Some(b) = caller_bind(v6, *caller)? {
+        for (name, caller, v6) in runs {
+            let mut cmd = self.generator(Ns::Client, name, *v6)?;
+            if let Some(b) = caller_bind(*v6, *caller)? {
                 cmd.args(["--bind", &b.to_string()]);
             }
             running

@@ -6,9 +6,13 @@
 //!   flow: `{"role":"client","scenario":..,"flow":..,"proto":..,"local":..,
 //!   "remote":..,"sent_pkts":..,"sent_bytes":..,"recv_pkts":..,"recv_bytes":..}`.
 //! * `ffgen serve` binds the responder sockets, prints `{"event":"ready"}`,
-//!   answers every datagram with one datagram (TCP: see the chat server)
-//!   until its stdin closes or `--max-secs` pass, then prints one JSON line
-//!   per flow it saw (`"role":"server"`).
+//!   answers every datagram with one datagram (TCP: every record as its
+//!   protocol does; decoys are counted apart and not answered) until its
+//!   stdin closes or `--max-secs` pass, then prints one JSON line per flow
+//!   it saw (`"role":"server"`).
+//! * `ffgen run --evasion MODE SCENARIO` sends a call the way that mode
+//!   evades a filter (`flowfilter_tests::harness::evasion`): as IP
+//!   fragments from a raw socket, among decoys, or over TCP.
 //! * `ffgen list` prints the scenarios.
 
 use std::io::{Read, Write};
@@ -19,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use flowfilter_tests::harness::evasion::Evasion;
 use flowfilter_tests::harness::plan;
 use flowfilter_tests::harness::traffic::{self, RunOpts, ServiceSpec};
 
@@ -57,6 +62,13 @@ enum Cmd {
         /// Override a role's address, e.g. `wa-relay=198.51.100.10:3478`.
         #[arg(long = "to", value_name = "ROLE=ADDR:PORT", value_parser = parse_target)]
         targets: Vec<(String, SocketAddr)>,
+        /// Evade the filter (call scenarios; non-call ones run as always):
+        /// `frag8`, `tiny`, `reorder`, `overlap` (each datagram as two IP
+        /// fragments, sent raw), `decoys` (junk, bad-checksum and TTL-1
+        /// datagrams on the call's 5-tuple), `tcp` (the calls fall back to
+        /// TCP), `none`.
+        #[arg(long, default_value = "none", value_name = "MODE")]
+        evasion: Evasion,
     },
     /// Answer scenarios until stdin closes; one JSON line per flow on stdout.
     Serve {
@@ -94,6 +106,7 @@ fn main() -> ExitCode {
             seed,
             bind,
             targets,
+            evasion,
         } => {
             // A serving phase (whatsapp-callee) ends when stdin closes.
             let stop = Arc::new(AtomicBool::new(false));
@@ -113,6 +126,7 @@ fn main() -> ExitCode {
                 bind,
                 targets: targets.into_iter().collect(),
                 stop: Some(stop),
+                evasion,
                 ..RunOpts::default()
             };
             let mut announce = |event: &serde_json::Value| {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 use filter_common::classify::label_name;
+use flowfilter_tests::harness::evasion::Evasion;
 use flowfilter_tests::harness::{
     self, FIXED_PREFIX, GatewayFilter, Harness, HarnessOpts, plan, table,
 };
@@ -69,6 +70,10 @@ enum Cmd {
         /// With --policy: list the flows the filter tracked afterwards.
         #[arg(long)]
         flows: bool,
+        /// Evade the filter in the call scenarios (`ffgen run --evasion`):
+        /// frag8, tiny, reorder, overlap, decoys, tcp, none.
+        #[arg(long, default_value = "none", value_name = "MODE")]
+        evasion: Evasion,
     },
 }
 
@@ -162,12 +167,14 @@ fn run(cli: Cli) -> Result<()> {
             flows,
             daemon,
             caller,
+            evasion,
         } => {
             let mut h = Harness::existing(
                 &cli.prefix,
                 HarnessOpts {
                     interval: Duration::from_millis(interval_ms),
                     packets,
+                    evasion,
                     ..HarnessOpts::default()
                 },
             )?;
@@ -192,7 +199,7 @@ fn run(cli: Cli) -> Result<()> {
             let names: Vec<&str> = if scenario == "all" {
                 plan::SCENARIOS
                     .iter()
-                    .filter(|s| s.standalone)
+                    .filter(|s| s.standalone && evasion.allowed_for(s.name))
                     .map(|s| s.name)
                     .collect()
             } else if plan::scenario(&scenario).is_some_and(|s| s.standalone) {

@@ -26,6 +26,9 @@
 //! | Telegram chat | 198.51.100.22 | 2001:db8:7e::22 | TCP 443 | telegram |
 //! | game server | 198.51.100.23 | 2001:db8:7e::23 | UDP 19132 | telegram |
 //! | Telegram reflector 2 | 198.51.100.24 | 2001:db8:7e::24 | UDP 533 | telegram |
+//! | WhatsApp relay, TCP | 198.51.100.10 | 2001:db8:5a::10 | TCP 3478 | whatsapp |
+//! | Telegram reflector 1, TCP | 198.51.100.20 | 2001:db8:7e::20 | TCP 533 | telegram |
+//! | Telegram TURN, TCP | 198.51.100.21 | 2001:db8:7e::21 | TCP 1400 | telegram |
 //! | WebRTC SFU | 198.51.100.100 | 2001:db8:99::100 | UDP 10000 | no |
 //! | WhatsApp peer | 198.51.100.200 | 2001:db8:99::200 | UDP 45000 | no |
 //! | tgcalls peer | 198.51.100.201 | 2001:db8:99::201 | UDP 46000 | no |
@@ -34,7 +37,8 @@
 //! a `scope=media` policy must let non-call UDP to a listed range through,
 //! so that is the case worth testing. The peers are outside every list: a
 //! peer-to-peer leg is a call only through what the filter learned from the
-//! relay leg.
+//! relay leg. The TCP services share their address with the UDP service of
+//! the same role: the calls fall back to them under `--evasion tcp`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -103,6 +107,12 @@ pub enum Kind {
     Game,
     /// TLS-like TCP messaging server.
     Chat,
+    /// WhatsApp relay over TCP: TURN with RFC 4571 framing (`--evasion tcp`).
+    WaRelayTcp,
+    /// Telegram reflector over TCP: hello, then length-prefixed packets.
+    TgReflectorTcp,
+    /// Telegram TURN over TCP: STUN and ChannelData, no framing (RFC 6062).
+    TgTurnTcp,
 }
 
 impl Kind {
@@ -118,6 +128,9 @@ impl Kind {
             Kind::Quic => "quic",
             Kind::Game => "game",
             Kind::Chat => "chat",
+            Kind::WaRelayTcp => "wa-relay-tcp",
+            Kind::TgReflectorTcp => "tg-reflector-tcp",
+            Kind::TgTurnTcp => "tg-turn-tcp",
         }
     }
 
@@ -128,7 +141,10 @@ impl Kind {
 
     /// TCP (else UDP).
     pub fn is_tcp(self) -> bool {
-        self == Kind::Chat
+        matches!(
+            self,
+            Kind::Chat | Kind::WaRelayTcp | Kind::TgReflectorTcp | Kind::TgTurnTcp
+        )
     }
 }
 
@@ -142,6 +158,9 @@ const ALL_KINDS: &[Kind] = &[
     Kind::Quic,
     Kind::Game,
     Kind::Chat,
+    Kind::WaRelayTcp,
+    Kind::TgReflectorTcp,
+    Kind::TgTurnTcp,
 ];
 
 /// A named service in `net`.
@@ -239,6 +258,27 @@ pub const SERVICES: &[Service] = &[
         v4_host: 24,
         v6: v6(0x7e, 0x24),
         port: 533,
+    },
+    Service {
+        role: "wa-relay-tcp",
+        kind: Kind::WaRelayTcp,
+        v4_host: 10,
+        v6: v6(0x5a, 0x10),
+        port: 3478,
+    },
+    Service {
+        role: "tg-reflector-tcp",
+        kind: Kind::TgReflectorTcp,
+        v4_host: 20,
+        v6: v6(0x7e, 0x20),
+        port: 533,
+    },
+    Service {
+        role: "tg-turn-tcp",
+        kind: Kind::TgTurnTcp,
+        v4_host: 21,
+        v6: v6(0x7e, 0x21),
+        port: 1400,
     },
     Service {
         role: "sfu",
@@ -385,6 +425,13 @@ pub const SCENARIOS: &[Scenario] = &[
         blocked: false,
         roles: &["dns"],
         about: "DNS queries (A/AAAA with EDNS), one socket per query, to a resolver inside a listed range",
+        standalone: true,
+    },
+    Scenario {
+        name: "dns-big",
+        blocked: false,
+        roles: &["dns"],
+        about: "DNS TXT queries (EDNS, 4096-byte buffer), one socket per query, answered with 4000 bytes from inside a listed range: the server's kernel fragments each answer on the 1500-byte MTU",
         standalone: true,
     },
     Scenario {

@@ -455,6 +455,23 @@ pub fn dns_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
 }
 
 const DNS_OPT: [u8; 11] = [0, 0, 0x29, 0x04, 0xD0, 0, 0, 0, 0, 0, 0];
+/// OPT record of the big queries and answers: 4096-byte UDP payload size.
+const DNS_OPT_BIG: [u8; 11] = [0, 0, 0x29, 0x10, 0x00, 0, 0, 0, 0, 0, 0];
+
+/// DNS QTYPE TXT.
+pub const DNS_TXT: u16 = 16;
+/// Size of the answer to a TXT query ([`dns_response`]): over the 1500-byte
+/// MTU, so the server's kernel sends it in three fragments (IPv4 and IPv6).
+pub const DNS_BIG_ANSWER: usize = 4000;
+
+/// A TXT query for `name` advertising a 4096-byte EDNS buffer: answered
+/// with [`DNS_BIG_ANSWER`] bytes.
+pub fn dns_big_query(id: u16, name: &str) -> Vec<u8> {
+    let mut q = dns_query(id, name, DNS_TXT);
+    let at = q.len() - DNS_OPT.len();
+    q[at..].copy_from_slice(&DNS_OPT_BIG);
+    q
+}
 
 /// The answer to a [`dns_query`]: same id and question, one A (203.0.113.80)
 /// or AAAA (2001:db8:99::80) record, then OPT.
@@ -478,6 +495,23 @@ pub fn dns_response(query: &[u8]) -> Option<Vec<u8>> {
     b.extend_from_slice(&[0xC0, 0x0C]);
     b.extend_from_slice(&qtype.to_be_bytes());
     b.extend_from_slice(&[0, 1, 0, 0, 0x01, 0x2C]);
+    if qtype == DNS_TXT {
+        // One TXT record of 255-byte strings making the answer exactly
+        // DNS_BIG_ANSWER bytes (with the OPT record after it).
+        let rdata_len = DNS_BIG_ANSWER - b.len() - 2 - DNS_OPT_BIG.len();
+        b.extend_from_slice(&(rdata_len as u16).to_be_bytes());
+        let mut left = rdata_len;
+        let mut i = 0u8;
+        while left > 0 {
+            let n = (left - 1).min(255);
+            b.push(n as u8);
+            b.extend((0..n).map(|j| b'a' + ((j as u8).wrapping_add(i)) % 26));
+            left -= n + 1;
+            i = i.wrapping_add(1);
+        }
+        b.extend_from_slice(&DNS_OPT_BIG);
+        return Some(b);
+    }
     if qtype == 28 {
         b.extend_from_slice(&[
             0, 16, 0x20, 0x01, 0x0d, 0xb8, 0, 0x99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80,
@@ -639,6 +673,388 @@ impl ChatServer {
 }
 
 // ---------------------------------------------------------------------------
+// Calls over TCP (`--evasion tcp`)
+// ---------------------------------------------------------------------------
+
+/// How a TCP stream is cut into the records both sides count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// TLS records (5-byte header, 16-bit length at 3).
+    Tls,
+    /// RFC 4571 (ICE-TCP): a 16-bit big-endian length, then the message.
+    Rfc4571,
+    /// Telegram's TCP reflector, client to server: the 20-byte hello
+    /// ([`tg_tcp_hello`]) first, then [`Framing::Le32`].
+    TgTcp,
+    /// Packets each after a 32-bit little-endian length: what the
+    /// reflector sends back, and MTProto's intermediate and padded
+    /// intermediate transports after their 4-byte tag.
+    Le32,
+    /// The chat server: TLS records, WhatsApp's Noise frames or an MTProto
+    /// transport, told by the stream's first bytes ([`Framing::sniff`]).
+    Chat,
+    /// WhatsApp's Noise transport, client to server: the 4-byte header
+    /// [`WA_NOISE_HEADER`] and the first frame as the first record, then
+    /// [`Framing::WaFrames`].
+    WaNoise,
+    /// Frames after a 24-bit big-endian length (WhatsApp's Noise transport).
+    WaFrames,
+    /// MTProto abridged, client to server: the `0xef` tag and the first
+    /// packet as the first record, then [`Framing::AbridgedFrames`].
+    Abridged,
+    /// MTProto abridged packets: a length byte counting 4-byte words (or
+    /// `0x7f` and a 24-bit little-endian count).
+    AbridgedFrames,
+    /// MTProto intermediate or padded intermediate, client to server: the
+    /// 4-byte tag and the first packet as the first record, then
+    /// [`Framing::Le32`].
+    Intermediate,
+    /// TURN over TCP without framing (RFC 5766 §2.1): STUN messages (20 +
+    /// length) and ChannelData (4 + length, padded to 4).
+    Stun,
+}
+
+impl Framing {
+    /// The length of the record at the start of `buf` (the stream's first
+    /// record if `first`), once enough of it is there to tell.
+    pub fn record_len(self, buf: &[u8], first: bool) -> Option<usize> {
+        // The transport's tag before the first record.
+        let tag = match self {
+            _ if !first => 0,
+            Framing::WaNoise | Framing::Intermediate => 4,
+            Framing::Abridged => 1,
+            _ => 0,
+        };
+        let b = buf.get(tag..)?;
+        let be16 = |i: usize| u16::from_be_bytes([b[i], b[i + 1]]) as usize;
+        let n = match self {
+            Framing::Tls => (b.len() >= 5).then(|| 5 + be16(3))?,
+            Framing::Rfc4571 => (b.len() >= 2).then(|| 2 + be16(0))?,
+            Framing::TgTcp if first => TG_TCP_HELLO_LEN,
+            Framing::TgTcp | Framing::Le32 | Framing::Intermediate => le32_frame(b)?,
+            Framing::Chat => return Framing::sniff(b)?.record_len(b, first),
+            Framing::WaNoise | Framing::WaFrames => be24_frame(b)?,
+            Framing::Abridged | Framing::AbridgedFrames => abridged_frame(b)?,
+            Framing::Stun if b.len() < 4 => return None,
+            Framing::Stun if b[0] & 0xC0 == 0x40 => (4 + be16(2)).next_multiple_of(4),
+            Framing::Stun => 20 + be16(2),
+        };
+        Some(tag + n)
+    }
+}
+
+impl Framing {
+    /// What the chat server's client speaks, from the stream's first bytes
+    /// (`None` until there are enough): WhatsApp's Noise header, an MTProto
+    /// transport tag; otherwise TLS records.
+    pub fn sniff(buf: &[u8]) -> Option<Framing> {
+        let first = *buf.first()?;
+        Some(match first {
+            0xEF => Framing::Abridged,
+            b'W' if buf.get(1)? == &b'A' => Framing::WaNoise,
+            0xEE | 0xDD if buf.get(..4)? == [first; 4] => Framing::Intermediate,
+            _ => Framing::Tls,
+        })
+    }
+
+    /// The framing of what the server sends back on a stream the client
+    /// speaks `self` on.
+    #[must_use]
+    pub fn answers(self) -> Framing {
+        match self {
+            Framing::TgTcp | Framing::Intermediate => Framing::Le32,
+            Framing::WaNoise => Framing::WaFrames,
+            Framing::Abridged => Framing::AbridgedFrames,
+            f => f,
+        }
+    }
+}
+
+fn le32_frame(buf: &[u8]) -> Option<usize> {
+    let b = buf.get(..4)?;
+    Some(4 + u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+}
+
+fn be24_frame(buf: &[u8]) -> Option<usize> {
+    let b = buf.get(..3)?;
+    Some(3 + (usize::from(b[0]) << 16 | usize::from(b[1]) << 8 | usize::from(b[2])))
+}
+
+fn abridged_frame(buf: &[u8]) -> Option<usize> {
+    match *buf.first()? {
+        0x7F => {
+            let b = buf.get(1..4)?;
+            Some(4 + 4 * (usize::from(b[0]) | usize::from(b[1]) << 8 | usize::from(b[2]) << 16))
+        }
+        n => Some(1 + 4 * usize::from(n)),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Messaging over TCP besides TLS: WhatsApp's Noise transport, MTProto
+// ---------------------------------------------------------------------------
+
+/// WhatsApp's Noise transport header: `WA`, protocol version 6, dictionary
+/// version 3.
+pub const WA_NOISE_HEADER: [u8; 4] = [b'W', b'A', 6, 3];
+
+/// One WhatsApp Noise frame: 24-bit big-endian length, then `payload`.
+pub fn wa_frame(payload: &[u8]) -> Vec<u8> {
+    let n = payload.len().to_be_bytes();
+    let mut b = Vec::with_capacity(3 + payload.len());
+    b.extend_from_slice(&n[n.len() - 3..]);
+    b.extend_from_slice(payload);
+    b
+}
+
+/// The first record of a WhatsApp Noise connection: the header, then a
+/// frame with the handshake's ClientHello (protobuf field 2: the 32-byte
+/// ephemeral key).
+pub fn wa_noise_hello(rng: &mut Rng) -> Vec<u8> {
+    let mut hello = vec![0x12, 0x22, 0x0A, 0x20];
+    hello.extend_from_slice(&rng.bytes(32));
+    let mut b = WA_NOISE_HEADER.to_vec();
+    b.extend_from_slice(&wa_frame(&hello));
+    b
+}
+
+/// An MTProto TCP transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mtproto {
+    /// `0xef`, then packets after a length byte in 4-byte words.
+    Abridged,
+    /// `ee ee ee ee`, then packets after a 32-bit little-endian length.
+    Intermediate,
+    /// `dd dd dd dd`, then packets with 0 to 15 random padding bytes after
+    /// a 32-bit little-endian length counting them.
+    Padded,
+}
+
+impl Mtproto {
+    /// The transport's tag, sent once at the stream's start.
+    pub fn tag(self) -> &'static [u8] {
+        match self {
+            Mtproto::Abridged => &[0xEF],
+            Mtproto::Intermediate => &[0xEE; 4],
+            Mtproto::Padded => &[0xDD; 4],
+        }
+    }
+
+    /// `packet` (a multiple of 4 bytes) framed by the transport.
+    pub fn frame(self, packet: &[u8], rng: &mut Rng) -> Vec<u8> {
+        let mut b = Vec::with_capacity(packet.len() + 20);
+        match self {
+            Mtproto::Abridged => {
+                let words = packet.len() / 4;
+                if words < 0x7F {
+                    b.push(words as u8);
+                } else {
+                    b.push(0x7F);
+                    b.extend_from_slice(&(words as u32).to_le_bytes()[..3]);
+                }
+                b.extend_from_slice(packet);
+            }
+            Mtproto::Intermediate => {
+                b.extend_from_slice(&(packet.len() as u32).to_le_bytes());
+                b.extend_from_slice(packet);
+            }
+            Mtproto::Padded => {
+                let pad = rng.range(0, 15);
+                b.extend_from_slice(&((packet.len() + pad) as u32).to_le_bytes());
+                b.extend_from_slice(packet);
+                b.extend_from_slice(&rng.bytes(pad));
+            }
+        }
+        b
+    }
+
+    /// How the client's stream is cut.
+    pub fn framing(self) -> Framing {
+        match self {
+            Mtproto::Abridged => Framing::Abridged,
+            Mtproto::Intermediate | Mtproto::Padded => Framing::Intermediate,
+        }
+    }
+}
+
+/// An unencrypted MTProto message: auth_key_id 0, message id, length,
+/// then `body`.
+fn mtproto_plain(body: &[u8], rng: &mut Rng) -> Vec<u8> {
+    let mut b = vec![0u8; 8];
+    let msg_id = (1_735_689_600u64 << 32) | (rng.next_u64() & 0xFFFF_FFFC);
+    b.extend_from_slice(&msg_id.to_le_bytes());
+    b.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    b.extend_from_slice(body);
+    b
+}
+
+/// `req_pq_multi` with a random nonce: the first message of a new key.
+pub fn mtproto_req_pq(rng: &mut Rng) -> Vec<u8> {
+    let mut body = 0xBE7E_8EF1u32.to_le_bytes().to_vec();
+    body.extend_from_slice(&rng.bytes(16));
+    mtproto_plain(&body, rng)
+}
+
+/// `resPQ`: the nonces, pq and one fingerprint.
+pub fn mtproto_res_pq(rng: &mut Rng) -> Vec<u8> {
+    let mut body = 0x0516_2463u32.to_le_bytes().to_vec();
+    body.extend_from_slice(&rng.bytes(32));
+    body.extend_from_slice(&[8, 0x17, 0xED, 0x48, 0x94, 0x1A, 0x08, 0xF9, 0x81, 0, 0, 0]);
+    body.extend_from_slice(&[0x15, 0xC4, 0xB5, 0x1C, 1, 0, 0, 0]);
+    body.extend_from_slice(&rng.bytes(8));
+    mtproto_plain(&body, rng)
+}
+
+/// An encrypted MTProto message: auth_key_id, msg_key, `blocks` AES blocks.
+pub fn mtproto_encrypted(blocks: usize, rng: &mut Rng) -> Vec<u8> {
+    rng.bytes(24 + 16 * blocks)
+}
+
+/// The MTProto packet inside a transport record of `framing` (`first`:
+/// the stream's first, which starts with the transport's tag).
+fn mtproto_packet(framing: Framing, record: &[u8], first: bool) -> &[u8] {
+    let (tag, abridged) = match framing {
+        Framing::Abridged => (1, true),
+        Framing::AbridgedFrames => (0, true),
+        _ => (4, false),
+    };
+    let rest = record
+        .get(if first { tag } else { 0 }..)
+        .unwrap_or_default();
+    let len_bytes = if abridged && rest.first() != Some(&0x7F) {
+        1
+    } else {
+        4
+    };
+    rest.get(len_bytes..).unwrap_or_default()
+}
+
+/// `msg` with an RFC 4571 length prefix.
+pub fn frame_4571(msg: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(2 + msg.len());
+    b.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+    b.extend_from_slice(msg);
+    b
+}
+
+/// Length of Telegram's TCP reflector hello.
+pub const TG_TCP_HELLO_LEN: usize = 20;
+
+/// The first payload of a Telegram TCP reflector connection: the call's
+/// 16-byte peer tag, then four zero bytes.
+pub fn tg_tcp_hello(tag: [u8; 16]) -> Vec<u8> {
+    let mut b = tag.to_vec();
+    b.extend_from_slice(&[0; 4]);
+    b
+}
+
+/// A reflector packet on the TCP connection: 32-bit little-endian length,
+/// then the packet.
+pub fn frame_tg(packet: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(4 + packet.len());
+    b.extend_from_slice(&(packet.len() as u32).to_le_bytes());
+    b.extend_from_slice(packet);
+    b
+}
+
+/// What a TCP service of `kind` sends back for one whole `record` from the
+/// client (`first`: the stream's first record). The chat server answers as
+/// [`ChatServer`]; the call servers answer the unframed message as their UDP
+/// counterparts and frame the answer the same way (the Telegram hello gets
+/// none).
+pub fn answer_tcp(
+    kind: Kind,
+    st: &mut PeerState,
+    record: &[u8],
+    first: bool,
+    framing: Framing,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Vec<Vec<u8>> {
+    match (kind, framing) {
+        (Kind::Chat, Framing::WaNoise) if first => {
+            // ServerHello: ephemeral key, encrypted static key and payload.
+            let mut hello = vec![0x1A, 0x80, 0x02];
+            hello.extend_from_slice(&st.rng.bytes(250));
+            return vec![wa_frame(&hello)];
+        }
+        (Kind::Chat, Framing::WaNoise) => {
+            let n = record.len().saturating_sub(3);
+            return vec![wa_frame(&st.rng.bytes(n))];
+        }
+        (Kind::Chat, Framing::Abridged | Framing::Intermediate) => {
+            let t = match (framing, record.first()) {
+                (Framing::Abridged, _) => Mtproto::Abridged,
+                (_, Some(0xDD)) if first => Mtproto::Padded,
+                _ => Mtproto::Intermediate,
+            };
+            let packet = mtproto_packet(framing, record, first);
+            let reply = if first {
+                mtproto_res_pq(&mut st.rng)
+            } else {
+                mtproto_encrypted(packet.len().saturating_sub(24) / 16, &mut st.rng)
+            };
+            // Padded replies carry no padding (0 bytes is allowed).
+            let t = if t == Mtproto::Padded {
+                Mtproto::Intermediate
+            } else {
+                t
+            };
+            return vec![t.frame(&reply, &mut st.rng)];
+        }
+        _ => {}
+    }
+    match kind {
+        Kind::WaRelayTcp => {
+            let inner = record.get(2..).unwrap_or_default();
+            vec![frame_4571(&answer(Kind::WaRelay, st, inner, peer, local))]
+        }
+        Kind::TgReflectorTcp if first => Vec::new(),
+        Kind::TgReflectorTcp => {
+            let inner = record.get(4..).unwrap_or_default();
+            vec![frame_tg(&answer(Kind::TgReflector, st, inner, peer, local))]
+        }
+        Kind::TgTurnTcp => {
+            let mut a = answer(Kind::TgTurn, st, record, peer, local);
+            while !a.len().is_multiple_of(4) {
+                a.push(0);
+            }
+            vec![a]
+        }
+        _ => ChatServer::answer(record, &mut st.rng),
+    }
+}
+
+/// The TCP framing of what a service kind's clients send.
+pub fn framing_of(kind: Kind) -> Framing {
+    match kind {
+        Kind::WaRelayTcp => Framing::Rfc4571,
+        Kind::TgReflectorTcp => Framing::TgTcp,
+        Kind::TgTurnTcp => Framing::Stun,
+        _ => Framing::Chat,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Decoys (`--evasion decoys`)
+// ---------------------------------------------------------------------------
+
+/// The first 8 bytes of every decoy of a run with `seed`: random-looking,
+/// the same for the generator and the responder (both get the run's seed),
+/// so the responder can count decoys apart and leave them unanswered.
+pub fn decoy_marker(seed: u64) -> [u8; 8] {
+    Rng::new(seed ^ 0x6465_636f_7973_2121).array()
+}
+
+/// A decoy: the marker, then 12 to 180 random bytes.
+pub fn decoy(marker: [u8; 8], rng: &mut Rng) -> Vec<u8> {
+    let mut b = marker.to_vec();
+    let n = rng.range(12, 180);
+    b.extend_from_slice(&rng.bytes(n));
+    b
+}
+
+// ---------------------------------------------------------------------------
 // The responder
 // ---------------------------------------------------------------------------
 
@@ -712,7 +1128,7 @@ pub fn answer(
         Kind::Dns => dns_response(req),
         Kind::Quic => answer_quic(st, req),
         Kind::Game => answer_game(st, req),
-        Kind::Chat => None,
+        Kind::Chat | Kind::WaRelayTcp | Kind::TgReflectorTcp | Kind::TgTurnTcp => None,
     };
     reply.unwrap_or_else(|| req.to_vec())
 }
@@ -1119,6 +1535,156 @@ mod tests {
         assert_eq!(&f0[2..4], &f1[2..4]);
         assert_eq!(f0[4], 0x60, "reliable ordered frame");
         assert_eq!(be16(&f0, 5), 60 * 8, "frame length in bits");
+    }
+
+    /// Cut `stream` into records with `framing` (checking it is cut whole).
+    fn cut(framing: Framing, stream: &[u8]) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        let mut f = framing;
+        while at < stream.len() {
+            if f == Framing::Chat {
+                f = Framing::sniff(&stream[at..]).unwrap();
+            }
+            let n = f.record_len(&stream[at..], at == 0).unwrap();
+            assert!(at + n <= stream.len(), "{framing:?}: record past the end");
+            out.push(n);
+            at += n;
+        }
+        out
+    }
+
+    #[test]
+    fn tcp_framings_cut_what_the_builders_make() {
+        let mut rng = Rng::new(4);
+        // WhatsApp TURN over TCP, RFC 4571.
+        let alloc = frame_4571(&wa_allocate([1; 12], [2; 16]));
+        assert_eq!(be16(&alloc, 0) as usize + 2, alloc.len());
+        assert_eq!(be16(&alloc, 2), 0x0003, "the Allocate after the length");
+        assert_eq!(
+            be16(&alloc, 0),
+            be16(&alloc, 4) + 20,
+            "RFC 4571 length = STUN length"
+        );
+        let media = frame_4571(&srtp(WA_AUDIO_PT, 1, 2, 3, 50, &mut rng));
+        let s = [alloc.clone(), media.clone()].concat();
+        assert_eq!(cut(Framing::Rfc4571, &s), [alloc.len(), media.len()]);
+        // Telegram's TCP reflector.
+        let tag = [0x5C; 16];
+        let hello = tg_tcp_hello(tag);
+        assert_eq!(
+            (hello.len(), &hello[..16], &hello[16..]),
+            (20, &tag[..], &[0u8; 4][..])
+        );
+        let data = frame_tg(&tg_data(tag, 4, &mut rng));
+        assert_eq!(&data[..4], &96u32.to_le_bytes());
+        let s = [hello, frame_tg(&tg_endpoints_request(tag)), data].concat();
+        assert_eq!(cut(Framing::TgTcp, &s), [20, 36, 100]);
+        // TURN over TCP, unframed: STUN, then ChannelData padded to 4.
+        let a = turn_allocate([3; 12]);
+        let cd = filter_common::pktbuild::channel_data_padded(TG_CHANNEL, &[7; 61]);
+        assert_eq!(cd.len(), 68);
+        let s = [a.clone(), cd].concat();
+        assert_eq!(cut(Framing::Stun, &s), [a.len(), 68]);
+        // WhatsApp's Noise transport.
+        let h = wa_noise_hello(&mut rng);
+        assert_eq!(&h[..4], b"WA\x06\x03");
+        assert_eq!(&h[4..7], &[0, 0, 36]);
+        let s = [h.clone(), wa_frame(&[1; 300])].concat();
+        assert_eq!(cut(Framing::Chat, &s), [h.len(), 303]);
+        assert_eq!(
+            cut(Framing::WaFrames, &wa_frame(&vec![1; 70_000])),
+            [70_003]
+        );
+        // MTProto.
+        let pq = mtproto_req_pq(&mut rng);
+        assert_eq!(pq.len(), 40);
+        assert_eq!(&pq[..8], &[0; 8], "auth_key_id 0");
+        assert_eq!(&pq[20..24], &0xBE7E_8EF1u32.to_le_bytes());
+        for t in [Mtproto::Abridged, Mtproto::Intermediate, Mtproto::Padded] {
+            let mut first = t.tag().to_vec();
+            first.extend_from_slice(&t.frame(&pq, &mut rng));
+            let big = t.frame(&mtproto_encrypted(40, &mut rng), &mut rng);
+            let s = [first.clone(), big.clone()].concat();
+            assert_eq!(cut(Framing::Chat, &s), [first.len(), big.len()], "{t:?}");
+            assert_eq!(cut(t.framing(), &s), [first.len(), big.len()], "{t:?}");
+            assert_eq!(
+                mtproto_packet(t.framing(), &first, true)[..40],
+                pq[..],
+                "{t:?}"
+            );
+        }
+        assert_eq!(
+            Mtproto::Abridged.frame(&pq, &mut rng)[0],
+            10,
+            "40 bytes = 10 words"
+        );
+        assert_eq!(
+            Mtproto::Abridged.frame(&[0; 1024], &mut rng)[..4],
+            [0x7F, 0, 1, 0]
+        );
+        // TLS.
+        let r = tls_app_data(100, &mut rng);
+        assert_eq!(cut(Framing::Chat, &[r.clone(), r].concat()), [105, 105]);
+    }
+
+    #[test]
+    fn chat_server_answers_each_transport_in_its_framing() {
+        let peer: SocketAddr = CLIENT4.parse().unwrap();
+        let local: SocketAddr = "198.51.100.22:443".parse().unwrap();
+        let mut rng = Rng::new(9);
+        let mut st = PeerState::new(1);
+        for t in [Mtproto::Abridged, Mtproto::Intermediate, Mtproto::Padded] {
+            let mut first = t.tag().to_vec();
+            first.extend_from_slice(&t.frame(&mtproto_req_pq(&mut rng), &mut rng));
+            let f = Framing::sniff(&first).unwrap();
+            for (rec, is_first) in [
+                (first, true),
+                (t.frame(&mtproto_encrypted(5, &mut rng), &mut rng), false),
+            ] {
+                let a = answer_tcp(Kind::Chat, &mut st, &rec, is_first, f, peer, local);
+                assert_eq!(a.len(), 1);
+                assert_eq!(cut(f.answers(), &a[0]), [a[0].len()], "{t:?}");
+            }
+        }
+        let h = wa_noise_hello(&mut rng);
+        let a = answer_tcp(Kind::Chat, &mut st, &h, true, Framing::WaNoise, peer, local);
+        assert_eq!(cut(Framing::WaFrames, &a[0]), [a[0].len()]);
+        let a = answer_tcp(
+            Kind::TgReflectorTcp,
+            &mut st,
+            &tg_tcp_hello([1; 16]),
+            true,
+            Framing::TgTcp,
+            peer,
+            local,
+        );
+        assert!(a.is_empty(), "the hello is not answered");
+        let ping = frame_tg(&tg_ping([1; 16], 5));
+        let a = answer_tcp(
+            Kind::TgReflectorTcp,
+            &mut st,
+            &ping,
+            false,
+            Framing::TgTcp,
+            peer,
+            local,
+        );
+        assert_eq!((a[0].len(), &a[0][..4]), (68, &64u32.to_le_bytes()[..]));
+    }
+
+    #[test]
+    fn big_dns_answer_and_decoys() {
+        let q = dns_big_query(0x2000, "big.example.com");
+        assert_eq!(&q[q.len() - 11..q.len() - 6], &[0, 0, 0x29, 0x10, 0x00]);
+        let a = dns_response(&q).unwrap();
+        assert_eq!(a.len(), DNS_BIG_ANSWER);
+        assert_eq!(&a[..2], &[0x20, 0x00]);
+        assert_eq!(be16(&a, 6), 1, "one answer");
+        let m = decoy_marker(1);
+        assert_ne!(m, decoy_marker(2));
+        let d = decoy(m, &mut Rng::new(3));
+        assert!(d.starts_with(&m) && d.len() >= 20);
     }
 
     #[test]
