@@ -7,7 +7,7 @@
 //! them like any other byte.
 //!
 //! Invariants: nothing panics (overflow checks are on); an IP packet's UDP
-//! payload lies inside the frame; the parser reading through a 512-byte
+//! (TCP, later fragment's) payload lies inside the frame; the parser reading through a 512-byte
 //! offset limit (the XDP program's direct-read bound) gives the same answer
 //! or `Truncated`; an app category only comes with a WhatsApp or Telegram
 //! label; `observe` only adds flags and `verdict` drops only when the policy
@@ -19,7 +19,7 @@ mod common;
 use filter_common::classify::{Class, HEAD_LEN, LABEL_RTP, LABEL_WHATSAPP_MEDIA, Strength};
 use filter_common::decide::{Verdict, caller_fate, endpoint_bit, observe, verdict};
 use filter_common::parse::{
-    Fragment, Malformed, PROTO_UDP, Packet, Parsed, XdpReach, flow_key, parse_frame,
+    Fragment, Malformed, PROTO_TCP, PROTO_UDP, Packet, Parsed, XdpReach, flow_key, parse_frame,
 };
 use filter_common::{
     ACTION_DROP, ACTION_FLOWS, ACTION_LOSS, ACTION_MONITOR, ENDPOINT_BITS_WORDS, FATE_SPARED,
@@ -80,6 +80,27 @@ fn check_packet(pkt: &Packet, frame_len: usize) {
         assert!(
             pkt.payload_off + pkt.payload_len <= frame_len,
             "payload {}+{} beyond the frame's {frame_len} bytes",
+            pkt.payload_off,
+            pkt.payload_len
+        );
+    } else if matches!(pkt.frag, Fragment::Later { .. }) {
+        // A later fragment's data, whatever the protocol, inside the frame.
+        let min_off = if pkt.is_v6 { 14 + 40 + 8 } else { 14 + 20 };
+        assert!(pkt.payload_off >= min_off, "fragment data at {}", pkt.payload_off);
+        assert!(
+            pkt.payload_off + pkt.payload_len <= frame_len,
+            "fragment data {}+{} beyond the frame's {frame_len} bytes",
+            pkt.payload_off,
+            pkt.payload_len
+        );
+    } else if pkt.proto == PROTO_TCP && pkt.payload_off != 0 {
+        // A TCP payload (the fallback framings are read from it) lies
+        // behind a whole TCP header, inside the frame.
+        let min_off = if pkt.is_v6 { 14 + 40 + 20 } else { 14 + 20 + 20 };
+        assert!(pkt.payload_off >= min_off, "TCP payload at {}", pkt.payload_off);
+        assert!(
+            pkt.payload_off + pkt.payload_len <= frame_len,
+            "TCP payload {}+{} beyond the frame's {frame_len} bytes",
             pkt.payload_off,
             pkt.payload_len
         );
