@@ -255,16 +255,9 @@ async fn run_async(req: &RunRequest) -> Result<(), Error> {
     drop(lock);
 
     if let Some(listener) = listener {
-        let view = Filter::open_pinned(&layout, false)?;
-        let registry =
-            crate::metrics::registry(crate::metrics::PinCollector::new(view, layout.clone()));
-        log::info!(
-            "metrics at http://{}/metrics",
-            listener
-                .local_addr()
-                .map_or_else(|_| "?".to_owned(), |a| a.to_string())
-        );
-        tokio::spawn(crate::metrics::serve(listener, registry));
+        // Its own thread, runtime and view of the maps: no scrape waits on
+        // a reload, no reload or signal on a scrape.
+        crate::metrics::start(listener, &layout)?;
     }
     spawn_program_log(program_id);
     log::info!(

@@ -1184,10 +1184,18 @@ impl Filter {
     /// One interface slot's per-category counters summed over CPUs, indexed
     /// by category id (slot 0: interfaces without a slot of their own).
     pub fn slot_stats(&self, slot: u32) -> Result<Vec<CatStats>, LoadError> {
-        let c = self.counters()?;
-        Ok((0..CATEGORY_SLOTS)
-            .map(|cat| cat_stats(&c, slot, cat as u8))
-            .collect())
+        Ok(slot_cat_stats(&self.counters()?, slot))
+    }
+
+    /// Every counter of the program, each per-CPU map read once (one
+    /// `BPF_MAP_LOOKUP_BATCH` each): what a report of all interface slots,
+    /// labels and global totals needs, without reading `COUNTERS` per slot.
+    pub fn counter_snapshot(&self) -> Result<CounterSnapshot, LoadError> {
+        Ok(CounterSnapshot {
+            counters: self.counters()?,
+            events: self.events()?,
+            labels: self.label_stats()?,
+        })
     }
 
     /// The counter slot of every registered ifindex, as (ifindex, slot).
@@ -1319,11 +1327,18 @@ impl Filter {
     /// Every tracked flow with a category (flows the table only caches, of
     /// no category, are left out), with its key.
     pub fn flows(&self) -> Result<Vec<(FlowKey, FlowSlot)>, LoadError> {
+        let mut out = Vec::new();
+        self.each_flow(|k, s| out.push((*k, *s)))?;
+        Ok(out)
+    }
+
+    /// Call `f` with each tracked flow with a category, read from the
+    /// memory-mapped table (no syscall per slot).
+    fn each_flow(&self, mut f: impl FnMut(&FlowKey, &FlowSlot)) -> Result<(), LoadError> {
         let (flows, keys, hash_key) = self.flow_table()?;
         let buckets = flows.slice::<FlowBucket>(FLOW_BUCKETS as usize);
         let keys = keys.slice::<FlowKey>(FLOW_SLOTS as usize);
         let now = now_tick();
-        let mut out = Vec::new();
         for (i, b) in buckets.iter().enumerate() {
             for (w, s) in b.slots.iter().enumerate() {
                 if s.category == 0 || !live(s, now) {
@@ -1334,11 +1349,11 @@ impl Filter {
                 let s = *s;
                 let k = keys[i * 2 + w];
                 if key_hash(&k, hash_key) == s.tag {
-                    out.push((k, s));
+                    f(&k, &s);
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Empty the flow table and the fragment state (tests: forget what
@@ -1364,9 +1379,12 @@ impl Filter {
         Ok(())
     }
 
-    /// Tracked flows with a category, and the flow table's capacity.
+    /// Tracked flows with a category, and the flow table's capacity
+    /// (counted in place: nothing is collected).
     pub fn flow_occupancy(&self) -> Result<(u64, u32), LoadError> {
-        Ok((self.flows()?.len() as u64, FLOW_SLOTS))
+        let mut n = 0u64;
+        self.each_flow(|_, _| n += 1)?;
+        Ok((n, FLOW_SLOTS))
     }
 }
 
@@ -1414,6 +1432,37 @@ impl TrieMem for MappedTables<'_> {
     fn unit(&self, _generation: u32, index: u32) -> Option<&Unit> {
         self.units.get(index as usize)
     }
+}
+
+/// The program's counters, read once ([`Filter::counter_snapshot`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    /// `COUNTERS`, summed over CPUs.
+    pub counters: Vec<Counter>,
+    /// `EVENTS`, summed over CPUs.
+    pub events: Vec<u64>,
+    /// Per-label counters, indexed by label id.
+    pub labels: Vec<LabelStats>,
+}
+
+impl CounterSnapshot {
+    /// One interface slot's per-category counters, indexed by category id
+    /// (as [`Filter::slot_stats`]).
+    pub fn slot_stats(&self, slot: u32) -> Vec<CatStats> {
+        slot_cat_stats(&self.counters, slot)
+    }
+
+    /// The global totals, indexed by `G_*` (as [`Filter::global_stats`]).
+    pub fn global(&self) -> Vec<u64> {
+        global_totals(&self.counters, &self.events)
+    }
+}
+
+/// Every category's counters on one interface slot, indexed by category id.
+fn slot_cat_stats(c: &[Counter], slot: u32) -> Vec<CatStats> {
+    (0..CATEGORY_SLOTS)
+        .map(|cat| cat_stats(c, slot, cat as u8))
+        .collect()
 }
 
 /// A category's counters on one interface slot, from its verdict slots.

@@ -194,8 +194,9 @@ enum ListCommand {
         normalize: bool,
     },
     /// Build the category files from the public sources named in the
-    /// sources file (each replaced atomically; a failing source leaves its
-    /// category as it was). Install them with `flowfilter reload`.
+    /// sources file, fetched over https only (each file replaced atomically;
+    /// a failing source leaves its category as it was). Install them with
+    /// `flowfilter reload`.
     Update {
         /// Sources file.
         #[arg(long, value_name = "FILE", default_value = filter_user::update::DEFAULT_SOURCES)]
@@ -203,9 +204,14 @@ enum ListCommand {
         /// Directory the category files are written to.
         #[arg(long, value_name = "DIR", default_value = filter_user::update::DEFAULT_OUT)]
         out: PathBuf,
-        /// Write lists that are empty or less than half their previous size.
+        /// Write lists that are empty, less than half or more than ten times
+        /// their previous size.
         #[arg(long)]
         force: bool,
+        /// Accept prefixes broader than /8 (IPv4) or /16 (IPv6), such as
+        /// 0.0.0.0/0 (refused otherwise: they drop nearly every call).
+        #[arg(long)]
+        allow_broad: bool,
     },
 }
 
@@ -441,11 +447,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// `flowfilter list update`: exit 2 for a bad sources file, 1 when a
 /// category was left as it was.
-fn list_update(sources: PathBuf, out: PathBuf, force: bool) -> anyhow::Result<()> {
+fn list_update(
+    sources: PathBuf,
+    out: PathBuf,
+    force: bool,
+    allow_broad: bool,
+) -> anyhow::Result<()> {
     let opts = filter_user::update::UpdateOptions {
         sources,
         out,
         force,
+        allow_broad,
         ..filter_user::update::UpdateOptions::default()
     };
     let report = filter_user::update::run_update(&opts).map_err(|e| {
@@ -483,7 +495,8 @@ fn list_command(layout: &PinLayout, op: ListCommand) -> anyhow::Result<()> {
             sources,
             out,
             force,
-        } => return list_update(sources, out, force),
+            allow_broad,
+        } => return list_update(sources, out, force, allow_broad),
     };
     print(&cli::list(layout, &op, lists.as_deref(), normalize)?);
     Ok(())

@@ -128,8 +128,10 @@ pub fn collect_stats(f: &Filter, state: Option<&StateFile>) -> Result<StatsSnaps
     let mut cats = vec![CatStats::default(); filter_common::CATEGORY_SLOTS as usize];
     let mut interfaces = Vec::new();
     let name_of = |id: u8| state.and_then(|st| st.name_of(id)).map(str::to_owned);
+    // One read of each counter map serves every slot, the labels and the totals.
+    let snap = f.counter_snapshot()?;
     for slot in 0..IF_SLOTS {
-        let per = f.slot_stats(slot)?;
+        let per = snap.slot_stats(slot);
         for (t, s) in cats.iter_mut().zip(&per) {
             *t = crate::loader::sum_cat(t, s);
         }
@@ -156,8 +158,8 @@ pub fn collect_stats(f: &Filter, state: Option<&StateFile>) -> Result<StatsSnaps
             });
         }
     }
-    let labels = f.label_stats()?;
-    let global = f.global_stats()?;
+    let global = snap.global();
+    let labels = snap.labels;
     let mut categories = Vec::new();
     for (id, s) in cats.iter().enumerate() {
         let id = id as u8;

@@ -10,12 +10,21 @@
 //! sorted, duplicates merged. Every written file is checked with
 //! [`lists::parse_list`] before it replaces the old one.
 //!
+//! Sources are fetched over HTTPS only: an `http://` URL is refused when the
+//! sources file is read, and so is a redirect to one (every hop is checked;
+//! at most [`MAX_REDIRECTS`] are followed). A list fetched in clear could be
+//! rewritten on the way, and a list is what decides which calls drop.
+//!
 //! A category is left as it was (and the report says why) when:
 //! - any of its sources fails (network, HTTP status, a body that does not
 //!   parse: errors name the source and the line), other categories still
 //!   update;
-//! - the new list is empty, or less than half the size of the current file,
-//!   unless [`UpdateOptions::force`] is set.
+//! - a source gives a prefix broader than /8 (IPv4) or /16 (IPv6), such as
+//!   `0.0.0.0/0`, which would drop nearly every call: the source fails,
+//!   naming the line and the prefix, unless [`UpdateOptions::allow_broad`]
+//!   is set;
+//! - the new list is empty, less than half the size of the current file, or
+//!   more than ten times its size, unless [`UpdateOptions::force`] is set.
 //!
 //! [`run_update`] returns `Err` only when nothing could be tried: the sources
 //! file is unreadable or invalid (a [`SourcesError`], an input error: exit
@@ -41,7 +50,7 @@
 //! # One entry per source, at least one. Exactly one of `url`, `path` or `asn`:
 //! [[category.telegram.source]]
 //! name = "Telegram's published list"   # optional, what the source is
-//! url = "https://core.telegram.org/resources/cidr.txt"   # plain CIDR list over http(s)
+//! url = "https://core.telegram.org/resources/cidr.txt"   # plain CIDR list over https
 //!
 //! [[category.telegram.source]]
 //! path = "extra/telegram-local.txt"   # plain CIDR list, relative to the sources file
@@ -84,6 +93,15 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_BODY: u64 = 32 << 20;
 /// Longest `timeout_secs`.
 const MAX_TIMEOUT_SECS: u64 = 3600;
+/// Redirects followed per fetch (each to `https://` only).
+pub const MAX_REDIRECTS: u32 = 5;
+/// Shortest IPv4 prefix accepted without [`UpdateOptions::allow_broad`].
+pub const MIN_V4_PREFIX: u8 = 8;
+/// Shortest IPv6 prefix accepted without [`UpdateOptions::allow_broad`].
+pub const MIN_V6_PREFIX: u8 = 16;
+/// A new list larger than this many times the current one is refused
+/// without [`UpdateOptions::force`].
+pub const MAX_GROWTH: usize = 10;
 
 /// What [`run_update`] does.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,14 +111,20 @@ pub struct UpdateOptions {
     /// Directory the category files are written to (default [`DEFAULT_OUT`];
     /// created when missing).
     pub out: PathBuf,
-    /// Write lists that are empty or less than half their previous size.
+    /// Write lists that are empty, less than half or more than ten times
+    /// their previous size.
     pub force: bool,
+    /// Accept prefixes broader than /8 (IPv4) or /16 (IPv6).
+    pub allow_broad: bool,
     /// Use this RIPEstat endpoint instead of the sources file's (default
     /// `None`; tests point it at a loopback server).
     pub ripestat_url: Option<String>,
     /// Honour `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY` from the
     /// environment (default `true`).
     pub env_proxy: bool,
+    /// Trust these certificates (DER) instead of the Web PKI roots (default
+    /// `None`; tests trust their loopback server's).
+    pub tls_roots: Option<Vec<Vec<u8>>>,
 }
 
 impl Default for UpdateOptions {
@@ -109,8 +133,10 @@ impl Default for UpdateOptions {
             sources: PathBuf::from(DEFAULT_SOURCES),
             out: PathBuf::from(DEFAULT_OUT),
             force: false,
+            allow_broad: false,
             ripestat_url: None,
             env_proxy: true,
+            tls_roots: None,
         }
     }
 }
@@ -206,7 +232,7 @@ pub struct Source {
 /// Where a source comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SourceKind {
-    /// A plain CIDR list over HTTP(S).
+    /// A plain CIDR list over HTTPS.
     Url(String),
     /// A plain CIDR list in a local file (absolute, or relative to the
     /// working directory after resolution against the sources file).
@@ -312,18 +338,21 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// Whether `url` is an `http://` or `https://` URL with a host and no
-/// whitespace or control characters.
-fn check_url(url: &str) -> Result<(), String> {
+/// Whether `url` is an `https://` URL with a host and no whitespace or
+/// control characters (`http://` is refused: a list fetched in clear can be
+/// rewritten on the way).
+pub fn check_url(url: &str) -> Result<(), String> {
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!("`{url}` contains whitespace or control characters"));
     }
     let lower = url.to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("http://")
-        .or_else(|| lower.strip_prefix("https://"));
-    match rest {
-        None => Err(format!("`{url}` is not an http:// or https:// URL")),
+    if lower.starts_with("http://") {
+        return Err(format!(
+            "`{url}` is plain HTTP: sources are fetched over https:// only (a list fetched in clear can be rewritten on the way)"
+        ));
+    }
+    match lower.strip_prefix("https://") {
+        None => Err(format!("`{url}` is not an https:// URL")),
         Some(r) if r.is_empty() || r.starts_with('/') => Err(format!("`{url}` has no host")),
         Some(_) => Ok(()),
     }
@@ -420,7 +449,7 @@ impl Sources {
                     _ => {
                         return Err(invalid(
                             field,
-                            "give exactly one of `url` (plain CIDR list over http/https), `path` (plain CIDR list in a file) or `asn` (announced prefixes from RIPEstat)".into(),
+                            "give exactly one of `url` (plain CIDR list over https), `path` (plain CIDR list in a file) or `asn` (announced prefixes from RIPEstat)".into(),
                         ));
                     }
                 };
@@ -512,6 +541,14 @@ pub enum SkipReason {
         /// Entries of the current file.
         previous: usize,
     },
+    /// The new list has more than [`MAX_GROWTH`] times the entries of the
+    /// current file (`--force` writes it).
+    Grown {
+        /// Entries of the new list.
+        entries: usize,
+        /// Entries of the current file.
+        previous: usize,
+    },
     /// The current file could not be read.
     PreviousUnreadable(String),
     /// The new file did not pass its check (a bug).
@@ -523,7 +560,10 @@ pub enum SkipReason {
 impl SkipReason {
     /// Whether `--force` would have written the list.
     pub fn forceable(&self) -> bool {
-        matches!(self, SkipReason::Empty | SkipReason::Shrunk { .. })
+        matches!(
+            self,
+            SkipReason::Empty | SkipReason::Shrunk { .. } | SkipReason::Grown { .. }
+        )
     }
 }
 
@@ -536,6 +576,10 @@ impl fmt::Display for SkipReason {
             SkipReason::Shrunk { entries, previous } => write!(
                 f,
                 "the new list has {entries} entries, less than half of the current {previous} (use --force to write it)"
+            ),
+            SkipReason::Grown { entries, previous } => write!(
+                f,
+                "the new list has {entries} entries, more than {MAX_GROWTH} times the current {previous} (use --force to write it)"
             ),
             SkipReason::PreviousUnreadable(e) => write!(f, "cannot read the current file: {e}"),
             SkipReason::Invalid(e) => write!(f, "the new list failed its check: {e}"),
@@ -647,7 +691,7 @@ impl fmt::Display for UpdateReport {
             {
                 write!(
                     f,
-                    " (check the sources, then use --force to accept a smaller list)"
+                    " (check the sources, then use --force to accept the new size)"
                 )?;
             }
             Ok(())
@@ -661,12 +705,33 @@ struct Fetched {
     fetched: SystemTime,
 }
 
-/// Fetch `url`: the body of a 2xx response.
+/// Fetch `url`: the body of a 2xx response. The agent follows at most
+/// [`MAX_REDIRECTS`] redirects and refuses any hop that is not `https://`
+/// ([`agent`]); the final address is checked again here.
 fn http_get(agent: &ureq::Agent, url: &str) -> Result<Vec<u8>, String> {
-    let mut resp = agent.get(url).call().map_err(|e| format!("{url}: {e}"))?;
+    let mut resp = agent.get(url).call().map_err(|e| match e {
+        ureq::Error::RequireHttpsOnly(to) => format!(
+            "{url}: redirected to `{to}`, plain HTTP: refused (sources are fetched over https:// only, redirects included)"
+        ),
+        ureq::Error::TooManyRedirects => {
+            format!("{url}: more than {MAX_REDIRECTS} redirects: refused")
+        }
+        e => format!("{url}: {e}"),
+    })?;
     let status = resp.status();
+    if status.is_redirection() {
+        return Err(format!(
+            "{url}: HTTP status {status} without a usable `Location`"
+        ));
+    }
     if !status.is_success() {
         return Err(format!("{url}: HTTP status {status}"));
+    }
+    let at = ureq::ResponseExt::get_uri(&resp);
+    if at.scheme_str() != Some("https") {
+        return Err(format!(
+            "{url}: answered from `{at}`, not https://: refused"
+        ));
     }
     resp.body_mut()
         .with_config()
@@ -684,19 +749,75 @@ fn utf8(location: &str, bytes: Vec<u8>) -> Result<String, String> {
     })
 }
 
-/// Parse a plain CIDR list; errors are `location:line: what`.
-fn parse_cidr_text(location: &str, text: &str, normalize: bool) -> Result<BTreeSet<Cidr>, String> {
+/// Whether a prefix of length `len` in a `width`-bit family (32 or 128) is
+/// broader than [`MIN_V4_PREFIX`] / [`MIN_V6_PREFIX`].
+pub fn is_broad(width: u8, len: u8) -> bool {
+    len < if width == 32 {
+        MIN_V4_PREFIX
+    } else {
+        MIN_V6_PREFIX
+    }
+}
+
+/// Why a broad prefix is refused: `at: `prefix` ...`.
+fn broad_error(at: &str, entry: &str, width: u8) -> String {
+    let (min, family) = if width == 32 {
+        (MIN_V4_PREFIX, "IPv4")
+    } else {
+        (MIN_V6_PREFIX, "IPv6")
+    };
+    format!(
+        "{at}: `{entry}` is broader than /{min}, the shortest {family} prefix a list of call ranges may hold (it would drop nearly every call); refused, --allow-broad accepts it"
+    )
+}
+
+/// The first entry of a plain CIDR list (one that parses) broader than
+/// /8 or /16, as `location:line: ...`.
+fn check_broad_text(location: &str, text: &str) -> Result<(), String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    for (i, raw) in text.lines().enumerate() {
+        let entry = raw.split_once('#').map_or(raw, |(e, _)| e).trim();
+        let Some((addr, len)) = entry.split_once('/') else {
+            continue;
+        };
+        let width = if addr.contains(':') { 128 } else { 32 };
+        if let Ok(len) = len.parse::<u8>()
+            && is_broad(width, len)
+        {
+            return Err(broad_error(&format!("{location}:{}", i + 1), entry, width));
+        }
+    }
+    Ok(())
+}
+
+/// Parse a plain CIDR list; errors are `location:line: what`. Prefixes
+/// broader than /8 or /16 are refused unless `allow_broad`.
+fn parse_cidr_text(
+    location: &str,
+    text: &str,
+    normalize: bool,
+    allow_broad: bool,
+) -> Result<BTreeSet<Cidr>, String> {
     let list = lists::parse_list(location, text, normalize).map_err(|e| e.to_string())?;
     if list.is_empty() {
         return Err(format!(
             "{location}: no entries (an empty list is taken as a broken source)"
         ));
     }
+    if !allow_broad {
+        check_broad_text(location, text)?;
+    }
     Ok(list.cidrs().collect())
 }
 
 /// Parse a RIPEstat announced-prefixes response: `data.prefixes[].prefix`.
-fn parse_ripestat(location: &str, asn: u32, body: &[u8]) -> Result<BTreeSet<Cidr>, String> {
+/// Prefixes broader than /8 or /16 are refused unless `allow_broad`.
+fn parse_ripestat(
+    location: &str,
+    asn: u32,
+    body: &[u8],
+    allow_broad: bool,
+) -> Result<BTreeSet<Cidr>, String> {
     let v: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| format!("{location}: not a RIPEstat JSON response: {e}"))?;
     let err = |what: String| format!("{location}: {what}");
@@ -736,13 +857,25 @@ fn parse_ripestat(location: &str, asn: u32, body: &[u8]) -> Result<BTreeSet<Cidr
             .ok_or_else(|| err(format!("`data.prefixes[{i}]` has no `prefix` string")))?;
         let cidr =
             Cidr::from_str(s).map_err(|e| err(format!("`data.prefixes[{i}].prefix`: {e}")))?;
+        if !allow_broad && is_broad(cidr.width(), cidr.prefix_len()) {
+            return Err(broad_error(
+                &format!("{location}: `data.prefixes[{i}].prefix`"),
+                s,
+                cidr.width(),
+            ));
+        }
         out.insert(cidr);
     }
     Ok(out)
 }
 
 /// Fetch and parse one source.
-fn fetch(agent: &ureq::Agent, ripestat: &str, src: &Source) -> (String, Result<Fetched, String>) {
+fn fetch(
+    agent: &ureq::Agent,
+    ripestat: &str,
+    allow_broad: bool,
+    src: &Source,
+) -> (String, Result<Fetched, String>) {
     let done = |cidrs| {
         Ok(Fetched {
             cidrs,
@@ -753,7 +886,7 @@ fn fetch(agent: &ureq::Agent, ripestat: &str, src: &Source) -> (String, Result<F
         SourceKind::Url(url) => {
             let r = http_get(agent, url)
                 .and_then(|b| utf8(url, b))
-                .and_then(|t| parse_cidr_text(url, &t, src.normalize))
+                .and_then(|t| parse_cidr_text(url, &t, src.normalize, allow_broad))
                 .and_then(done);
             (url.clone(), r)
         }
@@ -762,14 +895,14 @@ fn fetch(agent: &ureq::Agent, ripestat: &str, src: &Source) -> (String, Result<F
             let r = fs::read(path)
                 .map_err(|e| format!("{shown}: {e}"))
                 .and_then(|b| utf8(&shown, b))
-                .and_then(|t| parse_cidr_text(&shown, &t, src.normalize))
+                .and_then(|t| parse_cidr_text(&shown, &t, src.normalize, allow_broad))
                 .and_then(done);
             (shown, r)
         }
         SourceKind::Ripestat { asn } => {
             let url = ripestat_request(ripestat, *asn);
             let r = http_get(agent, &url)
-                .and_then(|b| parse_ripestat(&url, *asn, &b))
+                .and_then(|b| parse_ripestat(&url, *asn, &b, allow_broad))
                 .and_then(done);
             (url, r)
         }
@@ -787,6 +920,75 @@ pub fn utc(time: SystemTime) -> String {
         rem / 60 % 60,
         rem % 60
     )
+}
+
+/// Parse `YYYY-MM-DDTHH:MM:SSZ` as [`utc`] writes it.
+pub fn parse_utc(text: &str) -> Option<SystemTime> {
+    let b = text.as_bytes();
+    if b.len() != 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'Z'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u64> {
+        let t = text.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hours, minutes, secs) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if year < 1970
+        || !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hours > 23
+        || minutes > 59
+        || secs > 59
+    {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(UNIX_EPOCH + Duration::from_secs(days * 86_400 + hours * 3600 + minutes * 60 + secs))
+}
+
+fn days_in_month(y: u64, m: u64) -> u64 {
+    match m {
+        2 if y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400)) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to a date on or after it (H. Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(y: u64, m: u64, d: u64) -> u64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y / 400;
+    let yoe = y % 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// When `flowfilter list update` wrote a list, from the header it writes
+/// (`# NAME: written by ...` then `# at TIME: ...`); `None` for a list
+/// without that header.
+pub fn written_at(text: &str) -> Option<SystemTime> {
+    let mut lines = text.lines();
+    let first = lines.next()?;
+    if !(first.starts_with("# ") && first.contains(": written by `flowfilter list update`")) {
+        return None;
+    }
+    let at = lines.next()?.strip_prefix("# at ")?;
+    parse_utc(at.get(..20)?)
 }
 
 /// Proleptic Gregorian date of `days` after 1970-01-01 (H. Hinnant's
@@ -941,10 +1143,10 @@ fn update_category(
     agent: &ureq::Agent,
     ripestat: &str,
     sources_file: &Path,
-    out: &Path,
-    force: bool,
+    opts: &UpdateOptions,
     cat: &CategorySources,
 ) -> CategoryReport {
+    let (out, force) = (&opts.out, opts.force);
     let path = out.join(format!("{}.txt", cat.name));
     let mut report = CategoryReport {
         name: cat.name.clone(),
@@ -957,7 +1159,7 @@ fn update_category(
     };
     let mut fetched = Vec::with_capacity(cat.sources.len());
     for src in &cat.sources {
-        let (location, result) = fetch(agent, ripestat, src);
+        let (location, result) = fetch(agent, ripestat, opts.allow_broad, src);
         report.sources.push(SourceReport {
             name: src.name.clone(),
             location: location.clone(),
@@ -994,6 +1196,18 @@ fn update_category(
             && entries.len() * 2 < previous
         {
             report.skipped = Some(SkipReason::Shrunk {
+                entries: entries.len(),
+                previous,
+            });
+            return report;
+        }
+        // An empty current file (written with --force) gives no size to
+        // compare with.
+        if let Some(previous) = report.previous
+            && previous > 0
+            && entries.len() > previous.saturating_mul(MAX_GROWTH)
+        {
+            report.skipped = Some(SkipReason::Grown {
                 entries: entries.len(),
                 previous,
             });
@@ -1053,10 +1267,38 @@ pub fn run_update(opts: &UpdateOptions) -> anyhow::Result<UpdateReport> {
     } else {
         None
     };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(sources.timeout))
+    let agent = agent(sources.timeout, proxy, opts.tls_roots.as_deref());
+    let categories = sources
+        .categories
+        .iter()
+        .map(|cat| update_category(&agent, &ripestat, &sources_file, opts, cat))
+        .collect();
+    Ok(UpdateReport {
+        sources_file,
+        out: opts.out.clone(),
+        categories,
+    })
+}
+
+/// The HTTP client: `https://` only on every hop (ureq checks each
+/// redirect's address before connecting), at most [`MAX_REDIRECTS`]
+/// redirects, `timeout` for each fetch with its redirects.
+fn agent(timeout: Duration, proxy: Option<ureq::Proxy>, roots: Option<&[Vec<u8>]>) -> ureq::Agent {
+    let mut tls = ureq::tls::TlsConfig::builder();
+    if let Some(roots) = roots {
+        let certs: Vec<ureq::tls::Certificate<'static>> = roots
+            .iter()
+            .map(|der| ureq::tls::Certificate::from_der(der).to_owned())
+            .collect();
+        tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+    }
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
         .http_status_as_error(false)
-        .https_only(false)
+        .https_only(true)
+        .max_redirects(MAX_REDIRECTS)
+        .max_redirects_will_error(true)
+        .tls_config(tls.build())
         .proxy(proxy)
         .user_agent(concat!(
             "flowfilter/",
@@ -1064,17 +1306,7 @@ pub fn run_update(opts: &UpdateOptions) -> anyhow::Result<UpdateReport> {
             " (list update)"
         ))
         .build()
-        .into();
-    let categories = sources
-        .categories
-        .iter()
-        .map(|cat| update_category(&agent, &ripestat, &sources_file, &opts.out, opts.force, cat))
-        .collect();
-    Ok(UpdateReport {
-        sources_file,
-        out: opts.out.clone(),
-        categories,
-    })
+        .into()
 }
 
 #[cfg(test)]
@@ -1135,11 +1367,53 @@ mod tests {
 
     type Routes = Arc<Mutex<HashMap<String, (u16, Vec<u8>)>>>;
 
-    /// A loopback HTTP/1.1 server on 127.0.0.1: answers each request with the
-    /// route set for its path (query included), 404 otherwise, and closes
-    /// the connection.
+    /// The test's certificate authority and the server configuration of a
+    /// certificate it issued for 127.0.0.1 (made once per test process).
+    struct TestTls {
+        ca_der: Vec<u8>,
+        server: Arc<rustls::ServerConfig>,
+    }
+
+    fn test_tls() -> &'static TestTls {
+        static TLS: std::sync::OnceLock<TestTls> = std::sync::OnceLock::new();
+        TLS.get_or_init(|| {
+            let ca_key = rcgen::KeyPair::generate().unwrap();
+            let mut ca_params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+            ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            ca_params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, "flowfilter test CA");
+            let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+            let key = rcgen::KeyPair::generate().unwrap();
+            let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+                .unwrap()
+                .signed_by(&key, &ca)
+                .unwrap();
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let server = rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(
+                    vec![leaf.der().clone()],
+                    rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+                )
+                .unwrap();
+            TestTls {
+                ca_der: ca.der().to_vec(),
+                server: Arc::new(server),
+            }
+        })
+    }
+
+    /// A loopback HTTP/1.1 server on 127.0.0.1, over TLS with the test's
+    /// certificate ([`Server::start`]) or in clear ([`Server::start_plain`],
+    /// what a downgrade would reach): answers each request with the route
+    /// set for its path (query included; a 3xx route's body is its
+    /// `Location`), 404 otherwise, and closes the connection.
     struct Server {
         port: u16,
+        tls: bool,
         routes: Routes,
         hits: Arc<Mutex<Vec<String>>>,
         stop: Arc<AtomicBool>,
@@ -1148,24 +1422,42 @@ mod tests {
 
     impl Server {
         fn start() -> Server {
+            Server::start_with(true)
+        }
+
+        fn start_plain() -> Server {
+            Server::start_with(false)
+        }
+
+        fn start_with(tls: bool) -> Server {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             let port = listener.local_addr().unwrap().port();
             let routes: Routes = Arc::default();
             let hits = Arc::new(Mutex::new(Vec::new()));
             let stop = Arc::new(AtomicBool::new(false));
             let (r, h, s) = (routes.clone(), hits.clone(), stop.clone());
+            let config = tls.then(|| Arc::clone(&test_tls().server));
             let thread = std::thread::spawn(move || {
                 for conn in listener.incoming() {
                     if s.load(Ordering::SeqCst) {
                         break;
                     }
-                    if let Ok(conn) = conn {
-                        serve(conn, &r, &h);
+                    let Ok(conn) = conn else { continue };
+                    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    match &config {
+                        Some(c) => {
+                            let Ok(tls) = rustls::ServerConnection::new(Arc::clone(c)) else {
+                                continue;
+                            };
+                            serve(rustls::StreamOwned::new(tls, conn), &r, &h);
+                        }
+                        None => serve(conn, &r, &h),
                     }
                 }
             });
             Server {
                 port,
+                tls,
                 routes,
                 hits,
                 stop,
@@ -1174,7 +1466,8 @@ mod tests {
         }
 
         fn url(&self, path: &str) -> String {
-            format!("http://127.0.0.1:{}{path}", self.port)
+            let scheme = if self.tls { "https" } else { "http" };
+            format!("{scheme}://127.0.0.1:{}{path}", self.port)
         }
 
         fn set(&self, path: &str, status: u16, body: impl Into<Vec<u8>>) {
@@ -1199,9 +1492,8 @@ mod tests {
         }
     }
 
-    fn serve(mut conn: TcpStream, routes: &Routes, hits: &Mutex<Vec<String>>) {
-        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut reader = BufReader::new(conn.try_clone().unwrap());
+    fn serve<S: Read + Write>(conn: S, routes: &Routes, hits: &Mutex<Vec<String>>) {
+        let mut reader = BufReader::new(conn);
         let mut first = String::new();
         if reader.read_line(&mut first).is_err() {
             return;
@@ -1216,7 +1508,7 @@ mod tests {
         }
         let path = first.split_whitespace().nth(1).unwrap_or("").to_owned();
         hits.lock().unwrap().push(path.clone());
-        let (status, body) = routes
+        let (status, mut body) = routes
             .lock()
             .unwrap()
             .get(&path)
@@ -1224,14 +1516,22 @@ mod tests {
             .unwrap_or((404, b"not found\n".to_vec()));
         let reason = match status {
             200 => "OK",
+            301 => "Moved Permanently",
+            302 => "Found",
             404 => "Not Found",
             500 => "Internal Server Error",
             _ => "Whatever",
         };
+        let mut extra = String::new();
+        if (300..400).contains(&status) {
+            extra = format!("Location: {}\r\n", String::from_utf8_lossy(&body));
+            body.clear();
+        }
         let head = format!(
-            "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         );
+        let conn = reader.get_mut();
         let _ = conn.write_all(head.as_bytes());
         let _ = conn.write_all(&body);
         let _ = conn.flush();
@@ -1321,8 +1621,10 @@ mod tests {
             sources: sources.to_owned(),
             out: dir.path("out"),
             force: false,
+            allow_broad: false,
             ripestat_url: None,
             env_proxy: false,
+            tls_roots: Some(vec![test_tls().ca_der.clone()]),
         }
     }
 
@@ -1397,7 +1699,7 @@ mod tests {
             r#"
 timeout_secs = 5
 [ripestat]
-url = "http://127.0.0.1:1/r?x=1"
+url = "https://127.0.0.1:1/r?x=1"
 [category.b]
 [[category.b.source]]
 path = "rel/b.txt"
@@ -1417,7 +1719,7 @@ url = "HTTPS://example.test/x.txt"
         )
         .unwrap();
         assert_eq!(s.timeout, Duration::from_secs(5));
-        assert_eq!(s.ripestat_url, "http://127.0.0.1:1/r?x=1");
+        assert_eq!(s.ripestat_url, "https://127.0.0.1:1/r?x=1");
         assert_eq!(
             s.categories,
             [
@@ -1468,8 +1770,8 @@ url = "HTTPS://example.test/x.txt"
             "https://stat.ripe.net/data/announced-prefixes/data.json?resource=AS62041"
         );
         assert_eq!(
-            ripestat_request("http://h/r?x=1", 7),
-            "http://h/r?x=1&resource=AS7"
+            ripestat_request("https://h/r?x=1", 7),
+            "https://h/r?x=1&resource=AS7"
         );
     }
 
@@ -1497,11 +1799,11 @@ url = "HTTPS://example.test/x.txt"
                 "s.toml:3:7: `category.t.source[0].asn`: invalid type: floating point `1.5`, expected an AS number like 62041 or \"AS62041\"",
             ),
             (
-                "[category.t]\n[[category.t.source]]\nurll = \"http://x/\"\n",
+                "[category.t]\n[[category.t.source]]\nurll = \"https://x/\"\n",
                 "s.toml:3:1: `category.t.source[0].urll`: unknown field `urll`, expected one of `name`, `url`, `path`, `asn`, `normalize`",
             ),
             (
-                "[category.t]\n[[category.t.source]]\nurl = \"http://x/\"\nnormalize = \"yes\"\n",
+                "[category.t]\n[[category.t.source]]\nurl = \"https://x/\"\nnormalize = \"yes\"\n",
                 "s.toml:4:13: `category.t.source[0].normalize`: invalid type: string \"yes\", expected a boolean",
             ),
             (
@@ -1534,24 +1836,36 @@ url = "HTTPS://example.test/x.txt"
                 "s.toml: `category.T`: `T` is not a valid category name (a-z, 0-9, _ and -, at most 32 characters, starting with a letter or digit)",
             ),
             (
-                "[category.t]\nsource = [{ asn = 1 }, { asn = 1, url = \"http://x/\" }]\n",
-                "s.toml: `category.t.source[1]`: give exactly one of `url` (plain CIDR list over http/https), `path` (plain CIDR list in a file) or `asn` (announced prefixes from RIPEstat)",
+                "[category.t]\nsource = [{ asn = 1 }, { asn = 1, url = \"https://x/\" }]\n",
+                "s.toml: `category.t.source[1]`: give exactly one of `url` (plain CIDR list over https), `path` (plain CIDR list in a file) or `asn` (announced prefixes from RIPEstat)",
             ),
             (
                 "[category.t]\nsource = [{ name = \"n\" }]\n",
-                "s.toml: `category.t.source[0]`: give exactly one of `url` (plain CIDR list over http/https), `path` (plain CIDR list in a file) or `asn` (announced prefixes from RIPEstat)",
+                "s.toml: `category.t.source[0]`: give exactly one of `url` (plain CIDR list over https), `path` (plain CIDR list in a file) or `asn` (announced prefixes from RIPEstat)",
             ),
             (
                 "[category.t]\nsource = [{ url = \"ftp://x/a\" }]\n",
-                "s.toml: `category.t.source[0].url`: `ftp://x/a` is not an http:// or https:// URL",
+                "s.toml: `category.t.source[0].url`: `ftp://x/a` is not an https:// URL",
             ),
             (
-                "[category.t]\nsource = [{ url = \"http:///a\" }]\n",
-                "s.toml: `category.t.source[0].url`: `http:///a` has no host",
+                "[category.t]\nsource = [{ url = \"https:///a\" }]\n",
+                "s.toml: `category.t.source[0].url`: `https:///a` has no host",
             ),
             (
-                "[category.t]\nsource = [{ url = \"http://x/a b\" }]\n",
-                "s.toml: `category.t.source[0].url`: `http://x/a b` contains whitespace or control characters",
+                "[category.t]\nsource = [{ url = \"https://x/a b\" }]\n",
+                "s.toml: `category.t.source[0].url`: `https://x/a b` contains whitespace or control characters",
+            ),
+            (
+                "[category.t]\nsource = [{ url = \"http://core.telegram.org/resources/cidr.txt\" }]\n",
+                "s.toml: `category.t.source[0].url`: `http://core.telegram.org/resources/cidr.txt` is plain HTTP: sources are fetched over https:// only (a list fetched in clear can be rewritten on the way)",
+            ),
+            (
+                "[category.t]\nsource = [{ url = \"HTTP://x/a\" }]\n",
+                "s.toml: `category.t.source[0].url`: `HTTP://x/a` is plain HTTP: sources are fetched over https:// only (a list fetched in clear can be rewritten on the way)",
+            ),
+            (
+                "[ripestat]\nurl = \"http://stat.ripe.net/data/announced-prefixes/data.json\"\n[category.t]\nsource = [{ asn = 1 }]\n",
+                "s.toml: `ripestat.url`: `http://stat.ripe.net/data/announced-prefixes/data.json` is plain HTTP: sources are fetched over https:// only (a list fetched in clear can be rewritten on the way)",
             ),
             (
                 "[category.t]\nsource = [{ path = \"\" }]\n",
@@ -1575,7 +1889,7 @@ url = "HTTPS://example.test/x.txt"
             ),
             (
                 "[ripestat]\nurl = \"stat.ripe.net\"\n[category.t]\nsource = [{ asn = 1 }]\n",
-                "s.toml: `ripestat.url`: `stat.ripe.net` is not an http:// or https:// URL",
+                "s.toml: `ripestat.url`: `stat.ripe.net` is not an https:// URL",
             ),
             (
                 "[ripestat]\nurll = \"x\"\n[category.t]\nsource = [{ asn = 1 }]\n",
@@ -1615,6 +1929,161 @@ url = "HTTPS://example.test/x.txt"
     // ----- pieces ---------------------------------------------------------
 
     #[test]
+    fn list_header_times() {
+        // Every second of a few days around leap days and year ends reads
+        // back as written.
+        for base in [
+            0u64,
+            951_696_000,
+            1_709_164_800,
+            1_798_675_200,
+            4_102_358_400,
+        ] {
+            for s in (0..3 * 86_400).step_by(3607) {
+                let t = UNIX_EPOCH + Duration::from_secs(base + s);
+                assert_eq!(parse_utc(&utc(t)), Some(t), "{}", utc(t));
+            }
+        }
+        for bad in [
+            "",
+            "2026-02-29T00:00:00Z",
+            "2024-02-30T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-00-01T00:00:00Z",
+            "2026-01-00T00:00:00Z",
+            "2026-01-01T24:00:00Z",
+            "2026-01-01T00:60:00Z",
+            "2026-01-01T00:00:60Z",
+            "2026-01-01 00:00:00Z",
+            "2026-01-01T00:00:00",
+            "1969-12-31T23:59:59Z",
+            "2026-01-01T00:00:0xZ",
+            "+026-01-01T00:00:00Z",
+            "2026-01-01T00:00:00Z ",
+        ] {
+            assert_eq!(parse_utc(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            parse_utc("2024-02-29T12:34:56Z"),
+            Some(UNIX_EPOCH + Duration::from_secs(1_709_210_096))
+        );
+        // The header `render` writes gives its time back.
+        let cat = CategorySources {
+            name: "t".into(),
+            note: None,
+            sources: vec![Source {
+                name: "s".into(),
+                kind: SourceKind::Url("https://h/x".into()),
+                normalize: false,
+            }],
+        };
+        let f = fetched(&["192.0.2.0/24"], 5);
+        let entries = f.cidrs.clone();
+        let at = UNIX_EPOCH + Duration::from_secs(1_798_761_599);
+        let text = render(
+            &cat,
+            Path::new("/s.toml"),
+            &[("https://h/x".into(), &f)],
+            &entries,
+            at,
+        );
+        assert_eq!(written_at(&text), Some(at));
+        // Lists without that header have no such time.
+        assert_eq!(
+            written_at(
+                "# at 2026-01-01T00:00:00Z: mine
+10.0.0.0/8
+"
+            ),
+            None
+        );
+        assert_eq!(
+            written_at(
+                "10.0.0.0/8
+"
+            ),
+            None
+        );
+        assert_eq!(written_at(""), None);
+        assert_eq!(
+            written_at(
+                "# t: written by `flowfilter list update` from x
+# at yesterday
+"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn broad_prefix_policy() {
+        for (width, len, broad) in [
+            (32, 0, true),
+            (32, 7, true),
+            (32, 8, false),
+            (32, 32, false),
+            (128, 0, true),
+            (128, 15, true),
+            (128, 16, false),
+            (128, 128, false),
+        ] {
+            assert_eq!(is_broad(width, len), broad, "/{len} of {width} bits");
+        }
+        let refused = |entry: &str, min: u8, family: &str, line: usize| {
+            format!(
+                "u:{line}: `{entry}` is broader than /{min}, the shortest {family} prefix a list of call ranges may hold (it would drop nearly every call); refused, --allow-broad accepts it"
+            )
+        };
+        let text = |entry: &str| format!("# list\n10.0.0.0/8\n2001::/16\n{entry}  # the bad one\n");
+        for (entry, min, family) in [
+            ("0.0.0.0/0", 8, "IPv4"),
+            ("2.0.0.0/7", 8, "IPv4"),
+            ("128.0.0.0/1", 8, "IPv4"),
+            ("::/0", 16, "IPv6"),
+            ("2000::/15", 16, "IPv6"),
+            ("2000::/3", 16, "IPv6"),
+        ] {
+            assert_eq!(
+                parse_cidr_text("u", &text(entry), false, false).unwrap_err(),
+                refused(entry, min, family, 4),
+                "{entry}"
+            );
+            let allowed = parse_cidr_text("u", &text(entry), false, true).unwrap();
+            assert!(allowed.contains(&cidr(entry)), "{entry}: {allowed:?}");
+        }
+        // Host bits cleared by normalize do not hide a broad prefix.
+        assert_eq!(
+            parse_cidr_text("u", "1.2.3.4/7\n", true, false).unwrap_err(),
+            refused("1.2.3.4/7", 8, "IPv4", 1)
+        );
+        // The boundaries and plain addresses pass.
+        assert_eq!(
+            parse_cidr_text("u", &text("192.0.2.1"), false, false)
+                .unwrap()
+                .len(),
+            3
+        );
+        // RIPEstat answers name the element.
+        let body = ripestat_json(64500, &["192.0.2.0/24", "0.0.0.0/0"]);
+        assert_eq!(
+            parse_ripestat("u", 64500, body.as_bytes(), false).unwrap_err(),
+            "u: `data.prefixes[1].prefix`: `0.0.0.0/0` is broader than /8, the shortest IPv4 prefix a list of call ranges may hold (it would drop nearly every call); refused, --allow-broad accepts it"
+        );
+        assert_eq!(
+            parse_ripestat("u", 64500, body.as_bytes(), true)
+                .unwrap()
+                .len(),
+            2
+        );
+        let body = ripestat_json(64500, &["2001:db8::/32", "::/0"]);
+        assert!(
+            parse_ripestat("u", 64500, body.as_bytes(), false)
+                .unwrap_err()
+                .contains("`::/0` is broader than /16, the shortest IPv6 prefix")
+        );
+    }
+
+    #[test]
     fn utc_times() {
         let at = |s: u64| utc(UNIX_EPOCH + Duration::from_secs(s));
         assert_eq!(at(0), "1970-01-01T00:00:00Z");
@@ -1633,22 +2102,22 @@ url = "HTTPS://example.test/x.txt"
     #[test]
     fn ripestat_responses() {
         let ok = ripestat_json(64500, &["192.0.2.0/24", "2001:db8::/32", "192.0.2.0/24"]);
-        let set = parse_ripestat("u", 64500, ok.as_bytes()).unwrap();
+        let set = parse_ripestat("u", 64500, ok.as_bytes(), false).unwrap();
         assert_eq!(
             set.into_iter().collect::<Vec<_>>(),
             [cidr("192.0.2.0/24"), cidr("2001:db8::/32")]
         );
         let empty = ripestat_json(64500, &[]);
         assert!(
-            parse_ripestat("u", 64500, empty.as_bytes())
+            parse_ripestat("u", 64500, empty.as_bytes(), false)
                 .unwrap()
                 .is_empty()
         );
         // "AS" in the resource is accepted.
         let as_prefixed = ok.replace("\"resource\":\"64500\"", "\"resource\":\"AS64500\"");
         assert_ne!(as_prefixed, ok);
-        assert!(parse_ripestat("u", 64500, as_prefixed.as_bytes()).is_ok());
-        let e = |body: &str| parse_ripestat("u", 64500, body.as_bytes()).unwrap_err();
+        assert!(parse_ripestat("u", 64500, as_prefixed.as_bytes(), false).is_ok());
+        let e = |body: &str| parse_ripestat("u", 64500, body.as_bytes(), false).unwrap_err();
         assert_eq!(
             e(&ripestat_json(64501, &[])),
             "u: `data.resource` is `64501`, expected AS64500"
@@ -1689,29 +2158,34 @@ url = "HTTPS://example.test/x.txt"
 
     #[test]
     fn cidr_text_sources() {
-        let set =
-            parse_cidr_text("u", "# c\n192.0.2.0/24\n192.0.2.0/24\n2001:db8::1\n", false).unwrap();
+        let set = parse_cidr_text(
+            "u",
+            "# c\n192.0.2.0/24\n192.0.2.0/24\n2001:db8::1\n",
+            false,
+            false,
+        )
+        .unwrap();
         assert_eq!(
             set.into_iter().collect::<Vec<_>>(),
             [cidr("192.0.2.0/24"), cidr("2001:db8::1/128")]
         );
         assert_eq!(
-            parse_cidr_text("u", "192.0.2.0/24\n<html>\n", false).unwrap_err(),
+            parse_cidr_text("u", "192.0.2.0/24\n<html>\n", false, false).unwrap_err(),
             "u:2: `<html>` is not an IPv4 or IPv6 address or CIDR"
         );
         assert_eq!(
-            parse_cidr_text("u", "192.0.2.9/24\n", false).unwrap_err(),
+            parse_cidr_text("u", "192.0.2.9/24\n", false, false).unwrap_err(),
             "u:1: `192.0.2.9/24` has bits set beyond /24 (use 192.0.2.0/24, or --normalize)"
         );
         assert_eq!(
-            parse_cidr_text("u", "192.0.2.9/24\n", true)
+            parse_cidr_text("u", "192.0.2.9/24\n", true, false)
                 .unwrap()
                 .into_iter()
                 .collect::<Vec<_>>(),
             [cidr("192.0.2.0/24")]
         );
         assert_eq!(
-            parse_cidr_text("u", "# nothing\n\n", false).unwrap_err(),
+            parse_cidr_text("u", "# nothing\n\n", false, false).unwrap_err(),
             "u: no entries (an empty list is taken as a broken source)"
         );
         assert_eq!(
@@ -1735,7 +2209,7 @@ url = "HTTPS://example.test/x.txt"
             sources: vec![
                 Source {
                     name: "list\u{1b}[31m".into(),
-                    kind: SourceKind::Url("http://h/x".into()),
+                    kind: SourceKind::Url("https://h/x".into()),
                     normalize: true,
                 },
                 Source {
@@ -1752,8 +2226,8 @@ url = "HTTPS://example.test/x.txt"
             &cat,
             Path::new("/s.toml"),
             &[
-                ("http://h/x".into(), &a),
-                ("http://r?resource=AS64500".into(), &b),
+                ("https://h/x".into(), &a),
+                ("https://r?resource=AS64500".into(), &b),
             ],
             &entries,
             UNIX_EPOCH + Duration::from_hours(25),
@@ -1770,13 +2244,13 @@ url = "HTTPS://example.test/x.txt"
 # third line with bell
 #
 # source 1: list [31m
-#   where:   http://h/x
+#   where:   https://h/x
 #   fetched: 1970-01-02T00:00:00Z
 #   entries: 2
 #   host bits beyond the prefix length cleared (normalize)
 #
 # source 2: as
-#   where:   http://r?resource=AS64500
+#   where:   https://r?resource=AS64500
 #   fetched: 1970-01-02T00:00:01Z
 #   entries: 3
 #
@@ -1873,7 +2347,7 @@ c: NOT written, /o/c.txt left as it was: a source failed
   ok      S: 3 entries from http://h/s
   FAILED  S: http://h/t: HTTP status 500
   note: n
-1 of 3 categories written to /o; 2 left as they were (check the sources, then use --force to accept a smaller list)"
+1 of 3 categories written to /o; 2 left as they were (check the sources, then use --force to accept the new size)"
         );
         assert_eq!(
             SkipReason::Empty.to_string(),
@@ -1885,6 +2359,15 @@ c: NOT written, /o/c.txt left as it was: a source failed
         );
         assert!(SkipReason::Empty.forceable());
         assert!(!SkipReason::SourcesFailed { failed: 1 }.forceable());
+        let grown = SkipReason::Grown {
+            entries: 1001,
+            previous: 100,
+        };
+        assert_eq!(
+            grown.to_string(),
+            "the new list has 1001 entries, more than 10 times the current 100 (use --force to write it)"
+        );
+        assert!(grown.forceable());
     }
 
     // ----- end to end, against a loopback server --------------------------
@@ -2097,9 +2580,10 @@ normalize = true
         )
     }
 
+    /// `n` distinct /24s (up to 65,536).
     fn list_of(n: usize) -> String {
         (0..n).fold(String::new(), |mut t, i| {
-            let _ = writeln!(t, "10.{i}.0.0/16");
+            let _ = writeln!(t, "10.{}.{}.0/24", i / 256, i % 256);
             t
         })
     }
@@ -2139,6 +2623,286 @@ normalize = true
         assert!(r.all_written(), "{r}");
         assert_eq!(read_set(&file).len(), 2);
         assert_eq!(d.names("out"), ["t.txt"]);
+    }
+
+    #[test]
+    fn growth_refused_unless_forced() {
+        let server = Server::start();
+        let d = TempDir::new("growth");
+        let sources = one_url(&d, &server.url("/t.txt"));
+        let file = d.path("out/t.txt");
+        server.set("/t.txt", 200, list_of(10));
+        assert!(update(&d, &sources, &server, false).all_written());
+        // Exactly ten times is accepted.
+        server.set("/t.txt", 200, list_of(100));
+        let r = update(&d, &sources, &server, false);
+        assert!(r.all_written(), "{r}");
+        assert_eq!(read_set(&file).len(), 100);
+        // More is refused; the file stays byte for byte.
+        let before = fs::read(&file).unwrap();
+        server.set("/t.txt", 200, list_of(1001));
+        let r = update(&d, &sources, &server, false);
+        assert!(!r.all_written());
+        let c = &r.categories[0];
+        assert_eq!(
+            c.skipped,
+            Some(SkipReason::Grown {
+                entries: 1001,
+                previous: 100
+            })
+        );
+        assert!(
+            r.to_string()
+                .contains("more than 10 times the current 100 (use --force to write it)"),
+            "{r}"
+        );
+        assert_eq!(fs::read(&file).unwrap(), before);
+        // --force writes it.
+        let r = update(&d, &sources, &server, true);
+        assert!(r.all_written(), "{r}");
+        assert_eq!(read_set(&file).len(), 1001);
+        // An empty current file (forced) gives no size to grow from.
+        fs::write(&file, "# emptied\n").unwrap();
+        let r = update(&d, &sources, &server, false);
+        assert!(r.all_written(), "{r}");
+        assert_eq!(d.names("out"), ["t.txt"]);
+    }
+
+    /// `http://` sources, `http://` RIPEstat endpoints and redirects from
+    /// https to http are refused; nothing is fetched in clear and nothing
+    /// is written. Redirects within https are followed, up to the cap.
+    #[test]
+    fn plain_http_is_refused_even_by_redirect() {
+        let server = Server::start();
+        let plain = Server::start_plain();
+        plain.set("/t.txt", 200, list_of(3));
+        let dir = TempDir::new("http");
+
+        // An http:// source: the sources file is refused, nothing created.
+        let sources = one_url(&dir, &plain.url("/t.txt"));
+        let e = run_update(&opts(&dir, &sources)).unwrap_err();
+        assert!(
+            matches!(e.downcast_ref::<SourcesError>(), Some(SourcesError::Invalid { field, .. }) if field == "category.t.source[0].url"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: `category.t.source[0].url`: `{}` is plain HTTP: sources are fetched over https:// only (a list fetched in clear can be rewritten on the way)",
+                sources.display(),
+                plain.url("/t.txt")
+            )
+        );
+        // An http:// RIPEstat endpoint, from the file or the override.
+        let asn = dir.write(
+            "asn.toml",
+            &format!(
+                "[ripestat]\nurl = \"{}\"\n[category.t]\nsource = [{{ asn = 64500 }}]\n",
+                plain.url("/r")
+            ),
+        );
+        let e = run_update(&opts(&dir, &asn)).unwrap_err().to_string();
+        assert!(
+            e.contains("`ripestat.url`: ") && e.contains("is plain HTTP"),
+            "{e}"
+        );
+        let mut o = opts(&dir, &one_url(&dir, &server.url("/t.txt")));
+        o.ripestat_url = Some(plain.url("/r"));
+        let e = run_update(&o).unwrap_err().to_string();
+        assert!(
+            e.starts_with("RIPEstat URL override: ") && e.contains("is plain HTTP"),
+            "{e}"
+        );
+        assert!(!dir.path("out").exists(), "nothing created");
+
+        // https -> https redirects (absolute and relative) are followed.
+        server.set("/t.txt", 200, list_of(3));
+        server.set("/moved", 301, server.url("/t.txt"));
+        server.set("/relative", 302, "/moved");
+        let sources = one_url(&dir, &server.url("/relative"));
+        let r = update(&dir, &sources, &server, false);
+        assert!(r.all_written(), "{r}");
+        assert_eq!(read_set(&dir.path("out/t.txt")).len(), 3);
+        let file = dir.path("out/t.txt");
+        let before = fs::read(&file).unwrap();
+
+        // https -> http: refused before connecting; the file stays.
+        server.set("/down", 302, plain.url("/t.txt"));
+        server.set("/down-later", 301, server.url("/down"));
+        plain.set("/t.txt", 200, list_of(4));
+        for start in ["/down", "/down-later"] {
+            let sources = one_url(&dir, &server.url(start));
+            let r = update(&dir, &sources, &server, true);
+            let c = &r.categories[0];
+            assert_eq!(
+                c.skipped,
+                Some(SkipReason::SourcesFailed { failed: 1 }),
+                "{r}"
+            );
+            assert_eq!(
+                c.sources[0].result,
+                Err(format!(
+                    "{}: redirected to `{}`, plain HTTP: refused (sources are fetched over https:// only, redirects included)",
+                    server.url(start),
+                    plain.url("/t.txt")
+                )),
+                "{start}"
+            );
+            assert_eq!(fs::read(&file).unwrap(), before, "{start}");
+        }
+        assert_eq!(plain.hits(), Vec::<String>::new(), "nothing asked in clear");
+
+        // A redirect loop ends at the cap.
+        server.set("/loop", 302, server.url("/loop"));
+        let r = update(&dir, &one_url(&dir, &server.url("/loop")), &server, true);
+        assert_eq!(
+            r.categories[0].sources[0].result,
+            Err(format!(
+                "{}: more than {MAX_REDIRECTS} redirects: refused",
+                server.url("/loop")
+            ))
+        );
+        let loops = server.hits().iter().filter(|h| *h == "/loop").count();
+        assert_eq!(loops, MAX_REDIRECTS as usize + 1, "{:?}", server.hits());
+        assert_eq!(fs::read(&file).unwrap(), before);
+    }
+
+    /// A broad-prefix case: which source, how it is broken, the error.
+    type BroadCase<'a> = (usize, Box<dyn Fn() + 'a>, String);
+
+    /// A source carrying a prefix broader than /8 or /16 fails, naming the
+    /// source, line and prefix; the category is not written (others are);
+    /// `allow_broad` accepts it. The shared range lists pass as they are.
+    #[test]
+    fn broad_prefixes_refused_unless_allowed() {
+        let server = Server::start();
+        let d = TempDir::new("broad");
+        let real = ranges_dir()
+            .map(|r| fs::read_to_string(r.join("hybridnetworks-whatsapp-ipv4.txt")).unwrap());
+        let base = real.clone().unwrap_or_else(|| list_of(20));
+        let base_lines = base.lines().count();
+        server.set("/ok.txt", 200, base.clone());
+        server.set("/b.txt", 200, list_of(2));
+        server.set(
+            "/ripestat?resource=AS64500",
+            200,
+            ripestat_json(64500, &["198.51.100.0/24"]),
+        );
+        let sources = d.write(
+            "sources.toml",
+            &format!(
+                "timeout_secs = 10\n[category.a]\nsource = [{{ url = \"{}\" }}, {{ asn = 64500 }}, {{ path = \"local.txt\" }}]\n[category.b]\nsource = [{{ url = \"{}\" }}]\n",
+                server.url("/ok.txt"),
+                server.url("/b.txt")
+            ),
+        );
+        d.write("local.txt", "203.0.113.0/24\n");
+        let r = update(&d, &sources, &server, false);
+        assert!(r.all_written(), "{r}");
+        let a_file = d.path("out/a.txt");
+        let before = fs::read(&a_file).unwrap();
+        let refused = |at: &str, entry: &str, min: u8, family: &str| {
+            format!(
+                "{at}: `{entry}` is broader than /{min}, the shortest {family} prefix a list of call ranges may hold (it would drop nearly every call); refused, --allow-broad accepts it"
+            )
+        };
+        let local = d.path("local.txt").display().to_string();
+        let ok_url = server.url("/ok.txt");
+        let rs = server.url("/ripestat?resource=AS64500");
+        // (which source, how it is broken, the error)
+        let cases: Vec<BroadCase> = vec![
+            (
+                0,
+                Box::new(|| server.set("/ok.txt", 200, format!("{base}0.0.0.0/0\n"))),
+                refused(
+                    &format!("{ok_url}:{}", base_lines + 1),
+                    "0.0.0.0/0",
+                    8,
+                    "IPv4",
+                ),
+            ),
+            (
+                0,
+                Box::new(|| server.set("/ok.txt", 200, format!("{base}2.0.0.0/7 # wide\n"))),
+                refused(
+                    &format!("{ok_url}:{}", base_lines + 1),
+                    "2.0.0.0/7",
+                    8,
+                    "IPv4",
+                ),
+            ),
+            (
+                0,
+                Box::new(|| server.set("/ok.txt", 200, format!("::/0\n{base}"))),
+                refused(&format!("{ok_url}:1"), "::/0", 16, "IPv6"),
+            ),
+            (
+                1,
+                Box::new(|| {
+                    server.set(
+                        "/ripestat?resource=AS64500",
+                        200,
+                        ripestat_json(64500, &["198.51.100.0/24", "2000::/15"]),
+                    );
+                }),
+                refused(
+                    &format!("{rs}: `data.prefixes[1].prefix`"),
+                    "2000::/15",
+                    16,
+                    "IPv6",
+                ),
+            ),
+            (
+                2,
+                Box::new(|| {
+                    d.write("local.txt", "203.0.113.0/24\n0.0.0.0/0\n");
+                }),
+                refused(&format!("{local}:2"), "0.0.0.0/0", 8, "IPv4"),
+            ),
+        ];
+        for (i, (which, breaks, want)) in cases.iter().enumerate() {
+            server.set("/ok.txt", 200, base.clone());
+            server.set(
+                "/ripestat?resource=AS64500",
+                200,
+                ripestat_json(64500, &["198.51.100.0/24"]),
+            );
+            d.write("local.txt", "203.0.113.0/24\n");
+            breaks();
+            server.set("/b.txt", 200, list_of(i + 3));
+            let r = update(&d, &sources, &server, true);
+            let a = r.category("a").unwrap();
+            assert_eq!(
+                a.skipped,
+                Some(SkipReason::SourcesFailed { failed: 1 }),
+                "case {i}: {r}"
+            );
+            assert_eq!(a.sources[*which].result, Err(want.clone()), "case {i}");
+            assert!(r.to_string().contains(want.as_str()), "case {i}: {r}");
+            assert_eq!(
+                fs::read(&a_file).unwrap(),
+                before,
+                "case {i}: a.txt changed"
+            );
+            assert!(r.category("b").unwrap().written(), "case {i}: {r}");
+            assert_eq!(read_set(&d.path("out/b.txt")).len(), i + 3);
+            // allow_broad writes it, prefix and all.
+            let mut o = opts(&d, &sources);
+            o.ripestat_url = Some(server.url("/ripestat"));
+            o.allow_broad = true;
+            o.force = true;
+            let r = run_update(&o).unwrap();
+            assert!(r.all_written(), "case {i}: {r}");
+            let entry = want.split('`').rev().nth(1).unwrap();
+            assert!(
+                read_set(&a_file).contains(&cidr(entry)),
+                "case {i}: {entry}"
+            );
+            fs::write(&a_file, &before).unwrap();
+        }
+        if real.is_none() {
+            println!("the shared range lists are absent: tested on a made-up list");
+        }
     }
 
     #[test]
@@ -2198,7 +2962,7 @@ normalize = true
     fn failing_source_leaves_category() {
         let server = Server::start();
         let d = TempDir::new("fail");
-        let dead = format!("http://127.0.0.1:{}/gone.txt", dead_port());
+        let dead = format!("https://127.0.0.1:{}/gone.txt", dead_port());
         let sources_with = |second: &str| {
             d.write(
                 "sources.toml",
@@ -2352,7 +3116,7 @@ source = [{{ url = "{b}" }}]
         let good = d.write(
             "good.toml",
             &format!(
-                "[ripestat]\nurl = \"http://127.0.0.1:{}/r\"\n[category.t]\nsource = [{{ asn = 1 }}]\n",
+                "[ripestat]\nurl = \"https://127.0.0.1:{}/r\"\n[category.t]\nsource = [{{ asn = 1 }}]\n",
                 dead_port()
             ),
         );
@@ -2360,7 +3124,7 @@ source = [{{ url = "{b}" }}]
         o.ripestat_url = Some("nope".into());
         assert_eq!(
             run_update(&o).unwrap_err().to_string(),
-            "RIPEstat URL override: `nope` is not an http:// or https:// URL"
+            "RIPEstat URL override: `nope` is not an https:// URL"
         );
         assert!(!d.path("out").exists());
     }
