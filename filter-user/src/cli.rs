@@ -32,7 +32,9 @@ use crate::lists::{ALLOW_NAME, Cidr, load_dir, parse_list, valid_category_name};
 use crate::loader::{Filter, GenerationInfo};
 use crate::pins::{DirLock, PinLayout};
 use crate::policy::PolicySpec;
-use crate::report::{collect_stats, collect_status, flow_row, flows_table, monotonic_ns};
+use crate::report::{
+    Filtering, collect_stats, collect_status, flow_row, flows_table, monotonic_ns, nothing_pinned,
+};
 use crate::state::{StateFile, process_alive, state_path};
 use crate::tables::explain;
 
@@ -58,16 +60,40 @@ fn read_state(layout: &PinLayout) -> Option<StateFile> {
     }
 }
 
-/// `flowfilter status [--json]`.
-pub fn status(layout: &PinLayout, json: bool) -> Result<String, Error> {
+/// `flowfilter status [--json]`: the text, and the exit code
+/// ([`Filtering::exit_code`]). Nothing pinned is not an error here: it is
+/// what `status` reports (exit 5).
+pub fn status(layout: &PinLayout, json: bool) -> Result<(String, Filtering), Error> {
+    // "Nothing pinned" only when this process could have seen pins: a pin
+    // directory it may not look into is an error (not root, say).
+    if let Err(e) = std::fs::metadata(&layout.dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        return Err(crate::pins::PinError::Io {
+            path: layout.dir.clone(),
+            source: e,
+        }
+        .into());
+    }
+    if layout.require().is_err() {
+        let (text, value) = nothing_pinned(layout);
+        let out = if json { format!("{value:#}\n") } else { text };
+        return Ok((out, Filtering::None));
+    }
     let f = Filter::open_pinned(layout, false)?;
     let s = collect_status(&f, layout, read_state(layout))?;
-    Ok(if json {
+    let out = if json {
         format!("{:#}\n", s.to_json())
     } else {
         s.to_text()
-    })
+    };
+    Ok((out, s.filtering()))
 }
+
+/// Shortest `stats --watch` interval, seconds.
+pub const WATCH_MIN_SECS: f64 = 0.1;
+/// Longest `stats --watch` interval, seconds (a day).
+pub const WATCH_MAX_SECS: f64 = 86_400.0;
 
 /// `flowfilter stats [--json] [--watch SECS]`: prints; with `watch`, until
 /// interrupted.
@@ -84,9 +110,9 @@ pub fn stats(layout: &PinLayout, json: bool, watch: Option<f64>) -> Result<(), E
         let _ = out.lock().write_all(text.as_bytes());
         return Ok(());
     };
-    if !(secs.is_finite() && secs >= 0.1) {
+    if !(secs.is_finite() && (WATCH_MIN_SECS..=WATCH_MAX_SECS).contains(&secs)) {
         return Err(Error::Input(format!(
-            "--watch {secs}: give an interval of at least 0.1 seconds"
+            "--watch {secs}: give an interval from {WATCH_MIN_SECS} to {WATCH_MAX_SECS} seconds"
         )));
     }
     let mut before = collect_stats(&f, read_state(layout).as_ref())?;

@@ -213,8 +213,18 @@ pub fn prepare_with(
     let overlay = replacement.map(|r| (r.name, r.text));
     let mut lists = load_dir_with(&settings.lists_dir, settings.normalize, overlay)?;
     lists.keep_ids(&settings.previous_ids);
-    for n in lists.all_notes() {
-        log::info!("{n}");
+    // One line per list; each note at debug level (65,536 covered /24s of
+    // a listed /8 are one line, not 65,536).
+    let notes = lists.all_notes();
+    for n in &notes {
+        log::debug!("{n}");
+    }
+    for line in crate::lists::summarise_notes(&notes) {
+        if log::log_enabled!(log::Level::Debug) {
+            log::info!("{line}");
+        } else {
+            log::info!("{line} (each one is logged with RUST_LOG=debug)");
+        }
     }
     for name in settings.policies.keys() {
         if lists.by_name(name).is_none() {

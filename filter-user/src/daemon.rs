@@ -1,34 +1,55 @@
 //! `flowfilter run`: the daemon.
 //!
-//! Start: read and validate the configuration, lists and policies (any error
-//! stops here, nothing touched); mount bpffs if needed; take the pin
-//! directory's lock; adopt the pins or create them ([`Filter::load_pinned`]);
-//! install the tables; swap in a new program if `--replace`; attach each
-//! interface through a pinned bpf_link (or adopt the link already there);
-//! write the state file; release the lock.
+//! Signals first: SIGHUP, SIGTERM and SIGINT are held from the first
+//! instant of the process ([`crate::systemd::hold_signals`]) and handled as
+//! soon as the runtime exists, before anything is read or loaded. A SIGHUP
+//! during the start is queued and applied once the start is done (one
+//! reload for any number of them). SIGTERM/SIGINT during the start stop it
+//! at the next step: a start that had not yet changed what is in force
+//! stops there and removes what it made (a first start leaves no pins); one
+//! that had (tables installed into adopted pins, or interfaces attached)
+//! finishes, then stops as a stop does.
 //!
-//! Then wait for signals. SIGHUP re-reads the configuration file and lists
-//! and installs them through the double-buffered tables; a rejected reload
-//! keeps the old rules, logs `file:line: what` and records it in the state
-//! file (where `flowfilter reload` reads it). SIGTERM/SIGINT end the daemon
-//! and leave filtering in force, unless `--detach-on-exit`. A crash or
-//! `kill -9` leaves it in force too: the links are pinned, not held.
+//! Start: read and validate the configuration, lists and policies, check
+//! that the pins would be seen by the host (not under `ip netns exec`) and
+//! that `--netns` exists (any error stops here, nothing touched); mount
+//! bpffs if needed; take the pin directory's lock; remove pinned links
+//! whose interface is gone ([`crate::ifwatch`]); adopt the pins or create
+//! them ([`Filter::load_pinned`]); install the tables; swap in a new program
+//! if `--replace`; attach each interface through a pinned bpf_link (or
+//! adopt the link already there, once the kernel confirms it runs our
+//! program on the interface of that name); an interface that does not
+//! exist is waited for; write the state file; release the lock; tell
+//! systemd `READY=1`.
+//!
+//! Then wait for signals and link events. SIGHUP re-reads the configuration
+//! file and lists and installs them through the double-buffered tables; a
+//! rejected reload keeps the old rules, logs `file:line: what` and records
+//! it in the state file (where `flowfilter reload` reads it). Link events
+//! of the attach namespace, and a check every [`CHECK_PERIOD`], re-attach
+//! interfaces that were re-created, renamed or appeared. SIGTERM/SIGINT end
+//! the daemon and leave filtering in force, unless `--detach-on-exit`. A
+//! crash or `kill -9` leaves it in force too: the links are pinned, not
+//! held.
 //!
 //! Interface, mode, namespace, pin directory and metrics changes in the
 //! configuration take effect at the next start (a reload says so).
 
-use std::fs::File;
-use std::os::fd::AsRawFd as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use filter_common::{IF_INDEX_LIMIT, IF_SLOTS};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::io::unix::AsyncFd;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::config::{Config, Flags};
 use crate::control::{Error, Prepared, Settings, describe, install, prepare, record};
-use crate::loader::{Attached, Filter, GenerationInfo, LoadOptions, Startup};
-use crate::pins::{DirLock, PinLayout, ensure_bpffs, in_initial_mount_namespace};
-use crate::state::{DaemonInfo, FlagSettings, InterfaceState, StateFile, unix_now};
+use crate::ifwatch::{CHECK_PERIOD, Interfaces, SETTLE};
+use crate::loader::{Filter, GenerationInfo, LoadOptions, Startup};
+use crate::netlink::{LinkEvent, Rtnl};
+use crate::pins::{DirLock, PinLayout, PinVisibility, ensure_bpffs, pin_visibility};
+use crate::state::{DaemonInfo, FlagSettings, StateFile, unix_now};
+use crate::systemd::{NOTICE, Notifier};
 
 /// What `flowfilter run` was asked.
 #[derive(Clone, Debug, Default)]
@@ -42,44 +63,6 @@ pub struct RunRequest {
     pub replace: bool,
 }
 
-/// Enters a network namespace for the calling thread; returns on drop.
-struct NetnsGuard {
-    original: File,
-}
-
-impl NetnsGuard {
-    fn enter(name: &str) -> Result<NetnsGuard, Error> {
-        let original = File::open("/proc/thread-self/ns/net")
-            .map_err(Error::io("opening this thread's network namespace"))?;
-        let path = Path::new("/run/netns").join(name);
-        let target = File::open(&path).map_err(|e| {
-            Error::Input(format!(
-                "--netns {name}: {}: {e} (create it with `ip netns add {name}`)",
-                path.display()
-            ))
-        })?;
-        // SAFETY: valid descriptors; only this thread changes namespace.
-        if unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(Error::io(format!("entering network namespace {name}"))(
-                std::io::Error::last_os_error(),
-            ));
-        }
-        Ok(NetnsGuard { original })
-    }
-}
-
-impl Drop for NetnsGuard {
-    fn drop(&mut self) {
-        // SAFETY: valid descriptor of the namespace this thread came from.
-        if unsafe { libc::setns(self.original.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            log::error!(
-                "returning to the original network namespace: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-    }
-}
-
 /// Run the daemon until SIGTERM/SIGINT.
 pub fn run(req: &RunRequest) -> Result<(), Error> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -89,15 +72,197 @@ pub fn run(req: &RunRequest) -> Result<(), Error> {
     rt.block_on(run_async(req))
 }
 
+/// The daemon's signals.
+struct Signals {
+    hup: Signal,
+    term: Signal,
+    int: Signal,
+}
+
+/// A signal the daemon acts on.
+enum Sig {
+    Reload,
+    Stop(&'static str),
+}
+
+impl Signals {
+    /// Handle SIGHUP, SIGTERM and SIGINT from here on, then let through
+    /// those that arrived while they were held.
+    fn install() -> Result<Signals, Error> {
+        let sig = |k: SignalKind| signal(k).map_err(Error::io("installing a signal handler"));
+        let s = Signals {
+            hup: sig(SignalKind::hangup())?,
+            term: sig(SignalKind::terminate())?,
+            int: sig(SignalKind::interrupt())?,
+        };
+        crate::systemd::release_signals();
+        Ok(s)
+    }
+
+    async fn next(&mut self) -> Sig {
+        tokio::select! {
+            _ = self.hup.recv() => Sig::Reload,
+            _ = self.term.recv() => Sig::Stop("SIGTERM"),
+            _ = self.int.recv() => Sig::Stop("SIGINT"),
+        }
+    }
+}
+
+/// Signals that arrived during the start.
+#[derive(Default)]
+struct During {
+    /// Set by SIGTERM/SIGINT; the start stops at its next step if it can.
+    stop: Arc<AtomicBool>,
+    /// A SIGHUP came: reload once the start is done.
+    reload: bool,
+}
+
+impl During {
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Run `step` (blocking) on the blocking pool while handling signals.
+    async fn step<T: Send + 'static>(
+        &mut self,
+        signals: &mut Signals,
+        step: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        let mut task = tokio::task::spawn_blocking(step);
+        loop {
+            tokio::select! {
+                r = &mut task => {
+                    return r.map_err(|e| Error::Other(format!("the start failed: {e}")));
+                }
+                s = signals.next() => match s {
+                    Sig::Reload => {
+                        if !self.reload {
+                            log::warn!(
+                                "SIGHUP during the start: the reload is queued and runs once the start is done"
+                            );
+                        }
+                        self.reload = true;
+                    }
+                    Sig::Stop(name) => {
+                        if !self.stopping() {
+                            log::warn!(
+                                "{name} during the start: stopping at the next step (a start that has not changed what is in force removes what it made)"
+                            );
+                        }
+                        self.stop.store(true, Ordering::Relaxed);
+                    }
+                },
+            }
+        }
+    }
+}
+
 /// The daemon's live parts.
 struct Daemon {
     filter: Filter,
     layout: PinLayout,
     cfg: Config,
     req: RunRequest,
+    ifaces: Interfaces,
+    notify: Notifier,
+}
+
+/// The start's first step: everything read and checked, nothing touched.
+struct Validated {
+    cfg: Config,
+    layout: PinLayout,
+    state: StateFile,
+    prepared: Prepared,
+    ifaces: Interfaces,
+}
+
+/// What the start made.
+struct Started {
+    filter: Filter,
+    layout: PinLayout,
+    cfg: Config,
+    ifaces: Interfaces,
+    program_id: u32,
 }
 
 async fn run_async(req: &RunRequest) -> Result<(), Error> {
+    let mut signals = Signals::install()?;
+    let notify = Notifier::from_env();
+    let mut during = During::default();
+    let v = {
+        let req = req.clone();
+        during.step(&mut signals, move || validate(&req)).await??
+    };
+    if during.stopping() {
+        log::info!("stopped during the start, before anything was changed");
+        notify.stopping();
+        return Ok(());
+    }
+    let listener = match v.cfg.metrics.as_ref().map(|m| m.0) {
+        Some(addr) => Some(
+            crate::metrics::bind(addr)
+                .await
+                .map_err(Error::io(format!("--metrics {addr}: cannot listen")))?,
+        ),
+        None => None,
+    };
+    let started = {
+        let (req, stop) = (req.clone(), Arc::clone(&during.stop));
+        during
+            .step(&mut signals, move || establish(v, &req, &stop))
+            .await??
+    };
+    let Some(Started {
+        filter,
+        layout,
+        cfg,
+        mut ifaces,
+        program_id,
+    }) = started
+    else {
+        log::info!("stopped during the start; what it had made is removed");
+        notify.stopping();
+        return Ok(());
+    };
+
+    if let Some(listener) = listener {
+        // Its own thread, runtime and view of the maps: no scrape waits on
+        // a reload, no reload or signal on a scrape.
+        crate::metrics::start(listener, &layout)?;
+    }
+    spawn_program_log(program_id);
+    log::info!(
+        "running (pid {}); SIGHUP or `flowfilter reload` reloads, SIGTERM stops{}",
+        std::process::id(),
+        if cfg.detach_on_exit {
+            " and detaches"
+        } else {
+            " (filtering stays in force)"
+        }
+    );
+    let events = ifaces.take_events();
+    notify.ready(&ifaces.summary(&layout));
+    let mut daemon = Daemon {
+        filter,
+        layout,
+        cfg,
+        req: req.clone(),
+        ifaces,
+        notify,
+    };
+    if during.stopping() {
+        return daemon.exit();
+    }
+    if during.reload {
+        log::info!(target: NOTICE, "applying the SIGHUP that came during the start");
+        daemon.reload();
+    }
+    daemon.serve(signals, events).await
+}
+
+/// Read and check everything: configuration, lists, policies, where the
+/// pins would live, the attach namespace. Nothing is touched.
+fn validate(req: &RunRequest) -> Result<Validated, Error> {
     let config = match &req.config {
         Some(p) => Some(std::path::absolute(p).map_err(Error::io(format!("{}", p.display())))?),
         None => None,
@@ -113,6 +278,18 @@ async fn run_async(req: &RunRequest) -> Result<(), Error> {
         ));
     }
     let layout = PinLayout::new(&cfg.pin_dir);
+    if let PinVisibility::Private { why, netns } = pin_visibility(&layout.dir) {
+        let hint = match (&netns, cfg.interfaces.first()) {
+            (Some(n), Some(i)) => format!(
+                "start it from the host's namespaces with `flowfilter run --netns {n} --iface {i} ...`"
+            ),
+            _ => "start it from the host's mount namespace, with `flowfilter run --netns NAME` to attach inside a network namespace".to_owned(),
+        };
+        return Err(Error::Input(format!(
+            "the pins at {} would not outlive this daemon, nor be seen from the host: {why} (`ip netns exec` makes such a namespace); {hint}",
+            layout.dir.display()
+        )));
+    }
 
     // The state of a previous run: its policy overrides and interface modes.
     let prev = match StateFile::read(&layout.dir) {
@@ -151,28 +328,35 @@ async fn run_async(req: &RunRequest) -> Result<(), Error> {
             .map(|p| (p.category.clone(), p.spec.to_string()))
             .collect(),
     };
-
-    // Validate everything before touching the pins.
     let settings = Settings::new(&file_cfg, &state)?;
     let prepared = prepare(&settings)?;
-    let listener = match cfg.metrics.as_ref().map(|m| m.0) {
-        Some(addr) => Some(
-            crate::metrics::bind(addr)
-                .await
-                .map_err(Error::io(format!("--metrics {addr}: cannot listen")))?,
-        ),
-        None => None,
-    };
+    // The attach namespace exists, and its link events are watched from
+    // before the first look at the interfaces.
+    let ifaces = Interfaces::open(&cfg)?;
+    Ok(Validated {
+        cfg,
+        layout,
+        state,
+        prepared,
+        ifaces,
+    })
+}
 
+/// Make the filter: pins, tables, links, state file. `None` when a stop
+/// signal came in time to give up (what this start made is removed).
+fn establish(v: Validated, req: &RunRequest, stop: &AtomicBool) -> Result<Option<Started>, Error> {
+    let Validated {
+        cfg,
+        layout,
+        mut state,
+        prepared,
+        mut ifaces,
+    } = v;
     let mounted = ensure_bpffs(&layout.dir)?;
     if mounted {
         log::info!("mounted bpffs at {}", crate::pins::BPFFS_ROOT);
-        if !in_initial_mount_namespace() {
-            log::warn!(
-                "this process runs in its own mount namespace (`ip netns exec` makes one): the bpffs just mounted, and the pins in it, vanish when this daemon exits; use `flowfilter run --netns NAME` instead"
-            );
-        }
     }
+    let existed = layout.dir.exists();
     layout.create()?;
     let lock = DirLock::acquire(&layout.dir)?;
     // Another daemon may have finished starting while we waited for the lock.
@@ -185,18 +369,33 @@ async fn run_async(req: &RunRequest) -> Result<(), Error> {
             layout.dir.display()
         )));
     }
+    let give_up = |fresh: bool| {
+        if fresh && let Err(e) = layout.remove_all() {
+            log::warn!("removing the pins of the stopped start: {e}");
+        }
+    };
+    if stop.load(Ordering::Relaxed) {
+        give_up(!existed);
+        return Ok(None);
+    }
     if cfg.v4_chunks_per_gen.is_some() {
         log::warn!(
             "configuration: v4_chunks_per_gen is no longer used (the prefix tables are sized to the lists); remove it"
         );
     }
+    let pruned = ifaces.prune_stale(&layout)?;
     let opts = LoadOptions { trace: false };
     let (mut filter, startup) = Filter::load_pinned(&opts, &layout, req.replace)?;
     match &startup {
         Startup::Fresh => log::info!("nothing pinned at {}: starting anew", layout.dir.display()),
-        Startup::Adopted { program_id } => log::info!(
+        Startup::Adopted { program_id } if pruned.is_empty() => log::info!(
             "adopted the pinned program {program_id} and maps at {}: filtering never stopped",
             layout.dir.display()
+        ),
+        Startup::Adopted { program_id } => log::info!(
+            "adopted the pinned program {program_id} and maps at {}; the links of {} had stopped filtering and are made anew",
+            layout.dir.display(),
+            pruned.join(", ")
         ),
         Startup::Replacing {
             old_program_id,
@@ -218,24 +417,36 @@ async fn run_async(req: &RunRequest) -> Result<(), Error> {
         }
     }
     let fresh = startup == Startup::Fresh;
+    // Nothing in force has changed yet.
+    if stop.load(Ordering::Relaxed) {
+        give_up(fresh);
+        return Ok(None);
+    }
     let started = (|| {
         let result = install(&mut filter, &prepared, &mut state);
         record(&mut state, result.as_ref().err(), "start");
         let info = result?;
+        if fresh && stop.load(Ordering::Relaxed) {
+            // Tables of pins nobody uses yet: nothing in force changed.
+            return Ok(false);
+        }
         filter.commit(&layout)?;
         log::info!("{}", describe(&info, &prepared));
-        attach_all(&mut filter, &layout, &cfg, &mut state)?;
+        ifaces.settle(&mut filter, &layout, &mut state, true)?;
         layout.restrict()?;
-        Ok::<_, Error>(())
+        Ok::<_, Error>(true)
     })();
-    if let Err(e) = started {
-        if fresh {
-            // Nothing ran before this start: leave nothing behind.
-            if let Err(c) = layout.remove_all() {
-                log::warn!("removing the pins of the failed start: {c}");
-            }
+    match started {
+        Ok(true) => {}
+        Ok(false) => {
+            give_up(true);
+            return Ok(None);
         }
-        return Err(e);
+        Err(e) => {
+            // Nothing ran before this start: leave nothing behind.
+            give_up(fresh);
+            return Err(e);
+        }
     }
     let program_id = filter.program_info()?.id();
     for name in layout.pinned_links()? {
@@ -253,103 +464,27 @@ async fn run_async(req: &RunRequest) -> Result<(), Error> {
     });
     state.write()?;
     drop(lock);
-
-    if let Some(listener) = listener {
-        // Its own thread, runtime and view of the maps: no scrape waits on
-        // a reload, no reload or signal on a scrape.
-        crate::metrics::start(listener, &layout)?;
-    }
-    spawn_program_log(program_id);
-    log::info!(
-        "running (pid {}); SIGHUP or `flowfilter reload` reloads, SIGTERM stops{}",
-        std::process::id(),
-        if cfg.detach_on_exit {
-            " and detaches"
-        } else {
-            " (filtering stays in force)"
-        }
-    );
-
-    let mut daemon = Daemon {
+    Ok(Some(Started {
         filter,
         layout,
         cfg,
-        req: req.clone(),
+        ifaces,
+        program_id,
+    }))
+}
+
+/// The events of the next datagram of the link-event socket; never returns
+/// without one.
+async fn link_events(fd: Option<&AsyncFd<Rtnl>>) -> std::io::Result<Vec<LinkEvent>> {
+    let Some(fd) = fd else {
+        return std::future::pending().await;
     };
-    daemon.serve().await
-}
-
-/// The index of `iface` in this thread's network namespace.
-fn ifindex_of(iface: &str) -> Option<u32> {
-    let name = std::ffi::CString::new(iface).ok()?;
-    // SAFETY: a NUL-terminated name; the call only reads it.
-    let i = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    (i != 0).then_some(i)
-}
-
-/// Attach every configured interface (inside `--netns` when given).
-fn attach_all(
-    filter: &mut Filter,
-    layout: &PinLayout,
-    cfg: &Config,
-    state: &mut StateFile,
-) -> Result<(), Error> {
-    let _ns = cfg.netns.as_deref().map(NetnsGuard::enter).transpose()?;
-    for iface in &cfg.interfaces {
-        let attached = filter.attach(layout, iface, cfg.mode.0)?;
-        let recorded = state
-            .interfaces
-            .iter()
-            .find(|i| &i.name == iface)
-            .map(|i| i.mode.clone());
-        let mode = match &attached {
-            Attached::New { mode, fallback } => {
-                if let Some(why) = fallback {
-                    log::warn!(
-                        "{iface}: native (driver) XDP is not available ({why}); attached in generic (skb) mode, which is slower"
-                    );
-                }
-                log::info!("{iface}: attached in {mode} mode, link pinned");
-                mode.to_string()
-            }
-            Attached::Adopted => {
-                log::info!("{iface}: adopted the pinned link");
-                recorded.unwrap_or_else(|| "unknown".to_owned())
-            }
-            Attached::Updated { old_program_id } => {
-                log::info!(
-                    "{iface}: the pinned link ran program {old_program_id}; it runs ours now"
-                );
-                recorded.unwrap_or_else(|| "unknown".to_owned())
-            }
-        };
-        let ifindex = ifindex_of(iface);
-        let slot = match ifindex {
-            Some(i) => filter.register_interface(i)?,
-            None => None,
-        };
-        if slot.is_none() {
-            log::warn!(
-                "{iface}: no per-interface counter slot (ifindex {ifindex:?}, at most {} interfaces below ifindex {IF_INDEX_LIMIT}); its packets count under interface \"other\"",
-                IF_SLOTS - 1
-            );
+    loop {
+        let mut guard = fd.readable().await?;
+        if let Ok(r) = guard.try_io(|inner| inner.get_ref().next_events()) {
+            return r;
         }
-        state.interfaces.retain(|i| &i.name != iface);
-        state.interfaces.push(InterfaceState {
-            name: iface.clone(),
-            mode,
-            netns: cfg.netns.clone(),
-            ifindex,
-            slot,
-        });
     }
-    state
-        .interfaces
-        .retain(|i| layout.link(&i.name).exists() || cfg.interfaces.contains(&i.name));
-    // Interfaces still linked from an earlier start keep their slots.
-    let keep: Vec<u32> = state.interfaces.iter().filter_map(|i| i.ifindex).collect();
-    filter.release_interfaces(&keep)?;
-    Ok(())
 }
 
 /// Forward aya-log records of the program, if it has any, to our log.
@@ -384,26 +519,111 @@ fn spawn_program_log(program_id: u32) {
 }
 
 impl Daemon {
-    async fn serve(&mut self) -> Result<(), Error> {
-        let sig = |k: SignalKind| signal(k).map_err(Error::io("installing a signal handler"));
-        let mut hup = sig(SignalKind::hangup())?;
-        let mut term = sig(SignalKind::terminate())?;
-        let mut int = sig(SignalKind::interrupt())?;
+    async fn serve(&mut self, mut signals: Signals, events: Option<Rtnl>) -> Result<(), Error> {
+        // SAFETY: the socket owns its descriptor for as long as the AsyncFd
+        // owns the socket.
+        let events = match events
+            .map(|e| unsafe { AsyncFd::register_with_interest(e, tokio::io::Interest::READABLE) })
+            .transpose()
+        {
+            Ok(e) => e,
+            Err(e) => {
+                log::error!(
+                    "watching link events: {e}; interfaces are checked every {}s only",
+                    CHECK_PERIOD.as_secs()
+                );
+                None
+            }
+        };
         let period = std::time::Duration::from_nanos(filter_common::BITS_ROTATE_NS);
         let mut rotate = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         let period = std::time::Duration::from_nanos(filter_common::FLOW_BITS_ROTATE_NS);
         let mut rotate_flows =
             tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut check =
+            tokio::time::interval_at(tokio::time::Instant::now() + CHECK_PERIOD, CHECK_PERIOD);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A burst of link events settles before the interfaces are checked.
+        let mut settle_at: Option<tokio::time::Instant> = None;
         loop {
+            let settle = async {
+                match settle_at {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                _ = hup.recv() => self.reload(),
+                s = signals.next() => match s {
+                    Sig::Reload => self.reload(),
+                    Sig::Stop(name) => {
+                        log::info!("{name}: stopping");
+                        break;
+                    }
+                },
+                r = link_events(events.as_ref()) => match r {
+                    Ok(evs) => {
+                        if evs.iter().any(|e| self.ifaces.concerns(e)) && settle_at.is_none() {
+                            settle_at = Some(tokio::time::Instant::now() + SETTLE);
+                        }
+                    }
+                    Err(e) => {
+                        log::warn!("reading link events: {e}");
+                        tokio::time::sleep(SETTLE).await;
+                    }
+                },
+                () = settle => {
+                    settle_at = None;
+                    self.check_interfaces();
+                }
+                _ = check.tick() => self.check_interfaces(),
                 _ = rotate.tick() => self.rotate_bits(),
                 _ = rotate_flows.tick() => self.rotate_flow_bits(),
-                _ = term.recv() => break,
-                _ = int.recv() => break,
             }
         }
+        self.notify.stopping();
         self.exit()
+    }
+
+    /// Re-attach what the kernel detached (interfaces deleted and
+    /// re-created, renamed, appeared), under the lock, and record it.
+    fn check_interfaces(&mut self) {
+        if self.ifaces.all_well(&self.layout) {
+            return;
+        }
+        let lock = match DirLock::acquire(&self.layout.dir) {
+            Ok(l) => l,
+            Err(e) => {
+                log::error!("checking the interfaces: {e}");
+                return;
+            }
+        };
+        let mut state = match StateFile::read(&self.layout.dir) {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                log::warn!("the state file was removed; writing a new one");
+                let mut s = StateFile::new(&self.layout.dir);
+                s.config.clone_from(&self.req.config);
+                s
+            }
+            Err(e) => {
+                log::error!("checking the interfaces: {e}");
+                return;
+            }
+        };
+        match self
+            .ifaces
+            .settle(&mut self.filter, &self.layout, &mut state, false)
+        {
+            Ok(true) => {
+                if let Err(e) = state.write() {
+                    log::error!("checking the interfaces: {e}");
+                }
+                drop(lock);
+                self.notify.status(&self.ifaces.summary(&self.layout));
+            }
+            Ok(false) => {}
+            Err(e) => log::error!("checking the interfaces: {e}"),
+        }
     }
 
     /// Forget the "has a category" bits of flows gone for a period.
@@ -431,11 +651,23 @@ impl Daemon {
     /// SIGHUP: re-read and install, or keep the old rules.
     fn reload(&mut self) {
         log::info!("SIGHUP: reloading configuration and lists");
+        self.notify.reloading();
+        let summary = match self.reload_inner() {
+            Ok(()) => self.ifaces.summary(&self.layout),
+            Err(e) => format!(
+                "{}; the last reload was rejected: {e}",
+                self.ifaces.summary(&self.layout)
+            ),
+        };
+        self.notify.ready(&summary);
+    }
+
+    fn reload_inner(&mut self) -> Result<(), String> {
         let lock = match DirLock::acquire(&self.layout.dir) {
             Ok(l) => l,
             Err(e) => {
                 log::error!("reload: {e}");
-                return;
+                return Err(e.to_string());
             }
         };
         let mut state = match StateFile::read(&self.layout.dir) {
@@ -448,7 +680,7 @@ impl Daemon {
             }
             Err(e) => {
                 log::error!("reload: {e}");
-                return;
+                return Err(e.to_string());
             }
         };
         let result: Result<(GenerationInfo, Prepared), Error> = (|| {
@@ -464,8 +696,14 @@ impl Daemon {
         }
         drop(lock);
         match result {
-            Ok((info, p)) => log::info!("reloaded: {}", describe(&info, &p)),
-            Err(e) => log::error!("reload rejected, the old rules stay in force: {e}"),
+            Ok((info, p)) => {
+                log::info!("reloaded: {}", describe(&info, &p));
+                Ok(())
+            }
+            Err(e) => {
+                log::error!("reload rejected, the old rules stay in force: {e}");
+                Err(e.to_string())
+            }
         }
     }
 

@@ -228,14 +228,71 @@ pub struct ListNote {
     pub file: String,
     /// 1-based line number.
     pub line: usize,
+    /// Which kind of note.
+    pub kind: NoteKind,
     /// What happened.
     pub what: String,
+}
+
+/// The kinds of [`ListNote`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NoteKind {
+    /// The same prefix again (dropped).
+    Duplicate,
+    /// Inside a shorter prefix of the same file (kept).
+    Covered,
+    /// Host bits cleared (`--normalize`).
+    Normalised,
+}
+
+impl NoteKind {
+    /// `n` notes of this kind, in words: "2 duplicate prefixes (merged)".
+    pub fn count(self, n: usize) -> String {
+        let one = n == 1;
+        match self {
+            NoteKind::Duplicate => format!(
+                "{n} duplicate {} (merged)",
+                if one { "prefix" } else { "prefixes" }
+            ),
+            NoteKind::Covered => format!(
+                "{n} {} covered by a shorter one of the file (kept)",
+                if one { "prefix" } else { "prefixes" }
+            ),
+            NoteKind::Normalised => format!(
+                "{n} {} with host bits cleared",
+                if one { "entry" } else { "entries" }
+            ),
+        }
+    }
 }
 
 impl fmt::Display for ListNote {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}: {}", self.file, self.line, self.what)
     }
+}
+
+/// One line per list file with notes: how many of each kind, e.g.
+/// `whatsapp.txt: 65536 prefixes covered by a shorter one of the file
+/// (kept), 2 duplicate prefixes (merged)`. Files in order of first note.
+pub fn summarise_notes(notes: &[&ListNote]) -> Vec<String> {
+    let mut files: Vec<(&str, std::collections::BTreeMap<NoteKind, usize>)> = Vec::new();
+    for n in notes {
+        let i = if let Some(i) = files.iter().position(|(f, _)| *f == n.file) {
+            i
+        } else {
+            files.push((&n.file, std::collections::BTreeMap::new()));
+            files.len() - 1
+        };
+        *files[i].1.entry(n.kind).or_default() += 1;
+    }
+    files
+        .into_iter()
+        .map(|(file, counts)| {
+            let parts: Vec<String> = counts.into_iter().map(|(k, n)| k.count(n)).collect();
+            format!("{file}: {}", parts.join(", "))
+        })
+        .collect()
 }
 
 /// A parsed list file.
@@ -344,8 +401,8 @@ pub fn valid_category_name(name: &str) -> bool {
 /// One prefix while parsing: (address bits, length, line).
 type Raw = (u128, u8, usize);
 
-/// Kept `(start, len)` prefixes and `(line, note)` pairs.
-type Merged = (Vec<(u128, u8)>, Vec<(usize, String)>);
+/// Kept `(start, len)` prefixes and `(line, kind, note)` triples.
+type Merged = (Vec<(u128, u8)>, Vec<(usize, NoteKind, String)>);
 
 /// Sort and drop duplicates; report prefixes covered by another of the same
 /// file. Covered prefixes are kept: another category's prefix may lie between
@@ -363,13 +420,18 @@ fn merge(mut raw: Vec<Raw>, width: u8) -> Merged {
         }
         if let Some(&(ks, kl, kline, _)) = stack.last() {
             if (ks, kl) == (start, len) {
-                notes.push((line, format!("duplicate of line {kline}")));
+                notes.push((
+                    line,
+                    NoteKind::Duplicate,
+                    format!("duplicate of line {kline}"),
+                ));
                 continue;
             }
             // Report the outermost prefix that covers this one.
             let (os, ol, oline, _) = stack[0];
             notes.push((
                 line,
+                NoteKind::Covered,
                 format!("covered by {} (line {oline})", show(width, os, ol)),
             ));
         }
@@ -396,7 +458,7 @@ pub fn parse_list(file: &str, text: &str, normalize: bool) -> Result<ParsedList,
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut v4: Vec<Raw> = Vec::new();
     let mut v6: Vec<Raw> = Vec::new();
-    let mut notes: Vec<(usize, String)> = Vec::new();
+    let mut notes: Vec<(usize, NoteKind, String)> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let entry = raw.split_once('#').map_or(raw, |(e, _)| e).trim();
@@ -417,7 +479,11 @@ pub fn parse_list(file: &str, text: &str, normalize: bool) -> Result<ParsedList,
                     cidr.prefix_len()
                 )));
             }
-            notes.push((line, format!("host bits set, normalised to {net}")));
+            notes.push((
+                line,
+                NoteKind::Normalised,
+                format!("host bits set, normalised to {net}"),
+            ));
             cidr = net;
         }
         match cidr {
@@ -441,9 +507,10 @@ pub fn parse_list(file: &str, text: &str, normalize: bool) -> Result<ParsedList,
             .collect(),
         notes: notes
             .into_iter()
-            .map(|(line, what)| ListNote {
+            .map(|(line, kind, what)| ListNote {
                 file: file.to_owned(),
                 line,
+                kind,
                 what,
             })
             .collect(),
@@ -790,6 +857,28 @@ mod tests {
             Cidr::V6 { addr, len } => (addr, len),
             Cidr::V4 { .. } => panic!("{s} is not IPv6"),
         }
+    }
+
+    #[test]
+    fn notes_are_summarised_per_file() {
+        use std::fmt::Write as _;
+        let mut text = String::from("10.0.0.0/8\n");
+        for i in 0..300 {
+            writeln!(text, "10.{}.{}.0/24", i / 256, i % 256).unwrap();
+        }
+        text.push_str("10.0.0.0/8\n10.0.0.1/8\n");
+        let a = parse_list("a.txt", &text, true).unwrap();
+        let b = parse_list("b.txt", "192.0.2.0/24\n192.0.2.0/24\n", false).unwrap();
+        let all: Vec<&ListNote> = a.notes.iter().chain(&b.notes).collect();
+        assert_eq!(all.len(), 300 + 1 + 2 + 1);
+        assert_eq!(
+            summarise_notes(&all),
+            [
+                "a.txt: 2 duplicate prefixes (merged), 300 prefixes covered by a shorter one of the file (kept), 1 entry with host bits cleared",
+                "b.txt: 1 duplicate prefix (merged)"
+            ]
+        );
+        assert!(summarise_notes(&[]).is_empty());
     }
 
     fn notes(list: &ParsedList) -> Vec<String> {

@@ -1235,6 +1235,30 @@ impl Filter {
         Ok(Some(slot))
     }
 
+    /// The counter slot for `ifindex`, taking over the slot of `old` (the
+    /// index the same interface name had before it was re-created) so its
+    /// counters go on; else [`Filter::register_interface`].
+    pub fn reassign_interface(
+        &mut self,
+        old: Option<u32>,
+        ifindex: u32,
+    ) -> Result<Option<u32>, LoadError> {
+        if let Some(old) = old.filter(|&o| o != ifindex)
+            && ifindex < IF_INDEX_LIMIT
+        {
+            let slots = self.interface_slots()?;
+            if let Some(&(_, slot)) = slots.iter().find(|(i, _)| *i == old)
+                && !slots.iter().any(|(i, _)| *i == ifindex)
+            {
+                let mut m = self.array_mut::<u32>(MAP_IF_SLOT)?;
+                m.set(ifindex, slot, 0).map_err(map_err(MAP_IF_SLOT))?;
+                m.set(old, 0, 0).map_err(map_err(MAP_IF_SLOT))?;
+                return Ok(Some(slot));
+            }
+        }
+        self.register_interface(ifindex)
+    }
+
     /// Zero the counters of categories `ids` on every interface slot.
     pub fn reset_category_counters(&mut self, ids: &[u8]) -> Result<(), LoadError> {
         self.zero_cat_stats((0..IF_SLOTS).flat_map(|s| ids.iter().map(move |id| (s, *id))))

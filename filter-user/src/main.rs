@@ -78,9 +78,16 @@ enum Command {
         /// Seconds to wait for the daemon.
         #[arg(long, default_value_t = 30)]
         timeout: u64,
+        /// The daemon's configuration file: its `pin_dir` says where the
+        /// daemon is, unless --pin-dir is given (`ExecReload=` uses it).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
-    /// Interfaces, program, generation, categories with policies and list
-    /// sizes, flow-table use.
+    /// Whether filtering is in force (as the kernel says), interfaces,
+    /// program, generation, categories with policies and list sizes,
+    /// flow-table use. Exit code 0: in force as configured; 3: in force,
+    /// no daemon running; 4: degraded (an interface not attached); 5:
+    /// nothing pinned.
     Status {
         /// JSON instead of text.
         #[arg(long)]
@@ -91,8 +98,9 @@ enum Command {
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
-        /// Redraw every SECS seconds with rates (Ctrl-C stops).
-        #[arg(long, value_name = "SECS")]
+        /// Redraw every SECS seconds with rates (Ctrl-C stops); 0.1 to
+        /// 86400.
+        #[arg(long, value_name = "SECS", value_parser = parse_watch, allow_negative_numbers = true)]
         watch: Option<f64>,
     },
     /// Tracked call flows with labels, age and counters.
@@ -245,11 +253,42 @@ fn parse_netns(s: &str) -> Result<String, String> {
     check_netns(s).map(|()| s.to_owned())
 }
 
+/// `--watch SECS`: a finite interval from 0.1 s to a day.
+fn parse_watch(s: &str) -> Result<f64, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if secs.is_finite() && (cli::WATCH_MIN_SECS..=cli::WATCH_MAX_SECS).contains(&secs) {
+        Ok(secs)
+    } else {
+        Err(format!(
+            "`{s}`: give an interval from {} to {} seconds",
+            cli::WATCH_MIN_SECS,
+            cli::WATCH_MAX_SECS
+        ))
+    }
+}
+
+/// A verb's own exit code, its output already printed (`status`).
+#[derive(Debug, thiserror::Error)]
+#[error("exit code {0}")]
+struct Exit(u8);
+
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // Before anything else: a SIGHUP or SIGTERM to a daemon that is only
+    // starting is held until it can handle it, not fatal.
+    filter_user::systemd::hold_signals();
+    filter_user::systemd::init_logging();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        filter_user::systemd::release_signals();
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<Exit>().is_some() => {
+            ExitCode::from(e.downcast_ref::<Exit>().map_or(1, |x| x.0))
+        }
         Err(e) => {
             eprintln!("flowfilter: {e:#}");
             if let Some(hint) = privilege_hint(&e) {
@@ -372,13 +411,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             replace,
         })
         .map_err(Into::into),
-        Command::Reload { timeout } => {
+        Command::Reload { timeout, config } => {
+            let layout = match (&cli.pin_dir, &config) {
+                (None, Some(c)) => PinLayout::new(
+                    filter_user::config::Config::load(c)
+                        .map_err(|e| InputError(e.to_string()))?
+                        .pin_dir,
+                ),
+                _ => layout,
+            };
             print(&cli::reload(&layout, Duration::from_secs(timeout))?);
             Ok(())
         }
         Command::Status { json } => {
-            print(&cli::status(&layout, json)?);
-            Ok(())
+            let (out, filtering) = cli::status(&layout, json)?;
+            print(&out);
+            if layout.require().is_err() {
+                eprintln!(
+                    "flowfilter: {}",
+                    filter_user::pins::PinError::NoState {
+                        dir: layout.dir.clone()
+                    }
+                );
+            }
+            match filtering.exit_code() {
+                0 => Ok(()),
+                code => Err(Exit(code).into()),
+            }
         }
         Command::Stats { json, watch } => Ok(cli::stats(&layout, json, watch)?),
         Command::Flows { json } => {

@@ -23,7 +23,9 @@
 //!   update` writes, else the file's modification time.
 //! - `policy_info{category,policy,source}`: 1 per category.
 //! - `generation`: the active table generation.
-//! - `interface_attached{interface,mode}`: 1 per pinned link.
+//! - `interface_attached{interface,mode}`: 1 when the kernel runs the
+//!   filter on the interface of that name, 0 when it is pinned or
+//!   configured but not attached (deleted, re-created, waited for).
 //! - `last_reload_timestamp_seconds`, `last_reload_success` (1 or 0),
 //!   `reloads_total{result}` (`ok`, `error`).
 //!
@@ -314,7 +316,7 @@ impl PinSource {
         );
         let mut ifaces = Family::new(
             "flowfilter_interface_attached",
-            "Interfaces with a pinned XDP link",
+            "1 when the kernel runs the filter on the interface, 0 when it is configured or pinned but not attached",
             false,
         );
         let mut reload_ts = Family::new(
@@ -381,11 +383,13 @@ impl PinSource {
                 }
             }
         }
-        for name in self.layout.pinned_links().map_err(|e| e.to_string())? {
-            let mode = st
-                .and_then(|s| s.interfaces.iter().find(|i| i.name == name))
-                .map_or_else(|| "unknown".to_owned(), |i| i.mode.clone());
-            ifaces.add(vec![("interface", name), ("mode", mode)], 1u64);
+        // What the kernel says, not what the pins say: 0 for an interface
+        // whose link died with it, or that is waited for.
+        for i in crate::ifwatch::interface_health(&self.layout, st) {
+            ifaces.add(
+                vec![("interface", i.name), ("mode", i.mode)],
+                u64::from(i.health.attached()),
+            );
         }
         Ok(vec![
             cat_p, cat_b, lab_p, lab_b, frames, flows, cap, evicted, generation, sizes, ages,

@@ -572,6 +572,223 @@ pub fn link_ids(path: &Path) -> Result<(u32, u32), String> {
     Ok((info.id(), info.program_id()))
 }
 
+/// A pinned bpf_link as the kernel describes it (`/proc/self/fdinfo`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkState {
+    /// The link's id.
+    pub id: u32,
+    /// The program it runs.
+    pub program_id: u32,
+    /// The interface it is attached to: `Some(0)` when the interface is gone
+    /// (the kernel detaches an XDP link from a deleted device and keeps the
+    /// link, defunct); `None` when the kernel does not say.
+    pub ifindex: Option<u32>,
+}
+
+/// The kernel's description of the bpf_link pinned at `path`; `None` when
+/// nothing is pinned there.
+pub fn pinned_link_state(path: &Path) -> Result<Option<LinkState>, PinError> {
+    /// `union bpf_attr` for `BPF_OBJ_GET`.
+    #[repr(C)]
+    struct ObjGet {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+        path_fd: i32,
+        pad: u32,
+    }
+    const BPF_OBJ_GET: libc::c_long = 7;
+    use std::os::fd::{FromRawFd as _, OwnedFd};
+    use std::os::unix::ffi::OsStrExt as _;
+    if !path.exists() {
+        return Ok(None);
+    }
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io_err(path)(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+    let attr = ObjGet {
+        pathname: c.as_ptr() as u64,
+        bpf_fd: 0,
+        file_flags: 0,
+        path_fd: 0,
+        pad: 0,
+    };
+    // SAFETY: bpf(BPF_OBJ_GET) reads the attribute and the NUL-terminated
+    // path, both alive for the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET,
+            &raw const attr,
+            std::mem::size_of::<ObjGet>(),
+        )
+    };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::NotFound {
+            return Ok(None);
+        }
+        return Err(io_err(path)(e));
+    }
+    // SAFETY: a descriptor the kernel just returned, owned from here.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let info_path = PathBuf::from(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()));
+    let text = std::fs::read_to_string(&info_path).map_err(io_err(&info_path))?;
+    drop(fd);
+    parse_link_fdinfo(&text)
+        .ok_or_else(|| {
+            io_err(path)(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "not a bpf_link (no link_id in its fdinfo)",
+            ))
+        })
+        .map(Some)
+}
+
+/// `link_id`, `prog_id` and `ifindex` of a link's fdinfo.
+fn parse_link_fdinfo(text: &str) -> Option<LinkState> {
+    let field = |name: &str| {
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == name).then(|| v.trim().parse::<u32>().ok())?
+        })
+    };
+    Some(LinkState {
+        id: field("link_id")?,
+        program_id: field("prog_id")?,
+        ifindex: field("ifindex"),
+    })
+}
+
+/// Where the pins of a directory would live, seen from the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PinVisibility {
+    /// The host sees them (or nothing says otherwise).
+    Host,
+    /// This process has a mount namespace of its own whose bpffs is not the
+    /// host's: its pins die with it.
+    Private {
+        /// What shows it.
+        why: String,
+        /// The network namespace of `ip netns exec NAME`, when that is how
+        /// the process was started.
+        netns: Option<String>,
+    },
+}
+
+/// Whether pins made under `dir` would outlive this process where the host
+/// sees them. Under `ip netns exec` (which unshares the mount namespace and
+/// mounts a new /sys without /sys/fs/bpf) they would not: bpffs is missing
+/// there, and one mounted there is private. The host is the mount
+/// namespace of PID 1, or failing that (PID 1 may be unreadable) the
+/// nearest ancestor process in another mount namespace.
+pub fn pin_visibility(dir: &Path) -> PinVisibility {
+    let netns = ip_netns_exec_name();
+    let Some((pid, other)) = other_mount_namespace() else {
+        // Nothing readable in another mount namespace: only the /sys
+        // remount of `ip netns exec` tells.
+        return match netns {
+            Some(n) => PinVisibility::Private {
+                why: format!("/sys is the sysfs `ip netns exec {n}` mounts"),
+                netns: Some(n),
+            },
+            None => PinVisibility::Host,
+        };
+    };
+    let probe = existing_ancestor(dir);
+    let ours = fs_magic(probe)
+        .ok()
+        .filter(|&m| m == BPF_FS_MAGIC)
+        .and_then(|_| dev_of(probe));
+    let theirs_path = Path::new("/proc")
+        .join(pid.to_string())
+        .join("root")
+        .join(dir.strip_prefix("/").unwrap_or(dir));
+    let theirs_probe = existing_ancestor(&theirs_path);
+    let theirs = fs_magic(theirs_probe)
+        .ok()
+        .filter(|&m| m == BPF_FS_MAGIC)
+        .and_then(|_| dev_of(theirs_probe));
+    match (ours, theirs) {
+        (Some(a), Some(b)) if a == b => PinVisibility::Host,
+        (Some(_), Some(_)) => PinVisibility::Private {
+            why: format!(
+                "the bpffs at {} is not the one process {pid} (mount namespace {other}) sees",
+                probe.display()
+            ),
+            netns,
+        },
+        (None, _) => PinVisibility::Private {
+            why: format!(
+                "this process has its own mount namespace and no bpffs at {}: one mounted here would be private",
+                probe.display()
+            ),
+            netns,
+        },
+        (Some(_), None) => PinVisibility::Private {
+            why: format!(
+                "process {pid} (mount namespace {other}) has no bpffs at {}",
+                dir.display()
+            ),
+            netns,
+        },
+    }
+}
+
+/// A process in another mount namespace than ours: PID 1 if readable, else
+/// the nearest ancestor; with that namespace's name.
+fn other_mount_namespace() -> Option<(u32, String)> {
+    let ours = std::fs::read_link("/proc/self/ns/mnt").ok()?;
+    let ns_of = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+    if let Some(init) = ns_of(1) {
+        return (init != ours).then(|| (1, init.to_string_lossy().into_owned()));
+    }
+    let mut pid = std::process::id();
+    for _ in 0..64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let ppid: u32 = stat
+            .rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        if ppid <= 1 {
+            return None;
+        }
+        if let Some(ns) = ns_of(ppid)
+            && ns != ours
+        {
+            return Some((ppid, ns.to_string_lossy().into_owned()));
+        }
+        pid = ppid;
+    }
+    None
+}
+
+/// The network namespace name when /sys is the sysfs `ip netns exec NAME`
+/// mounts (its source is NAME, and /run/netns/NAME exists).
+fn ip_netns_exec_name() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    // The last mount on /sys is the one in use.
+    let (_, post) = info
+        .lines()
+        .filter_map(|l| l.split_once(" - "))
+        .rfind(|(pre, _)| pre.split_whitespace().nth(4) == Some("/sys"))?;
+    let mut post = post.split_whitespace();
+    let (fstype, source) = (post.next()?, post.next()?);
+    (fstype == "sysfs"
+        && source != "sysfs"
+        && !source.contains('/')
+        && Path::new("/run/netns").join(source).exists())
+    .then(|| source.to_owned())
+}
+
+/// The device number of the filesystem holding `path`.
+fn dev_of(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().map(|m| m.dev())
+}
+
 /// Format a program tag as the kernel and bpftool show it.
 pub fn tag_hex(tag: u64) -> String {
     format!("{tag:016x}")

@@ -24,10 +24,14 @@
 //! `flowfilter status --json`:
 //! ```text
 //! { "pin_dir": PATH, "state_file": PATH | null,
+//!   "filtering": "in_force"|"unmanaged"|"degraded"|"none",
 //!   "daemon": { "running": BOOL, "pid": N | null },
 //!   "program": { "id": N, "tag": HEX, "name": STR } | null,
-//!   "interfaces": [ { "name": IF, "mode": "driver"|"skb"|"unknown",
-//!       "link_id": N | null, "program_id": N | null, "netns": STR | null } ],
+//!   "interfaces": [ { "name": IF, "mode": "driver"|"skb"|"unknown"|"none",
+//!       "link_id": N | null, "program_id": N | null, "netns": STR | null,
+//!       "attached": BOOL, "state": "attached"|"missing"|"not attached"|
+//!           "defunct"|"elsewhere"|"not running"|"unknown",
+//!       "ifindex": N | null, "problem": STR | null } ],
 //!   "generation": N, "lists_dir": PATH | null,
 //!   "categories": [ { "id": N, "name": STR, "policy": SPEC,
 //!       "policy_source": "default"|"config"|"flag"|"cli",
@@ -37,6 +41,11 @@
 //!   "last_reload": { "time": UNIX_SECS, "ok": BOOL, "error": STR | null,
 //!       "by": STR, "generation": N } | null }
 //! ```
+//! `filtering` is what `status` exits with ([`Filtering`]); an
+//! interface is `attached` only when the kernel runs the pinned link's
+//! program on the interface that has the name now ([`crate::ifwatch`]):
+//! the pins alone do not say. (Pins and state file of a filter that is not
+//! there at all give `{"pin_dir", "state_file", "filtering": "none"}`.)
 //! `flowfilter flows --json`: an array of
 //! ```text
 //! { "proto": "udp", "src": ADDR:PORT, "dst": ADDR:PORT, "category": STR | null,
@@ -58,7 +67,7 @@ use filter_common::{
 use serde_json::{Value, json};
 
 use crate::loader::{Filter, LoadError};
-use crate::pins::{PinLayout, link_ids, tag_hex};
+use crate::pins::{PinLayout, tag_hex};
 use crate::state::{StateFile, format_utc, state_path};
 
 /// One category's counters.
@@ -623,19 +632,65 @@ pub fn flows_table(rows: &[FlowRow]) -> String {
     out
 }
 
-/// One pinned link, for `status`.
+/// One interface, for `status`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InterfaceRow {
     /// Interface name.
     pub name: String,
-    /// `driver`, `skb` or `unknown`.
+    /// `driver`, `skb`, `unknown`, or `none` (not attached).
     pub mode: String,
-    /// The link's id.
+    /// The pinned link's id.
     pub link_id: Option<u32>,
     /// The program it runs.
     pub program_id: Option<u32>,
     /// Network namespace, if not the daemon's.
     pub netns: Option<String>,
+    /// Whether the kernel runs the link's program on the interface.
+    pub attached: bool,
+    /// [`crate::ifwatch::Health::label`].
+    pub state: &'static str,
+    /// The index of the interface of that name now.
+    pub ifindex: Option<u32>,
+    /// What is wrong, when not attached.
+    pub problem: Option<String>,
+}
+
+/// Whether filtering is in force as configured: what `status` says first,
+/// and its exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Filtering {
+    /// Every interface attached, the daemon running (exit 0).
+    InForce,
+    /// Every interface attached, but no daemon runs: nothing reloads,
+    /// re-attaches or rotates (exit 3).
+    Unmanaged,
+    /// Something is pinned, but an interface is not attached (or none is,
+    /// or the program is not pinned) (exit 4).
+    Degraded,
+    /// Nothing is pinned: no filter (exit 5).
+    None,
+}
+
+impl Filtering {
+    /// The exit code of `flowfilter status`.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Filtering::InForce => 0,
+            Filtering::Unmanaged => 3,
+            Filtering::Degraded => 4,
+            Filtering::None => 5,
+        }
+    }
+
+    /// The `--json` word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Filtering::InForce => "in_force",
+            Filtering::Unmanaged => "unmanaged",
+            Filtering::Degraded => "degraded",
+            Filtering::None => "none",
+        }
+    }
 }
 
 /// Everything `status` shows.
@@ -649,7 +704,7 @@ pub struct Status {
     pub daemon_pid: Option<u32>,
     /// (id, tag, name) of the pinned program.
     pub program: Option<(u32, u64, String)>,
-    /// Pinned links.
+    /// Interfaces with a pinned link or named in the state file.
     pub interfaces: Vec<InterfaceRow>,
     /// Active generation.
     pub generation: u32,
@@ -659,7 +714,8 @@ pub struct Status {
     pub state: Option<StateFile>,
 }
 
-/// Read the status of the pins in `layout`.
+/// Read the status of the pins in `layout`, asking the kernel whether each
+/// interface is attached.
 pub fn collect_status(
     f: &Filter,
     layout: &PinLayout,
@@ -675,26 +731,34 @@ pub fn collect_status(
     } else {
         None
     };
-    let mut interfaces = Vec::new();
-    for name in layout.pinned_links()? {
-        let (link, prog) = match link_ids(&layout.link(&name)) {
-            Ok((l, p)) => (Some(l), Some(p)),
-            Err(e) => {
-                log::warn!("link {name}: {e}");
-                (None, None)
+    let interfaces = crate::ifwatch::interface_health(layout, state.as_ref())
+        .into_iter()
+        .map(|i| {
+            let link = i.health.link();
+            InterfaceRow {
+                mode: match &i.health {
+                    crate::ifwatch::Health::Attached { mode, .. }
+                        if i.mode == "unknown" || i.mode == crate::ifwatch::NOT_ATTACHED =>
+                    {
+                        (*mode).to_owned()
+                    }
+                    _ => i.mode.clone(),
+                },
+                link_id: link.map(|l| l.id),
+                program_id: link.map(|l| l.program_id),
+                netns: i.netns.clone(),
+                attached: i.health.attached(),
+                state: i.health.label(),
+                ifindex: i.health.ifindex(),
+                problem: (!i.health.attached()).then(|| {
+                    let d = i.health.describe(&i.name);
+                    d.strip_prefix(&format!("{}: ", i.name))
+                        .map_or_else(|| d.clone(), str::to_owned)
+                }),
+                name: i.name,
             }
-        };
-        let recorded = state
-            .as_ref()
-            .and_then(|s| s.interfaces.iter().find(|i| i.name == name));
-        interfaces.push(InterfaceRow {
-            name: name.clone(),
-            mode: recorded.map_or_else(|| "unknown".to_owned(), |i| i.mode.clone()),
-            link_id: link,
-            program_id: prog,
-            netns: recorded.and_then(|i| i.netns.clone()),
-        });
-    }
+        })
+        .collect();
     let path = state_path(&layout.dir);
     Ok(Status {
         pin_dir: layout.dir.display().to_string(),
@@ -708,19 +772,59 @@ pub fn collect_status(
     })
 }
 
+/// `status` when nothing is pinned: (text, JSON).
+pub fn nothing_pinned(layout: &PinLayout) -> (String, Value) {
+    let path = state_path(&layout.dir);
+    let stale = path.exists().then(|| path.display().to_string());
+    let mut text = format!(
+        "pin dir      {}\nfiltering    none: nothing is pinned\n",
+        layout.dir.display()
+    );
+    if let Some(p) = &stale {
+        let _ = writeln!(
+            text,
+            "state file   {p} is left from an earlier run (the next `flowfilter run` replaces it)"
+        );
+    }
+    let json = json!({
+        "pin_dir": layout.dir.display().to_string(),
+        "state_file": stale,
+        "filtering": Filtering::None.as_str(),
+    });
+    (text, json)
+}
+
 impl Status {
+    /// Whether filtering is in force as configured.
+    pub fn filtering(&self) -> Filtering {
+        let attached = self.interfaces.iter().filter(|i| i.attached).count();
+        if self.program.is_none() && self.interfaces.iter().all(|i| i.link_id.is_none()) {
+            // Maps only (a start that failed midway): nothing filters.
+            return Filtering::None;
+        }
+        if self.program.is_none() || attached == 0 || attached < self.interfaces.len() {
+            return Filtering::Degraded;
+        }
+        if self.daemon_pid.is_none() {
+            return Filtering::Unmanaged;
+        }
+        Filtering::InForce
+    }
+
     /// The `--json` object.
     pub fn to_json(&self) -> Value {
         let st = self.state.as_ref();
         json!({
             "pin_dir": self.pin_dir,
             "state_file": self.state_file,
+            "filtering": self.filtering().as_str(),
             "daemon": {"running": self.daemon_pid.is_some(), "pid": self.daemon_pid},
             "program": self.program.as_ref().map(|(id, tag, name)| json!({
                 "id": id, "tag": tag_hex(*tag), "name": name})),
             "interfaces": self.interfaces.iter().map(|i| json!({
                 "name": i.name, "mode": i.mode, "link_id": i.link_id,
-                "program_id": i.program_id, "netns": i.netns})).collect::<Vec<_>>(),
+                "program_id": i.program_id, "netns": i.netns, "attached": i.attached,
+                "state": i.state, "ifindex": i.ifindex, "problem": i.problem})).collect::<Vec<_>>(),
             "generation": self.generation,
             "lists_dir": st.map(|s| s.lists_dir.display().to_string()),
             "categories": st.map(|s| s.categories.iter().map(|c| json!({
@@ -740,6 +844,28 @@ impl Status {
         let mut out = String::new();
         let st = self.state.as_ref();
         let _ = writeln!(out, "pin dir      {}", self.pin_dir);
+        let attached = self.interfaces.iter().filter(|i| i.attached).count();
+        let _ = match self.filtering() {
+            Filtering::InForce => writeln!(out, "filtering    in force on {attached} interface(s)"),
+            Filtering::Unmanaged => writeln!(
+                out,
+                "filtering    in force on {attached} interface(s), but no daemon manages it"
+            ),
+            Filtering::Degraded if self.interfaces.is_empty() => {
+                writeln!(out, "filtering    DEGRADED: no interface attached")
+            }
+            Filtering::Degraded => writeln!(
+                out,
+                "filtering    DEGRADED: {attached} of {} interface(s) attached{}",
+                self.interfaces.len(),
+                if self.program.is_none() {
+                    ", no program pinned"
+                } else {
+                    ""
+                }
+            ),
+            Filtering::None => writeln!(out, "filtering    none"),
+        };
         let _ = match self.daemon_pid {
             Some(pid) => writeln!(out, "daemon       running (pid {pid})"),
             None => writeln!(
@@ -768,7 +894,22 @@ impl Status {
                 .netns
                 .as_ref()
                 .map_or_else(String::new, |ns| format!(", netns {ns}"));
-            let _ = writeln!(out, "{label:<12} {} ({}, {link}{prog}{ns})", i.name, i.mode);
+            if i.attached {
+                let _ = writeln!(out, "{label:<12} {} ({}, {link}{prog}{ns})", i.name, i.mode);
+            } else {
+                let link = if i.link_id.is_some() {
+                    format!(", {link}{prog}")
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(
+                    out,
+                    "{label:<12} {} NOT ATTACHED ({}{link}{ns}): {}",
+                    i.name,
+                    i.state,
+                    i.problem.as_deref().unwrap_or("")
+                );
+            }
         }
         let _ = writeln!(out, "generation   {}", self.generation);
         let _ = writeln!(

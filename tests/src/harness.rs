@@ -323,6 +323,33 @@ impl DaemonFilter {
         )
     }
 
+    /// `status --json` while the filter is in force: exit 0 (as
+    /// configured, daemon running) or 3 (in force, no daemon running).
+    pub fn status_in_force(&self) -> Result<serde_json::Value, HarnessError> {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--pin-dir")
+            .arg(&self.pin_dir)
+            .args(["status", "--json"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null());
+        let line = cmd_line(&cmd);
+        let out = cmd.output().map_err(|source| HarnessError::Spawn {
+            cmd: line.clone(),
+            source,
+        })?;
+        if !matches!(out.status.code(), Some(0 | 3)) {
+            return Err(HarnessError::Command {
+                cmd: line,
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(&text).map_err(|e| {
+            HarnessError::Generator(format!("flowfilter status --json: not JSON ({e}): {text}"))
+        })
+    }
+
     /// [`Self::cli`] with `--json` appended, parsed.
     pub fn cli_json(&self, args: &[&str]) -> Result<serde_json::Value, HarnessError> {
         let mut v = args.to_vec();

@@ -724,7 +724,10 @@ fn daemon_killed_with_9_mid_call_keeps_blocking() {
     // The program and links stayed, and did the dropping without a daemon:
     // the rest of the relay leg and the whole peer-to-peer leg (recognised
     // after the kill).
-    let after = cli_json(d, &["status"]);
+    // Exit 3: in force, no daemon running.
+    let after = d
+        .status_in_force()
+        .unwrap_or_else(|e| panic!("{test}: flowfilter status: {e}\ndaemon log:\n{}", d.log()));
     assert_eq!(after["daemon"]["running"], false, "{after:#}");
     assert_eq!(after["program"]["id"], before["program"]["id"]);
     for i in 0..2 {

@@ -1,0 +1,815 @@
+//! Interfaces that come and go: a driver reload, a NIC hot-plug, a bond
+//! rebuilt or a veth re-created delete the device, and the kernel detaches
+//! its XDP link (the pinned link stays, defunct: its interface index reads
+//! 0). Nothing of that shows in the pins, so everything here asks the
+//! kernel ([`Health::check`]): the interface of that name now (rtnetlink),
+//! the interface the pinned link is on (the link's fdinfo), and the
+//! programs the kernel runs on it.
+//!
+//! Interfaces are configured by name, and the filter follows the name: an
+//! interface deleted and re-created, or renamed away with another taking
+//! its name, gets a new link on the device that has the name now (the stale
+//! link is removed); one that is missing is waited for and attached when it
+//! appears (at start too, with a warning). The daemon watches the link
+//! events of the attach namespace (`RTMGRP_LINK`) and checks every
+//! interface again after each burst of events and every
+//! [`CHECK_PERIOD`]. An interface whose link the operator removed
+//! (`flowfilter detach --iface`) is left alone until the next start.
+//!
+//! `status` and the `interface_attached` metric report [`Health`] too: an
+//! interface is attached only when the kernel runs our program on the
+//! device that has its name.
+
+use std::fs::File;
+use std::os::fd::AsRawFd as _;
+use std::path::Path;
+use std::time::Duration;
+
+use filter_common::{IF_INDEX_LIMIT, IF_SLOTS};
+
+use crate::config::Config;
+use crate::control::Error;
+use crate::loader::{AttachMode, Attached, Filter};
+use crate::netlink::{LinkEvent, LinkInfo, Rtnl};
+use crate::pins::{LinkState, PinLayout, pinned_link_state, remove_file};
+use crate::state::{InterfaceState, StateFile};
+use crate::systemd::NOTICE;
+
+/// How often the daemon checks every interface without an event.
+pub const CHECK_PERIOD: Duration = Duration::from_secs(10);
+/// How long the daemon lets a burst of link events settle before it checks.
+pub const SETTLE: Duration = Duration::from_millis(100);
+/// `mode` recorded for an interface that is not attached.
+pub const NOT_ATTACHED: &str = "none";
+
+/// What the kernel says about one interface and its pinned link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Our program runs on the interface of that name, through the pinned
+    /// link.
+    Attached {
+        /// The interface's index.
+        ifindex: u32,
+        /// The pinned link.
+        link: LinkState,
+        /// The XDP mode the kernel reports (`driver`, `skb`).
+        mode: &'static str,
+    },
+    /// No interface of that name and no pinned link.
+    Missing,
+    /// The interface is there, no link is pinned for it.
+    NotLinked {
+        /// The interface's index.
+        ifindex: u32,
+    },
+    /// The pinned link's interface was deleted: the kernel detached it.
+    Defunct {
+        /// The pinned link.
+        link: LinkState,
+        /// The index of the interface that has the name now, if any.
+        now: Option<u32>,
+    },
+    /// The pinned link is on another device than the one of that name
+    /// (renamed away, or moved to another namespace).
+    Elsewhere {
+        /// The pinned link.
+        link: LinkState,
+        /// The device the link is on.
+        link_ifindex: u32,
+        /// The index of the interface that has the name now, if any.
+        now: Option<u32>,
+    },
+    /// The link and the interface agree, but the kernel runs another
+    /// program on it, or none.
+    NotRunning {
+        /// The pinned link.
+        link: LinkState,
+        /// The interface's index.
+        ifindex: u32,
+        /// The programs the kernel reports on it.
+        running: Vec<u32>,
+    },
+    /// The kernel could not be asked.
+    Unknown(String),
+}
+
+impl Health {
+    /// Ask the kernel about `iface` (through `rtnl`, a socket of its
+    /// namespace) and its pinned link in `layout`.
+    pub fn check(layout: &PinLayout, iface: &str, rtnl: &Rtnl) -> Health {
+        let link = match pinned_link_state(&layout.link(iface)) {
+            Ok(l) => l,
+            Err(e) => return Health::Unknown(e.to_string()),
+        };
+        match rtnl.link(iface) {
+            Ok(dev) => Health::judge(link, dev.as_ref()),
+            Err(e) => Health::Unknown(e.to_string()),
+        }
+    }
+
+    /// The verdict from the pinned link and the interface of that name.
+    pub fn judge(link: Option<LinkState>, dev: Option<&LinkInfo>) -> Health {
+        let now = dev.map(|d| d.index);
+        let Some(link) = link else {
+            return match dev {
+                Some(d) => Health::NotLinked { ifindex: d.index },
+                None => Health::Missing,
+            };
+        };
+        match (link.ifindex, dev) {
+            (Some(0), _) => Health::Defunct { link, now },
+            (Some(i), Some(d)) if i != d.index => Health::Elsewhere {
+                link,
+                link_ifindex: i,
+                now,
+            },
+            (Some(i), None) => Health::Elsewhere {
+                link,
+                link_ifindex: i,
+                now,
+            },
+            (_, None) => Health::Defunct { link, now },
+            (_, Some(d)) => match d.xdp.iter().find(|p| p.id == link.program_id) {
+                Some(p) => Health::Attached {
+                    ifindex: d.index,
+                    link,
+                    mode: p.mode,
+                },
+                None => Health::NotRunning {
+                    link,
+                    ifindex: d.index,
+                    running: d.xdp.iter().map(|p| p.id).collect(),
+                },
+            },
+        }
+    }
+
+    /// Whether the kernel runs our program on the interface.
+    pub fn attached(&self) -> bool {
+        matches!(self, Health::Attached { .. })
+    }
+
+    /// One word for `status --json` (`state`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Health::Attached { .. } => "attached",
+            Health::Missing => "missing",
+            Health::NotLinked { .. } => "not attached",
+            Health::Defunct { .. } => "defunct",
+            Health::Elsewhere { .. } => "elsewhere",
+            Health::NotRunning { .. } => "not running",
+            Health::Unknown(_) => "unknown",
+        }
+    }
+
+    /// The pinned link, if one is.
+    pub fn link(&self) -> Option<LinkState> {
+        match self {
+            Health::Attached { link, .. }
+            | Health::Defunct { link, .. }
+            | Health::Elsewhere { link, .. }
+            | Health::NotRunning { link, .. } => Some(*link),
+            _ => None,
+        }
+    }
+
+    /// The index of the interface that has the name now.
+    pub fn ifindex(&self) -> Option<u32> {
+        match self {
+            Health::Attached { ifindex, .. }
+            | Health::NotLinked { ifindex }
+            | Health::NotRunning { ifindex, .. } => Some(*ifindex),
+            Health::Defunct { now, .. } | Health::Elsewhere { now, .. } => *now,
+            Health::Missing | Health::Unknown(_) => None,
+        }
+    }
+
+    /// What is wrong, in words (empty when attached).
+    pub fn describe(&self, iface: &str) -> String {
+        match self {
+            Health::Attached { .. } => String::new(),
+            Health::Missing => format!("{iface}: no such interface"),
+            Health::NotLinked { ifindex } => {
+                format!("{iface}: not attached (ifindex {ifindex}, no pinned link)")
+            }
+            Health::Defunct { link, now: Some(n) } => format!(
+                "{iface}: the interface was deleted and re-created (now ifindex {n}): its XDP link {} died with the old one",
+                link.id
+            ),
+            Health::Defunct { link, now: None } => format!(
+                "{iface}: the interface was deleted: its XDP link {} is defunct",
+                link.id
+            ),
+            Health::Elsewhere {
+                link,
+                link_ifindex,
+                now: Some(n),
+            } => format!(
+                "{iface}: the pinned link {} is on ifindex {link_ifindex}, but {iface} is ifindex {n} now (renamed?)",
+                link.id
+            ),
+            Health::Elsewhere {
+                link,
+                link_ifindex,
+                now: None,
+            } => format!(
+                "{iface}: no interface has this name now (renamed or moved away?); the pinned link {} is on ifindex {link_ifindex}",
+                link.id
+            ),
+            Health::NotRunning {
+                link,
+                ifindex,
+                running,
+            } => format!(
+                "{iface} (ifindex {ifindex}): the kernel runs {} on it, not program {} of the pinned link",
+                if running.is_empty() {
+                    "no XDP program".to_owned()
+                } else {
+                    format!("XDP program {running:?}")
+                },
+                link.program_id
+            ),
+            Health::Unknown(e) => format!("{iface}: cannot tell whether it is attached: {e}"),
+        }
+    }
+}
+
+/// One interface for `status` and the metrics.
+#[derive(Clone, Debug)]
+pub struct InterfaceHealth {
+    /// Interface name.
+    pub name: String,
+    /// Attach mode recorded in the state file (`unknown` without one).
+    pub mode: String,
+    /// Network namespace, if not the daemon's.
+    pub netns: Option<String>,
+    /// What the kernel says.
+    pub health: Health,
+}
+
+/// Every interface with a pinned link or named in the state file, with
+/// what the kernel says about it.
+pub fn interface_health(layout: &PinLayout, state: Option<&StateFile>) -> Vec<InterfaceHealth> {
+    let recorded: &[InterfaceState] = state.map_or(&[], |s| s.interfaces.as_slice());
+    let mut names: Vec<String> = layout.pinned_links().unwrap_or_default();
+    for i in recorded {
+        if !names.contains(&i.name) {
+            names.push(i.name.clone());
+        }
+    }
+    names.sort();
+    // A link pinned without a state entry is in the namespace the others are.
+    let default_ns = recorded.iter().find_map(|i| i.netns.clone());
+    let mut sockets: Vec<(Option<String>, Result<Rtnl, String>)> = Vec::new();
+    names
+        .into_iter()
+        .map(|name| {
+            let entry = recorded.iter().find(|i| i.name == name);
+            let netns = entry.map_or_else(|| default_ns.clone(), |i| i.netns.clone());
+            if !sockets.iter().any(|(n, _)| *n == netns) {
+                let s = Rtnl::open_in(netns.as_deref(), false).map_err(|e| e.to_string());
+                sockets.push((netns.clone(), s));
+            }
+            let health = match sockets.iter().find(|(n, _)| *n == netns).map(|(_, s)| s) {
+                Some(Ok(rtnl)) => Health::check(layout, &name, rtnl),
+                Some(Err(e)) => Health::Unknown(e.clone()),
+                None => Health::Unknown("no socket".into()),
+            };
+            InterfaceHealth {
+                mode: entry.map_or_else(|| "unknown".to_owned(), |i| i.mode.clone()),
+                name,
+                netns,
+                health,
+            }
+        })
+        .collect()
+}
+
+/// Enters a network namespace for the calling thread; returns on drop.
+pub struct NetnsGuard {
+    original: File,
+}
+
+impl NetnsGuard {
+    /// Enter `/run/netns/NAME`.
+    pub fn enter(name: &str) -> Result<NetnsGuard, Error> {
+        let original = File::open("/proc/thread-self/ns/net")
+            .map_err(Error::io("opening this thread's network namespace"))?;
+        let path = Path::new("/run/netns").join(name);
+        let target = File::open(&path).map_err(|e| {
+            Error::Input(format!(
+                "--netns {name}: {}: {e} (create it with `ip netns add {name}`)",
+                path.display()
+            ))
+        })?;
+        // SAFETY: valid descriptors; only this thread changes namespace.
+        if unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(Error::io(format!("entering network namespace {name}"))(
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(NetnsGuard { original })
+    }
+}
+
+impl Drop for NetnsGuard {
+    fn drop(&mut self) {
+        // SAFETY: valid descriptor of the namespace this thread came from.
+        if unsafe { libc::setns(self.original.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            log::error!(
+                "returning to the original network namespace: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
+/// What the daemon knows of one configured interface.
+#[derive(Clone, Debug)]
+struct Watched {
+    name: String,
+    /// False once the operator removed its link: left alone until the next
+    /// start.
+    want: bool,
+    /// The link it made or adopted, while it believes it attached.
+    link_id: Option<u32>,
+    /// The interface index it was attached on (kept while waiting, so a
+    /// re-created interface takes over its counter slot).
+    ifindex: Option<u32>,
+    /// The last problem logged, so a lasting one is logged once.
+    problem: Option<String>,
+}
+
+/// The daemon's configured interfaces, in its attach namespace.
+pub struct Interfaces {
+    netns: Option<String>,
+    mode: AttachMode,
+    query: Rtnl,
+    events: Option<Rtnl>,
+    watched: Vec<Watched>,
+}
+
+impl Interfaces {
+    /// Open the sockets in the attach namespace: the event socket first,
+    /// so that nothing happening after the first check goes unseen.
+    pub fn open(cfg: &Config) -> Result<Interfaces, Error> {
+        let netns = cfg.netns.clone();
+        let open = |subscribe| {
+            Rtnl::open_in(netns.as_deref(), subscribe).map_err(|e| match e {
+                crate::netlink::NetlinkError::Netns { name, source } => Error::Input(format!(
+                    "--netns {name}: /run/netns/{name}: {source} (create it with `ip netns add {name}`)"
+                )),
+                e => Error::Other(e.to_string()),
+            })
+        };
+        let events = open(true)?;
+        let query = open(false)?;
+        Ok(Interfaces {
+            netns,
+            mode: cfg.mode.0,
+            query,
+            events: Some(events),
+            watched: cfg
+                .interfaces
+                .iter()
+                .map(|n| Watched {
+                    name: n.clone(),
+                    want: true,
+                    link_id: None,
+                    ifindex: None,
+                    problem: None,
+                })
+                .collect(),
+        })
+    }
+
+    /// The link-event socket (once).
+    pub fn take_events(&mut self) -> Option<Rtnl> {
+        self.events.take()
+    }
+
+    /// Whether an event may concern a configured interface.
+    pub fn concerns(&self, ev: &LinkEvent) -> bool {
+        match ev {
+            LinkEvent::Overrun => true,
+            LinkEvent::New(l) | LinkEvent::Del(l) => self
+                .watched
+                .iter()
+                .any(|w| w.name == l.name || w.ifindex == Some(l.index)),
+        }
+    }
+
+    /// At start, before the program is committed: remove pinned links that
+    /// are not on their interface any more (a link whose interface was
+    /// deleted cannot even be moved to a new program). Configured
+    /// interfaces are checked fully; links of other interfaces only for a
+    /// deleted interface (their namespace may be another).
+    pub fn prune_stale(&self, layout: &PinLayout) -> Result<Vec<String>, Error> {
+        let mut pruned = Vec::new();
+        for name in layout.pinned_links()? {
+            let path = layout.link(&name);
+            if self.watched.iter().any(|w| w.name == name) {
+                let h = Health::check(layout, &name, &self.query);
+                if matches!(
+                    h,
+                    Health::Defunct { .. } | Health::Elsewhere { .. } | Health::NotRunning { .. }
+                ) {
+                    log::warn!(
+                        "{}: filtering there had stopped; removing the stale pinned link",
+                        h.describe(&name)
+                    );
+                    remove_file(&path)?;
+                    pruned.push(name);
+                }
+            } else if let Ok(Some(l)) = pinned_link_state(&path)
+                && l.ifindex == Some(0)
+            {
+                log::warn!(
+                    "{name}: the interface of the pinned link {} (from an earlier start) was deleted; removing the defunct link",
+                    l.id
+                );
+                remove_file(&path)?;
+                pruned.push(name);
+            }
+        }
+        Ok(pruned)
+    }
+
+    /// Bring every configured interface to what the kernel should run:
+    /// adopt good links, replace stale ones, attach those present without
+    /// one, wait for those missing. At start (`starting`) an attach error
+    /// fails the start; later it is logged and tried again at the next
+    /// check. Updates `state.interfaces` and the counter slots; returns
+    /// whether anything changed.
+    pub fn settle(
+        &mut self,
+        filter: &mut Filter,
+        layout: &PinLayout,
+        state: &mut StateFile,
+        starting: bool,
+    ) -> Result<bool, Error> {
+        let mut changed = false;
+        for k in 0..self.watched.len() {
+            changed |= self.settle_one(filter, layout, state, k, starting)?;
+        }
+        if changed {
+            // Slots of interfaces no longer attached go back (those still
+            // linked from an earlier start, or waited for, keep theirs).
+            let keep: Vec<u32> = state.interfaces.iter().filter_map(|i| i.ifindex).collect();
+            filter.release_interfaces(&keep)?;
+        }
+        Ok(changed)
+    }
+
+    fn settle_one(
+        &mut self,
+        filter: &mut Filter,
+        layout: &PinLayout,
+        state: &mut StateFile,
+        k: usize,
+        starting: bool,
+    ) -> Result<bool, Error> {
+        let w = &self.watched[k];
+        if !w.want {
+            return Ok(false);
+        }
+        let name = w.name.clone();
+        let h = Health::check(layout, &name, &self.query);
+        let recorded = state.interfaces.iter().any(|i| i.name == name);
+        let was_linked = w.link_id.is_some();
+        let in_ns = self
+            .netns
+            .as_deref()
+            .map_or_else(String::new, |n| format!(" in network namespace {n}"));
+        match &h {
+            Health::Attached { ifindex, link, .. } => {
+                if starting {
+                    return self.attach(filter, layout, state, k, true, "attached");
+                }
+                let w = &mut self.watched[k];
+                w.link_id = Some(link.id);
+                w.ifindex = Some(*ifindex);
+                w.problem = None;
+                Ok(false)
+            }
+            Health::Missing | Health::NotLinked { .. } if !starting && was_linked && !recorded => {
+                log::warn!(
+                    "{name}: its pinned link was removed (`flowfilter detach --iface {name}`): not attached again until the next start"
+                );
+                let w = &mut self.watched[k];
+                w.want = false;
+                w.link_id = None;
+                Ok(false)
+            }
+            Health::Missing => {
+                let w = &mut self.watched[k];
+                if starting {
+                    log::warn!(
+                        "{name}: no such interface{in_ns}: waiting for it; it is attached when it appears"
+                    );
+                } else if was_linked {
+                    log::warn!(
+                        "{name}: the interface is gone{in_ns}: it is not filtered until it comes back (then it is attached again)"
+                    );
+                }
+                w.problem = Some(h.label().to_owned());
+                w.link_id = None;
+                Ok(record_waiting(state, &name, self.netns.as_ref()))
+            }
+            Health::NotLinked { ifindex } => {
+                if !starting {
+                    log::info!(
+                        target: NOTICE,
+                        "{name}: the interface is there (ifindex {ifindex}): attaching"
+                    );
+                }
+                self.attach(filter, layout, state, k, starting, "attached")
+            }
+            Health::Defunct { now, .. } | Health::Elsewhere { now, .. } => {
+                log::warn!(
+                    "{}: filtering there has stopped; removing the stale link",
+                    h.describe(&name)
+                );
+                remove_file(&layout.link(&name))?;
+                self.watched[k].link_id = None;
+                if now.is_some() {
+                    self.attach(filter, layout, state, k, starting, "re-attached")?;
+                } else {
+                    self.watched[k].problem = Some(h.label().to_owned());
+                    record_waiting(state, &name, self.netns.as_ref());
+                    log::warn!(
+                        "{name}: waiting for the interface{in_ns}; it is attached when it appears"
+                    );
+                }
+                Ok(true)
+            }
+            Health::NotRunning { .. } => {
+                log::warn!(
+                    "{}: filtering there has stopped; replacing the link",
+                    h.describe(&name)
+                );
+                remove_file(&layout.link(&name))?;
+                self.watched[k].link_id = None;
+                self.attach(filter, layout, state, k, starting, "re-attached")?;
+                Ok(true)
+            }
+            Health::Unknown(e) => {
+                if starting {
+                    return Err(Error::Other(h.describe(&name)));
+                }
+                let w = &mut self.watched[k];
+                if w.problem.as_deref() != Some(e.as_str()) {
+                    log::warn!("{}", h.describe(&name));
+                }
+                w.problem = Some(e.clone());
+                Ok(false)
+            }
+        }
+    }
+
+    /// Attach watched interface `k` (or adopt its pinned link) and record
+    /// it. At start a failure fails the start; later it is logged (once)
+    /// and tried again at the next check, and the attach is logged as
+    /// `verb` at notice level.
+    fn attach(
+        &mut self,
+        filter: &mut Filter,
+        layout: &PinLayout,
+        state: &mut StateFile,
+        k: usize,
+        starting: bool,
+        verb: &str,
+    ) -> Result<bool, Error> {
+        let name = self.watched[k].name.clone();
+        let result = (|| {
+            let _ns = self.netns.as_deref().map(NetnsGuard::enter).transpose()?;
+            let attached = filter.attach(layout, &name, self.mode)?;
+            Ok::<_, Error>((attached, ifindex_of(&name)))
+        })();
+        let (attached, ifindex) = match result {
+            Ok(r) => r,
+            Err(e) if !starting => {
+                let msg = e.to_string();
+                if self.watched[k].problem.as_deref() != Some(msg.as_str()) {
+                    log::error!("{name}: attaching failed (tried again at the next check): {e}");
+                }
+                self.watched[k].problem = Some(msg);
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
+        let recorded = state
+            .interfaces
+            .iter()
+            .find(|i| i.name == name)
+            .map(|i| i.mode.clone())
+            .filter(|m| m != NOT_ATTACHED);
+        let mode = match &attached {
+            Attached::New { mode, fallback } => {
+                if let Some(why) = fallback {
+                    log::warn!(
+                        "{name}: native (driver) XDP is not available ({why}); attached in generic (skb) mode, which is slower"
+                    );
+                }
+                if starting {
+                    log::info!("{name}: attached in {mode} mode, link pinned");
+                } else {
+                    log::info!(
+                        target: NOTICE,
+                        "{name}: {verb} in {mode} mode (ifindex {}): filtering again",
+                        ifindex.map_or_else(|| "?".to_owned(), |i| i.to_string())
+                    );
+                }
+                mode.to_string()
+            }
+            Attached::Adopted => {
+                log::info!("{name}: adopted the pinned link");
+                recorded.unwrap_or_else(|| "unknown".to_owned())
+            }
+            Attached::Updated { old_program_id } => {
+                log::info!(
+                    "{name}: the pinned link ran program {old_program_id}; it runs ours now"
+                );
+                recorded.unwrap_or_else(|| "unknown".to_owned())
+            }
+        };
+        let old = state
+            .interfaces
+            .iter()
+            .find(|i| i.name == name)
+            .and_then(|i| i.ifindex)
+            .or(self.watched[k].ifindex);
+        let slot = match ifindex {
+            Some(i) => filter.reassign_interface(old, i)?,
+            None => None,
+        };
+        if slot.is_none() {
+            log::warn!(
+                "{name}: no per-interface counter slot (ifindex {ifindex:?}, at most {} interfaces below ifindex {IF_INDEX_LIMIT}); its packets count under interface \"other\"",
+                IF_SLOTS - 1
+            );
+        }
+        let w = &mut self.watched[k];
+        w.link_id = pinned_link_state(&layout.link(&name))
+            .ok()
+            .flatten()
+            .map(|l| l.id);
+        w.ifindex = ifindex;
+        w.problem = None;
+        state.interfaces.retain(|i| i.name != name);
+        state.interfaces.push(InterfaceState {
+            name,
+            mode,
+            netns: self.netns.clone(),
+            ifindex,
+            slot,
+        });
+        Ok(true)
+    }
+
+    /// Whether every configured interface is attached with the link the
+    /// daemon knows (then a check has nothing to do and takes no lock).
+    pub fn all_well(&self, layout: &PinLayout) -> bool {
+        self.watched.iter().filter(|w| w.want).all(|w| {
+            match Health::check(layout, &w.name, &self.query) {
+                Health::Attached { link, ifindex, .. } => {
+                    w.link_id == Some(link.id) && w.ifindex == Some(ifindex)
+                }
+                _ => false,
+            }
+        })
+    }
+
+    /// One line for the service manager's status: how many interfaces are
+    /// attached, and which are waited for.
+    pub fn summary(&self, layout: &PinLayout) -> String {
+        let mut attached = 0;
+        let mut waiting = Vec::new();
+        for w in self.watched.iter().filter(|w| w.want) {
+            if Health::check(layout, &w.name, &self.query).attached() {
+                attached += 1;
+            } else {
+                waiting.push(w.name.as_str());
+            }
+        }
+        if waiting.is_empty() {
+            format!("filtering on {attached} interface(s)")
+        } else {
+            format!(
+                "filtering on {attached} interface(s); not attached: {}",
+                waiting.join(", ")
+            )
+        }
+    }
+}
+
+/// Record `name` as configured but not attached (its counter slot and
+/// ifindex are kept for when it comes back). Returns whether the state
+/// changed.
+fn record_waiting(state: &mut StateFile, name: &str, netns: Option<&String>) -> bool {
+    if let Some(i) = state.interfaces.iter_mut().find(|i| i.name == name) {
+        if i.mode == NOT_ATTACHED {
+            return false;
+        }
+        NOT_ATTACHED.clone_into(&mut i.mode);
+        return true;
+    }
+    state.interfaces.push(InterfaceState {
+        name: name.to_owned(),
+        mode: NOT_ATTACHED.to_owned(),
+        netns: netns.cloned(),
+        ifindex: None,
+        slot: None,
+    });
+    true
+}
+
+/// The index of `iface` in this thread's network namespace.
+fn ifindex_of(iface: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(iface).ok()?;
+    // SAFETY: a NUL-terminated name; the call only reads it.
+    let i = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::XdpProg;
+
+    fn link(ifindex: Option<u32>) -> LinkState {
+        LinkState {
+            id: 10,
+            program_id: 77,
+            ifindex,
+        }
+    }
+
+    fn dev(index: u32, progs: &[u32]) -> LinkInfo {
+        LinkInfo {
+            index,
+            name: "eth0".into(),
+            xdp: progs
+                .iter()
+                .map(|&id| XdpProg { id, mode: "skb" })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn judges_the_kernel_view() {
+        assert_eq!(Health::judge(None, None), Health::Missing);
+        assert_eq!(
+            Health::judge(None, Some(&dev(3, &[]))),
+            Health::NotLinked { ifindex: 3 }
+        );
+        let ok = Health::judge(Some(link(Some(3))), Some(&dev(3, &[77])));
+        assert!(ok.attached(), "{ok:?}");
+        assert_eq!(ok.ifindex(), Some(3));
+        // Deleted: the kernel zeroes the link's ifindex.
+        let gone = Health::judge(Some(link(Some(0))), None);
+        assert_eq!(
+            gone,
+            Health::Defunct {
+                link: link(Some(0)),
+                now: None
+            }
+        );
+        assert!(!gone.attached());
+        // Deleted and re-created: a new index, the old link dead.
+        assert_eq!(
+            Health::judge(Some(link(Some(0))), Some(&dev(9, &[]))),
+            Health::Defunct {
+                link: link(Some(0)),
+                now: Some(9)
+            }
+        );
+        // Renamed away, another device took the name.
+        assert_eq!(
+            Health::judge(Some(link(Some(3))), Some(&dev(9, &[]))).label(),
+            "elsewhere"
+        );
+        assert_eq!(
+            Health::judge(Some(link(Some(3))), None).label(),
+            "elsewhere"
+        );
+        // Same device, but not our program.
+        let other = Health::judge(Some(link(Some(3))), Some(&dev(3, &[5])));
+        assert_eq!(other.label(), "not running");
+        assert!(other.describe("eth0").contains("XDP program [5]"));
+        // A kernel that does not report the link's ifindex: the program
+        // on the device decides.
+        assert!(Health::judge(Some(link(None)), Some(&dev(3, &[77]))).attached());
+        assert!(!Health::judge(Some(link(None)), Some(&dev(3, &[]))).attached());
+        assert_eq!(Health::judge(Some(link(None)), None).label(), "defunct");
+    }
+
+    #[test]
+    fn waiting_interfaces_are_recorded_once() {
+        let mut s = StateFile::new(Path::new("/sys/fs/bpf/x"));
+        assert!(record_waiting(&mut s, "eth1", None));
+        assert!(!record_waiting(&mut s, "eth1", None));
+        assert_eq!(s.interfaces.len(), 1);
+        assert_eq!(s.interfaces[0].mode, NOT_ATTACHED);
+    }
+}
