@@ -3,19 +3,21 @@
 //! `detach`.
 //!
 //! Readers open the pinned maps read-only. Writers (`list add|del|load`,
-//! `policy set|reset`, `reload` without a daemon) take the pin directory's
-//! lock, work out their change (a list file's new text, or a policy override
-//! in the state file), then validate and install everything as a reload
-//! does. If validation or the install fails, nothing changes and the old
-//! rules stay in force.
+//! `policy set|reset`, `reload` without a daemon, `detach`) take the writer
+//! lock of the pins ([`crate::lock`]; `list add|del|load` the lists
+//! directory's lock before it), read the state file under it, work out
+//! their change (a list file's new text, or a policy override in the state
+//! file), then validate and install everything as a reload does, recording
+//! it in the state file before the flip. If validation, the state write or
+//! the install fails, nothing changes and the old rules stay in force.
 //!
 //! A list change is done when its file is replaced, and that happens only
 //! after the tables flipped to it: the new text is written beside the file
 //! as `.NAME.txt.staged` (hidden: list loading skips it), the inactive
 //! generation is filled and the generation flipped, then the staged file is
-//! renamed over `NAME.txt` and the state file written. A writer killed
-//! before the rename leaves the old file and (unless the flip had just
-//! happened) the old tables; the lists directory never holds a list that
+//! renamed over `NAME.txt` (the state file is written just before the
+//! flip). A writer killed before the rename leaves the old file and (unless
+//! the flip had just happened) the old tables; the lists directory never holds a list that
 //! was not installed. The next writer removes the staged file it left, and
 //! the next reload installs the files as they are.
 
@@ -30,7 +32,8 @@ use crate::control::{
 };
 use crate::lists::{ALLOW_NAME, Cidr, load_dir, parse_list, valid_category_name};
 use crate::loader::{Filter, GenerationInfo};
-use crate::pins::{DirLock, PinLayout};
+use crate::lock::{ListsLock, Liveness, WriterLock, daemon_liveness};
+use crate::pins::PinLayout;
 use crate::policy::PolicySpec;
 use crate::report::{
     Filtering, collect_stats, collect_status, flow_row, flows_table, monotonic_ns, nothing_pinned,
@@ -394,42 +397,105 @@ fn remove_stale_staged(lists_dir: &Path) {
     }
 }
 
+/// The locks of a change, and the state file read under them.
+struct Locked {
+    /// The lists directory's, when the change writes a list file.
+    _lists: Option<ListsLock>,
+    /// The writer lock of the pins.
+    writer: WriterLock,
+    state: StateFile,
+}
+
+/// Take the locks of a change (when `lists`, the lists directory's first,
+/// then the writer lock) and read the state file under them.
+fn lock_for_change(layout: &PinLayout, lists: bool) -> Result<Locked, Error> {
+    for _ in 0..3 {
+        // Which lists directory: read without the lock, checked under it.
+        let lists_lock = if lists {
+            let (s, _) = current_settings(layout)?;
+            let lock = if s.lists_dir.is_dir() {
+                Some(ListsLock::acquire(&s.lists_dir)?)
+            } else {
+                None
+            };
+            Some((s.lists_dir, lock))
+        } else {
+            None
+        };
+        let writer = WriterLock::acquire(&layout.dir)?;
+        // A detach may have removed the pins while this waited.
+        layout.require()?;
+        let state = StateFile::read(&layout.dir)?.ok_or_else(|| no_state_file(layout))?;
+        let Some((dir, lock)) = lists_lock else {
+            return Ok(Locked {
+                _lists: None,
+                writer,
+                state,
+            });
+        };
+        if Settings::from_state(&state)?.0.lists_dir == dir {
+            return Ok(Locked {
+                _lists: lock,
+                writer,
+                state,
+            });
+        }
+        // The lists directory changed while this waited (a daemon started
+        // with another `--lists`): lock that one.
+    }
+    Err(Error::Other(format!(
+        "the lists directory of the pins at {} keeps changing; try again",
+        layout.dir.display()
+    )))
+}
+
 /// Lock, edit, validate, install, replace the list file (if the edit
-/// changes one), record. On failure nothing is changed but the record of
-/// the failed attempt.
+/// changes one; `lists` says it may), record. On failure nothing is changed
+/// but the record of the failed attempt.
 fn change(
     layout: &PinLayout,
     by: &str,
+    lists: bool,
     edit: impl FnOnce(&mut StateFile, &Settings) -> Result<Option<Staged>, Error>,
 ) -> Result<(GenerationInfo, Prepared), Error> {
     layout.require()?;
-    let _lock = DirLock::acquire(&layout.dir)?;
-    let mut state = StateFile::read(&layout.dir)?.ok_or_else(|| no_state_file(layout))?;
+    let Locked {
+        _lists,
+        writer: lock,
+        mut state,
+    } = lock_for_change(layout, lists)?;
     let before = state.clone();
     let (settings, _) = Settings::from_state(&state)?;
     remove_stale_staged(&settings.lists_dir);
     let staged = edit(&mut state, &settings)?;
+    // Whether the state file holds an install of this change (then it is
+    // the base of the failure's record, not `before`).
+    let mut recorded = false;
     let result = (|| {
         let (settings, _) = Settings::from_state(&state)?;
         let p = prepare_with(&settings, staged.as_ref().map(Staged::replacement))?;
         let mut f = Filter::open_pinned(layout, true)?;
         let Some(staged) = &staged else {
-            let info = install(&mut f, &p, &mut state)?;
+            let info = install(&mut f, &p, &mut state, by, &lock)?;
             return Ok((info, p));
         };
         let file = staged.write()?;
-        let info = match install(&mut f, &p, &mut state) {
+        let info = match install(&mut f, &p, &mut state, by, &lock) {
             Ok(info) => info,
             Err(e) => {
                 discard(&file);
                 return Err(e);
             }
         };
+        recorded = true;
         // The flip is done; the rename makes it the file's list.
         if let Err(e) = staged.commit(&file) {
             discard(&file);
             // The tables hold the new list, the file the old: back to the file.
-            if let Err(back) = prepare(&settings).and_then(|p| install(&mut f, &p, &mut state)) {
+            let undo = format!("{by} (undone)");
+            if let Err(back) =
+                prepare(&settings).and_then(|p| install(&mut f, &p, &mut state, &undo, &lock))
+            {
                 log::error!(
                     "installing {} as it is again: {back}; run `flowfilter reload`",
                     staged.path.display()
@@ -439,14 +505,15 @@ fn change(
         }
         Ok((info, p))
     })();
-    if result.is_err() {
-        let mut failed = before;
-        record(&mut failed, result.as_ref().err(), by);
-        failed.write()?;
-        return result;
+    if let Err(e) = &result
+        && !matches!(e, Error::NotRecorded { .. })
+    {
+        let mut failed = if recorded { state } else { before };
+        record(&mut failed, Some(e), by);
+        if let Err(w) = failed.write(&lock) {
+            log::warn!("recording the failed attempt: {w}");
+        }
     }
-    record(&mut state, None, by);
-    state.write()?;
     result
 }
 
@@ -543,7 +610,7 @@ pub fn list(
             check_category(category)?;
             let wanted = parse_cidrs(cidrs, normalize)?;
             let mut note = String::new();
-            let (info, p) = change(layout, &format!("list add {category}"), |_, s| {
+            let (info, p) = change(layout, &format!("list add {category}"), true, |_, s| {
                 let path = s.lists_dir.join(format!("{category}.txt"));
                 let mut new = read_optional(&path)?.unwrap_or_default();
                 let present: Vec<Cidr> = new.lines().filter_map(line_prefix).collect();
@@ -573,7 +640,7 @@ pub fn list(
         ListOp::Del { category, cidrs } => {
             check_category(category)?;
             let wanted = parse_cidrs(cidrs, true)?;
-            let (info, p) = change(layout, &format!("list del {category}"), |_, s| {
+            let (info, p) = change(layout, &format!("list del {category}"), true, |_, s| {
                 let path = s.lists_dir.join(format!("{category}.txt"));
                 let Some(old) = read_optional(&path)? else {
                     return Err(Error::Input(format!(
@@ -616,7 +683,7 @@ pub fn list(
             for n in &parsed.notes {
                 log::info!("{n}");
             }
-            let (info, p) = change(layout, &format!("list load {category}"), |_, s| {
+            let (info, p) = change(layout, &format!("list load {category}"), true, |_, s| {
                 Ok(Some(Staged::new(category, &s.lists_dir, text.clone())))
             })?;
             Ok(format!(
@@ -704,7 +771,7 @@ pub fn policy_set(layout: &PinLayout, category: &str, spec: &str) -> Result<Stri
             "the allowlist has no policy: its addresses are never touched".into(),
         ));
     }
-    let (info, p) = change(layout, &format!("policy set {category}"), |st, s| {
+    let (info, p) = change(layout, &format!("policy set {category}"), false, |st, s| {
         let lists = load_dir(&s.lists_dir, s.normalize)?;
         if lists.by_name(category).is_none() {
             return Err(Error::Input(format!(
@@ -726,14 +793,19 @@ pub fn policy_set(layout: &PinLayout, category: &str, spec: &str) -> Result<Stri
 pub fn policy_reset(layout: &PinLayout, category: &str) -> Result<String, Error> {
     check_category(category)?;
     let mut now = String::new();
-    let (info, p) = change(layout, &format!("policy reset {category}"), |st, _| {
-        if st.overrides.remove(category).is_none() {
-            return Err(Error::Input(format!(
-                "{category} has no policy set with `flowfilter policy set`"
-            )));
-        }
-        Ok(None)
-    })?;
+    let (info, p) = change(
+        layout,
+        &format!("policy reset {category}"),
+        false,
+        |st, _| {
+            if st.overrides.remove(category).is_none() {
+                return Err(Error::Input(format!(
+                    "{category} has no policy set with `flowfilter policy set`"
+                )));
+            }
+            Ok(None)
+        },
+    )?;
     if let Some(c) = p.categories.iter().find(|c| c.name == category) {
         now = format!("{} ({})", c.policy, c.policy_source);
     }
@@ -756,19 +828,30 @@ fn send_signal(pid: u32, sig: libc::c_int) -> Result<(), Error> {
 }
 
 /// `flowfilter reload`: the daemon reloads (SIGHUP) and this waits for its
-/// verdict; without a daemon, reload here.
+/// verdict; without a daemon (or while one is still starting), reload here.
 pub fn reload(layout: &PinLayout, timeout: Duration) -> Result<String, Error> {
     layout.require()?;
+    let lock = WriterLock::acquire(&layout.dir)?;
     let state = StateFile::read(&layout.dir)?.ok_or_else(|| no_state_file(layout))?;
     let Some(pid) = state.live_daemon() else {
-        let (info, p) = change(layout, "reload", |_, _| Ok(None))?;
+        let starting = matches!(daemon_liveness(&layout.dir), Ok(Liveness::Alive { .. }));
+        drop(lock);
+        let (info, p) = change(layout, "reload", false, |_, _| Ok(None))?;
         return Ok(format!(
-            "reloaded (no daemon running): {}\n",
+            "reloaded ({}): {}\n",
+            if starting {
+                "the daemon is still starting"
+            } else {
+                "no daemon running"
+            },
             describe(&info, &p)
         ));
     };
     let serial = state.reload_serial;
+    // Signalled under the lock, so the pid is still the lock holder's; the
+    // daemon's reload waits for the lock.
     send_signal(pid, libc::SIGHUP)?;
+    drop(lock);
     let start = Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(25));
@@ -792,12 +875,38 @@ pub fn reload(layout: &PinLayout, timeout: Duration) -> Result<String, Error> {
                 Error::Other(msg)
             });
         }
+        if state.legacy_daemon().is_none()
+            && matches!(daemon_liveness(&layout.dir), Ok(Liveness::Dead))
+        {
+            return Err(Error::Other(format!(
+                "the daemon (pid {pid}) exited before it answered: see its log"
+            )));
+        }
         if start.elapsed() > timeout {
             return Err(Error::Other(format!(
                 "the daemon (pid {pid}) did not answer within {}s: see its log",
                 timeout.as_secs()
             )));
         }
+    }
+}
+
+/// The daemon to stop before the pins go: the liveness lock's holder (a
+/// daemon, whether or not it finished starting), or a version-1 file's
+/// daemon.
+fn daemon_to_stop(layout: &PinLayout, state: Option<&StateFile>) -> Result<Option<u32>, Error> {
+    match daemon_liveness(&layout.dir)? {
+        Liveness::Alive { pid: Some(pid) } => Ok(Some(pid)),
+        Liveness::Alive { pid: None } => state
+            .and_then(|s| s.daemon.as_ref())
+            .map(|d| Some(d.pid))
+            .ok_or_else(|| {
+                Error::Other(format!(
+                    "a flowfilter daemon runs on {} but its pid cannot be seen here (another pid namespace?): stop it first",
+                    layout.dir.display()
+                ))
+            }),
+        Liveness::Dead => Ok(state.and_then(StateFile::legacy_daemon)),
     }
 }
 
@@ -810,9 +919,8 @@ pub fn detach(layout: &PinLayout, iface: Option<&str>) -> Result<String, Error> 
         }
         .into());
     }
-    let state = read_state(layout);
     if let Some(iface) = iface {
-        let _lock = DirLock::acquire(&layout.dir)?;
+        let lock = WriterLock::acquire(&layout.dir)?;
         let path = layout.link(iface);
         if !path.exists() {
             return Err(Error::Input(format!(
@@ -821,18 +929,34 @@ pub fn detach(layout: &PinLayout, iface: Option<&str>) -> Result<String, Error> 
                 layout.pinned_links()?.join(", ")
             )));
         }
-        crate::pins::remove_file(&path)?;
-        if let Some(mut s) = state {
+        // Recorded first: a link the state file cannot forget stays.
+        let before = read_state(layout);
+        if let Some(mut s) = before.clone() {
             s.interfaces.retain(|i| i.name != iface);
-            s.write()?;
+            s.write(&lock)
+                .map_err(|error| Error::NotRecorded { error })?;
+        }
+        if let Err(e) = crate::pins::remove_file(&path) {
+            if let Some(s) = &before
+                && let Err(w) = s.write(&lock)
+            {
+                log::error!("{w}: the state file no longer lists {iface}, but its link stays");
+            }
+            return Err(e.into());
         }
         return Ok(format!("detached from {iface}\n"));
     }
     let mut out = String::new();
-    if let Some(pid) = state.as_ref().and_then(StateFile::live_daemon) {
+    let state = read_state(layout);
+    if let Some(pid) = daemon_to_stop(layout, state.as_ref())? {
         send_signal(pid, libc::SIGTERM)?;
+        let legacy = state.as_ref().and_then(StateFile::legacy_daemon) == Some(pid);
         let start = Instant::now();
-        while process_alive(pid) {
+        while if legacy {
+            process_alive(pid)
+        } else {
+            daemon_liveness(&layout.dir)? != Liveness::Dead
+        } {
             if start.elapsed() > DAEMON_EXIT_WAIT {
                 return Err(Error::Other(format!(
                     "the daemon (pid {pid}) did not exit within {}s; nothing removed",
@@ -843,16 +967,20 @@ pub fn detach(layout: &PinLayout, iface: Option<&str>) -> Result<String, Error> 
         }
         let _ = writeln!(out, "stopped the daemon (pid {pid})");
     }
-    let _lock = if layout.dir.is_dir() {
-        Some(DirLock::acquire(&layout.dir)?)
-    } else {
-        None
-    };
+    let lock = WriterLock::acquire(&layout.dir)?;
+    // A daemon that started while this waited keeps its pins.
+    if let Liveness::Alive { pid } = daemon_liveness(&layout.dir)? {
+        return Err(Error::Other(format!(
+            "a flowfilter daemon{} started on {} meanwhile; nothing removed (run `flowfilter detach` again to stop it)",
+            pid.map_or_else(String::new, |p| format!(" (pid {p})")),
+            layout.dir.display()
+        )));
+    }
     let links = layout.pinned_links()?;
     let maps = layout.pinned_maps()?.len();
     let program = layout.has_program();
     layout.remove_all()?;
-    StateFile::remove(&layout.dir)?;
+    StateFile::remove_locked(&layout.dir, &lock)?;
     if links.is_empty() {
         out.push_str("no interface was attached\n");
     } else {

@@ -4,8 +4,11 @@
 //! Everything is read and validated first ([`prepare`]): the configuration
 //! file, every list, every policy. Any error rejects the whole change with
 //! `file:line: what` and nothing is written. Only then does [`install`]
-//! fill the inactive generation and flip to it (the caller holds the pin
-//! directory's lock), and record what it installed in the state file.
+//! fill the inactive generation, record what it will install in the state
+//! file, and flip to it (the caller holds the writer lock,
+//! [`crate::lock::WriterLock`]). A change the state file cannot record (a
+//! full /run) is not installed: the live tables never hold what the state
+//! file, and so the next reload, does not know.
 //! A CLI verb that changes a list file validates and installs the new text
 //! first ([`prepare_with`]) and replaces the file only after the flip.
 //!
@@ -19,6 +22,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{Config, ConfigError};
 use crate::lists::{ListError, Lists, load_dir_with};
 use crate::loader::{Filter, GenerationInfo, LoadError};
+use crate::lock::{LockError, WriterLock};
 use crate::pins::PinError;
 use crate::policy::PolicySpec;
 use crate::state::{CategoryState, ReloadState, StateError, StateFile, unix_now};
@@ -46,6 +50,18 @@ pub enum Error {
     /// The state file.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The state file could not be written before the flip: nothing
+    /// changed.
+    #[error(
+        "{error}: the change could not be recorded in the state file, so it was not installed; the old rules stay in force"
+    )]
+    NotRecorded {
+        /// Why the write failed.
+        error: StateError,
+    },
+    /// A lock.
+    #[error(transparent)]
+    Lock(#[from] LockError),
     /// Other I/O.
     #[error("{what}: {source}")]
     Io {
@@ -269,12 +285,21 @@ pub fn prepare_with(
     })
 }
 
-/// Install prepared tables (the caller holds the pin directory's lock) and
-/// record them in `state` (not written here).
+/// Install prepared tables, recording them first: fill the inactive
+/// generation, write `state` as it will be (the install recorded as done
+/// `by`), reset the counters of ids that name another category now, then
+/// flip. The caller holds `lock`, the writer lock of the pins.
+///
+/// If the state file cannot be written nothing was flipped: the old rules
+/// stay in force, `state` is as it was, and the error says so
+/// ([`Error::NotRecorded`]). If the flip fails after the write, the old
+/// state is written back. On success `state` is what the file holds.
 pub fn install(
     filter: &mut Filter,
     p: &Prepared,
     state: &mut StateFile,
+    by: &str,
+    lock: &WriterLock,
 ) -> Result<GenerationInfo, Error> {
     // An id that names another category now (or none before) starts from
     // zero, before the flip makes it live.
@@ -289,14 +314,34 @@ pub fn install(
         })
         .map(|c| c.id)
         .collect();
-    filter.reset_category_counters(&renamed)?;
-    let info = filter.install(&p.lists, &p.by_id)?;
-    state.lists_dir.clone_from(&p.settings.lists_dir);
-    state.normalize = p.settings.normalize;
-    state.categories.clone_from(&p.categories);
-    state.allow = (p.lists.allow.v4.len(), p.lists.allow.v6.len());
-    state.generation = info.generation;
-    Ok(info)
+    let staged = filter.stage(&p.lists, &p.by_id)?;
+    let mut next = state.clone();
+    next.lists_dir.clone_from(&p.settings.lists_dir);
+    next.normalize = p.settings.normalize;
+    next.categories.clone_from(&p.categories);
+    next.allow = (p.lists.allow.v4.len(), p.lists.allow.v6.len());
+    next.generation = staged.info().generation;
+    record(&mut next, None, by);
+    next.write(lock)
+        .map_err(|error| Error::NotRecorded { error })?;
+    let flipped = filter
+        .reset_category_counters(&renamed)
+        .and_then(|()| filter.flip(staged));
+    match flipped {
+        Ok(info) => {
+            *state = next;
+            Ok(info)
+        }
+        Err(e) => {
+            if let Err(w) = state.write(lock) {
+                log::error!(
+                    "{w}: the state file says generation {} is in force, but the flip to it failed; run `flowfilter reload`",
+                    next.generation
+                );
+            }
+            Err(e.into())
+        }
+    }
 }
 
 /// Record the outcome of a reload or install attempt in `state`: `error`

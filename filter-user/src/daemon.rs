@@ -10,17 +10,21 @@
 //! that had (tables installed into adopted pins, or interfaces attached)
 //! finishes, then stops as a stop does.
 //!
-//! Start: read and validate the configuration, lists and policies, check
-//! that the pins would be seen by the host (not under `ip netns exec`) and
-//! that `--netns` exists (any error stops here, nothing touched); mount
-//! bpffs if needed; take the pin directory's lock; remove pinned links
+//! Start: read the configuration; check that the pins would be seen by the
+//! host (not under `ip netns exec`); take the liveness lock (held for the
+//! daemon's whole life: a second daemon on the same pins fails here) and
+//! the writer lock ([`crate::lock`]); read the state file of a previous run
+//! under it (so a `policy set` made meanwhile is kept); validate the lists
+//! and policies and check that `--netns` exists (any error stops here,
+//! nothing touched); mount bpffs if needed; remove pinned links
 //! whose interface is gone ([`crate::ifwatch`]); adopt the pins or create
-//! them ([`Filter::load_pinned`]); install the tables; swap in a new program
+//! them ([`Filter::load_pinned`]); install the tables (recorded in the
+//! state file before the flip); swap in a new program
 //! if `--replace`; attach each interface through a pinned bpf_link (or
 //! adopt the link already there, once the kernel confirms it runs our
 //! program on the interface of that name); an interface that does not
-//! exist is waited for; write the state file; release the lock; tell
-//! systemd `READY=1`.
+//! exist is waited for; write the state file with the daemon's pid; release
+//! the writer lock; tell systemd `READY=1`.
 //!
 //! Then wait for signals and link events. SIGHUP re-reads the configuration
 //! file and lists and installs them through the double-buffered tables; a
@@ -46,8 +50,9 @@ use crate::config::{Config, Flags};
 use crate::control::{Error, Prepared, Settings, describe, install, prepare, record};
 use crate::ifwatch::{CHECK_PERIOD, Interfaces, SETTLE};
 use crate::loader::{Filter, GenerationInfo, LoadOptions, Startup};
+use crate::lock::{DaemonLock, LockError, WriterLock};
 use crate::netlink::{LinkEvent, Rtnl};
-use crate::pins::{DirLock, PinLayout, PinVisibility, ensure_bpffs, pin_visibility};
+use crate::pins::{PinLayout, PinVisibility, ensure_bpffs, pin_visibility};
 use crate::state::{DaemonInfo, FlagSettings, StateFile, unix_now};
 use crate::systemd::{NOTICE, Notifier};
 
@@ -165,15 +170,22 @@ struct Daemon {
     req: RunRequest,
     ifaces: Interfaces,
     notify: Notifier,
+    /// The liveness lock, held while the daemon lives.
+    _alive: DaemonLock,
 }
 
 /// The start's first step: everything read and checked, nothing touched.
 struct Validated {
     cfg: Config,
     layout: PinLayout,
+    /// The state file of a previous run, read under `lock`.
+    prev: Option<StateFile>,
     state: StateFile,
     prepared: Prepared,
     ifaces: Interfaces,
+    alive: DaemonLock,
+    /// The writer lock, held until the start is recorded.
+    lock: WriterLock,
 }
 
 /// What the start made.
@@ -183,6 +195,7 @@ struct Started {
     cfg: Config,
     ifaces: Interfaces,
     program_id: u32,
+    alive: DaemonLock,
 }
 
 async fn run_async(req: &RunRequest) -> Result<(), Error> {
@@ -218,6 +231,7 @@ async fn run_async(req: &RunRequest) -> Result<(), Error> {
         cfg,
         mut ifaces,
         program_id,
+        alive,
     }) = started
     else {
         log::info!("stopped during the start; what it had made is removed");
@@ -249,6 +263,7 @@ async fn run_async(req: &RunRequest) -> Result<(), Error> {
         req: req.clone(),
         ifaces,
         notify,
+        _alive: alive,
     };
     if during.stopping() {
         return daemon.exit();
@@ -291,7 +306,23 @@ fn validate(req: &RunRequest) -> Result<Validated, Error> {
         )));
     }
 
-    // The state of a previous run: its policy overrides and interface modes.
+    let running = |pid: Option<u32>| {
+        Error::Other(format!(
+            "a flowfilter daemon{} already manages {}: stop it first, or use `flowfilter reload`",
+            pid.map_or_else(String::new, |p| format!(" (pid {p})")),
+            layout.dir.display()
+        ))
+    };
+    // Held while this daemon lives.
+    let alive = match DaemonLock::try_acquire(&layout.dir) {
+        Ok(l) => l,
+        Err(LockError::Held { pid, .. }) => return Err(running(pid)),
+        Err(e) => return Err(e.into()),
+    };
+    let lock = WriterLock::acquire(&layout.dir)?;
+
+    // The state of a previous run (its policy overrides and interface
+    // modes), read under the lock.
     let prev = match StateFile::read(&layout.dir) {
         Ok(s) => s,
         Err(e) => {
@@ -299,13 +330,11 @@ fn validate(req: &RunRequest) -> Result<Validated, Error> {
             None
         }
     };
-    if let Some(pid) = prev.as_ref().and_then(StateFile::live_daemon)
+    // A daemon of version 1 holds no liveness lock.
+    if let Some(pid) = prev.as_ref().and_then(StateFile::legacy_daemon)
         && pid != std::process::id()
     {
-        return Err(Error::Other(format!(
-            "a flowfilter daemon (pid {pid}) already manages {}: stop it first, or use `flowfilter reload`",
-            layout.dir.display()
-        )));
+        return Err(running(Some(pid)));
     }
     let mut state = StateFile::new(&layout.dir);
     if let Some(p) = &prev {
@@ -336,9 +365,12 @@ fn validate(req: &RunRequest) -> Result<Validated, Error> {
     Ok(Validated {
         cfg,
         layout,
+        prev,
         state,
         prepared,
         ifaces,
+        alive,
+        lock,
     })
 }
 
@@ -348,9 +380,12 @@ fn establish(v: Validated, req: &RunRequest, stop: &AtomicBool) -> Result<Option
     let Validated {
         cfg,
         layout,
+        prev,
         mut state,
         prepared,
         mut ifaces,
+        alive,
+        lock,
     } = v;
     let mounted = ensure_bpffs(&layout.dir)?;
     if mounted {
@@ -358,20 +393,21 @@ fn establish(v: Validated, req: &RunRequest, stop: &AtomicBool) -> Result<Option
     }
     let existed = layout.dir.exists();
     layout.create()?;
-    let lock = DirLock::acquire(&layout.dir)?;
-    // Another daemon may have finished starting while we waited for the lock.
-    if let Ok(Some(now)) = StateFile::read(&layout.dir)
-        && let Some(pid) = now.live_daemon()
-        && pid != std::process::id()
-    {
-        return Err(Error::Other(format!(
-            "a flowfilter daemon (pid {pid}) already manages {}: stop it first, or use `flowfilter reload`",
-            layout.dir.display()
-        )));
-    }
+    // Pins this start made are removed, and the state file (which may have
+    // recorded their install) is put back as it was.
     let give_up = |fresh: bool| {
-        if fresh && let Err(e) = layout.remove_all() {
+        if !fresh {
+            return;
+        }
+        if let Err(e) = layout.remove_all() {
             log::warn!("removing the pins of the stopped start: {e}");
+        }
+        let restored = match &prev {
+            Some(p) => p.write(&lock),
+            None => StateFile::remove_locked(&layout.dir, &lock),
+        };
+        if let Err(e) = restored {
+            log::warn!("restoring the state file of the stopped start: {e}");
         }
     };
     if stop.load(Ordering::Relaxed) {
@@ -423,9 +459,7 @@ fn establish(v: Validated, req: &RunRequest, stop: &AtomicBool) -> Result<Option
         return Ok(None);
     }
     let started = (|| {
-        let result = install(&mut filter, &prepared, &mut state);
-        record(&mut state, result.as_ref().err(), "start");
-        let info = result?;
+        let info = install(&mut filter, &prepared, &mut state, "start", &lock)?;
         if fresh && stop.load(Ordering::Relaxed) {
             // Tables of pins nobody uses yet: nothing in force changed.
             return Ok(false);
@@ -462,7 +496,7 @@ fn establish(v: Validated, req: &RunRequest, stop: &AtomicBool) -> Result<Option
         metrics: cfg.metrics.as_ref().map(|m| m.0.to_string()),
         detach_on_exit: cfg.detach_on_exit,
     });
-    state.write()?;
+    state.write(&lock)?;
     drop(lock);
     Ok(Some(Started {
         filter,
@@ -470,6 +504,7 @@ fn establish(v: Validated, req: &RunRequest, stop: &AtomicBool) -> Result<Option
         cfg,
         ifaces,
         program_id,
+        alive,
     }))
 }
 
@@ -590,7 +625,7 @@ impl Daemon {
         if self.ifaces.all_well(&self.layout) {
             return;
         }
-        let lock = match DirLock::acquire(&self.layout.dir) {
+        let lock = match WriterLock::acquire(&self.layout.dir) {
             Ok(l) => l,
             Err(e) => {
                 log::error!("checking the interfaces: {e}");
@@ -615,7 +650,7 @@ impl Daemon {
             .settle(&mut self.filter, &self.layout, &mut state, false)
         {
             Ok(true) => {
-                if let Err(e) = state.write() {
+                if let Err(e) = state.write(&lock) {
                     log::error!("checking the interfaces: {e}");
                 }
                 drop(lock);
@@ -628,7 +663,7 @@ impl Daemon {
 
     /// Forget the "has a category" bits of flows gone for a period.
     fn rotate_flow_bits(&mut self) {
-        let r = DirLock::acquire(&self.layout.dir)
+        let r = WriterLock::acquire(&self.layout.dir)
             .map_err(|e| e.to_string())
             .and_then(|_lock| self.filter.rotate_flow_bits().map_err(|e| e.to_string()));
         if let Err(e) = r {
@@ -639,7 +674,7 @@ impl Daemon {
     /// Forget the endpoint and tag bits of the period before last, so the
     /// share of packets that look learned endpoints up does not only grow.
     fn rotate_bits(&mut self) {
-        let r = DirLock::acquire(&self.layout.dir)
+        let r = WriterLock::acquire(&self.layout.dir)
             .map_err(|e| e.to_string())
             .and_then(|_lock| self.filter.rotate_bits().map_err(|e| e.to_string()));
         match r {
@@ -663,7 +698,7 @@ impl Daemon {
     }
 
     fn reload_inner(&mut self) -> Result<(), String> {
-        let lock = match DirLock::acquire(&self.layout.dir) {
+        let lock = match WriterLock::acquire(&self.layout.dir) {
             Ok(l) => l,
             Err(e) => {
                 log::error!("reload: {e}");
@@ -687,12 +722,18 @@ impl Daemon {
             let (settings, file_cfg) = Settings::from_state(&state)?;
             self.warn_static_changes(&file_cfg.merge(&self.req.flags));
             let p = prepare(&settings)?;
-            let info = install(&mut self.filter, &p, &mut state)?;
+            let info = install(&mut self.filter, &p, &mut state, "sighup", &lock)?;
             Ok((info, p))
         })();
-        record(&mut state, result.as_ref().err(), "sighup");
-        if let Err(e) = state.write() {
-            log::error!("reload: {e}");
+        // A success is recorded already; so is nothing for a change that
+        // could not be recorded.
+        if let Err(e) = &result
+            && !matches!(e, Error::NotRecorded { .. })
+        {
+            record(&mut state, Some(e), "sighup");
+            if let Err(w) = state.write(&lock) {
+                log::error!("reload: {w}");
+            }
         }
         drop(lock);
         match result {
@@ -730,10 +771,10 @@ impl Daemon {
 
     /// SIGTERM/SIGINT.
     fn exit(&mut self) -> Result<(), Error> {
-        let _lock = DirLock::acquire(&self.layout.dir)?;
+        let lock = WriterLock::acquire(&self.layout.dir)?;
         if self.cfg.detach_on_exit {
             self.layout.remove_all()?;
-            StateFile::remove(&self.layout.dir)?;
+            StateFile::remove_locked(&self.layout.dir, &lock)?;
             log::info!(
                 "stopped; links and pins at {} removed (--detach-on-exit)",
                 self.layout.dir.display()
@@ -742,7 +783,7 @@ impl Daemon {
         }
         if let Some(mut s) = StateFile::read(&self.layout.dir)? {
             s.daemon = None;
-            s.write()?;
+            s.write(&lock)?;
         }
         log::info!(
             "stopped; filtering stays in force (pins at {}; `flowfilter detach` removes them)",

@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod ifwatch;
 pub mod lists;
 pub mod loader;
+pub mod lock;
 pub mod mapio;
 pub mod metrics;
 pub mod netlink;

@@ -162,6 +162,25 @@ pub struct GenerationInfo {
     pub table_bytes: usize,
 }
 
+/// A generation filled by [`Filter::stage`], not yet in force.
+#[derive(Debug)]
+#[must_use = "a staged generation does nothing until `Filter::flip`"]
+pub struct StagedGeneration {
+    info: GenerationInfo,
+    stateless: bool,
+    /// The subscriber bits and prefix lengths `STATE` takes with the flip.
+    sub_flags: u32,
+    sub_v4_len: u8,
+    sub_v6_len: u8,
+}
+
+impl StagedGeneration {
+    /// What it holds, and the generation it will be.
+    pub fn info(&self) -> &GenerationInfo {
+        &self.info
+    }
+}
+
 /// XDP attach mode asked for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AttachMode {
@@ -875,7 +894,8 @@ impl Filter {
     /// id; unnamed categories get the default `drop`), then flip to it with
     /// one write. A packet sees the old tables or the new ones, never a mix.
     /// Tables that cannot be built (a limit) are refused before anything is
-    /// written. On pinned maps the caller holds the directory lock.
+    /// written. On pinned maps the caller holds the writer lock
+    /// ([`crate::lock::WriterLock`]).
     pub fn install(
         &mut self,
         lists: &Lists,
@@ -891,8 +911,30 @@ impl Filter {
         tables: &Tables,
         policies: &BTreeMap<u8, PolicySpec>,
     ) -> Result<GenerationInfo, LoadError> {
-        let mut state = self.state()?;
-        let next = (state.generation & 1) ^ 1;
+        let staged = self.stage_tables(tables, policies)?;
+        self.flip(staged)
+    }
+
+    /// The first half of [`Filter::install`]: build the tables and fill the
+    /// inactive generation with them and `policies`. Nothing is in force
+    /// until [`Filter::flip`]; a writer records the change (the state file)
+    /// in between, so a change that cannot be recorded never goes live.
+    pub fn stage(
+        &mut self,
+        lists: &Lists,
+        policies: &BTreeMap<u8, PolicySpec>,
+    ) -> Result<StagedGeneration, LoadError> {
+        let tables = build_tables(lists)?;
+        self.stage_tables(&tables, policies)
+    }
+
+    /// [`Filter::stage`] with tables built already.
+    pub fn stage_tables(
+        &mut self,
+        tables: &Tables,
+        policies: &BTreeMap<u8, PolicySpec>,
+    ) -> Result<StagedGeneration, LoadError> {
+        let next = (self.state()?.generation & 1) ^ 1;
         // The node pool: a new map of exactly the size needed.
         let n = u32::try_from(tables.units.len().max(1)).map_err(|_| TableError::TooManyUnits {
             max: filter_common::MAX_POOL_UNITS,
@@ -932,22 +974,46 @@ impl Filter {
                     .map_err(map_err(MAP_POLICY))?;
             }
         }
-        self.write_subscribers(&mut state, next)?;
-        state.generation = next;
+        // Subscribers of the new generation; their `STATE` bits are written
+        // with the flip.
+        let mut sub_state = self.state()?;
+        self.write_subscribers(&mut sub_state, next)?;
+        Ok(StagedGeneration {
+            sub_flags: sub_state.flags & (STATE_SUB_IFACE | STATE_SUB_PREFIX),
+            sub_v4_len: sub_state.sub_v4_len,
+            sub_v6_len: sub_state.sub_v6_len,
+            info: GenerationInfo {
+                generation: next,
+                v4_prefixes: tables.v4_prefixes,
+                v6_prefixes: tables.v6_prefixes,
+                units: tables.units.len(),
+                table_bytes: tables.memory_bytes(),
+            },
+            stateless: tables.units.len() <= filter_common::STATELESS_MAX_UNITS,
+        })
+    }
+
+    /// Put a staged generation in force with one write of `STATE` (read
+    /// again here: only the generation, its version, the stateless flag and
+    /// the subscriber bits change). Call it right after [`Filter::stage`], under the same lock.
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "taken so that one staging is flipped once"
+    )]
+    pub fn flip(&mut self, staged: StagedGeneration) -> Result<GenerationInfo, LoadError> {
+        let mut state = self.state()?;
+        state.generation = staged.info.generation;
+        state.flags = (state.flags & !(STATE_SUB_IFACE | STATE_SUB_PREFIX)) | staged.sub_flags;
+        state.sub_v4_len = staged.sub_v4_len;
+        state.sub_v6_len = staged.sub_v6_len;
         state.version = state.version.wrapping_add(1);
-        if tables.units.len() <= filter_common::STATELESS_MAX_UNITS {
+        if staged.stateless {
             state.flags |= filter_common::STATE_STATELESS;
         } else {
             state.flags &= !filter_common::STATE_STATELESS;
         }
         self.set_state(state)?;
-        Ok(GenerationInfo {
-            generation: next,
-            v4_prefixes: tables.v4_prefixes,
-            v6_prefixes: tables.v6_prefixes,
-            units: tables.units.len(),
-            table_bytes: tables.memory_bytes(),
-        })
+        Ok(staged.info)
     }
 
     /// Set who the subscribers are; written with the next install (the

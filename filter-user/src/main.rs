@@ -16,6 +16,7 @@ use filter_user::control::Error as CmdError;
 use filter_user::daemon::{self, RunRequest};
 use filter_user::lists::{Lists, load_dir};
 use filter_user::loader::{AttachMode, Filter, LoadOptions};
+use filter_user::lock::ListsLock;
 use filter_user::pins::{DEFAULT_PIN_DIR, PinLayout};
 use filter_user::policy::{CategoryPolicy, PolicySpec};
 use filter_user::replay::replay;
@@ -505,13 +506,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// `flowfilter list update`: exit 2 for a bad sources file, 1 when a
-/// category was left as it was.
+/// category was left as it was. Holds the lock of the output directory for
+/// its whole run: a `list add|del|load` on the same directory waits for it
+/// (and it for them), so no list file's change is lost.
 fn list_update(
     sources: PathBuf,
     out: PathBuf,
     force: bool,
     allow_broad: bool,
 ) -> anyhow::Result<()> {
+    // A bad sources file is refused before anything is created or locked
+    // (run_update reads it again, under the lock).
+    let file = std::path::absolute(&sources).unwrap_or_else(|_| sources.clone());
+    filter_user::update::Sources::load(&file)
+        .map_err(|e| anyhow::Error::new(InputError(format!("{e:#}"))))?;
+    std::fs::create_dir_all(&out)
+        .with_context(|| format!("cannot create the output directory {}", out.display()))?;
+    let _lock = ListsLock::acquire(&out).map_err(CmdError::from)?;
     let opts = filter_user::update::UpdateOptions {
         sources,
         out,

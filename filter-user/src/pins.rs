@@ -19,9 +19,11 @@
 //! this binary loads. aya reuses a pinned map without looking at it, so the
 //! check runs before every adoption.
 //!
-//! Writers (the daemon, and CLI verbs that change lists or policies) take an
-//! exclusive `flock` on the pin directory ([`DirLock`]) for the whole
-//! read-modify-write of the tables.
+//! Writers (the daemon, and CLI verbs that change lists or policies) hold
+//! the pin directory's writer lock ([`crate::lock::WriterLock`]) for the
+//! whole read-modify-write of the tables. It lives beside the state file,
+//! not in the pin directory: `detach` removes that, and a lock in it would
+//! go with it while another writer waits for it.
 //!
 //! Permissions: owner-only. The directories are made [`DIR_MODE`] (0700)
 //! and every pin is [`PIN_MODE`] (0600); the daemon's start makes it so
@@ -32,7 +34,6 @@
 //! not need the file mode. Unprivileged readers get the counters from the
 //! daemon's `--metrics` endpoint instead.
 
-use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
@@ -363,30 +364,6 @@ pub fn ensure_bpffs(dir: &Path) -> Result<bool, PinError> {
         });
     }
     Ok(true)
-}
-
-/// An exclusive `flock` on the pin directory, released on drop. Every writer
-/// of the tables holds it: one install at a time, whoever does it.
-#[derive(Debug)]
-pub struct DirLock {
-    _file: File,
-}
-
-impl DirLock {
-    /// Block until the lock on `dir` is ours.
-    pub fn acquire(dir: &Path) -> Result<DirLock, PinError> {
-        let file = File::open(dir).map_err(io_err(dir))?;
-        loop {
-            // SAFETY: a valid open file descriptor.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-                return Ok(DirLock { _file: file });
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(io_err(dir)(e));
-            }
-        }
-    }
 }
 
 /// A map as this binary defines it.

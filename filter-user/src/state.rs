@@ -9,25 +9,38 @@
 //! find the lists without the daemon.
 //!
 //! The file lives in [`STATE_DIR`] (tmpfs, like bpffs: both are gone after a
-//! reboot), named after the pin directory ([`state_path`]), and is replaced
-//! atomically (write, then rename) under the pin directory's lock. Like the
-//! pins it is owner-only ([`STATE_FILE_MODE`]; the temporary file has the
-//! mode from its creation, so the renamed file never had another), and
-//! [`STATE_DIR`] is made 0700 when this creates it.
+//! reboot), named after the pin directory ([`state_name`]), beside the
+//! pin directory's locks ([`crate::lock`]). It is replaced atomically
+//! (write, then rename) under the writer lock, which [`StateFile::write`]
+//! takes as an argument. Writers of the tables write it before they flip
+//! to the new tables ([`crate::control::install`]): a change the file
+//! cannot record is never in force. Like the pins it is owner-only
+//! ([`STATE_FILE_MODE`]; the temporary file has the mode from its creation,
+//! so the renamed file never had another), and [`STATE_DIR`] is made 0700
+//! when this creates it.
+//!
+//! Version 1 named the file with every `/` of the pin directory turned into
+//! `-`, so `/sys/fs/bpf/a-b` and `/sys/fs/bpf/a/b` shared `a-b.json`. A file
+//! of that naming is still read when it records this pin directory, and the
+//! next write moves it to its new name ([`StateFile::read`],
+//! [`StateFile::write`]).
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::lock::{Liveness, WriterLock};
 use crate::pins::BPFFS_ROOT;
 
 /// Directory of the state files.
 pub const STATE_DIR: &str = "/run/flowfilter";
-/// Version of the file's schema.
-pub const STATE_VERSION: u32 = 1;
+/// Version of the file's schema: 2 since the daemon's liveness is its lock
+/// (a version-1 file's daemon is judged by its command line).
+pub const STATE_VERSION: u32 = 2;
 /// Mode of the state file: owner only, as the pins
 /// ([`crate::pins::PIN_MODE`]).
 pub const STATE_FILE_MODE: u32 = 0o600;
@@ -35,11 +48,74 @@ pub const STATE_FILE_MODE: u32 = 0o600;
 /// systemd's `RuntimeDirectory=`, keeps its mode).
 const STATE_DIR_MODE: u32 = 0o700;
 
-/// The state file of the pins in `pin_dir`: `/run/flowfilter/NAME.json`,
-/// NAME being the pin directory's path below /sys/fs/bpf (or its full path)
-/// with `/` turned into `-`: `/sys/fs/bpf/flowfilter` →
-/// `/run/flowfilter/flowfilter.json`.
+/// Create the directory of the state files (and its parents) if needed.
+pub(crate) fn ensure_state_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(STATE_DIR_MODE)
+        .create(dir)
+}
+
+/// `path` made absolute (from the working directory), with `.`, repeated
+/// and trailing `/` dropped; `..` and symbolic links are left as they are.
+fn normalized(path: &Path) -> PathBuf {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .components()
+        .collect()
+}
+
+/// The name of `pin_dir`'s files in [`STATE_DIR`] (`NAME.json`,
+/// `NAME.lock`, `NAME.daemon.lock`), one per directory and never shared:
+/// below /sys/fs/bpf, the path's components joined by `+`
+/// (`/sys/fs/bpf/flowfilter` → `flowfilter`, `/sys/fs/bpf/a/b` → `a+b`,
+/// `/sys/fs/bpf/a-b` → `a-b`); elsewhere (and /sys/fs/bpf itself) the whole
+/// path with a leading `+` (`/mnt/bpf/ff` → `+mnt+bpf+ff`). Bytes other
+/// than ASCII letters, digits, `_`, `.` and `-` are written `%XX`, as is a
+/// leading `.` or `-`, so no two directories share a name. The path is
+/// taken as given ([`normalized`]: `/a//b/` is `/a/b`; `..` and links are not
+/// resolved).
+pub fn state_name(pin_dir: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let abs = normalized(pin_dir);
+    let (mut name, parts): (String, Vec<&[u8]>) = match abs.strip_prefix(BPFFS_ROOT) {
+        Ok(rel) if !rel.as_os_str().is_empty() => {
+            (String::new(), rel.iter().map(OsStrExt::as_bytes).collect())
+        }
+        _ => (
+            "+".to_owned(),
+            abs.iter().skip(1).map(OsStrExt::as_bytes).collect(),
+        ),
+    };
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            name.push('+');
+        }
+        for (j, &b) in part.iter().enumerate() {
+            let leading = name.is_empty() && j == 0 && matches!(b, b'.' | b'-');
+            if !leading && (b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
+                name.push(char::from(b));
+            } else {
+                let _ = write!(name, "%{b:02x}");
+            }
+        }
+    }
+    name
+}
+
+/// The state file of the pins in `pin_dir`: `/run/flowfilter/NAME.json`
+/// ([`state_name`]).
 pub fn state_path(pin_dir: &Path) -> PathBuf {
+    state_path_in(Path::new(STATE_DIR), pin_dir)
+}
+
+fn state_path_in(dir: &Path, pin_dir: &Path) -> PathBuf {
+    dir.join(format!("{}.json", state_name(pin_dir)))
+}
+
+/// Where version 1 kept the state of `pin_dir`: its path below /sys/fs/bpf
+/// (or its full path) with `/` turned into `-`, `root` for /sys/fs/bpf.
+fn legacy_state_path_in(dir: &Path, pin_dir: &Path) -> PathBuf {
     let rel = pin_dir.strip_prefix(BPFFS_ROOT).unwrap_or(pin_dir);
     let name: String = rel
         .to_string_lossy()
@@ -48,13 +124,14 @@ pub fn state_path(pin_dir: &Path) -> PathBuf {
         .map(|c| if c == '/' { '-' } else { c })
         .collect();
     let name = if name.is_empty() { "root".into() } else { name };
-    Path::new(STATE_DIR).join(format!("{name}.json"))
+    dir.join(format!("{name}.json"))
 }
 
 /// The daemon that manages the pins.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DaemonInfo {
-    /// Its process id (signalled by `reload` and `detach`).
+    /// Its process id, for signals (`reload`, `detach`): used only while it
+    /// holds the daemon's liveness lock ([`crate::lock::daemon_liveness`]).
     pub pid: u32,
     /// Start time, Unix seconds.
     pub started: u64,
@@ -189,6 +266,17 @@ pub enum StateError {
         #[source]
         source: serde_json::Error,
     },
+    /// Written without the writer lock of its pin directory (a bug).
+    #[error("{}: not written: the writer lock held is {}", path.display(), lock.display())]
+    NotLocked {
+        /// The file.
+        path: PathBuf,
+        /// The lock held.
+        lock: PathBuf,
+    },
+    /// Taking the writer lock.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
 }
 
 impl StateFile {
@@ -201,37 +289,81 @@ impl StateFile {
         }
     }
 
-    /// Read the state of `pin_dir`; `None` when there is no file.
+    /// Read the state of `pin_dir`; `None` when there is no file. A file
+    /// of version 1's naming is read when it records `pin_dir` (and only
+    /// then: that name may be another directory's).
     pub fn read(pin_dir: &Path) -> Result<Option<StateFile>, StateError> {
-        let path = state_path(pin_dir);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(StateError::Io { path, source }),
-        };
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|source| StateError::Parse { path, source })
+        Self::read_in(Path::new(STATE_DIR), pin_dir)
+    }
+
+    fn read_in(dir: &Path, pin_dir: &Path) -> Result<Option<StateFile>, StateError> {
+        let path = state_path_in(dir, pin_dir);
+        if let Some(s) = read_file(&path)?
+            && s.describes(pin_dir)
+        {
+            return Ok(Some(s));
+        }
+        let legacy = legacy_state_path_in(dir, pin_dir);
+        if legacy != path {
+            match read_file(&legacy) {
+                Ok(Some(s)) if !s.pin_dir.as_os_str().is_empty() && s.describes(pin_dir) => {
+                    return Ok(Some(s));
+                }
+                Ok(_) => {}
+                Err(e) => log::debug!("not the state of {}: {e}", pin_dir.display()),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether this is the state of `pin_dir` (a file that does not say is
+    /// taken to be).
+    fn describes(&self, pin_dir: &Path) -> bool {
+        self.pin_dir.as_os_str().is_empty() || normalized(&self.pin_dir) == normalized(pin_dir)
     }
 
     /// Replace the file atomically (temporary file of mode
-    /// [`STATE_FILE_MODE`], fsync, rename). Temporary files of writers that
-    /// died before their rename are removed.
-    pub fn write(&self) -> Result<(), StateError> {
-        let path = state_path(&self.pin_dir);
+    /// [`STATE_FILE_MODE`], fsync, rename), holding `lock`, the writer lock
+    /// of this pin directory. Temporary files of writers that died before
+    /// their rename are removed (the lock says no other writer is at work),
+    /// and a file of version 1's naming is moved to its new name.
+    pub fn write(&self, lock: &WriterLock) -> Result<(), StateError> {
+        self.write_in(Path::new(STATE_DIR), lock)
+    }
+
+    fn write_in(&self, dir: &Path, lock: &WriterLock) -> Result<(), StateError> {
+        let path = state_path_in(dir, &self.pin_dir);
+        if !lock.is_for(dir, &self.pin_dir) {
+            return Err(StateError::NotLocked {
+                path,
+                lock: lock.path().to_path_buf(),
+            });
+        }
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| StateError::Io { path, source }
         };
-        let dir = path.parent().unwrap_or(Path::new(STATE_DIR));
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(STATE_DIR_MODE)
-            .create(dir)
-            .map_err(io(dir))?;
+        ensure_state_dir(dir).map_err(io(dir))?;
         remove_dead_temporaries(&path);
+        // Version 1 may have left another directory's file at this name.
+        if let Ok(Some(other)) = read_file(&path)
+            && !other.describes(&self.pin_dir)
+        {
+            let to = state_path_in(dir, &other.pin_dir);
+            if to != path && !to.exists() {
+                match std::fs::rename(&path, &to) {
+                    Ok(()) => log::info!(
+                        "moved the state of {} to {} (its name under version 2)",
+                        other.pin_dir.display(),
+                        to.display()
+                    ),
+                    Err(e) => log::warn!("moving {} to {}: {e}", path.display(), to.display()),
+                }
+            }
+        }
         let tmp = path.with_extension(format!("json.tmp{}", std::process::id()));
-        let text = serde_json::to_string_pretty(self).unwrap_or_default();
+        let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
+        text.push('\n');
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -239,23 +371,85 @@ impl StateFile {
             .mode(STATE_FILE_MODE)
             .open(&tmp)
             .map_err(io(&tmp))?;
-        // A temporary file that already existed kept its old mode.
-        f.set_permissions(std::fs::Permissions::from_mode(STATE_FILE_MODE))
-            .map_err(io(&tmp))?;
-        f.write_all(text.as_bytes()).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        let written = (|| {
+            // A temporary file that already existed kept its old mode.
+            f.set_permissions(std::fs::Permissions::from_mode(STATE_FILE_MODE))?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()
+        })();
+        drop(f);
+        if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, &path)) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(&path)(e));
+        }
+        self.remove_legacy(dir);
         Ok(())
     }
 
-    /// Remove the state file of `pin_dir` (a missing one is fine).
+    /// Remove this pin directory's file of version 1's naming, if any.
+    fn remove_legacy(&self, dir: &Path) {
+        let legacy = legacy_state_path_in(dir, &self.pin_dir);
+        if legacy == state_path_in(dir, &self.pin_dir) {
+            return;
+        }
+        if let Ok(Some(old)) = read_file(&legacy)
+            && !old.pin_dir.as_os_str().is_empty()
+            && old.describes(&self.pin_dir)
+        {
+            match std::fs::remove_file(&legacy) {
+                Ok(()) => log::info!(
+                    "state of {}: {} replaces {} (version 1's name)",
+                    self.pin_dir.display(),
+                    state_path_in(dir, &self.pin_dir).display(),
+                    legacy.display()
+                ),
+                Err(e) => log::warn!("removing {}: {e}", legacy.display()),
+            }
+        }
+    }
+
+    /// Remove the state file of `pin_dir` (a missing one is fine), holding
+    /// its writer lock. The lock files stay.
+    pub fn remove_locked(pin_dir: &Path, lock: &WriterLock) -> Result<(), StateError> {
+        Self::remove_in(Path::new(STATE_DIR), pin_dir, lock)
+    }
+
+    fn remove_in(dir: &Path, pin_dir: &Path, lock: &WriterLock) -> Result<(), StateError> {
+        let path = state_path_in(dir, pin_dir);
+        if !lock.is_for(dir, pin_dir) {
+            return Err(StateError::NotLocked {
+                path,
+                lock: lock.path().to_path_buf(),
+            });
+        }
+        match read_file(&path) {
+            Ok(Some(s)) if !s.describes(pin_dir) => {}
+            _ => match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(StateError::Io { path, source }),
+            },
+        }
+        StateFile::new(pin_dir).remove_legacy(dir);
+        Ok(())
+    }
+
+    /// Remove the state file and the lock files of `pin_dir`, for cleaning
+    /// up after tests: only when no flowfilter process uses these pins (a
+    /// lock file removed while a writer waits for it splits the lock). The
+    /// liveness lock is kept while a daemon holds it.
     pub fn remove(pin_dir: &Path) -> Result<(), StateError> {
-        let path = state_path(pin_dir);
-        match std::fs::remove_file(&path) {
+        let lock = WriterLock::acquire(pin_dir)?;
+        Self::remove_locked(pin_dir, &lock)?;
+        let rm = |path: PathBuf| match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(source) => Err(StateError::Io { path, source }),
+        };
+        if crate::lock::daemon_liveness(pin_dir)? == Liveness::Dead {
+            rm(crate::lock::daemon_lock_path(pin_dir))?;
         }
+        rm(lock.path().to_path_buf())
     }
 
     /// The category with this name.
@@ -274,16 +468,57 @@ impl StateFile {
             .map(|c| c.name.as_str())
     }
 
-    /// The daemon's pid if it is alive (and is a flowfilter process).
+    /// The daemon's pid, when it runs and is the daemon this file names:
+    /// the holder of the liveness lock ([`crate::lock`]) must be the
+    /// recorded pid (the pid of a daemon killed with `-9` may belong to any
+    /// process now). A daemon that holds the lock but is not recorded yet
+    /// is starting: `None` (it is not ready for signals). When the holder's
+    /// pid cannot be seen (another pid namespace), the record is trusted.
     pub fn live_daemon(&self) -> Option<u32> {
         let pid = self.daemon.as_ref()?.pid;
-        process_alive(pid).then_some(pid)
+        match crate::lock::daemon_liveness(&self.pin_dir) {
+            Ok(Liveness::Alive { pid: Some(holder) }) => (holder == pid).then_some(pid),
+            Ok(Liveness::Alive { pid: None }) => Some(pid),
+            Ok(Liveness::Dead) => self.legacy_daemon(),
+            Err(e) => {
+                log::warn!("{e}");
+                None
+            }
+        }
+    }
+
+    /// The daemon of a version-1 file, which holds no liveness lock: its
+    /// recorded pid if that is a live flowfilter process (by its command
+    /// line, as version 1 judged it).
+    pub fn legacy_daemon(&self) -> Option<u32> {
+        let pid = self.daemon.as_ref()?.pid;
+        (self.version < 2 && process_alive(pid)).then_some(pid)
     }
 }
 
-/// Remove `NAME.json.tmpPID` beside the state file `path` when process
-/// PID is not a live flowfilter (it was killed between writing and
-/// renaming). Best effort: a failure is logged.
+/// The state file at `path`, if there is one.
+fn read_file(path: &Path) -> Result<Option<StateFile>, StateError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StateError::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|source| StateError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Remove `NAME.json.tmpPID` beside the state file `path` but this
+/// process's: the caller holds the writer lock, so their writers died
+/// between writing and renaming. Best effort: a failure is logged.
 fn remove_dead_temporaries(path: &Path) {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return;
@@ -301,7 +536,6 @@ fn remove_dead_temporaries(path: &Path) {
             continue;
         };
         if pid != std::process::id()
-            && !process_alive(pid)
             && let Err(err) = std::fs::remove_file(e.path())
         {
             log::warn!("removing {}: {err}", e.path().display());
@@ -309,7 +543,11 @@ fn remove_dead_temporaries(path: &Path) {
     }
 }
 
-/// Whether `pid` is a live flowfilter process (not a reused pid).
+/// Whether `pid` is a live process whose command line names flowfilter.
+/// Not proof that it is a flowfilter daemon (pids are reused, and anything
+/// may be called flowfilter): the daemon's liveness is its lock
+/// ([`crate::lock::daemon_liveness`]); this judges only version-1 state
+/// files and test harnesses' processes.
 pub fn process_alive(pid: u32) -> bool {
     let Ok(pid_t) = libc::pid_t::try_from(pid) else {
         return false;
@@ -368,22 +606,169 @@ mod tests {
 
     #[test]
     fn paths_follow_the_pin_dir() {
+        let path = |p: &str| state_path(Path::new(p));
         assert_eq!(
-            state_path(Path::new("/sys/fs/bpf/flowfilter")),
+            path("/sys/fs/bpf/flowfilter"),
             Path::new("/run/flowfilter/flowfilter.json")
         );
         assert_eq!(
-            state_path(Path::new("/sys/fs/bpf/a/b/")),
+            path("/sys/fs/bpf/a/b/"),
+            Path::new("/run/flowfilter/a+b.json")
+        );
+        assert_eq!(
+            path("/sys/fs/bpf/a-b"),
             Path::new("/run/flowfilter/a-b.json")
         );
         assert_eq!(
-            state_path(Path::new("/mnt/bpf/ff")),
-            Path::new("/run/flowfilter/mnt-bpf-ff.json")
+            path("/mnt/bpf/ff"),
+            Path::new("/run/flowfilter/+mnt+bpf+ff.json")
         );
         assert_eq!(
-            state_path(Path::new("/sys/fs/bpf")),
-            Path::new("/run/flowfilter/root.json")
+            path("/sys/fs/bpf"),
+            Path::new("/run/flowfilter/+sys+fs+bpf.json")
         );
+        assert_eq!(
+            crate::lock::lock_path(Path::new("/sys/fs/bpf/a/b")),
+            Path::new("/run/flowfilter/a+b.lock")
+        );
+        assert_eq!(
+            crate::lock::daemon_lock_path(Path::new("/sys/fs/bpf/a/b")),
+            Path::new("/run/flowfilter/a+b.daemon.lock")
+        );
+    }
+
+    #[test]
+    fn no_two_pin_dirs_share_a_name() {
+        let dirs = [
+            "/sys/fs/bpf/a-b",
+            "/sys/fs/bpf/a/b",
+            "/sys/fs/bpf/a+b",
+            "/sys/fs/bpf/a%2bb",
+            "/sys/fs/bpf/a%b",
+            "/sys/fs/bpf/a b",
+            "/sys/fs/bpf/a_b",
+            "/sys/fs/bpf/mnt/bpf/ff",
+            "/mnt/bpf/ff",
+            "/mnt-bpf-ff",
+            "/sys/fs/bpf/+mnt+bpf+ff",
+            "/sys/fs/bpf",
+            "/sys/fs/bpf/root",
+            "/sys/fs/bpf/.x",
+            "/sys/fs/bpf/%2ex",
+            "/sys/fs/bpf/-x",
+            "/sys/fs/bpf/x.",
+            "/sys/fs/bpf/ü",
+            "/",
+        ];
+        let mut seen = BTreeMap::new();
+        for d in dirs {
+            let name = state_name(Path::new(d));
+            assert!(
+                name.bytes().all(|b| b.is_ascii_graphic() && b != b'/'),
+                "{d}: {name}"
+            );
+            assert!(!name.starts_with(['.', '-']), "{d}: {name}");
+            if let Some(other) = seen.insert(name.clone(), d) {
+                panic!("{d} and {other} share {name}");
+            }
+        }
+        assert_eq!(state_name(Path::new("/sys/fs/bpf/a b")), "a%20b");
+        assert_eq!(state_name(Path::new("/sys/fs/bpf/.x")), "%2ex");
+        assert_eq!(state_name(Path::new("/sys/fs/bpf/ü")), "%c3%bc");
+        // Spellings of one path share its name.
+        for same in ["/sys/fs/bpf/a//b", "/sys/fs/bpf/a/./b/", "/sys/fs/bpf/a/b"] {
+            assert_eq!(state_name(Path::new(same)), "a+b", "{same}");
+        }
+    }
+
+    /// A temporary state directory.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(tag: &str) -> Dir {
+            let d =
+                std::env::temp_dir().join(format!("flowfilter-state-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(&d).unwrap();
+            Dir(d)
+        }
+
+        fn names(&self) -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(&self.0)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn version_1_files_are_read_once_and_moved() {
+        let d = Dir::new("migrate");
+        let ab = Path::new("/sys/fs/bpf/a/b");
+        let a_b = Path::new("/sys/fs/bpf/a-b");
+        // Version 1 kept /sys/fs/bpf/a/b's state in a-b.json, the name of
+        // /sys/fs/bpf/a-b's state now.
+        let mut old = StateFile::new(ab);
+        old.version = 1;
+        old.overrides.insert("zoom".into(), "off".into());
+        std::fs::write(d.0.join("a-b.json"), serde_json::to_string(&old).unwrap()).unwrap();
+        assert_eq!(StateFile::read_in(&d.0, ab).unwrap(), Some(old.clone()));
+        // Not a-b's, though it has that name.
+        assert_eq!(StateFile::read_in(&d.0, a_b).unwrap(), None);
+        // a/b's next write moves it to a+b.json.
+        let lock = WriterLock::acquire_in(&d.0, ab).unwrap();
+        let mut new = old.clone();
+        new.version = STATE_VERSION;
+        new.write_in(&d.0, &lock).unwrap();
+        assert_eq!(d.names(), ["a+b.json", "a+b.lock"]);
+        assert_eq!(StateFile::read_in(&d.0, ab).unwrap(), Some(new.clone()));
+        // a-b's write of its own file, while a/b's old one still has the
+        // name, moves that one aside first.
+        std::fs::rename(d.0.join("a+b.json"), d.0.join("a-b.json")).unwrap();
+        let lock_ab = WriterLock::acquire_in(&d.0, a_b).unwrap();
+        // The lock of one pin directory does not write another's state.
+        assert!(matches!(
+            StateFile::new(a_b).write_in(&d.0, &lock),
+            Err(StateError::NotLocked { .. })
+        ));
+        StateFile::new(a_b).write_in(&d.0, &lock_ab).unwrap();
+        assert_eq!(StateFile::read_in(&d.0, ab).unwrap(), Some(new));
+        assert_eq!(
+            StateFile::read_in(&d.0, a_b).unwrap(),
+            Some(StateFile::new(a_b))
+        );
+        // Removing one leaves the other.
+        StateFile::remove_in(&d.0, ab, &lock).unwrap();
+        assert_eq!(StateFile::read_in(&d.0, ab).unwrap(), None);
+        assert_eq!(d.names(), ["a+b.lock", "a-b.json", "a-b.lock"]);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_file() {
+        let d = Dir::new("fail");
+        let pins = Path::new("/sys/fs/bpf/t-fail");
+        let lock = WriterLock::acquire_in(&d.0, pins).unwrap();
+        let mut s = StateFile::new(pins);
+        s.write_in(&d.0, &lock).unwrap();
+        // A directory where the temporary file must go: the write fails.
+        let tmp = d.0.join(format!("t-fail.json.tmp{}", std::process::id()));
+        std::fs::create_dir(&tmp).unwrap();
+        s.generation = 7;
+        let e = s.write_in(&d.0, &lock).unwrap_err();
+        assert!(matches!(e, StateError::Io { .. }), "{e}");
+        assert_eq!(
+            StateFile::read_in(&d.0, pins).unwrap(),
+            Some(StateFile::new(pins))
+        );
+        std::fs::remove_dir(&tmp).unwrap();
     }
 
     #[test]
