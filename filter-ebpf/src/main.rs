@@ -765,6 +765,10 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
         slot.flags2 |= FLOW2_FRAGMENTED;
         if listed == CAT_NONE && class.app == CAT_NONE {
             let shown = class.label;
+            // The fragment that continues it is the flow's first look at a
+            // payload: it probes for a learned endpoint (a fresh slot
+            // counts as probed this tick).
+            slot.probe = (now as u8) ^ 0x80;
             frag::stash_first(scratch, now, false);
             return passed_uncategorised(shown, shown, len);
         }

@@ -1639,6 +1639,21 @@ fn call_recognition_state_through_the_program() {
         )),
         (XDP_DROP, WA, LABEL_P2P_INHERITED)
     );
+    // The same leg split after its UDP header (frag8), every fragment within
+    // one tick of the slot's creation: the header-only first fragment is
+    // kept and passed, the payload fragment that continues it still finds
+    // the learned endpoint (the first fragment did not use up the flow's
+    // look-up for the tick).
+    let (first, rest) = split_datagram(
+        &client,
+        &[100, 90, 0, 11],
+        (41000, 50001),
+        &filler(200, 0x10),
+        77,
+        0,
+    );
+    assert_eq!(run(first), (XDP_PASS, 0, 0));
+    assert_eq!(run(rest), (XDP_DROP, WA, LABEL_P2P_INHERITED));
     // Another socket of the same host is not part of that call.
     assert_eq!(
         run(pktbuild::udp4(
