@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use filter_user::capture::read_capture;
 use filter_user::cli::{self, ListOp};
 use filter_user::config::{Flags, check_ifname, check_netns};
@@ -160,6 +160,15 @@ enum Command {
         #[arg(required = true, value_name = "CAPTURE")]
         captures: Vec<PathBuf>,
     },
+    /// Print a shell completion script, e.g.
+    /// `flowfilter completions bash > /etc/bash_completion.d/flowfilter`.
+    Completions {
+        /// Shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `flowfilter man | man -l -`; the
+    /// same page is dist/flowfilter.1 (`cargo xtask man` writes it).
+    Man,
 }
 
 #[derive(Subcommand, Debug)]
@@ -454,6 +463,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::List { op } => list_command(&layout, op),
+        Command::Completions { shell } => {
+            let mut out = std::io::stdout().lock();
+            clap_complete::generate(shell, &mut Cli::command(), "flowfilter", &mut out);
+            Ok(())
+        }
+        Command::Man => {
+            let _ = std::io::stdout()
+                .lock()
+                .write_all(&man_page(Cli::command())?);
+            Ok(())
+        }
         Command::Policy { op } => {
             let out = match op {
                 PolicyCommand::Set { category, spec } => {
@@ -570,4 +590,163 @@ fn list_command(layout: &PinLayout, op: ListCommand) -> anyhow::Result<()> {
     };
     print(&cli::list(layout, &op, lists.as_deref(), normalize)?);
     Ok(())
+}
+
+/// The manual page: the top command's sections, then one `.SS` per verb
+/// (leaves of the command tree) with its description, synopsis and options.
+fn man_page(cmd: clap::Command) -> std::io::Result<Vec<u8>> {
+    type Render = fn(&clap_mangen::Man, &mut dyn std::io::Write) -> std::io::Result<()>;
+    /// One section without the string definitions every rendering starts
+    /// with (the title keeps them once) and, unless `keep_heading`, without
+    /// its `.SH` line (a verb's sections go under its `.SS`).
+    fn section(
+        man: &clap_mangen::Man,
+        render: Render,
+        keep_heading: bool,
+    ) -> std::io::Result<String> {
+        let mut buf = Vec::new();
+        render(man, &mut buf)?;
+        let mut out = String::new();
+        let mut drop_heading = !keep_heading;
+        for line in String::from_utf8_lossy(&buf).lines() {
+            if line.starts_with(".ie \\n(.g .ds Aq") || line.starts_with(".el .ds Aq") {
+                continue;
+            }
+            if drop_heading && line.starts_with(".SH") {
+                drop_heading = false;
+                continue;
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        Ok(out)
+    }
+    fn verbs(cmd: &clap::Command, out: &mut Vec<clap::Command>) {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            if sub.has_subcommands() {
+                verbs(sub, out);
+            } else {
+                out.push(sub.clone());
+            }
+        }
+    }
+    // NAME reads `flowfilter - daemon, CLI and replay ...`.
+    let about = cmd.get_about().map(ToString::to_string).unwrap_or_default();
+    let about = about
+        .strip_prefix("flowfilter: ")
+        .unwrap_or(&about)
+        .to_owned();
+    let mut cmd = cmd
+        .about(about)
+        .name("flowfilter")
+        .bin_name("flowfilter")
+        .disable_help_subcommand(true);
+    cmd.build();
+    let top = clap_mangen::Man::new(cmd.clone());
+    let mut out = Vec::new();
+    top.render_title(&mut out)?;
+    for render in [
+        clap_mangen::Man::render_name_section as Render,
+        clap_mangen::Man::render_synopsis_section,
+        clap_mangen::Man::render_description_section,
+        clap_mangen::Man::render_options_section,
+    ] {
+        out.extend(section(&top, render, true)?.bytes());
+    }
+    out.extend_from_slice(b".SH COMMANDS\n");
+    let mut leaves = Vec::new();
+    verbs(&cmd, &mut leaves);
+    for verb in leaves {
+        let name = verb.get_bin_name().unwrap_or(verb.get_name()).to_owned();
+        let man = clap_mangen::Man::new(verb);
+        out.extend(format!(".SS \"{name}\"\n").bytes());
+        out.extend(section(&man, clap_mangen::Man::render_description_section, false)?.bytes());
+        out.extend_from_slice(b".PP\n");
+        out.extend(section(&man, clap_mangen::Man::render_synopsis_section, false)?.bytes());
+        out.extend(section(&man, clap_mangen::Man::render_options_section, false)?.bytes());
+    }
+    out.extend(section(&top, clap_mangen::Man::render_version_section, true)?.bytes());
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAN_PAGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../dist/flowfilter.1");
+
+    #[test]
+    fn committed_man_page_is_current() {
+        let rendered = man_page(Cli::command()).expect("rendering the man page");
+        let committed =
+            std::fs::read(MAN_PAGE).unwrap_or_else(|e| panic!("reading {MAN_PAGE}: {e}"));
+        let (r, c) = (
+            String::from_utf8_lossy(&rendered),
+            String::from_utf8_lossy(&committed),
+        );
+        if let Some((n, (want, have))) = r
+            .lines()
+            .chain(std::iter::repeat("<end of page>"))
+            .zip(c.lines().chain(std::iter::repeat("<end of file>")))
+            .take(r.lines().count().max(c.lines().count()))
+            .enumerate()
+            .find(|(_, (a, b))| a != b)
+        {
+            panic!(
+                "{MAN_PAGE} is stale (run `cargo xtask man` and commit it): line {}\n  file: {have}\n  CLI:  {want}",
+                n + 1
+            );
+        }
+        assert_eq!(
+            rendered, committed,
+            "{MAN_PAGE} differs from the CLI's page"
+        );
+    }
+
+    #[test]
+    fn man_page_changes_with_the_cli_and_covers_every_verb() {
+        let page = String::from_utf8(man_page(Cli::command()).expect("rendering")).expect("utf-8");
+        for verb in [
+            "flowfilter run",
+            "flowfilter list update",
+            "flowfilter policy set",
+            "flowfilter completions",
+        ] {
+            assert!(
+                page.contains(&format!(".SS \"{verb}\"")),
+                "no section for {verb}:\n{page}"
+            );
+        }
+        assert!(
+            page.contains("detach\\-on\\-exit"),
+            "run's options missing:\n{page}"
+        );
+        // A changed help text changes the page, so a stale file is caught.
+        let changed = Cli::command().mut_subcommand("status", |s| s.about("something else"));
+        let other = man_page(changed).expect("rendering");
+        assert_ne!(
+            page.as_bytes(),
+            other.as_slice(),
+            "the page ignores the verbs' help"
+        );
+    }
+
+    #[test]
+    fn completions_name_the_verbs() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "flowfilter", &mut buf);
+            let text = String::from_utf8(buf).expect("utf-8");
+            for word in ["reload", "replay", "detach-on-exit", "pin-dir"] {
+                assert!(
+                    text.contains(word),
+                    "{shell} completion lacks `{word}`:\n{text}"
+                );
+            }
+        }
+    }
 }

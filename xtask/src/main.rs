@@ -1,4 +1,4 @@
-//! `cargo xtask setup|test|harness|bench|demo`: the project's own tasks.
+//! `cargo xtask setup|test|harness|bench|demo|fuzz|man`: the project's own tasks.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -64,6 +64,9 @@ enum Task {
         #[arg(default_value_t = fuzz::DEFAULT_SECS)]
         secs: u64,
     },
+    /// Write the man page, dist/flowfilter.1 (`flowfilter man`; a unit test
+    /// of filter-user fails while the committed page is stale).
+    Man,
 }
 
 fn main() -> Result<()> {
@@ -89,7 +92,50 @@ fn main() -> Result<()> {
             setup()?;
             fuzz::fuzz(secs)
         }
+        Task::Man => {
+            setup()?;
+            man()
+        }
     }
+}
+
+/// `cargo xtask man`: render the page with the binary, replace
+/// dist/flowfilter.1 atomically.
+fn man() -> Result<()> {
+    step("man: dist/flowfilter.1");
+    let mut cmd = Command::new("cargo");
+    cmd.args([
+        "run",
+        "--quiet",
+        "-p",
+        "filter-user",
+        "--bin",
+        "flowfilter",
+        "--",
+        "man",
+    ]);
+    eprintln!("$ {}", format_cmd(&cmd));
+    let out = cmd
+        .current_dir(root())
+        .output()
+        .with_context(|| format!("running {}", format_cmd(&cmd)))?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed ({}):\n{}",
+            format_cmd(&cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    if !out.stdout.windows(4).any(|w| w == b".TH ") {
+        bail!("`flowfilter man` printed no man page");
+    }
+    let path = root().join("dist/flowfilter.1");
+    let tmp = path.with_extension("1.tmp");
+    std::fs::write(&tmp, &out.stdout).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))?;
+    eprintln!("wrote {} ({} bytes)", path.display(), out.stdout.len());
+    Ok(())
 }
 
 pub(crate) fn root() -> PathBuf {
