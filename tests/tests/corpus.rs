@@ -371,14 +371,14 @@ fn corpus_calls_split_after_the_udp_header_are_stopped() {
         // Per 5-tuple: datagrams, stopped datagrams.
         let mut flows: BTreeMap<(SocketAddr, SocketAddr), (u64, u64)> = BTreeMap::new();
         for (i, fr) in frames.iter().enumerate() {
-            let Some((a, b)) = frag8(&fr.data, 0x4000 + i as u32) else {
+            let Some((head, rest)) = frag8(&fr.data, 0x4000 + i as u32) else {
                 f.run(&fr.data).expect("run");
                 continue;
             };
             split_total += 1;
-            let stopped = f.run(&a).expect("run") == XDP_DROP;
-            let stopped = (f.run(&b).expect("run") == XDP_DROP) | stopped;
-            let filter_common::parse::Parsed::Ip(p) =
+            let stopped = f.run(&head).expect("run") == XDP_DROP;
+            let stopped = (f.run(&rest).expect("run") == XDP_DROP) | stopped;
+            let filter_common::parse::Parsed::Ip(pkt) =
                 filter_common::parse::parse_frame(fr.data.as_slice())
             else {
                 panic!("{name}: frame {i} split but not parsed");
@@ -388,8 +388,8 @@ fn corpus_calls_split_after_the_udp_header_are_stopped() {
                 v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
             };
             let k = key(
-                SocketAddr::new(ip(&p.src), p.sport),
-                SocketAddr::new(ip(&p.dst), p.dport),
+                SocketAddr::new(ip(&pkt.src), pkt.sport),
+                SocketAddr::new(ip(&pkt.dst), pkt.dport),
             );
             let e = flows.entry(k).or_default();
             e.0 += 1;
@@ -399,7 +399,7 @@ fn corpus_calls_split_after_the_udp_header_are_stopped() {
         let mut call_endpoints = HashSet::new();
         let (mut targets, mut stopped_targets) = (0, 0);
         for (k, &(n, stopped)) in &flows {
-            if labels.get(k).is_some_and(|l| is_target(l)) {
+            if labels.get(k).is_some_and(is_target) {
                 targets += 1;
                 let through = n - stopped;
                 if through <= 5 && stopped * 10 >= n.saturating_sub(5) * 9 {
@@ -415,7 +415,7 @@ fn corpus_calls_split_after_the_udp_header_are_stopped() {
         }
         for (k, &(n, stopped)) in &flows {
             let label = labels.get(k);
-            if stopped == 0 || label.is_some_and(|l| is_target(l)) {
+            if stopped == 0 || label.is_some_and(is_target) {
                 continue;
             }
             let inherited = label.is_none_or(|l| l.label == "Unknown")
