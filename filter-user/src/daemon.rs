@@ -112,6 +112,9 @@ async fn run_async(req: &RunRequest) -> Result<(), Error> {
             "no interface to attach to: give --iface IF (repeatable) or `interfaces` in the configuration".into(),
         ));
     }
+    cfg.subscribers
+        .check_inside(&cfg.interfaces)
+        .map_err(Error::Input)?;
     let layout = PinLayout::new(&cfg.pin_dir);
 
     // The state of a previous run: its policy overrides and interface modes.
@@ -219,9 +222,11 @@ async fn run_async(req: &RunRequest) -> Result<(), Error> {
     }
     let fresh = startup == Startup::Fresh;
     let started = (|| {
+        subscribers_before_install(&mut filter, &cfg)?;
         let result = install(&mut filter, &prepared, &mut state);
         record(&mut state, result.as_ref().err(), "start");
         let info = result?;
+        crate::subscribers::after_install(&mut filter, &cfg.subscribers)?;
         filter.commit(&layout)?;
         log::info!("{}", describe(&info, &prepared));
         attach_all(&mut filter, &layout, &cfg, &mut state)?;
@@ -292,6 +297,20 @@ fn ifindex_of(iface: &str) -> Option<u32> {
     // SAFETY: a NUL-terminated name; the call only reads it.
     let i = unsafe { libc::if_nametoindex(name.as_ptr()) };
     (i != 0).then_some(i)
+}
+
+/// Mark the configured interfaces facing subscribers (or not) and hand
+/// the subscriber rule to the next install.
+fn subscribers_before_install(filter: &mut Filter, cfg: &Config) -> Result<(), Error> {
+    let marks: Vec<(u32, bool)> = {
+        let _ns = cfg.netns.as_deref().map(NetnsGuard::enter).transpose()?;
+        cfg.interfaces
+            .iter()
+            .filter_map(|i| ifindex_of(i).map(|x| (x, cfg.subscribers.inside.contains(i))))
+            .collect()
+    };
+    crate::subscribers::before_install(filter, &cfg.subscribers, &marks)?;
+    Ok(())
 }
 
 /// Attach every configured interface (inside `--netns` when given).
@@ -417,7 +436,13 @@ impl Daemon {
     fn rotate_flow_bits(&mut self) {
         let r = DirLock::acquire(&self.layout.dir)
             .map_err(|e| e.to_string())
-            .and_then(|_lock| self.filter.rotate_flow_bits().map_err(|e| e.to_string()));
+            .and_then(|_lock| {
+                // The wall clock of the `flows=P%` epoch follows clock steps.
+                self.filter
+                    .rotate_flow_bits()
+                    .and_then(|()| self.filter.set_wall_clock(None))
+                    .map_err(|e| e.to_string())
+            });
         if let Err(e) = r {
             log::warn!("rotating the flow bits: {e}");
         }
@@ -460,9 +485,20 @@ impl Daemon {
         };
         let result: Result<(GenerationInfo, Prepared), Error> = (|| {
             let (settings, file_cfg) = Settings::from_state(&state)?;
-            self.warn_static_changes(&file_cfg.merge(&self.req.flags));
+            let now = file_cfg.merge(&self.req.flags);
+            self.warn_static_changes(&now);
+            now.subscribers
+                .check_inside(&self.cfg.interfaces)
+                .map_err(Error::Input)?;
             let p = prepare(&settings)?;
+            // Interfaces and namespace stay as started; the subscriber rule
+            // follows the file.
+            let mut live = self.cfg.clone();
+            live.subscribers = now.subscribers;
+            subscribers_before_install(&mut self.filter, &live)?;
             let info = install(&mut self.filter, &p, &mut state)?;
+            crate::subscribers::after_install(&mut self.filter, &live.subscribers)?;
+            self.cfg.subscribers = live.subscribers;
             Ok((info, p))
         })();
         record(&mut state, result.as_ref().err(), "sighup");

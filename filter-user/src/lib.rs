@@ -14,5 +14,6 @@ pub mod policy;
 pub mod replay;
 pub mod report;
 pub mod state;
+pub mod subscribers;
 pub mod tables;
 pub mod update;
