@@ -1671,3 +1671,63 @@ fn subscribers_inside_and_seed_are_applied_shown_and_bad_ones_refused() {
         "the seed stays when none is given"
     );
 }
+
+/// Issue 16 end to end: the subscriber end of a flow is the one the
+/// operator named. A flow from the listed relay (arriving on `va`) to A:
+/// with `--inside va` its source (the relay's address) is the subscriber,
+/// with `--subscribers 192.0.2.0/24` its destination A is; a seed where
+/// the first is stopped and the second spared under `flows=50%` (in this
+/// hour and the next, so a boundary cannot flip it) shows which rule the
+/// program used.
+#[test]
+fn the_named_subscriber_side_decides_the_fate_end_to_end() {
+    if !require_root("the_named_subscriber_side_decides_the_fate_end_to_end") {
+        return;
+    }
+    use filter_common::decide::{epoch_seed, subscriber_key, subscriber_rank};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64;
+    let hour = 3600 * 1_000_000_000u64;
+    let rank = |ip: Ipv4Addr, seed: u64, t: u64| {
+        subscriber_rank(
+            &subscriber_key(&ip.to_ipv6_mapped().octets(), 32, 64),
+            epoch_seed(seed, t, 3600),
+        )
+    };
+    let seed = (1u64..)
+        .find(|s| {
+            [now, now + hour]
+                .iter()
+                .all(|t| rank(LISTED, *s, *t) < 50 && rank(A_ADDR, *s, *t) >= 50)
+        })
+        .expect("a seed");
+    let seed_arg = seed.to_string();
+    let policy = ["--policy", "whatsapp=flows=50%,scope=udp"];
+    let mut env = Env::new();
+    let va = env.va.clone();
+    env.start(&[policy[0], policy[1], "--seed", &seed_arg, "--inside", &va]);
+    let rx = env.receiver();
+    assert_eq!(
+        env.deliver(&rx, LISTED, 20),
+        0,
+        "--inside {va}: the relay's address is the subscriber, stopped\n{}",
+        env.log()
+    );
+    assert!(env.stop(libc::SIGTERM).success(), "{}", env.log());
+    env.start(&[
+        policy[0],
+        policy[1],
+        "--seed",
+        &seed_arg,
+        "--subscribers",
+        "192.0.2.0/24",
+    ]);
+    assert_eq!(
+        env.deliver(&rx, LISTED, 20),
+        20,
+        "--subscribers 192.0.2.0/24: A is the subscriber, spared\n{}",
+        env.log()
+    );
+}
