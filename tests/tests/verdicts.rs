@@ -1935,14 +1935,14 @@ fn flows_percent_every_leg_of_a_subscriber_shares_its_fate() {
     // A stopped and a spared subscriber, row by row.
     let f = subscriber_filter(50, seed);
     let mapped = filter_common::parse::v4_mapped;
-    let stopped = (0u32..)
-        .map(|i| [100, 64, 1, i as u8])
+    let stopped = (0..=255u8)
+        .map(|i| [100, 64, 1, i])
         .find(|s| expected_rank(mapped(*s), seed) < 50)
-        .unwrap();
-    let spared = (0u32..)
-        .map(|i| [100, 64, 2, i as u8])
+        .expect("a subscriber ranked below 50");
+    let spared = (0..=255u8)
+        .map(|i| [100, 64, 2, i])
         .find(|s| expected_rank(mapped(*s), seed) >= 50)
-        .unwrap();
+        .expect("a subscriber ranked 50 or above");
     for (i, (s, verdict, fate)) in [(stopped, XDP_DROP, "stopped"), (spared, XDP_PASS, "spared")]
         .into_iter()
         .enumerate()
