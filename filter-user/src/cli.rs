@@ -30,16 +30,16 @@ use std::time::{Duration, Instant};
 use crate::control::{
     Error, ListReplacement, Prepared, Settings, describe, install, prepare, prepare_with, record,
 };
+use crate::dataplane::loader::{Filter, GenerationInfo};
+use crate::dataplane::pins::PinLayout;
+use crate::dataplane::tables::explain;
 use crate::lists::{ALLOW_NAME, Cidr, load_dir, parse_list, valid_category_name};
-use crate::loader::{Filter, GenerationInfo};
 use crate::lock::{ListsLock, Liveness, WriterLock, daemon_liveness};
-use crate::pins::PinLayout;
 use crate::policy::PolicySpec;
 use crate::report::{
     Filtering, collect_stats, collect_status, flow_row, flows_table, monotonic_ns, nothing_pinned,
 };
 use crate::state::{StateFile, process_alive, state_path};
-use crate::tables::explain;
 
 /// How long `detach` waits for the daemon to exit.
 const DAEMON_EXIT_WAIT: Duration = Duration::from_secs(10);
@@ -72,7 +72,7 @@ pub fn status(layout: &PinLayout, json: bool) -> Result<(String, Filtering), Err
     if let Err(e) = std::fs::metadata(&layout.dir)
         && e.kind() != std::io::ErrorKind::NotFound
     {
-        return Err(crate::pins::PinError::Io {
+        return Err(crate::dataplane::pins::PinError::Io {
             path: layout.dir.clone(),
             source: e,
         }
@@ -914,7 +914,7 @@ fn daemon_to_stop(layout: &PinLayout, state: Option<&StateFile>) -> Result<Optio
 /// remove one interface's link, or every link, the program and maps.
 pub fn detach(layout: &PinLayout, iface: Option<&str>) -> Result<String, Error> {
     if layout.is_empty()? {
-        return Err(crate::pins::PinError::NoState {
+        return Err(crate::dataplane::pins::PinError::NoState {
             dir: layout.dir.clone(),
         }
         .into());
@@ -936,7 +936,7 @@ pub fn detach(layout: &PinLayout, iface: Option<&str>) -> Result<String, Error> 
             s.write(&lock)
                 .map_err(|error| Error::NotRecorded { error })?;
         }
-        if let Err(e) = crate::pins::remove_file(&path) {
+        if let Err(e) = crate::dataplane::pins::remove_file(&path) {
             if let Some(s) = &before
                 && let Err(w) = s.write(&lock)
             {

@@ -14,9 +14,9 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+use crate::dataplane::loader::AttachMode;
+use crate::dataplane::pins::DEFAULT_PIN_DIR;
 use crate::lists::valid_category_name;
-use crate::loader::AttachMode;
-use crate::pins::DEFAULT_PIN_DIR;
 use crate::policy::{CategoryPolicy, PolicySpec};
 use crate::subscribers::{SubscriberFlags, SubscriberSection};
 

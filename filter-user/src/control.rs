@@ -20,10 +20,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::config::{Config, ConfigError};
+use crate::dataplane::loader::{Filter, GenerationInfo, LoadError};
+use crate::dataplane::pins::PinError;
 use crate::lists::{ListError, Lists, load_dir_with};
-use crate::loader::{Filter, GenerationInfo, LoadError};
 use crate::lock::{LockError, WriterLock};
-use crate::pins::PinError;
 use crate::policy::PolicySpec;
 use crate::state::{CategoryState, ReloadState, StateError, StateFile, unix_now};
 

@@ -48,11 +48,11 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::config::{Config, Flags};
 use crate::control::{Error, Prepared, Settings, describe, install, prepare, record};
+use crate::dataplane::loader::{Filter, GenerationInfo, LoadOptions, Startup};
+use crate::dataplane::pins::{PinLayout, PinVisibility, ensure_bpffs, pin_visibility};
 use crate::ifwatch::{CHECK_PERIOD, Interfaces, SETTLE};
-use crate::loader::{Filter, GenerationInfo, LoadOptions, Startup};
 use crate::lock::{DaemonLock, LockError, WriterLock};
 use crate::netlink::{LinkEvent, Rtnl};
-use crate::pins::{PinLayout, PinVisibility, ensure_bpffs, pin_visibility};
 use crate::state::{DaemonInfo, FlagSettings, StateFile, unix_now};
 use crate::systemd::{NOTICE, Notifier};
 
@@ -392,7 +392,7 @@ fn establish(v: Validated, req: &RunRequest, stop: &AtomicBool) -> Result<Option
     } = v;
     let mounted = ensure_bpffs(&layout.dir)?;
     if mounted {
-        log::info!("mounted bpffs at {}", crate::pins::BPFFS_ROOT);
+        log::info!("mounted bpffs at {}", crate::dataplane::pins::BPFFS_ROOT);
     }
     let existed = layout.dir.exists();
     layout.create()?;

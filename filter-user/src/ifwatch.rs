@@ -29,9 +29,9 @@ use filter_common::{IF_INDEX_LIMIT, IF_SLOTS};
 
 use crate::config::Config;
 use crate::control::Error;
-use crate::loader::{AttachMode, Attached, Filter};
+use crate::dataplane::loader::{AttachMode, Attached, Filter};
+use crate::dataplane::pins::{LinkState, PinLayout, pinned_link_state, remove_file};
 use crate::netlink::{LinkEvent, LinkInfo, Rtnl};
-use crate::pins::{LinkState, PinLayout, pinned_link_state, remove_file};
 use crate::state::{InterfaceState, StateFile};
 use crate::systemd::NOTICE;
 

@@ -14,10 +14,10 @@ use filter_user::cli::{self, ListOp};
 use filter_user::config::{Flags, check_ifname, check_netns};
 use filter_user::control::Error as CmdError;
 use filter_user::daemon::{self, RunRequest};
+use filter_user::dataplane::loader::{AttachMode, Filter, LoadOptions};
+use filter_user::dataplane::pins::{DEFAULT_PIN_DIR, PinLayout};
 use filter_user::lists::{Lists, load_dir};
-use filter_user::loader::{AttachMode, Filter, LoadOptions};
 use filter_user::lock::ListsLock;
-use filter_user::pins::{DEFAULT_PIN_DIR, PinLayout};
 use filter_user::policy::{CategoryPolicy, PolicySpec};
 use filter_user::replay::{replay_captured, replay_setup};
 
@@ -477,7 +477,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if layout.require().is_err() {
                 eprintln!(
                     "flowfilter: {}",
-                    filter_user::pins::PinError::NoState {
+                    filter_user::dataplane::pins::PinError::NoState {
                         dir: layout.dir.clone()
                     }
                 );

@@ -68,8 +68,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::control::Error;
-use crate::loader::Filter;
-use crate::pins::PinLayout;
+use crate::dataplane::loader::Filter;
+use crate::dataplane::pins::PinLayout;
 use crate::report::collect_stats;
 use crate::state::{StateFile, state_path};
 

@@ -11,8 +11,8 @@ use filter_common::parse::{Fragment, Parsed, parse_frame};
 use filter_common::{CAT_NONE, FlowKey, TRACE_MONITORED, XDP_DROP};
 
 use crate::capture::Frame;
+use crate::dataplane::loader::{DEFAULT_EPOCH_SECS, Filter, LoadError, Subscribers};
 use crate::lists::{Cidr, Lists};
-use crate::loader::{DEFAULT_EPOCH_SECS, Filter, LoadError, Subscribers};
 
 /// Frames shorter than an Ethernet header cannot be run by the kernel.
 const MIN_FRAME: usize = 14;

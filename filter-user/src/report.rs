@@ -66,8 +66,8 @@ use filter_common::{
 };
 use serde_json::{Value, json};
 
-use crate::loader::{Filter, LoadError};
-use crate::pins::{PinLayout, tag_hex};
+use crate::dataplane::loader::{Filter, LoadError};
+use crate::dataplane::pins::{PinLayout, tag_hex};
 use crate::state::{StateFile, format_utc, state_path};
 
 /// One category's counters.
@@ -142,7 +142,7 @@ pub fn collect_stats(f: &Filter, state: Option<&StateFile>) -> Result<StatsSnaps
     for slot in 0..IF_SLOTS {
         let per = snap.slot_stats(slot);
         for (t, s) in cats.iter_mut().zip(&per) {
-            *t = crate::loader::sum_cat(t, s);
+            *t = crate::dataplane::loader::sum_cat(t, s);
         }
         let iface = state.and_then(|st| st.interfaces.iter().find(|i| i.slot == Some(slot)));
         let rows: Vec<CategoryRow> = per

@@ -33,8 +33,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::dataplane::pins::BPFFS_ROOT;
 use crate::lock::{Liveness, WriterLock};
-use crate::pins::BPFFS_ROOT;
 
 /// Directory of the state files.
 pub const STATE_DIR: &str = "/run/flowfilter";
@@ -42,7 +42,7 @@ pub const STATE_DIR: &str = "/run/flowfilter";
 /// (a version-1 file's daemon is judged by its command line).
 pub const STATE_VERSION: u32 = 2;
 /// Mode of the state file: owner only, as the pins
-/// ([`crate::pins::PIN_MODE`]).
+/// ([`crate::dataplane::pins::PIN_MODE`]).
 pub const STATE_FILE_MODE: u32 = 0o600;
 /// Mode of [`STATE_DIR`] when it is created here (an existing one, e.g.
 /// systemd's `RuntimeDirectory=`, keeps its mode).

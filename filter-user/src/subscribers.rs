@@ -19,8 +19,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::Parsed;
+use crate::dataplane::loader::{
+    DEFAULT_EPOCH_SECS, DEFAULT_SUBSCRIBERS, Filter, LoadError, Subscribers,
+};
 use crate::lists::Cidr;
-use crate::loader::{DEFAULT_EPOCH_SECS, DEFAULT_SUBSCRIBERS, Filter, LoadError, Subscribers};
 use crate::state::StateFile;
 
 /// The `[subscribers]` section of the configuration file. Every key is

@@ -80,7 +80,7 @@ impl Notifier {
     pub fn reloading(&self) {
         self.send(&format!(
             "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading",
-            crate::loader::monotonic_ns() / 1000
+            crate::dataplane::loader::monotonic_ns() / 1000
         ));
     }
 

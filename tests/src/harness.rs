@@ -19,7 +19,7 @@
 //!   [`cleanup_stale`] removes what killed runs left behind (namespaces,
 //!   daemons and their pins).
 //! * [`Harness::attach_library_filter`] loads the XDP program through
-//!   `filter_user::loader` and attaches it in native mode on both gateway
+//!   `filter_user::dataplane::loader` and attaches it in native mode on both gateway
 //!   veths. [`Harness::attach_daemon`] starts the real daemon instead:
 //!   `flowfilter --pin-dir /sys/fs/bpf/PREFIX-gw run --netns PREFIX-gw
 //!   --iface gw-c --iface gw-n --mode driver --lists LISTS --policy ...`
@@ -54,9 +54,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use aya::programs::XdpMode;
+use filter_user::dataplane::loader::{Filter, LoadError, LoadOptions};
+use filter_user::dataplane::pins::{BPFFS_ROOT, PinLayout};
 use filter_user::lists::{ListError, Lists, load_dir};
-use filter_user::loader::{Filter, LoadError, LoadOptions};
-use filter_user::pins::{BPFFS_ROOT, PinLayout};
 use filter_user::policy::PolicySpec;
 use filter_user::state::{StateFile, process_alive};
 
@@ -246,7 +246,7 @@ impl Default for HarnessOpts {
     reason = "one per harness, made once and never copied around"
 )]
 pub enum GatewayFilter {
-    /// Loaded and attached by this process through `filter_user::loader`,
+    /// Loaded and attached by this process through `filter_user::dataplane::loader`,
     /// in native XDP on the listed gateway interfaces.
     Library {
         /// The loaded program with its maps.

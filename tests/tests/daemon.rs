@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use filter_user::pins::PinLayout;
+use filter_user::dataplane::pins::PinLayout;
 use filter_user::state::StateFile;
 use flowfilter_tests::require_root;
 use serde_json::Value;
@@ -1526,7 +1526,7 @@ fn a_killed_list_load_leaves_the_old_or_the_new_list_never_a_mix() {
 
 /// The pinned `STATE` (seed, rotation) of `env`'s filter.
 fn pinned_state(env: &Env) -> filter_common::State {
-    filter_user::loader::Filter::open_pinned(&PinLayout::new(&env.pin_dir), false)
+    filter_user::dataplane::loader::Filter::open_pinned(&PinLayout::new(&env.pin_dir), false)
         .expect("open the pins")
         .state()
         .expect("STATE")

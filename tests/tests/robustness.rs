@@ -28,7 +28,7 @@ use filter_common::pktbuild::{
     quic_short_header, rtcp, rtp, stun, stun_attr, stun_type, xor_address_v4, xor_address_v6,
 };
 use filter_common::*;
-use filter_user::loader::{Filter, LoadError};
+use filter_user::dataplane::loader::{Filter, LoadError};
 use flowfilter_tests::{lists, load, require_root};
 
 // --- frames ----------------------------------------------------------------------

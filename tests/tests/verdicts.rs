@@ -10,7 +10,7 @@ use filter_common::classify::{
 };
 use filter_common::pktbuild::{self, Builder, filler, rtp, stun};
 use filter_common::*;
-use filter_user::loader::Filter;
+use filter_user::dataplane::loader::Filter;
 use flowfilter_tests::{lists, load, require_root};
 
 const WA: u8 = CAT_WHATSAPP;
@@ -1850,7 +1850,7 @@ fn subscriber_filter(percent: u8, seed: u64) -> Filter {
     let spec = format!("flows={percent}%");
     let mut f = load(&l, &[("whatsapp", spec.as_str())]);
     f.set_seed(seed, 0).expect("seed");
-    f.set_subscribers(filter_user::loader::Subscribers {
+    f.set_subscribers(filter_user::dataplane::loader::Subscribers {
         by_interface: false,
         prefixes: vec![
             "100.64.0.0/16".parse().unwrap(),

@@ -34,10 +34,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use filter_user::dataplane::pins::PinLayout;
 use filter_user::lock::{
     Liveness, WriterLock, daemon_liveness, daemon_lock_path, holders, lock_path,
 };
-use filter_user::pins::PinLayout;
 use filter_user::state::{StateFile, process_alive, state_path};
 use flowfilter_tests::require_root;
 use serde_json::Value;

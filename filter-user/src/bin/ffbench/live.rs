@@ -14,7 +14,7 @@ use anyhow::{Context as _, Result, bail};
 use aya::Ebpf;
 use aya::programs::{ProgramInfo, Xdp, XdpMode, loaded_programs};
 use aya::sys::{Stats, enable_stats};
-use filter_user::loader::Filter;
+use filter_user::dataplane::loader::Filter;
 use serde_json::{Value, json};
 
 use crate::kernel::{

@@ -5,7 +5,7 @@
 //! - a private instance ([`Filter::load`]): loaded, never attached, maps
 //!   unpinned; replay and the verdict tests use it;
 //! - the daemon's instance ([`Filter::load_pinned`]): maps and program pinned
-//!   under a pin directory (see [`crate::pins`]), adopted when already there,
+//!   under a pin directory (see [`crate::dataplane::pins`]), adopted when already there,
 //!   attached to interfaces through pinned bpf_links ([`Filter::attach`]);
 //! - a CLI view of the pins ([`Filter::open_pinned`]): the pinned maps (and
 //!   program, for its id and tag), nothing loaded.
@@ -46,11 +46,13 @@ use filter_common::{
 };
 use filter_common::{IF_INSIDE, MAP_SUBSCRIBERS, STATE_SUB_IFACE, STATE_SUB_PREFIX, SubscriberKey};
 
+use crate::dataplane::mapio::{BPF_F_INNER_MAP, BPF_F_MMAPABLE, Mmap, per_cpu_all};
+use crate::dataplane::pins::{
+    MapProblem, PinError, PinLayout, check_maps, object_map_defs, tag_hex,
+};
+use crate::dataplane::tables::{TableError, Tables, build_tables};
 use crate::lists::{Cidr, Lists};
-use crate::mapio::{BPF_F_INNER_MAP, BPF_F_MMAPABLE, Mmap, per_cpu_all};
-use crate::pins::{MapProblem, PinError, PinLayout, check_maps, object_map_defs, tag_hex};
 use crate::policy::PolicySpec;
-use crate::tables::{TableError, Tables, build_tables};
 
 /// The compiled XDP object, built by `build.rs` through aya-build.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flowfilter"));
@@ -555,7 +557,7 @@ impl Filter {
         };
         for name in &p.recreated {
             let path = layout.map(name);
-            crate::pins::remove_file(&path)?;
+            crate::dataplane::pins::remove_file(&path)?;
             self.maps
                 .get(name)
                 .ok_or_else(|| LoadError::Pinned {
@@ -566,14 +568,14 @@ impl Filter {
                 .map_err(pinned_err(format!("pinning {}", path.display())))?;
         }
         for name in &p.extra {
-            crate::pins::remove_file(&layout.map(name))?;
+            crate::dataplane::pins::remove_file(&layout.map(name))?;
         }
         if p.program {
             for iface in layout.pinned_links()? {
                 self.move_link(layout, &iface)?;
                 log::info!("{iface}: the pinned link now runs the new program (bpf_link_update)");
             }
-            crate::pins::remove_file(&layout.prog())?;
+            crate::dataplane::pins::remove_file(&layout.prog())?;
             let path = layout.prog();
             self.xdp()?
                 .pin(&path)

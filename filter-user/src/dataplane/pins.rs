@@ -878,11 +878,11 @@ mod tests {
 
     #[test]
     fn shipped_object_defines_the_tables() {
-        if crate::loader::OBJECT.is_empty() {
+        if crate::dataplane::loader::OBJECT.is_empty() {
             println!("skipped: built without the XDP object");
             return;
         }
-        let defs = object_map_defs(crate::loader::OBJECT, &[("FLOW_KEYS", 6)]).unwrap();
+        let defs = object_map_defs(crate::dataplane::loader::OBJECT, &[("FLOW_KEYS", 6)]).unwrap();
         let names: Vec<&str> = defs.iter().map(|d| d.name.as_str()).collect();
         for n in [
             "STATE",
