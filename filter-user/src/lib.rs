@@ -17,4 +17,3 @@ pub mod report;
 pub mod state;
 pub mod subscribers;
 pub mod systemd;
-pub mod update;

@@ -245,10 +245,10 @@ enum ListCommand {
     /// `flowfilter reload`.
     Update {
         /// Sources file.
-        #[arg(long, value_name = "FILE", default_value = filter_user::update::DEFAULT_SOURCES)]
+        #[arg(long, value_name = "FILE", default_value = filter_user::lists::update::DEFAULT_SOURCES)]
         sources: PathBuf,
         /// Directory the category files are written to.
-        #[arg(long, value_name = "DIR", default_value = filter_user::update::DEFAULT_OUT)]
+        #[arg(long, value_name = "DIR", default_value = filter_user::lists::update::DEFAULT_OUT)]
         out: PathBuf,
         /// Write lists that are empty, less than half or more than ten times
         /// their previous size.
@@ -576,20 +576,20 @@ fn list_update(
     // A bad sources file is refused before anything is created or locked
     // (run_update reads it again, under the lock).
     let file = std::path::absolute(&sources).unwrap_or_else(|_| sources.clone());
-    filter_user::update::Sources::load(&file)
+    filter_user::lists::update::Sources::load(&file)
         .map_err(|e| anyhow::Error::new(InputError(format!("{e:#}"))))?;
     std::fs::create_dir_all(&out)
         .with_context(|| format!("cannot create the output directory {}", out.display()))?;
     let _lock = ListsLock::acquire(&out).map_err(CmdError::from)?;
-    let opts = filter_user::update::UpdateOptions {
+    let opts = filter_user::lists::update::UpdateOptions {
         sources,
         out,
         force,
         allow_broad,
-        ..filter_user::update::UpdateOptions::default()
+        ..filter_user::lists::update::UpdateOptions::default()
     };
-    let report = filter_user::update::run_update(&opts).map_err(|e| {
-        if e.downcast_ref::<filter_user::update::SourcesError>()
+    let report = filter_user::lists::update::run_update(&opts).map_err(|e| {
+        if e.downcast_ref::<filter_user::lists::update::SourcesError>()
             .is_some()
         {
             anyhow::Error::new(InputError(format!("{e:#}")))

@@ -405,7 +405,7 @@ fn list_written(path: &Path) -> Option<SystemTime> {
     let mut file = std::fs::File::open(path).ok()?;
     let mut head = Vec::with_capacity(1024);
     (&mut file).take(1024).read_to_end(&mut head).ok()?;
-    crate::update::written_at(&String::from_utf8_lossy(&head))
+    crate::lists::update::written_at(&String::from_utf8_lossy(&head))
         .or_else(|| file.metadata().ok()?.modified().ok())
 }
 
@@ -754,7 +754,7 @@ mod tests {
         .unwrap();
         let plain = dir.join("b.txt");
         std::fs::write(&plain, "10.0.0.0/8\n").unwrap();
-        let at = crate::update::parse_utc("2026-01-02T03:04:05Z").unwrap();
+        let at = crate::lists::update::parse_utc("2026-01-02T03:04:05Z").unwrap();
         assert_eq!(list_written(&with_header), Some(at));
         let mtime = std::fs::metadata(&plain).unwrap().modified().unwrap();
         assert_eq!(list_written(&plain), Some(mtime));

@@ -550,7 +550,7 @@ fn requests_are_bounded_and_list_ages_show() {
         "telegram",
         &format!(
             "# telegram: written by `flowfilter list update` from /s.toml\n# at {}: 1 entries (1 IPv4, 0 IPv6) from 1 sources.\n203.0.113.0/24\n",
-            filter_user::update::utc(day_ago)
+            filter_user::lists::update::utc(day_ago)
         ),
     );
     env.start();

@@ -19,6 +19,8 @@
 //! get ids from [`CAT_FIRST_USER`] upward in alphabetical order of name, up to
 //! [`CAT_LAST`]; the allowlist is [`CAT_ALLOW`].
 
+pub mod update;
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
