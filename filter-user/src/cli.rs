@@ -4,7 +4,7 @@
 //!
 //! Readers open the pinned maps read-only. Writers (`list add|del|load`,
 //! `policy set|reset`, `reload` without a daemon, `detach`) take the writer
-//! lock of the pins ([`crate::lock`]; `list add|del|load` the lists
+//! lock of the pins ([`crate::control::lock`]; `list add|del|load` the lists
 //! directory's lock before it), read the state file under it, work out
 //! their change (a list file's new text, or a policy override in the state
 //! file), then validate and install everything as a reload does, recording
@@ -27,6 +27,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::control::lock::{ListsLock, Liveness, WriterLock, daemon_liveness};
+use crate::control::policy::PolicySpec;
+use crate::control::state::{StateFile, process_alive, state_path};
 use crate::control::{
     Error, ListReplacement, Prepared, Settings, describe, install, prepare, prepare_with, record,
 };
@@ -34,12 +37,9 @@ use crate::dataplane::loader::{Filter, GenerationInfo};
 use crate::dataplane::pins::PinLayout;
 use crate::dataplane::tables::explain;
 use crate::lists::{ALLOW_NAME, Cidr, load_dir, parse_list, valid_category_name};
-use crate::lock::{ListsLock, Liveness, WriterLock, daemon_liveness};
-use crate::policy::PolicySpec;
 use crate::report::{
     Filtering, collect_stats, collect_status, flow_row, flows_table, monotonic_ns, nothing_pinned,
 };
-use crate::state::{StateFile, process_alive, state_path};
 
 /// How long `detach` waits for the daemon to exit.
 const DAEMON_EXIT_WAIT: Duration = Duration::from_secs(10);
@@ -128,7 +128,7 @@ pub fn stats(layout: &PinLayout, json: bool, watch: Option<f64>) -> Result<(), E
             // Home, clear, redraw.
             format!(
                 "\x1b[H\x1b[2J{} every {secs}s (Ctrl-C to stop)\n\n{}",
-                crate::state::format_utc(now.time),
+                crate::control::state::format_utc(now.time),
                 now.to_table(Some(&before))
             )
         };

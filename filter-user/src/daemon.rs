@@ -13,7 +13,7 @@
 //! Start: read the configuration; check that the pins would be seen by the
 //! host (not under `ip netns exec`); take the liveness lock (held for the
 //! daemon's whole life: a second daemon on the same pins fails here) and
-//! the writer lock ([`crate::lock`]); read the state file of a previous run
+//! the writer lock ([`crate::control::lock`]); read the state file of a previous run
 //! under it (so a `policy set` made meanwhile is kept); validate the lists
 //! and policies and check that `--netns` exists (any error stops here,
 //! nothing touched); mount bpffs if needed; remove pinned links
@@ -46,14 +46,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use crate::config::{Config, Flags};
+use crate::control::config::{Config, Flags};
+use crate::control::lock::{DaemonLock, LockError, WriterLock};
+use crate::control::state::{DaemonInfo, FlagSettings, StateFile, unix_now};
 use crate::control::{Error, Prepared, Settings, describe, install, prepare, record};
 use crate::dataplane::loader::{Filter, GenerationInfo, LoadOptions, Startup};
 use crate::dataplane::pins::{PinLayout, PinVisibility, ensure_bpffs, pin_visibility};
 use crate::ifwatch::{CHECK_PERIOD, Interfaces, SETTLE};
-use crate::lock::{DaemonLock, LockError, WriterLock};
 use crate::netlink::{LinkEvent, Rtnl};
-use crate::state::{DaemonInfo, FlagSettings, StateFile, unix_now};
 use crate::systemd::{NOTICE, Notifier};
 
 /// What `flowfilter run` was asked.
@@ -468,7 +468,7 @@ fn establish(v: Validated, req: &RunRequest, stop: &AtomicBool) -> Result<Option
             // Tables of pins nobody uses yet: nothing in force changed.
             return Ok(false);
         }
-        crate::subscribers::after_install(&mut filter, &cfg.subscribers)?;
+        crate::control::subscribers::after_install(&mut filter, &cfg.subscribers)?;
         filter.commit(&layout)?;
         log::info!("{}", describe(&info, &prepared));
         ifaces.settle(&mut filter, &layout, &mut state, true)?;
@@ -543,7 +543,7 @@ fn subscribers_before_install(filter: &mut Filter, cfg: &Config) -> Result<(), E
             })
             .collect()
     };
-    crate::subscribers::before_install(filter, &cfg.subscribers, &marks)?;
+    crate::control::subscribers::before_install(filter, &cfg.subscribers, &marks)?;
     Ok(())
 }
 
@@ -763,7 +763,7 @@ impl Daemon {
             live.subscribers = now.subscribers;
             subscribers_before_install(&mut self.filter, &live)?;
             let info = install(&mut self.filter, &p, &mut state, "sighup", &lock)?;
-            crate::subscribers::after_install(&mut self.filter, &live.subscribers)?;
+            crate::control::subscribers::after_install(&mut self.filter, &live.subscribers)?;
             self.ifaces.set_inside(&live.subscribers.inside);
             self.cfg.subscribers = live.subscribers;
             Ok((info, p))

@@ -27,12 +27,12 @@ use std::time::Duration;
 
 use filter_common::{IF_INDEX_LIMIT, IF_SLOTS};
 
-use crate::config::Config;
 use crate::control::Error;
+use crate::control::config::Config;
+use crate::control::state::{InterfaceState, StateFile};
 use crate::dataplane::loader::{AttachMode, Attached, Filter};
 use crate::dataplane::pins::{LinkState, PinLayout, pinned_link_state, remove_file};
 use crate::netlink::{LinkEvent, LinkInfo, Rtnl};
-use crate::state::{InterfaceState, StateFile};
 use crate::systemd::NOTICE;
 
 /// How often the daemon checks every interface without an event.

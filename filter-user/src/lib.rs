@@ -2,18 +2,13 @@
 
 pub mod capture;
 pub mod cli;
-pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod ifwatch;
 pub mod lists;
-pub mod lock;
 pub mod metrics;
 pub mod netlink;
-pub mod policy;
 pub mod replay;
 pub mod report;
-pub mod state;
-pub mod subscribers;
 pub mod systemd;

@@ -11,14 +11,14 @@ use anyhow::Context as _;
 use clap::{CommandFactory as _, Parser, Subcommand};
 use filter_user::capture::read_capture;
 use filter_user::cli::{self, ListOp};
-use filter_user::config::{Flags, check_ifname, check_netns};
 use filter_user::control::Error as CmdError;
+use filter_user::control::config::{Flags, check_ifname, check_netns};
+use filter_user::control::lock::ListsLock;
+use filter_user::control::policy::{CategoryPolicy, PolicySpec};
 use filter_user::daemon::{self, RunRequest};
 use filter_user::dataplane::loader::{AttachMode, Filter, LoadOptions};
 use filter_user::dataplane::pins::{DEFAULT_PIN_DIR, PinLayout};
 use filter_user::lists::{Lists, load_dir};
-use filter_user::lock::ListsLock;
-use filter_user::policy::{CategoryPolicy, PolicySpec};
 use filter_user::replay::{replay_captured, replay_setup};
 
 /// flowfilter: stop messenger call media at XDP, let everything else through.
@@ -288,7 +288,7 @@ fn parse_ifname(s: &str) -> Result<String, String> {
 }
 
 fn parse_prefix(s: &str) -> Result<filter_user::lists::Cidr, String> {
-    filter_user::subscribers::parse_prefix(s)
+    filter_user::control::subscribers::parse_prefix(s)
 }
 
 fn parse_netns(s: &str) -> Result<String, String> {
@@ -450,7 +450,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 metrics,
                 detach_on_exit,
                 policies,
-                subscribers: filter_user::subscribers::SubscriberFlags {
+                subscribers: filter_user::control::subscribers::SubscriberFlags {
                     inside: subscribers.inside,
                     prefixes: subscribers.subscribers,
                     seed: subscribers.seed,
@@ -462,7 +462,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reload { timeout, config } => {
             let layout = match (&cli.pin_dir, &config) {
                 (None, Some(c)) => PinLayout::new(
-                    filter_user::config::Config::load(c)
+                    filter_user::control::config::Config::load(c)
                         .map_err(|e| InputError(e.to_string()))?
                         .pin_dir,
                 ),
@@ -546,7 +546,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let policies = resolve_policies(&lists, &policies)?;
             let mut filter = Filter::load(&LoadOptions { trace: true })
                 .context("loading a private instance of the XDP program")?;
-            filter_user::subscribers::check_count(subscribers.len())
+            filter_user::control::subscribers::check_count(subscribers.len())
                 .map_err(|e| InputError(format!("--subscribers: {e}")))?;
             replay_setup(&mut filter, seed, subscribers).context("setting the subscribers")?;
             filter

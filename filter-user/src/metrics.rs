@@ -68,10 +68,10 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::control::Error;
+use crate::control::state::{StateFile, state_path};
 use crate::dataplane::loader::Filter;
 use crate::dataplane::pins::PinLayout;
 use crate::report::collect_stats;
-use crate::state::{StateFile, state_path};
 
 /// Largest request head (request line and headers) accepted: 431 beyond.
 pub const MAX_HEAD_BYTES: usize = 8192;

@@ -66,9 +66,9 @@ use filter_common::{
 };
 use serde_json::{Value, json};
 
+use crate::control::state::{StateFile, format_utc, state_path};
 use crate::dataplane::loader::{Filter, LoadError};
 use crate::dataplane::pins::{PinLayout, tag_hex};
-use crate::state::{StateFile, format_utc, state_path};
 
 /// One category's counters.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -197,7 +197,7 @@ pub fn collect_stats(f: &Filter, state: Option<&StateFile>) -> Result<StatsSnaps
         .map(|(i, n)| (*n, global.get(i).copied().unwrap_or(0)))
         .collect();
     Ok(StatsSnapshot {
-        time: crate::state::unix_now(),
+        time: crate::control::state::unix_now(),
         mono_ns: monotonic_ns(),
         categories,
         labels,
@@ -713,7 +713,7 @@ pub struct Status {
     /// The state file's content.
     pub state: Option<StateFile>,
     /// Who the subscribers are for `flows=P%`.
-    pub subscribers: crate::subscribers::SubscriberStatus,
+    pub subscribers: crate::control::subscribers::SubscriberStatus,
 }
 
 /// Read the status of the pins in `layout`, asking the kernel whether each
@@ -770,7 +770,7 @@ pub fn collect_status(
         interfaces,
         generation: f.state()?.generation & 1,
         flows: f.flow_occupancy()?,
-        subscribers: crate::subscribers::status(f, state.as_ref())?,
+        subscribers: crate::control::subscribers::status(f, state.as_ref())?,
         state,
     })
 }
@@ -1089,7 +1089,7 @@ mod tests {
             ..FlowSlot::default()
         };
         let mut st = StateFile::default();
-        st.categories.push(crate::state::CategoryState {
+        st.categories.push(crate::control::state::CategoryState {
             id: 1,
             name: "whatsapp".into(),
             ..Default::default()

@@ -9,7 +9,7 @@
 //! changes nothing.
 #![no_main]
 
-use filter_user::config::{Config, ConfigError, Flags, check_ifname};
+use filter_user::control::config::{Config, ConfigError, Flags, check_ifname};
 use filter_user::lists::valid_category_name;
 use libfuzzer_sys::fuzz_target;
 

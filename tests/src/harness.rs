@@ -54,11 +54,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use aya::programs::XdpMode;
+use filter_user::control::policy::PolicySpec;
+use filter_user::control::state::{StateFile, process_alive};
 use filter_user::dataplane::loader::{Filter, LoadError, LoadOptions};
 use filter_user::dataplane::pins::{BPFFS_ROOT, PinLayout};
 use filter_user::lists::{ListError, Lists, load_dir};
-use filter_user::policy::PolicySpec;
-use filter_user::state::{StateFile, process_alive};
 
 use crate::harness::evasion::Evasion;
 use crate::harness::traffic::FlowLine;
@@ -487,7 +487,7 @@ fn pid_alive(pid: u32) -> bool {
 /// and log. Returns whether there was anything.
 fn remove_daemon_of(names: &Names) -> bool {
     let pin_dir = names.pin_dir();
-    let state = filter_user::state::state_path(&pin_dir);
+    let state = filter_user::control::state::state_path(&pin_dir);
     let found = pin_dir.exists() || state.exists();
     if found {
         kill_recorded_daemon(&pin_dir);

@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use filter_user::control::policy::PolicySpec;
 use filter_user::dataplane::loader::{Filter, LoadOptions};
 use filter_user::lists::{Lists, ParsedList, parse_list};
-use filter_user::policy::PolicySpec;
 
 pub mod harness;
 

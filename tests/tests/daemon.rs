@@ -33,8 +33,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use filter_user::control::state::StateFile;
 use filter_user::dataplane::pins::PinLayout;
-use filter_user::state::StateFile;
 use flowfilter_tests::require_root;
 use serde_json::Value;
 
@@ -1199,7 +1199,7 @@ fn sigterm_with_detach_on_exit_removes_the_filter() {
     assert!(env.log().contains("--detach-on-exit"), "{}", env.log());
     assert!(!env.pin_dir.exists(), "pins left behind");
     assert!(
-        !filter_user::state::state_path(&env.pin_dir).exists(),
+        !filter_user::control::state::state_path(&env.pin_dir).exists(),
         "state file left behind"
     );
     assert_eq!(env.deliver(&rx, LISTED, 5), 5, "the filter is gone");
@@ -1306,7 +1306,7 @@ fn assert_owner_only(env: &Env) {
         loose.is_empty(),
         "not owner-only (directories 0700, pins 0600): {loose:#?}"
     );
-    let state = filter_user::state::state_path(&env.pin_dir);
+    let state = filter_user::control::state::state_path(&env.pin_dir);
     assert_eq!(mode_of(&state), 0o600, "{}", state.display());
 }
 
@@ -1332,7 +1332,7 @@ fn pins_and_state_file_are_owner_only_and_a_restart_tightens_them() {
     chmod(&layout.link(&env.va), 0o640);
     chmod(&layout.maps_dir(), 0o755);
     chmod(&env.pin_dir, 0o755);
-    let state = filter_user::state::state_path(&env.pin_dir);
+    let state = filter_user::control::state::state_path(&env.pin_dir);
     chmod(&state, 0o644);
     assert_eq!(mode_of(&map), 0o644);
     env.start(&["--policy", "whatsapp=drop,scope=udp"]);
@@ -1476,7 +1476,7 @@ fn a_killed_list_load_leaves_the_old_or_the_new_list_never_a_mix() {
         let live = live_list(&env, old_only, &new_only);
         env.status();
         assert!(
-            filter_user::state::StateFile::read(&env.pin_dir)
+            filter_user::control::state::StateFile::read(&env.pin_dir)
                 .expect("the state file parses")
                 .is_some()
         );

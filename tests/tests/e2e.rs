@@ -861,7 +861,7 @@ fn cleanup_stale_removes_a_killed_runs_daemon_and_pins() {
     child.kill().expect("killing the helper");
     child.wait().expect("reaping the helper");
     let names = harness::Names::with_prefix(&prefix);
-    let state = filter_user::state::state_path(&names.pin_dir());
+    let state = filter_user::control::state::state_path(&names.pin_dir());
     assert!(alive(daemon), "the daemon died with the killed run");
     assert!(
         names.pin_dir().exists(),
@@ -913,7 +913,7 @@ fn harness_with_daemon_cleans_up_after_a_panic() {
     assert!(!alive(sleeper), "process {sleeper} in net survived");
     assert!(!names.pin_dir().exists(), "pins left behind");
     assert!(
-        !filter_user::state::state_path(&names.pin_dir()).exists(),
+        !filter_user::control::state::state_path(&names.pin_dir()).exists(),
         "state file left behind"
     );
     assert!(!names.daemon_log().exists(), "daemon log left behind");

@@ -28,8 +28,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use filter_user::control::state::{StateFile, state_path};
 use filter_user::dataplane::pins::PinLayout;
-use filter_user::state::{StateFile, state_path};
 use flowfilter_tests::require_root;
 use serde_json::Value;
 

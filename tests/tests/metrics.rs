@@ -23,8 +23,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use filter_user::control::state::StateFile;
 use filter_user::dataplane::pins::PinLayout;
-use filter_user::state::StateFile;
 use flowfilter_tests::require_root;
 use serde_json::Value;
 

@@ -1,5 +1,5 @@
 //! One writer at a time: the writer lock, the daemon's liveness lock and the
-//! lists directory's lock, end to end ([`filter_user::lock`]).
+//! lists directory's lock, end to end ([`filter_user::control::lock`]).
 //!
 //! Each test makes its namespaces, veth pair, lists and pins as
 //! `tests/daemon.rs` does (an RAII guard removes them even after a failed
@@ -34,11 +34,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use filter_user::dataplane::pins::PinLayout;
-use filter_user::lock::{
+use filter_user::control::lock::{
     Liveness, WriterLock, daemon_liveness, daemon_lock_path, holders, lock_path,
 };
-use filter_user::state::{StateFile, process_alive, state_path};
+use filter_user::control::state::{StateFile, process_alive, state_path};
+use filter_user::dataplane::pins::PinLayout;
 use flowfilter_tests::require_root;
 use serde_json::Value;
 

@@ -79,7 +79,7 @@ const DAEMON_START: Duration = Duration::from_mins(1);
 const SCENARIO_LIMIT: Duration = Duration::from_mins(1);
 /// Longest the daemon may take to exit after SIGTERM.
 const DAEMON_EXIT: Duration = Duration::from_secs(10);
-/// Where `flowfilter` keeps its state files (`filter_user::state::STATE_DIR`).
+/// Where `flowfilter` keeps its state files (`filter_user::control::state::STATE_DIR`).
 const STATE_DIR: &str = "/run/flowfilter";
 
 /// Set by SIGINT, SIGTERM and SIGHUP.

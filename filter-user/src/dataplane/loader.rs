@@ -46,13 +46,13 @@ use filter_common::{
 };
 use filter_common::{IF_INSIDE, MAP_SUBSCRIBERS, STATE_SUB_IFACE, STATE_SUB_PREFIX, SubscriberKey};
 
+use crate::control::policy::PolicySpec;
 use crate::dataplane::mapio::{BPF_F_INNER_MAP, BPF_F_MMAPABLE, Mmap, per_cpu_all};
 use crate::dataplane::pins::{
     MapProblem, PinError, PinLayout, check_maps, object_map_defs, tag_hex,
 };
 use crate::dataplane::tables::{TableError, Tables, build_tables};
 use crate::lists::{Cidr, Lists};
-use crate::policy::PolicySpec;
 
 /// The compiled XDP object, built by `build.rs` through aya-build.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flowfilter"));
@@ -897,7 +897,7 @@ impl Filter {
     /// one write. A packet sees the old tables or the new ones, never a mix.
     /// Tables that cannot be built (a limit) are refused before anything is
     /// written. On pinned maps the caller holds the writer lock
-    /// ([`crate::lock::WriterLock`]).
+    /// ([`crate::control::lock::WriterLock`]).
     pub fn install(
         &mut self,
         lists: &Lists,

@@ -14,11 +14,11 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+use crate::control::policy::{CategoryPolicy, PolicySpec};
+use crate::control::subscribers::{SubscriberFlags, SubscriberSection};
 use crate::dataplane::loader::AttachMode;
 use crate::dataplane::pins::DEFAULT_PIN_DIR;
 use crate::lists::valid_category_name;
-use crate::policy::{CategoryPolicy, PolicySpec};
-use crate::subscribers::{SubscriberFlags, SubscriberSection};
 
 /// Default lists directory.
 pub const DEFAULT_LISTS_DIR: &str = "/etc/flowfilter/lists";
@@ -541,7 +541,7 @@ telegram = "flows=30%,scope=udp"
 
     #[test]
     fn the_shipped_example_parses() {
-        let text = include_str!("../../dist/flowfilter.toml");
+        let text = include_str!("../../../dist/flowfilter.toml");
         let c = Config::parse("dist/flowfilter.toml", text).unwrap();
         assert!(!c.interfaces.is_empty());
     }

@@ -18,12 +18,12 @@ use filter_common::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::config::Parsed;
+use crate::control::config::Parsed;
+use crate::control::state::StateFile;
 use crate::dataplane::loader::{
     DEFAULT_EPOCH_SECS, DEFAULT_SUBSCRIBERS, Filter, LoadError, Subscribers,
 };
 use crate::lists::Cidr;
-use crate::state::StateFile;
 
 /// The `[subscribers]` section of the configuration file. Every key is
 /// optional.
@@ -65,7 +65,7 @@ impl SubscriberSection {
     /// relative to the section (`inside[1]`, `prefixes`).
     pub fn validate(&self) -> Result<(), (String, String)> {
         for (i, name) in self.inside.iter().enumerate() {
-            crate::config::check_ifname(name).map_err(|w| (format!("inside[{i}]"), w))?;
+            crate::control::config::check_ifname(name).map_err(|w| (format!("inside[{i}]"), w))?;
         }
         if let Some(p) = &self.prefixes {
             if !self.inside.is_empty() {

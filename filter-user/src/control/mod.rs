@@ -6,7 +6,7 @@
 //! `file:line: what` and nothing is written. Only then does [`install`]
 //! fill the inactive generation, record what it will install in the state
 //! file, and flip to it (the caller holds the writer lock,
-//! [`crate::lock::WriterLock`]). A change the state file cannot record (a
+//! [`crate::control::lock::WriterLock`]). A change the state file cannot record (a
 //! full /run) is not installed: the live tables never hold what the state
 //! file, and so the next reload, does not know.
 //! A CLI verb that changes a list file validates and installs the new text
@@ -16,16 +16,22 @@
 //! file's `[policy]`, the daemon's `--policy` flags, `flowfilter policy set`
 //! (kept in the state file until `flowfilter policy reset`).
 
+pub mod config;
+pub mod lock;
+pub mod policy;
+pub mod state;
+pub mod subscribers;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, ConfigError};
+use crate::control::config::{Config, ConfigError};
+use crate::control::lock::{LockError, WriterLock};
+use crate::control::policy::PolicySpec;
+use crate::control::state::{CategoryState, ReloadState, StateError, StateFile, unix_now};
 use crate::dataplane::loader::{Filter, GenerationInfo, LoadError};
 use crate::dataplane::pins::PinError;
 use crate::lists::{ListError, Lists, load_dir_with};
-use crate::lock::{LockError, WriterLock};
-use crate::policy::PolicySpec;
-use crate::state::{CategoryState, ReloadState, StateError, StateFile, unix_now};
 
 /// Why a command failed. [`Error::exit_code`] tells the CLI's exit code:
 /// 2 for the user's input (a list, the configuration, an argument), 1 for

@@ -7,7 +7,7 @@
 //! - `NAME.lock`, the writer lock ([`WriterLock`]). Every transaction on the
 //!   tables or the state file holds it: the daemon's start, reload, bit
 //!   rotations and exit; the CLI's `list add|del|load`, `policy set|reset`,
-//!   `reload` and `detach`. [`StateFile::write`](crate::state::StateFile::write)
+//!   `reload` and `detach`. [`StateFile::write`](crate::control::state::StateFile::write)
 //!   takes it as an argument, so the state file is never written without it.
 //! - `NAME.daemon.lock`, the liveness lock ([`DaemonLock`]), held by the
 //!   daemon from before it reads the state file until it exits; a crash or
@@ -36,7 +36,7 @@ use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::state::{STATE_DIR, STATE_FILE_MODE, ensure_state_dir, state_name};
+use crate::control::state::{STATE_DIR, STATE_FILE_MODE, ensure_state_dir, state_name};
 
 /// Errors taking a lock.
 #[derive(Debug, thiserror::Error)]

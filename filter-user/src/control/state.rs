@@ -10,7 +10,7 @@
 //!
 //! The file lives in [`STATE_DIR`] (tmpfs, like bpffs: both are gone after a
 //! reboot), named after the pin directory ([`state_name`]), beside the
-//! pin directory's locks ([`crate::lock`]). It is replaced atomically
+//! pin directory's locks ([`crate::control::lock`]). It is replaced atomically
 //! (write, then rename) under the writer lock, which [`StateFile::write`]
 //! takes as an argument. Writers of the tables write it before they flip
 //! to the new tables ([`crate::control::install`]): a change the file
@@ -33,8 +33,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::control::lock::{Liveness, WriterLock};
 use crate::dataplane::pins::BPFFS_ROOT;
-use crate::lock::{Liveness, WriterLock};
 
 /// Directory of the state files.
 pub const STATE_DIR: &str = "/run/flowfilter";
@@ -131,7 +131,7 @@ fn legacy_state_path_in(dir: &Path, pin_dir: &Path) -> PathBuf {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DaemonInfo {
     /// Its process id, for signals (`reload`, `detach`): used only while it
-    /// holds the daemon's liveness lock ([`crate::lock::daemon_liveness`]).
+    /// holds the daemon's liveness lock ([`crate::control::lock::daemon_liveness`]).
     pub pid: u32,
     /// Start time, Unix seconds.
     pub started: u64,
@@ -276,7 +276,7 @@ pub enum StateError {
     },
     /// Taking the writer lock.
     #[error(transparent)]
-    Lock(#[from] crate::lock::LockError),
+    Lock(#[from] crate::control::lock::LockError),
 }
 
 impl StateFile {
@@ -446,8 +446,8 @@ impl StateFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(source) => Err(StateError::Io { path, source }),
         };
-        if crate::lock::daemon_liveness(pin_dir)? == Liveness::Dead {
-            rm(crate::lock::daemon_lock_path(pin_dir))?;
+        if crate::control::lock::daemon_liveness(pin_dir)? == Liveness::Dead {
+            rm(crate::control::lock::daemon_lock_path(pin_dir))?;
         }
         rm(lock.path().to_path_buf())
     }
@@ -469,14 +469,14 @@ impl StateFile {
     }
 
     /// The daemon's pid, when it runs and is the daemon this file names:
-    /// the holder of the liveness lock ([`crate::lock`]) must be the
+    /// the holder of the liveness lock ([`crate::control::lock`]) must be the
     /// recorded pid (the pid of a daemon killed with `-9` may belong to any
     /// process now). A daemon that holds the lock but is not recorded yet
     /// is starting: `None` (it is not ready for signals). When the holder's
     /// pid cannot be seen (another pid namespace), the record is trusted.
     pub fn live_daemon(&self) -> Option<u32> {
         let pid = self.daemon.as_ref()?.pid;
-        match crate::lock::daemon_liveness(&self.pin_dir) {
+        match crate::control::lock::daemon_liveness(&self.pin_dir) {
             Ok(Liveness::Alive { pid: Some(holder) }) => (holder == pid).then_some(pid),
             Ok(Liveness::Alive { pid: None }) => Some(pid),
             Ok(Liveness::Dead) => self.legacy_daemon(),
@@ -546,7 +546,7 @@ fn remove_dead_temporaries(path: &Path) {
 /// Whether `pid` is a live process whose command line names flowfilter.
 /// Not proof that it is a flowfilter daemon (pids are reused, and anything
 /// may be called flowfilter): the daemon's liveness is its lock
-/// ([`crate::lock::daemon_liveness`]); this judges only version-1 state
+/// ([`crate::control::lock::daemon_liveness`]); this judges only version-1 state
 /// files and test harnesses' processes.
 pub fn process_alive(pid: u32) -> bool {
     let Ok(pid_t) = libc::pid_t::try_from(pid) else {
@@ -628,11 +628,11 @@ mod tests {
             Path::new("/run/flowfilter/+sys+fs+bpf.json")
         );
         assert_eq!(
-            crate::lock::lock_path(Path::new("/sys/fs/bpf/a/b")),
+            crate::control::lock::lock_path(Path::new("/sys/fs/bpf/a/b")),
             Path::new("/run/flowfilter/a+b.lock")
         );
         assert_eq!(
-            crate::lock::daemon_lock_path(Path::new("/sys/fs/bpf/a/b")),
+            crate::control::lock::daemon_lock_path(Path::new("/sys/fs/bpf/a/b")),
             Path::new("/run/flowfilter/a+b.daemon.lock")
         );
     }
