@@ -320,11 +320,11 @@ struct Exit(u8);
 fn main() -> ExitCode {
     // Before anything else: a SIGHUP or SIGTERM to a daemon that is only
     // starting is held until it can handle it, not fatal.
-    filter_user::systemd::hold_signals();
-    filter_user::systemd::init_logging();
+    filter_user::daemon::systemd::hold_signals();
+    filter_user::daemon::systemd::init_logging();
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Run { .. }) {
-        filter_user::systemd::release_signals();
+        filter_user::daemon::systemd::release_signals();
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -385,7 +385,7 @@ impl PinSource {
         }
         // What the kernel says, not what the pins say: 0 for an interface
         // whose link died with it, or that is waited for.
-        for i in crate::ifwatch::interface_health(&self.layout, st) {
+        for i in crate::daemon::ifwatch::interface_health(&self.layout, st) {
             ifaces.add(
                 vec![("interface", i.name), ("mode", i.mode)],
                 u64::from(i.health.attached()),

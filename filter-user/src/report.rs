@@ -43,7 +43,7 @@
 //! ```
 //! `filtering` is what `status` exits with ([`Filtering`]); an
 //! interface is `attached` only when the kernel runs the pinned link's
-//! program on the interface that has the name now ([`crate::ifwatch`]):
+//! program on the interface that has the name now ([`crate::daemon::ifwatch`]):
 //! the pins alone do not say. (Pins and state file of a filter that is not
 //! there at all give `{"pin_dir", "state_file", "filtering": "none"}`.)
 //! `flowfilter flows --json`: an array of
@@ -647,7 +647,7 @@ pub struct InterfaceRow {
     pub netns: Option<String>,
     /// Whether the kernel runs the link's program on the interface.
     pub attached: bool,
-    /// [`crate::ifwatch::Health::label`].
+    /// [`crate::daemon::ifwatch::Health::label`].
     pub state: &'static str,
     /// The index of the interface of that name now.
     pub ifindex: Option<u32>,
@@ -733,14 +733,15 @@ pub fn collect_status(
     } else {
         None
     };
-    let interfaces = crate::ifwatch::interface_health(layout, state.as_ref())
+    let interfaces = crate::daemon::ifwatch::interface_health(layout, state.as_ref())
         .into_iter()
         .map(|i| {
             let link = i.health.link();
             InterfaceRow {
                 mode: match &i.health {
-                    crate::ifwatch::Health::Attached { mode, .. }
-                        if i.mode == "unknown" || i.mode == crate::ifwatch::NOT_ATTACHED =>
+                    crate::daemon::ifwatch::Health::Attached { mode, .. }
+                        if i.mode == "unknown"
+                            || i.mode == crate::daemon::ifwatch::NOT_ATTACHED =>
                     {
                         (*mode).to_owned()
                     }

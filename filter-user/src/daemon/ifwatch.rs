@@ -30,10 +30,10 @@ use filter_common::{IF_INDEX_LIMIT, IF_SLOTS};
 use crate::control::Error;
 use crate::control::config::Config;
 use crate::control::state::{InterfaceState, StateFile};
+use crate::daemon::netlink::{LinkEvent, LinkInfo, Rtnl};
+use crate::daemon::systemd::NOTICE;
 use crate::dataplane::loader::{AttachMode, Attached, Filter};
 use crate::dataplane::pins::{LinkState, PinLayout, pinned_link_state, remove_file};
-use crate::netlink::{LinkEvent, LinkInfo, Rtnl};
-use crate::systemd::NOTICE;
 
 /// How often the daemon checks every interface without an event.
 pub const CHECK_PERIOD: Duration = Duration::from_secs(10);
@@ -359,7 +359,7 @@ impl Interfaces {
         let netns = cfg.netns.clone();
         let open = |subscribe| {
             Rtnl::open_in(netns.as_deref(), subscribe).map_err(|e| match e {
-                crate::netlink::NetlinkError::Netns { name, source } => Error::Input(format!(
+                crate::daemon::netlink::NetlinkError::Netns { name, source } => Error::Input(format!(
                     "--netns {name}: /run/netns/{name}: {source} (create it with `ip netns add {name}`)"
                 )),
                 e => Error::Other(e.to_string()),
@@ -749,7 +749,7 @@ pub(crate) fn ifindex_of(iface: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netlink::XdpProg;
+    use crate::daemon::netlink::XdpProg;
 
     fn link(ifindex: Option<u32>) -> LinkState {
         LinkState {

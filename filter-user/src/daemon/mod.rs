@@ -1,7 +1,7 @@
 //! `flowfilter run`: the daemon.
 //!
 //! Signals first: SIGHUP, SIGTERM and SIGINT are held from the first
-//! instant of the process ([`crate::systemd::hold_signals`]) and handled as
+//! instant of the process ([`crate::daemon::systemd::hold_signals`]) and handled as
 //! soon as the runtime exists, before anything is read or loaded. A SIGHUP
 //! during the start is queued and applied once the start is done (one
 //! reload for any number of them). SIGTERM/SIGINT during the start stop it
@@ -17,7 +17,7 @@
 //! under it (so a `policy set` made meanwhile is kept); validate the lists
 //! and policies and check that `--netns` exists (any error stops here,
 //! nothing touched); mount bpffs if needed; remove pinned links
-//! whose interface is gone ([`crate::ifwatch`]); adopt the pins or create
+//! whose interface is gone ([`crate::daemon::ifwatch`]); adopt the pins or create
 //! them ([`Filter::load_pinned`]); install the tables (recorded in the
 //! state file before the flip); swap in a new program
 //! if `--replace`; attach each interface through a pinned bpf_link (or
@@ -39,6 +39,10 @@
 //! Interface, mode, namespace, pin directory and metrics changes in the
 //! configuration take effect at the next start (a reload says so).
 
+pub mod ifwatch;
+pub mod netlink;
+pub mod systemd;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,11 +54,11 @@ use crate::control::config::{Config, Flags};
 use crate::control::lock::{DaemonLock, LockError, WriterLock};
 use crate::control::state::{DaemonInfo, FlagSettings, StateFile, unix_now};
 use crate::control::{Error, Prepared, Settings, describe, install, prepare, record};
+use crate::daemon::ifwatch::{CHECK_PERIOD, Interfaces, SETTLE};
+use crate::daemon::netlink::{LinkEvent, Rtnl};
+use crate::daemon::systemd::{NOTICE, Notifier};
 use crate::dataplane::loader::{Filter, GenerationInfo, LoadOptions, Startup};
 use crate::dataplane::pins::{PinLayout, PinVisibility, ensure_bpffs, pin_visibility};
-use crate::ifwatch::{CHECK_PERIOD, Interfaces, SETTLE};
-use crate::netlink::{LinkEvent, Rtnl};
-use crate::systemd::{NOTICE, Notifier};
 
 /// What `flowfilter run` was asked.
 #[derive(Clone, Debug, Default)]
@@ -100,7 +104,7 @@ impl Signals {
             term: sig(SignalKind::terminate())?,
             int: sig(SignalKind::interrupt())?,
         };
-        crate::systemd::release_signals();
+        crate::daemon::systemd::release_signals();
         Ok(s)
     }
 
@@ -534,12 +538,13 @@ fn subscribers_before_install(filter: &mut Filter, cfg: &Config) -> Result<(), E
         let _ns = cfg
             .netns
             .as_deref()
-            .map(crate::ifwatch::NetnsGuard::enter)
+            .map(crate::daemon::ifwatch::NetnsGuard::enter)
             .transpose()?;
         cfg.interfaces
             .iter()
             .filter_map(|i| {
-                crate::ifwatch::ifindex_of(i).map(|x| (x, cfg.subscribers.inside.contains(i)))
+                crate::daemon::ifwatch::ifindex_of(i)
+                    .map(|x| (x, cfg.subscribers.inside.contains(i)))
             })
             .collect()
     };
