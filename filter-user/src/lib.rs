@@ -6,6 +6,5 @@ pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod lists;
-pub mod metrics;
 pub mod replay;
 pub mod report;

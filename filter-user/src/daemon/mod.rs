@@ -217,7 +217,7 @@ async fn run_async(req: &RunRequest) -> Result<(), Error> {
     }
     let listener = match v.cfg.metrics.as_ref().map(|m| m.0) {
         Some(addr) => Some(
-            crate::metrics::bind(addr)
+            crate::report::metrics::bind(addr)
                 .await
                 .map_err(Error::io(format!("--metrics {addr}: cannot listen")))?,
         ),
@@ -246,7 +246,7 @@ async fn run_async(req: &RunRequest) -> Result<(), Error> {
     if let Some(listener) = listener {
         // Its own thread, runtime and view of the maps: no scrape waits on
         // a reload, no reload or signal on a scrape.
-        crate::metrics::start(listener, &layout)?;
+        crate::report::metrics::start(listener, &layout)?;
     }
     spawn_program_log(program_id);
     log::info!(

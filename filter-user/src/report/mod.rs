@@ -56,6 +56,8 @@
 //! ```
 //! (`src` sent the flow's first packet.)
 
+pub mod metrics;
+
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
