@@ -28,7 +28,7 @@ use filter_common::pktbuild::{
     self, Builder, Rtp, channel_data, dtls_content, dtls_record, dtls_version, filler,
     quic_short_header, rtcp, rtp, stun, stun_attr, stun_type, xor_address_v4,
 };
-use filter_user::capture::parse_capture;
+use filter_user::replay::capture::parse_capture;
 
 const C4: [u8; 4] = [192, 0, 2, 10];
 const R4: [u8; 4] = [198, 51, 100, 10];

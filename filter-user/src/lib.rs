@@ -1,6 +1,5 @@
 //! flowfilter userspace: loader, lists, tables, captures, replay, daemon and CLI.
 
-pub mod capture;
 pub mod cli;
 pub mod control;
 pub mod daemon;

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{CommandFactory as _, Parser, Subcommand};
-use filter_user::capture::read_capture;
 use filter_user::cli::{self, ListOp};
 use filter_user::control::Error as CmdError;
 use filter_user::control::config::{Flags, check_ifname, check_netns};
@@ -19,6 +18,7 @@ use filter_user::daemon::{self, RunRequest};
 use filter_user::dataplane::loader::{AttachMode, Filter, LoadOptions};
 use filter_user::dataplane::pins::{DEFAULT_PIN_DIR, PinLayout};
 use filter_user::lists::{Lists, load_dir};
+use filter_user::replay::capture::read_capture;
 use filter_user::replay::{replay_captured, replay_setup};
 
 /// flowfilter: stop messenger call media at XDP, let everything else through.

@@ -8,7 +8,7 @@
 #![no_main]
 
 use filter_common::parse::parse_frame;
-use filter_user::capture::parse_capture;
+use filter_user::replay::capture::parse_capture;
 use libfuzzer_sys::fuzz_target;
 
 const NAME: &str = "fuzz.pcap";

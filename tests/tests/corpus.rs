@@ -18,9 +18,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use filter_common::XDP_DROP;
-use filter_user::capture::read_capture;
 use filter_user::dataplane::loader::{Filter, LoadOptions};
 use filter_user::lists::{Lists, ParsedList, parse_list};
+use filter_user::replay::capture::read_capture;
 use filter_user::replay::{FlowReport, replay, replay_captured, replay_setup};
 use flowfilter_tests::{corpus_dir, policies, ranges_dir, require_root};
 

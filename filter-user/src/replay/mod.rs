@@ -2,6 +2,8 @@
 //! unattached instance of the program with BPF_PROG_TEST_RUN, and report per
 //! bidirectional flow.
 
+pub mod capture;
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -10,9 +12,9 @@ use filter_common::classify::label_name;
 use filter_common::parse::{Fragment, Parsed, parse_frame};
 use filter_common::{CAT_NONE, FlowKey, TRACE_MONITORED, XDP_DROP};
 
-use crate::capture::Frame;
 use crate::dataplane::loader::{DEFAULT_EPOCH_SECS, Filter, LoadError, Subscribers};
 use crate::lists::{Cidr, Lists};
+use crate::replay::capture::Frame;
 
 /// Frames shorter than an Ethernet header cannot be run by the kernel.
 const MIN_FRAME: usize = 14;
