@@ -1,0 +1,239 @@
+use super::*;
+
+#[test]
+fn paths_follow_the_pin_dir() {
+    let path = |p: &str| state_path(Path::new(p));
+    assert_eq!(
+        path("/sys/fs/bpf/flowfilter"),
+        Path::new("/run/flowfilter/flowfilter.json")
+    );
+    assert_eq!(
+        path("/sys/fs/bpf/a/b/"),
+        Path::new("/run/flowfilter/a+b.json")
+    );
+    assert_eq!(
+        path("/sys/fs/bpf/a-b"),
+        Path::new("/run/flowfilter/a-b.json")
+    );
+    assert_eq!(
+        path("/mnt/bpf/ff"),
+        Path::new("/run/flowfilter/+mnt+bpf+ff.json")
+    );
+    assert_eq!(
+        path("/sys/fs/bpf"),
+        Path::new("/run/flowfilter/+sys+fs+bpf.json")
+    );
+    assert_eq!(
+        crate::control::lock::lock_path(Path::new("/sys/fs/bpf/a/b")),
+        Path::new("/run/flowfilter/a+b.lock")
+    );
+    assert_eq!(
+        crate::control::lock::daemon_lock_path(Path::new("/sys/fs/bpf/a/b")),
+        Path::new("/run/flowfilter/a+b.daemon.lock")
+    );
+}
+
+#[test]
+fn no_two_pin_dirs_share_a_name() {
+    let dirs = [
+        "/sys/fs/bpf/a-b",
+        "/sys/fs/bpf/a/b",
+        "/sys/fs/bpf/a+b",
+        "/sys/fs/bpf/a%2bb",
+        "/sys/fs/bpf/a%b",
+        "/sys/fs/bpf/a b",
+        "/sys/fs/bpf/a_b",
+        "/sys/fs/bpf/mnt/bpf/ff",
+        "/mnt/bpf/ff",
+        "/mnt-bpf-ff",
+        "/sys/fs/bpf/+mnt+bpf+ff",
+        "/sys/fs/bpf",
+        "/sys/fs/bpf/root",
+        "/sys/fs/bpf/.x",
+        "/sys/fs/bpf/%2ex",
+        "/sys/fs/bpf/-x",
+        "/sys/fs/bpf/x.",
+        "/sys/fs/bpf/ü",
+        "/",
+    ];
+    let mut seen = BTreeMap::new();
+    for d in dirs {
+        let name = state_name(Path::new(d));
+        assert!(
+            name.bytes().all(|b| b.is_ascii_graphic() && b != b'/'),
+            "{d}: {name}"
+        );
+        assert!(!name.starts_with(['.', '-']), "{d}: {name}");
+        if let Some(other) = seen.insert(name.clone(), d) {
+            panic!("{d} and {other} share {name}");
+        }
+    }
+    assert_eq!(state_name(Path::new("/sys/fs/bpf/a b")), "a%20b");
+    assert_eq!(state_name(Path::new("/sys/fs/bpf/.x")), "%2ex");
+    assert_eq!(state_name(Path::new("/sys/fs/bpf/ü")), "%c3%bc");
+    // Spellings of one path share its name.
+    for same in ["/sys/fs/bpf/a//b", "/sys/fs/bpf/a/./b/", "/sys/fs/bpf/a/b"] {
+        assert_eq!(state_name(Path::new(same)), "a+b", "{same}");
+    }
+}
+
+/// A temporary state directory.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("flowfilter-state-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+
+    fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&self.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn version_1_files_are_read_once_and_moved() {
+    let d = Dir::new("migrate");
+    let ab = Path::new("/sys/fs/bpf/a/b");
+    let a_b = Path::new("/sys/fs/bpf/a-b");
+    // Version 1 kept /sys/fs/bpf/a/b's state in a-b.json, the name of
+    // /sys/fs/bpf/a-b's state now.
+    let mut old = StateFile::new(ab);
+    old.version = 1;
+    old.overrides.insert("zoom".into(), "off".into());
+    std::fs::write(d.0.join("a-b.json"), serde_json::to_string(&old).unwrap()).unwrap();
+    assert_eq!(StateFile::read_in(&d.0, ab).unwrap(), Some(old.clone()));
+    // Not a-b's, though it has that name.
+    assert_eq!(StateFile::read_in(&d.0, a_b).unwrap(), None);
+    // a/b's next write moves it to a+b.json.
+    let lock = WriterLock::acquire_in(&d.0, ab).unwrap();
+    let mut new = old.clone();
+    new.version = STATE_VERSION;
+    new.write_in(&d.0, &lock).unwrap();
+    assert_eq!(d.names(), ["a+b.json", "a+b.lock"]);
+    assert_eq!(StateFile::read_in(&d.0, ab).unwrap(), Some(new.clone()));
+    // a-b's write of its own file, while a/b's old one still has the
+    // name, moves that one aside first.
+    std::fs::rename(d.0.join("a+b.json"), d.0.join("a-b.json")).unwrap();
+    let lock_ab = WriterLock::acquire_in(&d.0, a_b).unwrap();
+    // The lock of one pin directory does not write another's state.
+    assert!(matches!(
+        StateFile::new(a_b).write_in(&d.0, &lock),
+        Err(StateError::NotLocked { .. })
+    ));
+    StateFile::new(a_b).write_in(&d.0, &lock_ab).unwrap();
+    assert_eq!(StateFile::read_in(&d.0, ab).unwrap(), Some(new));
+    assert_eq!(
+        StateFile::read_in(&d.0, a_b).unwrap(),
+        Some(StateFile::new(a_b))
+    );
+    // Removing one leaves the other.
+    StateFile::remove_in(&d.0, ab, &lock).unwrap();
+    assert_eq!(StateFile::read_in(&d.0, ab).unwrap(), None);
+    assert_eq!(d.names(), ["a+b.lock", "a-b.json", "a-b.lock"]);
+}
+
+#[test]
+fn a_failed_write_leaves_the_old_file() {
+    let d = Dir::new("fail");
+    let pins = Path::new("/sys/fs/bpf/t-fail");
+    let lock = WriterLock::acquire_in(&d.0, pins).unwrap();
+    let mut s = StateFile::new(pins);
+    s.write_in(&d.0, &lock).unwrap();
+    // A directory where the temporary file must go: the write fails.
+    let tmp = d.0.join(format!("t-fail.json.tmp{}", std::process::id()));
+    std::fs::create_dir(&tmp).unwrap();
+    s.generation = 7;
+    let e = s.write_in(&d.0, &lock).unwrap_err();
+    assert!(matches!(e, StateError::Io { .. }), "{e}");
+    assert_eq!(
+        StateFile::read_in(&d.0, pins).unwrap(),
+        Some(StateFile::new(pins))
+    );
+    std::fs::remove_dir(&tmp).unwrap();
+}
+
+#[test]
+fn utc_formatting() {
+    assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
+    assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00 UTC");
+    assert_eq!(format_utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
+}
+
+#[test]
+fn round_trips_and_tolerates_missing_fields() {
+    let mut s = StateFile::new(Path::new("/sys/fs/bpf/x"));
+    s.categories.push(CategoryState {
+        id: 1,
+        name: "whatsapp".into(),
+        v4_prefixes: 2,
+        v6_prefixes: 1,
+        policy: "drop".into(),
+        policy_source: "default".into(),
+    });
+    let text = serde_json::to_string(&s).unwrap();
+    let back: StateFile = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, s);
+    assert_eq!(back.name_of(1), Some("whatsapp"));
+    assert_eq!(back.name_of(255), Some("allow"));
+    assert_eq!(back.name_of(3), None);
+    let old: StateFile = serde_json::from_str(r#"{"version":1}"#).unwrap();
+    assert!(old.categories.is_empty() && old.daemon.is_none());
+}
+
+#[test]
+fn temporaries_of_dead_writers_go() {
+    let d = std::env::temp_dir().join(format!("flowfilter-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    let me = std::process::id();
+    for n in [
+        "x.json.tmp4000000000".to_owned(),
+        format!("x.json.tmp{me}"),
+        "x.json.tmpabc".into(),
+        "y.json.tmp4000000000".into(),
+    ] {
+        std::fs::write(d.join(n), "").unwrap();
+    }
+    remove_dead_temporaries(&d.join("x.json"));
+    let mut left: Vec<String> = std::fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            format!("x.json.tmp{me}"),
+            "x.json.tmpabc".into(),
+            "y.json.tmp4000000000".into()
+        ]
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn dead_processes() {
+    assert!(!process_alive(0));
+    assert!(!process_alive(u32::MAX));
+    // This test binary is not named flowfilter... unless it is.
+    let me = std::process::id();
+    let exe = std::fs::read(format!("/proc/{me}/cmdline")).unwrap();
+    assert_eq!(
+        process_alive(me),
+        String::from_utf8_lossy(&exe).contains("flowfilter")
+    );
+}

@@ -1,0 +1,602 @@
+use super::*;
+use crate::lists::{ParsedList, parse_list};
+
+/// xorshift64*: small, deterministic.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn p4(s: &str) -> (Ipv4Addr, u8) {
+    match s.parse::<Cidr>().unwrap() {
+        Cidr::V4 { addr, len } => (addr, len),
+        Cidr::V6 { .. } => panic!("{s}"),
+    }
+}
+
+fn p6(s: &str) -> (Ipv6Addr, u8) {
+    match s.parse::<Cidr>().unwrap() {
+        Cidr::V6 { addr, len } => (addr, len),
+        Cidr::V4 { .. } => panic!("{s}"),
+    }
+}
+
+fn ip4(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+/// Brute-force reference: every prefix in a set per length; the allowlist
+/// wins, then the longest prefix, then the lowest id.
+struct Reference {
+    width: u8,
+    allow: Vec<std::collections::HashSet<u128>>,
+    block: Vec<std::collections::HashMap<u128, u8>>,
+}
+
+impl Reference {
+    fn new(cats: &[(u8, Vec<(u128, u8)>)], allow: &[(u128, u8)], width: u8) -> Reference {
+        let n = usize::from(width) + 1;
+        let mut r = Reference {
+            width,
+            allow: vec![std::collections::HashSet::new(); n],
+            block: vec![std::collections::HashMap::new(); n],
+        };
+        for &(a, l) in allow {
+            r.allow[usize::from(l)].insert(a & prefix_mask(width, l));
+        }
+        for (cat, list) in cats {
+            for &(a, l) in list {
+                let c = r.block[usize::from(l)]
+                    .entry(a & prefix_mask(width, l))
+                    .or_insert(*cat);
+                *c = (*c).min(*cat);
+            }
+        }
+        r
+    }
+
+    fn lookup(&self, a: u128) -> u8 {
+        let lens = (0..=self.width).rev();
+        if lens
+            .clone()
+            .any(|l| self.allow[usize::from(l)].contains(&(a & prefix_mask(self.width, l))))
+        {
+            return CAT_ALLOW;
+        }
+        lens.filter_map(|l| self.block[usize::from(l)].get(&(a & prefix_mask(self.width, l))))
+            .copied()
+            .next()
+            .unwrap_or(CAT_NONE)
+    }
+}
+
+/// A random prefix, its length drawn from `lens` (host bits left set: the
+/// build must ignore them). Addresses cluster in a few /8s so prefixes nest.
+fn random_v4(rng: &mut Rng, lens: std::ops::RangeInclusive<u8>) -> (u32, u8) {
+    let span = u64::from(lens.end() - lens.start()) + 1;
+    let len = lens.start() + rng.below(span) as u8;
+    let hi = [10u32, 11, 172, 192][rng.below(4) as usize] << 24;
+    let addr = if rng.below(4) == 0 {
+        rng.next() as u32
+    } else {
+        hi | (rng.next() as u32 & 0x00ff_ffff)
+    };
+    (addr, len)
+}
+
+fn check_v4(
+    cats: &[(u8, Vec<(u32, u8)>)],
+    allow: &[(u32, u8)],
+    rng: &mut Rng,
+    random: usize,
+) -> Tables {
+    let typed: Vec<(u8, Vec<(Ipv4Addr, u8)>)> = cats
+        .iter()
+        .map(|(c, l)| (*c, l.iter().map(|&(a, l)| (Ipv4Addr::from(a), l)).collect()))
+        .collect();
+    let slices: Vec<(u8, &[(Ipv4Addr, u8)])> =
+        typed.iter().map(|(c, l)| (*c, l.as_slice())).collect();
+    let allow_typed: Vec<(Ipv4Addr, u8)> =
+        allow.iter().map(|&(a, l)| (Ipv4Addr::from(a), l)).collect();
+    let t = Tables::build_v4(&slices, &allow_typed).unwrap();
+
+    let wide: Vec<(u8, Vec<(u128, u8)>)> = cats
+        .iter()
+        .map(|(c, l)| (*c, l.iter().map(|&(a, l)| (u128::from(a), l)).collect()))
+        .collect();
+    let allow_wide: Vec<(u128, u8)> = allow.iter().map(|&(a, l)| (u128::from(a), l)).collect();
+    let reference = Reference::new(&wide, &allow_wide, 32);
+    let check = |a: u32| {
+        assert_eq!(
+            t.lookup(Ipv4Addr::from(a).into()),
+            reference.lookup(u128::from(a)),
+            "{}",
+            Ipv4Addr::from(a)
+        );
+    };
+    let mut edges = Vec::new();
+    for &(a, l) in cats.iter().flat_map(|(_, l)| l).chain(allow) {
+        let first = a & prefix_mask(32, l) as u32;
+        let last = first | host_mask(32, l) as u32;
+        edges.extend([first, last, first.wrapping_sub(1), last.wrapping_add(1)]);
+    }
+    for a in edges {
+        check(a);
+    }
+    for _ in 0..random {
+        check(random_v4(rng, 32..=32).0);
+    }
+    t
+}
+
+#[test]
+fn v4_random_property() {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for _ in 0..3 {
+        let mut cats = Vec::new();
+        for cat in [1u8, 2, 3, 7, 254] {
+            // Few very short prefixes (each paints much of the table).
+            let list: Vec<(u32, u8)> = (0..600)
+                .map(|_| {
+                    if rng.below(20) == 0 {
+                        random_v4(&mut rng, 0..=32)
+                    } else {
+                        random_v4(&mut rng, 9..=32)
+                    }
+                })
+                .collect();
+            cats.push((cat, list));
+        }
+        // Shared prefixes between categories.
+        let shared: Vec<(u32, u8)> = cats[4].1[..50].to_vec();
+        cats[0].1.extend(&shared);
+        let allow: Vec<(u32, u8)> = (0..150).map(|_| random_v4(&mut rng, 12..=32)).collect();
+        let t = check_v4(&cats, &allow, &mut rng, 20_000);
+        assert!(!t.units.is_empty());
+        assert!(t.prefix_count() > 0);
+        assert_eq!(t.memory_bytes(), 2 * 65536 * 4 + t.units.len() * 64);
+    }
+}
+
+/// Many host addresses and long prefixes packed into few /16s and /24s:
+/// every node form (sparse, sparse-leaf, 256 bytes, dense) appears and
+/// each answers like the reference.
+#[test]
+fn v4_hosts_and_every_node_form() {
+    let mut rng = Rng(99);
+    let mut hosts: Vec<(u32, u8)> = Vec::new();
+    // Dense /24s: 40 hosts each in 10.0.0..9.x.
+    for b in 0..10u32 {
+        for _ in 0..40 {
+            hosts.push((0x0a00_0000 | (b << 8) | (rng.next() as u32 & 0xff), 32));
+        }
+    }
+    // Sparse /24s: one or two hosts in each of 3000 /24s of 11.0/16..11.11/16.
+    for i in 0..3000u32 {
+        hosts.push((0x0b00_0000 | (i << 8) | (rng.next() as u32 & 0xff), 32));
+        if i % 3 == 0 {
+            hosts.push((0x0b00_0000 | (i << 8) | (rng.next() as u32 & 0xff), 31));
+        }
+    }
+    let mixed: Vec<(u32, u8)> = (0..2000).map(|_| random_v4(&mut rng, 17..=32)).collect();
+    let cats = vec![(1u8, hosts), (2u8, mixed), (3, vec![(0x0a00_0000, 8)])];
+    let t = check_v4(&cats, &[(0x0a00_0500, 24)], &mut rng, 20_000);
+    let n = t.nodes;
+    assert!(
+        n.sparse > 0 && n.sparse_leaf > 0 && n.leaf256 > 0 && n.dense > 0,
+        "{n:?}"
+    );
+    // Exhaustively, the dense /24s.
+    let wide: Vec<(u8, Vec<(u128, u8)>)> = cats
+        .iter()
+        .map(|(c, l)| (*c, l.iter().map(|&(a, l)| (u128::from(a), l)).collect()))
+        .collect();
+    let reference = Reference::new(&wide, &[(0x0a00_0500, 24)], 32);
+    for a in 0x0a00_0000u32..0x0a00_0c00 {
+        assert_eq!(
+            t.lookup(Ipv4Addr::from(a).into()),
+            reference.lookup(u128::from(a)),
+            "{}",
+            Ipv4Addr::from(a)
+        );
+    }
+}
+
+#[test]
+fn v4_long_prefixes_only() {
+    let mut rng = Rng(42);
+    let cats: Vec<(u8, Vec<(u32, u8)>)> = (1..=4u8)
+        .map(|c| {
+            let list = (0..800)
+                .map(|_| {
+                    let (a, l) = random_v4(&mut rng, 25..=32);
+                    // Crowd them into few /24s so they nest and overlap.
+                    ((a & 0xffff_f0ff) | 0x0a00_0000, l)
+                })
+                .collect();
+            (c, list)
+        })
+        .collect();
+    let allow: Vec<(u32, u8)> = (0..100)
+        .map(|_| {
+            let (a, l) = random_v4(&mut rng, 20..=32);
+            ((a & 0xffff_f0ff) | 0x0a00_0000, l)
+        })
+        .collect();
+    check_v4(&cats, &allow, &mut rng, 5000);
+}
+
+#[test]
+fn v4_nested_categories() {
+    let cats: [(u8, &[(Ipv4Addr, u8)]); 4] = [
+        (3, &[p4("10.0.0.0/8"), p4("10.1.1.16/28")]),
+        (
+            1,
+            &[p4("10.1.0.0/16"), p4("10.1.1.17/32"), p4("20.0.0.0/8")],
+        ),
+        (
+            2,
+            &[p4("10.1.1.0/24"), p4("20.0.0.0/8"), p4("10.1.1.16/28")],
+        ),
+        (5, &[p4("0.0.0.0/0")]),
+    ];
+    let allow = [p4("10.1.1.18/31"), p4("10.2.0.0/16"), p4("10.1.1.16/32")];
+    let t = Tables::build_v4(&cats, &allow).unwrap();
+    for (a, want) in [
+        ("1.1.1.1", 5),
+        ("10.9.9.9", 3),
+        ("10.1.9.9", 1),
+        ("10.1.1.1", 2),
+        ("10.1.1.16", CAT_ALLOW),
+        ("10.1.1.17", 1),
+        ("10.1.1.18", CAT_ALLOW),
+        ("10.1.1.19", CAT_ALLOW),
+        // The same /28 in categories 2 and 3: the lower id wins.
+        ("10.1.1.20", 2),
+        ("10.1.1.31", 2),
+        ("10.1.1.32", 2),
+        ("10.2.3.4", CAT_ALLOW),
+        // The same /8 in categories 1 and 2.
+        ("20.1.2.3", 1),
+        ("255.255.255.255", 5),
+    ] {
+        assert_eq!(t.lookup(ip4(a).into()), want, "{a}");
+    }
+    // Two nodes: 10.1/16 (sparse: /24 runs) and 10.1.1/24 (sparse leaf).
+    assert_eq!(
+        t.nodes,
+        NodeCounts {
+            sparse: 1,
+            sparse_leaf: 1,
+            ..NodeCounts::default()
+        }
+    );
+    assert_eq!(t.units.len(), 2);
+    assert_eq!(kind(t.root4[0x0a01]), KIND_SPARSE);
+    assert_eq!(t.root4[0x0a02], leaf(CAT_ALLOW));
+    assert_eq!(t.root4[0x0101], leaf(5));
+}
+
+#[test]
+fn v4_allow_overrides_longer_and_shorter() {
+    let cats: [(u8, &[(Ipv4Addr, u8)]); 1] = [(
+        1,
+        &[p4("10.0.0.0/8"), p4("192.168.1.5/32"), p4("192.168.2.0/25")],
+    )];
+    let allow = [
+        p4("10.5.0.0/16"),
+        p4("192.168.0.0/16"),
+        p4("192.168.1.0/24"),
+    ];
+    let t = Tables::build_v4(&cats, &allow).unwrap();
+    assert_eq!(t.lookup(ip4("10.5.1.1").into()), CAT_ALLOW);
+    assert_eq!(t.lookup(ip4("10.6.1.1").into()), 1);
+    assert_eq!(t.lookup(ip4("192.168.1.5").into()), CAT_ALLOW);
+    assert_eq!(t.lookup(ip4("192.168.2.5").into()), CAT_ALLOW);
+    assert_eq!(t.lookup(ip4("192.169.0.0").into()), 0);
+    // Long prefixes inside the allowlist need no node.
+    assert!(t.units.is_empty());
+    assert_eq!(t.prefix_count(), 3);
+    assert_eq!(t.memory_bytes(), 2 * 65536 * 4);
+}
+
+#[test]
+fn uniform_nodes_fold_into_their_parent() {
+    // Two /25s of one category make the whole /24 one leaf of the /16's
+    // node; 256 /24s of one category make the /16 one root entry.
+    let halves = [p4("1.1.1.0/25"), p4("1.1.1.128/25")];
+    let t = Tables::build_v4(&[(1, &halves)], &[]).unwrap();
+    assert_eq!(t.units.len(), 1, "{:?}", t.nodes);
+    assert_eq!(t.root4[0x0101], node(KIND_SPARSE_LEAF, 0));
+    assert_eq!(t.lookup(ip4("1.1.1.200").into()), 1);
+    assert_eq!(t.lookup(ip4("1.1.2.1").into()), 0);
+    let all: Vec<(Ipv4Addr, u8)> = (0..256u32)
+        .map(|i| (Ipv4Addr::from(0x0202_0000 | (i << 8)), 24))
+        .collect();
+    let t = Tables::build_v4(&[(1, &all)], &[]).unwrap();
+    assert!(t.units.is_empty());
+    assert_eq!(t.root4[0x0202], leaf(1));
+}
+
+#[test]
+fn bad_input_is_an_error() {
+    let bad_len = [(Ipv4Addr::new(1, 2, 3, 4), 33)];
+    assert_eq!(
+        Tables::build_v4(&[(1, &bad_len)], &[])
+            .unwrap_err()
+            .to_string(),
+        "1.2.3.4/33: prefix length longer than the address"
+    );
+    assert!(Tables::build_v4(&[], &bad_len).is_err());
+    for id in [CAT_NONE, CAT_ALLOW] {
+        assert_eq!(
+            Tables::build_v4(&[(id, &[])], &[]).unwrap_err(),
+            TableError::BadCategory { id }
+        );
+        assert_eq!(
+            Tables::build_v6(&[(id, &[])], &[]).unwrap_err(),
+            TableError::BadCategory { id }
+        );
+    }
+    let bad6 = [(Ipv6Addr::LOCALHOST, 129)];
+    assert!(Tables::build_v6(&[(1, &bad6)], &[]).is_err());
+    assert!(Tables::build_v6(&[], &bad6).is_err());
+    let empty = Tables::build_v4(&[], &[]).unwrap();
+    assert!(empty.units.is_empty());
+    assert_eq!(empty.lookup(ip4("1.2.3.4").into()), 0);
+    // A hand-made table with a dangling node index does not panic.
+    let mut t = Tables::build_v4(&[(1, &[p4("1.2.3.4/32")])], &[]).unwrap();
+    assert_eq!(t.lookup(ip4("1.2.3.4").into()), 1);
+    t.units.clear();
+    assert_eq!(t.lookup(ip4("1.2.3.4").into()), 0);
+    assert_eq!(
+        TableError::TooManyPrefixes {
+            needed: 4_000_001,
+            max: 4_000_000
+        }
+        .to_string(),
+        "the lists hold 4000001 prefixes (both families, allowlist included) after merging; the limit is 4000000"
+    );
+    assert_eq!(
+        TableError::TooManyUnits { max: 1 << 25 }.to_string(),
+        "the prefix tables need more than 33554432 nodes of 64 bytes (2048 MiB); split or merge the lists"
+    );
+}
+
+#[test]
+fn v6_random_property() {
+    let mut rng = Rng(7);
+    let random6 = |rng: &mut Rng| -> (u128, u8) {
+        let len = rng.below(129) as u8;
+        // A few /32s, so prefixes nest.
+        let top = [0x2001_0db8u128, 0x2a03_2880, 0x2620_0000][rng.below(3) as usize] << 96;
+        let low = ((u128::from(rng.next()) << 64) | u128::from(rng.next())) >> 32;
+        let a = if rng.below(8) == 0 {
+            u128::from(rng.next()) << 64
+        } else {
+            top | low
+        };
+        (a, len)
+    };
+    let cats: Vec<(u8, Vec<(u128, u8)>)> = [1u8, 2, 9]
+        .iter()
+        .map(|&c| (c, (0..300).map(|_| random6(&mut rng)).collect()))
+        .collect();
+    let allow: Vec<(u128, u8)> = (0..40)
+        .map(|_| {
+            let (a, l) = random6(&mut rng);
+            (a, l.max(20))
+        })
+        .collect();
+    let typed: Vec<(u8, Vec<(Ipv6Addr, u8)>)> = cats
+        .iter()
+        .map(|(c, l)| (*c, l.iter().map(|&(a, l)| (Ipv6Addr::from(a), l)).collect()))
+        .collect();
+    let slices: Vec<(u8, &[(Ipv6Addr, u8)])> =
+        typed.iter().map(|(c, l)| (*c, l.as_slice())).collect();
+    let allow_typed: Vec<(Ipv6Addr, u8)> =
+        allow.iter().map(|&(a, l)| (Ipv6Addr::from(a), l)).collect();
+    let t = Tables::build_v6(&slices, &allow_typed).unwrap();
+    let mut addrs = Vec::new();
+    for &(a, l) in cats.iter().flat_map(|(_, l)| l).chain(&allow) {
+        let first = a & prefix_mask(128, l);
+        let last = first | host_mask(128, l);
+        addrs.extend([first, last, first.wrapping_sub(1), last.wrapping_add(1)]);
+    }
+    for _ in 0..3000 {
+        addrs.push(random6(&mut rng).0);
+    }
+    let reference = Reference::new(&cats, &allow, 128);
+    for a in addrs {
+        assert_eq!(
+            t.lookup(Ipv6Addr::from(a).into()),
+            reference.lookup(a),
+            "{}",
+            Ipv6Addr::from(a)
+        );
+    }
+}
+
+#[test]
+fn v6_prefixes() {
+    let cats: [(u8, &[(Ipv6Addr, u8)]); 2] = [
+        (
+            2,
+            &[
+                p6("2001:db8::/32"),
+                p6("2001:db8:1::/48"),
+                p6("2a03:2880::/32"),
+            ],
+        ),
+        (1, &[p6("2001:db8:1::/48"), p6("2a03:2880:f000::/36")]),
+    ];
+    let allow = [
+        p6("2a03:2880::/32"),
+        p6("2001:db8:1:2::/64"),
+        p6("2001:db8:1:2::/80"),
+    ];
+    let t = Tables::build_v6(&cats, &allow).unwrap();
+    // 2001:db8::/32, 2001:db8:1::/48 (category 1 wins), the /64 allow
+    // (the /80 is inside it), 2a03:2880::/32 allow (its blocking
+    // prefixes are inside it).
+    assert_eq!(t.v6_prefixes, 4);
+    let l = |a: &str| t.lookup(a.parse().unwrap());
+    assert_eq!(l("2001:db8:1:2::1"), CAT_ALLOW);
+    assert_eq!(l("2001:db8:1:3::1"), 1);
+    assert_eq!(l("2001:db8:2::1"), 2);
+    assert_eq!(l("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"), 2);
+    assert_eq!(l("2001:db9::"), 0);
+    assert_eq!(l("2a03:2880:f000::1"), CAT_ALLOW);
+    assert_eq!(l("::1"), 0);
+    // A /128 goes 14 levels down.
+    let host = [p6("2001:db8::1:2:3:4/128")];
+    let t = Tables::build_v6(&[(3, &host)], &[]).unwrap();
+    assert_eq!(t.units.len(), 14);
+    assert_eq!(t.lookup("2001:db8::1:2:3:4".parse().unwrap()), 3);
+    assert_eq!(t.lookup("2001:db8::1:2:3:5".parse().unwrap()), 0);
+}
+
+fn lists_for_explain() -> Lists {
+    let p = |t: &str| parse_list("t", t, false).unwrap();
+    Lists::from_parts(
+        vec![
+            (
+                "meta".into(),
+                p("157.240.0.0/16\n2a03:2880::/32\n10.0.0.0/8"),
+            ),
+            ("whatsapp".into(), p("157.240.1.0/24\n10.0.0.0/8")),
+            ("telegram".into(), p("91.108.4.0/22")),
+        ],
+        p("157.240.1.128/25\n2a03:2880:1::/48\n91.108.0.0/16"),
+    )
+    .unwrap()
+}
+
+#[test]
+fn explain_matches() {
+    let lists = lists_for_explain();
+    let ex = |a: &str| explain(&lists, a.parse().unwrap()).map(|m| m.to_string());
+    assert_eq!(ex("157.240.2.1").as_deref(), Some("meta (157.240.0.0/16)"));
+    assert_eq!(
+        ex("157.240.1.1").as_deref(),
+        Some("whatsapp (157.240.1.0/24)")
+    );
+    assert_eq!(
+        ex("157.240.1.200").as_deref(),
+        Some("allow (157.240.1.128/25), overriding whatsapp (157.240.1.0/24)")
+    );
+    assert_eq!(
+        ex("91.108.5.1").as_deref(),
+        Some("allow (91.108.0.0/16), overriding telegram (91.108.4.0/22)")
+    );
+    assert_eq!(ex("91.108.9.1").as_deref(), Some("allow (91.108.0.0/16)"));
+    // Same prefix in two categories: the lower id.
+    assert_eq!(ex("10.1.1.1").as_deref(), Some("whatsapp (10.0.0.0/8)"));
+    assert_eq!(ex("2a03:2880::1").as_deref(), Some("meta (2a03:2880::/32)"));
+    assert_eq!(
+        ex("2a03:2880:1::1").as_deref(),
+        Some("allow (2a03:2880:1::/48), overriding meta (2a03:2880::/32)")
+    );
+    assert_eq!(ex("8.8.8.8"), None);
+    let m = explain(&lists, "157.240.1.200".parse().unwrap()).unwrap();
+    assert!(m.allowed());
+    assert_eq!(m.overridden.unwrap().category, 1);
+    let m = explain(&lists, "157.240.2.1".parse().unwrap()).unwrap();
+    assert!(!m.allowed());
+    assert_eq!((m.hit.category, m.hit.name.as_str()), (3, "meta"));
+
+    // explain and the tables agree.
+    let t = build_tables(&lists).unwrap();
+    for a in [
+        "157.240.2.1",
+        "157.240.1.1",
+        "157.240.1.200",
+        "91.108.5.1",
+        "91.108.9.1",
+        "10.1.1.1",
+        "8.8.8.8",
+    ] {
+        let want = explain(&lists, a.parse().unwrap()).map_or(0, |m| m.hit.category);
+        assert_eq!(t.lookup(a.parse().unwrap()), want, "{a}");
+    }
+    for a in ["2a03:2880::1", "2a03:2880:1::1", "::1"] {
+        let want = explain(&lists, a.parse().unwrap()).map_or(0, |m| m.hit.category);
+        assert_eq!(t.lookup(a.parse().unwrap()), want, "{a}");
+    }
+}
+
+/// The published source lists parse and build.
+#[test]
+fn real_lists_build() {
+    let dir = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/data/ranges"
+    ));
+    if !dir.is_dir() {
+        println!("skipped: {} is absent", dir.display());
+        return;
+    }
+    let read = |name: &str| -> ParsedList {
+        let path = dir.join(name);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return ParsedList::default();
+        };
+        match parse_list(name, &text, false) {
+            Ok(list) => list,
+            Err(e) => {
+                println!("{e}; normalising");
+                parse_list(name, &text, true).unwrap()
+            }
+        }
+    };
+    let whatsapp = read("hybridnetworks-whatsapp-ipv4.txt");
+    let mut telegram = read("itdoginfo-ipv4-telegram.lst");
+    let mut meta = read("itdoginfo-ipv4-meta.lst");
+    telegram.v6 = read("itdoginfo-ipv6-telegram.lst").v6;
+    meta.v6 = read("itdoginfo-ipv6-meta.lst").v6;
+    let lists = Lists::from_parts(
+        vec![
+            ("whatsapp".into(), whatsapp),
+            ("telegram".into(), telegram),
+            ("meta".into(), meta),
+        ],
+        parse_list("allow", "157.240.0.0/24\n2a03:2880:f000::/36", false).unwrap(),
+    )
+    .unwrap();
+    assert!(lists.prefix_count() > 100);
+    let t = build_tables(&lists).unwrap();
+    let mut probes: Vec<IpAddr> = Vec::new();
+    for c in lists
+        .categories
+        .iter()
+        .map(|c| &c.list)
+        .chain([&lists.allow])
+    {
+        for cidr in c.cidrs() {
+            let first = cidr.network().addr();
+            probes.push(first);
+            probes.push(match first {
+                IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(
+                    u32::from(a) | host_mask(32, cidr.prefix_len()) as u32,
+                )),
+                IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(
+                    u128::from(a) | host_mask(128, cidr.prefix_len()),
+                )),
+            });
+        }
+    }
+    for a in probes {
+        let want = explain(&lists, a).map_or(0, |m| m.hit.category);
+        assert_eq!(t.lookup(a), want, "{a}");
+    }
+}
