@@ -205,7 +205,10 @@ fn subscribers_errors_name_file_line_and_field() {
 
 #[test]
 fn the_shipped_example_parses() {
-    let text = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../dist/flowfilter.toml"));
+    let text = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../dist/flowfilter.toml"
+    ));
     let c = Config::parse("dist/flowfilter.toml", text).unwrap();
     assert!(!c.interfaces.is_empty());
 }
