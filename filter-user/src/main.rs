@@ -12,6 +12,7 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 use filter_user::cli::{self, ListOp};
 use filter_user::control::Error as CmdError;
 use filter_user::control::config::{Flags, check_ifname, check_netns};
+use filter_user::control::install::InstallLists as _;
 use filter_user::control::lock::ListsLock;
 use filter_user::control::policy::{CategoryPolicy, PolicySpec};
 use filter_user::daemon::{self, RunRequest};

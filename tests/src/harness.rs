@@ -54,6 +54,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use aya::programs::XdpMode;
+use filter_user::control::install::InstallLists as _;
 use filter_user::control::policy::PolicySpec;
 use filter_user::control::state::{StateFile, process_alive};
 use filter_user::dataplane::loader::{Filter, LoadError, LoadOptions};

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use filter_user::control::install::InstallLists as _;
 use filter_user::control::policy::PolicySpec;
 use filter_user::dataplane::loader::{Filter, LoadOptions};
 use filter_user::lists::{Lists, ParsedList, parse_list};

@@ -18,6 +18,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use filter_common::XDP_DROP;
+use filter_user::control::install::InstallLists as _;
 use filter_user::dataplane::loader::{Filter, LoadOptions};
 use filter_user::lists::{Lists, ParsedList, parse_list};
 use filter_user::replay::capture::read_capture;

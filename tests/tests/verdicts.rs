@@ -10,6 +10,7 @@ use filter_common::classify::{
 };
 use filter_common::pktbuild::{self, Builder, filler, rtp, stun};
 use filter_common::*;
+use filter_user::control::install::InstallLists as _;
 use filter_user::dataplane::loader::Filter;
 use flowfilter_tests::{lists, load, require_root};
 

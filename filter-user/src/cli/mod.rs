@@ -35,7 +35,7 @@ use crate::control::{
 };
 use crate::dataplane::loader::{Filter, GenerationInfo};
 use crate::dataplane::pins::PinLayout;
-use crate::dataplane::tables::explain;
+use crate::lists::explain;
 use crate::lists::{ALLOW_NAME, Cidr, load_dir, parse_list, valid_category_name};
 use crate::report::{
     Filtering, collect_stats, collect_status, flow_row, flows_table, monotonic_ns, nothing_pinned,

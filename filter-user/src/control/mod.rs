@@ -17,6 +17,7 @@
 //! (kept in the state file until `flowfilter policy reset`).
 
 pub mod config;
+pub mod install;
 pub mod lock;
 pub mod policy;
 pub mod state;
@@ -26,6 +27,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::control::config::{Config, ConfigError};
+use crate::control::install::InstallLists as _;
 use crate::control::lock::{LockError, WriterLock};
 use crate::control::policy::PolicySpec;
 use crate::control::state::{CategoryState, ReloadState, StateError, StateFile, unix_now};

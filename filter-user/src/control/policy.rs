@@ -16,12 +16,7 @@ pub struct PolicySpec(pub Policy);
 impl Default for PolicySpec {
     /// A category with no policy given: `drop`, scope `media`.
     fn default() -> Self {
-        PolicySpec(Policy {
-            action: ACTION_DROP,
-            scope: SCOPE_MEDIA,
-            percent: 100,
-            _pad: 0,
-        })
+        PolicySpec(crate::dataplane::loader::DEFAULT_POLICY)
     }
 }
 

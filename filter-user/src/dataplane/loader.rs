@@ -13,7 +13,7 @@
 //! Maps are handled generically: every map of the object's map sections is
 //! pinned and checked by name, whatever maps the program has.
 //!
-//! Table generations: [`Filter::install`] builds the tables, puts them in a
+//! Table generations: [`Filter::install_tables`] builds the tables, puts them in a
 //! node pool made for them (a new inner map of `TRIE`, sized to what the
 //! lists need) and the inactive generation's root block of `ROOT`, then
 //! flips `STATE.generation` with one write. Nothing of the previous
@@ -46,13 +46,12 @@ use filter_common::{
 };
 use filter_common::{IF_INSIDE, MAP_SUBSCRIBERS, STATE_SUB_IFACE, STATE_SUB_PREFIX, SubscriberKey};
 
-use crate::control::policy::PolicySpec;
 use crate::dataplane::mapio::{BPF_F_INNER_MAP, BPF_F_MMAPABLE, Mmap, per_cpu_all};
 use crate::dataplane::pins::{
     MapProblem, PinError, PinLayout, check_maps, object_map_defs, tag_hex,
 };
-use crate::dataplane::tables::{TableError, Tables, build_tables};
-use crate::lists::{Cidr, Lists};
+use crate::dataplane::tables::{TableError, Tables};
+use crate::lists::Cidr;
 
 /// The compiled XDP object, built by `build.rs` through aya-build.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flowfilter"));
@@ -64,6 +63,14 @@ pub const TABLE_MAPS: [&str; 4] = [MAP_STATE, MAP_POLICY, MAP_ROOT, MAP_TRIE];
 
 /// Default partial-restriction epoch written to a fresh `STATE`.
 pub const DEFAULT_EPOCH_SECS: u32 = 3600;
+
+/// The policy of a category given none: `drop`, scope `media`.
+pub const DEFAULT_POLICY: Policy = Policy {
+    action: filter_common::ACTION_DROP,
+    scope: filter_common::SCOPE_MEDIA,
+    percent: 100,
+    _pad: 0,
+};
 
 /// Errors while loading or driving the program.
 #[derive(Debug, thiserror::Error)]
@@ -164,7 +171,7 @@ pub struct GenerationInfo {
     pub table_bytes: usize,
 }
 
-/// A generation filled by [`Filter::stage`], not yet in force.
+/// A generation filled by [`Filter::stage_tables`], not yet in force.
 #[derive(Debug)]
 #[must_use = "a staged generation does nothing until `Filter::flip`"]
 pub struct StagedGeneration {
@@ -550,7 +557,7 @@ impl Filter {
     /// Finish a start: pin recreated maps in place of the old pins, drop pins
     /// of maps this build does not have, move every pinned link to the newly
     /// loaded program (`bpf_link_update`: atomic, no gap) and pin it as
-    /// `prog`. Call after [`Filter::install`]. Nothing to do after adoption.
+    /// `prog`. Call after [`Filter::install_tables`]. Nothing to do after adoption.
     pub fn commit(&mut self, layout: &PinLayout) -> Result<(), LoadError> {
         let Some(p) = self.pending.take() else {
             return Ok(());
@@ -892,49 +899,28 @@ impl Filter {
         Ok(filter_common::trie::lookup(&mem, generation, &bytes, v6))
     }
 
-    /// Fill the inactive generation with `lists` and `policies` (by category
-    /// id; unnamed categories get the default `drop`), then flip to it with
-    /// one write. A packet sees the old tables or the new ones, never a mix.
-    /// Tables that cannot be built (a limit) are refused before anything is
-    /// written. On pinned maps the caller holds the writer lock
-    /// ([`crate::control::lock::WriterLock`]).
-    pub fn install(
-        &mut self,
-        lists: &Lists,
-        policies: &BTreeMap<u8, PolicySpec>,
-    ) -> Result<GenerationInfo, LoadError> {
-        let tables = build_tables(lists)?;
-        self.install_tables(&tables, policies)
-    }
-
-    /// [`Filter::install`] with tables built already.
+    /// Fill the inactive generation with `tables` and `policies` (by
+    /// category id; categories not named get [`DEFAULT_POLICY`]), then flip
+    /// to it with one write. A packet sees the old tables or the new ones,
+    /// never a mix. On pinned maps the caller holds the writer lock
+    /// (`control::lock::WriterLock`).
     pub fn install_tables(
         &mut self,
         tables: &Tables,
-        policies: &BTreeMap<u8, PolicySpec>,
+        policies: &BTreeMap<u8, Policy>,
     ) -> Result<GenerationInfo, LoadError> {
         let staged = self.stage_tables(tables, policies)?;
         self.flip(staged)
     }
 
-    /// The first half of [`Filter::install`]: build the tables and fill the
-    /// inactive generation with them and `policies`. Nothing is in force
-    /// until [`Filter::flip`]; a writer records the change (the state file)
-    /// in between, so a change that cannot be recorded never goes live.
-    pub fn stage(
-        &mut self,
-        lists: &Lists,
-        policies: &BTreeMap<u8, PolicySpec>,
-    ) -> Result<StagedGeneration, LoadError> {
-        let tables = build_tables(lists)?;
-        self.stage_tables(&tables, policies)
-    }
-
-    /// [`Filter::stage`] with tables built already.
+    /// The first half of [`Filter::install_tables`]: fill the inactive
+    /// generation with `tables` and `policies`. Nothing is in force until
+    /// [`Filter::flip`]; a writer records the change (the state file) in
+    /// between, so a change that cannot be recorded never goes live.
     pub fn stage_tables(
         &mut self,
         tables: &Tables,
-        policies: &BTreeMap<u8, PolicySpec>,
+        policies: &BTreeMap<u8, Policy>,
     ) -> Result<StagedGeneration, LoadError> {
         let next = (self.state()?.generation & 1) ^ 1;
         // The node pool: a new map of exactly the size needed.
@@ -971,7 +957,10 @@ impl Filter {
         {
             let mut pol = self.array_mut::<Policy>(MAP_POLICY)?;
             for cat in 0..CATEGORY_SLOTS {
-                let p = policies.get(&(cat as u8)).copied().unwrap_or_default().0;
+                let p = policies
+                    .get(&(cat as u8))
+                    .copied()
+                    .unwrap_or(DEFAULT_POLICY);
                 pol.set(next * CATEGORY_SLOTS + cat, p, 0)
                     .map_err(map_err(MAP_POLICY))?;
             }
@@ -997,7 +986,7 @@ impl Filter {
 
     /// Put a staged generation in force with one write of `STATE` (read
     /// again here: only the generation, its version, the stateless flag and
-    /// the subscriber bits change). Call it right after [`Filter::stage`], under the same lock.
+    /// the subscriber bits change). Call it right after [`Filter::stage_tables`], under the same lock.
     #[allow(
         clippy::needless_pass_by_value,
         reason = "taken so that one staging is flipped once"

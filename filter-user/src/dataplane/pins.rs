@@ -20,7 +20,7 @@
 //! check runs before every adoption.
 //!
 //! Writers (the daemon, and CLI verbs that change lists or policies) hold
-//! the pin directory's writer lock ([`crate::control::lock::WriterLock`]) for the
+//! the pin directory's writer lock (`control::lock::WriterLock`) for the
 //! whole read-modify-write of the tables. It lives beside the state file,
 //! not in the pin directory: `detach` removes that, and a lock in it would
 //! go with it while another writer waits for it.

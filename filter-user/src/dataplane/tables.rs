@@ -1,6 +1,7 @@
-//! The data-path tables built from [`Lists`].
+//! The data-path tables built from prefixes by category
+//! (`lists::build_tables` gives them the lists).
 //!
-//! Matching rules, the same for both families and for [`explain`]:
+//! Matching rules, the same for both families and for `lists::explain`:
 //! - the longest prefix wins across categories;
 //! - the same prefix in two categories belongs to the lower id;
 //! - the allowlist overrides everything: every address inside any allow
@@ -17,7 +18,6 @@
 //! of their own, built the same way with the painted category as their
 //! default.
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use filter_common::trie::{
@@ -26,7 +26,27 @@ use filter_common::trie::{
 };
 use filter_common::{CAT_ALLOW, CAT_NONE, MAX_POOL_UNITS, MAX_PREFIXES};
 
-use crate::lists::{Cidr, Lists, host_mask, prefix_mask};
+/// Mask of the first `len` bits of a `width`-bit address, in the low `width`
+/// bits of a `u128` (`len` beyond `width` means all bits).
+pub fn prefix_mask(width: u8, len: u8) -> u128 {
+    let all = width_mask(width);
+    all & !host_mask(width, len)
+}
+
+/// Mask of the bits after the first `len` of a `width`-bit address.
+pub fn host_mask(width: u8, len: u8) -> u128 {
+    let host = u32::from(width.saturating_sub(len));
+    if host >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << host) - 1
+    }
+}
+
+/// All `width` low bits set.
+fn width_mask(width: u8) -> u128 {
+    host_mask(width, 0)
+}
 
 /// Why the tables could not be built.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -400,106 +420,6 @@ impl Tables {
     /// Bytes of one generation: both roots and the pool.
     pub fn memory_bytes(&self) -> usize {
         (self.root4.len() + self.root6.len()) * 4 + self.units.len() * std::mem::size_of::<Unit>()
-    }
-}
-
-/// Build the tables of one generation from the lists.
-pub fn build_tables(lists: &Lists) -> Result<Tables, TableError> {
-    let v4: Vec<(u8, &[(Ipv4Addr, u8)])> = lists
-        .categories
-        .iter()
-        .map(|c| (c.id, c.list.v4.as_slice()))
-        .collect();
-    let v6: Vec<(u8, &[(Ipv6Addr, u8)])> = lists
-        .categories
-        .iter()
-        .map(|c| (c.id, c.list.v6.as_slice()))
-        .collect();
-    Tables::build(&v4, &lists.allow.v4, &v6, &lists.allow.v6)
-}
-
-/// A category and the prefix of it that matched.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Hit {
-    /// Category id ([`CAT_ALLOW`] for the allowlist).
-    pub category: u8,
-    /// Category name (`allow` for the allowlist).
-    pub name: String,
-    /// The matching prefix (host bits clear).
-    pub prefix: Cidr,
-}
-
-/// How an address is classified, for `flowfilter check`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Match {
-    /// What decides: the allowlist's longest matching prefix if any, else the
-    /// longest blocking prefix across categories (ties: lowest id).
-    pub hit: Hit,
-    /// When the allowlist decided: the blocking match it overrode, if any.
-    pub overridden: Option<Hit>,
-}
-
-impl Match {
-    /// Whether the allowlist decided.
-    pub fn allowed(&self) -> bool {
-        self.hit.category == CAT_ALLOW
-    }
-}
-
-impl fmt::Display for Hit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.name, self.prefix)
-    }
-}
-
-impl fmt::Display for Match {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.hit)?;
-        if let Some(o) = &self.overridden {
-            write!(f, ", overriding {o}")?;
-        }
-        Ok(())
-    }
-}
-
-/// The longest prefix of `list` containing `addr`, as a normalised [`Cidr`].
-fn longest(list: impl Iterator<Item = Cidr>, addr: IpAddr) -> Option<Cidr> {
-    list.filter(|c| c.contains(addr))
-        .max_by_key(|c| c.prefix_len())
-        .map(Cidr::network)
-}
-
-/// Explain how `addr` is classified (the same rules as the tables); `None`
-/// when no list holds it.
-pub fn explain(lists: &Lists, addr: IpAddr) -> Option<Match> {
-    let mut block: Option<Hit> = None;
-    for c in &lists.categories {
-        if let Some(prefix) = longest(c.list.cidrs(), addr)
-            && block.as_ref().is_none_or(|b| {
-                (prefix.prefix_len(), std::cmp::Reverse(c.id))
-                    > (b.prefix.prefix_len(), std::cmp::Reverse(b.category))
-            })
-        {
-            block = Some(Hit {
-                category: c.id,
-                name: c.name.clone(),
-                prefix,
-            });
-        }
-    }
-    match longest(lists.allow.cidrs(), addr) {
-        Some(prefix) => Some(Match {
-            hit: Hit {
-                category: CAT_ALLOW,
-                name: crate::lists::ALLOW_NAME.to_owned(),
-                prefix,
-            },
-            overridden: block,
-        }),
-        None => block.map(|hit| Match {
-            hit,
-            overridden: None,
-        }),
     }
 }
 

@@ -19,8 +19,9 @@ use aya::util::nr_cpus;
 use aya::{Ebpf, EbpfLoader};
 use filter_common::XDP_DROP;
 use filter_common::pktbuild::{self, filler};
+use filter_user::control::install::InstallLists as _;
 use filter_user::dataplane::loader::{Filter, LoadOptions, OBJECT};
-use filter_user::dataplane::tables::build_tables;
+use filter_user::lists::build_tables;
 use filter_user::lists::{Lists, ParsedList};
 use serde_json::{Value, json};
 
