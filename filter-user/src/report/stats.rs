@@ -1,0 +1,369 @@
+//! `stats`: the counters by category, label and interface, as a table or JSON, with rates between two snapshots.
+
+use super::*;
+
+/// One category's counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CategoryRow {
+    /// Category id.
+    pub id: u8,
+    /// Its name, when the state file knows it.
+    pub name: Option<String>,
+    /// Counters.
+    pub stats: CatStats,
+}
+
+/// One label's counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LabelRow {
+    /// Label id.
+    pub id: u8,
+    /// Its name.
+    pub name: &'static str,
+    /// Counters.
+    pub stats: LabelStats,
+}
+
+/// One interface's category counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterfaceStats {
+    /// Interface name; `other` for slot 0 (interfaces without a slot).
+    pub name: String,
+    /// Its index, when known.
+    pub ifindex: Option<u32>,
+    /// Categories with traffic on it, by id.
+    pub categories: Vec<CategoryRow>,
+}
+
+/// Name of the counter slot shared by interfaces without one of their own.
+pub const OTHER_INTERFACE: &str = "other";
+
+/// Counters at one moment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Unix seconds.
+    pub time: u64,
+    /// Monotonic nanoseconds (for rates).
+    pub mono_ns: u64,
+    /// Named categories and any id with traffic, by id.
+    pub categories: Vec<CategoryRow>,
+    /// Every named label.
+    pub labels: Vec<LabelRow>,
+    /// Category counters per receiving interface.
+    pub interfaces: Vec<InterfaceStats>,
+    /// Global counters by name.
+    pub global: Vec<(&'static str, u64)>,
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    // SAFETY: zeroed timespec is a valid out-parameter.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: valid clock id and pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Read the counters.
+pub fn collect_stats(f: &Filter, state: Option<&StateFile>) -> Result<StatsSnapshot, LoadError> {
+    let mut cats = vec![CatStats::default(); filter_common::CATEGORY_SLOTS as usize];
+    let mut interfaces = Vec::new();
+    let name_of = |id: u8| state.and_then(|st| st.name_of(id)).map(str::to_owned);
+    // One read of each counter map serves every slot, the labels and the totals.
+    let snap = f.counter_snapshot()?;
+    for slot in 0..IF_SLOTS {
+        let per = snap.slot_stats(slot);
+        for (t, s) in cats.iter_mut().zip(&per) {
+            *t = crate::dataplane::loader::sum_cat(t, s);
+        }
+        let iface = state.and_then(|st| st.interfaces.iter().find(|i| i.slot == Some(slot)));
+        let rows: Vec<CategoryRow> = per
+            .iter()
+            .enumerate()
+            .filter(|(id, s)| *id != usize::from(CAT_NONE) && **s != CatStats::default())
+            .map(|(id, s)| CategoryRow {
+                id: id as u8,
+                name: name_of(id as u8),
+                stats: *s,
+            })
+            .collect();
+        if iface.is_some() || !rows.is_empty() {
+            interfaces.push(InterfaceStats {
+                name: match (slot, iface) {
+                    (0, _) => OTHER_INTERFACE.to_owned(),
+                    (_, Some(i)) => i.name.clone(),
+                    (s, None) => format!("slot{s}"),
+                },
+                ifindex: iface.and_then(|i| i.ifindex),
+                categories: rows,
+            });
+        }
+    }
+    let global = snap.global();
+    let labels = snap.labels;
+    let mut categories = Vec::new();
+    for (id, s) in cats.iter().enumerate() {
+        let id = id as u8;
+        let name = state.and_then(|st| st.name_of(id)).map(str::to_owned);
+        let named = state.is_some_and(|st| st.categories.iter().any(|c| c.id == id));
+        if id != CAT_NONE && (named || *s != CatStats::default()) {
+            categories.push(CategoryRow {
+                id,
+                name,
+                stats: *s,
+            });
+        }
+    }
+    let labels = (0..LABEL_SLOTS as u8)
+        .filter_map(|id| {
+            label_name(id).map(|name| LabelRow {
+                id,
+                name,
+                stats: labels.get(usize::from(id)).copied().unwrap_or_default(),
+            })
+        })
+        .collect();
+    let global = GLOBAL_NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (*n, global.get(i).copied().unwrap_or(0)))
+        .collect();
+    Ok(StatsSnapshot {
+        time: crate::control::state::unix_now(),
+        mono_ns: monotonic_ns(),
+        categories,
+        labels,
+        interfaces,
+        global,
+    })
+}
+
+pub(super) fn pb(packets: u64, bytes: u64) -> Value {
+    json!({"packets": packets, "bytes": bytes})
+}
+
+/// A category's counters in `stats --json`.
+pub(super) fn category_json(c: &CategoryRow) -> Value {
+    let s = &c.stats;
+    json!({
+        "id": c.id,
+        "name": c.name,
+        "seen": pb(s.seen_packets, s.seen_bytes),
+        "dropped": pb(s.dropped_packets, s.dropped_bytes),
+        "monitored": pb(s.monitored_packets, s.monitored_bytes),
+        "passed": pb(s.passed_packets, s.passed_bytes),
+    })
+}
+
+/// Per-second rate of `now - before` over `secs`.
+pub(super) fn rate(now: u64, before: u64, secs: f64) -> f64 {
+    if secs <= 0.0 {
+        0.0
+    } else {
+        now.saturating_sub(before) as f64 / secs
+    }
+}
+
+impl StatsSnapshot {
+    pub(super) fn previous_category(&self, id: u8) -> CatStats {
+        self.categories
+            .iter()
+            .find(|c| c.id == id)
+            .map(|c| c.stats)
+            .unwrap_or_default()
+    }
+
+    pub(super) fn previous_label(&self, id: u8) -> LabelStats {
+        self.labels
+            .iter()
+            .find(|l| l.id == id)
+            .map(|l| l.stats)
+            .unwrap_or_default()
+    }
+
+    pub(super) fn secs_since(&self, before: &StatsSnapshot) -> f64 {
+        self.mono_ns.saturating_sub(before.mono_ns) as f64 / 1e9
+    }
+
+    /// The `--json` object; with `before`, also the rates since then.
+    pub fn to_json(&self, before: Option<&StatsSnapshot>) -> Value {
+        let categories: Vec<Value> = self
+            .categories
+            .iter()
+            .map(|c| {
+                let s = &c.stats;
+                let mut v = category_json(c);
+                if let Some(b) = before {
+                    let secs = self.secs_since(b);
+                    let p = b.previous_category(c.id);
+                    v["rates"] = json!({
+                        "seen_pps": rate(s.seen_packets, p.seen_packets, secs),
+                        "seen_bps": rate(s.seen_bytes, p.seen_bytes, secs) * 8.0,
+                        "dropped_pps": rate(s.dropped_packets, p.dropped_packets, secs),
+                        "passed_pps": rate(s.passed_packets, p.passed_packets, secs),
+                    });
+                }
+                v
+            })
+            .collect();
+        let labels: Vec<Value> = self
+            .labels
+            .iter()
+            .map(|l| {
+                let s = &l.stats;
+                let mut v = json!({
+                    "id": l.id, "name": l.name, "packets": s.packets, "bytes": s.bytes,
+                    "dropped": s.dropped, "monitored": s.monitored,
+                });
+                if let Some(b) = before {
+                    let secs = self.secs_since(b);
+                    let p = b.previous_label(l.id);
+                    v["rates"] = json!({
+                        "pps": rate(s.packets, p.packets, secs),
+                        "bps": rate(s.bytes, p.bytes, secs) * 8.0,
+                    });
+                }
+                v
+            })
+            .collect();
+        let global: serde_json::Map<String, Value> = self
+            .global
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), json!(v)))
+            .collect();
+        let interfaces: Vec<Value> = self
+            .interfaces
+            .iter()
+            .map(|i| {
+                let cats: Vec<Value> = i.categories.iter().map(category_json).collect();
+                json!({"name": i.name, "ifindex": i.ifindex, "categories": cats})
+            })
+            .collect();
+        let mut out = json!({
+            "time": self.time,
+            "categories": categories,
+            "labels": labels,
+            "interfaces": interfaces,
+            "global": global,
+        });
+        if let Some(b) = before {
+            out["interval_secs"] = json!(self.secs_since(b));
+        }
+        out
+    }
+
+    /// The human table; with `before`, rate columns too.
+    pub fn to_table(&self, before: Option<&StatsSnapshot>) -> String {
+        let secs = before.map(|b| self.secs_since(b));
+        let mut header = vec![
+            "CATEGORY",
+            "SEEN",
+            "BYTES",
+            "DROPPED",
+            "DROP BYTES",
+            "MONITORED",
+            "PASSED",
+        ];
+        if secs.is_some() {
+            header.extend(["SEEN/S", "DROP/S", "PASS/S"]);
+        }
+        let rows: Vec<Vec<String>> = self
+            .categories
+            .iter()
+            .map(|c| {
+                let s = &c.stats;
+                let mut r = vec![
+                    c.name.clone().unwrap_or_else(|| format!("#{}", c.id)),
+                    s.seen_packets.to_string(),
+                    human_bytes(s.seen_bytes),
+                    s.dropped_packets.to_string(),
+                    human_bytes(s.dropped_bytes),
+                    s.monitored_packets.to_string(),
+                    s.passed_packets.to_string(),
+                ];
+                if let (Some(b), Some(secs)) = (before, secs) {
+                    let p = b.previous_category(c.id);
+                    r.extend([
+                        format!("{:.1}", rate(s.seen_packets, p.seen_packets, secs)),
+                        format!("{:.1}", rate(s.dropped_packets, p.dropped_packets, secs)),
+                        format!("{:.1}", rate(s.passed_packets, p.passed_packets, secs)),
+                    ]);
+                }
+                r
+            })
+            .collect();
+        let mut out = table(&header, &rows, 1);
+        out.push('\n');
+        let mut header = vec!["LABEL", "PACKETS", "BYTES", "DROPPED", "MONITORED"];
+        if secs.is_some() {
+            header.push("PKT/S");
+        }
+        let rows: Vec<Vec<String>> = self
+            .labels
+            .iter()
+            .map(|l| {
+                let s = &l.stats;
+                let mut r = vec![
+                    l.name.to_owned(),
+                    s.packets.to_string(),
+                    human_bytes(s.bytes),
+                    s.dropped.to_string(),
+                    s.monitored.to_string(),
+                ];
+                if let (Some(b), Some(secs)) = (before, secs) {
+                    r.push(format!(
+                        "{:.1}",
+                        rate(s.packets, b.previous_label(l.id).packets, secs)
+                    ));
+                }
+                r
+            })
+            .collect();
+        out.push_str(&table(&header, &rows, 1));
+        out.push('\n');
+        let rows: Vec<Vec<String>> = self
+            .interfaces
+            .iter()
+            .flat_map(|i| {
+                i.categories.iter().map(|c| {
+                    let s = &c.stats;
+                    vec![
+                        i.name.clone(),
+                        c.name.clone().unwrap_or_else(|| format!("#{}", c.id)),
+                        s.seen_packets.to_string(),
+                        human_bytes(s.seen_bytes),
+                        s.dropped_packets.to_string(),
+                        s.monitored_packets.to_string(),
+                        s.passed_packets.to_string(),
+                    ]
+                })
+            })
+            .collect();
+        if !rows.is_empty() {
+            let header = [
+                "INTERFACE",
+                "CATEGORY",
+                "SEEN",
+                "BYTES",
+                "DROPPED",
+                "MONITORED",
+                "PASSED",
+            ];
+            out.push_str(&table(&header, &rows, 2));
+            out.push('\n');
+        }
+        let g: Vec<String> = self
+            .global
+            .iter()
+            .map(|(n, v)| {
+                if *n == "bytes" {
+                    format!("{n} {}", human_bytes(*v))
+                } else {
+                    format!("{n} {v}")
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "all frames: {}", g.join(", "));
+        out
+    }
+}
