@@ -1,4 +1,5 @@
 use super::*;
+use crate::control::transaction::remove_stale_staged;
 
 #[test]
 fn targets() {

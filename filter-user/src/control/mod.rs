@@ -22,6 +22,7 @@ pub mod lock;
 pub mod policy;
 pub mod state;
 pub mod subscribers;
+pub mod transaction;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
