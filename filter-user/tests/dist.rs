@@ -1,6 +1,6 @@
 //! The operator artifacts in dist/: every metric and label that
 //! `grafana-dashboard.json` and `alerts.yml` query is one the exporter
-//! serves. What it serves is read from `src/metrics.rs` itself (each
+//! serves. What it serves is read from `src/report/metrics.rs` itself (each
 //! `Family::new(NAME, HELP, COUNTER)` and each label key it builds), the
 //! frame counters' names from `filter_common::GLOBAL_NAMES`.
 
@@ -44,7 +44,7 @@ fn string_literal(s: &str) -> Option<(String, &str)> {
     None
 }
 
-/// Parse the families and label keys out of `src/metrics.rs` (its code,
+/// Parse the families and label keys out of `src/report/metrics.rs` (its code,
 /// not its tests).
 fn exported_from(source: &str) -> Exported {
     let code = source.split("#[cfg(test)]").next().unwrap_or(source);
@@ -98,7 +98,7 @@ fn exported_from(source: &str) -> Exported {
 }
 
 fn exported() -> Exported {
-    let e = exported_from(&read("filter-user/src/metrics.rs"));
+    let e = exported_from(&read("filter-user/src/report/metrics.rs"));
     assert!(
         e.metrics.len() >= 10 && e.labels.len() >= 8,
         "found too few families ({:?}) or labels ({:?}) in metrics.rs: has its shape changed?",

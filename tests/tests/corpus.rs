@@ -623,3 +623,85 @@ fn is_private(ip: IpAddr) -> bool {
         }
     }
 }
+
+/// The replay's JSON summary (`replay --json`, last line) and its flow lines.
+fn summary_of(json_lines: &str) -> (serde_json::Value, u64) {
+    let lines: Vec<serde_json::Value> = json_lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let (summary, flows) = lines.split_last().expect("a summary line");
+    let in_flows = flows
+        .iter()
+        .map(|f| {
+            f["packets"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("packets of {f}"))
+        })
+        .sum();
+    (summary["summary"].clone(), in_flows)
+}
+
+/// Every frame of every corpus capture is in the summary: the flows' packets
+/// plus `non_ip` and `malformed` add up to `packets`.
+#[test]
+fn corpus_replay_summary_accounts_for_every_frame() {
+    let Some((dir, lists)) = setup("corpus_replay_summary_accounts_for_every_frame") else {
+        return;
+    };
+    let mut f = Filter::load(&LoadOptions { trace: true }).expect("load");
+    f.install(&lists, &policies(&lists, &[])).expect("install");
+    for capture in captures(&dir) {
+        let frames = read_capture(&capture).unwrap_or_else(|e| panic!("{e}"));
+        let rep = replay_captured(&mut f, &lists, &frames).expect("replay");
+        let (s, in_flows) = summary_of(&rep.to_json_lines());
+        let n = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("{k} in {s}"));
+        assert_eq!(
+            n("packets"),
+            frames.len() as u64,
+            "{}: {s}",
+            capture.display()
+        );
+        assert_eq!(
+            in_flows + n("non_ip") + n("malformed"),
+            n("packets"),
+            "{}: flows {in_flows} + non_ip + malformed != packets in {s}",
+            capture.display()
+        );
+    }
+}
+
+/// A built capture: two frames of one UDP flow, an ARP request and a runt
+/// (shorter than an Ethernet header). The summary counts each once.
+#[test]
+fn replay_summary_counts_non_ip_and_malformed() {
+    if !require_root("replay_summary_counts_non_ip_and_malformed") {
+        return;
+    }
+    let lists = Lists::from_parts(Vec::new(), ParsedList::default()).expect("lists");
+    let mut f = Filter::load(&LoadOptions { trace: true }).expect("load");
+    f.install(&lists, &policies(&lists, &[])).expect("install");
+    let udp = filter_common::pktbuild::udp4([10, 0, 0, 1], 5000, [10, 0, 0, 2], 6000, b"hello");
+    let arp =
+        filter_common::pktbuild::arp_request([2, 0, 0, 0, 0, 9], [10, 0, 0, 1], [10, 0, 0, 2]);
+    let runt = vec![0u8; 10];
+    let frames = [
+        udp.as_slice(),
+        udp.as_slice(),
+        arp.as_slice(),
+        runt.as_slice(),
+    ];
+    let rep = replay(&mut f, &lists, frames).expect("replay");
+    let (s, in_flows) = summary_of(&rep.to_json_lines());
+    assert_eq!(
+        (
+            s["packets"].as_u64(),
+            s["non_ip"].as_u64(),
+            s["malformed"].as_u64()
+        ),
+        (Some(4), Some(1), Some(1)),
+        "summary {s}"
+    );
+    assert_eq!(in_flows, 2, "the flow's packets, summary {s}");
+    assert_eq!(s["flows"].as_u64(), Some(1), "summary {s}");
+}

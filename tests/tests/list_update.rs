@@ -5,7 +5,7 @@
 //! category (exit 1, naming file, line and prefix, nothing written) unless
 //! `--allow-broad`, and a list more than ten times larger is refused unless
 //! `--force`. The fetching itself (HTTPS only, redirects) is tested against
-//! a loopback HTTPS server in filter-user/src/update.rs.
+//! a loopback HTTPS server in filter-user/src/lists/update/tests/loopback.rs.
 //!
 //! The binary: `FLOWFILTER_BIN`, else `$CARGO_TARGET_DIR/debug/flowfilter`,
 //! else `<workspace>/target/debug/flowfilter`.

@@ -11,7 +11,7 @@
 //! The binary: `FLOWFILTER_BIN`, else `$CARGO_TARGET_DIR/debug/flowfilter`,
 //! else `<workspace>/target/debug/flowfilter`.
 //!
-//! The daemon's limits (filter-user/src/metrics.rs, `Limits::default`): 16
+//! The daemon's limits (filter-user/src/report/metrics.rs, `Limits::default`): 16
 //! connections, 5 s for a request head, 15 s for a connection, 1 s of cache.
 
 use std::fs::File;

@@ -9,8 +9,8 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use filter_common::classify::label_name;
-use filter_common::parse::{Fragment, Parsed, parse_frame};
-use filter_common::{CAT_NONE, FlowKey, TRACE_MONITORED, XDP_DROP};
+use filter_common::parse::{Fragment, Packet, Parsed, parse_frame};
+use filter_common::{CAT_NONE, FlowKey, PktTrace, TRACE_MONITORED, XDP_DROP};
 
 use crate::dataplane::loader::{DEFAULT_EPOCH_SECS, Filter, LoadError, Subscribers};
 use crate::lists::{Cidr, Lists};
@@ -95,8 +95,11 @@ impl ReplayReport {
         for f in &self.flows {
             let _ = writeln!(out, "{}", f.to_json());
         }
+        // Every frame is in a flow, `non_ip` or `malformed`: those three add
+        // up to `packets`.
         let summary = serde_json::json!({"summary": {
-            "packets": self.packets, "dropped": self.dropped, "flows": self.flows.len()}});
+            "packets": self.packets, "dropped": self.dropped, "flows": self.flows.len(),
+            "non_ip": self.non_ip, "malformed": self.malformed}});
         let _ = writeln!(out, "{summary}");
         out
     }
@@ -221,7 +224,7 @@ fn replay_timed<'a>(
     let mut index: HashMap<FlowKey, usize> = HashMap::new();
     // Later fragments carry no ports: map (src, dst, proto, id) to the flow of
     // the first fragment.
-    let mut frag_flows: HashMap<([u8; 16], [u8; 16], u8, u32), usize> = HashMap::new();
+    let mut frag_flows: FragFlows = HashMap::new();
     let mut clock = None;
     for (ts, frame) in frames {
         rep.packets += 1;
@@ -255,53 +258,8 @@ fn replay_timed<'a>(
                 continue;
             }
         };
-        let slot = match pkt.frag {
-            Fragment::Later { id, .. } => {
-                frag_flows.get(&(pkt.src, pkt.dst, pkt.proto, id)).copied()
-            }
-            _ => None,
-        };
-        let slot = slot.unwrap_or_else(|| {
-            let (key, _) = pkt.flow_key();
-            *index.entry(key).or_insert_with(|| {
-                rep.flows.push(FlowReport {
-                    proto: pkt.proto,
-                    src: sock(&pkt.src, pkt.is_v6, pkt.sport),
-                    dst: sock(&pkt.dst, pkt.is_v6, pkt.dport),
-                    packets: 0,
-                    dropped: 0,
-                    monitored: 0,
-                    fragments: 0,
-                    category_id: CAT_NONE,
-                    label_id: 0,
-                    category: None,
-                    label: None,
-                });
-                rep.flows.len() - 1
-            })
-        });
-        if let Fragment::First { id } = pkt.frag {
-            frag_flows.insert((pkt.src, pkt.dst, pkt.proto, id), slot);
-        }
-        let f = &mut rep.flows[slot];
-        f.packets += 1;
-        if pkt.frag != Fragment::None {
-            f.fragments += 1;
-        }
-        if dropped {
-            f.dropped += 1;
-        }
-        if trace.written != 0 {
-            if trace.flags & TRACE_MONITORED != 0 {
-                f.monitored += 1;
-            }
-            if trace.category != CAT_NONE {
-                f.category_id = trace.category;
-            }
-            if trace.label != 0 {
-                f.label_id = trace.label;
-            }
-        }
+        let slot = flow_slot(&mut rep, &mut index, &mut frag_flows, &pkt);
+        count(&mut rep.flows[slot], &pkt, dropped, &trace);
     }
     for f in &mut rep.flows {
         if f.category_id != CAT_NONE {
@@ -310,4 +268,67 @@ fn replay_timed<'a>(
         f.label = label_name(f.label_id).map(str::to_string);
     }
     Ok(rep)
+}
+
+/// Frames of one flow keyed by the first fragment's
+/// `(src, dst, proto, id)`: later fragments carry no ports.
+type FragFlows = HashMap<([u8; 16], [u8; 16], u8, u32), usize>;
+
+/// The index in `rep.flows` of the flow of `pkt`, a new flow if it is the
+/// first packet of one.
+fn flow_slot(
+    rep: &mut ReplayReport,
+    index: &mut HashMap<FlowKey, usize>,
+    frag_flows: &mut FragFlows,
+    pkt: &Packet,
+) -> usize {
+    let slot = match pkt.frag {
+        Fragment::Later { id, .. } => frag_flows.get(&(pkt.src, pkt.dst, pkt.proto, id)).copied(),
+        _ => None,
+    };
+    let slot = slot.unwrap_or_else(|| {
+        let (key, _) = pkt.flow_key();
+        *index.entry(key).or_insert_with(|| {
+            rep.flows.push(FlowReport {
+                proto: pkt.proto,
+                src: sock(&pkt.src, pkt.is_v6, pkt.sport),
+                dst: sock(&pkt.dst, pkt.is_v6, pkt.dport),
+                packets: 0,
+                dropped: 0,
+                monitored: 0,
+                fragments: 0,
+                category_id: CAT_NONE,
+                label_id: 0,
+                category: None,
+                label: None,
+            });
+            rep.flows.len() - 1
+        })
+    });
+    if let Fragment::First { id } = pkt.frag {
+        frag_flows.insert((pkt.src, pkt.dst, pkt.proto, id), slot);
+    }
+    slot
+}
+
+/// Count one packet of flow `f`: fragments, verdict and what the trace says.
+fn count(f: &mut FlowReport, pkt: &Packet, dropped: bool, trace: &PktTrace) {
+    f.packets += 1;
+    if pkt.frag != Fragment::None {
+        f.fragments += 1;
+    }
+    if dropped {
+        f.dropped += 1;
+    }
+    if trace.written != 0 {
+        if trace.flags & TRACE_MONITORED != 0 {
+            f.monitored += 1;
+        }
+        if trace.category != CAT_NONE {
+            f.category_id = trace.category;
+        }
+        if trace.label != 0 {
+            f.label_id = trace.label;
+        }
+    }
 }
