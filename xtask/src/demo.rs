@@ -35,7 +35,7 @@ use serde_json::Value;
 use crate::{is_root, root, run, step};
 
 mod table;
-use table::*;
+use table::{count, host, index_flows, join, summary, table};
 
 mod daemon;
 

@@ -1,6 +1,6 @@
 //! `Cidr`: an IPv4 or IPv6 prefix, its parsing and its masks.
 
-use super::*;
+use super::{FromStr, IpAddr, Ipv4Addr, Ipv6Addr, fmt};
 use crate::dataplane::tables::{host_mask, prefix_mask};
 
 /// An IPv4 or IPv6 prefix.

@@ -1,6 +1,6 @@
 //! Parsing one list file: entries, merging, notes and errors.
 
-use super::*;
+use super::{Cidr, Ipv4Addr, Ipv6Addr, MAX_NAME_LEN, fmt, parse_entry};
 use crate::dataplane::tables::host_mask;
 
 /// Something worth telling about a list that is not an error: a duplicate,

@@ -39,9 +39,9 @@ use std::path::Path;
 mod linktypes;
 mod pcap;
 mod pcapng;
-use linktypes::*;
-use pcap::*;
-use pcapng::*;
+use linktypes::{LinkError, to_ethernet};
+use pcap::{data_len_of, parse_pcap};
+use pcapng::parse_pcapng;
 
 /// Destination MAC address of a synthesised Ethernet header.
 pub const SYNTH_DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];

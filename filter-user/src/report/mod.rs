@@ -124,7 +124,5 @@ pub fn table(header: &[&str], rows: &[Vec<String>], left: usize) -> String {
     out
 }
 
-/// One interface, for `status`.
-
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,7 @@
 
 use super::*;
 
+/// One interface, for `status`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InterfaceRow {
     /// Interface name.

@@ -12,8 +12,8 @@ use super::{Timing, quiet};
 
 mod sections;
 mod targets;
-use sections::*;
-use targets::*;
+use sections::{KINDS, section_control, section_kernel, section_kind, section_own};
+use targets::section_targets;
 
 /// Who is measured on the receiving veth.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,6 +1,9 @@
 //! Fetching and checking one source over HTTPS (RIPEstat or a CIDR text file).
 
-use super::*;
+use super::{
+    BTreeSet, Cidr, Duration, FromStr, MAX_BODY, MAX_REDIRECTS, MIN_V4_PREFIX, MIN_V6_PREFIX,
+    Source, SourceKind, SystemTime, fs, lists, ripestat_request,
+};
 
 /// A fetched and parsed source.
 pub(super) struct Fetched {

@@ -1,6 +1,6 @@
 //! What one update did: per source, per category and in total.
 
-use super::*;
+use super::{MAX_GROWTH, PathBuf, SystemTime, fmt};
 
 /// What happened to one source.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,6 +1,9 @@
 //! The sources file (`lists/sources.toml`): its format, its checks and its errors.
 
-use super::*;
+use super::{
+    BTreeMap, DEFAULT_RIPESTAT_URL, DEFAULT_TIMEOUT, Deserialize, Duration, MAX_TIMEOUT_SECS, Path,
+    PathBuf, fmt, fs, io, lists,
+};
 
 /// Why the sources file was rejected.
 #[derive(Debug, thiserror::Error)]

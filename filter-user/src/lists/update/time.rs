@@ -1,6 +1,6 @@
 //! UTC timestamps for the list headers (`YYYY-MM-DDTHH:MM:SSZ`).
 
-use super::*;
+use super::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Format `t` as `YYYY-MM-DDTHH:MM:SSZ` (UTC; times before 1970 as 1970).
 pub fn utc(time: SystemTime) -> String {

@@ -1,6 +1,10 @@
 //! Link-layer normalisation: every supported link type becomes an Ethernet frame.
 
-use super::*;
+use super::{
+    ETH_HLEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6, LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6,
+    LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_NULL, LINKTYPE_RAW, LINKTYPE_RAW_OLD,
+    SYNTH_DST_MAC, SYNTH_SRC_MAC,
+};
 
 /// Why a packet could not be normalised.
 #[derive(Debug)]

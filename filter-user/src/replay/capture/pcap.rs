@@ -1,6 +1,8 @@
 //! Classic pcap: the file header and the packet records.
 
-use super::*;
+use super::{
+    CaptureError, Ctx, Endian, Frame, PCAP_FILE_HEADER_LEN, PCAP_RECORD_HEADER_LEN, to_ethernet,
+};
 
 /// Parses a classic pcap file; `frac_ns` is the number of nanoseconds per
 /// unit of the sub-second timestamp field (1000 for microseconds, 1 for

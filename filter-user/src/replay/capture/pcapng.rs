@@ -1,6 +1,10 @@
 //! pcapng: sections, interfaces and the packet blocks (EPB, SPB, PB).
 
-use super::*;
+use super::{
+    BLOCK_EPB, BLOCK_IDB, BLOCK_MIN_LEN, BLOCK_PB, BLOCK_SPB, CaptureError, Ctx, Endian, Frame,
+    OPT_ENDOFOPT, OPT_IF_TSOFFSET, OPT_IF_TSRESOL, PCAPNG_BYTE_ORDER_MAGIC, PCAPNG_SHB_TYPE,
+    data_len_of, to_ethernet,
+};
 
 /// Timestamp resolution of a pcapng interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,3 +1,4 @@
+use super::pcapng::TsResol;
 use super::*;
 
 // -- builders ----------------------------------------------------------

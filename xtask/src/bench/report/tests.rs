@@ -1,6 +1,7 @@
 // The figures compared are exact in binary (small integers and halves).
 #![allow(clippy::float_cmp)]
 
+use super::targets::targets;
 use super::*;
 
 fn window(napi_ns: f64, frames: f64, routed: f64) -> Value {
