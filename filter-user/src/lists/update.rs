@@ -331,62 +331,69 @@ fn update_category(
         .flat_map(|(_, f)| f.cidrs.iter().copied())
         .collect();
     report.entries = entries.len();
-    if !force {
-        if entries.is_empty() {
-            report.skipped = Some(SkipReason::Empty);
-            return report;
-        }
-        if let Some(previous) = report.previous
-            && entries.len() * 2 < previous
-        {
-            report.skipped = Some(SkipReason::Shrunk {
-                entries: entries.len(),
-                previous,
-            });
-            return report;
-        }
-        // An empty current file (written with --force) gives no size to
-        // compare with.
-        if let Some(previous) = report.previous
-            && previous > 0
-            && entries.len() > previous.saturating_mul(MAX_GROWTH)
-        {
-            report.skipped = Some(SkipReason::Grown {
-                entries: entries.len(),
-                previous,
-            });
-            return report;
-        }
+    if !force && let Some(why) = size_refused(entries.len(), report.previous) {
+        report.skipped = Some(why);
+        return report;
     }
     let refs: Vec<(String, &Fetched)> = fetched.iter().map(|(l, f)| (l.clone(), f)).collect();
     let text = render(cat, sources_file, &refs, &entries, SystemTime::now());
-    // Every line written must read back as exactly these entries.
-    match lists::parse_list(&path.display().to_string(), &text, false) {
-        Ok(list) if list.cidrs().eq(entries.iter().copied()) => {
-            if !list.notes.is_empty() {
-                report.notes.push(format!(
-                    "{} prefixes lie inside another prefix of the list (kept, as list files keep them)",
-                    list.notes.len()
-                ));
-            }
-        }
-        Ok(list) => {
-            report.skipped = Some(SkipReason::Invalid(format!(
-                "reads back as {} entries instead of {}",
-                list.len(),
-                entries.len()
-            )));
-            return report;
-        }
-        Err(e) => {
-            report.skipped = Some(SkipReason::Invalid(e.to_string()));
-            return report;
-        }
+    if let Err(why) = read_back(&path, &text, &entries, &mut report.notes) {
+        report.skipped = Some(why);
+        return report;
     }
     if let Err(e) = write_atomic(&path, &text) {
         report.skipped = Some(SkipReason::WriteFailed(format!("{}: {e}", path.display())));
     }
     report
+}
+
+/// Why a list of `entries` is refused without `--force`: empty, shrunk to
+/// less than half of the `previous` file, or grown more than
+/// [`MAX_GROWTH`] times.
+fn size_refused(entries: usize, previous: Option<usize>) -> Option<SkipReason> {
+    if entries == 0 {
+        return Some(SkipReason::Empty);
+    }
+    if let Some(previous) = previous
+        && entries * 2 < previous
+    {
+        return Some(SkipReason::Shrunk { entries, previous });
+    }
+    // An empty current file (written with --force) gives no size to
+    // compare with.
+    if let Some(previous) = previous
+        && previous > 0
+        && entries > previous.saturating_mul(MAX_GROWTH)
+    {
+        return Some(SkipReason::Grown { entries, previous });
+    }
+    None
+}
+
+/// Every line written must read back as exactly these entries.
+fn read_back(
+    path: &Path,
+    text: &str,
+    entries: &BTreeSet<Cidr>,
+    notes: &mut Vec<String>,
+) -> Result<(), SkipReason> {
+    match lists::parse_list(&path.display().to_string(), text, false) {
+        Ok(list) if list.cidrs().eq(entries.iter().copied()) => {
+            if !list.notes.is_empty() {
+                notes.push(format!(
+                    "{} prefixes lie inside another prefix of the list (kept, as list files keep them)",
+                    list.notes.len()
+                ));
+            }
+            Ok(())
+        }
+        Ok(list) => Err(SkipReason::Invalid(format!(
+            "reads back as {} entries instead of {}",
+            list.len(),
+            entries.len()
+        ))),
+        Err(e) => Err(SkipReason::Invalid(e.to_string())),
+    }
 }
 
 /// Build every category file named in `opts.sources` into `opts.out`.

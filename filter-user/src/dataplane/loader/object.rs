@@ -1,6 +1,7 @@
 //! Loading the eBPF object, adopting pinned maps and links, attaching and pinning; running the program once (test run).
 
 use super::*;
+use crate::dataplane::pins::MapDef;
 
 impl Filter {
     pub(super) fn with_maps(ebpf: Option<Ebpf>, maps: HashMap<String, Map>) -> Filter {
@@ -83,50 +84,9 @@ impl Filter {
             }
             .into());
         }
-        // Maps to create anew (pinned at commit) and stale pins to drop.
-        let mut recreate: BTreeSet<String> = BTreeSet::new();
-        let mut extra = Vec::new();
-        for p in &problems {
-            match p {
-                MapProblem::Extra { name } => extra.push(name.clone()),
-                // Leftover maps of an unfinished start: a missing one is
-                // simply created and pinned now.
-                MapProblem::Missing { .. } if !in_use => {}
-                other => {
-                    recreate.insert(other.name().to_owned());
-                }
-            }
-        }
-        if TABLE_MAPS.iter().any(|m| recreate.contains(*m)) {
-            recreate.extend(
-                TABLE_MAPS
-                    .iter()
-                    .filter(|m| defs.iter().any(|d| d.name == **m))
-                    .map(|m| (*m).to_owned()),
-            );
-        }
-
-        let no_trace = 0u8;
-        let mut loader = EbpfLoader::new();
-        loader.override_global(filter_common::GLOBAL_TRACE, &no_trace, true);
-        for d in &defs {
-            if !recreate.contains(&d.name) {
-                loader.map_pin_path(d.name.as_str(), layout.map(&d.name));
-            }
-        }
-        let mut ebpf = loader.load(OBJECT)?;
-        let prog = xdp_of(&mut ebpf)?;
-        prog.load()?;
-        let new_tag = prog.info()?.tag();
-
-        let old = if layout.has_program() {
-            Some(
-                ProgramInfo::from_pin(layout.prog())
-                    .map_err(pinned_err(format!("reading {}", layout.prog().display())))?,
-            )
-        } else {
-            None
-        };
+        let (recreate, extra) = maps_to_recreate(&problems, &defs, in_use);
+        let (mut ebpf, new_tag) = load_with_pins(layout, &defs, &recreate)?;
+        let old = pinned_program(layout)?;
         let mut problem_lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
         if let Some(old) = &old
             && old.tag() != new_tag
@@ -145,26 +105,10 @@ impl Filter {
                 .into());
             }
         }
-
         let maps = take_maps(&mut ebpf);
         let mut f = Filter::with_maps(Some(ebpf), maps);
         let startup = match old {
-            Some(old) if !replace && recreate.is_empty() => {
-                // Adopt: keep the pinned program (same id); the one loaded
-                // here only told us the tag.
-                f.ebpf = None;
-                f.pinned_prog = Some(
-                    Xdp::from_pin(layout.prog(), XdpAttachType::Interface)
-                        .map_err(pinned_err(format!("opening {}", layout.prog().display())))?,
-                );
-                f.pending = Some(Pending {
-                    extra,
-                    ..Pending::default()
-                });
-                Startup::Adopted {
-                    program_id: old.id(),
-                }
-            }
+            Some(old) if !replace && recreate.is_empty() => f.adopt(layout, &old, extra)?,
             old => {
                 f.pending = Some(Pending {
                     recreated: recreate.iter().cloned().collect(),
@@ -187,6 +131,28 @@ impl Filter {
             f.set_state(fresh_state())?;
         }
         Ok((f, startup))
+    }
+
+    /// Adopt the pinned program `old` (same id); the one loaded here only
+    /// told its tag.
+    fn adopt(
+        &mut self,
+        layout: &PinLayout,
+        old: &ProgramInfo,
+        extra: Vec<String>,
+    ) -> Result<Startup, LoadError> {
+        self.ebpf = None;
+        self.pinned_prog = Some(
+            Xdp::from_pin(layout.prog(), XdpAttachType::Interface)
+                .map_err(pinned_err(format!("opening {}", layout.prog().display())))?,
+        );
+        self.pending = Some(Pending {
+            extra,
+            ..Pending::default()
+        });
+        Ok(Startup::Adopted {
+            program_id: old.id(),
+        })
     }
 
     /// Finish a start: pin recreated maps in place of the old pins, drop pins
@@ -434,4 +400,67 @@ impl Filter {
         let r = self.xdp_ref()?.test_run(opts)?;
         Ok((r.return_value, r.duration.as_nanos() as f64))
     }
+}
+
+/// Maps to create anew (pinned at commit; all table maps if one of them)
+/// and stale pins to drop, from the problems of the pinned maps.
+fn maps_to_recreate(
+    problems: &[MapProblem],
+    defs: &[MapDef],
+    in_use: bool,
+) -> (BTreeSet<String>, Vec<String>) {
+    let mut recreate: BTreeSet<String> = BTreeSet::new();
+    let mut extra = Vec::new();
+    for p in problems {
+        match p {
+            MapProblem::Extra { name } => extra.push(name.clone()),
+            // Leftover maps of an unfinished start: a missing one is
+            // simply created and pinned now.
+            MapProblem::Missing { .. } if !in_use => {}
+            other => {
+                recreate.insert(other.name().to_owned());
+            }
+        }
+    }
+    if TABLE_MAPS.iter().any(|m| recreate.contains(*m)) {
+        recreate.extend(
+            TABLE_MAPS
+                .iter()
+                .filter(|m| defs.iter().any(|d| d.name == **m))
+                .map(|m| (*m).to_owned()),
+        );
+    }
+    (recreate, extra)
+}
+
+/// Load the object with every map not in `recreate` taken from its pin,
+/// and the program into the kernel; its tag.
+fn load_with_pins(
+    layout: &PinLayout,
+    defs: &[MapDef],
+    recreate: &BTreeSet<String>,
+) -> Result<(Ebpf, u64), LoadError> {
+    let no_trace = 0u8;
+    let mut loader = EbpfLoader::new();
+    loader.override_global(filter_common::GLOBAL_TRACE, &no_trace, true);
+    for d in defs {
+        if !recreate.contains(&d.name) {
+            loader.map_pin_path(d.name.as_str(), layout.map(&d.name));
+        }
+    }
+    let mut ebpf = loader.load(OBJECT)?;
+    let prog = xdp_of(&mut ebpf)?;
+    prog.load()?;
+    let tag = prog.info()?.tag();
+    Ok((ebpf, tag))
+}
+
+/// The pinned program's info, if one is pinned.
+fn pinned_program(layout: &PinLayout) -> Result<Option<ProgramInfo>, LoadError> {
+    if !layout.has_program() {
+        return Ok(None);
+    }
+    ProgramInfo::from_pin(layout.prog())
+        .map(Some)
+        .map_err(pinned_err(format!("reading {}", layout.prog().display())))
 }
