@@ -298,52 +298,14 @@ impl Sources {
             let mut sources: Vec<Source> = Vec::with_capacity(cat.source.len());
             for (i, s) in cat.source.into_iter().enumerate() {
                 let field = format!("{field}.source[{i}]");
-                let kind = match (s.url, s.path, s.asn) {
-                    (Some(url), None, None) => {
-                        check_url(&url).map_err(|w| invalid(format!("{field}.url"), w))?;
-                        SourceKind::Url(url)
-                    }
-                    (None, Some(path), None) => {
-                        if path.as_os_str().is_empty() {
-                            return Err(invalid(format!("{field}.path"), "empty path".into()));
-                        }
-                        SourceKind::Path(base.join(path))
-                    }
-                    (None, None, Some(Asn(asn))) => SourceKind::Ripestat { asn },
-                    _ => {
-                        return Err(invalid(
-                            field,
-                            "give exactly one of `url` (plain CIDR list over https), `path` (plain CIDR list in a file) or `asn` (announced prefixes from RIPEstat)".into(),
-                        ));
-                    }
-                };
-                if s.normalize && matches!(kind, SourceKind::Ripestat { .. }) {
-                    return Err(invalid(
-                        format!("{field}.normalize"),
-                        "only plain CIDR lists (`url`, `path`) can be normalised".into(),
-                    ));
-                }
-                let name = match s.name {
-                    Some(n) if n.trim().is_empty() || n.chars().any(char::is_control) => {
-                        return Err(invalid(
-                            format!("{field}.name"),
-                            "must be one non-empty line".into(),
-                        ));
-                    }
-                    Some(n) => n.trim().to_owned(),
-                    None => default_name(&kind),
-                };
-                if let Some(j) = sources.iter().position(|o| o.kind == kind) {
+                let source = parse_source(file, &field, s, base)?;
+                if let Some(j) = sources.iter().position(|o| o.kind == source.kind) {
                     return Err(invalid(
                         field,
                         format!("same source as `category.{cat_name}.source[{j}]`"),
                     ));
                 }
-                sources.push(Source {
-                    name,
-                    kind,
-                    normalize: s.normalize,
-                });
+                sources.push(source);
             }
             categories.push(CategorySources {
                 name: cat_name,
@@ -357,6 +319,60 @@ impl Sources {
             categories,
         })
     }
+}
+
+/// One `[[category.NAME.source]]` entry, checked; `field` names it in errors.
+fn parse_source(
+    file: &str,
+    field: &str,
+    s: RawSource,
+    base: &Path,
+) -> Result<Source, SourcesError> {
+    let invalid = |field: String, what: String| SourcesError::Invalid {
+        file: file.to_owned(),
+        field,
+        what,
+    };
+    let kind = match (s.url, s.path, s.asn) {
+        (Some(url), None, None) => {
+            check_url(&url).map_err(|w| invalid(format!("{field}.url"), w))?;
+            SourceKind::Url(url)
+        }
+        (None, Some(path), None) => {
+            if path.as_os_str().is_empty() {
+                return Err(invalid(format!("{field}.path"), "empty path".into()));
+            }
+            SourceKind::Path(base.join(path))
+        }
+        (None, None, Some(Asn(asn))) => SourceKind::Ripestat { asn },
+        _ => {
+            return Err(invalid(
+                field.to_owned(),
+                "give exactly one of `url` (plain CIDR list over https), `path` (plain CIDR list in a file) or `asn` (announced prefixes from RIPEstat)".into(),
+            ));
+        }
+    };
+    if s.normalize && matches!(kind, SourceKind::Ripestat { .. }) {
+        return Err(invalid(
+            format!("{field}.normalize"),
+            "only plain CIDR lists (`url`, `path`) can be normalised".into(),
+        ));
+    }
+    let name = match s.name {
+        Some(n) if n.trim().is_empty() || n.chars().any(char::is_control) => {
+            return Err(invalid(
+                format!("{field}.name"),
+                "must be one non-empty line".into(),
+            ));
+        }
+        Some(n) => n.trim().to_owned(),
+        None => default_name(&kind),
+    };
+    Ok(Source {
+        name,
+        kind,
+        normalize: s.normalize,
+    })
 }
 
 pub(super) fn default_name(kind: &SourceKind) -> String {

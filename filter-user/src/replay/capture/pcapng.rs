@@ -118,52 +118,9 @@ pub(super) fn parse_pcapng(ctx: Ctx<'_>, bytes: &[u8]) -> Result<Vec<Frame>, Cap
         }
         let is_shb = bytes.get(off..).and_then(<[u8]>::first_chunk::<4>) == Some(&PCAPNG_SHB_TYPE);
         if is_shb {
-            // The byte order of a section is given by its SHB, right after
-            // the block length.
-            let bom_off = off + 8;
-            p.endian = if Endian::Little.u32(bytes, bom_off) == Some(PCAPNG_BYTE_ORDER_MAGIC) {
-                Endian::Little
-            } else if Endian::Big.u32(bytes, bom_off) == Some(PCAPNG_BYTE_ORDER_MAGIC) {
-                Endian::Big
-            } else {
-                return Err(ctx.corrupt(bom_off, "section header without a valid byte-order magic"));
-            };
+            p.endian = section_endian(ctx, bytes, off)?;
         }
-        let endian = p.endian;
-        let (Some(block_type), Some(len)) = (endian.u32(bytes, off), endian.u32(bytes, off + 4))
-        else {
-            return Err(ctx.corrupt(off, "truncated block header"));
-        };
-        let len_usize = data_len_of(len);
-        if len_usize < BLOCK_MIN_LEN {
-            return Err(ctx.corrupt(
-                off,
-                format!("block type {block_type:#x} has length {len}, less than {BLOCK_MIN_LEN}"),
-            ));
-        }
-        if len % 4 != 0 {
-            return Err(ctx.corrupt(
-                off,
-                format!("block type {block_type:#x} has length {len}, not a multiple of 4"),
-            ));
-        }
-        if len_usize > left {
-            return Err(ctx.corrupt(
-                off,
-                format!("block type {block_type:#x} of length {len} runs past the end of the file ({left} bytes left)"),
-            ));
-        }
-        let end = off + len_usize;
-        let trailing = endian.u32(bytes, end - 4);
-        if trailing != Some(len) {
-            return Err(ctx.corrupt(
-                off,
-                format!(
-                    "block type {block_type:#x}: trailing length {} differs from leading length {len}",
-                    trailing.unwrap_or_default()
-                ),
-            ));
-        }
+        let (block_type, end) = block_at(ctx, p.endian, bytes, off)?;
         let body_off = off + 8;
         let body = bytes.get(body_off..end - 4).unwrap_or_default();
         if is_shb {
@@ -189,6 +146,68 @@ pub(super) fn parse_pcapng(ctx: Ctx<'_>, bytes: &[u8]) -> Result<Vec<Frame>, Cap
         off = end;
     }
     Ok(p.frames)
+}
+
+/// The byte order of the section whose SHB starts at `off`: given right
+/// after the block length.
+fn section_endian(ctx: Ctx<'_>, bytes: &[u8], off: usize) -> Result<Endian, CaptureError> {
+    // The byte order of a section is given by its SHB, right after
+    // the block length.
+    let bom_off = off + 8;
+    let endian = if Endian::Little.u32(bytes, bom_off) == Some(PCAPNG_BYTE_ORDER_MAGIC) {
+        Endian::Little
+    } else if Endian::Big.u32(bytes, bom_off) == Some(PCAPNG_BYTE_ORDER_MAGIC) {
+        Endian::Big
+    } else {
+        return Err(ctx.corrupt(bom_off, "section header without a valid byte-order magic"));
+    };
+    Ok(endian)
+}
+
+/// The type and end offset of the block at `off`, its lengths checked
+/// (at least the minimum, a multiple of 4, inside the file, the trailing
+/// copy equal to the leading one).
+fn block_at(
+    ctx: Ctx<'_>,
+    endian: Endian,
+    bytes: &[u8],
+    off: usize,
+) -> Result<(u32, usize), CaptureError> {
+    let left = bytes.len() - off;
+    let (Some(block_type), Some(len)) = (endian.u32(bytes, off), endian.u32(bytes, off + 4)) else {
+        return Err(ctx.corrupt(off, "truncated block header"));
+    };
+    let len_usize = data_len_of(len);
+    if len_usize < BLOCK_MIN_LEN {
+        return Err(ctx.corrupt(
+            off,
+            format!("block type {block_type:#x} has length {len}, less than {BLOCK_MIN_LEN}"),
+        ));
+    }
+    if len % 4 != 0 {
+        return Err(ctx.corrupt(
+            off,
+            format!("block type {block_type:#x} has length {len}, not a multiple of 4"),
+        ));
+    }
+    if len_usize > left {
+        return Err(ctx.corrupt(
+            off,
+            format!("block type {block_type:#x} of length {len} runs past the end of the file ({left} bytes left)"),
+        ));
+    }
+    let end = off + len_usize;
+    let trailing = endian.u32(bytes, end - 4);
+    if trailing != Some(len) {
+        return Err(ctx.corrupt(
+            off,
+            format!(
+                "block type {block_type:#x}: trailing length {} differs from leading length {len}",
+                trailing.unwrap_or_default()
+            ),
+        ));
+    }
+    Ok((block_type, end))
 }
 
 impl Pcapng<'_> {
