@@ -11,8 +11,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use filter_common::{CAT_ALLOW, CAT_WHATSAPP};
-use filter_user::lists::{ListError, ParsedList, parse_list};
 use filter_user::dataplane::tables::Tables;
+use filter_user::lists::{ListError, ParsedList, parse_list};
 use libfuzzer_sys::fuzz_target;
 
 const NAME: &str = "fuzz.txt";

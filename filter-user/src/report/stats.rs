@@ -255,6 +255,28 @@ impl StatsSnapshot {
     /// The human table; with `before`, rate columns too.
     pub fn to_table(&self, before: Option<&StatsSnapshot>) -> String {
         let secs = before.map(|b| self.secs_since(b));
+        let mut out = self.category_table(before, secs);
+        out.push('\n');
+        out.push_str(&self.label_table(before, secs));
+        out.push('\n');
+        out.push_str(&self.interface_table());
+        let g: Vec<String> = self
+            .global
+            .iter()
+            .map(|(n, v)| {
+                if *n == "bytes" {
+                    format!("{n} {}", human_bytes(*v))
+                } else {
+                    format!("{n} {v}")
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "all frames: {}", g.join(", "));
+        out
+    }
+
+    /// Counters by category, with rates when `before` is given.
+    fn category_table(&self, before: Option<&StatsSnapshot>, secs: Option<f64>) -> String {
         let mut header = vec![
             "CATEGORY",
             "SEEN",
@@ -292,8 +314,11 @@ impl StatsSnapshot {
                 r
             })
             .collect();
-        let mut out = table(&header, &rows, 1);
-        out.push('\n');
+        table(&header, &rows, 1)
+    }
+
+    /// Counters by label, with a rate when `before` is given.
+    fn label_table(&self, before: Option<&StatsSnapshot>, secs: Option<f64>) -> String {
         let mut header = vec!["LABEL", "PACKETS", "BYTES", "DROPPED", "MONITORED"];
         if secs.is_some() {
             header.push("PKT/S");
@@ -319,8 +344,11 @@ impl StatsSnapshot {
                 r
             })
             .collect();
-        out.push_str(&table(&header, &rows, 1));
-        out.push('\n');
+        table(&header, &rows, 1)
+    }
+
+    /// Counters by interface and category (empty with no interface slot).
+    fn interface_table(&self) -> String {
         let rows: Vec<Vec<String>> = self
             .interfaces
             .iter()
@@ -339,31 +367,20 @@ impl StatsSnapshot {
                 })
             })
             .collect();
-        if !rows.is_empty() {
-            let header = [
-                "INTERFACE",
-                "CATEGORY",
-                "SEEN",
-                "BYTES",
-                "DROPPED",
-                "MONITORED",
-                "PASSED",
-            ];
-            out.push_str(&table(&header, &rows, 2));
-            out.push('\n');
+        if rows.is_empty() {
+            return String::new();
         }
-        let g: Vec<String> = self
-            .global
-            .iter()
-            .map(|(n, v)| {
-                if *n == "bytes" {
-                    format!("{n} {}", human_bytes(*v))
-                } else {
-                    format!("{n} {v}")
-                }
-            })
-            .collect();
-        let _ = writeln!(out, "all frames: {}", g.join(", "));
+        let header = [
+            "INTERFACE",
+            "CATEGORY",
+            "SEEN",
+            "BYTES",
+            "DROPPED",
+            "MONITORED",
+            "PASSED",
+        ];
+        let mut out = table(&header, &rows, 2);
+        out.push('\n');
         out
     }
 }

@@ -219,6 +219,50 @@ impl Status {
         let mut out = String::new();
         let st = self.state.as_ref();
         let _ = writeln!(out, "pin dir      {}", self.pin_dir);
+        self.text_filtering(&mut out);
+        let _ = match self.daemon_pid {
+            Some(pid) => writeln!(out, "daemon       running (pid {pid})"),
+            None => writeln!(
+                out,
+                "daemon       not running (pinned filtering stays in force)"
+            ),
+        };
+        let _ = match &self.program {
+            Some((id, tag, name)) => {
+                writeln!(out, "program      {name}, id {id}, tag {}", tag_hex(*tag))
+            }
+            None => writeln!(out, "program      none pinned"),
+        };
+        self.text_interfaces(&mut out);
+        let _ = writeln!(out, "generation   {}", self.generation);
+        let _ = writeln!(
+            out,
+            "flows        {} tracked of {}",
+            self.flows.0, self.flows.1
+        );
+        out.push_str(&self.subscribers.to_text());
+        if let Some(r) = st.and_then(|s| s.last_reload.as_ref()) {
+            let what = if r.ok {
+                "ok".to_owned()
+            } else {
+                format!(
+                    "REJECTED, old rules kept: {}",
+                    r.error.as_deref().unwrap_or("?")
+                )
+            };
+            let _ = writeln!(
+                out,
+                "last reload  {} by {}: {what}",
+                format_utc(r.time),
+                r.by
+            );
+        }
+        self.text_lists(&mut out);
+        out
+    }
+
+    /// The `filtering` line: in force, unmanaged, degraded or none.
+    fn text_filtering(&self, out: &mut String) {
         let attached = self.interfaces.iter().filter(|i| i.attached).count();
         let _ = match self.filtering() {
             Filtering::InForce => writeln!(out, "filtering    in force on {attached} interface(s)"),
@@ -241,19 +285,10 @@ impl Status {
             ),
             Filtering::None => writeln!(out, "filtering    none"),
         };
-        let _ = match self.daemon_pid {
-            Some(pid) => writeln!(out, "daemon       running (pid {pid})"),
-            None => writeln!(
-                out,
-                "daemon       not running (pinned filtering stays in force)"
-            ),
-        };
-        let _ = match &self.program {
-            Some((id, tag, name)) => {
-                writeln!(out, "program      {name}, id {id}, tag {}", tag_hex(*tag))
-            }
-            None => writeln!(out, "program      none pinned"),
-        };
+    }
+
+    /// One line per interface: how it is attached, or why not.
+    fn text_interfaces(&self, out: &mut String) {
         if self.interfaces.is_empty() {
             let _ = writeln!(out, "interfaces   none attached");
         }
@@ -286,30 +321,11 @@ impl Status {
                 );
             }
         }
-        let _ = writeln!(out, "generation   {}", self.generation);
-        let _ = writeln!(
-            out,
-            "flows        {} tracked of {}",
-            self.flows.0, self.flows.1
-        );
-        out.push_str(&self.subscribers.to_text());
-        if let Some(r) = st.and_then(|s| s.last_reload.as_ref()) {
-            let what = if r.ok {
-                "ok".to_owned()
-            } else {
-                format!(
-                    "REJECTED, old rules kept: {}",
-                    r.error.as_deref().unwrap_or("?")
-                )
-            };
-            let _ = writeln!(
-                out,
-                "last reload  {} by {}: {what}",
-                format_utc(r.time),
-                r.by
-            );
-        }
-        match st {
+    }
+
+    /// The lists directory, the allowlist and the categories (from the state file).
+    fn text_lists(&self, out: &mut String) {
+        match self.state.as_ref() {
             Some(s) => {
                 let _ = writeln!(out, "lists        {}", s.lists_dir.display());
                 let _ = writeln!(
@@ -345,6 +361,5 @@ impl Status {
                 );
             }
         }
-        out
     }
 }
