@@ -381,6 +381,53 @@ fn validate(req: &RunRequest) -> Result<Validated, Error> {
     })
 }
 
+/// Log how this start found the pins: fresh, adopted (with the interfaces
+/// whose stale links were pruned) or replacing.
+fn log_startup(startup: &Startup, layout: &PinLayout, pruned: &[String]) {
+    match startup {
+        Startup::Fresh => log::info!("nothing pinned at {}: starting anew", layout.dir.display()),
+        Startup::Adopted { program_id } if pruned.is_empty() => log::info!(
+            "adopted the pinned program {program_id} and maps at {}: filtering never stopped",
+            layout.dir.display()
+        ),
+        Startup::Adopted { program_id } => log::info!(
+            "adopted the pinned program {program_id} and maps at {}; the links of {} had stopped filtering and are made anew",
+            layout.dir.display(),
+            pruned.join(", ")
+        ),
+        Startup::Replacing {
+            old_program_id,
+            recreated,
+            problems,
+        } => {
+            for p in problems {
+                log::warn!("replacing: {p}");
+            }
+            log::info!(
+                "replacing program {} with this build's; maps recreated: {}",
+                old_program_id.map_or_else(|| "(none)".to_owned(), |i| i.to_string()),
+                if recreated.is_empty() {
+                    "none".to_owned()
+                } else {
+                    recreated.join(", ")
+                }
+            );
+        }
+    }
+}
+
+/// Warn of pinned links on interfaces this daemon does not manage.
+fn warn_foreign_links(layout: &PinLayout, interfaces: &[String]) -> Result<(), Error> {
+    for name in layout.pinned_links()? {
+        if !interfaces.contains(&name) {
+            log::warn!(
+                "a pinned link on {name} (from an earlier start) stays attached; `flowfilter detach --iface {name}` removes it"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Make the filter: pins, tables, links, state file. `None` when a stop
 /// signal came in time to give up (what this start made is removed).
 fn establish(v: Validated, req: &RunRequest, stop: &AtomicBool) -> Result<Option<Started>, Error> {
@@ -429,36 +476,7 @@ fn establish(v: Validated, req: &RunRequest, stop: &AtomicBool) -> Result<Option
     let pruned = ifaces.prune_stale(&layout)?;
     let opts = LoadOptions { trace: false };
     let (mut filter, startup) = Filter::load_pinned(&opts, &layout, req.replace)?;
-    match &startup {
-        Startup::Fresh => log::info!("nothing pinned at {}: starting anew", layout.dir.display()),
-        Startup::Adopted { program_id } if pruned.is_empty() => log::info!(
-            "adopted the pinned program {program_id} and maps at {}: filtering never stopped",
-            layout.dir.display()
-        ),
-        Startup::Adopted { program_id } => log::info!(
-            "adopted the pinned program {program_id} and maps at {}; the links of {} had stopped filtering and are made anew",
-            layout.dir.display(),
-            pruned.join(", ")
-        ),
-        Startup::Replacing {
-            old_program_id,
-            recreated,
-            problems,
-        } => {
-            for p in problems {
-                log::warn!("replacing: {p}");
-            }
-            log::info!(
-                "replacing program {} with this build's; maps recreated: {}",
-                old_program_id.map_or_else(|| "(none)".to_owned(), |i| i.to_string()),
-                if recreated.is_empty() {
-                    "none".to_owned()
-                } else {
-                    recreated.join(", ")
-                }
-            );
-        }
-    }
+    log_startup(&startup, &layout, &pruned);
     let fresh = startup == Startup::Fresh;
     // Nothing in force has changed yet.
     if stop.load(Ordering::Relaxed) {
@@ -492,13 +510,7 @@ fn establish(v: Validated, req: &RunRequest, stop: &AtomicBool) -> Result<Option
         }
     }
     let program_id = filter.program_info()?.id();
-    for name in layout.pinned_links()? {
-        if !cfg.interfaces.contains(&name) {
-            log::warn!(
-                "a pinned link on {name} (from an earlier start) stays attached; `flowfilter detach --iface {name}` removes it"
-            );
-        }
-    }
+    warn_foreign_links(&layout, &cfg.interfaces)?;
     state.daemon = Some(DaemonInfo {
         pid: std::process::id(),
         started: unix_now(),
