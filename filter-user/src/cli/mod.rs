@@ -239,30 +239,42 @@ pub fn check(
         );
     }
     if layout.require().is_ok() {
-        let f = Filter::open_pinned(layout, false)?;
-        let live = f.lookup(ip)?;
-        let generation = f.state()?.generation & 1;
-        let name = |id: u8| {
-            if id == filter_common::CAT_NONE {
-                "no category".to_owned()
-            } else {
-                state
-                    .as_ref()
-                    .and_then(|s| s.name_of(id))
-                    .map_or_else(|| format!("category #{id}"), str::to_owned)
-            }
-        };
-        if live == listed {
-            let _ = writeln!(out, "  in force: {} (generation {generation})", name(live));
-        } else {
-            let _ = writeln!(
-                out,
-                "  in force: {} (generation {generation}); the lists say otherwise: run `flowfilter reload`",
-                name(live)
-            );
-        }
+        in_force(layout, ip, listed, state.as_ref(), &mut out)?;
     }
     Ok(out)
+}
+
+/// What the live tables say of `ip`, against the category the lists give
+/// (`listed`).
+fn in_force(
+    layout: &PinLayout,
+    ip: IpAddr,
+    listed: u8,
+    state: Option<&StateFile>,
+    out: &mut String,
+) -> Result<(), Error> {
+    let f = Filter::open_pinned(layout, false)?;
+    let live = f.lookup(ip)?;
+    let generation = f.state()?.generation & 1;
+    let name = |id: u8| {
+        if id == filter_common::CAT_NONE {
+            "no category".to_owned()
+        } else {
+            state
+                .and_then(|s| s.name_of(id))
+                .map_or_else(|| format!("category #{id}"), str::to_owned)
+        }
+    };
+    if live == listed {
+        let _ = writeln!(out, "  in force: {} (generation {generation})", name(live));
+    } else {
+        let _ = writeln!(
+            out,
+            "  in force: {} (generation {generation}); the lists say otherwise: run `flowfilter reload`",
+            name(live)
+        );
+    }
+    Ok(())
 }
 
 /// A list subcommand.
