@@ -12,6 +12,7 @@ use filter_user::loader::{Filter, LoadOptions};
 use filter_user::policy::PolicySpec;
 
 pub mod harness;
+pub mod kit;
 
 /// True when running as root; otherwise prints why the test is skipped.
 pub fn require_root(test: &str) -> bool {

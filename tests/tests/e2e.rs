@@ -49,6 +49,7 @@ use flowfilter_tests::harness::{
     self, DaemonFilter, FlowResult, Harness, HarnessOpts, Ns, cleanup_stale, list_namespaces, plan,
     table,
 };
+use flowfilter_tests::kit::{self, u};
 use flowfilter_tests::require_root;
 use serde_json::Value;
 
@@ -679,15 +680,7 @@ fn flow_entry(d: &DaemonFilter, r: &FlowResult) -> Option<Value> {
 
 /// Poll `what` every 10 ms for at most 10 s.
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn u(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+    kit::wait_for(what, Duration::from_secs(10), || ok().then_some(()));
 }
 
 #[test]
