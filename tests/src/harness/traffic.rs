@@ -625,20 +625,11 @@ fn telegram(opts: &RunOpts, rng: &mut Rng) -> io::Result<Vec<FlowLine>> {
     finish(leg, opts)
 }
 
-/// tgcalls: TURN on 1400 (401 with REALM, authenticated Allocate,
-/// CreatePermission, ChannelBind, ChannelData), then peer to peer.
-fn tgcalls(opts: &RunOpts, rng: &mut Rng) -> io::Result<Vec<FlowLine>> {
-    let turn = opts.target("tg-turn")?;
-    let peer = opts.target("tg-peer")?;
-    let mut leg = UdpLeg::new(opts, "tgcalls")?;
-    let answer = leg.request(
-        "turn",
-        turn,
-        &wire::turn_allocate(rng.array()),
-        opts.step_timeout,
-    )?;
+/// After the TURN server's 401 `answer` (its NONCE; a made-up one when
+/// absent): the authenticated Allocate, the CreatePermission for `peer` and
+/// the ChannelBind of [`wire::TG_CHANNEL`] to it.
+fn turn_setup(answer: Option<&[u8]>, peer: SocketAddr, rng: &mut Rng) -> [Vec<u8>; 3] {
     let nonce = answer
-        .as_deref()
         .and_then(|a| {
             wire::stun_attrs_of(a)
                 .into_iter()
@@ -646,15 +637,13 @@ fn tgcalls(opts: &RunOpts, rng: &mut Rng) -> io::Result<Vec<FlowLine>> {
                 .map(|(_, v)| v.to_vec())
         })
         .unwrap_or_else(|| b"0000000000000000".to_vec());
-    let tx = rng.array();
     let alloc = wire::turn_authenticated(
         stun_type::ALLOCATE,
-        tx,
+        rng.array(),
         &[(stun_attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0])],
         &nonce,
         rng.array(),
     );
-    leg.send("turn", turn, &alloc)?;
     let tx = rng.array();
     let xpeer = wire::xor_address(peer, tx);
     let perm = wire::turn_authenticated(
@@ -664,7 +653,6 @@ fn tgcalls(opts: &RunOpts, rng: &mut Rng) -> io::Result<Vec<FlowLine>> {
         &nonce,
         rng.array(),
     );
-    leg.send("turn", turn, &perm)?;
     let tx = rng.array();
     let xpeer = wire::xor_address(peer, tx);
     let channel = wire::TG_CHANNEL.to_be_bytes();
@@ -678,7 +666,24 @@ fn tgcalls(opts: &RunOpts, rng: &mut Rng) -> io::Result<Vec<FlowLine>> {
         &nonce,
         rng.array(),
     );
-    leg.send("turn", turn, &bind)?;
+    [alloc, perm, bind]
+}
+
+/// tgcalls: TURN on 1400 (401 with REALM, authenticated Allocate,
+/// CreatePermission, ChannelBind, ChannelData), then peer to peer.
+fn tgcalls(opts: &RunOpts, rng: &mut Rng) -> io::Result<Vec<FlowLine>> {
+    let turn = opts.target("tg-turn")?;
+    let peer = opts.target("tg-peer")?;
+    let mut leg = UdpLeg::new(opts, "tgcalls")?;
+    let answer = leg.request(
+        "turn",
+        turn,
+        &wire::turn_allocate(rng.array()),
+        opts.step_timeout,
+    )?;
+    for msg in turn_setup(answer.as_deref(), peer, rng) {
+        leg.send("turn", turn, &msg)?;
+    }
     let mut audio = RtpStream::new(wire::OPUS_PT, 960, rng);
     for _ in 0..opts.packets / 2 {
         let len = rng.range(50, 110);
@@ -1177,47 +1182,9 @@ fn tgcalls_tcp(opts: &RunOpts, rng: &mut Rng) -> io::Result<Vec<FlowLine>> {
     let peer = opts.target("tg-peer")?;
     let mut leg = TcpLeg::connect(opts, "tgcalls", "turn", turn, Framing::Stun)?;
     let answer = leg.request(&wire::turn_allocate(rng.array()), opts.step_timeout)?;
-    let nonce = answer
-        .as_deref()
-        .and_then(|a| {
-            wire::stun_attrs_of(a)
-                .into_iter()
-                .find(|(t, _)| *t == stun_attr::NONCE)
-                .map(|(_, v)| v.to_vec())
-        })
-        .unwrap_or_else(|| b"0000000000000000".to_vec());
-    let alloc = wire::turn_authenticated(
-        stun_type::ALLOCATE,
-        rng.array(),
-        &[(stun_attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0])],
-        &nonce,
-        rng.array(),
-    );
-    leg.send(&alloc)?;
-    let tx = rng.array();
-    let xpeer = wire::xor_address(peer, tx);
-    let perm = wire::turn_authenticated(
-        stun_type::CREATE_PERMISSION,
-        tx,
-        &[(stun_attr::XOR_PEER_ADDRESS, &xpeer)],
-        &nonce,
-        rng.array(),
-    );
-    leg.send(&perm)?;
-    let tx = rng.array();
-    let xpeer = wire::xor_address(peer, tx);
-    let channel = wire::TG_CHANNEL.to_be_bytes();
-    let bind = wire::turn_authenticated(
-        stun_type::CHANNEL_BIND,
-        tx,
-        &[
-            (stun_attr::CHANNEL_NUMBER, &[channel[0], channel[1], 0, 0]),
-            (stun_attr::XOR_PEER_ADDRESS, &xpeer),
-        ],
-        &nonce,
-        rng.array(),
-    );
-    leg.send(&bind)?;
+    for msg in turn_setup(answer.as_deref(), peer, rng) {
+        leg.send(&msg)?;
+    }
     let mut audio = RtpStream::new(wire::OPUS_PT, 960, rng);
     for _ in 0..opts.packets {
         let len = rng.range(50, 110);
