@@ -1214,77 +1214,26 @@ fn evasion_under_monitor(test: &str, mode: Evasion) {
     );
 }
 
-#[test]
-fn evasion_frag8_calls_blocked_under_drop() {
-    evasion_under_drop("evasion_frag8_calls_blocked_under_drop", Evasion::Frag8);
+/// A test under `drop` and one under `monitor` for each evasion mode.
+macro_rules! evasion_tests {
+    ($($mode:ident: $drop:ident, $monitor:ident;)*) => {$(
+        #[test]
+        fn $drop() {
+            evasion_under_drop(stringify!($drop), Evasion::$mode);
+        }
+
+        #[test]
+        fn $monitor() {
+            evasion_under_monitor(stringify!($monitor), Evasion::$mode);
+        }
+    )*};
 }
 
-#[test]
-fn evasion_frag8_calls_delivered_under_monitor() {
-    evasion_under_monitor(
-        "evasion_frag8_calls_delivered_under_monitor",
-        Evasion::Frag8,
-    );
-}
-
-#[test]
-fn evasion_tiny_calls_blocked_under_drop() {
-    evasion_under_drop("evasion_tiny_calls_blocked_under_drop", Evasion::Tiny);
-}
-
-#[test]
-fn evasion_tiny_calls_delivered_under_monitor() {
-    evasion_under_monitor("evasion_tiny_calls_delivered_under_monitor", Evasion::Tiny);
-}
-
-#[test]
-fn evasion_reorder_calls_blocked_under_drop() {
-    evasion_under_drop("evasion_reorder_calls_blocked_under_drop", Evasion::Reorder);
-}
-
-#[test]
-fn evasion_reorder_calls_delivered_under_monitor() {
-    evasion_under_monitor(
-        "evasion_reorder_calls_delivered_under_monitor",
-        Evasion::Reorder,
-    );
-}
-
-#[test]
-fn evasion_overlap_calls_blocked_under_drop() {
-    evasion_under_drop("evasion_overlap_calls_blocked_under_drop", Evasion::Overlap);
-}
-
-#[test]
-fn evasion_overlap_counted_under_monitor() {
-    evasion_under_monitor("evasion_overlap_counted_under_monitor", Evasion::Overlap);
-}
-
-#[test]
-fn evasion_decoys_calls_blocked_under_drop() {
-    evasion_under_drop("evasion_decoys_calls_blocked_under_drop", Evasion::Decoys);
-}
-
-#[test]
-fn evasion_decoys_calls_delivered_under_monitor() {
-    evasion_under_monitor(
-        "evasion_decoys_calls_delivered_under_monitor",
-        Evasion::Decoys,
-    );
-}
-
-#[test]
-fn evasion_tcp_fallback_calls_blocked_under_drop() {
-    evasion_under_drop(
-        "evasion_tcp_fallback_calls_blocked_under_drop",
-        Evasion::Tcp,
-    );
-}
-
-#[test]
-fn evasion_tcp_fallback_calls_delivered_under_monitor() {
-    evasion_under_monitor(
-        "evasion_tcp_fallback_calls_delivered_under_monitor",
-        Evasion::Tcp,
-    );
+evasion_tests! {
+    Frag8: evasion_frag8_calls_blocked_under_drop, evasion_frag8_calls_delivered_under_monitor;
+    Tiny: evasion_tiny_calls_blocked_under_drop, evasion_tiny_calls_delivered_under_monitor;
+    Reorder: evasion_reorder_calls_blocked_under_drop, evasion_reorder_calls_delivered_under_monitor;
+    Overlap: evasion_overlap_calls_blocked_under_drop, evasion_overlap_counted_under_monitor;
+    Decoys: evasion_decoys_calls_blocked_under_drop, evasion_decoys_calls_delivered_under_monitor;
+    Tcp: evasion_tcp_fallback_calls_blocked_under_drop, evasion_tcp_fallback_calls_delivered_under_monitor;
 }

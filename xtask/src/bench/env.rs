@@ -68,28 +68,20 @@ fn show(cmd: &Command) -> String {
 
 /// Run quietly; on failure the error carries the command and its stderr.
 pub fn sh(cmd: &mut Command) -> Result<String> {
-    check_interrupted()?;
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {}", show(cmd)))?;
-    if !out.status.success() {
-        bail!(
-            "`{}` failed ({}): {}",
-            show(cmd),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    sh_with(cmd.stdin(Stdio::null()))
 }
 
 /// Like [`sh`], with `input` on stdin (files of millions of lines).
 fn sh_file(cmd: &mut Command, input: &Path) -> Result<String> {
-    check_interrupted()?;
     let f = std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
+    sh_with(cmd.stdin(f))
+}
+
+/// Run `cmd` (its stdin set), unless interrupted; its stdout, or an error
+/// with its stderr.
+fn sh_with(cmd: &mut Command) -> Result<String> {
+    check_interrupted()?;
     let out = cmd
-        .stdin(f)
         .output()
         .with_context(|| format!("running {}", show(cmd)))?;
     if !out.status.success() {
