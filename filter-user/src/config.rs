@@ -18,6 +18,7 @@ use crate::lists::valid_category_name;
 use crate::loader::AttachMode;
 use crate::pins::DEFAULT_PIN_DIR;
 use crate::policy::{CategoryPolicy, PolicySpec};
+use crate::subscribers::{SubscriberFlags, SubscriberSection};
 
 /// Default lists directory.
 pub const DEFAULT_LISTS_DIR: &str = "/etc/flowfilter/lists";
@@ -114,6 +115,10 @@ pub struct Config {
     /// `monitor`, `off`, `flows=P%`, `loss=P%`, optionally `,scope=udp`.
     /// Default: `drop` (scope media) for every category.
     pub policy: BTreeMap<String, Parsed<PolicySpec>>,
+    /// Who the subscribers are for `flows=P%` (`--inside`, `--subscribers`,
+    /// `--seed`): see [`SubscriberSection`]. Default: private and shared
+    /// address space, a random seed drawn anew hourly.
+    pub subscribers: SubscriberSection,
 }
 
 impl Default for Config {
@@ -129,6 +134,7 @@ impl Default for Config {
             detach_on_exit: false,
             v4_chunks_per_gen: None,
             policy: BTreeMap::new(),
+            subscribers: SubscriberSection::default(),
         }
     }
 }
@@ -193,6 +199,16 @@ impl Config {
                 let field = if field == "." { String::new() } else { field };
                 let inner = e.into_inner();
                 let line = inner.span().map_or(0, |s| line_of(text, s.start));
+                // An unknown key of a table is reported at the table's
+                // header: name the key's own line when it can be found.
+                let header = text
+                    .lines()
+                    .nth(line.saturating_sub(1))
+                    .is_some_and(|l| l.trim_start().starts_with('['));
+                let line = match line_of_key(text, &field) {
+                    k if header && k > line => k,
+                    _ => line,
+                };
                 ConfigError::Field {
                     file: file.to_owned(),
                     line,
@@ -249,6 +265,9 @@ impl Config {
                 ));
             }
         }
+        self.subscribers
+            .validate()
+            .map_err(|(f, w)| (format!("subscribers.{f}"), w))?;
         Ok(())
     }
 
@@ -278,6 +297,7 @@ impl Config {
         for p in &flags.policies {
             self.policy.insert(p.category.clone(), Parsed(p.spec));
         }
+        self.subscribers = self.subscribers.merge(&flags.subscribers);
         self
     }
 
@@ -308,6 +328,8 @@ pub struct Flags {
     pub detach_on_exit: bool,
     /// `--policy` (override the file's per category).
     pub policies: Vec<CategoryPolicy>,
+    /// `--inside`, `--subscribers`, `--seed`.
+    pub subscribers: SubscriberFlags,
 }
 
 #[cfg(test)]
@@ -445,6 +467,76 @@ telegram = "flows=30%,scope=udp"
         // No flags: the file as it is.
         let c = Config::parse("f.toml", "interfaces = [\"eth0\"]\n").unwrap();
         assert_eq!(c.clone().merge(&Flags::default()), c);
+    }
+
+    #[test]
+    fn subscribers_section() {
+        let c = Config::parse(
+            "f.toml",
+            "[subscribers]\nprefixes = [\"10.0.0.0/8\", \"2001:db8::/32\"]\nv6_len = 56\nseed = 42\nrotation_secs = 0\n",
+        )
+        .unwrap();
+        let r = c.subscribers.rule();
+        assert!(!r.by_interface);
+        assert_eq!(r.prefixes.len(), 2);
+        assert_eq!((r.v4_len, r.v6_len), (32, 56));
+        assert_eq!(c.subscribers.seed, Some(42));
+        assert_eq!(c.subscribers.rotation(), 0);
+        let c = Config::parse(
+            "f.toml",
+            "interfaces = [\"eth0\", \"eth1\"]\n[subscribers]\ninside = [\"eth1\"]\n",
+        )
+        .unwrap();
+        assert!(c.subscribers.rule().by_interface);
+        assert!(c.subscribers.check_inside(&c.interfaces).is_ok());
+        // Flags override the section.
+        let m = c.merge(&Flags {
+            subscribers: SubscriberFlags {
+                prefixes: vec!["192.0.2.0/24".parse().unwrap()],
+                seed: Some(5),
+                ..SubscriberFlags::default()
+            },
+            ..Flags::default()
+        });
+        assert!(!m.subscribers.rule().by_interface);
+        assert_eq!(m.subscribers.seed, Some(5));
+    }
+
+    #[test]
+    fn subscribers_errors_name_file_line_and_field() {
+        assert_eq!(
+            err("[subscribers]\nprefixes = [\"10.0.0.0/8\", \"10.0.0.1/8\"]\n"),
+            "f.toml:2: subscribers.prefixes[1]: `10.0.0.1/8` has bits set beyond /8 (use 10.0.0.0/8)"
+        );
+        assert_eq!(
+            err("[subscribers]\ninside = [\"eth1\"]\nprefixes = [\"10.0.0.0/8\"]\n"),
+            "f.toml:3: subscribers.prefixes: give `inside` (interfaces facing subscribers) or `prefixes`, not both"
+        );
+        assert_eq!(
+            err("[subscribers]\nprefixes = []\n"),
+            "f.toml:2: subscribers.prefixes: no prefix: name at least one, or leave the key out for the default (private and shared address space)"
+        );
+        assert_eq!(
+            err("[subscribers]\n\nv6_len = 0\n"),
+            "f.toml:3: subscribers.v6_len: 0 is not an IPv6 prefix length of a subscriber (1 to 128)"
+        );
+        assert_eq!(
+            err("[subscribers]\nv4_len = 33\n"),
+            "f.toml:2: subscribers.v4_len: 33 is not an IPv4 prefix length of a subscriber (1 to 32)"
+        );
+        assert_eq!(
+            err("[subscribers]\ninside = [\"a b\"]\n"),
+            "f.toml:2: subscribers.inside[0]: `a b` is not an interface name (1 to 15 characters, no `/` or spaces)"
+        );
+        assert_eq!(
+            err("[subscribers]\nseed = -1\n"),
+            "f.toml:2: subscribers.seed: invalid value: integer `-1`, expected u64"
+        );
+        let unknown = err("[subscribers]\nrule = \"x\"\n");
+        assert!(
+            unknown.starts_with("f.toml:2: subscribers.rule: unknown field `rule`"),
+            "{unknown}"
+        );
     }
 
     #[test]

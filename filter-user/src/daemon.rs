@@ -292,6 +292,9 @@ fn validate(req: &RunRequest) -> Result<Validated, Error> {
             "no interface to attach to: give --iface IF (repeatable) or `interfaces` in the configuration".into(),
         ));
     }
+    cfg.subscribers
+        .check_inside(&cfg.interfaces)
+        .map_err(Error::Input)?;
     let layout = PinLayout::new(&cfg.pin_dir);
     if let PinVisibility::Private { why, netns } = pin_visibility(&layout.dir) {
         let hint = match (&netns, cfg.interfaces.first()) {
@@ -459,11 +462,13 @@ fn establish(v: Validated, req: &RunRequest, stop: &AtomicBool) -> Result<Option
         return Ok(None);
     }
     let started = (|| {
+        subscribers_before_install(&mut filter, &cfg)?;
         let info = install(&mut filter, &prepared, &mut state, "start", &lock)?;
         if fresh && stop.load(Ordering::Relaxed) {
             // Tables of pins nobody uses yet: nothing in force changed.
             return Ok(false);
         }
+        crate::subscribers::after_install(&mut filter, &cfg.subscribers)?;
         filter.commit(&layout)?;
         log::info!("{}", describe(&info, &prepared));
         ifaces.settle(&mut filter, &layout, &mut state, true)?;
@@ -520,6 +525,26 @@ async fn link_events(fd: Option<&AsyncFd<Rtnl>>) -> std::io::Result<Vec<LinkEven
             return r;
         }
     }
+}
+
+/// Mark the configured interfaces facing subscribers (or not) and hand
+/// the subscriber rule to the next install.
+fn subscribers_before_install(filter: &mut Filter, cfg: &Config) -> Result<(), Error> {
+    let marks: Vec<(u32, bool)> = {
+        let _ns = cfg
+            .netns
+            .as_deref()
+            .map(crate::ifwatch::NetnsGuard::enter)
+            .transpose()?;
+        cfg.interfaces
+            .iter()
+            .filter_map(|i| {
+                crate::ifwatch::ifindex_of(i).map(|x| (x, cfg.subscribers.inside.contains(i)))
+            })
+            .collect()
+    };
+    crate::subscribers::before_install(filter, &cfg.subscribers, &marks)?;
+    Ok(())
 }
 
 /// Forward aya-log records of the program, if it has any, to our log.
@@ -665,7 +690,13 @@ impl Daemon {
     fn rotate_flow_bits(&mut self) {
         let r = WriterLock::acquire(&self.layout.dir)
             .map_err(|e| e.to_string())
-            .and_then(|_lock| self.filter.rotate_flow_bits().map_err(|e| e.to_string()));
+            .and_then(|_lock| {
+                // The wall clock of the `flows=P%` epoch follows clock steps.
+                self.filter
+                    .rotate_flow_bits()
+                    .and_then(|()| self.filter.set_wall_clock(None))
+                    .map_err(|e| e.to_string())
+            });
         if let Err(e) = r {
             log::warn!("rotating the flow bits: {e}");
         }
@@ -720,9 +751,21 @@ impl Daemon {
         };
         let result: Result<(GenerationInfo, Prepared), Error> = (|| {
             let (settings, file_cfg) = Settings::from_state(&state)?;
-            self.warn_static_changes(&file_cfg.merge(&self.req.flags));
+            let now = file_cfg.merge(&self.req.flags);
+            self.warn_static_changes(&now);
+            now.subscribers
+                .check_inside(&self.cfg.interfaces)
+                .map_err(Error::Input)?;
             let p = prepare(&settings)?;
+            // Interfaces and namespace stay as started; the subscriber rule
+            // follows the file.
+            let mut live = self.cfg.clone();
+            live.subscribers = now.subscribers;
+            subscribers_before_install(&mut self.filter, &live)?;
             let info = install(&mut self.filter, &p, &mut state, "sighup", &lock)?;
+            crate::subscribers::after_install(&mut self.filter, &live.subscribers)?;
+            self.ifaces.set_inside(&live.subscribers.inside);
+            self.cfg.subscribers = live.subscribers;
             Ok((info, p))
         })();
         // A success is recorded already; so is nothing for a change that

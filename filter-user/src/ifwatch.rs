@@ -347,6 +347,9 @@ pub struct Interfaces {
     query: Rtnl,
     events: Option<Rtnl>,
     watched: Vec<Watched>,
+    /// Interfaces facing subscribers (`--inside`): marked again whenever
+    /// they are attached (a re-created interface has a new ifindex).
+    inside: Vec<String>,
 }
 
 impl Interfaces {
@@ -369,6 +372,7 @@ impl Interfaces {
             mode: cfg.mode.0,
             query,
             events: Some(events),
+            inside: cfg.subscribers.inside.clone(),
             watched: cfg
                 .interfaces
                 .iter()
@@ -643,6 +647,11 @@ impl Interfaces {
             Some(i) => filter.reassign_interface(old, i)?,
             None => None,
         };
+        if let Some(i) = ifindex
+            && self.inside.contains(&name)
+        {
+            filter.set_interface_inside(i, true)?;
+        }
         if slot.is_none() {
             log::warn!(
                 "{name}: no per-interface counter slot (ifindex {ifindex:?}, at most {} interfaces below ifindex {IF_INDEX_LIMIT}); its packets count under interface \"other\"",
@@ -665,6 +674,11 @@ impl Interfaces {
             slot,
         });
         Ok(true)
+    }
+
+    /// The interfaces facing subscribers after a reload.
+    pub fn set_inside(&mut self, names: &[String]) {
+        self.inside = names.to_vec();
     }
 
     /// Whether every configured interface is attached with the link the
@@ -725,7 +739,7 @@ fn record_waiting(state: &mut StateFile, name: &str, netns: Option<&String>) -> 
 }
 
 /// The index of `iface` in this thread's network namespace.
-fn ifindex_of(iface: &str) -> Option<u32> {
+pub(crate) fn ifindex_of(iface: &str) -> Option<u32> {
     let name = std::ffi::CString::new(iface).ok()?;
     // SAFETY: a NUL-terminated name; the call only reads it.
     let i = unsafe { libc::if_nametoindex(name.as_ptr()) };

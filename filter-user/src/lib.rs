@@ -17,6 +17,7 @@ pub mod policy;
 pub mod replay;
 pub mod report;
 pub mod state;
+pub mod subscribers;
 pub mod systemd;
 pub mod tables;
 pub mod update;

@@ -19,7 +19,7 @@ use filter_user::loader::{AttachMode, Filter, LoadOptions};
 use filter_user::lock::ListsLock;
 use filter_user::pins::{DEFAULT_PIN_DIR, PinLayout};
 use filter_user::policy::{CategoryPolicy, PolicySpec};
-use filter_user::replay::replay;
+use filter_user::replay::{replay_captured, replay_setup};
 
 /// flowfilter: stop messenger call media at XDP, let everything else through.
 #[derive(Parser, Debug)]
@@ -71,6 +71,8 @@ enum Command {
         /// (bpf_link_update), keep compatible maps, recreate the others.
         #[arg(long)]
         replace: bool,
+        #[command(flatten)]
+        subscribers: RunSubscribers,
     },
     /// Have the daemon re-read its configuration and lists (SIGHUP) and wait
     /// for the result; without a daemon, reload here. Exit code 2 when a list
@@ -156,6 +158,14 @@ enum Command {
         /// One JSON object per flow, then a summary line.
         #[arg(long)]
         json: bool,
+        /// Seed of the `flows=P%` draw (default: a random one). The wall
+        /// clock is the capture's, so a seed makes the replay repeatable.
+        #[arg(long, value_name = "N")]
+        seed: Option<u64>,
+        /// Subscriber prefixes (default: private and shared address space,
+        /// 10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7).
+        #[arg(long = "subscribers", value_name = "CIDR", num_args = 1.., value_parser = parse_prefix)]
+        subscribers: Vec<filter_user::lists::Cidr>,
         /// Capture files, replayed in the order given.
         #[arg(required = true, value_name = "CAPTURE")]
         captures: Vec<PathBuf>,
@@ -169,6 +179,24 @@ enum Command {
     /// Print the manual page (roff), e.g. `flowfilter man | man -l -`; the
     /// same page is dist/flowfilter.1 (`cargo xtask man` writes it).
     Man,
+}
+
+/// `flowfilter run`: who the subscribers are for `flows=P%`.
+#[derive(clap::Args, Debug)]
+struct RunSubscribers {
+    /// Interface facing subscribers (repeatable; attached with --iface):
+    /// what comes in on it is from a subscriber. Replaces the
+    /// configuration's `[subscribers]` rule.
+    #[arg(long = "inside", value_name = "IF", value_parser = parse_ifname, conflicts_with = "subscribers")]
+    inside: Vec<String>,
+    /// Subscriber prefixes (default: private and shared address space).
+    /// Replaces the configuration's `[subscribers]` rule.
+    #[arg(long = "subscribers", value_name = "CIDR", num_args = 1.., value_parser = parse_prefix)]
+    subscribers: Vec<filter_user::lists::Cidr>,
+    /// Seed of the `flows=P%` draw (default: random, drawn when the pins
+    /// are created); gateways with one seed pick the same subscribers.
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -257,6 +285,10 @@ struct InputError(String);
 
 fn parse_ifname(s: &str) -> Result<String, String> {
     check_ifname(s).map(|()| s.to_owned())
+}
+
+fn parse_prefix(s: &str) -> Result<filter_user::lists::Cidr, String> {
+    filter_user::subscribers::parse_prefix(s)
 }
 
 fn parse_netns(s: &str) -> Result<String, String> {
@@ -405,6 +437,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             metrics,
             detach_on_exit,
             replace,
+            subscribers,
         } => daemon::run(&RunRequest {
             config,
             flags: Flags {
@@ -417,6 +450,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 metrics,
                 detach_on_exit,
                 policies,
+                subscribers: filter_user::subscribers::SubscriberFlags {
+                    inside: subscribers.inside,
+                    prefixes: subscribers.subscribers,
+                    seed: subscribers.seed,
+                },
             },
             replace,
         })
@@ -493,6 +531,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             policies,
             normalize,
             json,
+            seed,
+            subscribers,
             captures,
         } => {
             // Read everything first: a bad capture or list prints nothing else.
@@ -506,15 +546,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let policies = resolve_policies(&lists, &policies)?;
             let mut filter = Filter::load(&LoadOptions { trace: true })
                 .context("loading a private instance of the XDP program")?;
+            filter_user::subscribers::check_count(subscribers.len())
+                .map_err(|e| InputError(format!("--subscribers: {e}")))?;
+            replay_setup(&mut filter, seed, subscribers).context("setting the subscribers")?;
             filter
                 .install(&lists, &policies)
                 .context("installing lists and policies")?;
-            let report = replay(
-                &mut filter,
-                &lists,
-                frames.iter().map(|f| f.data.as_slice()),
-            )
-            .context("replaying")?;
+            let report = replay_captured(&mut filter, &lists, &frames).context("replaying")?;
             if json {
                 print!("{}", report.to_json_lines());
             } else {

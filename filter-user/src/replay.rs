@@ -10,8 +10,9 @@ use filter_common::classify::label_name;
 use filter_common::parse::{Fragment, Parsed, parse_frame};
 use filter_common::{CAT_NONE, FlowKey, TRACE_MONITORED, XDP_DROP};
 
-use crate::lists::Lists;
-use crate::loader::{Filter, LoadError};
+use crate::capture::Frame;
+use crate::lists::{Cidr, Lists};
+use crate::loader::{DEFAULT_EPOCH_SECS, Filter, LoadError, Subscribers};
 
 /// Frames shorter than an Ethernet header cannot be run by the kernel.
 const MIN_FRAME: usize = 14;
@@ -162,23 +163,75 @@ fn sock(addr: &[u8; 16], is_v6: bool, port: u16) -> SocketAddr {
     SocketAddr::new(ip, port)
 }
 
+/// Before the install of a replay: the `flows=P%` seed (`None`: the
+/// random one the instance was loaded with; the hourly rotation stays)
+/// and the subscriber prefixes (empty: the default, private and shared
+/// address space), written with the install.
+pub fn replay_setup(
+    filter: &mut Filter,
+    seed: Option<u64>,
+    prefixes: Vec<Cidr>,
+) -> Result<(), LoadError> {
+    if let Some(seed) = seed {
+        filter.set_seed(seed, DEFAULT_EPOCH_SECS)?;
+    }
+    let mut subscribers = Subscribers::default();
+    if !prefixes.is_empty() {
+        subscribers.prefixes = prefixes;
+    }
+    filter.set_subscribers(subscribers)
+}
+
+/// Replay captured frames in order, each at its capture time: the
+/// program's wall clock (the `flows=P%` epoch) is set to the frame's
+/// timestamp before it runs, so a replay with a fixed seed decides the
+/// same way every time. Frames without a timestamp (0) keep the clock
+/// where it was.
+pub fn replay_captured(
+    filter: &mut Filter,
+    lists: &Lists,
+    frames: &[Frame],
+) -> Result<ReplayReport, LoadError> {
+    replay_timed(
+        filter,
+        lists,
+        frames.iter().map(|f| (Some(f.ts_ns), f.data.as_slice())),
+    )
+}
+
 /// Replay `frames` in order through `filter` (loaded with `trace`), naming
-/// categories with `lists`.
+/// categories with `lists`; the wall clock stays the system's.
 pub fn replay<'a>(
     filter: &mut Filter,
     lists: &Lists,
     frames: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<ReplayReport, LoadError> {
+    replay_timed(filter, lists, frames.into_iter().map(|f| (None, f)))
+}
+
+/// [`replay`] with an optional capture time (ns since 1970) per frame.
+fn replay_timed<'a>(
+    filter: &mut Filter,
+    lists: &Lists,
+    frames: impl IntoIterator<Item = (Option<u64>, &'a [u8])>,
 ) -> Result<ReplayReport, LoadError> {
     let mut rep = ReplayReport::default();
     let mut index: HashMap<FlowKey, usize> = HashMap::new();
     // Later fragments carry no ports: map (src, dst, proto, id) to the flow of
     // the first fragment.
     let mut frag_flows: HashMap<([u8; 16], [u8; 16], u8, u32), usize> = HashMap::new();
-    for frame in frames {
+    let mut clock = None;
+    for (ts, frame) in frames {
         rep.packets += 1;
         if frame.len() < MIN_FRAME {
             rep.malformed += 1;
             continue;
+        }
+        if let Some(ts) = ts.filter(|t| *t != 0)
+            && clock != Some(ts)
+        {
+            filter.set_wall_clock(Some(ts))?;
+            clock = Some(ts);
         }
         filter.clear_trace()?;
         let verdict = filter.run(frame)?;

@@ -712,6 +712,8 @@ pub struct Status {
     pub flows: (u64, u32),
     /// The state file's content.
     pub state: Option<StateFile>,
+    /// Who the subscribers are for `flows=P%`.
+    pub subscribers: crate::subscribers::SubscriberStatus,
 }
 
 /// Read the status of the pins in `layout`, asking the kernel whether each
@@ -768,6 +770,7 @@ pub fn collect_status(
         interfaces,
         generation: f.state()?.generation & 1,
         flows: f.flow_occupancy()?,
+        subscribers: crate::subscribers::status(f, state.as_ref())?,
         state,
     })
 }
@@ -834,6 +837,7 @@ impl Status {
             "allow": {"ipv4_prefixes": st.map_or(0, |s| s.allow.0),
                       "ipv6_prefixes": st.map_or(0, |s| s.allow.1)},
             "flows": {"tracked": self.flows.0, "capacity": self.flows.1},
+            "subscribers": self.subscribers.to_json(),
             "last_reload": st.and_then(|s| s.last_reload.as_ref()).map(|r| json!({
                 "time": r.time, "ok": r.ok, "error": r.error, "by": r.by, "generation": r.generation})),
         })
@@ -917,6 +921,7 @@ impl Status {
             "flows        {} tracked of {}",
             self.flows.0, self.flows.1
         );
+        out.push_str(&self.subscribers.to_text());
         if let Some(r) = st.and_then(|s| s.last_reload.as_ref()) {
             let what = if r.ok {
                 "ok".to_owned()

@@ -21,7 +21,7 @@ use filter_common::XDP_DROP;
 use filter_user::capture::read_capture;
 use filter_user::lists::{Lists, ParsedList, parse_list};
 use filter_user::loader::{Filter, LoadOptions};
-use filter_user::replay::{FlowReport, replay};
+use filter_user::replay::{FlowReport, replay, replay_captured, replay_setup};
 use flowfilter_tests::{corpus_dir, policies, ranges_dir, require_root};
 
 /// One flow line of ndpiReader's output.
@@ -477,6 +477,141 @@ fn corpus_flows_50_percent_one_fate_per_caller() {
             );
         }
     }
+}
+
+/// Replay `capture` under `flows=percent%` for both categories, with the
+/// default subscriber side (private and shared address space), the seed
+/// `seed` and the capture's own clock.
+fn run_subscribers(lists: &Lists, percent: u8, seed: u64, capture: &Path) -> Vec<FlowReport> {
+    let frames = read_capture(capture).unwrap_or_else(|e| panic!("{e}"));
+    let spec = format!("flows={percent}%");
+    let mut f = Filter::load(&LoadOptions { trace: true }).expect("load");
+    replay_setup(&mut f, Some(seed), Vec::new()).expect("seed and subscribers");
+    f.install(
+        lists,
+        &policies(lists, &[("whatsapp", &spec), ("telegram", &spec)]),
+    )
+    .expect("install");
+    replay_captured(&mut f, lists, &frames)
+        .expect("replay")
+        .flows
+}
+
+/// Whether `ip` is in the default subscriber prefixes (RFC 1918, RFC 6598,
+/// fc00::/7).
+fn is_subscriber(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v) => v.is_private() || (v.octets()[0] == 100 && v.octets()[1] & 0xc0 == 64),
+        IpAddr::V6(v) => (v.segments()[0] & 0xfe00) == 0xfc00,
+    }
+}
+
+/// The subscriber key of `ip` (IPv4 one address, IPv6 its /64).
+fn subscriber_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v) => IpAddr::V6((u128::from(v) & !((1u128 << 64) - 1)).into()),
+    }
+}
+
+/// Issue 16 on the real captures, where the local host is the callee as
+/// well as the caller (telegram.pcap, whatsapp_login_call.pcap,
+/// whatsapp_voice_and_message.pcap): under `flows=P%` for P = 10, 20 .. 90
+/// with a fixed seed and the default subscriber side, no subscriber has
+/// both a stopped and a spared call flow (a flow between two subscribers,
+/// stopped when either is, counts for neither), each subscriber is stopped
+/// exactly when its rank (from the seed and the capture's clock, IPv6 by
+/// /64) is below P, so one stopped at P stays stopped at every higher P,
+/// and over the corpus both fates occur.
+#[test]
+fn corpus_flows_percent_one_fate_per_subscriber() {
+    let Some((dir, lists)) = setup("corpus_flows_percent_one_fate_per_subscriber") else {
+        return;
+    };
+    let seed = 0x1600_0016;
+    let (mut ever_stopped, mut ever_spared) = (0, 0);
+    for cap in captures(&dir) {
+        let name = cap.file_name().unwrap().to_string_lossy().to_string();
+        // Subscriber -> the lowest P that stopped it.
+        let mut first_stopped: BTreeMap<IpAddr, u8> = BTreeMap::new();
+        // The epoch of the capture's clock (when it lies in one), and so
+        // the rank the program must give each subscriber.
+        let frames = read_capture(&cap).unwrap_or_else(|e| panic!("{e}"));
+        let hour = |ts: u64| ts / (3600 * 1_000_000_000);
+        let epoch = match (frames.first(), frames.last()) {
+            (Some(a), Some(b)) if hour(a.ts_ns) == hour(b.ts_ns) => Some(a.ts_ns),
+            _ => None,
+        };
+        let rank_of = |sub: IpAddr| {
+            use filter_common::decide::{epoch_seed, subscriber_key, subscriber_rank};
+            let addr = match sub {
+                IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
+                IpAddr::V6(v) => v.octets(),
+            };
+            epoch
+                .map(|t| subscriber_rank(&subscriber_key(&addr, 32, 64), epoch_seed(seed, t, 3600)))
+        };
+        let mut line = String::new();
+        for percent in (10..=90).step_by(10) {
+            let flows = run_subscribers(&lists, percent, seed, &cap);
+            let mut fate: BTreeMap<IpAddr, (u64, u64)> = BTreeMap::new();
+            for f in flows.iter().filter(|f| f.category.is_some()) {
+                let ends: Vec<IpAddr> = [f.src.ip(), f.dst.ip()]
+                    .into_iter()
+                    .filter(|ip| is_subscriber(*ip))
+                    .collect();
+                let [sub] = ends[..] else {
+                    continue;
+                };
+                let e = fate.entry(subscriber_of(sub)).or_default();
+                if f.dropped > 0 {
+                    e.0 += 1;
+                } else {
+                    e.1 += 1;
+                }
+            }
+            if fate.is_empty() {
+                break;
+            }
+            let mut stopped = 0;
+            for (sub, (s, p)) in &fate {
+                assert!(
+                    *s == 0 || *p == 0,
+                    "{name}: flows={percent}%: subscriber {sub}: {s} call flows stopped, {p} spared"
+                );
+                if let Some(rank) = rank_of(*sub) {
+                    assert_eq!(
+                        *s > 0,
+                        rank < percent,
+                        "{name}: flows={percent}%: subscriber {sub} of rank {rank}: {s} call flows stopped, {p} spared"
+                    );
+                }
+                if *s > 0 {
+                    stopped += 1;
+                    ever_stopped += 1;
+                    first_stopped.entry(*sub).or_insert(percent);
+                } else {
+                    ever_spared += 1;
+                    assert!(
+                        !first_stopped.contains_key(sub),
+                        "{name}: subscriber {sub} stopped at flows={}% but spared at flows={percent}%",
+                        first_stopped[sub]
+                    );
+                }
+            }
+            let _ = std::fmt::Write::write_fmt(
+                &mut line,
+                format_args!(" {percent}%:{stopped}/{}", fate.len()),
+            );
+        }
+        if !line.is_empty() {
+            eprintln!("{name:<34} stopped subscribers{line}");
+        }
+    }
+    assert!(
+        ever_stopped > 0 && ever_spared > 0,
+        "over the corpus and P = 10..90 both fates occur ({ever_stopped} stopped, {ever_spared} spared)"
+    );
 }
 
 fn is_private(ip: IpAddr) -> bool {

@@ -1198,3 +1198,221 @@ fn a_killed_list_load_leaves_the_old_or_the_new_list_never_a_mix() {
     // What a killed run left is gone after the completed one.
     assert!(!staged.exists());
 }
+
+/// The pinned `STATE` (seed, rotation) of `env`'s filter.
+fn pinned_state(env: &Env) -> filter_common::State {
+    filter_user::loader::Filter::open_pinned(&PinLayout::new(&env.pin_dir), false)
+        .expect("open the pins")
+        .state()
+        .expect("STATE")
+}
+
+/// Issue 16: `run --inside`, `--subscribers`, `--seed` and the
+/// `[subscribers]` section are applied (status shows the rule and the
+/// rotation; the seed is in the pinned state) and follow a reload; bad ones
+/// are refused with what was wrong and exit code 2, before anything is
+/// pinned, and a rejected reload keeps the rule in force.
+#[test]
+fn subscribers_inside_and_seed_are_applied_shown_and_bad_ones_refused() {
+    if !require_root("subscribers_inside_and_seed_are_applied_shown_and_bad_ones_refused") {
+        return;
+    }
+    let mut env = Env::new();
+    let lists = env.lists().display().to_string();
+    let run = |env: &Env, extra: &[&str]| {
+        let mut args = vec![
+            "run", "--netns", &env.ns_a, "--iface", &env.va, "--lists", &lists,
+        ];
+        args.extend_from_slice(extra);
+        env.ff(&args)
+    };
+    let refused = |env: &Env, extra: &[&str], want: &str| {
+        let r = run(env, extra);
+        assert_eq!(
+            r.code, 2,
+            "{extra:?}: stdout {} stderr {}",
+            r.stdout, r.stderr
+        );
+        assert!(r.stderr.contains(want), "{extra:?}: {}", r.stderr);
+        assert!(
+            !env.pin_dir.join("prog").exists(),
+            "{extra:?}: nothing pinned"
+        );
+    };
+    refused(
+        &env,
+        &["--inside", "nope0"],
+        "inside interface `nope0` is not attached",
+    );
+    refused(
+        &env,
+        &["--subscribers", "10.0.0.1/8"],
+        "`10.0.0.1/8` has bits set beyond /8 (use 10.0.0.0/8)",
+    );
+    refused(
+        &env,
+        &["--inside", &env.va, "--subscribers", "10.0.0.0/8"],
+        "cannot be used with",
+    );
+    refused(&env, &["--seed", "x"], "invalid value 'x' for '--seed <N>'");
+    let config = env.dir.join("flowfilter.toml");
+    std::fs::write(&config, "[subscribers]\nv4_len = 40\n").expect("config");
+    let cfg = config.display().to_string();
+    refused(
+        &env,
+        &["--config", &cfg],
+        &format!("{cfg}:2: subscribers.v4_len: 40 is not an IPv4 prefix length"),
+    );
+
+    // By interface, with a seed.
+    env.start(&["--inside", &env.va.clone(), "--seed", "42"]);
+    let s = env.status()["subscribers"].clone();
+    assert_eq!(s["rule"], "interface", "{s}");
+    assert_eq!(s["interfaces"], serde_json::json!([env.va]), "{s}");
+    assert_eq!((u(&s["v4_len"]), u(&s["v6_len"])), (32, 64), "{s}");
+    assert_eq!(u(&s["rotation_secs"]), 3600, "{s}");
+    let st = pinned_state(&env);
+    assert_eq!((st.seed, st.epoch_secs), (42, 3600));
+    let text = env.ff(&["status"]).ok("status").stdout;
+    assert!(
+        text.contains(&format!(
+            "subscribers  behind {}; one per IPv4 /32, IPv6 /64",
+            env.va
+        )) && text.contains("an idle subscriber's fate is drawn anew every 3600 s"),
+        "{text}"
+    );
+    assert!(env.stop(libc::SIGTERM).success(), "{}", env.log());
+
+    // From the configuration file, then changed by a reload.
+    std::fs::write(
+        &config,
+        "[subscribers]\nprefixes = [\"192.0.2.0/24\", \"2001:db8::/32\"]\nv6_len = 56\nseed = 7\nrotation_secs = 600\n",
+    )
+    .expect("config");
+    env.start(&["--config", &cfg]);
+    let s = env.status()["subscribers"].clone();
+    assert_eq!(
+        (s["rule"].as_str(), u(&s["prefixes"]), u(&s["v6_len"])),
+        (Some("prefixes"), 2, 56),
+        "{s}"
+    );
+    assert!(s["interfaces"].as_array().unwrap().is_empty(), "{s}");
+    let st = pinned_state(&env);
+    assert_eq!((st.seed, st.epoch_secs), (7, 600));
+    assert!(
+        env.ff(&["status"]).ok("status").stdout.contains(
+            "subscribers  2 prefixes: 192.0.2.0/24, 2001:db8::/32; one per IPv4 /32, IPv6 /56"
+        ),
+        "{}",
+        env.ff(&["status"]).stdout
+    );
+    std::fs::write(
+        &config,
+        format!("[subscribers]\ninside = [\"{}\"]\n", env.va),
+    )
+    .expect("config");
+    env.ff(&["reload"]).ok("reload");
+    let s = env.status()["subscribers"].clone();
+    assert_eq!(s["rule"], "interface", "{s}");
+    assert_eq!(s["interfaces"], serde_json::json!([env.va]), "{s}");
+    // A bad section is refused by the reload; the rule stays.
+    std::fs::write(&config, "[subscribers]\nprefixes = []\n").expect("config");
+    let r = env.ff(&["reload"]);
+    assert_eq!(r.code, 2, "stdout {} stderr {}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("{cfg}:2: subscribers.prefixes: no prefix")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(env.status()["subscribers"]["rule"], "interface");
+    // A CLI change of a list keeps the daemon's subscriber rule (the file,
+    // fixed, says prefixes: only a reload applies it).
+    std::fs::write(&config, "[subscribers]\nprefixes = [\"192.0.2.0/24\"]\n").expect("config");
+    env.ff(&["list", "add", "telegram", "203.0.113.0/24"])
+        .ok("list add");
+    assert_eq!(env.status()["subscribers"]["rule"], "interface");
+    assert!(env.stop(libc::SIGTERM).success(), "{}", env.log());
+
+    // Flags replace the file's rule.
+    std::fs::write(&config, "[subscribers]\nprefixes = [\"192.0.2.0/24\"]\n").expect("config");
+    env.start(&[
+        "--config",
+        &cfg,
+        "--subscribers",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "fd00::/8",
+    ]);
+    let s = env.status()["subscribers"].clone();
+    assert_eq!(
+        (s["rule"].as_str(), u(&s["prefixes"])),
+        (Some("prefixes"), 3),
+        "{s}"
+    );
+    assert_eq!(
+        pinned_state(&env).seed,
+        7,
+        "the seed stays when none is given"
+    );
+}
+
+/// Issue 16 end to end: the subscriber end of a flow is the one the
+/// operator named. A flow from the listed relay (arriving on `va`) to A:
+/// with `--inside va` its source (the relay's address) is the subscriber,
+/// with `--subscribers 192.0.2.0/24` its destination A is; a seed where
+/// the first is stopped and the second spared under `flows=50%` (in this
+/// hour and the next, so a boundary cannot flip it) shows which rule the
+/// program used.
+#[test]
+fn the_named_subscriber_side_decides_the_fate_end_to_end() {
+    use filter_common::decide::{epoch_seed, subscriber_key, subscriber_rank};
+    if !require_root("the_named_subscriber_side_decides_the_fate_end_to_end") {
+        return;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64;
+    let hour = 3600 * 1_000_000_000u64;
+    let rank = |ip: Ipv4Addr, seed: u64, t: u64| {
+        subscriber_rank(
+            &subscriber_key(&ip.to_ipv6_mapped().octets(), 32, 64),
+            epoch_seed(seed, t, 3600),
+        )
+    };
+    let seed = (1u64..100_000)
+        .find(|s| {
+            [now, now + hour]
+                .iter()
+                .all(|t| rank(LISTED, *s, *t) < 50 && rank(A_ADDR, *s, *t) >= 50)
+        })
+        .expect("a seed");
+    let seed_arg = seed.to_string();
+    let policy = ["--policy", "whatsapp=flows=50%,scope=udp"];
+    let mut env = Env::new();
+    let va = env.va.clone();
+    env.start(&[policy[0], policy[1], "--seed", &seed_arg, "--inside", &va]);
+    let rx = env.receiver();
+    assert_eq!(
+        env.deliver(&rx, LISTED, 20),
+        0,
+        "--inside {va}: the relay's address is the subscriber, stopped\n{}",
+        env.log()
+    );
+    assert!(env.stop(libc::SIGTERM).success(), "{}", env.log());
+    env.start(&[
+        policy[0],
+        policy[1],
+        "--seed",
+        &seed_arg,
+        "--subscribers",
+        "192.0.2.0/24",
+    ]);
+    assert_eq!(
+        env.deliver(&rx, LISTED, 20),
+        20,
+        "--subscribers 192.0.2.0/24: A is the subscriber, spared\n{}",
+        env.log()
+    );
+}

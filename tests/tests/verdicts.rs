@@ -1832,3 +1832,202 @@ fn a_million_host_addresses_load_and_a_list_over_the_limit_is_refused_whole() {
     );
     check(&f, "after the refused list");
 }
+
+/// The `flows=P%` rank the program gives the subscriber at `addr` (IPv4
+/// mapped) under `seed` with no rotation (`set_seed(seed, 0)`).
+fn expected_rank(addr: [u8; 16], seed: u64) -> u8 {
+    use filter_common::decide::{epoch_seed, subscriber_key, subscriber_rank};
+    subscriber_rank(
+        &subscriber_key(&addr, SUB_V4_LEN, SUB_V6_LEN),
+        epoch_seed(seed, 0, 0),
+    )
+}
+
+/// A filter under `whatsapp=flows=P%` with the subscriber side
+/// 100.64.0.0/16 and 2001:db8:ff00::/40 and a fixed seed.
+fn subscriber_filter(percent: u8, seed: u64) -> Filter {
+    let l = test_lists();
+    let spec = format!("flows={percent}%");
+    let mut f = load(&l, &[("whatsapp", spec.as_str())]);
+    f.set_seed(seed, 0).expect("seed");
+    f.set_subscribers(filter_user::loader::Subscribers {
+        by_interface: false,
+        prefixes: vec![
+            "100.64.0.0/16".parse().unwrap(),
+            "2001:db8:ff00::/40".parse().unwrap(),
+        ],
+        v4_len: SUB_V4_LEN,
+        v6_len: SUB_V6_LEN,
+    })
+    .expect("subscribers");
+    // The subscriber rule is written with the next install.
+    f.install(&l, &flowfilter_tests::policies(&l, &[("whatsapp", &spec)]))
+        .expect("install");
+    f
+}
+
+/// One row per kind of leg of subscriber `s`'s call (socket `s:sport`),
+/// every one a WhatsApp call flow: what it is and its frame. Remote peers
+/// (100.127/16) are outside the subscriber prefixes.
+fn call_legs(s: [u8; 4], i: u32) -> Vec<(&'static str, Vec<u8>)> {
+    let sport = 20000 + (i % 20000) as u16;
+    let peer = |n: u8| [100, 127, (i >> 8) as u8, (i & 0xff) as u8 ^ n];
+    let answer = stun(0x0101, [3; 12], &[(0x0020, &[0, 1, 2, 3, 4, 5, 6, 7])]);
+    let ping = [
+        &[0x08u8, 0x01, 0x00, 0x00][..],
+        &[0x21, 0x12, 0xA4, 0x42],
+        &[7; 12],
+    ]
+    .concat();
+    let turn_peer = peer(0x80);
+    let alloc = stun(
+        0x0103,
+        [8; 12],
+        &[(0x0016, &pktbuild::xor_address_v4(WA4, 50000))],
+    );
+    let perm = stun(
+        0x0008,
+        [9; 12],
+        &[(0x0012, &pktbuild::xor_address_v4(turn_peer, 45000))],
+    );
+    vec![
+        (
+            "relay leg: the subscriber's binding to a listed relay",
+            pktbuild::udp4(s, sport, [198, 51, 100, 1], 3478, &stun_binding(3)),
+        ),
+        (
+            "relay leg: a second relay tried",
+            pktbuild::udp4(s, sport, [198, 51, 100, 2], 3478, &stun_binding(3)),
+        ),
+        (
+            "relay leg: the relay's answer",
+            pktbuild::udp4([198, 51, 100, 1], 3478, s, sport, &answer),
+        ),
+        (
+            "inherited leg: peer to peer from the call's socket",
+            pktbuild::udp4(s, sport, peer(1), 40000, &filler(120, 0x33)),
+        ),
+        (
+            "p2p leg opened by the remote peer toward the subscriber's socket, with its own signature",
+            pktbuild::udp4(peer(2), 41000, s, sport, &ping),
+        ),
+        (
+            "p2p leg opened by the subscriber, with its own signature",
+            pktbuild::udp4(s, sport + 1, peer(3), 42000, &ping),
+        ),
+        (
+            "TURN allocation answer from a listed relay",
+            pktbuild::udp4(WA4, 3478, s, sport + 2, &alloc),
+        ),
+        (
+            "TURN CreatePermission naming the peer",
+            pktbuild::udp4(s, sport + 2, WA4, 3478, &perm),
+        ),
+        (
+            "TURN peer: a direct flow to the permitted peer",
+            pktbuild::udp4(s, sport + 3, turn_peer, 45000, &filler(100, 0x21)),
+        ),
+        (
+            "TURN peer: the peer's own flow toward the subscriber",
+            pktbuild::udp4(turn_peer, 45000, s, sport + 4, &filler(100, 0x22)),
+        ),
+    ]
+}
+
+/// Issue 16: every leg of one subscriber's call shares the subscriber's
+/// fate under `flows=P%` (relay legs, peer-to-peer legs opened by either
+/// side, inherited legs, TURN peers), a stopped and a spared subscriber
+/// under fixed seeds, each fate the one its rank predicts; an IPv6
+/// subscriber is its /64; and across 2000 subscribers the stopped share is
+/// P% within 5 points (4.5 standard deviations of a binomial at n = 2000,
+/// p = 0.5: 1.1 points each), for P = 10, 50 and 90.
+#[test]
+fn flows_percent_every_leg_of_a_subscriber_shares_its_fate() {
+    if !require_root("flows_percent_every_leg_of_a_subscriber_shares_its_fate") {
+        return;
+    }
+    let seed = 0x5eed_0016;
+    // A stopped and a spared subscriber, row by row.
+    let f = subscriber_filter(50, seed);
+    let mapped = filter_common::parse::v4_mapped;
+    let stopped = (0..=255u8)
+        .map(|i| [100, 64, 1, i])
+        .find(|s| expected_rank(mapped(*s), seed) < 50)
+        .expect("a subscriber ranked below 50");
+    let spared = (0..=255u8)
+        .map(|i| [100, 64, 2, i])
+        .find(|s| expected_rank(mapped(*s), seed) >= 50)
+        .expect("a subscriber ranked 50 or above");
+    for (i, (s, verdict, fate)) in [(stopped, XDP_DROP, "stopped"), (spared, XDP_PASS, "spared")]
+        .into_iter()
+        .enumerate()
+    {
+        for (what, frame) in call_legs(s, i as u32) {
+            let v = f.run(&frame).expect("test run");
+            let t = f.trace().expect("trace");
+            assert_eq!(
+                (v, t.category),
+                (verdict, WA),
+                "{fate} subscriber {s:?}: {what}: verdict and category (label {})",
+                t.label
+            );
+        }
+    }
+    // IPv6: one subscriber is a /64; its other hosts share its fate.
+    let mut seen = [false; 2];
+    for n in 0..64u8 {
+        let host = |h: u8| {
+            let mut a = [
+                0x20, 0x01, 0x0d, 0xb8, 0xff, 0, 0, n, 0, 0, 0, 0, 0, 0, 0, h,
+            ];
+            a[8] = h;
+            a
+        };
+        let want = if expected_rank(host(1), seed) < 50 {
+            XDP_DROP
+        } else {
+            XDP_PASS
+        };
+        seen[usize::from(want == XDP_DROP)] = true;
+        for h in 1..=3u8 {
+            let v = f
+                .run(&pktbuild::udp6(
+                    host(h),
+                    30000 + u16::from(h),
+                    WA6,
+                    3478,
+                    &stun_binding(5),
+                ))
+                .expect("test run");
+            assert_eq!(v, want, "IPv6 host {h} of /64 number {n}");
+        }
+    }
+    assert_eq!(seen, [true, true], "some /64s stopped, some spared");
+
+    // The share, over many subscribers.
+    for percent in [10u8, 50, 90] {
+        let f = subscriber_filter(percent, seed ^ u64::from(percent));
+        let subscribers = 2000u32;
+        let mut stopped = 0u32;
+        for i in 0..subscribers {
+            let s = [100, 64, 8 + (i >> 8) as u8, (i & 0xff) as u8];
+            let want = expected_rank(mapped(s), seed ^ u64::from(percent)) < percent;
+            let verdicts: Vec<u32> = call_legs(s, i)
+                .iter()
+                .map(|(_, frame)| f.run(frame).expect("test run"))
+                .collect();
+            let fate = if want { XDP_DROP } else { XDP_PASS };
+            assert!(
+                verdicts.iter().all(|v| *v == fate),
+                "flows={percent}%: subscriber {s:?} (rank predicts {fate}): legs {verdicts:?}"
+            );
+            stopped += u32::from(want);
+        }
+        let share = f64::from(stopped) * 100.0 / f64::from(subscribers);
+        eprintln!("flows={percent}%: {stopped} of {subscribers} subscribers stopped ({share:.1}%)");
+        assert!(
+            (share - f64::from(percent)).abs() <= 5.0,
+            "flows={percent}%: share stopped {share:.1}% is not within 5 points"
+        );
+    }
+}

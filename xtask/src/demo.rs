@@ -3,8 +3,9 @@
 //! 1. builds `flowfilter`, `ffgen` and `ffharness`;
 //! 2. brings the veth harness up (`ffharness --prefix ff<pid>x0 up`:
 //!    namespaces `client`, `gw`, `net`, documentation addresses only);
-//! 3. starts `flowfilter run --netns <gw> --iface gw-c --iface gw-n --mode
-//!    driver` with the harness lists and its own pin directory;
+//! 3. starts `flowfilter run --netns <gw> --iface gw-c --iface gw-n --inside
+//!    gw-c --mode driver` (the client side is the subscriber side) with the
+//!    harness lists and its own pin directory;
 //! 4. runs every generator scenario three times, under `monitor`, `drop` and
 //!    `flows=50%`, switching with `flowfilter policy set` against the running
 //!    daemon (same pid, program and links: no restart), with a live counter
@@ -50,7 +51,7 @@ const PHASES: [(&str, &str); 3] = [
     ("drop", "drop call media, pass everything else"),
     (
         "flows=50%",
-        "stop every flow of half the callers, spare the others (fate per caller address)",
+        "stop every flow of half the subscribers' calls, spare the others (fate per subscriber: the client side, --inside gw-c)",
     ),
 ];
 /// The generator scenarios, in the order they run (`ffgen list`).
@@ -272,8 +273,10 @@ impl Row {
         }
         let effect = match (self.phase, t["fate"].as_str()) {
             ("monitor", _) => "monitored, passed".to_owned(),
-            ("flows=50%", Some("spared")) => "caller spared, passed".to_owned(),
-            ("flows=50%", Some("stopped")) => format!("caller stopped, {} dropped", self.dropped),
+            ("flows=50%", Some("spared")) => "subscriber spared, passed".to_owned(),
+            ("flows=50%", Some("stopped")) => {
+                format!("subscriber stopped, {} dropped", self.dropped)
+            }
             _ if self.dropped > 0 => format!("{} dropped", self.dropped),
             _ => "passed".to_owned(),
         };
@@ -566,7 +569,9 @@ impl Demo {
         cmd.args([
             "run", "--netns", &self.gw, "--iface", "gw-c", "--iface", "gw-n",
         ])
-        .args(["--mode", "driver", "--lists"])
+        // The harness addresses are documentation ones, not private: name
+        // the subscriber side by the client-facing interface.
+        .args(["--inside", "gw-c", "--mode", "driver", "--lists"])
         .arg(lists);
         for c in CATEGORIES {
             cmd.arg("--policy").arg(format!("{c}={spec}"));
@@ -576,7 +581,7 @@ impl Demo {
             .stdout(log.try_clone()?)
             .stderr(log);
         println!(
-            "$ flowfilter --pin-dir {} run --netns {} --iface gw-c --iface gw-n --mode driver --lists {} --policy whatsapp={spec} --policy telegram={spec} --detach-on-exit",
+            "$ flowfilter --pin-dir {} run --netns {} --iface gw-c --iface gw-n --inside gw-c --mode driver --lists {} --policy whatsapp={spec} --policy telegram={spec} --detach-on-exit",
             self.pin_dir.display(),
             self.gw,
             lists.display()
@@ -1098,7 +1103,9 @@ fn summary(phase: &str, rows: &[Row]) -> String {
                 none(&stopped),
                 none(&spared)
             );
-            if !split.is_empty() {
+            if split.is_empty() {
+                let _ = write!(s, "; no call split between legs");
+            } else {
                 let _ = write!(s, "; split between legs: {}", split.join(", "));
             }
             let _ = write!(
