@@ -1221,7 +1221,13 @@ fn subscribers_inside_and_seed_are_applied_shown_and_bad_ones_refused() {
     let lists = env.lists().display().to_string();
     let run = |env: &Env, extra: &[&str]| {
         let mut args = vec![
-            "run", "--netns", &env.ns_a, "--iface", &env.va, "--lists", &lists,
+            "run",
+            "--netns",
+            env.ns_a.name(),
+            "--iface",
+            &env.va,
+            "--lists",
+            &lists,
         ];
         args.extend_from_slice(extra);
         env.ff(&args)
