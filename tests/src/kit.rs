@@ -131,8 +131,10 @@ impl Ran {
         }
     }
 
-    /// Itself, when the command exited 0; else a panic naming `what`.
+    /// Itself, when the command exited 0; else a panic naming `what`
+    /// (a check: callers may drop what it returns).
     #[track_caller]
+    #[allow(clippy::return_self_not_must_use)]
     pub fn ok(self, what: &str) -> Ran {
         assert_eq!(
             self.code, 0,
