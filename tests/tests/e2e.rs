@@ -1117,17 +1117,41 @@ fn blocked_flows(results: &[FlowResult]) -> Vec<String> {
         .collect()
 }
 
+/// A harness with a daemon under `spec`, its generators evading by `mode`.
+fn evasion_harness(test: &str, spec: &str, mode: Evasion) -> Option<Harness> {
+    let mut h = with_daemon(test, spec, EVASION_PACKETS)?;
+    h.opts_mut().evasion = mode;
+    h.opts_mut().linger = Duration::from_millis(250);
+    Some(h)
+}
+
+/// After the mode's counters are checked, no complaint in `bad`; else a
+/// panic with them, the flows and the global counters.
+fn evasion_verdict(
+    test: &str,
+    d: &DaemonFilter,
+    mode: Evasion,
+    mut bad: Vec<String>,
+    all: &[FlowResult],
+) {
+    counters_moved(d, mode, &mut bad);
+    assert!(
+        bad.is_empty(),
+        "{test}:\n  {}\n{}\nglobal counters: {:#}",
+        bad.join("\n  "),
+        table(all),
+        cli_json(d, &["stats"])["global"]
+    );
+}
+
 /// Under `drop`: every call of `mode` blocked, both families; the non-call
 /// flows delivered in full; the categories show drops and the mode's
 /// counters moved.
 fn evasion_under_drop(test: &str, mode: Evasion) {
-    let Some(mut h) = with_daemon(test, "drop", EVASION_PACKETS) else {
+    let Some(h) = evasion_harness(test, "drop", mode) else {
         return;
     };
-    h.opts_mut().evasion = mode;
-    h.opts_mut().linger = Duration::from_millis(250);
-    let mut bad = Vec::new();
-    let mut all = Vec::new();
+    let (mut bad, mut all) = (Vec::new(), Vec::new());
     evasion_run_calls(&h, mode, blocked_flows, &mut bad, &mut all);
     evasion_run_non_calls(&h, &mut bad, &mut all);
     let d = daemon(&h);
@@ -1136,14 +1160,7 @@ fn evasion_under_drop(test: &str, mode: Evasion) {
             bad.push(format!("the {cat} counters show no drop"));
         }
     }
-    counters_moved(d, mode, &mut bad);
-    assert!(
-        bad.is_empty(),
-        "{test}:\n  {}\n{}\nglobal counters: {:#}",
-        bad.join("\n  "),
-        table(&all),
-        cli_json(d, &["stats"])["global"]
-    );
+    evasion_verdict(test, d, mode, bad, &all);
 }
 
 /// Under `monitor`: every call of `mode` delivered in full both ways, both
@@ -1151,13 +1168,10 @@ fn evasion_under_drop(test: &str, mode: Evasion) {
 /// categories monitored the calls and dropped nothing; the mode's counters
 /// moved.
 fn evasion_under_monitor(test: &str, mode: Evasion) {
-    let Some(mut h) = with_daemon(test, "monitor", EVASION_PACKETS) else {
+    let Some(h) = evasion_harness(test, "monitor", mode) else {
         return;
     };
-    h.opts_mut().evasion = mode;
-    h.opts_mut().linger = Duration::from_millis(250);
-    let mut bad = Vec::new();
-    let mut all = Vec::new();
+    let (mut bad, mut all) = (Vec::new(), Vec::new());
     // Linux discards a datagram whose fragments overlap (IPv4 since 4.19,
     // IPv6 per RFC 5722): `overlap` calls never reach the servers, filter
     // or no filter, so nothing is judged on delivery; the filter's counters
@@ -1204,14 +1218,7 @@ fn evasion_under_monitor(test: &str, mode: Evasion) {
             global_counter(d, "fragments_dropped")
         ));
     }
-    counters_moved(d, mode, &mut bad);
-    assert!(
-        bad.is_empty(),
-        "{test}:\n  {}\n{}\nglobal counters: {:#}",
-        bad.join("\n  "),
-        table(&all),
-        cli_json(d, &["stats"])["global"]
-    );
+    evasion_verdict(test, d, mode, bad, &all);
 }
 
 /// A test under `drop` and one under `monitor` for each evasion mode.

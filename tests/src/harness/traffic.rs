@@ -767,6 +767,12 @@ fn dns(opts: &RunOpts) -> io::Result<Vec<FlowLine>> {
         leg.send(&format!("query{i}"), resolver, &q)?;
         legs.push(leg);
     }
+    linger_all(legs, opts)
+}
+
+/// Let every leg linger until one deadline (`opts.linger` from now); all
+/// their flows.
+fn linger_all(legs: Vec<UdpLeg>, opts: &RunOpts) -> io::Result<Vec<FlowLine>> {
     let deadline = Instant::now() + opts.linger;
     let mut out = Vec::new();
     for mut leg in legs {
@@ -788,13 +794,7 @@ fn dns_big(opts: &RunOpts) -> io::Result<Vec<FlowLine>> {
         leg.send(&format!("big{i}"), resolver, &q)?;
         legs.push(leg);
     }
-    let deadline = Instant::now() + opts.linger;
-    let mut out = Vec::new();
-    for mut leg in legs {
-        leg.linger(deadline)?;
-        out.extend(leg.flows);
-    }
-    Ok(out)
+    linger_all(legs, opts)
 }
 
 /// QUIC-like: Initial, Handshake, then short headers.

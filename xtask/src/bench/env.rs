@@ -66,6 +66,15 @@ fn show(cmd: &Command) -> String {
     s
 }
 
+/// A teardown whose object is `what` after it: the removing command's own
+/// error if it failed, else `what`, in the context `doing`.
+fn still_there(removal: Result<String>, what: &'static str, doing: &'static str) -> anyhow::Error {
+    removal
+        .err()
+        .unwrap_or_else(|| anyhow::anyhow!(what))
+        .context(doing)
+}
+
 /// Run quietly; on failure the error carries the command and its stderr.
 pub fn sh(cmd: &mut Command) -> Result<String> {
     sh_with(cmd.stdin(Stdio::null()))
@@ -288,10 +297,11 @@ impl Env {
             let r = sh(in_rx("nft").args(["delete", "table", "netdev", NFT_TABLE]));
             let tables = sh(in_rx("nft").args(["list", "tables"]))?;
             if tables.contains(&format!("netdev {NFT_TABLE}")) {
-                return Err(r
-                    .err()
-                    .unwrap_or_else(|| anyhow::anyhow!("table still there")))
-                .context("removing the nftables table");
+                return Err(still_there(
+                    r,
+                    "table still there",
+                    "removing the nftables table",
+                ));
             }
             self.nft = false;
         }
@@ -402,10 +412,11 @@ impl Env {
             let v: serde_json::Value =
                 serde_json::from_str(&link).context("parsing `ip -j link`")?;
             if !v[0]["xdp"].is_null() {
-                return Err(r
-                    .err()
-                    .unwrap_or_else(|| anyhow::anyhow!("program still attached")))
-                .context("unloading xdp-filter");
+                return Err(still_there(
+                    r,
+                    "program still attached",
+                    "unloading xdp-filter",
+                ));
             }
             self.xdp_filter = false;
         }
