@@ -375,14 +375,7 @@ pub fn run_with_events(
     let Some(sc) = plan::scenario(name) else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!(
-                "unknown scenario `{name}` (known: {})",
-                plan::SCENARIOS
-                    .iter()
-                    .map(|s| s.name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            format!("unknown scenario `{name}` (known: {})", plan::names()),
         ));
     };
     if !opts.evasion.allowed_for(sc.name) {
@@ -551,14 +544,7 @@ fn whatsapp_callee(
     {
         let (n, from) = match leg.sock.recv_from(&mut buf) {
             Ok(x) => x,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue;
-            }
+            Err(e) if timed_out(&e) => continue,
             Err(e) => return Err(e),
         };
         if from == relay {
@@ -770,6 +756,14 @@ fn dns(opts: &RunOpts) -> io::Result<Vec<FlowLine>> {
     linger_all(legs, opts)
 }
 
+/// A socket read that timed out (nothing came), not an error.
+fn timed_out(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
 /// Let every leg linger until one deadline (`opts.linger` from now); all
 /// their flows.
 fn linger_all(legs: Vec<UdpLeg>, opts: &RunOpts) -> io::Result<Vec<FlowLine>> {
@@ -885,11 +879,7 @@ fn read_records(
         match s.read(&mut chunk) {
             Ok(0) => return Ok(()),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if timed_out(&e) => {}
             Err(e) => return Err(e),
         }
     }
@@ -1329,14 +1319,7 @@ fn serve_udp(kind: Kind, sock: &UdpSocket, stop: &AtomicBool, lines: &Lines, see
     while !stop.load(Ordering::Relaxed) {
         let (n, from) = match sock.recv_from(&mut buf) {
             Ok(x) => x,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue;
-            }
+            Err(e) if timed_out(&e) => continue,
             Err(_) => {
                 thread::sleep(Duration::from_millis(5));
                 continue;
