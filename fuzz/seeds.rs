@@ -28,20 +28,11 @@ use filter_common::pktbuild::{
     self, Builder, Rtp, channel_data, dtls_content, dtls_record, dtls_version, filler,
     quic_short_header, rtcp, rtp, stun, stun_attr, stun_type, xor_address_v4,
 };
+use filter_common::pktbuild::sample::{
+    CLIENT4 as C4, CLIENT6 as C6, RELAY4 as R4, RELAY6 as R6, TAG, TXID,
+};
 use filter_user::replay::capture::parse_capture;
 
-const C4: [u8; 4] = [192, 0, 2, 10];
-const R4: [u8; 4] = [198, 51, 100, 10];
-const C6: [u8; 16] = [
-    0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
-];
-const R6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5];
-const TXID: [u8; 12] = [
-    0x5e, 0x11, 0x0c, 0x9a, 0x42, 0x07, 0xd3, 0x68, 0xb0, 0x1f, 0x2c, 0x73,
-];
-const TAG: [u8; 16] = [
-    0x2f, 0xe4, 0x9f, 0xa7, 0x6c, 0x4e, 0xb4, 0x33, 0xcb, 0xcd, 0x82, 0xa1, 0xbb, 0xea, 0x62, 0x1e,
-];
 /// Frames taken from one capture at most (distinct ones).
 const FRAMES_PER_CAPTURE: usize = 48;
 /// Captures longer than this are cut at a record boundary.

@@ -5,7 +5,7 @@
 //! functions, so a rule is tested once and runs once.
 #![no_std]
 
-#[cfg(any(test, feature = "user"))]
+#[cfg(any(test, feature = "user", feature = "pktbuild"))]
 extern crate std;
 
 pub mod classify;
@@ -14,7 +14,7 @@ pub mod decide;
 pub mod flow;
 pub mod frag;
 pub mod parse;
-#[cfg(any(test, feature = "user"))]
+#[cfg(any(test, feature = "pktbuild"))]
 pub mod pktbuild;
 pub mod trie;
 pub mod types;

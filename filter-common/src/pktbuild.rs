@@ -48,6 +48,31 @@ pub const TPID_VLAN: u16 = 0x8100;
 /// TPID of an 802.1ad (QinQ) service tag.
 pub const TPID_QINQ: u16 = 0x88A8;
 
+/// Addresses and ids the tests, fuzz seeds and ffbench build frames with:
+/// documentation prefixes only (RFC 5737 / RFC 3849).
+pub mod sample {
+    /// A client (192.0.2.10).
+    pub const CLIENT4: [u8; 4] = [192, 0, 2, 10];
+    /// A relay (198.51.100.10).
+    pub const RELAY4: [u8; 4] = [198, 51, 100, 10];
+    /// A client (2001:db8::10).
+    pub const CLIENT6: [u8; 16] = [
+        0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    /// A relay (2001:db8:1::5).
+    pub const RELAY6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5];
+    /// A STUN transaction id.
+    pub const TXID: [u8; 12] = [
+        0x5e, 0x11, 0x0c, 0x9a, 0x42, 0x07, 0xd3, 0x68, 0xb0, 0x1f, 0x2c, 0x73,
+    ];
+    /// A Telegram peer tag whose first byte routes nowhere in the
+    /// demultiplexer.
+    pub const TAG: [u8; 16] = [
+        0x2f, 0xe4, 0x9f, 0xa7, 0x6c, 0x4e, 0xb4, 0x33, 0xcb, 0xcd, 0x82, 0xa1, 0xbb, 0xea, 0x62,
+        0x1e,
+    ];
+}
+
 /// IP protocol / IPv6 next-header numbers used by the builder.
 pub mod proto {
     /// IPv6 hop-by-hop options header.

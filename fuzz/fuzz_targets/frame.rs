@@ -74,33 +74,24 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn check_packet(pkt: &Packet, frame_len: usize) {
-    if pkt.proto == PROTO_UDP && !matches!(pkt.frag, Fragment::Later { .. }) {
-        let min_off = if pkt.is_v6 { 14 + 40 + 8 } else { 14 + 20 + 8 };
-        assert!(pkt.payload_off >= min_off, "payload at {}", pkt.payload_off);
-        assert!(
-            pkt.payload_off + pkt.payload_len <= frame_len,
-            "payload {}+{} beyond the frame's {frame_len} bytes",
-            pkt.payload_off,
-            pkt.payload_len
-        );
+    let (v4, v6) = if pkt.proto == PROTO_UDP && !matches!(pkt.frag, Fragment::Later { .. }) {
+        (Some((14 + 20 + 8, "payload")), 14 + 40 + 8)
     } else if matches!(pkt.frag, Fragment::Later { .. }) {
         // A later fragment's data, whatever the protocol, inside the frame.
-        let min_off = if pkt.is_v6 { 14 + 40 + 8 } else { 14 + 20 };
-        assert!(pkt.payload_off >= min_off, "fragment data at {}", pkt.payload_off);
-        assert!(
-            pkt.payload_off + pkt.payload_len <= frame_len,
-            "fragment data {}+{} beyond the frame's {frame_len} bytes",
-            pkt.payload_off,
-            pkt.payload_len
-        );
+        (Some((14 + 20, "fragment data")), 14 + 40 + 8)
     } else if pkt.proto == PROTO_TCP && pkt.payload_off != 0 {
         // A TCP payload (the fallback framings are read from it) lies
         // behind a whole TCP header, inside the frame.
-        let min_off = if pkt.is_v6 { 14 + 40 + 20 } else { 14 + 20 + 20 };
-        assert!(pkt.payload_off >= min_off, "TCP payload at {}", pkt.payload_off);
+        (Some((14 + 20 + 20, "TCP payload")), 14 + 40 + 20)
+    } else {
+        (None, 0)
+    };
+    if let Some((v4_off, what)) = v4 {
+        let min_off = if pkt.is_v6 { v6 } else { v4_off };
+        assert!(pkt.payload_off >= min_off, "{what} at {}", pkt.payload_off);
         assert!(
             pkt.payload_off + pkt.payload_len <= frame_len,
-            "TCP payload {}+{} beyond the frame's {frame_len} bytes",
+            "{what} {}+{} beyond the frame's {frame_len} bytes",
             pkt.payload_off,
             pkt.payload_len
         );

@@ -725,6 +725,25 @@ pub fn ip(args: &[&str]) -> Result<String, HarnessError> {
     run_cmd(Command::new("ip").args(args))
 }
 
+/// The generators' flow `lines` and the responder's (`rest`, printed when
+/// it stopped), split into the client's and the server's; an error when the
+/// responder failed.
+fn by_role(
+    server_done: &Output,
+    mut lines: Vec<FlowLine>,
+    rest: &[u8],
+) -> Result<(Vec<FlowLine>, Vec<FlowLine>), HarnessError> {
+    if !server_done.status.success() {
+        return Err(HarnessError::Generator(format!(
+            "responder failed ({}): {}",
+            server_done.status,
+            String::from_utf8_lossy(&server_done.stderr).trim()
+        )));
+    }
+    lines.extend(parse_lines(rest));
+    Ok(lines.into_iter().partition(|l| l.role == "client"))
+}
+
 /// Namespaces `ip netns` knows.
 pub fn list_namespaces() -> Result<Vec<String>, HarnessError> {
     let out = ip(&["netns", "list"])?;
@@ -1447,17 +1466,8 @@ impl Harness {
         let mut rest = Vec::new();
         let _ = server_out.read_to_end(&mut rest);
         let server_done = server.finish(CHILD_DEADLINE)?;
-        let mut lines = lines?;
-        if !server_done.status.success() {
-            return Err(HarnessError::Generator(format!(
-                "responder failed ({}): {}",
-                server_done.status,
-                String::from_utf8_lossy(&server_done.stderr).trim()
-            )));
-        }
-        lines.extend(parse_lines(&rest));
-        let (client, server): (Vec<FlowLine>, Vec<FlowLine>) =
-            lines.into_iter().partition(|l| l.role == "client");
+        let lines = lines?;
+        let (client, server) = by_role(&server_done, lines, &rest)?;
         if client.is_empty() {
             return Err(HarnessError::Generator(format!(
                 "scenario {name} reported no flows"
@@ -1669,16 +1679,7 @@ impl RunningScenarios {
         if let Some(e) = failed {
             return Err(e);
         }
-        if !server_done.status.success() {
-            return Err(HarnessError::Generator(format!(
-                "responder failed ({}): {}",
-                server_done.status,
-                String::from_utf8_lossy(&server_done.stderr).trim()
-            )));
-        }
-        lines.extend(parse_lines(&rest));
-        let (client, server): (Vec<FlowLine>, Vec<FlowLine>) =
-            lines.into_iter().partition(|l| l.role == "client");
+        let (client, server) = by_role(&server_done, lines, &rest)?;
         if client.is_empty() {
             return Err(HarnessError::Generator(
                 "the scenarios reported no flows".into(),

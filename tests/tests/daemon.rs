@@ -20,288 +20,60 @@
 //! else `<workspace>/target/debug/flowfilter` (`cargo xtask test` builds it
 //! first; a missing binary fails with the command that builds it).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::fs::File;
-use std::io::{Read as _, Write as _};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use filter_user::control::state::StateFile;
 use filter_user::dataplane::pins::PinLayout;
+use flowfilter_tests::kit::{
+    self, A_ADDR, B_ADDR, Gateway, PORT, Setup, binary, free_port, in_ns, send, u,
+};
 use flowfilter_tests::require_root;
 use serde_json::Value;
 
-const A_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-const B_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 /// Listed in `whatsapp.txt` from the start.
 const LISTED: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
 /// In no list at first.
 const OTHER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
-const PORT: u16 = 40_000;
 /// Packets of each flow in the reload-under-traffic test.
 const PACKETS: u32 = 2500;
-/// How long the daemon may take to verify, load and attach.
-const START_TIMEOUT: Duration = Duration::from_mins(1);
 
-fn binary() -> PathBuf {
-    if let Some(b) = std::env::var_os("FLOWFILTER_BIN") {
-        return PathBuf::from(b);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
-        PathBuf::from,
-    );
-    let bin = target.join("debug/flowfilter");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p filter-user --bin flowfilter` (or set FLOWFILTER_BIN)",
-        bin.display()
-    );
-    bin
-}
-
-/// Run a command, panicking with its output when it fails to start.
-fn sh(program: &str, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} {args:?}: {e}"))
-}
-
-fn ip(args: &[&str]) {
-    let out = sh("ip", args);
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Run `f` on a thread inside network namespace `ns`; sockets it creates
-/// stay in that namespace.
-fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = File::open(Path::new("/run/netns").join(ns))
-                .unwrap_or_else(|e| panic!("netns {ns}: {e}"));
-            // SAFETY: a valid descriptor; only this thread changes namespace.
-            let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(r, 0, "setns {ns}: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("thread in namespace")
-    })
-}
-
-/// A command's exit code and output.
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Ran {
-    fn ok(self, what: &str) -> Ran {
-        assert_eq!(
-            self.code, 0,
-            "{what}: exit {}\nstdout: {}\nstderr: {}",
-            self.code, self.stdout, self.stderr
-        );
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
-    }
-}
-
-/// One test's namespaces, lists, pins and daemon; all removed on drop.
+/// One test's gateway and the address its daemon serves metrics on, if
+/// any; all removed on drop.
 struct Env {
-    ns_a: String,
-    ns_b: String,
-    va: String,
-    pin_dir: PathBuf,
-    dir: PathBuf,
-    daemon: Option<Child>,
+    gw: Gateway,
     metrics: Option<SocketAddr>,
 }
 
+flowfilter_tests::deref_gateway!(Env);
+
 impl Env {
     fn new() -> Env {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let pid = std::process::id();
-        let id = format!("ffd-{pid}-{n}");
-        let short = format!("{}{n}", pid % 100_000);
-        let env = Env {
-            ns_a: format!("{id}-a"),
-            ns_b: format!("{id}-b"),
-            va: format!("fa{short}"),
-            pin_dir: PathBuf::from(format!("/sys/fs/bpf/ff-test-{id}")),
-            dir: std::env::temp_dir().join(format!("ff-test-{id}")),
-            daemon: None,
+        let setup = Setup {
+            hosts: &["198.51.100.10", "203.0.113.10"],
+            ..Setup::new("ffd", 'f')
+        };
+        Env {
+            gw: Gateway::new(&setup),
             metrics: None,
-        };
-        let vb = format!("fb{short}");
-        // The guard exists before the first step, so a failure below still
-        // removes what was made.
-        let _ = std::fs::remove_dir_all(&env.dir);
-        std::fs::create_dir_all(env.dir.join("lists")).expect("temp dir");
-        ip(&["netns", "add", &env.ns_a]);
-        ip(&["netns", "add", &env.ns_b]);
-        ip(&[
-            "link",
-            "add",
-            &env.va,
-            "netns",
-            &env.ns_a,
-            "address",
-            "02:00:00:00:0a:01",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &vb,
-            "netns",
-            &env.ns_b,
-            "address",
-            "02:00:00:00:0b:01",
-        ]);
-        let a = |args: &[&str]| {
-            let mut v = vec!["-n", env.ns_a.as_str()];
-            v.extend_from_slice(args);
-            ip(&v);
-        };
-        let b = |args: &[&str]| {
-            let mut v = vec!["-n", env.ns_b.as_str()];
-            v.extend_from_slice(args);
-            ip(&v);
-        };
-        a(&["addr", "add", "192.0.2.1/24", "dev", &env.va]);
-        a(&["link", "set", &env.va, "up"]);
-        a(&["link", "set", "lo", "up"]);
-        b(&["addr", "add", "192.0.2.2/24", "dev", &vb]);
-        b(&["addr", "add", "198.51.100.10/32", "dev", &vb]);
-        b(&["addr", "add", "203.0.113.10/32", "dev", &vb]);
-        b(&["link", "set", &vb, "up"]);
-        a(&["route", "add", "198.51.100.0/24", "via", "192.0.2.2"]);
-        a(&["route", "add", "203.0.113.0/24", "via", "192.0.2.2"]);
-        // Static neighbours: no ARP round trip can hold or drop a packet.
-        a(&[
-            "neigh",
-            "add",
-            "192.0.2.2",
-            "lladdr",
-            "02:00:00:00:0b:01",
-            "dev",
-            &env.va,
-            "nud",
-            "permanent",
-        ]);
-        b(&[
-            "neigh",
-            "add",
-            "192.0.2.1",
-            "lladdr",
-            "02:00:00:00:0a:01",
-            "dev",
-            &vb,
-            "nud",
-            "permanent",
-        ]);
-        env.write_list("whatsapp", "# test list\n198.51.100.0/24\n");
-        env
-    }
-
-    fn lists(&self) -> PathBuf {
-        self.dir.join("lists")
-    }
-
-    fn write_list(&self, name: &str, text: &str) {
-        std::fs::write(self.lists().join(format!("{name}.txt")), text).expect("write list");
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
-    }
-
-    /// Run the CLI against this test's pins.
-    fn ff(&self, args: &[&str]) -> Ran {
-        let out = Command::new(binary())
-            .arg("--pin-dir")
-            .arg(&self.pin_dir)
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap_or_else(|e| panic!("flowfilter {args:?}: {e}"));
-        Ran {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
 
-    /// Start the daemon with `extra` arguments and wait until it runs.
+    /// Start the daemon with `extra` arguments (and `--metrics`) and wait
+    /// until it runs.
     fn start(&mut self, extra: &[&str]) {
-        assert!(self.daemon.is_none(), "daemon already started");
-        let log = File::create(self.dir.join("daemon.log")).expect("log file");
-        let mut cmd = Command::new(binary());
-        cmd.arg("--pin-dir")
-            .arg(&self.pin_dir)
-            .args(["run", "--netns", &self.ns_a, "--iface", &self.va, "--lists"])
-            .arg(self.lists())
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log);
-        if let Some(m) = self.metrics {
-            cmd.arg("--metrics").arg(m.to_string());
+        let metrics = self.metrics.map(|m| m.to_string());
+        let mut args = extra.to_vec();
+        if let Some(m) = &metrics {
+            args.extend(["--metrics", m.as_str()]);
         }
-        self.daemon = Some(cmd.spawn().expect("spawn flowfilter run"));
-        self.wait_running();
-    }
-
-    /// Wait until `status` says the daemon runs with its interface attached.
-    fn wait_running(&mut self) {
-        let start = Instant::now();
-        loop {
-            if let Some(Some(status)) = self.daemon.as_mut().map(|c| c.try_wait().ok().flatten()) {
-                panic!("flowfilter run exited ({status}):\n{}", self.log());
-            }
-            let r = self.ff(&["status", "--json"]);
-            if r.code == 0 {
-                let s = r.json();
-                if s["daemon"]["running"] == true && s["interfaces"][0]["link_id"].is_u64() {
-                    return;
-                }
-            }
-            assert!(
-                start.elapsed() < START_TIMEOUT,
-                "the daemon did not come up in {START_TIMEOUT:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Kill the daemon with `signal` and reap it.
-    fn stop(&mut self, signal: libc::c_int) -> std::process::ExitStatus {
-        let mut child = self.daemon.take().expect("no daemon");
-        let pid = libc::pid_t::try_from(child.id()).expect("pid");
-        // SAFETY: plain kill(2) of our child.
-        unsafe { libc::kill(pid, signal) };
-        child.wait().expect("wait for the daemon")
+        self.gw.start(&args);
     }
 
     /// `status --json` of filtering in force: exit 0, or 3 when no daemon
@@ -330,114 +102,10 @@ impl Env {
             .and_then(|a| a.iter().find(|c| c["name"] == name).cloned())
             .unwrap_or_else(|| panic!("no category {name} in {s:#}"))
     }
-
-    /// A receiving socket on A.
-    fn receiver(&self) -> Receiver {
-        let sock = in_ns(&self.ns_a, || {
-            UdpSocket::bind((A_ADDR, PORT)).expect("bind receiver")
-        });
-        sock.set_read_timeout(Some(Duration::from_millis(20)))
-            .expect("timeout");
-        Receiver { sock }
-    }
-
-    /// A sending socket on B, bound to `src`.
-    fn sender(&self, src: Ipv4Addr) -> UdpSocket {
-        let sock = in_ns(&self.ns_b, || {
-            UdpSocket::bind((src, 0)).expect("bind sender")
-        });
-        sock.connect((A_ADDR, PORT)).expect("connect");
-        sock
-    }
-
-    /// Send `n` packets from `src` and return how many arrived (the receiver
-    /// is drained first and after).
-    fn deliver(&self, rx: &Receiver, src: Ipv4Addr, n: u32) -> usize {
-        rx.drain();
-        let tx = self.sender(src);
-        for seq in 0..n {
-            send(&tx, seq);
-        }
-        rx.collect(Duration::from_millis(300))
-            .get(&IpAddr::V4(src))
-            .map_or(0, BTreeSet::len)
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.daemon.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let layout = PinLayout::new(&self.pin_dir);
-        if let Err(e) = layout.remove_all() {
-            eprintln!("cleanup {}: {e}", self.pin_dir.display());
-        }
-        let _ = StateFile::remove(&self.pin_dir);
-        for ns in [&self.ns_a, &self.ns_b] {
-            let _ = sh("ip", &["netns", "del", ns]);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// 64-byte payloads: a sequence number, then filler.
-fn send(tx: &UdpSocket, seq: u32) {
-    let mut p = [0x55u8; 64];
-    p[..4].copy_from_slice(&seq.to_be_bytes());
-    tx.send(&p).expect("send");
-}
-
-struct Receiver {
-    sock: UdpSocket,
-}
-
-impl Receiver {
-    fn drain(&self) {
-        let _ = self.collect(Duration::from_millis(50));
-    }
-
-    /// Sequence numbers received per source, until quiet for `quiet`.
-    fn collect(&self, quiet: Duration) -> BTreeMap<IpAddr, BTreeSet<u32>> {
-        let mut got: BTreeMap<IpAddr, BTreeSet<u32>> = BTreeMap::new();
-        let mut last = Instant::now();
-        let mut buf = [0u8; 2048];
-        while last.elapsed() < quiet {
-            if let Ok((n, from)) = self.sock.recv_from(&mut buf)
-                && n >= 4
-            {
-                let seq = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
-                got.entry(from.ip()).or_default().insert(seq);
-                last = Instant::now();
-            }
-        }
-        got
-    }
-}
-
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
 }
 
 fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("response");
-    out
-}
-
-fn u(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+    kit::http_get(addr, path).unwrap_or_else(|e| panic!("GET {path} from {addr}: {e}"))
 }
 
 #[test]
@@ -467,7 +135,7 @@ fn start_attach_count_and_json_schemas() {
         "{iface}"
     );
     assert_eq!(iface["program_id"], s["program"]["id"]);
-    assert_eq!(iface["netns"], env.ns_a.as_str());
+    assert_eq!(iface["netns"], env.ns_a.name());
     assert!(u(&s["generation"]) <= 1);
     assert_eq!(s["lists_dir"], env.lists().display().to_string());
     let cats = s["categories"].as_array().expect("categories");
@@ -926,7 +594,7 @@ fn counters_per_interface_in_stats_and_metrics() {
     let rx = env.receiver();
     assert_eq!(env.deliver(&rx, LISTED, 7), 0, "dropped on {}", env.va);
     // Three over the namespace's loopback, to a listed address.
-    let ns_a = env.ns_a.clone();
+    let ns_a = env.ns_a.name().to_owned();
     let on_lo = |n: u32| {
         in_ns(&ns_a, || {
             let rx = UdpSocket::bind(("127.0.0.2", PORT)).expect("bind on lo");
@@ -1118,7 +786,14 @@ fn pins_of_another_build_are_refused_then_replaced_and_detach_removes_all() {
         .arg("--pin-dir")
         .arg(&env.pin_dir)
         .args([
-            "run", "--config", &config, "--netns", &env.ns_a, "--iface", &env.va, "--lists",
+            "run",
+            "--config",
+            &config,
+            "--netns",
+            env.ns_a.name(),
+            "--iface",
+            &env.va,
+            "--lists",
         ])
         .arg(env.lists())
         .output()
@@ -1546,7 +1221,13 @@ fn subscribers_inside_and_seed_are_applied_shown_and_bad_ones_refused() {
     let lists = env.lists().display().to_string();
     let run = |env: &Env, extra: &[&str]| {
         let mut args = vec![
-            "run", "--netns", &env.ns_a, "--iface", &env.va, "--lists", &lists,
+            "run",
+            "--netns",
+            env.ns_a.name(),
+            "--iface",
+            &env.va,
+            "--lists",
+            &lists,
         ];
         args.extend_from_slice(extra);
         env.ff(&args)

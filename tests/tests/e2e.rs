@@ -49,6 +49,7 @@ use flowfilter_tests::harness::{
     self, DaemonFilter, FlowResult, Harness, HarnessOpts, Ns, cleanup_stale, list_namespaces, plan,
     table,
 };
+use flowfilter_tests::kit::{self, u};
 use flowfilter_tests::require_root;
 use serde_json::Value;
 
@@ -679,15 +680,7 @@ fn flow_entry(d: &DaemonFilter, r: &FlowResult) -> Option<Value> {
 
 /// Poll `what` every 10 ms for at most 10 s.
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn u(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+    kit::wait_for(what, Duration::from_secs(10), || ok().then_some(()));
 }
 
 #[test]
@@ -1124,17 +1117,41 @@ fn blocked_flows(results: &[FlowResult]) -> Vec<String> {
         .collect()
 }
 
+/// A harness with a daemon under `spec`, its generators evading by `mode`.
+fn evasion_harness(test: &str, spec: &str, mode: Evasion) -> Option<Harness> {
+    let mut h = with_daemon(test, spec, EVASION_PACKETS)?;
+    h.opts_mut().evasion = mode;
+    h.opts_mut().linger = Duration::from_millis(250);
+    Some(h)
+}
+
+/// After the mode's counters are checked, no complaint in `bad`; else a
+/// panic with them, the flows and the global counters.
+fn evasion_verdict(
+    test: &str,
+    d: &DaemonFilter,
+    mode: Evasion,
+    mut bad: Vec<String>,
+    all: &[FlowResult],
+) {
+    counters_moved(d, mode, &mut bad);
+    assert!(
+        bad.is_empty(),
+        "{test}:\n  {}\n{}\nglobal counters: {:#}",
+        bad.join("\n  "),
+        table(all),
+        cli_json(d, &["stats"])["global"]
+    );
+}
+
 /// Under `drop`: every call of `mode` blocked, both families; the non-call
 /// flows delivered in full; the categories show drops and the mode's
 /// counters moved.
 fn evasion_under_drop(test: &str, mode: Evasion) {
-    let Some(mut h) = with_daemon(test, "drop", EVASION_PACKETS) else {
+    let Some(h) = evasion_harness(test, "drop", mode) else {
         return;
     };
-    h.opts_mut().evasion = mode;
-    h.opts_mut().linger = Duration::from_millis(250);
-    let mut bad = Vec::new();
-    let mut all = Vec::new();
+    let (mut bad, mut all) = (Vec::new(), Vec::new());
     evasion_run_calls(&h, mode, blocked_flows, &mut bad, &mut all);
     evasion_run_non_calls(&h, &mut bad, &mut all);
     let d = daemon(&h);
@@ -1143,14 +1160,7 @@ fn evasion_under_drop(test: &str, mode: Evasion) {
             bad.push(format!("the {cat} counters show no drop"));
         }
     }
-    counters_moved(d, mode, &mut bad);
-    assert!(
-        bad.is_empty(),
-        "{test}:\n  {}\n{}\nglobal counters: {:#}",
-        bad.join("\n  "),
-        table(&all),
-        cli_json(d, &["stats"])["global"]
-    );
+    evasion_verdict(test, d, mode, bad, &all);
 }
 
 /// Under `monitor`: every call of `mode` delivered in full both ways, both
@@ -1158,13 +1168,10 @@ fn evasion_under_drop(test: &str, mode: Evasion) {
 /// categories monitored the calls and dropped nothing; the mode's counters
 /// moved.
 fn evasion_under_monitor(test: &str, mode: Evasion) {
-    let Some(mut h) = with_daemon(test, "monitor", EVASION_PACKETS) else {
+    let Some(h) = evasion_harness(test, "monitor", mode) else {
         return;
     };
-    h.opts_mut().evasion = mode;
-    h.opts_mut().linger = Duration::from_millis(250);
-    let mut bad = Vec::new();
-    let mut all = Vec::new();
+    let (mut bad, mut all) = (Vec::new(), Vec::new());
     // Linux discards a datagram whose fragments overlap (IPv4 since 4.19,
     // IPv6 per RFC 5722): `overlap` calls never reach the servers, filter
     // or no filter, so nothing is judged on delivery; the filter's counters
@@ -1211,87 +1218,29 @@ fn evasion_under_monitor(test: &str, mode: Evasion) {
             global_counter(d, "fragments_dropped")
         ));
     }
-    counters_moved(d, mode, &mut bad);
-    assert!(
-        bad.is_empty(),
-        "{test}:\n  {}\n{}\nglobal counters: {:#}",
-        bad.join("\n  "),
-        table(&all),
-        cli_json(d, &["stats"])["global"]
-    );
+    evasion_verdict(test, d, mode, bad, &all);
 }
 
-#[test]
-fn evasion_frag8_calls_blocked_under_drop() {
-    evasion_under_drop("evasion_frag8_calls_blocked_under_drop", Evasion::Frag8);
+/// A test under `drop` and one under `monitor` for each evasion mode.
+macro_rules! evasion_tests {
+    ($($mode:ident: $drop:ident, $monitor:ident;)*) => {$(
+        #[test]
+        fn $drop() {
+            evasion_under_drop(stringify!($drop), Evasion::$mode);
+        }
+
+        #[test]
+        fn $monitor() {
+            evasion_under_monitor(stringify!($monitor), Evasion::$mode);
+        }
+    )*};
 }
 
-#[test]
-fn evasion_frag8_calls_delivered_under_monitor() {
-    evasion_under_monitor(
-        "evasion_frag8_calls_delivered_under_monitor",
-        Evasion::Frag8,
-    );
-}
-
-#[test]
-fn evasion_tiny_calls_blocked_under_drop() {
-    evasion_under_drop("evasion_tiny_calls_blocked_under_drop", Evasion::Tiny);
-}
-
-#[test]
-fn evasion_tiny_calls_delivered_under_monitor() {
-    evasion_under_monitor("evasion_tiny_calls_delivered_under_monitor", Evasion::Tiny);
-}
-
-#[test]
-fn evasion_reorder_calls_blocked_under_drop() {
-    evasion_under_drop("evasion_reorder_calls_blocked_under_drop", Evasion::Reorder);
-}
-
-#[test]
-fn evasion_reorder_calls_delivered_under_monitor() {
-    evasion_under_monitor(
-        "evasion_reorder_calls_delivered_under_monitor",
-        Evasion::Reorder,
-    );
-}
-
-#[test]
-fn evasion_overlap_calls_blocked_under_drop() {
-    evasion_under_drop("evasion_overlap_calls_blocked_under_drop", Evasion::Overlap);
-}
-
-#[test]
-fn evasion_overlap_counted_under_monitor() {
-    evasion_under_monitor("evasion_overlap_counted_under_monitor", Evasion::Overlap);
-}
-
-#[test]
-fn evasion_decoys_calls_blocked_under_drop() {
-    evasion_under_drop("evasion_decoys_calls_blocked_under_drop", Evasion::Decoys);
-}
-
-#[test]
-fn evasion_decoys_calls_delivered_under_monitor() {
-    evasion_under_monitor(
-        "evasion_decoys_calls_delivered_under_monitor",
-        Evasion::Decoys,
-    );
-}
-
-#[test]
-fn evasion_tcp_fallback_calls_blocked_under_drop() {
-    evasion_under_drop(
-        "evasion_tcp_fallback_calls_blocked_under_drop",
-        Evasion::Tcp,
-    );
-}
-
-#[test]
-fn evasion_tcp_fallback_calls_delivered_under_monitor() {
-    evasion_under_monitor(
-        "evasion_tcp_fallback_calls_delivered_under_monitor",
-        Evasion::Tcp,
-    );
+evasion_tests! {
+    Frag8: evasion_frag8_calls_blocked_under_drop, evasion_frag8_calls_delivered_under_monitor;
+    Tiny: evasion_tiny_calls_blocked_under_drop, evasion_tiny_calls_delivered_under_monitor;
+    Reorder: evasion_reorder_calls_blocked_under_drop, evasion_reorder_calls_delivered_under_monitor;
+    Overlap: evasion_overlap_calls_blocked_under_drop, evasion_overlap_counted_under_monitor;
+    Decoys: evasion_decoys_calls_blocked_under_drop, evasion_decoys_calls_delivered_under_monitor;
+    Tcp: evasion_tcp_fallback_calls_blocked_under_drop, evasion_tcp_fallback_calls_delivered_under_monitor;
 }

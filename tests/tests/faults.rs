@@ -17,254 +17,45 @@
 //! [`Env::link_up`]): deleting `va` deletes its peer too, and the kernel
 //! detaches the XDP link of the deleted device.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::fs::File;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd as _;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use filter_user::control::state::{StateFile, state_path};
+use filter_user::control::state::state_path;
 use filter_user::dataplane::pins::PinLayout;
+use flowfilter_tests::kit::{
+    self, B_ADDR, Gateway, START_TIMEOUT, Setup, binary, free_port, sh, u, wait_for,
+};
 use flowfilter_tests::require_root;
 use serde_json::Value;
 
-const A_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-const B_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 /// Listed in `whatsapp.txt`.
 const LISTED: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
-const PORT: u16 = 40_000;
-/// How long the daemon may take to verify, load and attach.
-const START_TIMEOUT: Duration = Duration::from_mins(1);
 /// How long a re-attach (or a detach showing) may take: link events settle
 /// in 100 ms, the periodic check runs every 10 s.
 const REATTACH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Prefixes of the long-start list.
 const BIG: usize = 300_000;
 
-fn binary() -> PathBuf {
-    if let Some(b) = std::env::var_os("FLOWFILTER_BIN") {
-        return PathBuf::from(b);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
-        PathBuf::from,
-    );
-    let bin = target.join("debug/flowfilter");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p filter-user --bin flowfilter` (or set FLOWFILTER_BIN)",
-        bin.display()
-    );
-    bin
-}
-
-fn sh(program: &str, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} {args:?}: {e}"))
-}
-
-fn ip(args: &[&str]) {
-    let out = sh("ip", args);
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Run `f` on a thread inside network namespace `ns`.
-fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = File::open(Path::new("/run/netns").join(ns))
-                .unwrap_or_else(|e| panic!("netns {ns}: {e}"));
-            // SAFETY: a valid descriptor; only this thread changes namespace.
-            let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(r, 0, "setns {ns}: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("thread in namespace")
-    })
-}
-
-/// Poll `f` until it returns `Some`, panicking with `what` after `limit`.
-fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A command's exit code and output.
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Ran {
-    fn ok(self, what: &str) -> Ran {
-        assert_eq!(
-            self.code, 0,
-            "{what}: exit {}\nstdout: {}\nstderr: {}",
-            self.code, self.stdout, self.stderr
-        );
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
-    }
-}
-
-/// One test's namespaces, lists, pins and daemon; all removed on drop.
+/// One test's gateway; all removed on drop.
 struct Env {
-    ns_a: String,
-    ns_b: String,
-    va: String,
-    vb: String,
-    pin_dir: PathBuf,
-    dir: PathBuf,
-    daemon: Option<Child>,
+    gw: Gateway,
 }
+
+flowfilter_tests::deref_gateway!(Env);
 
 impl Env {
     /// Namespaces and lists; the veth pair when `link`.
     fn new(link: bool) -> Env {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let pid = std::process::id();
-        let id = format!("fft-{pid}-{n}");
-        let short = format!("{}{n}", pid % 100_000);
-        let env = Env {
-            ns_a: format!("{id}-a"),
-            ns_b: format!("{id}-b"),
-            va: format!("ta{short}"),
-            vb: format!("tb{short}"),
-            pin_dir: PathBuf::from(format!("/sys/fs/bpf/ff-fault-{id}")),
-            dir: std::env::temp_dir().join(format!("ff-fault-{id}")),
-            daemon: None,
+        let setup = Setup {
+            dir: "ff-fault",
+            link,
+            ..Setup::new("fft", 't')
         };
-        let _ = std::fs::remove_dir_all(&env.dir);
-        std::fs::create_dir_all(env.dir.join("lists")).expect("temp dir");
-        ip(&["netns", "add", &env.ns_a]);
-        ip(&["netns", "add", &env.ns_b]);
-        ip(&["-n", &env.ns_a, "link", "set", "lo", "up"]);
-        env.write_list("whatsapp", "# test list\n198.51.100.0/24\n");
-        if link {
-            env.link_up();
-        }
-        env
-    }
-
-    fn a(&self, args: &[&str]) {
-        let mut v = vec!["-n", self.ns_a.as_str()];
-        v.extend_from_slice(args);
-        ip(&v);
-    }
-
-    fn b(&self, args: &[&str]) {
-        let mut v = vec!["-n", self.ns_b.as_str()];
-        v.extend_from_slice(args);
-        ip(&v);
-    }
-
-    /// Make the veth pair `va` (ns A) / `vb` (ns B) with addresses, routes
-    /// and static neighbours.
-    fn link_up(&self) {
-        ip(&[
-            "link",
-            "add",
-            &self.va,
-            "netns",
-            &self.ns_a,
-            "address",
-            "02:00:00:00:0a:01",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &self.vb,
-            "netns",
-            &self.ns_b,
-            "address",
-            "02:00:00:00:0b:01",
-        ]);
-        let (va, vb) = (self.va.as_str(), self.vb.as_str());
-        self.a(&["addr", "add", "192.0.2.1/24", "dev", va]);
-        self.a(&["link", "set", va, "up"]);
-        self.b(&["addr", "add", "192.0.2.2/24", "dev", vb]);
-        self.b(&["addr", "add", "198.51.100.10/32", "dev", vb]);
-        self.b(&["link", "set", vb, "up"]);
-        self.a(&["route", "add", "198.51.100.0/24", "via", "192.0.2.2"]);
-        self.a(&[
-            "neigh",
-            "add",
-            "192.0.2.2",
-            "lladdr",
-            "02:00:00:00:0b:01",
-            "dev",
-            va,
-            "nud",
-            "permanent",
-        ]);
-        self.b(&[
-            "neigh",
-            "add",
-            "192.0.2.1",
-            "lladdr",
-            "02:00:00:00:0a:01",
-            "dev",
-            vb,
-            "nud",
-            "permanent",
-        ]);
-    }
-
-    /// Delete the veth pair (deleting `va` deletes its peer).
-    fn link_down(&self) {
-        self.a(&["link", "del", &self.va]);
-    }
-
-    fn lists(&self) -> PathBuf {
-        self.dir.join("lists")
-    }
-
-    fn write_list(&self, name: &str, text: &str) {
-        std::fs::write(self.lists().join(format!("{name}.txt")), text).expect("write list");
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
-    }
-
-    /// Run the CLI against this test's pins.
-    fn ff(&self, args: &[&str]) -> Ran {
-        let out = Command::new(binary())
-            .arg("--pin-dir")
-            .arg(&self.pin_dir)
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap_or_else(|e| panic!("flowfilter {args:?}: {e}"));
-        Ran {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        Env {
+            gw: Gateway::new(&setup),
         }
     }
 
@@ -283,27 +74,14 @@ impl Env {
 
     /// The daemon's command, not started.
     fn command(&self, extra: &[&str]) -> Command {
-        let log = File::create(self.dir.join("daemon.log")).expect("log file");
-        let mut cmd = Command::new(binary());
-        cmd.arg("--pin-dir")
-            .arg(&self.pin_dir)
-            .args(["run", "--netns", &self.ns_a, "--iface", &self.va, "--lists"])
-            .arg(self.lists())
-            // Plain UDP to a listed range is dropped (not only call media).
-            .args(["--policy", "whatsapp=drop,scope=udp"])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("JOURNAL_STREAM")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log);
-        cmd
+        // Plain UDP to a listed range is dropped (not only call media).
+        let mut args = vec!["--policy", "whatsapp=drop,scope=udp"];
+        args.extend_from_slice(extra);
+        self.run_command(&args)
     }
 
-    fn spawn(&mut self, mut cmd: Command) {
-        assert!(self.daemon.is_none(), "daemon already started");
-        self.daemon = Some(cmd.spawn().expect("spawn flowfilter run"));
+    fn spawn(&mut self, cmd: Command) {
+        self.spawn_command(cmd);
     }
 
     /// Start the daemon and wait until it runs with its interface attached.
@@ -340,128 +118,15 @@ impl Env {
         }
     }
 
-    fn assert_alive(&mut self) {
-        if let Some(Some(status)) = self.daemon.as_mut().map(|c| c.try_wait().ok().flatten()) {
-            panic!("flowfilter run exited ({status}):\n{}", self.log());
-        }
-    }
-
-    fn pid(&self) -> libc::pid_t {
-        libc::pid_t::try_from(self.daemon.as_ref().expect("no daemon").id()).expect("pid")
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        // SAFETY: plain kill(2) of our child.
-        unsafe { libc::kill(self.pid(), signal) };
-    }
-
-    /// Kill the daemon with `signal` and reap it.
-    fn stop(&mut self, signal: libc::c_int) -> std::process::ExitStatus {
-        self.signal(signal);
-        self.daemon
-            .take()
-            .expect("no daemon")
-            .wait()
-            .expect("wait for the daemon")
-    }
-
     /// Wait (bounded) for the daemon to exit by itself.
     fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let mut child = self.daemon.take().expect("no daemon");
-        let start = Instant::now();
-        loop {
-            if let Some(s) = child.try_wait().expect("try_wait") {
-                return s;
-            }
-            if start.elapsed() > START_TIMEOUT {
-                let _ = child.kill();
-                panic!("the daemon did not exit:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.gw.wait_exit(START_TIMEOUT)
     }
-
-    fn receiver(&self) -> UdpSocket {
-        let sock = in_ns(&self.ns_a, || {
-            UdpSocket::bind((A_ADDR, PORT)).expect("bind receiver")
-        });
-        sock.set_read_timeout(Some(Duration::from_millis(20)))
-            .expect("timeout");
-        sock
-    }
-
-    /// Send `n` packets from `src` to A and count those that arrived.
-    fn deliver(&self, rx: &UdpSocket, src: Ipv4Addr, n: u32) -> usize {
-        drain(rx, Duration::from_millis(50));
-        let tx = in_ns(&self.ns_b, || {
-            UdpSocket::bind((src, 0)).expect("bind sender")
-        });
-        tx.connect((A_ADDR, PORT)).expect("connect");
-        for seq in 0..n {
-            tx.send(&seq.to_be_bytes()).expect("send");
-        }
-        drain(rx, Duration::from_millis(300))
-            .get(&IpAddr::V4(src))
-            .map_or(0, BTreeSet::len)
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.daemon.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if let Err(e) = PinLayout::new(&self.pin_dir).remove_all() {
-            eprintln!("cleanup {}: {e}", self.pin_dir.display());
-        }
-        let _ = StateFile::remove(&self.pin_dir);
-        for ns in [&self.ns_a, &self.ns_b] {
-            let _ = sh("ip", &["netns", "del", ns]);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Sequence numbers received per source until quiet for `quiet`.
-fn drain(rx: &UdpSocket, quiet: Duration) -> BTreeMap<IpAddr, BTreeSet<u32>> {
-    let mut got: BTreeMap<IpAddr, BTreeSet<u32>> = BTreeMap::new();
-    let mut last = Instant::now();
-    let mut buf = [0u8; 2048];
-    while last.elapsed() < quiet {
-        if let Ok((n, from)) = rx.recv_from(&mut buf)
-            && n >= 4
-        {
-            let seq = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
-            got.entry(from.ip()).or_default().insert(seq);
-            last = Instant::now();
-        }
-    }
-    got
-}
-
-fn u(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
-}
-
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
 }
 
 /// `flowfilter_interface_attached{interface=IF}` from /metrics.
 fn attached_metric(addr: SocketAddr, iface: &str) -> Option<f64> {
-    use std::io::{Read as _, Write as _};
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
+    let out = kit::http_get(addr, "/metrics").ok()?;
     let needle = format!("interface=\"{iface}\"");
     out.lines()
         .find(|l| l.starts_with("flowfilter_interface_attached{") && l.contains(&needle))
@@ -544,7 +209,7 @@ fn a_renamed_interface_is_left_and_the_new_holder_of_the_name_attached() {
     assert_eq!(iface(&s)["attached"], false, "{s:#}");
     // The filter follows the name: the renamed device is not filtered.
     wait_for("the renamed device left alone", REATTACH_TIMEOUT, || {
-        let out = sh("ip", &["-n", &env.ns_a, "link", "show", &renamed]);
+        let out = sh("ip", &["-n", env.ns_a.name(), "link", "show", &renamed]);
         (!String::from_utf8_lossy(&out.stdout).contains("prog/xdp")).then_some(())
     });
     env.a(&["link", "del", &renamed]);
@@ -730,7 +395,7 @@ fn run_under_ip_netns_exec_is_refused_naming_netns() {
     }
     let env = Env::new(true);
     let out = Command::new("ip")
-        .args(["netns", "exec", &env.ns_a])
+        .args(["netns", "exec", env.ns_a.name()])
         .arg(binary())
         .arg("--pin-dir")
         .arg(&env.pin_dir)

@@ -11,26 +11,11 @@
 //! else `<workspace>/target/debug/flowfilter`.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-fn binary() -> PathBuf {
-    if let Some(b) = std::env::var_os("FLOWFILTER_BIN") {
-        return PathBuf::from(b);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
-        PathBuf::from,
-    );
-    let bin = target.join("debug/flowfilter");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p filter-user --bin flowfilter` (or set FLOWFILTER_BIN)",
-        bin.display()
-    );
-    bin
-}
+use flowfilter_tests::kit::binary;
 
 /// A temporary directory with a sources file for category `t` from
 /// `t-src.txt`; removed on drop.

@@ -11,262 +11,46 @@
 //! The binary: `FLOWFILTER_BIN`, else `$CARGO_TARGET_DIR/debug/flowfilter`,
 //! else `<workspace>/target/debug/flowfilter`.
 //!
-//! The daemon's limits (filter-user/src/report/metrics.rs, `Limits::default`): 16
+//! The daemon's limits (filter-user/src/metrics.rs, `Limits::default`): 16
 //! connections, 5 s for a request head, 15 s for a connection, 1 s of cache.
 
-use std::fs::File;
 use std::io::{ErrorKind, Read as _, Write as _};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant, SystemTime};
 
-use filter_user::control::state::StateFile;
-use filter_user::dataplane::pins::PinLayout;
+use flowfilter_tests::kit::{Gateway, Setup, free_port, send};
 use flowfilter_tests::require_root;
-use serde_json::Value;
 
-const A_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 /// Listed in `whatsapp.txt`.
 const LISTED: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
-const PORT: u16 = 40_000;
-const START_TIMEOUT: Duration = Duration::from_mins(1);
 /// The daemon's connection cap, head timeout and cache window.
 const CAP: usize = 16;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 const CACHE_TTL: Duration = Duration::from_secs(1);
 
-fn binary() -> PathBuf {
-    if let Some(b) = std::env::var_os("FLOWFILTER_BIN") {
-        return PathBuf::from(b);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
-        PathBuf::from,
-    );
-    let bin = target.join("debug/flowfilter");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p filter-user --bin flowfilter` (or set FLOWFILTER_BIN)",
-        bin.display()
-    );
-    bin
-}
-
-fn sh(program: &str, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} {args:?}: {e}"))
-}
-
-fn ip(args: &[&str]) {
-    let out = sh("ip", args);
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Run `f` on a thread inside network namespace `ns`.
-fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = File::open(Path::new("/run/netns").join(ns))
-                .unwrap_or_else(|e| panic!("netns {ns}: {e}"));
-            // SAFETY: a valid descriptor; only this thread changes namespace.
-            let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(r, 0, "setns {ns}: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("thread in namespace")
-    })
-}
-
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Ran {
-    fn ok(self, what: &str) -> Ran {
-        assert_eq!(
-            self.code, 0,
-            "{what}: exit {}\nstdout: {}\nstderr: {}",
-            self.code, self.stdout, self.stderr
-        );
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
-    }
-}
-
-/// One test's namespaces, lists, pins, daemon and metrics address; all
+/// One test's gateway and the address its daemon serves metrics on; all
 /// removed on drop.
 struct Env {
-    ns_a: String,
-    ns_b: String,
-    va: String,
-    pin_dir: PathBuf,
-    dir: PathBuf,
-    daemon: Option<Child>,
+    gw: Gateway,
     metrics: SocketAddr,
 }
 
+flowfilter_tests::deref_gateway!(Env);
+
 impl Env {
     fn new() -> Env {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let pid = std::process::id();
-        let id = format!("ffm-{pid}-{n}");
-        let short = format!("{}{n}", pid % 100_000);
-        let env = Env {
-            ns_a: format!("{id}-a"),
-            ns_b: format!("{id}-b"),
-            va: format!("ma{short}"),
-            pin_dir: PathBuf::from(format!("/sys/fs/bpf/ff-test-{id}")),
-            dir: std::env::temp_dir().join(format!("ff-test-{id}")),
-            daemon: None,
-            metrics: std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("free port"),
-        };
-        let vb = format!("mb{short}");
-        let _ = std::fs::remove_dir_all(&env.dir);
-        std::fs::create_dir_all(env.dir.join("lists")).expect("temp dir");
-        ip(&["netns", "add", &env.ns_a]);
-        ip(&["netns", "add", &env.ns_b]);
-        ip(&[
-            "link",
-            "add",
-            &env.va,
-            "netns",
-            &env.ns_a,
-            "address",
-            "02:00:00:00:0a:01",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &vb,
-            "netns",
-            &env.ns_b,
-            "address",
-            "02:00:00:00:0b:01",
-        ]);
-        let a = |args: &[&str]| {
-            let mut v = vec!["-n", env.ns_a.as_str()];
-            v.extend_from_slice(args);
-            ip(&v);
-        };
-        let b = |args: &[&str]| {
-            let mut v = vec!["-n", env.ns_b.as_str()];
-            v.extend_from_slice(args);
-            ip(&v);
-        };
-        a(&["addr", "add", "192.0.2.1/24", "dev", &env.va]);
-        a(&["link", "set", &env.va, "up"]);
-        b(&["addr", "add", "192.0.2.2/24", "dev", &vb]);
-        b(&["addr", "add", "198.51.100.10/32", "dev", &vb]);
-        b(&["link", "set", &vb, "up"]);
-        a(&["route", "add", "198.51.100.0/24", "via", "192.0.2.2"]);
-        a(&[
-            "neigh",
-            "add",
-            "192.0.2.2",
-            "lladdr",
-            "02:00:00:00:0b:01",
-            "dev",
-            &env.va,
-            "nud",
-            "permanent",
-        ]);
-        b(&[
-            "neigh",
-            "add",
-            "192.0.2.1",
-            "lladdr",
-            "02:00:00:00:0a:01",
-            "dev",
-            &vb,
-            "nud",
-            "permanent",
-        ]);
-        env.write_list("whatsapp", "# test list\n198.51.100.0/24\n");
-        env
-    }
-
-    fn lists(&self) -> PathBuf {
-        self.dir.join("lists")
-    }
-
-    fn write_list(&self, name: &str, text: &str) {
-        std::fs::write(self.lists().join(format!("{name}.txt")), text).expect("write list");
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
-    }
-
-    fn ff(&self, args: &[&str]) -> Ran {
-        let out = Command::new(binary())
-            .arg("--pin-dir")
-            .arg(&self.pin_dir)
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap_or_else(|e| panic!("flowfilter {args:?}: {e}"));
-        Ran {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        Env {
+            gw: Gateway::new(&Setup::new("ffm", 'm')),
+            metrics: free_port(),
         }
     }
 
     /// Start the daemon (whatsapp dropped) and wait until it runs and its
     /// metrics answer.
     fn start(&mut self) {
-        let log = File::create(self.dir.join("daemon.log")).expect("log file");
-        let mut cmd = Command::new(binary());
-        cmd.arg("--pin-dir")
-            .arg(&self.pin_dir)
-            .args(["run", "--netns", &self.ns_a, "--iface", &self.va, "--lists"])
-            .arg(self.lists())
-            .args(["--policy", "whatsapp=drop,scope=udp", "--metrics"])
-            .arg(self.metrics.to_string())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log);
-        self.daemon = Some(cmd.spawn().expect("spawn flowfilter run"));
-        let start = Instant::now();
-        loop {
-            if let Some(Some(status)) = self.daemon.as_mut().map(|c| c.try_wait().ok().flatten()) {
-                panic!("flowfilter run exited ({status}):\n{}", self.log());
-            }
-            let r = self.ff(&["status", "--json"]);
-            if r.code == 0 {
-                let s = r.json();
-                if s["daemon"]["running"] == true && s["interfaces"][0]["link_id"].is_u64() {
-                    break;
-                }
-            }
-            assert!(
-                start.elapsed() < START_TIMEOUT,
-                "the daemon did not come up in {START_TIMEOUT:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let metrics = self.metrics.to_string();
+        self.gw
+            .start(&["--policy", "whatsapp=drop,scope=udp", "--metrics", &metrics]);
         let r = self.get("/metrics");
         assert!(r.starts_with("HTTP/1.1 200 OK"), "{r}\n{}", self.log());
     }
@@ -313,33 +97,10 @@ impl Env {
 
     /// Send `n` packets from the listed address (the filter drops them).
     fn send_listed(&self, n: u32) {
-        let tx = in_ns(&self.ns_b, || {
-            UdpSocket::bind((LISTED, 0)).expect("bind sender")
-        });
-        tx.connect((A_ADDR, PORT)).expect("connect");
+        let tx = self.sender(LISTED);
         for seq in 0..n {
-            let mut p = [0x55u8; 64];
-            p[..4].copy_from_slice(&seq.to_be_bytes());
-            tx.send(&p).expect("send");
+            send(&tx, seq);
         }
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.daemon.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let layout = PinLayout::new(&self.pin_dir);
-        if let Err(e) = layout.remove_all() {
-            eprintln!("cleanup {}: {e}", self.pin_dir.display());
-        }
-        let _ = StateFile::remove(&self.pin_dir);
-        for ns in [&self.ns_a, &self.ns_b] {
-            let _ = sh("ip", &["netns", "del", ns]);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -23,56 +23,20 @@ use filter_common::parse::{
     Fragment, PROTO_TCP, PROTO_UDP, Parsed, XDP_HEADER_REACH, XdpReach, flow_key, parse_frame,
     v4_mapped,
 };
+use filter_common::pktbuild::sample::{CLIENT4, CLIENT6, RELAY4, RELAY6, TXID};
 use filter_common::pktbuild::{
     self, Builder, Rtp, channel_data, dtls_content, dtls_record, dtls_version, filler,
     quic_short_header, rtcp, rtp, stun, stun_attr, stun_type, xor_address_v4, xor_address_v6,
 };
 use filter_common::*;
 use filter_user::dataplane::loader::{Filter, LoadError};
+use flowfilter_tests::kit::Rng;
 use flowfilter_tests::{lists, load, require_root};
 
 // --- frames ----------------------------------------------------------------------
 
 /// Documentation prefixes only (RFC 5737 / RFC 3849).
-const CLIENT4: [u8; 4] = [192, 0, 2, 10];
-const RELAY4: [u8; 4] = [198, 51, 100, 10];
 const OTHER4: [u8; 4] = [203, 0, 113, 99];
-const CLIENT6: [u8; 16] = [
-    0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
-];
-const RELAY6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5];
-const TXID: [u8; 12] = [
-    0x5e, 0x11, 0x0c, 0x9a, 0x42, 0x07, 0xd3, 0x68, 0xb0, 0x1f, 0x2c, 0x73,
-];
-
-/// splitmix64: deterministic, so a failure names a frame that comes back.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.byte()).collect()
-    }
-}
 
 /// A STUN message with the cookie whose length counts `body` exactly.
 fn raw_stun(msg_type: u16, body: &[u8]) -> Vec<u8> {
@@ -100,11 +64,11 @@ const PAYLOAD_KINDS: usize = 27;
 /// generic call protocols, look-alikes), and the destination port it goes to.
 fn payload(k: usize, rng: &mut Rng) -> (Vec<u8>, u16) {
     let tag = rng.bytes(16);
-    let peer = xor_address_v4([203, 0, 113, rng.byte()], 1024 + rng.below(60000) as u16);
-    let mut wa_attr = (0x4000u16 + rng.below(8) as u16).to_be_bytes().to_vec();
+    let peer = xor_address_v4([203, 0, 113, rng.byte()], 1024 + rng.below(60000u64) as u16);
+    let mut wa_attr = (0x4000u16 + rng.below(8u64) as u16).to_be_bytes().to_vec();
     wa_attr.extend_from_slice(&[0, 3, 1, 2, 3]);
-    let ssrc = rng.next() as u32;
-    let seq = rng.next() as u16;
+    let ssrc = rng.next_u64() as u32;
+    let seq = rng.next_u64() as u16;
     match k {
         0 => (
             stun(
@@ -216,7 +180,7 @@ fn payload(k: usize, rng: &mut Rng) -> (Vec<u8>, u16) {
         25 => (wa_ping(HEAD_LEN + rng.below(300)), 3478),
         _ => {
             let n = rng.below(300);
-            (rng.bytes(n), 1024 + rng.below(60000) as u16)
+            (rng.bytes(n), 1024 + rng.below(60000u64) as u16)
         }
     }
 }
@@ -247,8 +211,8 @@ fn base_frame(rng: &mut Rng, sport: u16) -> (String, Vec<u8>) {
     let r4 = [198, 51, 100, rng.byte()];
     let mut c6 = CLIENT6;
     c6[15] = rng.byte();
-    let shape = rng.below(16);
-    let id = rng.next() as u16;
+    let shape = rng.below(16u64);
+    let id = rng.next_u64() as u16;
     let f = match shape {
         0..=3 => pktbuild::udp4(c4, sport, r4, dport, &p),
         4 | 5 => pktbuild::udp6(c6, sport, RELAY6, dport, &p),
@@ -284,7 +248,7 @@ fn base_frame(rng: &mut Rng, sport: u16) -> (String, Vec<u8>) {
         11 => Builder::new()
             .ipv4(c4, r4)
             .ipv4_id(id)
-            .ipv4_fragment(1 + rng.below(100) as u16, rng.chance(50))
+            .ipv4_fragment(1 + rng.below(100u64) as u16, rng.chance(50))
             .raw(PROTO_UDP, &p)
             .build(),
         12 => {
@@ -296,10 +260,10 @@ fn base_frame(rng: &mut Rng, sport: u16) -> (String, Vec<u8>) {
         }
         13 => Builder::new()
             .ipv6(c6, RELAY6)
-            .v6_fragment(1 + rng.below(100) as u16, rng.chance(50), u32::from(id))
+            .v6_fragment(1 + rng.below(100u64) as u16, rng.chance(50), u32::from(id))
             .raw(PROTO_UDP, &p)
             .build(),
-        14 => match rng.below(4) {
+        14 => match rng.below(4u64) {
             0 => pktbuild::tcp4(c4, sport, r4, 443, &p),
             1 => pktbuild::tcp6(c6, sport, RELAY6, 443, &p),
             2 => Builder::new().ipv4(c4, r4).icmp(8, 0, &p).build(),
@@ -318,17 +282,17 @@ fn mutate(f: &mut Vec<u8>, rng: &mut Rng) -> String {
         return "unmutated".into();
     }
     let mut done = Vec::new();
-    for _ in 0..=rng.below(3) {
+    for _ in 0..=rng.below(3u64) {
         if f.len() < 14 {
             break;
         }
         let len = f.len();
         // Offsets past the plain headers: the payload head of most shapes.
         let head_pos = |rng: &mut Rng| 42 + rng.below(HEAD_LEN + 24);
-        match rng.below(8) {
+        match rng.below(8u64) {
             0 => {
                 let i = rng.below(len);
-                f[i] ^= 1 << rng.below(8);
+                f[i] ^= 1 << rng.below(8u64);
                 done.push(format!("flip@{i}"));
             }
             1 | 2 => {
@@ -343,10 +307,10 @@ fn mutate(f: &mut Vec<u8>, rng: &mut Rng) -> String {
                 let i = *[16usize, 38, 18, 58].get(rng.below(4)).unwrap_or(&16);
                 if i + 1 < len {
                     let v = u16::from_be_bytes([f[i], f[i + 1]]);
-                    let v = match rng.below(3) {
-                        0 => v.wrapping_add(1 + rng.below(8) as u16),
-                        1 => v.wrapping_sub(1 + rng.below(8) as u16),
-                        _ => rng.next() as u16,
+                    let v = match rng.below(3u64) {
+                        0 => v.wrapping_add(1 + rng.below(8u64) as u16),
+                        1 => v.wrapping_sub(1 + rng.below(8u64) as u16),
+                        _ => rng.next_u64() as u16,
                     };
                     f[i..i + 2].copy_from_slice(&v.to_be_bytes());
                     done.push(format!("len@{i}"));
@@ -575,7 +539,7 @@ fn xdp_agrees_with_the_host_classifier() {
         return;
     }
     let mut f = load(&lists(&[], ""), &[]);
-    let mut rng = Rng(0x0f10_f11e_7e57_0007);
+    let mut rng = Rng::new(0x0f10_f11e_7e57_0007);
     let mut bounded_differs = 0;
     let mut by_outcome = std::collections::BTreeMap::<&str, usize>::new();
     for n in 0..PROPERTY_FRAMES {

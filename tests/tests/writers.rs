@@ -23,15 +23,11 @@
 //!   a `detach --iface` that cannot be recorded leaves its link;
 //! - `/sys/fs/bpf/X-a-b` and `/sys/fs/bpf/X-a/b` have a state file each.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::fs::File;
-use std::net::{IpAddr, Ipv4Addr, UdpSocket};
-use std::os::fd::AsRawFd as _;
+use std::net::Ipv4Addr;
 use std::os::unix::fs::MetadataExt as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use filter_user::control::lock::{
@@ -39,98 +35,14 @@ use filter_user::control::lock::{
 };
 use filter_user::control::state::{StateFile, process_alive, state_path};
 use filter_user::dataplane::pins::PinLayout;
+use flowfilter_tests::kit::{self, Gateway, Ran, Setup, binary, sh};
 use flowfilter_tests::require_root;
 use serde_json::Value;
 
-const A_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 /// Listed in `whatsapp.txt` from the start.
 const LISTED: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
-const PORT: u16 = 40_000;
-/// How long the daemon may take to verify, load and attach.
-const START_TIMEOUT: Duration = Duration::from_mins(1);
 /// How long a step that waits for another process may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn binary() -> PathBuf {
-    if let Some(b) = std::env::var_os("FLOWFILTER_BIN") {
-        return PathBuf::from(b);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
-        PathBuf::from,
-    );
-    let bin = target.join("debug/flowfilter");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p filter-user --bin flowfilter` (or set FLOWFILTER_BIN)",
-        bin.display()
-    );
-    bin
-}
-
-fn sh(program: &str, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} {args:?}: {e}"))
-}
-
-fn ip(args: &[&str]) {
-    let out = sh("ip", args);
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Run `f` on a thread inside network namespace `ns`.
-fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = File::open(Path::new("/run/netns").join(ns))
-                .unwrap_or_else(|e| panic!("netns {ns}: {e}"));
-            // SAFETY: a valid descriptor; only this thread changes namespace.
-            let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(r, 0, "setns {ns}: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("thread in namespace")
-    })
-}
-
-/// A command's exit code and output.
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Ran {
-    fn of(out: &Output) -> Ran {
-        Ran {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    fn ok(self, what: &str) -> Ran {
-        assert_eq!(
-            self.code, 0,
-            "{what}: exit {}\nstdout: {}\nstderr: {}",
-            self.code, self.stdout, self.stderr
-        );
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
-    }
-}
 
 /// Wait for `child` (with piped output) to exit, at most [`STEP_TIMEOUT`].
 fn finish(mut child: Child, what: &str) -> Ran {
@@ -151,14 +63,7 @@ fn finish(mut child: Child, what: &str) -> Ran {
 
 /// Poll `cond` until it holds, at most [`STEP_TIMEOUT`].
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < STEP_TIMEOUT,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    kit::wait_for(what, STEP_TIMEOUT, || cond().then_some(()));
 }
 
 /// Processes queued for the `flock` of `path`.
@@ -166,210 +71,33 @@ fn waiters(path: &Path) -> usize {
     holders(path).iter().filter(|h| h.waiting).count()
 }
 
-/// One test's namespaces, lists, pins and daemon; all removed on drop.
+/// One test's gateway; all removed on drop.
 struct Env {
-    ns_a: String,
-    ns_b: String,
-    va: String,
-    pin_dir: PathBuf,
-    dir: PathBuf,
-    daemon: Option<Child>,
+    gw: Gateway,
 }
+
+flowfilter_tests::deref_gateway!(Env);
 
 impl Env {
     fn new() -> Env {
-        Env::with_pin_dir(|id| format!("/sys/fs/bpf/ff-test-{id}"))
+        Env::with_pin_dir(&|id| format!("/sys/fs/bpf/ff-test-{id}"))
     }
 
     /// With the pin directory `pin_dir(unique id)`.
-    fn with_pin_dir(pin_dir: impl FnOnce(&str) -> String) -> Env {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let pid = std::process::id();
-        let id = format!("ffw-{pid}-{n}");
-        let short = format!("{}{n}", pid % 100_000);
-        let env = Env {
-            ns_a: format!("{id}-a"),
-            ns_b: format!("{id}-b"),
-            va: format!("wa{short}"),
-            pin_dir: PathBuf::from(pin_dir(&id)),
-            dir: std::env::temp_dir().join(format!("ff-test-{id}")),
-            daemon: None,
+    fn with_pin_dir(pin_dir: &dyn Fn(&str) -> String) -> Env {
+        let setup = Setup {
+            pin_dir: Some(pin_dir),
+            macs: ["02:00:00:00:0c:01", "02:00:00:00:0d:01"],
+            append_log: true,
+            ..Setup::new("ffw", 'w')
         };
-        let vb = format!("wb{short}");
-        let _ = std::fs::remove_dir_all(&env.dir);
-        std::fs::create_dir_all(env.dir.join("lists")).expect("temp dir");
-        ip(&["netns", "add", &env.ns_a]);
-        ip(&["netns", "add", &env.ns_b]);
-        ip(&[
-            "link",
-            "add",
-            &env.va,
-            "netns",
-            &env.ns_a,
-            "address",
-            "02:00:00:00:0c:01",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &vb,
-            "netns",
-            &env.ns_b,
-            "address",
-            "02:00:00:00:0d:01",
-        ]);
-        let a = |args: &[&str]| {
-            let mut v = vec!["-n", env.ns_a.as_str()];
-            v.extend_from_slice(args);
-            ip(&v);
-        };
-        let b = |args: &[&str]| {
-            let mut v = vec!["-n", env.ns_b.as_str()];
-            v.extend_from_slice(args);
-            ip(&v);
-        };
-        a(&["addr", "add", "192.0.2.1/24", "dev", &env.va]);
-        a(&["link", "set", &env.va, "up"]);
-        a(&["link", "set", "lo", "up"]);
-        b(&["addr", "add", "192.0.2.2/24", "dev", &vb]);
-        b(&["addr", "add", "198.51.100.10/32", "dev", &vb]);
-        b(&["link", "set", &vb, "up"]);
-        a(&["route", "add", "198.51.100.0/24", "via", "192.0.2.2"]);
-        a(&[
-            "neigh",
-            "add",
-            "192.0.2.2",
-            "lladdr",
-            "02:00:00:00:0d:01",
-            "dev",
-            &env.va,
-            "nud",
-            "permanent",
-        ]);
-        b(&[
-            "neigh",
-            "add",
-            "192.0.2.1",
-            "lladdr",
-            "02:00:00:00:0c:01",
-            "dev",
-            &vb,
-            "nud",
-            "permanent",
-        ]);
-        env.write_list("whatsapp", "# test list\n198.51.100.0/24\n");
-        env
-    }
-
-    fn lists(&self) -> PathBuf {
-        self.dir.join("lists")
-    }
-
-    fn write_list(&self, name: &str, text: &str) {
-        std::fs::write(self.lists().join(format!("{name}.txt")), text).expect("write list");
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
-    }
-
-    /// The CLI against this test's pins, with `RUST_LOG=level`.
-    fn cmd(&self, args: &[&str], level: &str) -> Command {
-        let mut c = Command::new(binary());
-        c.arg("--pin-dir")
-            .arg(&self.pin_dir)
-            .args(args)
-            .env("RUST_LOG", level)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        c
-    }
-
-    fn ff(&self, args: &[&str]) -> Ran {
-        let out = self
-            .cmd(args, "warn")
-            .output()
-            .unwrap_or_else(|e| panic!("flowfilter {args:?}: {e}"));
-        Ran::of(&out)
-    }
-
-    fn spawn(&self, args: &[&str]) -> Child {
-        self.cmd(args, "info")
-            .spawn()
-            .unwrap_or_else(|e| panic!("flowfilter {args:?}: {e}"))
-    }
-
-    /// `flowfilter run` with `extra` arguments, not waited for.
-    fn run_command(&self, extra: &[&str]) -> Command {
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("daemon.log"))
-            .expect("log file");
-        let mut cmd = Command::new(binary());
-        cmd.arg("--pin-dir")
-            .arg(&self.pin_dir)
-            .args(["run", "--netns", &self.ns_a, "--iface", &self.va, "--lists"])
-            .arg(self.lists())
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log);
-        cmd
-    }
-
-    fn spawn_daemon(&mut self, extra: &[&str]) {
-        assert!(self.daemon.is_none(), "daemon already started");
-        self.daemon = Some(
-            self.run_command(extra)
-                .spawn()
-                .expect("spawn flowfilter run"),
-        );
-    }
-
-    /// Start the daemon and wait until it runs.
-    fn start(&mut self, extra: &[&str]) {
-        self.spawn_daemon(extra);
-        self.wait_running();
+        Env {
+            gw: Gateway::new(&setup),
+        }
     }
 
     fn daemon_pid(&self) -> u32 {
         self.daemon.as_ref().expect("no daemon").id()
-    }
-
-    /// Wait until `status` says the daemon runs with its interface attached.
-    fn wait_running(&mut self) {
-        let start = Instant::now();
-        loop {
-            if let Some(Some(status)) = self.daemon.as_mut().map(|c| c.try_wait().ok().flatten()) {
-                panic!("flowfilter run exited ({status}):\n{}", self.log());
-            }
-            let r = self.ff(&["status", "--json"]);
-            if r.code == 0 {
-                let s = r.json();
-                if s["daemon"]["running"] == true && s["interfaces"][0]["link_id"].is_u64() {
-                    return;
-                }
-            }
-            assert!(
-                start.elapsed() < START_TIMEOUT,
-                "the daemon did not come up in {START_TIMEOUT:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Kill the daemon with `signal` and reap it.
-    fn stop(&mut self, signal: libc::c_int) -> std::process::ExitStatus {
-        let mut child = self.daemon.take().expect("no daemon");
-        let pid = libc::pid_t::try_from(child.id()).expect("pid");
-        // SAFETY: plain kill(2) of our child.
-        unsafe { libc::kill(pid, signal) };
-        child.wait().expect("wait for the daemon")
     }
 
     fn status(&self) -> Value {
@@ -412,56 +140,8 @@ impl Env {
 
     /// Send `n` UDP packets from `src` (ns B) to A; how many arrived.
     fn deliver(&self, src: Ipv4Addr, n: u32) -> usize {
-        let rx = in_ns(&self.ns_a, || {
-            UdpSocket::bind((A_ADDR, PORT)).expect("bind receiver")
-        });
-        rx.set_read_timeout(Some(Duration::from_millis(20)))
-            .expect("timeout");
-        let tx = in_ns(&self.ns_b, || {
-            UdpSocket::bind((src, 0)).expect("bind sender")
-        });
-        tx.connect((A_ADDR, PORT)).expect("connect");
-        for seq in 0..n {
-            let mut p = [0x55u8; 64];
-            p[..4].copy_from_slice(&seq.to_be_bytes());
-            tx.send(&p).expect("send");
-        }
-        let mut got: BTreeMap<IpAddr, BTreeSet<u32>> = BTreeMap::new();
-        let mut last = Instant::now();
-        let mut buf = [0u8; 2048];
-        while last.elapsed() < Duration::from_millis(300) {
-            if let Ok((len, from)) = rx.recv_from(&mut buf)
-                && len >= 4
-            {
-                let seq = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
-                got.entry(from.ip()).or_default().insert(seq);
-                last = Instant::now();
-            }
-        }
-        got.get(&IpAddr::V4(src)).map_or(0, BTreeSet::len)
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.daemon.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if let Err(e) = PinLayout::new(&self.pin_dir).remove_all() {
-            eprintln!("cleanup {}: {e}", self.pin_dir.display());
-        }
-        // A nested pin directory's parent, made for it.
-        if let Some(parent) = self.pin_dir.parent()
-            && parent.starts_with("/sys/fs/bpf/ff-test-")
-        {
-            let _ = std::fs::remove_dir(parent);
-        }
-        let _ = StateFile::remove(&self.pin_dir);
-        for ns in [&self.ns_a, &self.ns_b] {
-            let _ = sh("ip", &["netns", "del", ns]);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let rx = self.receiver();
+        self.gw.deliver(&rx, src, n)
     }
 }
 
@@ -845,13 +525,13 @@ fn pin_dirs_a_b_and_a_slash_b_have_a_state_file_each() {
     if !require_root("pin_dirs_a_b_and_a_slash_b_have_a_state_file_each") {
         return;
     }
-    let mut dash = Env::with_pin_dir(|id| format!("/sys/fs/bpf/ff-test-{id}-a-b"));
+    let mut dash = Env::with_pin_dir(&|id| format!("/sys/fs/bpf/ff-test-{id}-a-b"));
     let id = dash
         .pin_dir
         .to_string_lossy()
         .trim_end_matches("-a-b")
         .to_owned();
-    let mut nested = Env::with_pin_dir(|_| format!("{id}-a/b"));
+    let mut nested = Env::with_pin_dir(&|_| format!("{id}-a/b"));
     dash.start(&["--policy", "whatsapp=drop,scope=udp"]);
     nested.start(&["--policy", "whatsapp=monitor"]);
     assert_ne!(state_path(&dash.pin_dir), state_path(&nested.pin_dir));

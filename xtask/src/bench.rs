@@ -1,6 +1,6 @@
 //! `cargo xtask bench [--quick]`: side-by-side benchmark.
 //!
-//! xtask orchestrates; `ffbench` (filter-user/src/bin/ffbench, built here in
+//! xtask orchestrates; `ffbench` (tests/src/bin/ffbench, built here in
 //! release mode) does everything that needs aya or raw sockets. Per prefix
 //! set (random IPv4 sets of N prefixes, IPv6 sets, the 1M mix and hosts
 //! sets, then the bundled lists if any):
@@ -235,12 +235,12 @@ pub fn bench(args: &[String]) -> Result<()> {
     }
     let mut jobs = jobs(&a);
 
-    step("bench: build the helper (cargo build --release -p filter-user --bin ffbench)");
+    step("bench: build the helper (cargo build --release -p flowfilter-tests --bin ffbench)");
     run(Command::new("cargo").args([
         "build",
         "--release",
         "-p",
-        "filter-user",
+        "flowfilter-tests",
         "--bin",
         "ffbench",
     ]))?;

@@ -162,19 +162,9 @@ pub fn demo(args: &[String]) -> Result<()> {
     }
     let started = Instant::now();
     step("demo: build flowfilter, ffgen and ffharness");
-    run(Command::new("cargo").args([
-        "build",
-        "-p",
-        "filter-user",
-        "--bin",
-        "flowfilter",
-        "-p",
-        "flowfilter-tests",
-        "--bin",
-        "ffharness",
-        "--bin",
-        "ffgen",
-    ]))?;
+    run(Command::new("cargo")
+        .args(["build", "-p", "filter-user", "--bin", "flowfilter"])
+        .args(crate::HARNESS_BINS))?;
     install_handlers()?;
     // Orphans (a generator whose ffharness was killed) come to this process
     // rather than to init, so the teardown reaps them: no zombie outlives it.

@@ -41,15 +41,7 @@ pub fn harness(args: &[String]) -> Result<()> {
         );
     }
     step("harness: build ffharness and ffgen");
-    run(Command::new("cargo").args([
-        "build",
-        "-p",
-        "flowfilter-tests",
-        "--bin",
-        "ffharness",
-        "--bin",
-        "ffgen",
-    ]))?;
+    run(Command::new("cargo").arg("build").args(crate::HARNESS_BINS))?;
     let bin = target_dir().join("debug");
     step(&format!("harness {}", args.join(" ")));
     run(Command::new(bin.join("ffharness"))

@@ -145,6 +145,16 @@ pub(crate) fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The cargo arguments that select the harness binaries (ffharness, ffgen).
+pub(crate) const HARNESS_BINS: [&str; 6] = [
+    "-p",
+    "flowfilter-tests",
+    "--bin",
+    "ffharness",
+    "--bin",
+    "ffgen",
+];
+
 pub(crate) fn step(what: &str) {
     eprintln!("\n==> {what}");
 }

@@ -14,6 +14,7 @@ use crate::classify::{
 };
 use crate::consts::{CAT_TELEGRAM, CAT_WHATSAPP};
 use crate::decide::observe;
+use crate::pktbuild::sample::{TAG, TXID};
 use crate::pktbuild::{
     self, dtls_content, dtls_record, dtls_version, rtcp, rtp, stun, stun_attr, stun_type,
     xor_address_v4, xor_address_v6,
@@ -21,13 +22,6 @@ use crate::pktbuild::{
 use crate::pktbuild::{tg_reflector as reflector, tgcalls_data as tgcalls};
 use crate::types::{FLOW_CALL, FLOW_TURN, FlowSlot};
 
-const TXID: [u8; 12] = [
-    0x5e, 0x11, 0x0c, 0x9a, 0x42, 0x07, 0xd3, 0x68, 0xb0, 0x1f, 0x2c, 0x73,
-];
-/// A peer tag whose first byte routes nowhere in the demultiplexer.
-const TAG: [u8; 16] = [
-    0x2f, 0xe4, 0x9f, 0xa7, 0x6c, 0x4e, 0xb4, 0x33, 0xcb, 0xcd, 0x82, 0xa1, 0xbb, 0xea, 0x62, 0x1e,
-];
 const PING: [u8; 4] = [0xfe, 0xff, 0xff, 0xff];
 const REPLY: [u8; 4] = [0xc7, 0x72, 0x15, 0xc0];
 const T48: [u8; 4] = [0x1c, 0x37, 0xd9, 0x27];

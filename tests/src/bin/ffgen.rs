@@ -109,14 +109,7 @@ fn main() -> ExitCode {
             evasion,
         } => {
             // A serving phase (whatsapp-callee) ends when stdin closes.
-            let stop = Arc::new(AtomicBool::new(false));
-            let stop2 = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                let mut sink = [0u8; 256];
-                let mut stdin = std::io::stdin();
-                while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
-                stop2.store(true, Ordering::Relaxed);
-            });
+            let stop = stdin_closed();
             let opts = RunOpts {
                 interval: Duration::from_millis(interval_ms),
                 packets,
@@ -168,15 +161,7 @@ fn main() -> ExitCode {
             println!("{{\"event\":\"ready\",\"services\":{}}}", services.len());
             let _ = std::io::stdout().flush();
             let stop = Arc::new(AtomicBool::new(false));
-            let eof = Arc::new(AtomicBool::new(false));
-            let eof2 = Arc::clone(&eof);
-            // Detached on purpose: it ends at stdin EOF or with the process.
-            std::thread::spawn(move || {
-                let mut sink = [0u8; 256];
-                let mut stdin = std::io::stdin();
-                while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
-                eof2.store(true, Ordering::Relaxed);
-            });
+            let eof = stdin_closed();
             let stop2 = Arc::clone(&stop);
             let serving = std::thread::spawn(move || responder.serve(&stop2));
             let deadline = Instant::now() + Duration::from_secs(max_secs);
@@ -205,4 +190,18 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// A flag set when stdin closes, by a thread that reads it to the end
+/// (detached on purpose: it ends at stdin EOF or with the process).
+fn stdin_closed() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = Arc::clone(&flag);
+    std::thread::spawn(move || {
+        let mut sink = [0u8; 256];
+        let mut stdin = std::io::stdin();
+        while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+        set.store(true, Ordering::Relaxed);
+    });
+    flag
 }

@@ -207,11 +207,7 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 bail!(
                     "unknown scenario `{scenario}` (known: all, {})",
-                    plan::SCENARIOS
-                        .iter()
-                        .map(|s| s.name)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    plan::names()
                 );
             };
             let mut all = Vec::new();

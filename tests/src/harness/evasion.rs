@@ -430,34 +430,14 @@ impl RawSocket {
                 let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
                 sa.sin_family = libc::AF_INET as libc::sa_family_t;
                 sa.sin_addr.s_addr = u32::from_ne_bytes(a.octets());
-                // SAFETY: a valid buffer and address of the given lengths.
-                unsafe {
-                    libc::sendto(
-                        self.fd.as_raw_fd(),
-                        pkt.as_ptr().cast(),
-                        pkt.len(),
-                        0,
-                        std::ptr::from_ref(&sa).cast(),
-                        size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                    )
-                }
+                self.send_to(pkt, &sa)
             }
             (IpAddr::V6(a), true) => {
                 // SAFETY: all-zero is a valid sockaddr_in6.
                 let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
                 sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
                 sa.sin6_addr.s6_addr = a.octets();
-                // SAFETY: a valid buffer and address of the given lengths.
-                unsafe {
-                    libc::sendto(
-                        self.fd.as_raw_fd(),
-                        pkt.as_ptr().cast(),
-                        pkt.len(),
-                        0,
-                        std::ptr::from_ref(&sa).cast(),
-                        size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-                    )
-                }
+                self.send_to(pkt, &sa)
             }
             _ => {
                 return Err(io::Error::new(
@@ -471,6 +451,21 @@ impl RawSocket {
             return Err(io::Error::new(e.kind(), format!("raw send to {dst}: {e}")));
         }
         Ok(())
+    }
+
+    /// `sendto(2)` of `pkt` to `sa` (a `sockaddr_in` or `sockaddr_in6`).
+    fn send_to<T>(&self, pkt: &[u8], sa: &T) -> isize {
+        // SAFETY: a valid buffer and address of the given lengths.
+        unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                pkt.as_ptr().cast(),
+                pkt.len(),
+                0,
+                std::ptr::from_ref(sa).cast(),
+                size_of::<T>() as libc::socklen_t,
+            )
+        }
     }
 }
 

@@ -450,6 +450,15 @@ pub const SCENARIOS: &[Scenario] = &[
     },
 ];
 
+/// The scenarios' names, comma-separated (for error messages).
+pub fn names() -> String {
+    SCENARIOS
+        .iter()
+        .map(|s| s.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The scenario called `name`.
 pub fn scenario(name: &str) -> Option<&'static Scenario> {
     SCENARIOS.iter().find(|s| s.name == name)

@@ -375,14 +375,7 @@ pub fn run_with_events(
     let Some(sc) = plan::scenario(name) else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!(
-                "unknown scenario `{name}` (known: {})",
-                plan::SCENARIOS
-                    .iter()
-                    .map(|s| s.name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            format!("unknown scenario `{name}` (known: {})", plan::names()),
         ));
     };
     if !opts.evasion.allowed_for(sc.name) {
@@ -551,14 +544,7 @@ fn whatsapp_callee(
     {
         let (n, from) = match leg.sock.recv_from(&mut buf) {
             Ok(x) => x,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue;
-            }
+            Err(e) if timed_out(&e) => continue,
             Err(e) => return Err(e),
         };
         if from == relay {
@@ -625,20 +611,11 @@ fn telegram(opts: &RunOpts, rng: &mut Rng) -> io::Result<Vec<FlowLine>> {
     finish(leg, opts)
 }
 
-/// tgcalls: TURN on 1400 (401 with REALM, authenticated Allocate,
-/// CreatePermission, ChannelBind, ChannelData), then peer to peer.
-fn tgcalls(opts: &RunOpts, rng: &mut Rng) -> io::Result<Vec<FlowLine>> {
-    let turn = opts.target("tg-turn")?;
-    let peer = opts.target("tg-peer")?;
-    let mut leg = UdpLeg::new(opts, "tgcalls")?;
-    let answer = leg.request(
-        "turn",
-        turn,
-        &wire::turn_allocate(rng.array()),
-        opts.step_timeout,
-    )?;
+/// After the TURN server's 401 `answer` (its NONCE; a made-up one when
+/// absent): the authenticated Allocate, the CreatePermission for `peer` and
+/// the ChannelBind of [`wire::TG_CHANNEL`] to it.
+fn turn_setup(answer: Option<&[u8]>, peer: SocketAddr, rng: &mut Rng) -> [Vec<u8>; 3] {
     let nonce = answer
-        .as_deref()
         .and_then(|a| {
             wire::stun_attrs_of(a)
                 .into_iter()
@@ -646,15 +623,13 @@ fn tgcalls(opts: &RunOpts, rng: &mut Rng) -> io::Result<Vec<FlowLine>> {
                 .map(|(_, v)| v.to_vec())
         })
         .unwrap_or_else(|| b"0000000000000000".to_vec());
-    let tx = rng.array();
     let alloc = wire::turn_authenticated(
         stun_type::ALLOCATE,
-        tx,
+        rng.array(),
         &[(stun_attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0])],
         &nonce,
         rng.array(),
     );
-    leg.send("turn", turn, &alloc)?;
     let tx = rng.array();
     let xpeer = wire::xor_address(peer, tx);
     let perm = wire::turn_authenticated(
@@ -664,7 +639,6 @@ fn tgcalls(opts: &RunOpts, rng: &mut Rng) -> io::Result<Vec<FlowLine>> {
         &nonce,
         rng.array(),
     );
-    leg.send("turn", turn, &perm)?;
     let tx = rng.array();
     let xpeer = wire::xor_address(peer, tx);
     let channel = wire::TG_CHANNEL.to_be_bytes();
@@ -678,7 +652,24 @@ fn tgcalls(opts: &RunOpts, rng: &mut Rng) -> io::Result<Vec<FlowLine>> {
         &nonce,
         rng.array(),
     );
-    leg.send("turn", turn, &bind)?;
+    [alloc, perm, bind]
+}
+
+/// tgcalls: TURN on 1400 (401 with REALM, authenticated Allocate,
+/// CreatePermission, ChannelBind, ChannelData), then peer to peer.
+fn tgcalls(opts: &RunOpts, rng: &mut Rng) -> io::Result<Vec<FlowLine>> {
+    let turn = opts.target("tg-turn")?;
+    let peer = opts.target("tg-peer")?;
+    let mut leg = UdpLeg::new(opts, "tgcalls")?;
+    let answer = leg.request(
+        "turn",
+        turn,
+        &wire::turn_allocate(rng.array()),
+        opts.step_timeout,
+    )?;
+    for msg in turn_setup(answer.as_deref(), peer, rng) {
+        leg.send("turn", turn, &msg)?;
+    }
     let mut audio = RtpStream::new(wire::OPUS_PT, 960, rng);
     for _ in 0..opts.packets / 2 {
         let len = rng.range(50, 110);
@@ -762,6 +753,20 @@ fn dns(opts: &RunOpts) -> io::Result<Vec<FlowLine>> {
         leg.send(&format!("query{i}"), resolver, &q)?;
         legs.push(leg);
     }
+    linger_all(legs, opts)
+}
+
+/// A socket read that timed out (nothing came), not an error.
+fn timed_out(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Let every leg linger until one deadline (`opts.linger` from now); all
+/// their flows.
+fn linger_all(legs: Vec<UdpLeg>, opts: &RunOpts) -> io::Result<Vec<FlowLine>> {
     let deadline = Instant::now() + opts.linger;
     let mut out = Vec::new();
     for mut leg in legs {
@@ -783,13 +788,7 @@ fn dns_big(opts: &RunOpts) -> io::Result<Vec<FlowLine>> {
         leg.send(&format!("big{i}"), resolver, &q)?;
         legs.push(leg);
     }
-    let deadline = Instant::now() + opts.linger;
-    let mut out = Vec::new();
-    for mut leg in legs {
-        leg.linger(deadline)?;
-        out.extend(leg.flows);
-    }
-    Ok(out)
+    linger_all(legs, opts)
 }
 
 /// QUIC-like: Initial, Handshake, then short headers.
@@ -880,11 +879,7 @@ fn read_records(
         match s.read(&mut chunk) {
             Ok(0) => return Ok(()),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if timed_out(&e) => {}
             Err(e) => return Err(e),
         }
     }
@@ -1177,47 +1172,9 @@ fn tgcalls_tcp(opts: &RunOpts, rng: &mut Rng) -> io::Result<Vec<FlowLine>> {
     let peer = opts.target("tg-peer")?;
     let mut leg = TcpLeg::connect(opts, "tgcalls", "turn", turn, Framing::Stun)?;
     let answer = leg.request(&wire::turn_allocate(rng.array()), opts.step_timeout)?;
-    let nonce = answer
-        .as_deref()
-        .and_then(|a| {
-            wire::stun_attrs_of(a)
-                .into_iter()
-                .find(|(t, _)| *t == stun_attr::NONCE)
-                .map(|(_, v)| v.to_vec())
-        })
-        .unwrap_or_else(|| b"0000000000000000".to_vec());
-    let alloc = wire::turn_authenticated(
-        stun_type::ALLOCATE,
-        rng.array(),
-        &[(stun_attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0])],
-        &nonce,
-        rng.array(),
-    );
-    leg.send(&alloc)?;
-    let tx = rng.array();
-    let xpeer = wire::xor_address(peer, tx);
-    let perm = wire::turn_authenticated(
-        stun_type::CREATE_PERMISSION,
-        tx,
-        &[(stun_attr::XOR_PEER_ADDRESS, &xpeer)],
-        &nonce,
-        rng.array(),
-    );
-    leg.send(&perm)?;
-    let tx = rng.array();
-    let xpeer = wire::xor_address(peer, tx);
-    let channel = wire::TG_CHANNEL.to_be_bytes();
-    let bind = wire::turn_authenticated(
-        stun_type::CHANNEL_BIND,
-        tx,
-        &[
-            (stun_attr::CHANNEL_NUMBER, &[channel[0], channel[1], 0, 0]),
-            (stun_attr::XOR_PEER_ADDRESS, &xpeer),
-        ],
-        &nonce,
-        rng.array(),
-    );
-    leg.send(&bind)?;
+    for msg in turn_setup(answer.as_deref(), peer, rng) {
+        leg.send(&msg)?;
+    }
     let mut audio = RtpStream::new(wire::OPUS_PT, 960, rng);
     for _ in 0..opts.packets {
         let len = rng.range(50, 110);
@@ -1362,14 +1319,7 @@ fn serve_udp(kind: Kind, sock: &UdpSocket, stop: &AtomicBool, lines: &Lines, see
     while !stop.load(Ordering::Relaxed) {
         let (n, from) = match sock.recv_from(&mut buf) {
             Ok(x) => x,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue;
-            }
+            Err(e) if timed_out(&e) => continue,
             Err(_) => {
                 thread::sleep(Duration::from_millis(5));
                 continue;

@@ -66,30 +66,31 @@ fn show(cmd: &Command) -> String {
     s
 }
 
+/// A teardown whose object is `what` after it: the removing command's own
+/// error if it failed, else `what`, in the context `doing`.
+fn still_there(removal: Result<String>, what: &'static str, doing: &'static str) -> anyhow::Error {
+    removal
+        .err()
+        .unwrap_or_else(|| anyhow::anyhow!(what))
+        .context(doing)
+}
+
 /// Run quietly; on failure the error carries the command and its stderr.
 pub fn sh(cmd: &mut Command) -> Result<String> {
-    check_interrupted()?;
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {}", show(cmd)))?;
-    if !out.status.success() {
-        bail!(
-            "`{}` failed ({}): {}",
-            show(cmd),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    sh_with(cmd.stdin(Stdio::null()))
 }
 
 /// Like [`sh`], with `input` on stdin (files of millions of lines).
 fn sh_file(cmd: &mut Command, input: &Path) -> Result<String> {
-    check_interrupted()?;
     let f = std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
+    sh_with(cmd.stdin(f))
+}
+
+/// Run `cmd` (its stdin set), unless interrupted; its stdout, or an error
+/// with its stderr.
+fn sh_with(cmd: &mut Command) -> Result<String> {
+    check_interrupted()?;
     let out = cmd
-        .stdin(f)
         .output()
         .with_context(|| format!("running {}", show(cmd)))?;
     if !out.status.success() {
@@ -296,10 +297,11 @@ impl Env {
             let r = sh(in_rx("nft").args(["delete", "table", "netdev", NFT_TABLE]));
             let tables = sh(in_rx("nft").args(["list", "tables"]))?;
             if tables.contains(&format!("netdev {NFT_TABLE}")) {
-                return Err(r
-                    .err()
-                    .unwrap_or_else(|| anyhow::anyhow!("table still there")))
-                .context("removing the nftables table");
+                return Err(still_there(
+                    r,
+                    "table still there",
+                    "removing the nftables table",
+                ));
             }
             self.nft = false;
         }
@@ -410,10 +412,11 @@ impl Env {
             let v: serde_json::Value =
                 serde_json::from_str(&link).context("parsing `ip -j link`")?;
             if !v[0]["xdp"].is_null() {
-                return Err(r
-                    .err()
-                    .unwrap_or_else(|| anyhow::anyhow!("program still attached")))
-                .context("unloading xdp-filter");
+                return Err(still_there(
+                    r,
+                    "program still attached",
+                    "unloading xdp-filter",
+                ));
             }
             self.xdp_filter = false;
         }

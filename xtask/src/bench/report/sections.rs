@@ -394,53 +394,21 @@ pub(super) fn section_control(o: &mut Out, runs: &[SetRun], quick: bool) {
         let xf = live_of(run, Contestant::XdpFilter).and_then(|l| l.setup_ms);
         let opt = |x: Option<f64>| x.map_or_else(|| "–".into(), fmt_ms);
         let none = Ratios::default();
-        if let Some(ms) = nft {
-            o.figure(
-                "control-plane",
-                "nftables",
-                run,
-                "load",
-                ms,
-                "ms",
-                none,
-                None,
-            );
-        }
-        if let Some(ms) = ips.and_then(|l| l.setup_ms) {
-            o.figure(
-                "control-plane",
+        let control = [
+            (nft, "nftables", "load", "ms"),
+            (ips.and_then(|l| l.setup_ms), "iptables+ipset", "load", "ms"),
+            (
+                ips.and_then(|l| l.memory).map(|m| m as f64),
                 "iptables+ipset",
-                run,
-                "load",
-                ms,
-                "ms",
-                none,
-                None,
-            );
-        }
-        if let Some(m) = ips.and_then(|l| l.memory) {
-            o.figure(
-                "control-plane",
-                "iptables+ipset",
-                run,
                 "memory",
-                m as f64,
                 "bytes",
-                none,
-                None,
-            );
-        }
-        if let Some(ms) = xf {
-            o.figure(
-                "control-plane",
-                "xdp-filter",
-                run,
-                "fill",
-                ms,
-                "ms",
-                none,
-                None,
-            );
+            ),
+            (xf, "xdp-filter", "fill", "ms"),
+        ];
+        for (value, who, what, unit) in control {
+            if let Some(v) = value {
+                o.figure("control-plane", who, run, what, v, unit, none, None);
+            }
         }
         let others = format!(
             "{} | {} | {} | {}",

@@ -319,18 +319,16 @@ fn in_kernel(filter: &mut Filter, set: &PrefixSet, args: &KernelArgs) -> Result<
             args.rounds,
         )?,
     );
+    // A round's new-flow frames: the STUN request of each of fresh flows.
+    let new_flows = |base: u64, round: usize| -> Vec<Vec<u8>> {
+        frames(Traffic::Match, base + round as u64)
+            .iter()
+            .map(|fl| fl.stun_request(Dir::ToServer, 0))
+            .collect()
+    };
     kinds.insert(
         "udp-match-media-new-flow".into(),
-        rounds(
-            prog,
-            &mut |round| {
-                frames(Traffic::Match, 400 + round as u64)
-                    .iter()
-                    .map(|fl| fl.stun_request(Dir::ToServer, 0))
-                    .collect()
-            },
-            args.rounds,
-        )?,
+        rounds(prog, &mut |round| new_flows(400, round), args.rounds)?,
     );
     // Tracked call flows: the STUN request of each flow first (not timed),
     // then RTP on those flows.
@@ -358,12 +356,7 @@ fn in_kernel(filter: &mut Filter, set: &PrefixSet, args: &KernelArgs) -> Result<
         let mut obj = load_program(name)?;
         let v = rounds(
             program_of(&mut obj, name)?,
-            &mut |round| {
-                frames(Traffic::Match, 600 + round as u64)
-                    .iter()
-                    .map(|fl| fl.stun_request(Dir::ToServer, 0))
-                    .collect()
-            },
+            &mut |round| new_flows(600, round),
             args.rounds,
         )?;
         limits.insert(name.into(), v);

@@ -198,25 +198,22 @@ fn af_packet(
     // SAFETY: raw is a fresh fd we own.
     let sock = unsafe { File::from_raw_fd(raw) };
     let fd = sock.as_raw_fd();
-    let one: libc::c_int = 1;
-    let buf: libc::c_int = 16 << 20;
-    // SAFETY: setsockopt with pointers to c_ints of the given size.
-    unsafe {
-        // Straight to the driver: no qdisc in the way.
-        libc::setsockopt(
-            fd,
-            libc::SOL_PACKET,
-            libc::PACKET_QDISC_BYPASS,
-            (&raw const one).cast(),
-            size_of::<libc::c_int>() as u32,
-        );
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUFFORCE,
-            (&raw const buf).cast(),
-            size_of::<libc::c_int>() as u32,
-        );
+    // Straight to the driver: no qdisc in the way.
+    for (level, name, value) in [
+        (libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, 1),
+        (libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 16 << 20),
+    ] {
+        let value: libc::c_int = value;
+        // SAFETY: setsockopt with a pointer to a c_int of the given size.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                (&raw const value).cast(),
+                size_of::<libc::c_int>() as u32,
+            );
+        }
     }
     // SAFETY: sockaddr_ll is plain data.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };

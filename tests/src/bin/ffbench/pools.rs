@@ -194,7 +194,7 @@ pub fn flows(set: &PrefixSet, seed: u64, traffic: Traffic, count: usize, salt: u
         Traffic::Flood => 2u64 << 40,
         Traffic::Junk => 3u64 << 40,
     };
-    let mut rng = Rng(mix(seed ^ 0xf10e ^ kind ^ salt.wrapping_mul(0x9e37)));
+    let mut rng = Rng::new(mix(seed ^ 0xf10e ^ kind ^ salt.wrapping_mul(0x9e37)));
     let v6 = set.family() == 6;
     (0..count)
         .map(|j| {
@@ -214,17 +214,17 @@ pub fn flows(set: &PrefixSet, seed: u64, traffic: Traffic, count: usize, salt: u
                 (_, true) => Ip::V6(near_miss6(set, &mut rng)),
             };
             let sport = if traffic == Traffic::Junk {
-                1024 + rng.below(64_000) as u16
+                1024 + rng.below(64_000u64) as u16
             } else {
                 SERVER_PORT
             };
             Flow {
                 client,
-                cport: 1024 + rng.below(64_000) as u16,
+                cport: 1024 + rng.below(64_000u64) as u16,
                 server,
                 sport,
                 id: j as u32,
-                key: rng.next(),
+                key: rng.next_u64(),
             }
         })
         .collect()
@@ -268,7 +268,7 @@ fn dir_of(f: usize, r: usize) -> Dir {
 /// 2 / (4 × 100) = 0.5% STUN.
 pub fn fair_pool(set: &PrefixSet, seed: u64, traffic: Traffic, count: usize) -> Pool {
     let fl = flows(set, seed, traffic, count, 0);
-    let mut rng = Rng(mix(seed ^ 0x900f ^ traffic as u64));
+    let mut rng = Rng::new(mix(seed ^ 0x900f ^ traffic as u64));
     let mut frames = Vec::with_capacity(fl.len() * (1 + MEDIA_ROUNDS));
     frames.extend(fl.iter().map(|f| f.stun_request(Dir::ToServer, 0)));
     // Next RTP sequence number per flow and direction.
@@ -290,7 +290,7 @@ pub fn fair_pool(set: &PrefixSet, seed: u64, traffic: Traffic, count: usize) -> 
                 _ => {
                     let s = &mut seq[i][usize::from(dir == Dir::ToClient)];
                     *s += 1;
-                    f.rtp(dir, *s, rng.range(60, 250) as usize)
+                    f.rtp(dir, *s, rng.range(60u64, 250) as usize)
                 }
             });
         }
@@ -347,16 +347,18 @@ pub fn junk_pool(set: &PrefixSet, seed: u64, count: usize) -> Pool {
         fl[i].server = spoof.server;
         fl[i].sport = spoof.sport;
     }
-    let mut rng = Rng(mix(seed ^ 0x7a9c));
+    let mut rng = Rng::new(mix(seed ^ 0x7a9c));
     let mut frames = Vec::with_capacity(3 * fl.len());
     for round in 0..3u32 {
         for (i, f) in fl.iter().enumerate() {
             let payload = if i % SPOOF_ONE_IN == 0 {
-                let body: Vec<u8> = (0..rng.range(8, 120)).map(|_| rng.next() as u8).collect();
+                let body: Vec<u8> = (0..rng.range(8u64, 120))
+                    .map(|_| rng.next_u64() as u8)
+                    .collect();
                 stun_raw(0x0801, f.txid(round), &body)
             } else {
-                (0..16 * rng.range(3, 15))
-                    .map(|_| rng.next() as u8)
+                (0..16 * rng.range(3u64, 15))
+                    .map(|_| rng.next_u64() as u8)
                     .collect()
             };
             frames.push(f.frame(Dir::ToServer, &payload));

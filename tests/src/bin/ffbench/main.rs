@@ -1,7 +1,7 @@
 //! `ffbench`: the part of `cargo xtask bench` that needs aya or raw sockets.
 //!
-//! `cargo xtask bench` builds it (`cargo build --release -p filter-user --bin
-//! ffbench`) and drives it; each subcommand prints one JSON object on stdout
+//! `cargo xtask bench` builds it (`cargo build --release -p flowfilter-tests
+//! --bin ffbench`) and drives it; each subcommand prints one JSON object on stdout
 //! (progress and errors go to stderr). Needs root.
 //!
 //! - `set`: write a deterministic generated prefix set (random, mix, hosts,

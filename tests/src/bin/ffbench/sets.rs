@@ -28,37 +28,8 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
 
-/// splitmix64: small, fast, deterministic.
-#[derive(Clone, Debug)]
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        mix(self.0)
-    }
-
-    /// Uniform in `0..n` (n > 0; the tiny modulo bias does not matter here).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// Uniform in `lo..=hi`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-
-    pub fn next128(&mut self) -> u128 {
-        (u128::from(self.next()) << 64) | u128::from(self.next())
-    }
-}
-
-/// splitmix64 finaliser.
-pub fn mix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
+pub use filter_common::decide::mix64 as mix;
+pub use flowfilter_tests::kit::Rng;
 
 /// The mix set's length classes: (shortest, longest, percent of draws).
 const MIX_CLASSES: [(u8, u8, u64); 5] = [
@@ -155,11 +126,11 @@ const TRIES_PER_LEN: usize = 16;
 impl PrefixSet {
     /// `n` prefixes of `kind`.
     pub fn generate(kind: SetKind, n: usize, seed: u64) -> Result<PrefixSet> {
-        let mut rng = Rng(seed ^ 0x5e75);
+        let mut rng = Rng::new(seed ^ 0x5e75);
         // Never 0/8 nor 127/8.
         let reserved = [(0, 0x00ff_ffff), (0x7f00_0000, 0x7fff_ffff)];
         let at4 = |r: &mut Rng, len: u8| {
-            let start = (r.next() as u32 & 0x7fff_ffff) & !host(len);
+            let start = (r.next_u64() as u32 & 0x7fff_ffff) & !host(len);
             (start, start | host(len))
         };
         let v4 = |len_of: &dyn Fn(&mut Rng) -> u8, rng: &mut Rng| {
@@ -169,19 +140,19 @@ impl PrefixSet {
             })
         };
         match kind {
-            SetKind::Random => v4(&|r| r.range(8, 32) as u8, &mut rng),
+            SetKind::Random => v4(&|r| r.range(8u64, 32) as u8, &mut rng),
             SetKind::Hosts => v4(&|_| 32, &mut rng),
             SetKind::Mix => v4(&mix_length, &mut rng),
             SetKind::V6 => {
                 let len_of = |r: &mut Rng| {
-                    if r.below(100) < 5 {
-                        r.range(65, 128) as u8
+                    if r.below(100u64) < 5 {
+                        r.range(65u64, 128) as u8
                     } else {
-                        r.range(20, 64) as u8
+                        r.range(20u64, 64) as u8
                     }
                 };
                 let at6 = |r: &mut Rng, len: u8| {
-                    let start = ((0x2 << 124) | (r.next128() & host6(4))) & !host6(len);
+                    let start = ((0x2 << 124) | (r.next_u128() & host6(4))) & !host6(len);
                     (start, start | host6(len))
                 };
                 Ok(PrefixSet {
@@ -383,7 +354,7 @@ const OUTSIDE_MASK: u32 = 0x3fff_ffff;
 /// range or more, so a draw misses the set with probability above one half.
 pub fn outside(set: &PrefixSet, rng: &mut Rng) -> u32 {
     for _ in 0..1_000_000 {
-        let a = OUTSIDE_BASE | (rng.next() as u32 & OUTSIDE_MASK);
+        let a = OUTSIDE_BASE | (rng.next_u64() as u32 & OUTSIDE_MASK);
         // Avoid .0 and .255 hosts, which look odd in captures.
         if !matches!(a & 0xff, 0 | 0xff) && !set.contains(a) {
             return a;
@@ -395,7 +366,7 @@ pub fn outside(set: &PrefixSet, rng: &mut Rng) -> u32 {
 /// An IPv6 client address in `3000::/4` outside the set.
 pub fn outside6(set: &PrefixSet, rng: &mut Rng) -> u128 {
     loop {
-        let a = (0x3 << 124) | (rng.next128() & host6(4));
+        let a = (0x3 << 124) | (rng.next_u128() & host6(4));
         if !set.contains6(a) {
             return a;
         }
@@ -416,7 +387,7 @@ pub fn near_miss(set: &PrefixSet, rng: &mut Rng) -> u32 {
                 _ => continue,
             };
             for _ in 0..8 {
-                let a = (s & !mask) | (rng.next() as u32 & mask);
+                let a = (s & !mask) | (rng.next_u64() as u32 & mask);
                 if !matches!(a & 0xff, 0 | 0xff) && !set.contains(a) {
                     return a;
                 }
@@ -440,7 +411,7 @@ pub fn near_miss6(set: &PrefixSet, rng: &mut Rng) -> u128 {
             let p = u32::from(l) - 1 - rng.below(u64::from(l.min(12) - 4)) as u32;
             let flipped = s ^ (1u128 << (127 - p));
             let rest = u128::MAX >> (p + 1);
-            let a = (flipped & !rest) | (rng.next128() & rest);
+            let a = (flipped & !rest) | (rng.next_u128() & rest);
             if !set.contains6(a) {
                 return a;
             }
@@ -475,7 +446,7 @@ mod tests {
         for i in 0..a.len() {
             assert!(a.contains(a.target(i, 3)));
         }
-        let mut rng = Rng(1);
+        let mut rng = Rng::new(1);
         for _ in 0..1000 {
             assert!(!a.contains(outside(&a, &mut rng)));
         }
@@ -484,7 +455,7 @@ mod tests {
     #[test]
     fn near_misses_share_a_block_with_a_prefix_but_miss_the_set() {
         let set = PrefixSet::generate(SetKind::Mix, 20_000, 5).unwrap();
-        let mut rng = Rng(2);
+        let mut rng = Rng::new(2);
         let mut blocks16: Vec<u32> = set
             .prefixes
             .iter()
@@ -533,7 +504,7 @@ mod tests {
         for i in 0..set.v6.len() {
             assert!(set.contains6(set.target6(i, 1)));
         }
-        let mut rng = Rng(4);
+        let mut rng = Rng::new(4);
         for _ in 0..1000 {
             let a = near_miss6(&set, &mut rng);
             assert!(!set.contains6(a) && a >> 124 == 2);
