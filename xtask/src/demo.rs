@@ -259,7 +259,7 @@ impl Row {
     fn why(&self) -> String {
         let Some(t) = &self.tracked else {
             return if self.proto == "tcp" {
-                "TCP: passed without inspection (call media is UDP)".to_owned()
+                "TCP: no call fallback (STUN/TURN or Telegram's reflector toward a listed range), passed".to_owned()
             } else {
                 "no listed address, no messenger signature: no flow state".to_owned()
             };
