@@ -9,13 +9,14 @@
 //!   a lists directory, a unique pin directory, a `flowfilter run` child),
 //!   all removed on drop;
 //! - [`Ran`], [`wait_for`], [`free_port`], [`http_get`];
-//! - [`Rng`]: the one seeded random generator.
+//! - [`Rng`]: the one seeded random generator;
+//! - [`seed_stopping`]: a `--seed` that stops one subscriber and spares another.
 //!
 //! Like the rest of this crate, it panics with context instead of returning
 //! errors: a failed step fails the test that took it.
 
 use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -27,6 +28,31 @@ mod rng;
 
 pub use gateway::{A_ADDR, B_ADDR, Gateway, PORT, Receiver, START_TIMEOUT, Setup, send};
 pub use rng::{Draw, Rng};
+
+/// A `--seed` under which, for this hour and the next, `stopped` is among
+/// the stopped 50% of subscribers (`flows=50%`) and `spared` is not (IPv4
+/// subscribers, the daemon's hourly rotation).
+pub fn seed_stopping(stopped: Ipv4Addr, spared: Ipv4Addr) -> u64 {
+    use filter_common::decide::{epoch_seed, subscriber_key, subscriber_rank};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64;
+    let hour = 3600 * 1_000_000_000u64;
+    let rank = |ip: Ipv4Addr, seed: u64, t: u64| {
+        subscriber_rank(
+            &subscriber_key(&ip.to_ipv6_mapped().octets(), 32, 64),
+            epoch_seed(seed, t, 3600),
+        )
+    };
+    (1u64..100_000)
+        .find(|s| {
+            [now, now + hour]
+                .iter()
+                .all(|t| rank(stopped, *s, *t) < 50 && rank(spared, *s, *t) >= 50)
+        })
+        .expect("a seed")
+}
 
 /// The `flowfilter` binary: `FLOWFILTER_BIN`, else
 /// `$CARGO_TARGET_DIR/debug/flowfilter`, else

@@ -1372,28 +1372,10 @@ fn subscribers_inside_and_seed_are_applied_shown_and_bad_ones_refused() {
 /// program used.
 #[test]
 fn the_named_subscriber_side_decides_the_fate_end_to_end() {
-    use filter_common::decide::{epoch_seed, subscriber_key, subscriber_rank};
     if !require_root("the_named_subscriber_side_decides_the_fate_end_to_end") {
         return;
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos() as u64;
-    let hour = 3600 * 1_000_000_000u64;
-    let rank = |ip: Ipv4Addr, seed: u64, t: u64| {
-        subscriber_rank(
-            &subscriber_key(&ip.to_ipv6_mapped().octets(), 32, 64),
-            epoch_seed(seed, t, 3600),
-        )
-    };
-    let seed = (1u64..100_000)
-        .find(|s| {
-            [now, now + hour]
-                .iter()
-                .all(|t| rank(LISTED, *s, *t) < 50 && rank(A_ADDR, *s, *t) >= 50)
-        })
-        .expect("a seed");
+    let seed = kit::seed_stopping(LISTED, A_ADDR);
     let seed_arg = seed.to_string();
     let policy = ["--policy", "whatsapp=flows=50%,scope=udp"];
     let mut env = Env::new();

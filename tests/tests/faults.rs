@@ -195,6 +195,50 @@ fn an_interface_deleted_and_recreated_is_filtered_again_and_status_tells_the_tru
     );
 }
 
+/// `--inside IFACE` names the subscriber side by interface; a re-created
+/// interface is a new device, and it must face subscribers again, or every
+/// flow on it loses its subscriber end and takes the other side's fate.
+#[test]
+fn a_recreated_inside_interface_still_faces_subscribers() {
+    if !require_root("a_recreated_inside_interface_still_faces_subscribers") {
+        return;
+    }
+    let mut env = Env::new(true);
+    // The listed relay's address arrives on the inside interface: it is the
+    // subscriber, and this seed stops it (and would spare A, the subscriber
+    // if nothing faced subscribers).
+    let seed = kit::seed_stopping(LISTED, kit::A_ADDR).to_string();
+    let va = env.va.clone();
+    let cmd = env.run_command(&[
+        "--policy",
+        "whatsapp=flows=50%,scope=udp",
+        "--seed",
+        &seed,
+        "--inside",
+        &va,
+    ]);
+    env.spawn(cmd);
+    env.wait_status(0, "the daemon running with its interface attached");
+    let rx = env.receiver();
+    assert_eq!(
+        env.deliver(&rx, LISTED, 20),
+        0,
+        "the inside subscriber is stopped:\n{}",
+        env.log()
+    );
+    env.link_down();
+    env.wait_status(4, "status reporting the deleted interface");
+    env.link_up();
+    env.wait_status(0, "re-attach after the interface came back");
+    // A new sending socket: a new flow, decided afresh on the new device.
+    assert_eq!(
+        env.deliver(&rx, LISTED, 20),
+        0,
+        "after the re-create {va} still faces subscribers:\n{}",
+        env.log()
+    );
+}
+
 #[test]
 fn a_renamed_interface_is_left_and_the_new_holder_of_the_name_attached() {
     if !require_root("a_renamed_interface_is_left_and_the_new_holder_of_the_name_attached") {
