@@ -279,14 +279,20 @@ pub fn bench(args: &[String]) -> Result<()> {
     env::catch_signals();
     // From here on: the benchmark proper (the build above is not counted).
     let started = Instant::now();
-    let meta = Meta::collect(&a.generator, a.quick, args, timing, &lists_note);
+    let (generator, generator_note) = if a.generator == "xdp-live" && !a.no_live {
+        probe_generator(&ffbench)?
+    } else {
+        (a.generator.clone(), None)
+    };
+    let mut meta = Meta::collect(&generator, a.quick, args, timing, &lists_note);
+    meta.generator_note = generator_note;
     let work = std::env::temp_dir().join(format!("ffbench-{}", std::process::id()));
     step("bench: namespaces ffb-tx / ffb-rx, veth pair, bpffs");
     let mut world = Env::up(work)?;
     let runner = Runner {
         ffbench: &ffbench,
         timing,
-        generator: a.generator.clone(),
+        generator,
         live: !a.no_live,
         kernel: !a.no_kernel,
         flows: a.flows,
@@ -378,6 +384,41 @@ fn has_lists(dir: &Path) -> bool {
             p.is_file() && p.extension().is_some_and(|x| x == "txt" || x == "lst")
         })
     })
+}
+
+/// The generator to use when xdp-live is asked for: xdp-live when the
+/// kernel runs XDP live frames, else af-packet with a note saying why (some
+/// kernels refuse live frames even to root).
+fn probe_generator(ffbench: &Path) -> Result<(String, Option<String>)> {
+    let out = Command::new(ffbench)
+        .arg("probe-live")
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {} probe-live", ffbench.display()))?;
+    if !out.status.success() {
+        bail!(
+            "ffbench probe-live: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).context("parsing ffbench probe-live")?;
+    if v["live_frames"].as_bool() == Some(true) {
+        return Ok(("xdp-live".into(), None));
+    }
+    let why = v["error"].as_str().unwrap_or("refused").to_string();
+    eprintln!(
+        "warning: this kernel refuses XDP live frames ({why}): the live runs use the af-packet generator, \
+         whose receiver is not saturated, so its ns/packet include wake-ups and do not compare with xdp-live runs; \
+         the programs' own cost (section 2) and the in-kernel cost (section 3) still do"
+    );
+    Ok((
+        "af-packet".into(),
+        Some(format!(
+            "af-packet, because this kernel refuses xdp-live ({why}): the receiver is not saturated, so \
+             section 1's ns/packet include its wake-ups and do not compare with runs made with xdp-live; \
+             compare ratios within this run, and sections 2 and 3"
+        )),
+    ))
 }
 
 struct Runner<'a> {

@@ -128,6 +128,9 @@ pub struct Meta {
     pub quick: bool,
     pub timing: Timing,
     pub generator: String,
+    /// Why the run's generator is not the one asked for (xdp-live refused
+    /// by the kernel), said at the top of the report.
+    pub generator_note: Option<String>,
     pub lists_note: String,
 }
 
@@ -194,6 +197,7 @@ impl Meta {
             quick,
             timing,
             generator: generator.to_string(),
+            generator_note: None,
             lists_note: lists_note.to_string(),
         }
     }
@@ -594,6 +598,9 @@ pub fn render(
             .collect::<Vec<_>>()
             .join("; ")
     );
+    if let Some(n) = &meta.generator_note {
+        let _ = writeln!(o.md, "- generator: **{n}**");
+    }
     if let Some(e) = error {
         let _ = writeln!(
             o.md,
@@ -614,7 +621,7 @@ pub fn render(
     section_own(&mut body, runs);
     section_kernel(&mut body, runs);
     section_control(&mut body, runs, meta.quick);
-    section_targets(&mut o, runs, meta.quick);
+    section_targets(&mut o, runs, meta.quick, meta.generator == "xdp-live");
     o.md.push_str(&body.md);
     o.figures.extend(body.figures);
     o.notes.extend(body.notes);

@@ -63,6 +63,9 @@ enum Cmd {
     Live(live::LiveArgs),
     /// Fill xdp-filter's IPv4 map with the set's target addresses.
     FillXdpFilter(kernel::FillArgs),
+    /// Whether this kernel runs XDP live frames (the `xdp-live` generator):
+    /// `{"live_frames": true}`, or false with the kernel's answer.
+    ProbeLive,
 }
 
 fn set(
@@ -156,6 +159,10 @@ fn run() -> Result<Value> {
         Cmd::Kernel(a) => kernel::kernel(&a),
         Cmd::Live(a) => live::live(&a),
         Cmd::FillXdpFilter(a) => kernel::fill_xdp_filter(&a),
+        Cmd::ProbeLive => Ok(match traffic::probe_live()? {
+            Ok(()) => serde_json::json!({ "live_frames": true }),
+            Err(e) => serde_json::json!({ "live_frames": false, "error": e }),
+        }),
     }
 }
 

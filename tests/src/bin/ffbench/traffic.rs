@@ -533,6 +533,48 @@ struct XdpMd {
     egress_ifindex: u32,
 }
 
+/// Whether this kernel runs XDP live frames (`BPF_F_TEST_XDP_LIVE_FRAMES`):
+/// a two-instruction XDP_DROP program run a few times on the loopback
+/// device of this namespace. `Err` carries what the kernel answered (some
+/// kernels refuse live frames with EPERM even to root).
+pub fn probe_live() -> Result<std::result::Result<(), String>> {
+    let insns = [mov_imm(0, XDP_DROP), insn(0x95, 0, 0, 0, 0)];
+    let license = c"GPL";
+    let mut a = ProgLoad {
+        prog_type: BPF_PROG_TYPE_XDP,
+        insn_cnt: insns.len() as u32,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        prog_name: name16("ffgen_probe"),
+        ..ProgLoad::default()
+    };
+    let fd = bpf(BPF_PROG_LOAD, &mut a).context("loading the live-frames probe program")?;
+    // SAFETY: the kernel returned a new fd.
+    let prog = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let frame = [0u8; 64];
+    let mut ctx = XdpMd {
+        data_end: frame.len() as u32,
+        ingress_ifindex: ifindex("lo", "of the bench")?,
+        ..XdpMd::default()
+    };
+    let mut t = TestRunAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        data_size_in: frame.len() as u32,
+        data_in: frame.as_ptr() as u64,
+        repeat: 8,
+        ctx_size_in: size_of::<XdpMd>() as u32,
+        ctx_in: std::ptr::from_mut(&mut ctx) as u64,
+        flags: BPF_F_TEST_XDP_LIVE_FRAMES,
+        ..TestRunAttr::default()
+    };
+    Ok(match bpf(BPF_PROG_TEST_RUN, &mut t) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!(
+            "BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES: {e}"
+        )),
+    })
+}
+
 fn name16(s: &str) -> [u8; 16] {
     let mut n = [0u8; 16];
     for (d, b) in n.iter_mut().zip(s.bytes().take(15)) {

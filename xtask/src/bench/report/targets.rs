@@ -207,7 +207,10 @@ pub(super) fn targets<'a>(runs: &'a [SetRun], quick: bool) -> Vec<Target<'a>> {
     t
 }
 
-pub(super) fn section_targets(o: &mut Out, runs: &[SetRun], quick: bool) {
+/// The targets table. Without xdp-live (`saturated` false) the receiver is
+/// not saturated and its ratios say nothing about the targets: shown, not
+/// judged.
+pub(super) fn section_targets(o: &mut Out, runs: &[SetRun], quick: bool, saturated: bool) {
     let _ = writeln!(
         o.md,
         "\n## Targets\n\n\
@@ -216,7 +219,8 @@ pub(super) fn section_targets(o: &mut Out, runs: &[SetRun], quick: bool) {
          | target | set | measured | met |\n|---|---|---:|---|"
     );
     for t in targets(runs, quick) {
-        let (m, met) = match (t.measured, t.met()) {
+        let judged = saturated || t.unit != "×";
+        let (m, met) = match (t.measured, t.met().filter(|_| judged)) {
             (Some(m), Some(ok)) => (
                 if t.unit == "×" {
                     format!("{m:.2}×")
@@ -225,6 +229,7 @@ pub(super) fn section_targets(o: &mut Out, runs: &[SetRun], quick: bool) {
                 },
                 if ok { "yes" } else { "**no**" },
             ),
+            (Some(m), None) => (format!("{m:.2}×"), "– (af-packet: not judged)"),
             _ => (t.why.clone(), "–"),
         };
         let _ = writeln!(o.md, "| {} | {} | {m} | {met} |", t.what, t.at);
@@ -242,7 +247,7 @@ pub(super) fn section_targets(o: &mut Out, runs: &[SetRun], quick: bool) {
             "target": t.what,
             "at": t.at,
             "limit": t.limit,
-            "met": t.met(),
+            "met": t.met().filter(|_| judged),
         }));
     }
 }

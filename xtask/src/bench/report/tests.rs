@@ -160,3 +160,35 @@ fn ratios_estimates_and_targets() {
     assert_eq!(find("nftables", "100k").measured, Some(10.0));
     assert_eq!(find("IPv6 cost growth, match", "").measured, None);
 }
+
+#[test]
+fn without_xdp_live_receiver_targets_are_shown_not_judged() {
+    let small = set(SetKind::Random, 10, 150.0, Vec::new());
+    let big = set(SetKind::Random, 100_000, 160.0, Vec::new());
+    let runs = [small, big];
+    let judged = |saturated: bool| {
+        let mut o = Out::new();
+        section_targets(&mut o, &runs, true, saturated);
+        let row =
+            o.md.lines()
+                .find(|l| l.starts_with("| matched media") && l.contains("| 100k |"))
+                .map(str::to_owned)
+                .unwrap();
+        let met = o
+            .figures
+            .iter()
+            .find(|f| f["kind"] == "match-over-parse-drop" && f["n"] == 100_000)
+            .map(|f| f["met"].clone())
+            .unwrap();
+        (row, met)
+    };
+    let (row, met) = judged(true);
+    assert!(row.ends_with("| 1.60× | yes |"), "{row}");
+    assert_eq!(met, json!(true));
+    let (row, met) = judged(false);
+    assert!(
+        row.ends_with("| 1.60× | – (af-packet: not judged) |"),
+        "{row}"
+    );
+    assert_eq!(met, Value::Null);
+}
