@@ -27,8 +27,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -361,27 +360,14 @@ impl StateFile {
                 }
             }
         }
-        let tmp = path.with_extension(format!("json.tmp{}", std::process::id()));
         let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
         text.push('\n');
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(STATE_FILE_MODE)
-            .open(&tmp)
-            .map_err(io(&tmp))?;
-        let written = (|| {
-            // A temporary file that already existed kept its old mode.
-            f.set_permissions(std::fs::Permissions::from_mode(STATE_FILE_MODE))?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()
-        })();
-        drop(f);
-        if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, &path)) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io(&path)(e));
-        }
+        crate::fsutil::write_atomic(
+            &path,
+            text.as_bytes(),
+            crate::fsutil::Mode::Exact(STATE_FILE_MODE),
+        )
+        .map_err(io(&path))?;
         self.remove_legacy(dir);
         Ok(())
     }

@@ -69,11 +69,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -241,45 +239,10 @@ fn previous_count(path: &Path, notes: &mut Vec<String>) -> Result<Option<usize>,
     }
 }
 
-/// Replace `path` with `text` atomically: write a temporary file in the same
-/// directory, fsync it, rename it over `path`, fsync the directory. The
-/// temporary file is removed on failure; keeps the current file's permissions.
+/// Replace the list file `path` with `text` atomically, keeping its
+/// permissions (0644 for a new one).
 fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
-    static SEQ: AtomicUsize = AtomicUsize::new(0);
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        name.to_string_lossy(),
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(&tmp)?;
-    let result = (|| {
-        if let Ok(meta) = fs::metadata(path)
-            && meta.is_file()
-        {
-            file.set_permissions(meta.permissions())?;
-        }
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
-    })();
-    drop(file);
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    crate::fsutil::write_atomic(path, text.as_bytes(), crate::fsutil::Mode::KeepOr(0o644))
 }
 
 /// Update one category.

@@ -146,6 +146,51 @@ fn version_1_files_are_read_once_and_moved() {
     assert_eq!(d.names(), ["a+b.lock", "a-b.json", "a-b.lock"]);
 }
 
+/// `dir` bound read-only onto itself until dropped (root only).
+struct ReadOnly(std::ffi::CString);
+
+impl ReadOnly {
+    fn bind(dir: &Path) -> Option<ReadOnly> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return None;
+        }
+        let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
+        let bind = libc::MS_BIND;
+        // SAFETY: valid C strings; a bind mount of a private test directory.
+        unsafe {
+            assert_eq!(
+                libc::mount(
+                    c.as_ptr(),
+                    c.as_ptr(),
+                    std::ptr::null(),
+                    bind,
+                    std::ptr::null()
+                ),
+                0
+            );
+            assert_eq!(
+                libc::mount(
+                    std::ptr::null(),
+                    c.as_ptr(),
+                    std::ptr::null(),
+                    bind | libc::MS_REMOUNT | libc::MS_RDONLY,
+                    std::ptr::null()
+                ),
+                0
+            );
+        }
+        Some(ReadOnly(c))
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        // SAFETY: the mount made in `bind`.
+        unsafe { libc::umount2(self.0.as_ptr(), 0) };
+    }
+}
+
 #[test]
 fn a_failed_write_leaves_the_old_file() {
     let d = Dir::new("fail");
@@ -153,17 +198,23 @@ fn a_failed_write_leaves_the_old_file() {
     let lock = WriterLock::acquire_in(&d.0, pins).unwrap();
     let mut s = StateFile::new(pins);
     s.write_in(&d.0, &lock).unwrap();
-    // A directory where the temporary file must go: the write fails.
-    let tmp = d.0.join(format!("t-fail.json.tmp{}", std::process::id()));
-    std::fs::create_dir(&tmp).unwrap();
+    let before = d.names();
+    // A directory where nothing can be created: the write fails.
+    let Some(ro) = ReadOnly::bind(&d.0) else {
+        eprintln!(
+            "a_failed_write_leaves_the_old_file: needs root (a read-only bind mount), skipped"
+        );
+        return;
+    };
     s.generation = 7;
     let e = s.write_in(&d.0, &lock).unwrap_err();
+    drop(ro);
     assert!(matches!(e, StateError::Io { .. }), "{e}");
     assert_eq!(
         StateFile::read_in(&d.0, pins).unwrap(),
         Some(StateFile::new(pins))
     );
-    std::fs::remove_dir(&tmp).unwrap();
+    assert_eq!(d.names(), before, "nothing left behind");
 }
 
 #[test]
