@@ -624,13 +624,13 @@ fn load_head(ctx: &XdpContext, pkt: &Packet, head: &mut [u8; HEAD_LEN], upto: us
     true
 }
 
+/// The UDP path: the flow's slot, the payload head classified, then the
+/// steps below in order; each returns early with a verdict where it can.
 #[inline(always)]
 fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
-    let pkt = &scratch.pkt;
     let Some(state) = STATE.get(0) else {
         return pass(O_UDP_PASS, len);
     };
-    let _ = pkt;
     let t = ff_flow_tag();
     let from_a = t & 1 != 0;
     let tag = t | 1;
@@ -642,18 +642,132 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
     // classifier; with small ones a flow with nothing to remember is
     // decided without it.
     let stateless_ok = state.flags & STATE_STATELESS != 0
-        && matches!(pkt.frag, Fragment::None)
+        && matches!(scratch.pkt.frag, Fragment::None)
         && !flow_bit_maybe(tag);
     if !stateless_ok && !locate_into(scratch, tag, now) {
         return pass(O_UDP_PASS, len);
     }
-    let pkt = &scratch.pkt;
-    let head = &mut scratch.head;
-    if scratch.head_valid == 0 {
-        if !read_head(ctx, pkt, head) {
-            return pass(O_MALFORMED, len);
+    if !classify_head(ctx, scratch, now) {
+        return pass(O_MALFORMED, len);
+    }
+    if stateless_ok {
+        if let Some(done) = stateless(state, scratch, len) {
+            return done;
         }
-        if let Fragment::First { id } = pkt.frag {
+        if !locate_into(scratch, tag, now) {
+            return pass(O_UDP_PASS, len);
+        }
+    }
+    let Some((slot, fresh)) = flow_slot(scratch, state, tag, now, from_a) else {
+        return pass(O_UDP_PASS, len);
+    };
+    let generation = state.generation & 1;
+    categorise_slot(slot, state, &scratch.pkt, from_a, generation);
+    if slot.flags & FLOW_ALLOWED != 0 {
+        seen(slot, now, len, false);
+        count(O_UDP_ALLOWED, len);
+        return (XDP_PASS, ALLOWED_INFO);
+    }
+    let (src_cat, dst_cat) = if from_a {
+        (slot.cat_a, slot.cat_b)
+    } else {
+        (slot.cat_b, slot.cat_a)
+    };
+    let listed = if dst_cat != CAT_NONE {
+        dst_cat
+    } else {
+        src_cat
+    };
+    if listed != CAT_NONE {
+        scratch.frag_flags |= u32::from(FRAGF_LISTED);
+    }
+    let sides = (listed, dst_cat != CAT_NONE, from_a);
+    if let Some(done) = tiny_first_fragment(ctx, scratch, state, slot, sides, len, (now_ns, now)) {
+        return done;
+    }
+
+    // For an inherited flow, the caller is the endpoint it inherited from.
+    let mut inherited_from: Option<[u8; 16]> = None;
+    let was_categorised = slot.category != CAT_NONE;
+    if listed == CAT_NONE && slot.sig_category == CAT_NONE && scratch.class.app == CAT_NONE {
+        inherited_from = probe_learned(scratch, slot, fresh, (now_ns, now));
+        if inherited_from.is_none() && scratch.class.app == CAT_NONE {
+            seen(slot, now, len, false);
+            let label = scratch.class.label;
+            return passed_uncategorised(label, label, len);
+        }
+    }
+    let (is_call, answered) = track(scratch, slot, listed, from_a);
+    let category = slot.category;
+    if category == CAT_NONE {
+        // Tracked, but no longer in any category (its range left the lists).
+        seen(slot, now, len, false);
+        return passed_uncategorised(scratch.class.label, slot.label, len);
+    }
+    note_categorised(state, &scratch.pkt, slot, tag, was_categorised, from_a, now);
+
+    let policy = POLICY
+        .get(generation * CATEGORY_SLOTS + category as u32)
+        .copied()
+        .unwrap_or_default();
+    let sides = (src_cat, dst_cat);
+    let v = packet_verdict(
+        ctx,
+        scratch,
+        slot,
+        &policy,
+        &inherited_from,
+        sides,
+        is_call,
+        from_a,
+        (now_ns, now),
+    );
+    let dropped = v == Verdict::Drop;
+    // Counted under what the flow was recognised as (e.g. whatsapp-media for
+    // SRTP on a WhatsApp relay flow), else what this packet looks like.
+    let label = if slot.label != LABEL_NONE {
+        slot.label
+    } else {
+        scratch.class.label
+    };
+    let info = Info {
+        category,
+        label: slot.label,
+        flags: if v == Verdict::Monitor {
+            TRACE_MONITORED
+        } else {
+            0
+        } | if is_call { TRACE_CALL } else { 0 },
+    };
+    if is_call {
+        maybe_teach(
+            scratch,
+            slot,
+            state,
+            category,
+            sides,
+            answered,
+            (now_ns, now),
+        );
+    }
+    seen(slot, now, len, dropped);
+    count_verdict(ctx, category, len, v);
+    count_label(label, len, v);
+    if dropped {
+        return (XDP_DROP, info);
+    }
+    (XDP_PASS, info)
+}
+
+/// The payload head read into scratch (unless a fragment join filled it)
+/// and classified into `scratch.class`. False when the head cannot be read.
+#[inline(always)]
+fn classify_head(ctx: &XdpContext, scratch: &mut Scratch, now: u32) -> bool {
+    if scratch.head_valid == 0 {
+        if !read_head(ctx, &scratch.pkt, &mut scratch.head) {
+            return false;
+        }
+        if let Fragment::First { id } = scratch.pkt.frag {
             // A later fragment that came first may continue this one's bytes.
             frag::join_early(scratch, id, now);
         }
@@ -678,17 +792,19 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
         }
     }
     ff_classify(class_len as u32, 0);
-    if stateless_ok {
-        if let Some(done) = stateless(state, scratch, len) {
-            return done;
-        }
-        if !locate_into(scratch, tag, now) {
-            return pass(O_UDP_PASS, len);
-        }
-    }
-    let pkt = &scratch.pkt;
-    let head = &mut scratch.head;
-    let class = &mut scratch.class;
+    true
+}
+
+/// The flow's slot where `locate_into` found or placed it, taken anew
+/// (evicting what was there, its key recorded) when fresh; with "fresh".
+#[inline(always)]
+fn flow_slot(
+    scratch: &Scratch,
+    state: &State,
+    tag: u64,
+    now: u32,
+    from_a: bool,
+) -> Option<(&'static mut FlowSlot, bool)> {
     // Where the slot is, through map memory: the ways of finding it converge
     // into one verifier state.
     // SAFETY: plain reads of what `locate_into` wrote.
@@ -699,12 +815,9 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
             core::ptr::read_volatile(&raw const scratch.fresh) != 0,
         )
     };
-    let Some(bucket) = FLOWS.get_ptr_mut(bucket_at) else {
-        return pass(O_UDP_PASS, len);
-    };
+    let bucket = FLOWS.get_ptr_mut(bucket_at)?;
     // SAFETY: pointer to a map value that stays valid for this run.
     let bucket = unsafe { &mut *bucket };
-
     let way = way & 1;
     if fresh {
         bucket.slots[way ^ 1].newer = 0;
@@ -720,144 +833,168 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
             unsafe { *k = scratch.key };
         }
     }
-    let generation = state.generation & 1;
-    if slot.version != state.version {
-        // New flow, or the lists changed since its last packet.
-        let (src_cat, dst_cat) = categories(generation, pkt);
-        if from_a {
-            (slot.cat_a, slot.cat_b) = (src_cat, dst_cat);
-        } else {
-            (slot.cat_a, slot.cat_b) = (dst_cat, src_cat);
-        }
-        if src_cat == CAT_ALLOW || dst_cat == CAT_ALLOW {
-            slot.flags |= FLOW_ALLOWED;
-        } else {
-            slot.flags &= !FLOW_ALLOWED;
-        }
-        slot.version = state.version;
+    Some((slot, fresh))
+}
+
+/// The categories of the flow's two ends, looked up for a new flow or when
+/// the lists changed since its last packet.
+#[inline(always)]
+fn categorise_slot(
+    slot: &mut FlowSlot,
+    state: &State,
+    pkt: &Packet,
+    from_a: bool,
+    generation: u32,
+) {
+    if slot.version == state.version {
+        return;
     }
-    if slot.flags & FLOW_ALLOWED != 0 {
-        seen(slot, now, len, false);
-        count(O_UDP_ALLOWED, len);
-        return (XDP_PASS, ALLOWED_INFO);
-    }
-    let (src_cat, dst_cat) = if from_a {
-        (slot.cat_a, slot.cat_b)
+    let (src_cat, dst_cat) = categories(generation, pkt);
+    if from_a {
+        (slot.cat_a, slot.cat_b) = (src_cat, dst_cat);
     } else {
-        (slot.cat_b, slot.cat_a)
-    };
-    let listed = if dst_cat != CAT_NONE {
-        dst_cat
-    } else {
-        src_cat
-    };
-    if listed != CAT_NONE {
-        scratch.frag_flags |= u32::from(FRAGF_LISTED);
+        (slot.cat_a, slot.cat_b) = (dst_cat, src_cat);
     }
-    if let Fragment::First { .. } = pkt.frag
+    if src_cat == CAT_ALLOW || dst_cat == CAT_ALLOW {
+        slot.flags |= FLOW_ALLOWED;
+    } else {
+        slot.flags &= !FLOW_ALLOWED;
+    }
+    slot.version = state.version;
+}
+
+/// A first fragment with too little payload to classify: decided by
+/// address when a listed range is involved (RFC 1858), else kept for the
+/// next fragment. `None` for any other packet. `sides`: the listed
+/// category, whether it is the destination's, "from a".
+#[inline(always)]
+fn tiny_first_fragment(
+    ctx: &XdpContext,
+    scratch: &mut Scratch,
+    state: &State,
+    slot: &mut FlowSlot,
+    sides: (u8, bool, bool),
+    len: usize,
+    (now_ns, now): (u64, u32),
+) -> Option<(u32, Info)> {
+    let listed = sides.0;
+    let pkt = &scratch.pkt;
+    let class = &scratch.class;
+    if !(matches!(pkt.frag, Fragment::First { .. })
         && scratch.head_valid == 0
         && tiny(pkt.payload_len, usize::from(pkt.udp_len).saturating_sub(8))
-        && (listed != CAT_NONE || class.app == CAT_NONE)
+        && (listed != CAT_NONE || class.app == CAT_NONE))
     {
-        // Too little payload to classify: decided by address when a listed
-        // range is involved (RFC 1858), else kept for the next fragment.
-        seen(slot, now, len, false);
-        slot.flags2 |= FLOW2_FRAGMENTED;
-        if listed == CAT_NONE && class.app == CAT_NONE {
-            let shown = class.label;
-            // The fragment that continues it is the flow's first look at a
-            // payload: it probes for a learned endpoint (a fresh slot
-            // counts as probed this tick).
-            slot.probe = (now as u8) ^ 0x80;
-            frag::stash_first(scratch, now, false);
-            return passed_uncategorised(shown, shown, len);
-        }
-        let r = frag::tiny_first(
-            ctx,
-            state,
-            slot,
-            (listed, dst_cat != CAT_NONE, from_a),
-            len,
-            (now_ns, now),
-        );
-        if r.0 == XDP_DROP {
-            // Its payload, in the next fragment, still teaches.
-            frag::stash_first(scratch, now, true);
-        }
-        return r;
+        return None;
     }
-    let ep = &mut scratch.endpoint;
-    let epv = &mut scratch.endpoint_value;
+    seen(slot, now, len, false);
+    slot.flags2 |= FLOW2_FRAGMENTED;
+    if listed == CAT_NONE && class.app == CAT_NONE {
+        let shown = class.label;
+        // The fragment that continues it is the flow's first look at a
+        // payload: it probes for a learned endpoint (a fresh slot counts as
+        // probed this tick).
+        slot.probe = (now as u8) ^ 0x80;
+        frag::stash_first(scratch, now, false);
+        return Some(passed_uncategorised(shown, shown, len));
+    }
+    let r = frag::tiny_first(ctx, state, slot, sides, len, (now_ns, now));
+    if r.0 == XDP_DROP {
+        // Its payload, in the next fragment, still teaches.
+        frag::stash_first(scratch, now, true);
+    }
+    Some(r)
+}
 
-    // For an inherited flow, the caller is the endpoint it inherited from.
-    let mut inherited_from: Option<[u8; 16]> = None;
-    let was_categorised = slot.category != CAT_NONE;
-    if listed == CAT_NONE && slot.sig_category == CAT_NONE && class.app == CAT_NONE {
-        // A flow of no category so far: it may carry a learned Telegram tag
-        // or run from or to a learned call endpoint. Looked up at most once
-        // a tick per flow, and only when the bitmap says "maybe".
-        let probe = now as u8;
-        if fresh || slot.probe != probe {
-            slot.probe = probe;
-            let mut cat = CAT_NONE;
-            if class.tag_candidate && tag_maybe(head) {
-                cat = learned_tag(head, now_ns, class);
-            }
-            if cat == CAT_NONE && !fresh_inherit_blocked(slot) {
-                if endpoint_maybe(&pkt.src, pkt.sport)
-                    && let Some(e) = inheritable(ep, &pkt.src, pkt.sport, now_ns)
-                {
-                    cat = e;
-                    inherited_from = Some(pkt.src);
-                } else if endpoint_maybe(&pkt.dst, pkt.dport)
-                    && let Some(e) = inheritable(ep, &pkt.dst, pkt.dport, now_ns)
-                {
-                    cat = e;
-                    inherited_from = Some(pkt.dst);
-                }
-            }
-            if let Some(_from) = inherited_from {
-                slot.sig_category = cat;
-                slot.flags |= FLOW_CALL | FLOW_INHERITED;
-                slot.label = LABEL_P2P_INHERITED;
-            }
-        }
-        if inherited_from.is_none() && class.app == CAT_NONE {
-            seen(slot, now, len, false);
-            return passed_uncategorised(class.label, class.label, len);
+/// A flow of no category so far may carry a learned Telegram tag or run
+/// from or to a learned call endpoint: looked up at most once a tick per
+/// flow, and only when the bitmaps say "maybe". The endpoint it inherited
+/// from, when it did (the slot then marked as an inherited call).
+#[inline(always)]
+fn probe_learned(
+    scratch: &mut Scratch,
+    slot: &mut FlowSlot,
+    fresh: bool,
+    (now_ns, now): (u64, u32),
+) -> Option<[u8; 16]> {
+    let probe = now as u8;
+    if !fresh && slot.probe == probe {
+        return None;
+    }
+    slot.probe = probe;
+    let pkt = &scratch.pkt;
+    let head = &scratch.head;
+    let class = &mut scratch.class;
+    let ep = &mut scratch.endpoint;
+    let mut cat = CAT_NONE;
+    let mut inherited_from = None;
+    if class.tag_candidate && tag_maybe(head) {
+        cat = learned_tag(head, now_ns, class);
+    }
+    if cat == CAT_NONE && !fresh_inherit_blocked(slot) {
+        if endpoint_maybe(&pkt.src, pkt.sport)
+            && let Some(e) = inheritable(ep, &pkt.src, pkt.sport, now_ns)
+        {
+            cat = e;
+            inherited_from = Some(pkt.src);
+        } else if endpoint_maybe(&pkt.dst, pkt.dport)
+            && let Some(e) = inheritable(ep, &pkt.dst, pkt.dport, now_ns)
+        {
+            cat = e;
+            inherited_from = Some(pkt.dst);
         }
     }
+    if inherited_from.is_some() {
+        slot.sig_category = cat;
+        slot.flags |= FLOW_CALL | FLOW_INHERITED;
+        slot.label = LABEL_P2P_INHERITED;
+    }
+    inherited_from
+}
+
+/// The packet folded into its flow (`observe`): whether it is part of a
+/// call and whether it is the flow's first answer; the flow's category
+/// re-derived (so a list swap re-categorises live flows).
+#[inline(always)]
+fn track(scratch: &mut Scratch, slot: &mut FlowSlot, listed: u8, from_a: bool) -> (bool, bool) {
     let both = FLOW_SEEN_A | FLOW_SEEN_B;
     let was_both = slot.flags & both == both;
-    let is_call = observe(slot, class, from_a);
+    let is_call = observe(slot, &scratch.class, from_a);
     // The first answer: the other side becomes learnable (see `learn`).
     let answered = !was_both && slot.flags & both == both;
     if is_call {
         scratch.frag_flags |= u32::from(FRAGF_CALL);
     }
-    if !matches!(pkt.frag, Fragment::None) {
+    if !matches!(scratch.pkt.frag, Fragment::None) {
         slot.flags2 |= FLOW2_FRAGMENTED;
     }
-    // Re-derived on every packet, so a list swap re-categorises live flows.
-    let category = if listed != CAT_NONE {
+    slot.category = if listed != CAT_NONE {
         listed
     } else {
         slot.sig_category
     };
-    slot.category = category;
     if listed != CAT_NONE {
         slot.flags |= FLOW_LISTED;
     } else {
         slot.flags &= !FLOW_LISTED;
     }
-    if category == CAT_NONE {
-        // Tracked, but no longer in any category (its range left the lists).
-        seen(slot, now, len, false);
-        return passed_uncategorised(class.label, slot.label, len);
-    }
+    (is_call, answered)
+}
+
+/// A flow with a category: its bit and its subscriber's rank kept alive at
+/// most once a tick (enough for the rotation, which is slower than a slot's
+/// idle time); a newly categorised flow counted and its counters started.
+#[inline(always)]
+fn note_categorised(
+    state: &State,
+    pkt: &Packet,
+    slot: &mut FlowSlot,
+    tag: u64,
+    was_categorised: bool,
+    from_a: bool,
+    now: u32,
+) {
     if !was_categorised || slot.last_seen != now {
-        // At most once a tick: enough for the rotation, which is slower
-        // than a slot's idle time.
         flow_bit_mark(state, tag);
         if slot.flags2 & (FLOW2_SUB_A | FLOW2_SUB_B) != 0 {
             keep_rank_alive(pkt, slot.flags2, from_a, state, now);
@@ -872,21 +1009,27 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
         slot.dropped = 0;
         slot.first_seen = now;
     }
+}
 
-    let policy = POLICY
-        .get(generation * CATEGORY_SLOTS + category as u32)
-        .copied()
-        .unwrap_or_default();
+/// The verdict of the category's policy on this packet: under `flows=P%`
+/// the flow's fate first, a random number only under `loss=P%`; the rest of
+/// a datagram whose tiny first fragment was dropped is dropped.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn packet_verdict(
+    ctx: &XdpContext,
+    scratch: &Scratch,
+    slot: &mut FlowSlot,
+    policy: &Policy,
+    inherited_from: &Option<[u8; 16]>,
+    sides: (u8, u8),
+    is_call: bool,
+    from_a: bool,
+    now: (u64, u32),
+) -> Verdict {
     if policy.action == ACTION_FLOWS {
-        let fallback_dst = caller_is_dst(pkt, &inherited_from, slot, (src_cat, dst_cat), from_a);
-        flows_fate(
-            ctx,
-            slot,
-            fallback_dst,
-            policy.percent,
-            (now_ns, now),
-            from_a,
-        );
+        let fallback_dst = caller_is_dst(&scratch.pkt, inherited_from, slot, sides, from_a);
+        flows_fate(ctx, slot, fallback_dst, policy.percent, now, from_a);
     }
     let rand = if policy.action == ACTION_LOSS {
         // SAFETY: helper without arguments.
@@ -894,67 +1037,54 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
     } else {
         0
     };
-    let v = if scratch.frag_flags & u32::from(FRAGF_DECIDED) != 0 {
-        // The rest of a datagram whose tiny first fragment was dropped.
+    if scratch.frag_flags & u32::from(FRAGF_DECIDED) != 0 {
         Verdict::Drop
     } else {
-        verdict(&policy, is_call, slot.fate, rand)
-    };
-    let dropped = v == Verdict::Drop;
-    // Counted under what the flow was recognised as (e.g. whatsapp-media for
-    // SRTP on a WhatsApp relay flow), else what this packet looks like.
-    let label = if slot.label != LABEL_NONE {
-        slot.label
-    } else {
-        class.label
-    };
-    let info = Info {
-        category,
-        label: slot.label,
-        flags: if v == Verdict::Monitor {
-            TRACE_MONITORED
-        } else {
-            0
-        } | if is_call { TRACE_CALL } else { 0 },
-    };
+        verdict(policy, is_call, slot.fate, rand)
+    }
+}
 
-    // Teach once the call flow has gone both ways or carried a few packets,
-    // on anything new (a TURN peer, a Telegram tag), and then at most once
-    // per refresh interval.
+/// A call flow teaches once it has gone both ways or carried a few packets,
+/// on anything new (a TURN peer, a Telegram tag), and then at most once per
+/// refresh interval.
+#[inline(always)]
+fn maybe_teach(
+    scratch: &mut Scratch,
+    slot: &mut FlowSlot,
+    state: &State,
+    category: u8,
+    (src_cat, dst_cat): (u8, u8),
+    answered: bool,
+    (now_ns, now): (u64, u32),
+) {
     let now16 = now as u16;
-    if is_call
-        && may_teach(slot.flags, u64::from(slot.packets) + 1)
+    let class = &scratch.class;
+    if !(may_teach(slot.flags, u64::from(slot.packets) + 1)
         && (class.has_peer
             || class.learn_tag
             || answered
-            || now16.wrapping_sub(slot.taught) >= ENDPOINT_REFRESH_TICKS)
+            || now16.wrapping_sub(slot.taught) >= ENDPOINT_REFRESH_TICKS))
     {
-        slot.taught = now16;
-        let listed_sides = (
-            src_cat != CAT_NONE,
-            dst_cat != CAT_NONE,
-            slot.flags & both == both,
-        );
-        learn(
-            pkt,
-            class,
-            head,
-            category,
-            listed_sides,
-            now_ns,
-            state,
-            ep,
-            epv,
-        );
+        return;
     }
-
-    seen(slot, now, len, dropped);
-    count_verdict(ctx, category, len, v);
-    count_label(label, len, v);
-    if dropped {
-        return (XDP_DROP, info);
-    }
-    (XDP_PASS, info)
+    slot.taught = now16;
+    let both = FLOW_SEEN_A | FLOW_SEEN_B;
+    let listed_sides = (
+        src_cat != CAT_NONE,
+        dst_cat != CAT_NONE,
+        slot.flags & both == both,
+    );
+    learn(
+        &scratch.pkt,
+        &scratch.class,
+        &scratch.head,
+        category,
+        listed_sides,
+        now_ns,
+        state,
+        &mut scratch.endpoint,
+        &mut scratch.endpoint_value,
+    );
 }
 
 /// With small tables: the verdict for a packet that needs no flow state, or
