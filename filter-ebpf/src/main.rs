@@ -637,29 +637,9 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
     // SAFETY: helper without arguments.
     let now_ns = unsafe { bpf_ktime_get_coarse_ns() };
     let now = tick(now_ns);
-    // With large tables (or a flow that may have a category) the bucket is
-    // read first, so its cache miss overlaps the head read and the
-    // classifier; with small ones a flow with nothing to remember is
-    // decided without it.
-    let stateless_ok = state.flags & STATE_STATELESS != 0
-        && matches!(scratch.pkt.frag, Fragment::None)
-        && !flow_bit_maybe(tag);
-    if !stateless_ok && !locate_into(scratch, tag, now) {
-        return pass(O_UDP_PASS, len);
-    }
-    if !classify_head(ctx, scratch, now) {
-        return pass(O_MALFORMED, len);
-    }
-    if stateless_ok {
-        if let Some(done) = stateless(state, scratch, len) {
-            return done;
-        }
-        if !locate_into(scratch, tag, now) {
-            return pass(O_UDP_PASS, len);
-        }
-    }
-    let Some((slot, fresh)) = flow_slot(scratch, state, tag, now, from_a) else {
-        return pass(O_UDP_PASS, len);
+    let (slot, fresh) = match find_flow(ctx, scratch, state, tag, from_a, len, now) {
+        Ok(found) => found,
+        Err(done) => return done,
     };
     let generation = state.generation & 1;
     categorise_slot(slot, state, &scratch.pkt, from_a, generation);
@@ -668,16 +648,7 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
         count(O_UDP_ALLOWED, len);
         return (XDP_PASS, ALLOWED_INFO);
     }
-    let (src_cat, dst_cat) = if from_a {
-        (slot.cat_a, slot.cat_b)
-    } else {
-        (slot.cat_b, slot.cat_a)
-    };
-    let listed = if dst_cat != CAT_NONE {
-        dst_cat
-    } else {
-        src_cat
-    };
+    let (src_cat, dst_cat, listed) = listed_sides(slot, from_a);
     if listed != CAT_NONE {
         scratch.frag_flags |= u32::from(FRAGF_LISTED);
     }
@@ -711,27 +682,53 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
         .copied()
         .unwrap_or_default();
     let sides = (src_cat, dst_cat);
-    let v = packet_verdict(
-        ctx,
-        scratch,
-        slot,
-        &policy,
-        &inherited_from,
-        sides,
-        is_call,
-        from_a,
-        (now_ns, now),
-    );
+    let fate = (&inherited_from, sides, from_a);
+    let v = packet_verdict(ctx, scratch, slot, &policy, fate, is_call, (now_ns, now));
+    if is_call {
+        let now = (now_ns, now);
+        maybe_teach(scratch, slot, state, category, sides, answered, now);
+    }
+    counted(ctx, slot, scratch.class.label, v, is_call, len, now)
+}
+
+/// The flow's categories as (source, destination, listed): the listed one
+/// is the destination's, else the source's.
+#[inline(always)]
+fn listed_sides(slot: &FlowSlot, from_a: bool) -> (u8, u8, u8) {
+    let (src_cat, dst_cat) = if from_a {
+        (slot.cat_a, slot.cat_b)
+    } else {
+        (slot.cat_b, slot.cat_a)
+    };
+    let listed = if dst_cat != CAT_NONE {
+        dst_cat
+    } else {
+        src_cat
+    };
+    (src_cat, dst_cat, listed)
+}
+
+/// A categorised flow's packet counted under its verdict and label (what
+/// the flow was recognised as, e.g. whatsapp-media for SRTP on a WhatsApp
+/// relay flow, else what this packet looks like), and its action.
+#[inline(always)]
+fn counted(
+    ctx: &XdpContext,
+    slot: &mut FlowSlot,
+    packet_label: u8,
+    v: Verdict,
+    is_call: bool,
+    len: usize,
+    now: u32,
+) -> (u32, Info) {
     let dropped = v == Verdict::Drop;
-    // Counted under what the flow was recognised as (e.g. whatsapp-media for
-    // SRTP on a WhatsApp relay flow), else what this packet looks like.
     let label = if slot.label != LABEL_NONE {
         slot.label
     } else {
-        scratch.class.label
+        packet_label
     };
     let info = Info {
-        category,
+        category: slot.category,
         label: slot.label,
         flags: if v == Verdict::Monitor {
             TRACE_MONITORED
@@ -739,24 +736,48 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
             0
         } | if is_call { TRACE_CALL } else { 0 },
     };
-    if is_call {
-        maybe_teach(
-            scratch,
-            slot,
-            state,
-            category,
-            sides,
-            answered,
-            (now_ns, now),
-        );
-    }
     seen(slot, now, len, dropped);
-    count_verdict(ctx, category, len, v);
+    count_verdict(ctx, slot.category, len, v);
     count_label(label, len, v);
     if dropped {
         return (XDP_DROP, info);
     }
     (XDP_PASS, info)
+}
+
+/// The flow's slot and "fresh", with the payload head classified on the
+/// way, or the verdict when the packet needs no slot or cannot have one.
+/// With large tables (or a flow that may have a category) the bucket is read
+/// first, so its cache miss overlaps the head read and the classifier; with
+/// small ones a flow with nothing to remember is decided without it.
+#[inline(always)]
+fn find_flow(
+    ctx: &XdpContext,
+    scratch: &mut Scratch,
+    state: &State,
+    tag: u64,
+    from_a: bool,
+    len: usize,
+    now: u32,
+) -> Result<(&'static mut FlowSlot, bool), (u32, Info)> {
+    let stateless_ok = state.flags & STATE_STATELESS != 0
+        && matches!(scratch.pkt.frag, Fragment::None)
+        && !flow_bit_maybe(tag);
+    if !stateless_ok && !locate_into(scratch, tag, now) {
+        return Err(pass(O_UDP_PASS, len));
+    }
+    if !classify_head(ctx, scratch, now) {
+        return Err(pass(O_MALFORMED, len));
+    }
+    if stateless_ok {
+        if let Some(done) = stateless(state, scratch, len) {
+            return Err(done);
+        }
+        if !locate_into(scratch, tag, now) {
+            return Err(pass(O_UDP_PASS, len));
+        }
+    }
+    flow_slot(scratch, state, tag, now, from_a).ok_or_else(|| pass(O_UDP_PASS, len))
 }
 
 /// The payload head read into scratch (unless a fragment join filled it)
@@ -1014,17 +1035,16 @@ fn note_categorised(
 /// The verdict of the category's policy on this packet: under `flows=P%`
 /// the flow's fate first, a random number only under `loss=P%`; the rest of
 /// a datagram whose tiny first fragment was dropped is dropped.
-#[allow(clippy::too_many_arguments)]
+/// `fate`: what `caller_is_dst` needs (the endpoint inherited from, the
+/// source and destination categories, "from a").
 #[inline(always)]
 fn packet_verdict(
     ctx: &XdpContext,
     scratch: &Scratch,
     slot: &mut FlowSlot,
     policy: &Policy,
-    inherited_from: &Option<[u8; 16]>,
-    sides: (u8, u8),
+    (inherited_from, sides, from_a): (&Option<[u8; 16]>, (u8, u8), bool),
     is_call: bool,
-    from_a: bool,
     now: (u64, u32),
 ) -> Verdict {
     if policy.action == ACTION_FLOWS {
