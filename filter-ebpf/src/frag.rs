@@ -75,21 +75,7 @@ pub fn later(
             Some((XDP_DROP, NO_INFO))
         }
         Later::Stash => {
-            // Before its first fragment: keep its first bytes, which the
-            // first fragment may continue into a head.
-            fs.tag = tag;
-            fs.last_seen = now;
-            fs.sport = 0;
-            fs.dport = 0;
-            fs.udp_len = 0;
-            fs.first_end = 0;
-            fs.head_end = 0;
-            fs.state = FRAG_PENDING;
-            fs.flags = FRAGF_EARLY;
-            fs.category = CAT_NONE;
-            fs.stash_off = offset - UDP_HEADER;
-            fs.stash_len = load_stash(ctx, &scratch.pkt, &mut fs.stash);
-            event(EV_FRAG_EARLY);
+            stash_early(ctx, &scratch.pkt, fs, tag, offset, now);
             Some(pass(O_FRAG_PASS, len))
         }
         Later::Pass => {
@@ -100,44 +86,78 @@ pub fn later(
         }
         Later::Classify { prefix } => {
             fs.last_seen = now;
-            let prefix = usize::from(prefix).min(HEAD_MIN);
-            scratch.head[..HEAD_MIN].copy_from_slice(&fs.stash);
-            let want = scratch.pkt.payload_len.min(LATER_HEAD) as u32;
-            if want == 0 || want > LATER_HEAD as u32 {
-                return Some(pass(O_FRAG_PASS, len));
-            }
-            // SAFETY: at most LATER_HEAD bytes at head[prefix..], prefix <=
-            // HEAD_MIN: inside the head; the helper checks the packet side.
-            let r = unsafe {
-                bpf_xdp_load_bytes(
-                    ctx.ctx,
-                    scratch.pkt.payload_off as u32,
-                    scratch.head.as_mut_ptr().add(prefix).cast::<c_void>(),
-                    want,
-                )
-            };
-            if r != 0 {
-                return Some(pass(O_FRAG_PASS, len));
-            }
-            scratch.head_valid = prefix as u32 + want;
-            scratch.synth = SYN_LATER
-                | if prefix == 0 && offset < fs.head_end {
-                    SYN_REWRITE
-                } else {
-                    0
-                };
-            scratch.frag_offset = u32::from(offset);
-            scratch.frag_data = want;
-            scratch.frag_flags |= u32::from(fs.flags & FRAGF_DECIDED);
-            // The datagram as its first fragment told it.
-            scratch.pkt.proto = PROTO_UDP;
-            scratch.pkt.sport = fs.sport;
-            scratch.pkt.dport = fs.dport;
-            scratch.pkt.payload_len = usize::from(fs.udp_len).saturating_sub(8);
-            scratch.pkt.udp_len = fs.udp_len;
-            None
+            continue_head(ctx, scratch, fs, prefix, offset, len)
         }
     }
+}
+
+/// A later fragment before its first fragment: its first bytes kept, which
+/// the first fragment may continue into a head.
+#[inline(always)]
+fn stash_early(ctx: &XdpContext, pkt: &Packet, fs: &mut FragSlot, tag: u64, offset: u16, now: u32) {
+    fs.tag = tag;
+    fs.last_seen = now;
+    fs.sport = 0;
+    fs.dport = 0;
+    fs.udp_len = 0;
+    fs.first_end = 0;
+    fs.head_end = 0;
+    fs.state = FRAG_PENDING;
+    fs.flags = FRAGF_EARLY;
+    fs.category = CAT_NONE;
+    fs.stash_off = offset - UDP_HEADER;
+    fs.stash_len = load_stash(ctx, pkt, &mut fs.stash);
+    event(EV_FRAG_EARLY);
+}
+
+/// The fragment that continues a datagram's head: the first fragment's
+/// stashed `prefix` bytes and this fragment's first bytes joined in
+/// `scratch.head`, and `scratch.pkt` made the datagram as its first fragment
+/// told it, for the UDP path (`None`); a verdict when they cannot be read.
+#[inline(always)]
+fn continue_head(
+    ctx: &XdpContext,
+    scratch: &mut Scratch,
+    fs: &FragSlot,
+    prefix: u8,
+    offset: u16,
+    len: usize,
+) -> Option<(u32, Info)> {
+    let prefix = usize::from(prefix).min(HEAD_MIN);
+    scratch.head[..HEAD_MIN].copy_from_slice(&fs.stash);
+    let want = scratch.pkt.payload_len.min(LATER_HEAD) as u32;
+    if want == 0 || want > LATER_HEAD as u32 {
+        return Some(pass(O_FRAG_PASS, len));
+    }
+    // SAFETY: at most LATER_HEAD bytes at head[prefix..], prefix <=
+    // HEAD_MIN: inside the head; the helper checks the packet side.
+    let r = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            scratch.pkt.payload_off as u32,
+            scratch.head.as_mut_ptr().add(prefix).cast::<c_void>(),
+            want,
+        )
+    };
+    if r != 0 {
+        return Some(pass(O_FRAG_PASS, len));
+    }
+    scratch.head_valid = prefix as u32 + want;
+    scratch.synth = SYN_LATER
+        | if prefix == 0 && offset < fs.head_end {
+            SYN_REWRITE
+        } else {
+            0
+        };
+    scratch.frag_offset = u32::from(offset);
+    scratch.frag_data = want;
+    scratch.frag_flags |= u32::from(fs.flags & FRAGF_DECIDED);
+    scratch.pkt.proto = PROTO_UDP;
+    scratch.pkt.sport = fs.sport;
+    scratch.pkt.dport = fs.dport;
+    scratch.pkt.payload_len = usize::from(fs.udp_len).saturating_sub(8);
+    scratch.pkt.udp_len = fs.udp_len;
+    None
 }
 
 /// The first `HEAD_MIN` bytes (fewer when it has fewer) of a fragment's data

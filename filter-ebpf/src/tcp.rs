@@ -45,86 +45,120 @@ pub fn tcp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
     let now = tick(now_ns);
     let generation = state.generation & 1;
     let (src_cat, dst_cat) = if label != LABEL_NONE {
-        categories(generation, pkt)
+        categories(generation, &scratch.pkt)
     } else {
         (CAT_NONE, CAT_NONE)
-    };
-    let listed = if dst_cat != CAT_NONE && dst_cat != CAT_ALLOW {
-        dst_cat
-    } else if src_cat != CAT_ALLOW {
-        src_cat
-    } else {
-        CAT_NONE
     };
     if src_cat == CAT_ALLOW || dst_cat == CAT_ALLOW {
         return pass();
     }
-    let slot: &mut FlowSlot = if label != LABEL_NONE && listed != CAT_NONE {
-        // A fallback connection starts (or goes on): its slot.
-        if !locate_into(scratch, tag, now) {
-            return pass();
-        }
-        let Some(b) = FLOWS.get_ptr_mut(scratch.bucket_at) else {
-            return pass();
-        };
-        // SAFETY: a map value that stays valid for this run.
-        let b = unsafe { &mut *b };
-        let way = (scratch.way & 1) as usize;
-        if scratch.fresh != 0 {
-            b.slots[way ^ 1].newer = 0;
-        }
-        let s = &mut b.slots[way];
-        if scratch.fresh != 0 || s.flags2 & FLOW2_TCP_FALLBACK == 0 {
-            if scratch.fresh != 0 && s.category != CAT_NONE && live(s, now) {
-                event(EV_FLOWS_EVICTED);
-            }
-            take_slot(s, tag, now, from_a, state.version);
-            event(EV_FLOWS_CREATED);
-            if let Some(k) = crate::FLOW_KEYS.get_ptr_mut(scratch.bucket_at * 2 + way as u32) {
-                // SAFETY: a map value; userspace checks it against the tag.
-                unsafe { *k = scratch.key };
-            }
-        }
-        s.category = listed;
-        s.version = state.version;
-        if from_a {
-            (s.cat_a, s.cat_b) = (src_cat, dst_cat);
-        } else {
-            (s.cat_a, s.cat_b) = (dst_cat, src_cat);
-        }
-        s.label = label;
-        s.flags |= FLOW_CALL | FLOW_LISTED;
-        s.flags2 |= FLOW2_TCP_FALLBACK;
-        if scratch.class.learn_tag {
-            // Telegram: the connection names the call's peer tag, which its
-            // UDP data packets carry too.
-            let v = TagValue {
-                learned_ns: now_ns,
-                category: listed,
-                _pad: [0; 7],
-            };
-            let (word, bit) = tag_bit(tag_of(&scratch.head));
-            bit_set(state, word, bit);
-            let _ = TG_TAGS.insert(tag_of(&scratch.head), v, BPF_ANY as u64);
-        }
-        s
+    // The listed side: the destination's category, else the source's.
+    let listed = if dst_cat != CAT_NONE {
+        dst_cat
     } else {
-        // A connection already known as a fallback (its bit set)?
-        let found = [bucket_of(tag), bucket_of2(tag)]
-            .into_iter()
-            .find_map(|at| {
-                let b = FLOWS.get_ptr_mut(at)?;
-                // SAFETY: a map value that stays valid for this run.
-                let b = unsafe { &mut *b };
-                let w = find(b, tag)?;
-                Some(&mut b.slots[w & 1])
-            });
-        match found {
-            Some(s) if live(s, now) && s.flags2 & FLOW2_TCP_FALLBACK != 0 => s,
-            _ => return pass(),
-        }
+        src_cat
+    };
+    let found = if label != LABEL_NONE && listed != CAT_NONE {
+        let cats = (listed, src_cat, dst_cat);
+        fallback_slot(scratch, state, tag, from_a, cats, label, (now_ns, now))
+    } else {
+        known_fallback(tag, now)
+    };
+    let Some(slot) = found else {
+        return pass();
     };
     flow_bit_mark(state, tag);
+    fallback_verdict(ctx, slot, generation, from_a, len, (now_ns, now))
+}
+
+/// The slot of a fallback connection that starts (or goes on) toward a
+/// listed range, taken anew unless it already holds this connection as a
+/// fallback; a Telegram reflector's peer tag is learned (its UDP data
+/// packets carry it too). `cats`: listed, source, destination categories.
+#[inline(always)]
+fn fallback_slot(
+    scratch: &mut Scratch,
+    state: &State,
+    tag: u64,
+    from_a: bool,
+    (listed, src_cat, dst_cat): (u8, u8, u8),
+    label: u8,
+    (now_ns, now): (u64, u32),
+) -> Option<&'static mut FlowSlot> {
+    if !locate_into(scratch, tag, now) {
+        return None;
+    }
+    let b = FLOWS.get_ptr_mut(scratch.bucket_at)?;
+    // SAFETY: a map value that stays valid for this run.
+    let b = unsafe { &mut *b };
+    let way = (scratch.way & 1) as usize;
+    if scratch.fresh != 0 {
+        b.slots[way ^ 1].newer = 0;
+    }
+    let s = &mut b.slots[way];
+    if scratch.fresh != 0 || s.flags2 & FLOW2_TCP_FALLBACK == 0 {
+        if scratch.fresh != 0 && s.category != CAT_NONE && live(s, now) {
+            event(EV_FLOWS_EVICTED);
+        }
+        take_slot(s, tag, now, from_a, state.version);
+        event(EV_FLOWS_CREATED);
+        if let Some(k) = crate::FLOW_KEYS.get_ptr_mut(scratch.bucket_at * 2 + way as u32) {
+            // SAFETY: a map value; userspace checks it against the tag.
+            unsafe { *k = scratch.key };
+        }
+    }
+    s.category = listed;
+    s.version = state.version;
+    if from_a {
+        (s.cat_a, s.cat_b) = (src_cat, dst_cat);
+    } else {
+        (s.cat_a, s.cat_b) = (dst_cat, src_cat);
+    }
+    s.label = label;
+    s.flags |= FLOW_CALL | FLOW_LISTED;
+    s.flags2 |= FLOW2_TCP_FALLBACK;
+    if scratch.class.learn_tag {
+        let v = TagValue {
+            learned_ns: now_ns,
+            category: listed,
+            _pad: [0; 7],
+        };
+        let (word, bit) = tag_bit(tag_of(&scratch.head));
+        bit_set(state, word, bit);
+        let _ = TG_TAGS.insert(tag_of(&scratch.head), v, BPF_ANY as u64);
+    }
+    Some(s)
+}
+
+/// The slot of a connection already known as a live fallback (its bit set).
+#[inline(always)]
+fn known_fallback(tag: u64, now: u32) -> Option<&'static mut FlowSlot> {
+    let found = [bucket_of(tag), bucket_of2(tag)]
+        .into_iter()
+        .find_map(|at| {
+            let b = FLOWS.get_ptr_mut(at)?;
+            // SAFETY: a map value that stays valid for this run.
+            let b = unsafe { &mut *b };
+            let w = find(b, tag)?;
+            Some(&mut b.slots[w & 1])
+        });
+    match found {
+        Some(s) if live(s, now) && s.flags2 & FLOW2_TCP_FALLBACK != 0 => Some(s),
+        _ => None,
+    }
+}
+
+/// A fallback connection's packet: its category's policy as a call packet,
+/// counted.
+#[inline(always)]
+fn fallback_verdict(
+    ctx: &XdpContext,
+    slot: &mut FlowSlot,
+    generation: u32,
+    from_a: bool,
+    len: usize,
+    (now_ns, now): (u64, u32),
+) -> (u32, Info) {
     let category = slot.category;
     let policy = POLICY
         .get(generation * CATEGORY_SLOTS + u32::from(category))
@@ -133,14 +167,8 @@ pub fn tcp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
     if policy.action == ACTION_FLOWS {
         // Without a subscriber end: the side outside the listed range.
         let dst_side = if from_a { slot.cat_b } else { slot.cat_a };
-        crate::flows_fate(
-            ctx,
-            slot,
-            dst_side == CAT_NONE,
-            policy.percent,
-            (now_ns, now),
-            from_a,
-        );
+        let outside = dst_side == CAT_NONE;
+        crate::flows_fate(ctx, slot, outside, policy.percent, (now_ns, now), from_a);
     }
     let rand = if policy.action == ACTION_LOSS {
         // SAFETY: helper without arguments.
