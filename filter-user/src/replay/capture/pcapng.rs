@@ -286,25 +286,8 @@ impl Pcapng<'_> {
         body_off: usize,
         body: &'b [u8],
     ) -> Result<RawPacket<'b>, CaptureError> {
-        let e = self.endian;
-        let (Some(ifid), Some(hi), Some(lo), Some(cap), Some(orig_len)) = (
-            e.u32(body, 0),
-            e.u32(body, 4),
-            e.u32(body, 8),
-            e.u32(body, 12),
-            e.u32(body, 16),
-        ) else {
-            return Err(self.ctx.corrupt(off, "enhanced packet block too short"));
-        };
-        let ts = (u64::from(hi) << 32) | u64::from(lo);
-        let data = self.packet_data(off, body, 20, cap)?;
-        Ok(RawPacket {
-            interface: data_len_of(ifid),
-            ts: Some(ts),
-            data,
-            data_off: body_off + 20,
-            orig_len,
-        })
+        let ifid = self.endian.u32(body, 0).map(data_len_of);
+        self.timed_packet(off, body_off, body, ifid, "enhanced packet block too short")
     }
 
     /// Extracts the packet of an obsolete Packet Block.
@@ -314,20 +297,36 @@ impl Pcapng<'_> {
         body_off: usize,
         body: &'b [u8],
     ) -> Result<RawPacket<'b>, CaptureError> {
+        let ifid = self.endian.u16(body, 0).map(usize::from);
+        self.timed_packet(off, body_off, body, ifid, "packet block too short")
+    }
+
+    /// The packet of a block laid out as both packet blocks are: interface
+    /// (`interface`, read by the caller), timestamp high and low, captured
+    /// and original length, then the data at byte 20. `short`: the error
+    /// when the block cannot hold that.
+    fn timed_packet<'b>(
+        &self,
+        off: usize,
+        body_off: usize,
+        body: &'b [u8],
+        interface: Option<usize>,
+        short: &str,
+    ) -> Result<RawPacket<'b>, CaptureError> {
         let e = self.endian;
-        let (Some(ifid), Some(hi), Some(lo), Some(cap), Some(orig_len)) = (
-            e.u16(body, 0),
+        let (Some(interface), Some(hi), Some(lo), Some(cap), Some(orig_len)) = (
+            interface,
             e.u32(body, 4),
             e.u32(body, 8),
             e.u32(body, 12),
             e.u32(body, 16),
         ) else {
-            return Err(self.ctx.corrupt(off, "packet block too short"));
+            return Err(self.ctx.corrupt(off, short));
         };
         let ts = (u64::from(hi) << 32) | u64::from(lo);
         let data = self.packet_data(off, body, 20, cap)?;
         Ok(RawPacket {
-            interface: usize::from(ifid),
+            interface,
             ts: Some(ts),
             data,
             data_off: body_off + 20,
