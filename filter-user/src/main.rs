@@ -352,8 +352,7 @@ fn main() -> ExitCode {
 /// unreadable, which looks like "nothing pinned"): say what is needed
 /// instead of leaving a bare errno.
 fn privilege_hint(e: &anyhow::Error) -> Option<&'static str> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 || e.downcast_ref::<InputError>().is_some() {
+    if rustix::process::geteuid().is_root() || e.downcast_ref::<InputError>().is_some() {
         return None;
     }
     let denied = e.chain().any(|c| {

@@ -577,14 +577,14 @@ pub fn policy_reset(layout: &PinLayout, category: &str) -> Result<String, Error>
 
 /// Signal `pid`.
 fn send_signal(pid: u32, sig: libc::c_int) -> Result<(), Error> {
-    let p = libc::pid_t::try_from(pid).map_err(|_| Error::Other(format!("bad pid {pid}")))?;
-    // SAFETY: plain kill(2).
-    if unsafe { libc::kill(p, sig) } != 0 {
-        return Err(Error::io(format!("signalling the daemon (pid {pid})"))(
-            std::io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
+    let p = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| Error::Other(format!("bad pid {pid}")))?;
+    let sig = rustix::process::Signal::from_named_raw(sig)
+        .ok_or_else(|| Error::Other(format!("bad signal {sig}")))?;
+    rustix::process::kill_process(p, sig)
+        .map_err(|e| Error::io(format!("signalling the daemon (pid {pid})"))(e.into()))
 }
 
 /// `flowfilter reload`: the daemon reloads (SIGHUP) and this waits for its

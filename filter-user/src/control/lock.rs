@@ -29,9 +29,9 @@
 //! A writer that finds its lock taken says so (`waiting for ..., held by
 //! pid N (flowfilter)`) and waits.
 
+use rustix::fs::FlockOperation;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -99,26 +99,23 @@ fn open_lock_file(dir: &Path, path: &Path) -> Result<File, LockError> {
 }
 
 /// `flock(op)`, again when interrupted.
-fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
+fn flock(file: &File, op: FlockOperation) -> io::Result<()> {
     loop {
-        // SAFETY: a valid open file descriptor.
-        if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        match rustix::fs::flock(file, op) {
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }
 
 fn would_block(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(libc::EWOULDBLOCK)
+    e.raw_os_error() == Some(rustix::io::Errno::WOULDBLOCK.raw_os_error())
 }
 
 /// Take `file`'s exclusive lock, waiting (and saying so) when it is held.
 fn lock_exclusive(file: &File, path: &Path, what: &str) -> Result<(), LockError> {
-    match flock(file, libc::LOCK_EX | libc::LOCK_NB) {
+    match flock(file, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => return Ok(()),
         Err(e) if would_block(&e) => {}
         Err(e) => return Err(io_err(path)(e)),
@@ -132,7 +129,7 @@ fn lock_exclusive(file: &File, path: &Path, what: &str) -> Result<(), LockError>
         path.display(),
         describe_pid(holder)
     );
-    flock(file, libc::LOCK_EX).map_err(io_err(path))
+    flock(file, FlockOperation::LockExclusive).map_err(io_err(path))
 }
 
 /// `pid N (comm)`, or `another process` when the pid is not known.
@@ -208,7 +205,7 @@ impl DaemonLock {
         let path = daemon_lock_path_in(dir, pin_dir);
         let file = open_lock_file(dir, &path)?;
         for _ in 0..PROBE_RETRIES {
-            match flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
+            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) => return Ok(DaemonLock { _file: file }),
                 Err(e) if would_block(&e) => {}
                 Err(e) => return Err(io_err(&path)(e)),
@@ -251,7 +248,7 @@ pub(crate) fn daemon_liveness_in(dir: &Path, pin_dir: &Path) -> Result<Liveness,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Liveness::Dead),
         Err(e) => return Err(io_err(&path)(e)),
     };
-    match flock(&file, libc::LOCK_SH | libc::LOCK_NB) {
+    match flock(&file, FlockOperation::NonBlockingLockShared) {
         // Dropping the file releases the probe.
         Ok(()) => Ok(Liveness::Dead),
         Err(e) if would_block(&e) => Ok(Liveness::Alive {
@@ -306,8 +303,8 @@ fn holders_of(file: &File) -> Vec<Holder> {
     let dev = meta.dev();
     let id = format!(
         "{:02x}:{:02x}:{}",
-        libc::major(dev),
-        libc::minor(dev),
+        rustix::fs::major(dev),
+        rustix::fs::minor(dev),
         meta.ino()
     );
     let text = std::fs::read_to_string("/proc/locks").unwrap_or_default();

@@ -535,14 +535,14 @@ fn remove_dead_temporaries(path: &Path) {
 /// ([`crate::control::lock::daemon_liveness`]); this judges only version-1 state
 /// files and test harnesses' processes.
 pub fn process_alive(pid: u32) -> bool {
-    let Ok(pid_t) = libc::pid_t::try_from(pid) else {
+    let Some(p) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return false;
     };
-    if pid_t <= 0 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks for existence and permission.
-    if unsafe { libc::kill(pid_t, 0) } != 0 {
+    // Signal 0: existence and permission only.
+    if rustix::process::test_kill_process(p).is_err() {
         return false;
     }
     // A zombie is not alive.

@@ -21,7 +21,7 @@
 //! device that has its name.
 
 use std::fs::File;
-use std::os::fd::AsRawFd as _;
+use std::os::fd::AsFd as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -34,6 +34,9 @@ use crate::daemon::netlink::{LinkEvent, LinkInfo, Rtnl};
 use crate::daemon::systemd::NOTICE;
 use crate::dataplane::loader::{AttachMode, Attached, Filter};
 use crate::dataplane::pins::{LinkState, PinLayout, pinned_link_state, remove_file};
+
+/// The namespace kind `--netns` enters.
+const NETWORK: rustix::thread::LinkNameSpaceType = rustix::thread::LinkNameSpaceType::Network;
 
 /// How often the daemon checks every interface without an event.
 pub const CHECK_PERIOD: Duration = Duration::from_secs(10);
@@ -302,24 +305,19 @@ impl NetnsGuard {
                 path.display()
             ))
         })?;
-        // SAFETY: valid descriptors; only this thread changes namespace.
-        if unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(Error::io(format!("entering network namespace {name}"))(
-                std::io::Error::last_os_error(),
-            ));
-        }
+        // Only this thread changes namespace.
+        rustix::thread::move_into_link_name_space(target.as_fd(), Some(NETWORK))
+            .map_err(|e| Error::io(format!("entering network namespace {name}"))(e.into()))?;
         Ok(NetnsGuard { original })
     }
 }
 
 impl Drop for NetnsGuard {
     fn drop(&mut self) {
-        // SAFETY: valid descriptor of the namespace this thread came from.
-        if unsafe { libc::setns(self.original.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            log::error!(
-                "returning to the original network namespace: {}",
-                std::io::Error::last_os_error()
-            );
+        // The namespace this thread came from.
+        let back = self.original.as_fd();
+        if let Err(e) = rustix::thread::move_into_link_name_space(back, Some(NETWORK)) {
+            log::error!("returning to the original network namespace: {e}");
         }
     }
 }

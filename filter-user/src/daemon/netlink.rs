@@ -15,7 +15,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd as _, OwnedFd, RawFd};
+use std::os::fd::{AsFd as _, AsRawFd, FromRawFd as _, OwnedFd, RawFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -224,11 +224,10 @@ impl Rtnl {
         let file = File::open(Path::new("/run/netns").join(name)).map_err(ns_err)?;
         std::thread::scope(|s| {
             s.spawn(|| {
-                // SAFETY: a valid descriptor; only this short-lived thread
-                // changes namespace.
-                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(ns_err(io::Error::last_os_error()));
-                }
+                // Only this short-lived thread changes namespace.
+                let net = Some(rustix::thread::LinkNameSpaceType::Network);
+                rustix::thread::move_into_link_name_space(file.as_fd(), net)
+                    .map_err(|e| ns_err(e.into()))?;
                 Rtnl::open(subscribe)
             })
             .join()

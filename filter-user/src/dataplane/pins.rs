@@ -296,16 +296,7 @@ fn names_in(dir: &Path) -> Result<Vec<String>, PinError> {
 
 /// The filesystem magic of `path` (`statfs`).
 fn fs_magic(path: &Path) -> io::Result<u32> {
-    use std::os::unix::ffi::OsStrExt as _;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: zeroed statfs is a valid out-parameter.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: c is NUL-terminated; st is a valid pointer.
-    if unsafe { libc::statfs(c.as_ptr(), &raw mut st) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(st.f_type as u32)
+    Ok(rustix::fs::statfs(path)?.f_type as u32)
 }
 
 /// The nearest existing ancestor of `path` (itself included).
@@ -341,23 +332,9 @@ pub fn ensure_bpffs(dir: &Path) -> Result<bool, PinError> {
             dir: dir.to_path_buf(),
         });
     }
-    let c = |s: &str| std::ffi::CString::new(s).unwrap_or_default();
-    let (src, target, fstype, data) = (c("bpf"), c(BPFFS_ROOT), c("bpf"), c("mode=0700"));
-    // SAFETY: every pointer is a NUL-terminated string that outlives the call.
-    let r = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            data.as_ptr().cast(),
-        )
-    };
-    if r != 0 {
-        return Err(PinError::Mount {
-            source: io::Error::last_os_error(),
-        });
-    }
+    let flags = rustix::mount::MountFlags::empty();
+    rustix::mount::mount("bpf", BPFFS_ROOT, "bpf", flags, c"mode=0700")
+        .map_err(|e| PinError::Mount { source: e.into() })?;
     if fs_magic(root).map_err(io_err(root))? != BPF_FS_MAGIC {
         return Err(PinError::NotBpffs {
             dir: dir.to_path_buf(),
