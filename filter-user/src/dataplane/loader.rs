@@ -46,12 +46,12 @@ use filter_common::{
 };
 use filter_common::{IF_INSIDE, MAP_SUBSCRIBERS, STATE_SUB_IFACE, STATE_SUB_PREFIX, SubscriberKey};
 
+use crate::dataplane::cidr::Cidr;
 use crate::dataplane::mapio::{BPF_F_INNER_MAP, BPF_F_MMAPABLE, Mmap, per_cpu_all};
 use crate::dataplane::pins::{
     MapProblem, PinError, PinLayout, check_maps, object_map_defs, tag_hex,
 };
 use crate::dataplane::tables::{TableError, Tables};
-use crate::lists::Cidr;
 
 /// The compiled XDP object, built by `build.rs` through aya-build.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flowfilter"));

@@ -24,15 +24,14 @@ pub mod update;
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
-use std::str::FromStr;
 
 use filter_common::{CAT_ALLOW, CAT_FIRST_USER, CAT_LAST, CAT_TELEGRAM, CAT_WHATSAPP};
 
-mod cidr;
 mod parse;
-pub use cidr::*;
+/// The prefix value type lives with the tables it is made into.
+pub use crate::dataplane::cidr::*;
 pub use explain::*;
 pub use parse::*;
 

@@ -1,5 +1,5 @@
 use super::*;
-use crate::lists::Cidr;
+use crate::dataplane::cidr::Cidr;
 
 /// xorshift64*: small, deterministic.
 struct Rng(u64);

@@ -1,7 +1,10 @@
 //! `Cidr`: an IPv4 or IPv6 prefix, its parsing and its masks.
 
-use super::{FromStr, IpAddr, Ipv4Addr, Ipv6Addr, fmt};
-use crate::dataplane::tables::{host_mask, prefix_mask};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+use super::tables::{host_mask, prefix_mask};
 
 /// An IPv4 or IPv6 prefix.
 ///
@@ -56,7 +59,7 @@ impl Cidr {
     }
 
     /// The address as an integer in the low bits of a `u128`.
-    pub(super) fn bits(self) -> u128 {
+    pub(crate) fn bits(self) -> u128 {
         match self {
             Cidr::V4 { addr, .. } => u128::from(u32::from(addr)),
             Cidr::V6 { addr, .. } => u128::from(addr),
@@ -132,7 +135,7 @@ impl FromStr for Cidr {
 }
 
 /// Parse one entry (already trimmed, comment removed). Host bits are kept.
-pub(super) fn parse_entry(s: &str) -> Result<Cidr, String> {
+pub(crate) fn parse_entry(s: &str) -> Result<Cidr, String> {
     if s.chars().any(char::is_whitespace) {
         return Err(format!(
             "`{s}` holds more than one entry (write one address or CIDR per line)"
