@@ -52,7 +52,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::control::config::{Config, Flags};
 use crate::control::lock::{DaemonLock, LockError, WriterLock};
-use crate::control::state::{DaemonInfo, FlagSettings, StateFile, unix_now};
+use crate::control::state::{DaemonInfo, FlagSettings, StateError, StateFile, unix_now};
 use crate::control::{Error, Prepared, Settings, describe, install, prepare, record};
 use crate::daemon::ifwatch::{CHECK_PERIOD, Interfaces, SETTLE};
 use crate::daemon::netlink::{LinkEvent, Rtnl};
@@ -702,6 +702,18 @@ impl Daemon {
         self.exit()
     }
 
+    /// The state file, read (under the caller's writer lock); a new one,
+    /// with a warning, if it was removed.
+    fn read_state(&self) -> Result<StateFile, StateError> {
+        if let Some(s) = StateFile::read(&self.layout.dir)? {
+            return Ok(s);
+        }
+        log::warn!("the state file was removed; writing a new one");
+        let mut s = StateFile::new(&self.layout.dir);
+        s.config.clone_from(&self.req.config);
+        Ok(s)
+    }
+
     /// Re-attach what the kernel detached (interfaces deleted and
     /// re-created, renamed, appeared), under the lock, and record it.
     fn check_interfaces(&mut self) {
@@ -715,14 +727,8 @@ impl Daemon {
                 return;
             }
         };
-        let mut state = match StateFile::read(&self.layout.dir) {
-            Ok(Some(s)) => s,
-            Ok(None) => {
-                log::warn!("the state file was removed; writing a new one");
-                let mut s = StateFile::new(&self.layout.dir);
-                s.config.clone_from(&self.req.config);
-                s
-            }
+        let mut state = match self.read_state() {
+            Ok(s) => s,
             Err(e) => {
                 log::error!("checking the interfaces: {e}");
                 return;
@@ -794,14 +800,8 @@ impl Daemon {
                 return Err(e.to_string());
             }
         };
-        let mut state = match StateFile::read(&self.layout.dir) {
-            Ok(Some(s)) => s,
-            Ok(None) => {
-                log::warn!("the state file was removed; writing a new one");
-                let mut s = StateFile::new(&self.layout.dir);
-                s.config.clone_from(&self.req.config);
-                s
-            }
+        let mut state = match self.read_state() {
+            Ok(s) => s,
             Err(e) => {
                 log::error!("reload: {e}");
                 return Err(e.to_string());
