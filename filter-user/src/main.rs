@@ -200,6 +200,17 @@ struct RunSubscribers {
     seed: Option<u64>,
 }
 
+impl RunSubscribers {
+    /// The flags as the daemon's configuration takes them.
+    fn into_flags(self) -> filter_user::control::subscribers::SubscriberFlags {
+        filter_user::control::subscribers::SubscriberFlags {
+            inside: self.inside,
+            prefixes: self.subscribers,
+            seed: self.seed,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum ListCommand {
     /// A category's prefixes, or every category's size.
@@ -419,6 +430,13 @@ fn print(text: &str) {
     let _ = out.write_all(text.as_bytes());
 }
 
+/// Print a verb's output, or hand back its error.
+fn print_output(output: Result<String, CmdError>) -> anyhow::Result<()> {
+    print(&output?);
+    Ok(())
+}
+
+/// Do what the command line asks.
 fn run(cli: Cli) -> anyhow::Result<()> {
     let layout = PinLayout::new(
         cli.pin_dir
@@ -450,82 +468,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 metrics,
                 detach_on_exit,
                 policies,
-                subscribers: filter_user::control::subscribers::SubscriberFlags {
-                    inside: subscribers.inside,
-                    prefixes: subscribers.subscribers,
-                    seed: subscribers.seed,
-                },
+                subscribers: subscribers.into_flags(),
             },
             replace,
         })
         .map_err(Into::into),
         Command::Reload { timeout, config } => {
-            let layout = match (&cli.pin_dir, &config) {
-                (None, Some(c)) => PinLayout::new(
-                    filter_user::control::config::Config::load(c)
-                        .map_err(|e| InputError(e.to_string()))?
-                        .pin_dir,
-                ),
-                _ => layout,
-            };
-            print(&cli::reload(&layout, Duration::from_secs(timeout))?);
-            Ok(())
+            reload_command(layout, cli.pin_dir.as_ref(), config.as_ref(), timeout)
         }
-        Command::Status { json } => {
-            let (out, filtering) = cli::status(&layout, json)?;
-            print(&out);
-            if layout.require().is_err() {
-                eprintln!(
-                    "flowfilter: {}",
-                    filter_user::dataplane::pins::PinError::NoState {
-                        dir: layout.dir.clone()
-                    }
-                );
-            }
-            match filtering.exit_code() {
-                0 => Ok(()),
-                code => Err(Exit(code).into()),
-            }
-        }
+        Command::Status { json } => status_command(&layout, json),
         Command::Stats { json, watch } => Ok(cli::stats(&layout, json, watch)?),
-        Command::Flows { json } => {
-            print(&cli::flows(&layout, json)?);
-            Ok(())
-        }
+        Command::Flows { json } => print_output(cli::flows(&layout, json)),
         Command::Check {
             target,
             lists,
             normalize,
-        } => {
-            print(&cli::check(&layout, &target, lists.as_deref(), normalize)?);
-            Ok(())
-        }
+        } => print_output(cli::check(&layout, &target, lists.as_deref(), normalize)),
         Command::List { op } => list_command(&layout, op),
         Command::Completions { shell } => {
-            let mut out = std::io::stdout().lock();
-            clap_complete::generate(shell, &mut Cli::command(), "flowfilter", &mut out);
+            print_completions(shell);
             Ok(())
         }
-        Command::Man => {
-            let _ = std::io::stdout()
-                .lock()
-                .write_all(&man_page(Cli::command())?);
-            Ok(())
-        }
-        Command::Policy { op } => {
-            let out = match op {
-                PolicyCommand::Set { category, spec } => {
-                    cli::policy_set(&layout, &category, &spec)?
-                }
-                PolicyCommand::Reset { category } => cli::policy_reset(&layout, &category)?,
-            };
-            print(&out);
-            Ok(())
-        }
-        Command::Detach { iface } => {
-            print(&cli::detach(&layout, iface.as_deref())?);
-            Ok(())
-        }
+        Command::Man => print_man_page(),
+        Command::Policy { op } => policy_command(&layout, &op),
+        Command::Detach { iface } => print_output(cli::detach(&layout, iface.as_deref())),
         Command::Replay {
             lists,
             policies,
@@ -534,33 +500,117 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             seed,
             subscribers,
             captures,
-        } => {
-            // Read everything first: a bad capture or list prints nothing else.
-            let mut frames = Vec::new();
-            for c in &captures {
-                let f = read_capture(c).map_err(|e| InputError(e.to_string()))?;
-                frames.extend(f);
-            }
-            let lists = load_lists(lists.as_ref(), normalize)?;
-            print_notes(&lists);
-            let policies = resolve_policies(&lists, &policies)?;
-            let mut filter = Filter::load(&LoadOptions { trace: true })
-                .context("loading a private instance of the XDP program")?;
-            filter_user::control::subscribers::check_count(subscribers.len())
-                .map_err(|e| InputError(format!("--subscribers: {e}")))?;
-            replay_setup(&mut filter, seed, subscribers).context("setting the subscribers")?;
-            filter
-                .install(&lists, &policies)
-                .context("installing lists and policies")?;
-            let report = replay_captured(&mut filter, &lists, &frames).context("replaying")?;
-            if json {
-                print!("{}", report.to_json_lines());
-            } else {
-                print!("{}", report.to_table());
-            }
-            Ok(())
-        }
+        } => replay_command(
+            lists.as_ref(),
+            &policies,
+            normalize,
+            json,
+            seed,
+            subscribers,
+            &captures,
+        ),
     }
+}
+
+/// `flowfilter completions SHELL`: the completion script on stdout.
+fn print_completions(shell: clap_complete::Shell) {
+    let mut out = std::io::stdout().lock();
+    clap_complete::generate(shell, &mut Cli::command(), "flowfilter", &mut out);
+}
+
+/// `flowfilter man`: the manual page ([`man_page`]) on stdout.
+fn print_man_page() -> anyhow::Result<()> {
+    let _ = std::io::stdout()
+        .lock()
+        .write_all(&man_page(Cli::command())?);
+    Ok(())
+}
+
+/// `flowfilter reload`: signal the daemon of `layout`, or of the pin
+/// directory `config` names when no `--pin-dir` was given.
+fn reload_command(
+    layout: PinLayout,
+    pin_dir: Option<&PathBuf>,
+    config: Option<&PathBuf>,
+    timeout: u64,
+) -> anyhow::Result<()> {
+    let layout = match (pin_dir, config) {
+        (None, Some(c)) => PinLayout::new(
+            filter_user::control::config::Config::load(c)
+                .map_err(|e| InputError(e.to_string()))?
+                .pin_dir,
+        ),
+        _ => layout,
+    };
+    print(&cli::reload(&layout, Duration::from_secs(timeout))?);
+    Ok(())
+}
+
+/// `flowfilter status`: print it (and say so when nothing is pinned), and
+/// exit with the code of whether filtering is in force.
+fn status_command(layout: &PinLayout, json: bool) -> anyhow::Result<()> {
+    let (out, filtering) = cli::status(layout, json)?;
+    print(&out);
+    if layout.require().is_err() {
+        eprintln!(
+            "flowfilter: {}",
+            filter_user::dataplane::pins::PinError::NoState {
+                dir: layout.dir.clone()
+            }
+        );
+    }
+    match filtering.exit_code() {
+        0 => Ok(()),
+        code => Err(Exit(code).into()),
+    }
+}
+
+/// `flowfilter policy set|reset`.
+fn policy_command(layout: &PinLayout, op: &PolicyCommand) -> anyhow::Result<()> {
+    let out = match op {
+        PolicyCommand::Set { category, spec } => cli::policy_set(layout, category, spec)?,
+        PolicyCommand::Reset { category } => cli::policy_reset(layout, category)?,
+    };
+    print(&out);
+    Ok(())
+}
+
+/// `flowfilter replay`: the captures through a private instance of the
+/// program with `lists` and `policies` installed, reported per flow as a
+/// table or JSON lines.
+fn replay_command(
+    lists: Option<&PathBuf>,
+    policies: &[CategoryPolicy],
+    normalize: bool,
+    json: bool,
+    seed: Option<u64>,
+    subscribers: Vec<filter_user::lists::Cidr>,
+    captures: &[PathBuf],
+) -> anyhow::Result<()> {
+    // Read everything first: a bad capture or list prints nothing else.
+    let mut frames = Vec::new();
+    for c in captures {
+        let f = read_capture(c).map_err(|e| InputError(e.to_string()))?;
+        frames.extend(f);
+    }
+    let lists = load_lists(lists, normalize)?;
+    print_notes(&lists);
+    let policies = resolve_policies(&lists, policies)?;
+    let mut filter = Filter::load(&LoadOptions { trace: true })
+        .context("loading a private instance of the XDP program")?;
+    filter_user::control::subscribers::check_count(subscribers.len())
+        .map_err(|e| InputError(format!("--subscribers: {e}")))?;
+    replay_setup(&mut filter, seed, subscribers).context("setting the subscribers")?;
+    filter
+        .install(&lists, &policies)
+        .context("installing lists and policies")?;
+    let report = replay_captured(&mut filter, &lists, &frames).context("replaying")?;
+    if json {
+        print!("{}", report.to_json_lines());
+    } else {
+        print!("{}", report.to_table());
+    }
+    Ok(())
 }
 
 /// `flowfilter list update`: exit 2 for a bad sources file, 1 when a

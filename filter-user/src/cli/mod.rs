@@ -366,94 +366,116 @@ pub fn list(
 ) -> Result<String, Error> {
     match op {
         ListOp::Show { category } => list_show(layout, category.as_deref(), lists_dir, normalize),
-        ListOp::Add { category, cidrs } => {
-            check_category(category)?;
-            let wanted = parse_cidrs(cidrs, normalize)?;
-            let mut note = String::new();
-            let (info, p) = change(layout, &format!("list add {category}"), true, |_, s| {
-                let path = s.lists_dir.join(format!("{category}.txt"));
-                let mut new = read_optional(&path)?.unwrap_or_default();
-                let present: Vec<Cidr> = new.lines().filter_map(line_prefix).collect();
-                if !new.is_empty() && !new.ends_with('\n') {
-                    new.push('\n');
-                }
-                let mut added = Vec::new();
-                for c in &wanted {
-                    if present.contains(c) || added.contains(c) {
-                        let _ = writeln!(note, "{c} is already listed");
-                    } else {
-                        let _ = writeln!(new, "{c}");
-                        added.push(*c);
-                    }
-                }
-                if added.is_empty() {
-                    return Err(Error::Input(format!(
-                        "nothing to add: every prefix given is already in {}",
-                        path.display()
-                    )));
-                }
-                let _ = writeln!(note, "{category}: added {} prefix(es)", added.len());
-                Ok(Some(Staged::new(category, &s.lists_dir, new)))
-            })?;
-            Ok(format!("{note}{}\n", describe(&info, &p)))
-        }
-        ListOp::Del { category, cidrs } => {
-            check_category(category)?;
-            let wanted = parse_cidrs(cidrs, true)?;
-            let (info, p) = change(layout, &format!("list del {category}"), true, |_, s| {
-                let path = s.lists_dir.join(format!("{category}.txt"));
-                let Some(old) = read_optional(&path)? else {
-                    return Err(Error::Input(format!(
-                        "{category} has no list file ({} is missing)",
-                        path.display()
-                    )));
-                };
-                let mut found = vec![false; wanted.len()];
-                let mut new = String::with_capacity(old.len());
-                for line in old.lines() {
-                    if let Some(i) =
-                        line_prefix(line).and_then(|c| wanted.iter().position(|w| *w == c))
-                    {
-                        found[i] = true;
-                    } else {
-                        new.push_str(line);
-                        new.push('\n');
-                    }
-                }
-                if let Some(i) = found.iter().position(|f| !f) {
-                    return Err(Error::Input(format!(
-                        "{} is not in {}",
-                        wanted[i],
-                        path.display()
-                    )));
-                }
-                Ok(Some(Staged::new(category, &s.lists_dir, new)))
-            })?;
-            Ok(format!(
-                "{category}: removed {} prefix(es)\n{}\n",
-                wanted.len(),
-                describe(&info, &p)
-            ))
-        }
-        ListOp::Load { category, file } => {
-            check_category(category)?;
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| Error::Input(format!("{}: {e}", file.display())))?;
-            let parsed = parse_list(&file.display().to_string(), &text, normalize)?;
-            for n in &parsed.notes {
-                log::info!("{n}");
-            }
-            let (info, p) = change(layout, &format!("list load {category}"), true, |_, s| {
-                Ok(Some(Staged::new(category, &s.lists_dir, text.clone())))
-            })?;
-            Ok(format!(
-                "{category}: loaded {} prefixes from {}\n{}\n",
-                parsed.len(),
-                file.display(),
-                describe(&info, &p)
-            ))
-        }
+        ListOp::Add { category, cidrs } => list_add(layout, category, cidrs, normalize),
+        ListOp::Del { category, cidrs } => list_del(layout, category, cidrs),
+        ListOp::Load { category, file } => list_load(layout, category, file, normalize),
     }
+}
+
+/// `flowfilter list add CATEGORY CIDR...`: append the prefixes not yet
+/// listed to the category's file (made if missing) and install it; a
+/// prefix already there is noted, and nothing new to add is an error.
+fn list_add(
+    layout: &PinLayout,
+    category: &str,
+    cidrs: &[String],
+    normalize: bool,
+) -> Result<String, Error> {
+    check_category(category)?;
+    let wanted = parse_cidrs(cidrs, normalize)?;
+    let mut note = String::new();
+    let (info, p) = change(layout, &format!("list add {category}"), true, |_, s| {
+        let path = s.lists_dir.join(format!("{category}.txt"));
+        let mut new = read_optional(&path)?.unwrap_or_default();
+        let present: Vec<Cidr> = new.lines().filter_map(line_prefix).collect();
+        if !new.is_empty() && !new.ends_with('\n') {
+            new.push('\n');
+        }
+        let mut added = Vec::new();
+        for c in &wanted {
+            if present.contains(c) || added.contains(c) {
+                let _ = writeln!(note, "{c} is already listed");
+            } else {
+                let _ = writeln!(new, "{c}");
+                added.push(*c);
+            }
+        }
+        if added.is_empty() {
+            return Err(Error::Input(format!(
+                "nothing to add: every prefix given is already in {}",
+                path.display()
+            )));
+        }
+        let _ = writeln!(note, "{category}: added {} prefix(es)", added.len());
+        Ok(Some(Staged::new(category, &s.lists_dir, new)))
+    })?;
+    Ok(format!("{note}{}\n", describe(&info, &p)))
+}
+
+/// `flowfilter list del CATEGORY CIDR...`: remove the lines of those
+/// prefixes from the category's file and install it; every prefix given
+/// must be listed.
+fn list_del(layout: &PinLayout, category: &str, cidrs: &[String]) -> Result<String, Error> {
+    check_category(category)?;
+    let wanted = parse_cidrs(cidrs, true)?;
+    let (info, p) = change(layout, &format!("list del {category}"), true, |_, s| {
+        let path = s.lists_dir.join(format!("{category}.txt"));
+        let Some(old) = read_optional(&path)? else {
+            return Err(Error::Input(format!(
+                "{category} has no list file ({} is missing)",
+                path.display()
+            )));
+        };
+        let mut found = vec![false; wanted.len()];
+        let mut new = String::with_capacity(old.len());
+        for line in old.lines() {
+            if let Some(i) = line_prefix(line).and_then(|c| wanted.iter().position(|w| *w == c)) {
+                found[i] = true;
+            } else {
+                new.push_str(line);
+                new.push('\n');
+            }
+        }
+        if let Some(i) = found.iter().position(|f| !f) {
+            return Err(Error::Input(format!(
+                "{} is not in {}",
+                wanted[i],
+                path.display()
+            )));
+        }
+        Ok(Some(Staged::new(category, &s.lists_dir, new)))
+    })?;
+    Ok(format!(
+        "{category}: removed {} prefix(es)\n{}\n",
+        wanted.len(),
+        describe(&info, &p)
+    ))
+}
+
+/// `flowfilter list load CATEGORY FILE`: check FILE as a list, then make
+/// it the category's file and install it.
+fn list_load(
+    layout: &PinLayout,
+    category: &str,
+    file: &Path,
+    normalize: bool,
+) -> Result<String, Error> {
+    check_category(category)?;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Error::Input(format!("{}: {e}", file.display())))?;
+    let parsed = parse_list(&file.display().to_string(), &text, normalize)?;
+    for n in &parsed.notes {
+        log::info!("{n}");
+    }
+    let (info, p) = change(layout, &format!("list load {category}"), true, |_, s| {
+        Ok(Some(Staged::new(category, &s.lists_dir, text.clone())))
+    })?;
+    Ok(format!(
+        "{category}: loaded {} prefixes from {}\n{}\n",
+        parsed.len(),
+        file.display(),
+        describe(&info, &p)
+    ))
 }
 
 fn list_show(
@@ -680,51 +702,12 @@ pub fn detach(layout: &PinLayout, iface: Option<&str>) -> Result<String, Error> 
         .into());
     }
     if let Some(iface) = iface {
-        let lock = WriterLock::acquire(&layout.dir)?;
-        let path = layout.link(iface);
-        if !path.exists() {
-            return Err(Error::Input(format!(
-                "no pinned link for {iface} at {} (pinned: {})",
-                path.display(),
-                layout.pinned_links()?.join(", ")
-            )));
-        }
-        // Recorded first: a link the state file cannot forget stays.
-        let before = read_state(layout);
-        if let Some(mut s) = before.clone() {
-            s.interfaces.retain(|i| i.name != iface);
-            s.write(&lock)
-                .map_err(|error| Error::NotRecorded { error })?;
-        }
-        if let Err(e) = crate::dataplane::pins::remove_file(&path) {
-            if let Some(s) = &before
-                && let Err(w) = s.write(&lock)
-            {
-                log::error!("{w}: the state file no longer lists {iface}, but its link stays");
-            }
-            return Err(e.into());
-        }
-        return Ok(format!("detached from {iface}\n"));
+        return detach_iface(layout, iface);
     }
     let mut out = String::new();
     let state = read_state(layout);
     if let Some(pid) = daemon_to_stop(layout, state.as_ref())? {
-        send_signal(pid, libc::SIGTERM)?;
-        let legacy = state.as_ref().and_then(StateFile::legacy_daemon) == Some(pid);
-        let start = Instant::now();
-        while if legacy {
-            process_alive(pid)
-        } else {
-            daemon_liveness(&layout.dir)? != Liveness::Dead
-        } {
-            if start.elapsed() > DAEMON_EXIT_WAIT {
-                return Err(Error::Other(format!(
-                    "the daemon (pid {pid}) did not exit within {}s; nothing removed",
-                    DAEMON_EXIT_WAIT.as_secs()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        stop_daemon(layout, state.as_ref(), pid)?;
         let _ = writeln!(out, "stopped the daemon (pid {pid})");
     }
     let lock = WriterLock::acquire(&layout.dir)?;
@@ -753,6 +736,60 @@ pub fn detach(layout: &PinLayout, iface: Option<&str>) -> Result<String, Error> 
         layout.dir.display()
     );
     Ok(out)
+}
+
+/// `flowfilter detach --iface IF`: remove that interface's pinned link,
+/// under the lock, the state file forgetting it first (and put back as it
+/// was if the link cannot be removed). The daemon keeps running.
+fn detach_iface(layout: &PinLayout, iface: &str) -> Result<String, Error> {
+    let lock = WriterLock::acquire(&layout.dir)?;
+    let path = layout.link(iface);
+    if !path.exists() {
+        return Err(Error::Input(format!(
+            "no pinned link for {iface} at {} (pinned: {})",
+            path.display(),
+            layout.pinned_links()?.join(", ")
+        )));
+    }
+    // Recorded first: a link the state file cannot forget stays.
+    let before = read_state(layout);
+    if let Some(mut s) = before.clone() {
+        s.interfaces.retain(|i| i.name != iface);
+        s.write(&lock)
+            .map_err(|error| Error::NotRecorded { error })?;
+    }
+    if let Err(e) = crate::dataplane::pins::remove_file(&path) {
+        if let Some(s) = &before
+            && let Err(w) = s.write(&lock)
+        {
+            log::error!("{w}: the state file no longer lists {iface}, but its link stays");
+        }
+        return Err(e.into());
+    }
+    Ok(format!("detached from {iface}\n"))
+}
+
+/// Send SIGTERM to the daemon `pid` and wait up to [`DAEMON_EXIT_WAIT`]
+/// for it to exit: for its liveness lock to be free, or for its process
+/// to be gone when it is a version-1 daemon (which holds no such lock).
+fn stop_daemon(layout: &PinLayout, state: Option<&StateFile>, pid: u32) -> Result<(), Error> {
+    send_signal(pid, libc::SIGTERM)?;
+    let legacy = state.and_then(StateFile::legacy_daemon) == Some(pid);
+    let start = Instant::now();
+    while if legacy {
+        process_alive(pid)
+    } else {
+        daemon_liveness(&layout.dir)? != Liveness::Dead
+    } {
+        if start.elapsed() > DAEMON_EXIT_WAIT {
+            return Err(Error::Other(format!(
+                "the daemon (pid {pid}) did not exit within {}s; nothing removed",
+                DAEMON_EXIT_WAIT.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -450,43 +450,46 @@ impl Interfaces {
         state: &mut StateFile,
         starting: bool,
     ) -> Result<bool, Error> {
+        let mut pass = Pass {
+            filter,
+            layout,
+            state,
+            starting,
+        };
         let mut changed = false;
         for k in 0..self.watched.len() {
-            changed |= self.settle_one(filter, layout, state, k, starting)?;
+            changed |= self.settle_one(&mut pass, k)?;
         }
         if changed {
             // Slots of interfaces no longer attached go back (those still
             // linked from an earlier start, or waited for, keep theirs).
-            let keep: Vec<u32> = state.interfaces.iter().filter_map(|i| i.ifindex).collect();
-            filter.release_interfaces(&keep)?;
+            let keep: Vec<u32> = pass
+                .state
+                .interfaces
+                .iter()
+                .filter_map(|i| i.ifindex)
+                .collect();
+            pass.filter.release_interfaces(&keep)?;
         }
         Ok(changed)
     }
 
-    fn settle_one(
-        &mut self,
-        filter: &mut Filter,
-        layout: &PinLayout,
-        state: &mut StateFile,
-        k: usize,
-        starting: bool,
-    ) -> Result<bool, Error> {
+    /// Bring watched interface `k` to what the kernel should run, by what
+    /// the kernel says of it now; returns whether the state changed.
+    fn settle_one(&mut self, pass: &mut Pass<'_>, k: usize) -> Result<bool, Error> {
         let w = &self.watched[k];
         if !w.want {
             return Ok(false);
         }
         let name = w.name.clone();
-        let h = Health::check(layout, &name, &self.query);
-        let recorded = state.interfaces.iter().any(|i| i.name == name);
+        let h = Health::check(pass.layout, &name, &self.query);
+        let recorded = pass.state.interfaces.iter().any(|i| i.name == name);
         let was_linked = w.link_id.is_some();
-        let in_ns = self
-            .netns
-            .as_deref()
-            .map_or_else(String::new, |n| format!(" in network namespace {n}"));
+        let starting = pass.starting;
         match &h {
             Health::Attached { ifindex, link, .. } => {
                 if starting {
-                    return self.attach(filter, layout, state, k, true, "attached");
+                    return self.attach(pass, k, "attached");
                 }
                 let w = &mut self.watched[k];
                 w.link_id = Some(link.id);
@@ -503,21 +506,7 @@ impl Interfaces {
                 w.link_id = None;
                 Ok(false)
             }
-            Health::Missing => {
-                let w = &mut self.watched[k];
-                if starting {
-                    log::warn!(
-                        "{name}: no such interface{in_ns}: waiting for it; it is attached when it appears"
-                    );
-                } else if was_linked {
-                    log::warn!(
-                        "{name}: the interface is gone{in_ns}: it is not filtered until it comes back (then it is attached again)"
-                    );
-                }
-                w.problem = Some(h.label().to_owned());
-                w.link_id = None;
-                Ok(record_waiting(state, &name, self.netns.as_ref()))
-            }
+            Health::Missing => Ok(self.wait_for(pass, k, &h, was_linked)),
             Health::NotLinked { ifindex } => {
                 if !starting {
                     log::info!(
@@ -525,34 +514,19 @@ impl Interfaces {
                         "{name}: the interface is there (ifindex {ifindex}): attaching"
                     );
                 }
-                self.attach(filter, layout, state, k, starting, "attached")
+                self.attach(pass, k, "attached")
             }
             Health::Defunct { now, .. } | Health::Elsewhere { now, .. } => {
-                log::warn!(
-                    "{}: filtering there has stopped; removing the stale link",
-                    h.describe(&name)
-                );
-                remove_file(&layout.link(&name))?;
-                self.watched[k].link_id = None;
-                if now.is_some() {
-                    self.attach(filter, layout, state, k, starting, "re-attached")?;
-                } else {
-                    self.watched[k].problem = Some(h.label().to_owned());
-                    record_waiting(state, &name, self.netns.as_ref());
-                    log::warn!(
-                        "{name}: waiting for the interface{in_ns}; it is attached when it appears"
-                    );
-                }
-                Ok(true)
+                self.replace_stale(pass, k, &h, *now)
             }
             Health::NotRunning { .. } => {
                 log::warn!(
                     "{}: filtering there has stopped; replacing the link",
                     h.describe(&name)
                 );
-                remove_file(&layout.link(&name))?;
+                remove_file(&pass.layout.link(&name))?;
                 self.watched[k].link_id = None;
-                self.attach(filter, layout, state, k, starting, "re-attached")?;
+                self.attach(pass, k, "re-attached")?;
                 Ok(true)
             }
             Health::Unknown(e) => {
@@ -569,28 +543,73 @@ impl Interfaces {
         }
     }
 
+    /// ` in network namespace NAME` when attaching inside one, for the
+    /// messages about interfaces that are not there.
+    fn in_ns(&self) -> String {
+        self.netns
+            .as_deref()
+            .map_or_else(String::new, |n| format!(" in network namespace {n}"))
+    }
+
+    /// Watched interface `k` does not exist (its health is `h`): say so at
+    /// start, or when it was linked and is gone, and record it as waited
+    /// for. Returns whether the state changed.
+    fn wait_for(&mut self, pass: &mut Pass<'_>, k: usize, h: &Health, was_linked: bool) -> bool {
+        let in_ns = self.in_ns();
+        let w = &mut self.watched[k];
+        let name = &w.name;
+        if pass.starting {
+            log::warn!(
+                "{name}: no such interface{in_ns}: waiting for it; it is attached when it appears"
+            );
+        } else if was_linked {
+            log::warn!(
+                "{name}: the interface is gone{in_ns}: it is not filtered until it comes back (then it is attached again)"
+            );
+        }
+        w.problem = Some(h.label().to_owned());
+        w.link_id = None;
+        record_waiting(pass.state, &w.name, self.netns.as_ref())
+    }
+
+    /// The pinned link of watched interface `k` is stale (its health is
+    /// `h`: its interface deleted, or the link on another device): remove
+    /// it, and attach to the interface that has the name `now`, or wait
+    /// for one to appear. The state changes.
+    fn replace_stale(
+        &mut self,
+        pass: &mut Pass<'_>,
+        k: usize,
+        h: &Health,
+        now: Option<u32>,
+    ) -> Result<bool, Error> {
+        let name = self.watched[k].name.clone();
+        log::warn!(
+            "{}: filtering there has stopped; removing the stale link",
+            h.describe(&name)
+        );
+        remove_file(&pass.layout.link(&name))?;
+        self.watched[k].link_id = None;
+        if now.is_some() {
+            self.attach(pass, k, "re-attached")?;
+        } else {
+            self.watched[k].problem = Some(h.label().to_owned());
+            record_waiting(pass.state, &name, self.netns.as_ref());
+            let in_ns = self.in_ns();
+            log::warn!("{name}: waiting for the interface{in_ns}; it is attached when it appears");
+        }
+        Ok(true)
+    }
+
     /// Attach watched interface `k` (or adopt its pinned link) and record
     /// it. At start a failure fails the start; later it is logged (once)
     /// and tried again at the next check, and the attach is logged as
     /// `verb` at notice level.
-    fn attach(
-        &mut self,
-        filter: &mut Filter,
-        layout: &PinLayout,
-        state: &mut StateFile,
-        k: usize,
-        starting: bool,
-        verb: &str,
-    ) -> Result<bool, Error> {
+    fn attach(&mut self, pass: &mut Pass<'_>, k: usize, verb: &str) -> Result<bool, Error> {
         let name = self.watched[k].name.clone();
-        let result = (|| {
-            let _ns = self.netns.as_deref().map(NetnsGuard::enter).transpose()?;
-            let attached = filter.attach(layout, &name, self.mode)?;
-            Ok::<_, Error>((attached, ifindex_of(&name)))
-        })();
-        let (attached, ifindex) = match result {
+        let (attached, ifindex) = match self.attach_in_netns(pass, &name) {
             Ok(r) => r,
-            Err(e) if !starting => {
+            Err(e) if !pass.starting => {
                 let msg = e.to_string();
                 if self.watched[k].problem.as_deref() != Some(msg.as_str()) {
                     log::error!("{name}: attaching failed (tried again at the next check): {e}");
@@ -600,71 +619,24 @@ impl Interfaces {
             }
             Err(e) => return Err(e),
         };
-        let recorded = state
+        let recorded = pass
+            .state
             .interfaces
             .iter()
             .find(|i| i.name == name)
             .map(|i| i.mode.clone())
             .filter(|m| m != NOT_ATTACHED);
-        let mode = match &attached {
-            Attached::New { mode, fallback } => {
-                if let Some(why) = fallback {
-                    log::warn!(
-                        "{name}: native (driver) XDP is not available ({why}); attached in generic (skb) mode, which is slower"
-                    );
-                }
-                if starting {
-                    log::info!("{name}: attached in {mode} mode, link pinned");
-                } else {
-                    log::info!(
-                        target: NOTICE,
-                        "{name}: {verb} in {mode} mode (ifindex {}): filtering again",
-                        ifindex.map_or_else(|| "?".to_owned(), |i| i.to_string())
-                    );
-                }
-                mode.to_string()
-            }
-            Attached::Adopted => {
-                log::info!("{name}: adopted the pinned link");
-                recorded.unwrap_or_else(|| "unknown".to_owned())
-            }
-            Attached::Updated { old_program_id } => {
-                log::info!(
-                    "{name}: the pinned link ran program {old_program_id}; it runs ours now"
-                );
-                recorded.unwrap_or_else(|| "unknown".to_owned())
-            }
-        };
-        let old = state
-            .interfaces
-            .iter()
-            .find(|i| i.name == name)
-            .and_then(|i| i.ifindex)
-            .or(self.watched[k].ifindex);
-        let slot = match ifindex {
-            Some(i) => filter.reassign_interface(old, i)?,
-            None => None,
-        };
-        if let Some(i) = ifindex
-            && self.inside.contains(&name)
-        {
-            filter.set_interface_inside(i, true)?;
-        }
-        if slot.is_none() {
-            log::warn!(
-                "{name}: no per-interface counter slot (ifindex {ifindex:?}, at most {} interfaces below ifindex {IF_INDEX_LIMIT}); its packets count under interface \"other\"",
-                IF_SLOTS - 1
-            );
-        }
+        let mode = attached_mode(&name, &attached, recorded, pass.starting, verb, ifindex);
+        let slot = self.counter_slot(pass, k, &name, ifindex)?;
         let w = &mut self.watched[k];
-        w.link_id = pinned_link_state(&layout.link(&name))
+        w.link_id = pinned_link_state(&pass.layout.link(&name))
             .ok()
             .flatten()
             .map(|l| l.id);
         w.ifindex = ifindex;
         w.problem = None;
-        state.interfaces.retain(|i| i.name != name);
-        state.interfaces.push(InterfaceState {
+        pass.state.interfaces.retain(|i| i.name != name);
+        pass.state.interfaces.push(InterfaceState {
             name,
             mode,
             netns: self.netns.clone(),
@@ -672,6 +644,54 @@ impl Interfaces {
             slot,
         });
         Ok(true)
+    }
+
+    /// Attach the filter to `name` (or adopt its pinned link), inside the
+    /// attach namespace; with the interface's index there.
+    fn attach_in_netns(
+        &self,
+        pass: &mut Pass<'_>,
+        name: &str,
+    ) -> Result<(Attached, Option<u32>), Error> {
+        let _ns = self.netns.as_deref().map(NetnsGuard::enter).transpose()?;
+        let attached = pass.filter.attach(pass.layout, name, self.mode)?;
+        Ok((attached, ifindex_of(name)))
+    }
+
+    /// The per-interface counter slot of watched interface `k`, now at
+    /// `ifindex`: the slot of its previous index moves with it (warned of
+    /// when there is none), and an interface facing subscribers is marked
+    /// again.
+    fn counter_slot(
+        &self,
+        pass: &mut Pass<'_>,
+        k: usize,
+        name: &str,
+        ifindex: Option<u32>,
+    ) -> Result<Option<u32>, Error> {
+        let old = pass
+            .state
+            .interfaces
+            .iter()
+            .find(|i| i.name == name)
+            .and_then(|i| i.ifindex)
+            .or(self.watched[k].ifindex);
+        let slot = match ifindex {
+            Some(i) => pass.filter.reassign_interface(old, i)?,
+            None => None,
+        };
+        if let Some(i) = ifindex
+            && self.inside.iter().any(|n| n == name)
+        {
+            pass.filter.set_interface_inside(i, true)?;
+        }
+        if slot.is_none() {
+            log::warn!(
+                "{name}: no per-interface counter slot (ifindex {ifindex:?}, at most {} interfaces below ifindex {IF_INDEX_LIMIT}); its packets count under interface \"other\"",
+                IF_SLOTS - 1
+            );
+        }
+        Ok(slot)
     }
 
     /// The interfaces facing subscribers after a reload.
@@ -711,6 +731,56 @@ impl Interfaces {
                 "filtering on {attached} interface(s); not attached: {}",
                 waiting.join(", ")
             )
+        }
+    }
+}
+
+/// One pass of [`Interfaces::settle`] over the configured interfaces:
+/// what it changes, and whether it is the start's (where a failure fails
+/// the start).
+struct Pass<'p> {
+    filter: &'p mut Filter,
+    layout: &'p PinLayout,
+    state: &'p mut StateFile,
+    starting: bool,
+}
+
+/// How an attach went, logged (as `verb` at notice level after the start);
+/// returns the mode to record: the one the kernel used for a new link,
+/// else the one `recorded` for the interface.
+fn attached_mode(
+    name: &str,
+    attached: &Attached,
+    recorded: Option<String>,
+    starting: bool,
+    verb: &str,
+    ifindex: Option<u32>,
+) -> String {
+    match attached {
+        Attached::New { mode, fallback } => {
+            if let Some(why) = fallback {
+                log::warn!(
+                    "{name}: native (driver) XDP is not available ({why}); attached in generic (skb) mode, which is slower"
+                );
+            }
+            if starting {
+                log::info!("{name}: attached in {mode} mode, link pinned");
+            } else {
+                log::info!(
+                    target: NOTICE,
+                    "{name}: {verb} in {mode} mode (ifindex {}): filtering again",
+                    ifindex.map_or_else(|| "?".to_owned(), |i| i.to_string())
+                );
+            }
+            mode.to_string()
+        }
+        Attached::Adopted => {
+            log::info!("{name}: adopted the pinned link");
+            recorded.unwrap_or_else(|| "unknown".to_owned())
+        }
+        Attached::Updated { old_program_id } => {
+            log::info!("{name}: the pinned link ran program {old_program_id}; it runs ours now");
+            recorded.unwrap_or_else(|| "unknown".to_owned())
         }
     }
 }

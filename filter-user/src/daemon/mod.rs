@@ -52,7 +52,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::control::config::{Config, Flags};
 use crate::control::lock::{DaemonLock, LockError, WriterLock};
-use crate::control::state::{DaemonInfo, FlagSettings, StateFile, unix_now};
+use crate::control::state::{DaemonInfo, FlagSettings, StateError, StateFile, unix_now};
 use crate::control::{Error, Prepared, Settings, describe, install, prepare, record};
 use crate::daemon::ifwatch::{CHECK_PERIOD, Interfaces, SETTLE};
 use crate::daemon::netlink::{LinkEvent, Rtnl};
@@ -282,6 +282,39 @@ async fn run_async(req: &RunRequest) -> Result<(), Error> {
 /// Read and check everything: configuration, lists, policies, where the
 /// pins would live, the attach namespace. Nothing is touched.
 fn validate(req: &RunRequest) -> Result<Validated, Error> {
+    let (config, file_cfg, cfg) = configuration(req)?;
+    let layout = PinLayout::new(&cfg.pin_dir);
+    check_pins_public(&layout, &cfg)?;
+    // Held while this daemon lives.
+    let alive = match DaemonLock::try_acquire(&layout.dir) {
+        Ok(l) => l,
+        Err(LockError::Held { pid, .. }) => return Err(already_running(&layout, pid)),
+        Err(e) => return Err(e.into()),
+    };
+    let lock = WriterLock::acquire(&layout.dir)?;
+    let prev = previous_state(&layout)?;
+    let state = start_state(&layout, prev.as_ref(), config, &req.flags);
+    let settings = Settings::new(&file_cfg, &state)?;
+    let prepared = prepare(&settings)?;
+    // The attach namespace exists, and its link events are watched from
+    // before the first look at the interfaces.
+    let ifaces = Interfaces::open(&cfg)?;
+    Ok(Validated {
+        cfg,
+        layout,
+        prev,
+        state,
+        prepared,
+        ifaces,
+        alive,
+        lock,
+    })
+}
+
+/// The configuration: the file's absolute path (if `--config` was given),
+/// what the file says, and that with the flags over it, checked to name
+/// interfaces to attach to (those facing subscribers among them).
+fn configuration(req: &RunRequest) -> Result<(Option<PathBuf>, Config, Config), Error> {
     let config = match &req.config {
         Some(p) => Some(std::path::absolute(p).map_err(Error::io(format!("{}", p.display())))?),
         None => None,
@@ -299,7 +332,12 @@ fn validate(req: &RunRequest) -> Result<Validated, Error> {
     cfg.subscribers
         .check_inside(&cfg.interfaces)
         .map_err(Error::Input)?;
-    let layout = PinLayout::new(&cfg.pin_dir);
+    Ok((config, file_cfg, cfg))
+}
+
+/// Refuse pins the host would not see, nor outlive this daemon (a private
+/// mount namespace, as `ip netns exec` makes), saying how to start instead.
+fn check_pins_public(layout: &PinLayout, cfg: &Config) -> Result<(), Error> {
     if let PinVisibility::Private { why, netns } = pin_visibility(&layout.dir) {
         let hint = match (&netns, cfg.interfaces.first()) {
             (Some(n), Some(i)) => format!(
@@ -312,24 +350,21 @@ fn validate(req: &RunRequest) -> Result<Validated, Error> {
             layout.dir.display()
         )));
     }
+    Ok(())
+}
 
-    let running = |pid: Option<u32>| {
-        Error::Other(format!(
-            "a flowfilter daemon{} already manages {}: stop it first, or use `flowfilter reload`",
-            pid.map_or_else(String::new, |p| format!(" (pid {p})")),
-            layout.dir.display()
-        ))
-    };
-    // Held while this daemon lives.
-    let alive = match DaemonLock::try_acquire(&layout.dir) {
-        Ok(l) => l,
-        Err(LockError::Held { pid, .. }) => return Err(running(pid)),
-        Err(e) => return Err(e.into()),
-    };
-    let lock = WriterLock::acquire(&layout.dir)?;
+/// The error for another daemon (`pid`, when known) managing `layout`.
+fn already_running(layout: &PinLayout, pid: Option<u32>) -> Error {
+    Error::Other(format!(
+        "a flowfilter daemon{} already manages {}: stop it first, or use `flowfilter reload`",
+        pid.map_or_else(String::new, |p| format!(" (pid {p})")),
+        layout.dir.display()
+    ))
+}
 
-    // The state of a previous run (its policy overrides and interface
-    // modes), read under the lock.
+/// The state of a previous run (its policy overrides and interface
+/// modes), read under the writer lock; none when it cannot be read.
+fn previous_state(layout: &PinLayout) -> Result<Option<StateFile>, Error> {
     let prev = match StateFile::read(&layout.dir) {
         Ok(s) => s,
         Err(e) => {
@@ -341,10 +376,22 @@ fn validate(req: &RunRequest) -> Result<Validated, Error> {
     if let Some(pid) = prev.as_ref().and_then(StateFile::legacy_daemon)
         && pid != std::process::id()
     {
-        return Err(running(Some(pid)));
+        return Err(already_running(layout, Some(pid)));
     }
+    Ok(prev)
+}
+
+/// This start's state file: what `prev` kept (policy overrides, interface
+/// modes, category ids, reload counts), the configuration file `config`
+/// and the flags that change what is installed.
+fn start_state(
+    layout: &PinLayout,
+    prev: Option<&StateFile>,
+    config: Option<PathBuf>,
+    flags: &Flags,
+) -> StateFile {
     let mut state = StateFile::new(&layout.dir);
-    if let Some(p) = &prev {
+    if let Some(p) = prev {
         state.overrides.clone_from(&p.overrides);
         state.interfaces.clone_from(&p.interfaces);
         // Category ids stay as installed (pins adopted keep their counters).
@@ -353,32 +400,17 @@ fn validate(req: &RunRequest) -> Result<Validated, Error> {
         state.reloads_ok = p.reloads_ok;
         state.reloads_failed = p.reloads_failed;
     }
-    state.config.clone_from(&config);
+    state.config = config;
     state.flags = FlagSettings {
-        lists: req.flags.lists.clone(),
-        normalize: req.flags.normalize,
-        policies: req
-            .flags
+        lists: flags.lists.clone(),
+        normalize: flags.normalize,
+        policies: flags
             .policies
             .iter()
             .map(|p| (p.category.clone(), p.spec.to_string()))
             .collect(),
     };
-    let settings = Settings::new(&file_cfg, &state)?;
-    let prepared = prepare(&settings)?;
-    // The attach namespace exists, and its link events are watched from
-    // before the first look at the interfaces.
-    let ifaces = Interfaces::open(&cfg)?;
-    Ok(Validated {
-        cfg,
-        layout,
-        prev,
-        state,
-        prepared,
-        ifaces,
-        alive,
-        lock,
-    })
+    state
 }
 
 /// Log how this start found the pins: fresh, adopted (with the interfaces
@@ -441,31 +473,9 @@ fn establish(v: Validated, req: &RunRequest, stop: &AtomicBool) -> Result<Option
         alive,
         lock,
     } = v;
-    let mounted = ensure_bpffs(&layout.dir)?;
-    if mounted {
-        log::info!("mounted bpffs at {}", crate::dataplane::pins::BPFFS_ROOT);
-    }
-    let existed = layout.dir.exists();
-    layout.create()?;
-    // Pins this start made are removed, and the state file (which may have
-    // recorded their install) is put back as it was.
-    let give_up = |fresh: bool| {
-        if !fresh {
-            return;
-        }
-        if let Err(e) = layout.remove_all() {
-            log::warn!("removing the pins of the stopped start: {e}");
-        }
-        let restored = match &prev {
-            Some(p) => p.write(&lock),
-            None => StateFile::remove_locked(&layout.dir, &lock),
-        };
-        if let Err(e) = restored {
-            log::warn!("restoring the state file of the stopped start: {e}");
-        }
-    };
+    let existed = make_pin_dir(&layout)?;
     if stop.load(Ordering::Relaxed) {
-        give_up(!existed);
+        give_up(&layout, prev.as_ref(), &lock, !existed);
         return Ok(None);
     }
     if cfg.v4_chunks_per_gen.is_some() {
@@ -480,7 +490,7 @@ fn establish(v: Validated, req: &RunRequest, stop: &AtomicBool) -> Result<Option
     let fresh = startup == Startup::Fresh;
     // Nothing in force has changed yet.
     if stop.load(Ordering::Relaxed) {
-        give_up(fresh);
+        give_up(&layout, prev.as_ref(), &lock, fresh);
         return Ok(None);
     }
     let started = (|| {
@@ -500,12 +510,12 @@ fn establish(v: Validated, req: &RunRequest, stop: &AtomicBool) -> Result<Option
     match started {
         Ok(true) => {}
         Ok(false) => {
-            give_up(true);
+            give_up(&layout, prev.as_ref(), &lock, true);
             return Ok(None);
         }
         Err(e) => {
             // Nothing ran before this start: leave nothing behind.
-            give_up(fresh);
+            give_up(&layout, prev.as_ref(), &lock, fresh);
             return Err(e);
         }
     }
@@ -527,6 +537,37 @@ fn establish(v: Validated, req: &RunRequest, stop: &AtomicBool) -> Result<Option
         program_id,
         alive,
     }))
+}
+
+/// Mount bpffs if needed and make the pin directory; returns whether the
+/// directory was there already.
+fn make_pin_dir(layout: &PinLayout) -> Result<bool, Error> {
+    let mounted = ensure_bpffs(&layout.dir)?;
+    if mounted {
+        log::info!("mounted bpffs at {}", crate::dataplane::pins::BPFFS_ROOT);
+    }
+    let existed = layout.dir.exists();
+    layout.create()?;
+    Ok(existed)
+}
+
+/// A start that stops: when its pins are `fresh` (this start made them),
+/// they are removed, and the state file (which may have recorded their
+/// install) is put back as it was, `prev` or none, under `lock`.
+fn give_up(layout: &PinLayout, prev: Option<&StateFile>, lock: &WriterLock, fresh: bool) {
+    if !fresh {
+        return;
+    }
+    if let Err(e) = layout.remove_all() {
+        log::warn!("removing the pins of the stopped start: {e}");
+    }
+    let restored = match prev {
+        Some(p) => p.write(lock),
+        None => StateFile::remove_locked(&layout.dir, lock),
+    };
+    if let Err(e) = restored {
+        log::warn!("restoring the state file of the stopped start: {e}");
+    }
 }
 
 /// The events of the next datagram of the link-event socket; never returns
@@ -661,6 +702,18 @@ impl Daemon {
         self.exit()
     }
 
+    /// The state file, read (under the caller's writer lock); a new one,
+    /// with a warning, if it was removed.
+    fn read_state(&self) -> Result<StateFile, StateError> {
+        if let Some(s) = StateFile::read(&self.layout.dir)? {
+            return Ok(s);
+        }
+        log::warn!("the state file was removed; writing a new one");
+        let mut s = StateFile::new(&self.layout.dir);
+        s.config.clone_from(&self.req.config);
+        Ok(s)
+    }
+
     /// Re-attach what the kernel detached (interfaces deleted and
     /// re-created, renamed, appeared), under the lock, and record it.
     fn check_interfaces(&mut self) {
@@ -674,14 +727,8 @@ impl Daemon {
                 return;
             }
         };
-        let mut state = match StateFile::read(&self.layout.dir) {
-            Ok(Some(s)) => s,
-            Ok(None) => {
-                log::warn!("the state file was removed; writing a new one");
-                let mut s = StateFile::new(&self.layout.dir);
-                s.config.clone_from(&self.req.config);
-                s
-            }
+        let mut state = match self.read_state() {
+            Ok(s) => s,
             Err(e) => {
                 log::error!("checking the interfaces: {e}");
                 return;
@@ -753,14 +800,8 @@ impl Daemon {
                 return Err(e.to_string());
             }
         };
-        let mut state = match StateFile::read(&self.layout.dir) {
-            Ok(Some(s)) => s,
-            Ok(None) => {
-                log::warn!("the state file was removed; writing a new one");
-                let mut s = StateFile::new(&self.layout.dir);
-                s.config.clone_from(&self.req.config);
-                s
-            }
+        let mut state = match self.read_state() {
+            Ok(s) => s,
             Err(e) => {
                 log::error!("reload: {e}");
                 return Err(e.to_string());

@@ -71,7 +71,7 @@ use crate::control::Error;
 use crate::control::state::{StateFile, state_path};
 use crate::dataplane::loader::Filter;
 use crate::dataplane::pins::PinLayout;
-use crate::report::collect_stats;
+use crate::report::{StatsSnapshot, collect_stats};
 
 /// Largest request head (request line and headers) accepted: 431 beyond.
 pub const MAX_HEAD_BYTES: usize = 8192;
@@ -205,6 +205,10 @@ impl PinSource {
         }
     }
 
+    /// Every family, read now: the counters, the flow table and the
+    /// generation (under the filter's lock), then the state file's lists,
+    /// policies and reloads, the list files' ages and what the kernel says
+    /// of the interfaces.
     fn families(&self) -> Result<Vec<Family>, String> {
         let state = StateFile::read(&self.layout.dir).map_err(|e| e.to_string())?;
         let st = state.as_ref();
@@ -213,189 +217,249 @@ impl PinSource {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let stats = collect_stats(&f, st).map_err(|e| e.to_string())?;
-        let mut cat_p = Family::new(
-            "flowfilter_category_packets",
-            "UDP packets per receiving interface, category and verdict (monitored: would have been dropped)",
-            true,
-        );
-        let mut cat_b = Family::new(
-            "flowfilter_category_bytes",
-            "Bytes per receiving interface, category and verdict",
-            true,
-        );
-        // Every category the totals show, on every interface with a slot
-        // (zero until counted), so series exist before the first packet.
-        for i in &stats.interfaces {
-            for c in &stats.categories {
-                let name = c.name.clone().unwrap_or_else(|| format!("#{}", c.id));
-                let s = i
-                    .categories
-                    .iter()
-                    .find(|r| r.id == c.id)
-                    .map(|r| r.stats)
-                    .unwrap_or_default();
-                for (verdict, p, b) in [
-                    ("seen", s.seen_packets, s.seen_bytes),
-                    ("dropped", s.dropped_packets, s.dropped_bytes),
-                    ("monitored", s.monitored_packets, s.monitored_bytes),
-                    ("passed", s.passed_packets, s.passed_bytes),
-                ] {
-                    let l = vec![
-                        ("interface", i.name.clone()),
-                        ("category", name.clone()),
-                        ("verdict", verdict.to_owned()),
-                    ];
-                    cat_p.add(l.clone(), p);
-                    cat_b.add(l, b);
-                }
-            }
-        }
-        let mut lab_p = Family::new(
-            "flowfilter_label_packets",
-            "Packets per traffic label and verdict",
-            true,
-        );
-        let mut lab_b = Family::new("flowfilter_label_bytes", "Bytes per traffic label", true);
-        for l in &stats.labels {
-            let s = &l.stats;
-            for (verdict, v) in [
-                ("seen", s.packets),
-                ("dropped", s.dropped),
-                ("monitored", s.monitored),
-            ] {
-                lab_p.add(
-                    vec![
-                        ("label", l.name.to_owned()),
-                        ("verdict", verdict.to_owned()),
-                    ],
-                    v,
-                );
-            }
-            lab_b.add(vec![("label", l.name.to_owned())], s.bytes);
-        }
-        let mut frames = Family::new(
-            "flowfilter_frames",
-            "Global counters of the XDP program",
-            true,
-        );
-        for (n, v) in &stats.global {
-            frames.add(vec![("counter", (*n).to_owned())], *v);
-        }
-        let (tracked, capacity) = f.flow_occupancy().map_err(|e| e.to_string())?;
-        let mut flows = Family::new("flowfilter_flows", "Tracked flows", false);
-        flows.add(Vec::new(), tracked);
-        let mut cap = Family::new("flowfilter_flow_capacity", "Flow table capacity", false);
-        cap.add(Vec::new(), u64::from(capacity));
-        let evicted_n = stats
-            .global
-            .iter()
-            .find(|(n, _)| *n == "flows_evicted")
-            .map_or(0, |(_, v)| *v);
-        let mut evicted = Family::new(
-            "flowfilter_flows_evicted",
-            "Live flows with a category whose flow-table slot a new flow took (since the maps were created)",
-            false,
-        );
-        evicted.add(Vec::new(), evicted_n);
-        let mut generation = Family::new("flowfilter_generation", "Active table generation", false);
-        generation.add(
-            Vec::new(),
-            u64::from(f.state().map_err(|e| e.to_string())?.generation & 1),
-        );
+        let [cat_p, cat_b] = category_families(&stats);
+        let [lab_p, lab_b] = label_families(&stats);
+        let frames = frames_family(&stats);
+        let [flows, cap, evicted] = flow_families(&f, &stats)?;
+        let generation = generation_family(&f)?;
         drop(f);
-
-        let mut sizes = Family::new(
-            "flowfilter_list_prefixes",
-            "Prefixes per list and address family",
-            false,
-        );
-        let mut policy = Family::new(
-            "flowfilter_policy_info",
-            "Policy in force per category",
-            false,
-        );
-        let mut ifaces = Family::new(
-            "flowfilter_interface_attached",
-            "1 when the kernel runs the filter on the interface, 0 when it is configured or pinned but not attached",
-            false,
-        );
-        let mut reload_ts = Family::new(
-            "flowfilter_last_reload_timestamp_seconds",
-            "Time of the last reload or install attempt",
-            false,
-        );
-        let mut reload_ok = Family::new(
-            "flowfilter_last_reload_success",
-            "1 if the last reload was installed, 0 if it was rejected",
-            false,
-        );
-        let mut reloads = Family::new("flowfilter_reloads", "Reload attempts by result", true);
-        if let Some(s) = st {
-            for c in &s.categories {
-                for (fam, n) in [("ipv4", c.v4_prefixes), ("ipv6", c.v6_prefixes)] {
-                    sizes.add(
-                        vec![("category", c.name.clone()), ("family", fam.to_owned())],
-                        n as u64,
-                    );
-                }
-                policy.add(
-                    vec![
-                        ("category", c.name.clone()),
-                        ("policy", c.policy.clone()),
-                        ("source", c.policy_source.clone()),
-                    ],
-                    1u64,
-                );
-            }
-            for (fam, n) in [("ipv4", s.allow.0), ("ipv6", s.allow.1)] {
-                sizes.add(
-                    vec![("category", "allow".to_owned()), ("family", fam.to_owned())],
-                    n as u64,
-                );
-            }
-            if let Some(r) = &s.last_reload {
-                reload_ts.add(Vec::new(), r.time);
-                reload_ok.add(Vec::new(), u64::from(r.ok));
-            }
-            reloads.add(vec![("result", "ok".to_owned())], s.reloads_ok);
-            reloads.add(vec![("result", "error".to_owned())], s.reloads_failed);
-        }
-        let mut ages = Family::new(
-            "flowfilter_list_age_seconds",
-            "Seconds since each list file was written (its `flowfilter list update` header, else its modification time)",
-            false,
-        );
-        if let Some(s) = st {
-            let now = SystemTime::now();
-            let names = s
-                .categories
-                .iter()
-                .map(|c| c.name.as_str())
-                .chain([crate::lists::ALLOW_NAME]);
-            for name in names {
-                let path = s.lists_dir.join(format!("{name}.txt"));
-                if let Some(written) = list_written(&path) {
-                    let age = now.duration_since(written).unwrap_or_default();
-                    ages.add(
-                        vec![("category", name.to_owned())],
-                        age.as_secs_f64().floor(),
-                    );
-                }
-            }
-        }
-        // What the kernel says, not what the pins say: 0 for an interface
-        // whose link died with it, or that is waited for.
-        for i in crate::daemon::ifwatch::interface_health(&self.layout, st) {
-            ifaces.add(
-                vec![("interface", i.name), ("mode", i.mode)],
-                u64::from(i.health.attached()),
-            );
-        }
+        let [sizes, policy] = list_families(st);
+        let [reload_ts, reload_ok, reloads] = reload_families(st);
+        let ages = list_age_family(st);
+        let ifaces = interface_family(&self.layout, st);
         Ok(vec![
             cat_p, cat_b, lab_p, lab_b, frames, flows, cap, evicted, generation, sizes, ages,
             policy, ifaces, reload_ts, reload_ok, reloads,
         ])
     }
+}
+
+/// `category_packets_total` and `category_bytes_total`, per receiving
+/// interface, category and verdict.
+fn category_families(stats: &StatsSnapshot) -> [Family; 2] {
+    let mut cat_p = Family::new(
+        "flowfilter_category_packets",
+        "UDP packets per receiving interface, category and verdict (monitored: would have been dropped)",
+        true,
+    );
+    let mut cat_b = Family::new(
+        "flowfilter_category_bytes",
+        "Bytes per receiving interface, category and verdict",
+        true,
+    );
+    // Every category the totals show, on every interface with a slot
+    // (zero until counted), so series exist before the first packet.
+    for i in &stats.interfaces {
+        for c in &stats.categories {
+            let name = c.name.clone().unwrap_or_else(|| format!("#{}", c.id));
+            let s = i
+                .categories
+                .iter()
+                .find(|r| r.id == c.id)
+                .map(|r| r.stats)
+                .unwrap_or_default();
+            for (verdict, p, b) in [
+                ("seen", s.seen_packets, s.seen_bytes),
+                ("dropped", s.dropped_packets, s.dropped_bytes),
+                ("monitored", s.monitored_packets, s.monitored_bytes),
+                ("passed", s.passed_packets, s.passed_bytes),
+            ] {
+                let l = vec![
+                    ("interface", i.name.clone()),
+                    ("category", name.clone()),
+                    ("verdict", verdict.to_owned()),
+                ];
+                cat_p.add(l.clone(), p);
+                cat_b.add(l, b);
+            }
+        }
+    }
+    [cat_p, cat_b]
+}
+
+/// `label_packets_total{label,verdict}` and `label_bytes_total{label}`.
+fn label_families(stats: &StatsSnapshot) -> [Family; 2] {
+    let mut lab_p = Family::new(
+        "flowfilter_label_packets",
+        "Packets per traffic label and verdict",
+        true,
+    );
+    let mut lab_b = Family::new("flowfilter_label_bytes", "Bytes per traffic label", true);
+    for l in &stats.labels {
+        let s = &l.stats;
+        for (verdict, v) in [
+            ("seen", s.packets),
+            ("dropped", s.dropped),
+            ("monitored", s.monitored),
+        ] {
+            lab_p.add(
+                vec![
+                    ("label", l.name.to_owned()),
+                    ("verdict", verdict.to_owned()),
+                ],
+                v,
+            );
+        }
+        lab_b.add(vec![("label", l.name.to_owned())], s.bytes);
+    }
+    [lab_p, lab_b]
+}
+
+/// `frames_total{counter}`: the program's global counters.
+fn frames_family(stats: &StatsSnapshot) -> Family {
+    let mut frames = Family::new(
+        "flowfilter_frames",
+        "Global counters of the XDP program",
+        true,
+    );
+    for (n, v) in &stats.global {
+        frames.add(vec![("counter", (*n).to_owned())], *v);
+    }
+    frames
+}
+
+/// `flows`, `flow_capacity` and `flows_evicted`: the flow table's
+/// occupancy (read from `f`) and the program's count of evictions.
+fn flow_families(f: &Filter, stats: &StatsSnapshot) -> Result<[Family; 3], String> {
+    let (tracked, capacity) = f.flow_occupancy().map_err(|e| e.to_string())?;
+    let mut flows = Family::new("flowfilter_flows", "Tracked flows", false);
+    flows.add(Vec::new(), tracked);
+    let mut cap = Family::new("flowfilter_flow_capacity", "Flow table capacity", false);
+    cap.add(Vec::new(), u64::from(capacity));
+    let evicted_n = stats
+        .global
+        .iter()
+        .find(|(n, _)| *n == "flows_evicted")
+        .map_or(0, |(_, v)| *v);
+    let mut evicted = Family::new(
+        "flowfilter_flows_evicted",
+        "Live flows with a category whose flow-table slot a new flow took (since the maps were created)",
+        false,
+    );
+    evicted.add(Vec::new(), evicted_n);
+    Ok([flows, cap, evicted])
+}
+
+/// `generation`: the active table generation.
+fn generation_family(f: &Filter) -> Result<Family, String> {
+    let mut generation = Family::new("flowfilter_generation", "Active table generation", false);
+    generation.add(
+        Vec::new(),
+        u64::from(f.state().map_err(|e| e.to_string())?.generation & 1),
+    );
+    Ok(generation)
+}
+
+/// `list_prefixes{category,family}` (the allowlist included) and
+/// `policy_info{category,policy,source}`, from the state file.
+fn list_families(st: Option<&StateFile>) -> [Family; 2] {
+    let mut sizes = Family::new(
+        "flowfilter_list_prefixes",
+        "Prefixes per list and address family",
+        false,
+    );
+    let mut policy = Family::new(
+        "flowfilter_policy_info",
+        "Policy in force per category",
+        false,
+    );
+    if let Some(s) = st {
+        for c in &s.categories {
+            for (fam, n) in [("ipv4", c.v4_prefixes), ("ipv6", c.v6_prefixes)] {
+                sizes.add(
+                    vec![("category", c.name.clone()), ("family", fam.to_owned())],
+                    n as u64,
+                );
+            }
+            policy.add(
+                vec![
+                    ("category", c.name.clone()),
+                    ("policy", c.policy.clone()),
+                    ("source", c.policy_source.clone()),
+                ],
+                1u64,
+            );
+        }
+        for (fam, n) in [("ipv4", s.allow.0), ("ipv6", s.allow.1)] {
+            sizes.add(
+                vec![("category", "allow".to_owned()), ("family", fam.to_owned())],
+                n as u64,
+            );
+        }
+    }
+    [sizes, policy]
+}
+
+/// `last_reload_timestamp_seconds`, `last_reload_success` and
+/// `reloads_total{result}`, from the state file.
+fn reload_families(st: Option<&StateFile>) -> [Family; 3] {
+    let mut reload_ts = Family::new(
+        "flowfilter_last_reload_timestamp_seconds",
+        "Time of the last reload or install attempt",
+        false,
+    );
+    let mut reload_ok = Family::new(
+        "flowfilter_last_reload_success",
+        "1 if the last reload was installed, 0 if it was rejected",
+        false,
+    );
+    let mut reloads = Family::new("flowfilter_reloads", "Reload attempts by result", true);
+    if let Some(s) = st {
+        if let Some(r) = &s.last_reload {
+            reload_ts.add(Vec::new(), r.time);
+            reload_ok.add(Vec::new(), u64::from(r.ok));
+        }
+        reloads.add(vec![("result", "ok".to_owned())], s.reloads_ok);
+        reloads.add(vec![("result", "error".to_owned())], s.reloads_failed);
+    }
+    [reload_ts, reload_ok, reloads]
+}
+
+/// `list_age_seconds{category}`: how long ago each list file in the state
+/// file's lists directory was written (see [`list_written`]).
+fn list_age_family(st: Option<&StateFile>) -> Family {
+    let mut ages = Family::new(
+        "flowfilter_list_age_seconds",
+        "Seconds since each list file was written (its `flowfilter list update` header, else its modification time)",
+        false,
+    );
+    if let Some(s) = st {
+        let now = SystemTime::now();
+        let names = s
+            .categories
+            .iter()
+            .map(|c| c.name.as_str())
+            .chain([crate::lists::ALLOW_NAME]);
+        for name in names {
+            let path = s.lists_dir.join(format!("{name}.txt"));
+            if let Some(written) = list_written(&path) {
+                let age = now.duration_since(written).unwrap_or_default();
+                ages.add(
+                    vec![("category", name.to_owned())],
+                    age.as_secs_f64().floor(),
+                );
+            }
+        }
+    }
+    ages
+}
+
+/// `interface_attached{interface,mode}`: what the kernel says, not what
+/// the pins say: 0 for an interface whose link died with it, or that is
+/// waited for.
+fn interface_family(layout: &PinLayout, st: Option<&StateFile>) -> Family {
+    let mut ifaces = Family::new(
+        "flowfilter_interface_attached",
+        "1 when the kernel runs the filter on the interface, 0 when it is configured or pinned but not attached",
+        false,
+    );
+    for i in crate::daemon::ifwatch::interface_health(layout, st) {
+        ifaces.add(
+            vec![("interface", i.name), ("mode", i.mode)],
+            u64::from(i.health.attached()),
+        );
+    }
+    ifaces
 }
 
 /// When a list file was written: the `# at` time of the header `flowfilter

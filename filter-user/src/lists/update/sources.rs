@@ -239,27 +239,10 @@ impl Sources {
     /// errors; relative `path` sources are joined to `base`.
     pub fn parse(file: &str, text: &str, base: &Path) -> Result<Sources, SourcesError> {
         let raw: RawFile = serde_path_to_error::deserialize(toml::Deserializer::new(text))
-            .map_err(|e| {
-                let field = e.path().to_string();
-                let field = if field == "." { String::new() } else { field };
-                let inner = e.into_inner();
-                let (line, column) = inner.span().map_or((0, 0), |s| line_col(text, s.start));
-                SourcesError::Syntax {
-                    file: file.to_owned(),
-                    line,
-                    column,
-                    field,
-                    what: inner.message().trim_end().replace('\n', ": "),
-                }
-            })?;
-        let invalid = |field: String, what: String| SourcesError::Invalid {
-            file: file.to_owned(),
-            field,
-            what,
-        };
+            .map_err(|e| syntax_error(file, text, e))?;
         let ripestat_url = match raw.ripestat.and_then(|r| r.url) {
             Some(url) => {
-                check_url(&url).map_err(|w| invalid("ripestat.url".into(), w))?;
+                check_url(&url).map_err(|w| invalid(file, "ripestat.url".into(), w))?;
                 url
             }
             None => DEFAULT_RIPESTAT_URL.to_owned(),
@@ -269,6 +252,7 @@ impl Sources {
             Some(s) if (1..=MAX_TIMEOUT_SECS).contains(&s) => Duration::from_secs(s),
             Some(s) => {
                 return Err(invalid(
+                    file,
                     "timeout_secs".into(),
                     format!("{s} is not between 1 and {MAX_TIMEOUT_SECS}"),
                 ));
@@ -276,42 +260,14 @@ impl Sources {
         };
         if raw.category.is_empty() {
             return Err(invalid(
+                file,
                 "category".into(),
                 "no category given (add a [category.NAME] table with [[category.NAME.source]] entries)".into(),
             ));
         }
         let mut categories = Vec::with_capacity(raw.category.len());
         for (cat_name, cat) in raw.category {
-            let field = format!("category.{cat_name}");
-            if !lists::valid_category_name(&cat_name) {
-                return Err(invalid(
-                    field,
-                    format!(
-                        "`{cat_name}` is not a valid category name (a-z, 0-9, _ and -, at most {} characters, starting with a letter or digit)",
-                        lists::MAX_NAME_LEN
-                    ),
-                ));
-            }
-            if cat.source.is_empty() {
-                return Err(invalid(format!("{field}.source"), "no source given".into()));
-            }
-            let mut sources: Vec<Source> = Vec::with_capacity(cat.source.len());
-            for (i, s) in cat.source.into_iter().enumerate() {
-                let field = format!("{field}.source[{i}]");
-                let source = parse_source(file, &field, s, base)?;
-                if let Some(j) = sources.iter().position(|o| o.kind == source.kind) {
-                    return Err(invalid(
-                        field,
-                        format!("same source as `category.{cat_name}.source[{j}]`"),
-                    ));
-                }
-                sources.push(source);
-            }
-            categories.push(CategorySources {
-                name: cat_name,
-                note: cat.note.filter(|n| !n.trim().is_empty()),
-                sources,
-            });
+            categories.push(parse_category(file, cat_name, cat, base)?);
         }
         Ok(Sources {
             ripestat_url,
@@ -321,6 +277,82 @@ impl Sources {
     }
 }
 
+/// A [`SourcesError::Syntax`] from the TOML deserialiser's error, with
+/// the path of the field and the line and column in `text`.
+fn syntax_error(
+    file: &str,
+    text: &str,
+    e: serde_path_to_error::Error<toml::de::Error>,
+) -> SourcesError {
+    let field = e.path().to_string();
+    let field = if field == "." { String::new() } else { field };
+    let inner = e.into_inner();
+    let (line, column) = inner.span().map_or((0, 0), |s| line_col(text, s.start));
+    SourcesError::Syntax {
+        file: file.to_owned(),
+        line,
+        column,
+        field,
+        what: inner.message().trim_end().replace('\n', ": "),
+    }
+}
+
+/// A [`SourcesError::Invalid`] of `file`: `field` holds a value that is
+/// well-typed but not acceptable, for the reason `what`.
+fn invalid(file: &str, field: String, what: String) -> SourcesError {
+    SourcesError::Invalid {
+        file: file.to_owned(),
+        field,
+        what,
+    }
+}
+
+/// One `[category.NAME]` table, checked: a valid name, at least one
+/// source, each source valid and none given twice.
+fn parse_category(
+    file: &str,
+    cat_name: String,
+    cat: RawCategory,
+    base: &Path,
+) -> Result<CategorySources, SourcesError> {
+    let field = format!("category.{cat_name}");
+    if !lists::valid_category_name(&cat_name) {
+        return Err(invalid(
+            file,
+            field,
+            format!(
+                "`{cat_name}` is not a valid category name (a-z, 0-9, _ and -, at most {} characters, starting with a letter or digit)",
+                lists::MAX_NAME_LEN
+            ),
+        ));
+    }
+    if cat.source.is_empty() {
+        return Err(invalid(
+            file,
+            format!("{field}.source"),
+            "no source given".into(),
+        ));
+    }
+    let mut sources: Vec<Source> = Vec::with_capacity(cat.source.len());
+    for (i, s) in cat.source.into_iter().enumerate() {
+        let field = format!("{field}.source[{i}]");
+        let source = parse_source(file, &field, s, base)?;
+        if let Some(j) = sources.iter().position(|o| o.kind == source.kind) {
+            return Err(invalid(
+                file,
+                field,
+                format!("same source as `category.{cat_name}.source[{j}]`"),
+            ));
+        }
+        sources.push(source);
+    }
+    Ok(CategorySources {
+        name: cat_name,
+        note: cat.note.filter(|n| !n.trim().is_empty()),
+        sources,
+    })
+}
+
 /// One `[[category.NAME.source]]` entry, checked; `field` names it in errors.
 fn parse_source(
     file: &str,
@@ -328,25 +360,21 @@ fn parse_source(
     s: RawSource,
     base: &Path,
 ) -> Result<Source, SourcesError> {
-    let invalid = |field: String, what: String| SourcesError::Invalid {
-        file: file.to_owned(),
-        field,
-        what,
-    };
     let kind = match (s.url, s.path, s.asn) {
         (Some(url), None, None) => {
-            check_url(&url).map_err(|w| invalid(format!("{field}.url"), w))?;
+            check_url(&url).map_err(|w| invalid(file, format!("{field}.url"), w))?;
             SourceKind::Url(url)
         }
         (None, Some(path), None) => {
             if path.as_os_str().is_empty() {
-                return Err(invalid(format!("{field}.path"), "empty path".into()));
+                return Err(invalid(file, format!("{field}.path"), "empty path".into()));
             }
             SourceKind::Path(base.join(path))
         }
         (None, None, Some(Asn(asn))) => SourceKind::Ripestat { asn },
         _ => {
             return Err(invalid(
+                file,
                 field.to_owned(),
                 "give exactly one of `url` (plain CIDR list over https), `path` (plain CIDR list in a file) or `asn` (announced prefixes from RIPEstat)".into(),
             ));
@@ -354,6 +382,7 @@ fn parse_source(
     };
     if s.normalize && matches!(kind, SourceKind::Ripestat { .. }) {
         return Err(invalid(
+            file,
             format!("{field}.normalize"),
             "only plain CIDR lists (`url`, `path`) can be normalised".into(),
         ));
@@ -361,6 +390,7 @@ fn parse_source(
     let name = match s.name {
         Some(n) if n.trim().is_empty() || n.chars().any(char::is_control) => {
             return Err(invalid(
+                file,
                 format!("{field}.name"),
                 "must be one non-empty line".into(),
             ));
