@@ -290,11 +290,6 @@ enum PolicyCommand {
     },
 }
 
-/// An error that is the user's input, not a runtime failure (exit code 2).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct InputError(String);
-
 fn parse_ifname(s: &str) -> Result<String, String> {
     check_ifname(s).map(|()| s.to_owned())
 }
@@ -348,9 +343,7 @@ fn main() -> ExitCode {
             if let Some(hint) = privilege_hint(&e) {
                 eprintln!("{hint}");
             }
-            if e.downcast_ref::<InputError>().is_some() {
-                ExitCode::from(2)
-            } else if let Some(c) = e.downcast_ref::<CmdError>() {
+            if let Some(c) = e.downcast_ref::<CmdError>() {
                 ExitCode::from(c.exit_code())
             } else {
                 ExitCode::from(1)
@@ -363,7 +356,9 @@ fn main() -> ExitCode {
 /// unreadable, which looks like "nothing pinned"): say what is needed
 /// instead of leaving a bare errno.
 fn privilege_hint(e: &anyhow::Error) -> Option<&'static str> {
-    if rustix::process::geteuid().is_root() || e.downcast_ref::<InputError>().is_some() {
+    if rustix::process::geteuid().is_root()
+        || e.downcast_ref::<CmdError>().is_some_and(CmdError::is_input)
+    {
         return None;
     }
     let denied = e.chain().any(|c| {
@@ -386,11 +381,11 @@ fn privilege_hint(e: &anyhow::Error) -> Option<&'static str> {
 fn resolve_policies(
     lists: &Lists,
     policies: &[CategoryPolicy],
-) -> Result<BTreeMap<u8, PolicySpec>, InputError> {
+) -> Result<BTreeMap<u8, PolicySpec>, CmdError> {
     let mut out = BTreeMap::new();
     for p in policies {
         let Some(cat) = lists.by_name(&p.category) else {
-            return Err(InputError(format!(
+            return Err(CmdError::Input(format!(
                 "--policy {}: no category `{}` (known: {})",
                 p.category,
                 p.category,
@@ -404,10 +399,10 @@ fn resolve_policies(
 
 fn load_lists(dir: Option<&PathBuf>, normalize: bool) -> anyhow::Result<Lists> {
     match dir {
-        Some(d) => load_dir(d, normalize).map_err(|e| InputError(e.to_string()).into()),
+        Some(d) => load_dir(d, normalize).map_err(|e| CmdError::Input(e.to_string()).into()),
         None => Ok(
             Lists::from_parts(Vec::new(), filter_user::lists::ParsedList::default())
-                .map_err(|e| InputError(e.to_string()))?,
+                .map_err(|e| CmdError::Input(e.to_string()))?,
         ),
     }
 }
@@ -537,7 +532,7 @@ fn reload_command(
     let layout = match (pin_dir, config) {
         (None, Some(c)) => PinLayout::new(
             filter_user::control::config::Config::load(c)
-                .map_err(|e| InputError(e.to_string()))?
+                .map_err(|e| CmdError::Input(e.to_string()))?
                 .pin_dir,
         ),
         _ => layout,
@@ -590,7 +585,7 @@ fn replay_command(
     // Read everything first: a bad capture or list prints nothing else.
     let mut frames = Vec::new();
     for c in captures {
-        let f = read_capture(c).map_err(|e| InputError(e.to_string()))?;
+        let f = read_capture(c).map_err(|e| CmdError::Input(e.to_string()))?;
         frames.extend(f);
     }
     let lists = load_lists(lists, normalize)?;
@@ -599,7 +594,7 @@ fn replay_command(
     let mut filter = Filter::load(&LoadOptions { trace: true })
         .context("loading a private instance of the XDP program")?;
     filter_user::control::subscribers::check_count(subscribers.len())
-        .map_err(|e| InputError(format!("--subscribers: {e}")))?;
+        .map_err(|e| CmdError::Input(format!("--subscribers: {e}")))?;
     replay_setup(&mut filter, seed, subscribers).context("setting the subscribers")?;
     filter
         .install(&lists, &policies)
@@ -627,7 +622,7 @@ fn list_update(
     // (run_update reads it again, under the lock).
     let file = std::path::absolute(&sources).unwrap_or_else(|_| sources.clone());
     filter_user::lists::update::Sources::load(&file)
-        .map_err(|e| anyhow::Error::new(InputError(format!("{e:#}"))))?;
+        .map_err(|e| anyhow::Error::new(CmdError::Input(format!("{e:#}"))))?;
     std::fs::create_dir_all(&out)
         .with_context(|| format!("cannot create the output directory {}", out.display()))?;
     let _lock = ListsLock::acquire(&out).map_err(CmdError::from)?;
@@ -642,7 +637,7 @@ fn list_update(
         if e.downcast_ref::<filter_user::lists::update::SourcesError>()
             .is_some()
         {
-            anyhow::Error::new(InputError(format!("{e:#}")))
+            anyhow::Error::new(CmdError::Input(format!("{e:#}")))
         } else {
             e
         }
