@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
+use filter_user::dataplane::mapio::BatchAttr;
+
 use crate::sys;
 
 /// How frames are sent.
@@ -469,20 +471,6 @@ struct MapElem {
     flags: u64,
 }
 
-/// `bpf_attr` of the batch map operations.
-#[repr(C)]
-#[derive(Default)]
-struct MapBatch {
-    in_batch: u64,
-    out_batch: u64,
-    keys: u64,
-    values: u64,
-    count: u32,
-    map_fd: u32,
-    elem_flags: u64,
-    flags: u64,
-}
-
 #[repr(C)]
 #[derive(Default)]
 struct ProgLoad {
@@ -606,12 +594,12 @@ fn fill(map: &OwnedFd, values: &[u8], size: usize) -> Result<()> {
     let mut done = 0;
     while done < count {
         let n = (count - done).min(1 << 16);
-        let mut a = MapBatch {
+        let mut a = BatchAttr {
             keys: keys[done..].as_ptr() as u64,
             values: values[done * size..].as_ptr() as u64,
             count: n as u32,
             map_fd: map.as_raw_fd() as u32,
-            ..MapBatch::default()
+            ..BatchAttr::default()
         };
         match bpf(BPF_MAP_UPDATE_BATCH, &mut a) {
             Ok(_) => done += a.count as usize,
