@@ -219,56 +219,10 @@ fn jobs(a: &Args) -> Vec<Job> {
 
 /// `cargo xtask bench ...`
 pub fn bench(args: &[String]) -> Result<()> {
-    let a = Args::try_parse_from(std::iter::once("bench".to_string()).chain(args.iter().cloned()))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    if !is_root() {
-        bail!(
-            "the benchmark needs root (namespaces, XDP, nftables, ipset): run `sudo -E cargo xtask bench`"
-        );
-    }
-    if !["xdp-live", "af-packet"].contains(&a.generator.as_str()) {
-        bail!("--generator must be xdp-live or af-packet");
-    }
-    let timing = if a.quick { QUICK } else { FULL };
-    if let Some(&bad) = a.n.iter().chain(&a.v6).find(|&&n| n == 0 || n > 4_000_000) {
-        bail!("--n/--v6 {bad}: give prefix counts from 1 to 4000000");
-    }
+    let (a, timing) = parse_args(args)?;
     let mut jobs = jobs(&a);
-
-    step("bench: build the helper (cargo build --release -p flowfilter-tests --bin ffbench)");
-    run(Command::new("cargo").args([
-        "build",
-        "--release",
-        "-p",
-        "flowfilter-tests",
-        "--bin",
-        "ffbench",
-    ]))?;
-    let target = target_dir()?;
-    let ffbench = target.join("release").join("ffbench");
-    if !ffbench.is_file() {
-        bail!("{} was not built", ffbench.display());
-    }
-    let out_dir = target.join("bench");
-    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-
-    let lists = a.lists.clone().or_else(|| {
-        let d = root().join("lists");
-        has_lists(&d).then_some(d)
-    });
-    if let Some(d) = &lists {
-        jobs.push(Job {
-            kind: SetKind::Lists,
-            n: 0,
-            kernel: KernelPlan::Full,
-            live: LivePlan::All,
-        });
-        eprintln!("lists: {}", d.display());
-    }
-    let lists_note = match &lists {
-        Some(d) => format!("lists from {}", d.display()),
-        None => "no bundled lists (the repository's lists/ holds no *.txt or *.lst): that row is skipped".into(),
-    };
+    let (ffbench, out_dir) = build_ffbench()?;
+    let (lists, lists_note) = lists_job(&a, &mut jobs);
 
     if !a.no_live && std::thread::available_parallelism().map_or(1, std::num::NonZero::get) < 2 {
         bail!(
@@ -301,40 +255,14 @@ pub fn bench(args: &[String]) -> Result<()> {
 
     let mut runs = Vec::new();
     let mut problems = Vec::new();
-    let result = (|| -> Result<()> {
-        for job in &jobs {
-            let label = job.label();
-            let set_args = match job.kind {
-                SetKind::Lists => vec![
-                    "--lists".to_string(),
-                    lists
-                        .as_ref()
-                        .map(|d| d.display().to_string())
-                        .unwrap_or_default(),
-                ],
-                k => vec![
-                    "--n".into(),
-                    job.n.to_string(),
-                    "--kind".into(),
-                    k.key().into(),
-                ],
-            };
-            match runner.set_run(&mut world, job, &set_args) {
-                Ok(r) => runs.push(r),
-                Err(e) => {
-                    // Ctrl-C, or a contestant's state that could not be
-                    // removed: stop. Anything else: this set is skipped.
-                    check_interrupted()?;
-                    if world.dirty() {
-                        return Err(e);
-                    }
-                    eprintln!("  set {label} skipped: {e:#}");
-                    problems.push(format!("set {label} skipped: {e:#}"));
-                }
-            }
-        }
-        Ok(())
-    })();
+    let result = run_jobs(
+        &runner,
+        &mut world,
+        &jobs,
+        lists.as_deref(),
+        &mut runs,
+        &mut problems,
+    );
     // Clean up before writing the report, so nothing is left if writing fails.
     drop(world);
     if let Err(e) = &result {
@@ -347,10 +275,123 @@ pub fn bench(args: &[String]) -> Result<()> {
 
     let elapsed = started.elapsed().as_secs_f64();
     let (md, json) = report::render(&meta, &runs, elapsed, result.as_ref().err(), &problems);
+    write_report(&out_dir, &md, &json, elapsed)?;
+    result
+}
+
+/// The bench's arguments, checked (root, generator, prefix counts), and the
+/// window timing they ask for.
+fn parse_args(args: &[String]) -> Result<(Args, Timing)> {
+    let a = Args::try_parse_from(std::iter::once("bench".to_string()).chain(args.iter().cloned()))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !is_root() {
+        bail!(
+            "the benchmark needs root (namespaces, XDP, nftables, ipset): run `sudo -E cargo xtask bench`"
+        );
+    }
+    if !["xdp-live", "af-packet"].contains(&a.generator.as_str()) {
+        bail!("--generator must be xdp-live or af-packet");
+    }
+    let timing = if a.quick { QUICK } else { FULL };
+    if let Some(&bad) = a.n.iter().chain(&a.v6).find(|&&n| n == 0 || n > 4_000_000) {
+        bail!("--n/--v6 {bad}: give prefix counts from 1 to 4000000");
+    }
+    Ok((a, timing))
+}
+
+/// Build ffbench in release mode; its path and the report directory
+/// (created).
+fn build_ffbench() -> Result<(PathBuf, PathBuf)> {
+    step("bench: build the helper (cargo build --release -p flowfilter-tests --bin ffbench)");
+    run(Command::new("cargo").args([
+        "build",
+        "--release",
+        "-p",
+        "flowfilter-tests",
+        "--bin",
+        "ffbench",
+    ]))?;
+    let target = target_dir()?;
+    let ffbench = target.join("release").join("ffbench");
+    if !ffbench.is_file() {
+        bail!("{} was not built", ffbench.display());
+    }
+    let out_dir = target.join("bench");
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    Ok((ffbench, out_dir))
+}
+
+/// The lists directory (given, else the repository's `lists/` when it holds
+/// lists), with the real-lists job added for it, and the report's note on
+/// it.
+fn lists_job(a: &Args, jobs: &mut Vec<Job>) -> (Option<PathBuf>, String) {
+    let lists = a.lists.clone().or_else(|| {
+        let d = root().join("lists");
+        has_lists(&d).then_some(d)
+    });
+    if let Some(d) = &lists {
+        jobs.push(Job {
+            kind: SetKind::Lists,
+            n: 0,
+            kernel: KernelPlan::Full,
+            live: LivePlan::All,
+        });
+        eprintln!("lists: {}", d.display());
+    }
+    let lists_note = match &lists {
+        Some(d) => format!("lists from {}", d.display()),
+        None => "no bundled lists (the repository's lists/ holds no *.txt or *.lst): that row is skipped".into(),
+    };
+    (lists, lists_note)
+}
+
+/// Every set in turn, its runs and skipped sets recorded; stops at Ctrl-C
+/// or when a contestant's state could not be removed.
+fn run_jobs(
+    runner: &Runner,
+    world: &mut Env,
+    jobs: &[Job],
+    lists: Option<&Path>,
+    runs: &mut Vec<SetRun>,
+    problems: &mut Vec<String>,
+) -> Result<()> {
+    for job in jobs {
+        let label = job.label();
+        let set_args = match job.kind {
+            SetKind::Lists => vec![
+                "--lists".to_string(),
+                lists.map(|d| d.display().to_string()).unwrap_or_default(),
+            ],
+            k => vec![
+                "--n".into(),
+                job.n.to_string(),
+                "--kind".into(),
+                k.key().into(),
+            ],
+        };
+        match runner.set_run(world, job, &set_args) {
+            Ok(r) => runs.push(r),
+            Err(e) => {
+                // Ctrl-C, or a contestant's state that could not be
+                // removed: stop. Anything else: this set is skipped.
+                check_interrupted()?;
+                if world.dirty() {
+                    return Err(e);
+                }
+                eprintln!("  set {label} skipped: {e:#}");
+                problems.push(format!("set {label} skipped: {e:#}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Write report.md and report.json to `out_dir` and print the markdown.
+fn write_report(out_dir: &Path, md: &str, json: &Value, elapsed: f64) -> Result<()> {
     let md_path = out_dir.join("report.md");
     let json_path = out_dir.join("report.json");
-    std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
-    std::fs::write(&json_path, serde_json::to_string_pretty(&json)? + "\n")
+    std::fs::write(&md_path, md).with_context(|| format!("writing {}", md_path.display()))?;
+    std::fs::write(&json_path, serde_json::to_string_pretty(json)? + "\n")
         .with_context(|| format!("writing {}", json_path.display()))?;
     println!("{md}");
     eprintln!(
@@ -358,7 +399,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         md_path.display(),
         json_path.display()
     );
-    result
+    Ok(())
 }
 
 /// The cargo target directory (honours CARGO_TARGET_DIR and config).
@@ -533,6 +574,20 @@ impl Runner<'_> {
 
     /// Everything for one prefix set.
     fn set_run(&self, world: &mut Env, job: &Job, set_args: &[String]) -> Result<SetRun> {
+        let (mut run, set_path) = self.write_set(world, job, set_args)?;
+        if self.kernel {
+            self.kernel_run(&mut run, job, &set_path);
+        }
+        if !self.live || job.live == LivePlan::None {
+            return Ok(run);
+        }
+        self.live_runs(world, &mut run, job, &set_path)?;
+        Ok(run)
+    }
+
+    /// `ffbench set`: write the job's set to the work directory; the run
+    /// record for it (no kernel figures yet) and the set file's path.
+    fn write_set(&self, world: &Env, job: &Job, set_args: &[String]) -> Result<(SetRun, PathBuf)> {
         let label = job.label();
         step(&format!("bench: prefix set {label}"));
         let set_path = world.work.join(format!("set-{label}.txt"));
@@ -544,7 +599,7 @@ impl Runner<'_> {
         let family = info["family"].as_u64().unwrap_or(4) as u8;
         let what = info["what"].as_str().unwrap_or("").to_string();
         eprintln!("  {what}: {n} prefixes");
-        let mut run = SetRun {
+        let run = SetRun {
             kind: job.kind,
             family,
             n,
@@ -552,44 +607,56 @@ impl Runner<'_> {
             kernel: Err("not run".into()),
             live: Vec::new(),
         };
+        Ok((run, set_path))
+    }
 
-        if self.kernel {
-            eprintln!(
-                "  control plane and memory{}",
-                if job.kernel == KernelPlan::Full {
-                    ", BPF_PROG_TEST_RUN"
-                } else {
-                    ""
-                }
-            );
-            let t = self.timing;
-            let mut args = vec![
-                "kernel".into(),
-                "--set".into(),
-                set_path.display().to_string(),
-                "--frames".into(),
-                t.frames.to_string(),
-                "--rounds".into(),
-                t.rounds.to_string(),
-                "--swaps".into(),
-                t.swaps.to_string(),
-            ];
-            if job.kernel == KernelPlan::MemoryOnly {
-                args.push("--memory-only".into());
+    /// `ffbench kernel`: control plane and memory (and BPF_PROG_TEST_RUN on
+    /// a full plan) into `run.kernel`; a failure is recorded there.
+    fn kernel_run(&self, run: &mut SetRun, job: &Job, set_path: &Path) {
+        eprintln!(
+            "  control plane and memory{}",
+            if job.kernel == KernelPlan::Full {
+                ", BPF_PROG_TEST_RUN"
+            } else {
+                ""
             }
-            run.kernel = self.ffbench(&args).map_err(|e| format!("{e:#}"));
-            match &run.kernel {
-                Err(e) => eprintln!("  flowfilter (kernel) failed: {e}"),
-                Ok(k) => {
-                    if let Some(e) = k["install_error"].as_str() {
-                        eprintln!("  flowfilter refused the set: {e}");
-                    }
+        );
+        let t = self.timing;
+        let mut args = vec![
+            "kernel".into(),
+            "--set".into(),
+            set_path.display().to_string(),
+            "--frames".into(),
+            t.frames.to_string(),
+            "--rounds".into(),
+            t.rounds.to_string(),
+            "--swaps".into(),
+            t.swaps.to_string(),
+        ];
+        if job.kernel == KernelPlan::MemoryOnly {
+            args.push("--memory-only".into());
+        }
+        run.kernel = self.ffbench(&args).map_err(|e| format!("{e:#}"));
+        match &run.kernel {
+            Err(e) => eprintln!("  flowfilter (kernel) failed: {e}"),
+            Ok(k) => {
+                if let Some(e) = k["install_error"].as_str() {
+                    eprintln!("  flowfilter refused the set: {e}");
                 }
             }
         }
-        if !self.live || job.live == LivePlan::None {
-            return Ok(run);
-        }
+    }
+
+    /// The live runs of a set its plan asks for: the floors first and last,
+    /// the stack alone, flowfilter and (on IPv4 with every contestant) the
+    /// others.
+    fn live_runs(
+        &self,
+        world: &mut Env,
+        run: &mut SetRun,
+        job: &Job,
+        set_path: &Path,
+    ) -> Result<()> {
         // The set flowfilter refuses (seen by `ffbench kernel`): its live
         // run would fail the same way.
         let refused = run
@@ -603,12 +670,12 @@ impl Runner<'_> {
                 Contestant::Flowfilter,
                 refused.unwrap_or_default(),
             ));
-            return Ok(run);
+            return Ok(());
         }
         // Non-matching first: nothing flowfilter learns from the calls can
         // touch it; the junk that tries to teach it before the calls; the
         // flood, which fills the flow table, last.
-        let all = if family == 4 {
+        let all = if run.family == 4 {
             "nomatch,junk,match,flood"
         } else {
             "nomatch,match"
@@ -620,25 +687,25 @@ impl Runner<'_> {
                 (Contestant::XdpDrop, "xdp-drop"),
                 (Contestant::XdpParseDrop, "xdp-parse-drop"),
             ] {
-                run.live.push(self.live(c, &set_path, name, floors, &[])?);
+                run.live.push(self.live(c, set_path, name, floors, &[])?);
             }
             Ok(())
         };
-        floor_runs(&mut run)?;
+        floor_runs(run)?;
         if job.live == LivePlan::All && !self.flowfilter_only {
             run.live
-                .push(self.live(Contestant::None, &set_path, "external", both, &[])?);
+                .push(self.live(Contestant::None, set_path, "external", both, &[])?);
         }
         run.live.push(match refused {
             Some(e) => LiveRun::failed(Contestant::Flowfilter, e),
-            None => self.live(Contestant::Flowfilter, &set_path, "flowfilter", floors, &[])?,
+            None => self.live(Contestant::Flowfilter, set_path, "flowfilter", floors, &[])?,
         });
-        if job.live == LivePlan::All && family == 4 && !self.flowfilter_only {
-            self.others(world, &mut run, &set_path)?;
+        if job.live == LivePlan::All && run.family == 4 && !self.flowfilter_only {
+            self.others(world, run, set_path)?;
         }
         // The floors again, so that they bracket the others in time.
-        floor_runs(&mut run)?;
-        Ok(run)
+        floor_runs(run)?;
+        Ok(())
     }
 
     /// nftables, iptables + ipset and xdp-filter on an IPv4 set.

@@ -27,6 +27,7 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -439,7 +440,32 @@ impl Demo {
         serde_json::from_str(&out).with_context(|| format!("flowfilter {}: not JSON", v.join(" ")))
     }
 
+    /// The demo proper: clear leftovers, bring the harness up, start the
+    /// daemon, run every phase and print the per-flow table and summaries.
     fn run(&mut self, v6: bool) -> Result<()> {
+        self.cleanup_leftovers()?;
+        let lists = self.harness_up()?;
+
+        header(&format!(
+            "demo: start the daemon on {} (native XDP on gw-c and gw-n)",
+            self.gw
+        ));
+        self.start_daemon(&lists, PHASES[0].0)?;
+        print!("{}", self.ff(&["status"])?);
+
+        let rows = self.phases(v6)?;
+
+        header("demo: per flow: what was sent, what arrived, what the filter made of it");
+        print!("{}", table(&rows));
+        println!();
+        for (spec, _) in PHASES {
+            println!("{}", summary(spec, &rows));
+        }
+        Ok(())
+    }
+
+    /// `ffharness cleanup`: remove what killed runs left behind.
+    fn cleanup_leftovers(&self) -> Result<()> {
         header("demo: clear what killed runs left behind");
         let out = self
             .ffharness()
@@ -454,8 +480,12 @@ impl Demo {
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
-        interrupted()?;
+        interrupted()
+    }
 
+    /// `ffharness up`: the namespaces and veth pairs, with its output shown
+    /// and the ranges of each category's list; the lists directory.
+    fn harness_up(&mut self) -> Result<PathBuf> {
         header(&format!(
             "demo: harness up (namespaces {0}-client, {0}-gw, {0}-net)",
             self.prefix
@@ -491,14 +521,13 @@ impl Demo {
                 .collect();
             println!("  {c}.txt: {}", ranges.join(" "));
         }
+        Ok(lists)
+    }
 
-        header(&format!(
-            "demo: start the daemon on {} (native XDP on gw-c and gw-n)",
-            self.gw
-        ));
-        self.start_daemon(&lists, PHASES[0].0)?;
-        print!("{}", self.ff(&["status"])?);
-
+    /// Every phase in turn (after the first, its policy switched live on
+    /// the running daemon): the scenarios, joined with the filter's flows,
+    /// and its stats; the table's rows.
+    fn phases(&mut self, v6: bool) -> Result<Vec<Row>> {
         let mut rows = Vec::new();
         let mut before: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         let identity = self.identity()?;
@@ -509,22 +538,7 @@ impl Demo {
                 PHASES.len()
             ));
             if n > 0 {
-                for c in CATEGORIES {
-                    println!(
-                        "$ flowfilter --pin-dir {} policy set {c} {spec}",
-                        self.pin_dir.display()
-                    );
-                    print!("{}", self.ff(&["policy", "set", c, spec])?);
-                }
-                let now = self.identity()?;
-                if now == identity {
-                    println!(
-                        "same daemon (pid {}), program (id {}) and links ({}): switched live, no restart",
-                        now.0, now.1, now.2
-                    );
-                } else {
-                    println!("note: daemon/program/links changed from {identity:?} to {now:?}");
-                }
+                self.switch_policy(spec, &identity)?;
             }
             let results = self.run_phase(v6)?;
             let flows = self.ff_json(&["flows"])?;
@@ -539,12 +553,27 @@ impl Demo {
             println!("\n$ flowfilter --pin-dir {} stats", self.pin_dir.display());
             print!("{}", self.ff(&["stats"])?);
         }
+        Ok(rows)
+    }
 
-        header("demo: per flow: what was sent, what arrived, what the filter made of it");
-        print!("{}", table(&rows));
-        println!();
-        for (spec, _) in PHASES {
-            println!("{}", summary(spec, &rows));
+    /// `flowfilter policy set` on both categories, then whether the daemon,
+    /// program and links are still those of `identity` (switched live).
+    fn switch_policy(&self, spec: &str, identity: &(u64, u64, String)) -> Result<()> {
+        for c in CATEGORIES {
+            println!(
+                "$ flowfilter --pin-dir {} policy set {c} {spec}",
+                self.pin_dir.display()
+            );
+            print!("{}", self.ff(&["policy", "set", c, spec])?);
+        }
+        let now = self.identity()?;
+        if now == *identity {
+            println!(
+                "same daemon (pid {}), program (id {}) and links ({}): switched live, no restart",
+                now.0, now.1, now.2
+            );
+        } else {
+            println!("note: daemon/program/links changed from {identity:?} to {now:?}");
         }
         Ok(())
     }
@@ -557,56 +586,9 @@ impl Demo {
         let mut last_at = Instant::now();
         let mut results = Vec::new();
         for (i, sc) in SCENARIOS.iter().enumerate() {
-            let caller = i % CALLERS;
-            let mut cmd = self.ffharness();
-            cmd.args(["run", sc, "--json", "--caller", &caller.to_string()])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            if v6 {
-                cmd.arg("--v6");
-            }
             let started = Instant::now();
-            self.current = Some(Group::spawn(&mut cmd)?);
-            let (out_t, err_t) = {
-                let g = self.current.as_mut().expect("just set");
-                let mut o = g.child.stdout.take().expect("piped");
-                let mut e = g.child.stderr.take().expect("piped");
-                (
-                    std::thread::spawn(move || {
-                        let mut s = String::new();
-                        let _ = o.read_to_string(&mut s);
-                        s
-                    }),
-                    std::thread::spawn(move || {
-                        let mut s = String::new();
-                        let _ = e.read_to_string(&mut s);
-                        s
-                    }),
-                )
-            };
-            let deadline = started + SCENARIO_LIMIT;
-            let status = loop {
-                let g = self.current.as_mut().expect("running");
-                if let Some(st) = g.child.try_wait()? {
-                    break st;
-                }
-                interrupted()?;
-                if Instant::now() > deadline {
-                    bail!("scenario {sc} still running after {SCENARIO_LIMIT:?}");
-                }
-                if self.tty && last_at.elapsed() >= Duration::from_secs(1) {
-                    last_at = Instant::now();
-                    let line = self.counters_line(&mut last);
-                    let mut out = std::io::stdout().lock();
-                    let _ = write!(
-                        out,
-                        "\r\x1b[K  {sc:<17} running {:>4.1} s  {line}",
-                        started.elapsed().as_secs_f64()
-                    );
-                    let _ = out.flush();
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            };
+            let (out_t, err_t) = self.spawn_scenario(sc, i % CALLERS, v6)?;
+            let status = self.wait_scenario(sc, started, &mut last, &mut last_at)?;
             self.current = None;
             let out = out_t.join().unwrap_or_default();
             let err = err_t.join().unwrap_or_default();
@@ -633,6 +615,73 @@ impl Demo {
             results.extend(flows);
         }
         Ok(results)
+    }
+
+    /// Start `ffharness run` of one scenario from `caller` as the current
+    /// group; threads reading its stdout and stderr.
+    fn spawn_scenario(
+        &mut self,
+        sc: &str,
+        caller: usize,
+        v6: bool,
+    ) -> Result<(JoinHandle<String>, JoinHandle<String>)> {
+        let mut cmd = self.ffharness();
+        cmd.args(["run", sc, "--json", "--caller", &caller.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if v6 {
+            cmd.arg("--v6");
+        }
+        self.current = Some(Group::spawn(&mut cmd)?);
+        let g = self.current.as_mut().expect("just set");
+        let mut o = g.child.stdout.take().expect("piped");
+        let mut e = g.child.stderr.take().expect("piped");
+        Ok((
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = o.read_to_string(&mut s);
+                s
+            }),
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = e.read_to_string(&mut s);
+                s
+            }),
+        ))
+    }
+
+    /// Wait for the current scenario (at most SCENARIO_LIMIT, stopping at
+    /// Ctrl-C), on a terminal redrawing the counters line every second.
+    fn wait_scenario(
+        &mut self,
+        sc: &str,
+        started: Instant,
+        last: &mut Option<(Value, u64, Instant)>,
+        last_at: &mut Instant,
+    ) -> Result<ExitStatus> {
+        let deadline = started + SCENARIO_LIMIT;
+        loop {
+            let g = self.current.as_mut().expect("running");
+            if let Some(st) = g.child.try_wait()? {
+                return Ok(st);
+            }
+            interrupted()?;
+            if Instant::now() > deadline {
+                bail!("scenario {sc} still running after {SCENARIO_LIMIT:?}");
+            }
+            if self.tty && last_at.elapsed() >= Duration::from_secs(1) {
+                *last_at = Instant::now();
+                let line = self.counters_line(last);
+                let mut out = std::io::stdout().lock();
+                let _ = write!(
+                    out,
+                    "\r\x1b[K  {sc:<17} running {:>4.1} s  {line}",
+                    started.elapsed().as_secs_f64()
+                );
+                let _ = out.flush();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

@@ -200,7 +200,19 @@ fn nightly() -> Option<String> {
         .find(|t| output(Command::new("rustup").args(["run", t, "rustc", "--version"])).is_some())
 }
 
+/// The toolchains, tools and Debian packages every task needs, each
+/// installed only when missing (`cargo xtask setup`, and first in the
+/// other tasks).
 fn setup() -> Result<()> {
+    setup_nightly()?;
+    setup_bpf_linker()?;
+    setup_clippy_rustfmt()?;
+    fuzz::ensure_cargo_fuzz()?;
+    setup_debian()
+}
+
+/// The nightly toolchain that builds the eBPF program, with its rust-src.
+fn setup_nightly() -> Result<()> {
     step("setup: nightly toolchain (builds the eBPF program)");
     if let Some(n) = nightly() {
         eprintln!("ok: {n} present");
@@ -236,7 +248,11 @@ fn setup() -> Result<()> {
             &nightly,
         ]))?;
     }
+    Ok(())
+}
 
+/// bpf-linker at the pinned version.
+fn setup_bpf_linker() -> Result<()> {
     step(&format!("setup: bpf-linker {BPF_LINKER_VERSION}"));
     let have = output(Command::new("bpf-linker").arg("--version")).unwrap_or_default();
     if have.contains(BPF_LINKER_VERSION) {
@@ -248,7 +264,11 @@ fn setup() -> Result<()> {
             "--locked",
         ]))?;
     }
+    Ok(())
+}
 
+/// clippy and rustfmt on the default toolchain.
+fn setup_clippy_rustfmt() -> Result<()> {
     step("setup: clippy and rustfmt");
     if output(Command::new("cargo").args(["clippy", "--version"])).is_some()
         && output(Command::new("cargo").args(["fmt", "--version"])).is_some()
@@ -257,9 +277,12 @@ fn setup() -> Result<()> {
     } else {
         run(Command::new("rustup").args(["component", "add", "clippy", "rustfmt"]))?;
     }
+    Ok(())
+}
 
-    fuzz::ensure_cargo_fuzz()?;
-
+/// The Debian packages the bench and tests run (installed as root, else an
+/// error naming them).
+fn setup_debian() -> Result<()> {
     step("setup: Debian packages");
     let missing: Vec<&str> = DEBIAN_PACKAGES
         .iter()

@@ -170,17 +170,99 @@ fn netns_exists(name: &str) -> bool {
     Path::new("/run/netns").join(name).exists()
 }
 
+/// Remove the namespaces a run that was killed hard left behind.
+fn remove_leftovers() {
+    for ns in [TX_NS, RX_NS] {
+        if netns_exists(ns) {
+            eprintln!("removing namespace {ns} left by an earlier run");
+            let _ = sh(Command::new("ip").args(["netns", "del", ns]));
+        }
+    }
+}
+
+/// The two namespaces, with IPv6 off in both.
+fn add_namespaces() -> Result<()> {
+    for ns in [TX_NS, RX_NS] {
+        sh(Command::new("ip").args(["netns", "add", ns]))?;
+        // No IPv6 chatter (router solicitations) on the pair.
+        sh(Command::new("ip").args([
+            "netns",
+            "exec",
+            ns,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ]))?;
+    }
+    Ok(())
+}
+
+/// The veth pair between the namespaces, one queue each way, with its
+/// addresses, up.
+fn add_veth_pair() -> Result<()> {
+    // One queue each way: one NAPI instance, one receiving thread.
+    sh(Command::new("ip").args([
+        "link",
+        "add",
+        TX_IF,
+        "numtxqueues",
+        "1",
+        "numrxqueues",
+        "1",
+        "netns",
+        TX_NS,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        RX_IF,
+        "numtxqueues",
+        "1",
+        "numrxqueues",
+        "1",
+        "netns",
+        RX_NS,
+    ]))?;
+    for (ns, dev, mac, addr) in [
+        (TX_NS, TX_IF, TX_MAC, TX_ADDR),
+        (RX_NS, RX_IF, RX_MAC, RX_ADDR),
+    ] {
+        sh(Command::new("ip").args(["-n", ns, "link", "set", dev, "address", mac, "up"]))?;
+        sh(Command::new("ip").args(["-n", ns, "addr", "add", addr, "dev", dev]))?;
+    }
+    Ok(())
+}
+
+/// The receiver's settings: no forwarding or source check, GRO and threaded
+/// NAPI on, and TSO off on the sender.
+fn tune_receiver() -> Result<()> {
+    // The receiver forwards nothing and checks no source: a packet that
+    // passes every filter is dropped by routing (no route, forwarding off).
+    sh(in_rx("sysctl").args([
+        "-qw",
+        "net.ipv4.ip_forward=0",
+        "net.ipv4.conf.all.rp_filter=0",
+        "net.ipv4.conf.default.rp_filter=0",
+        &format!("net.ipv4.conf.{RX_IF}.rp_filter=0"),
+    ]))?;
+    // GRO keeps veth's NAPI on without an XDP program, so every
+    // contestant's receive work runs in NAPI; threaded NAPI puts it in
+    // one kernel thread whose CPU time we read.
+    sh(in_rx("ethtool").args(["-K", RX_IF, "gro", "on"]))?;
+    // For skbs (the af-packet generator), veth takes the NAPI path only
+    // when the sender has no TSO; else netif_rx would do the receive work
+    // on the sender's CPU.
+    sh(Command::new("ip").args(["netns", "exec", TX_NS, "ethtool", "-K", TX_IF, "tso", "off"]))?;
+    sh(in_rx("sh").args(["-c", &format!("echo 1 > /sys/class/net/{RX_IF}/threaded")]))?;
+    Ok(())
+}
+
 impl Env {
     /// Create the work directory, the namespaces and the veth pair, with
     /// GRO and threaded NAPI on the receiver (see the report's method).
     pub fn up(work: PathBuf) -> Result<Env> {
-        // Leftovers of a run that was killed hard.
-        for ns in [TX_NS, RX_NS] {
-            if netns_exists(ns) {
-                eprintln!("removing namespace {ns} left by an earlier run");
-                let _ = sh(Command::new("ip").args(["netns", "del", ns]));
-            }
-        }
+        remove_leftovers();
         std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
         let bpffs = work.join("bpffs");
         let mut env = Env {
@@ -192,67 +274,9 @@ impl Env {
             ipset: false,
             xdp_filter: false,
         };
-        for ns in [TX_NS, RX_NS] {
-            sh(Command::new("ip").args(["netns", "add", ns]))?;
-            // No IPv6 chatter (router solicitations) on the pair.
-            sh(Command::new("ip").args([
-                "netns",
-                "exec",
-                ns,
-                "sysctl",
-                "-qw",
-                "net.ipv6.conf.all.disable_ipv6=1",
-                "net.ipv6.conf.default.disable_ipv6=1",
-            ]))?;
-        }
-        // One queue each way: one NAPI instance, one receiving thread.
-        sh(Command::new("ip").args([
-            "link",
-            "add",
-            TX_IF,
-            "numtxqueues",
-            "1",
-            "numrxqueues",
-            "1",
-            "netns",
-            TX_NS,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            RX_IF,
-            "numtxqueues",
-            "1",
-            "numrxqueues",
-            "1",
-            "netns",
-            RX_NS,
-        ]))?;
-        for (ns, dev, mac, addr) in [
-            (TX_NS, TX_IF, TX_MAC, TX_ADDR),
-            (RX_NS, RX_IF, RX_MAC, RX_ADDR),
-        ] {
-            sh(Command::new("ip").args(["-n", ns, "link", "set", dev, "address", mac, "up"]))?;
-            sh(Command::new("ip").args(["-n", ns, "addr", "add", addr, "dev", dev]))?;
-        }
-        // The receiver forwards nothing and checks no source: a packet that
-        // passes every filter is dropped by routing (no route, forwarding off).
-        sh(in_rx("sysctl").args([
-            "-qw",
-            "net.ipv4.ip_forward=0",
-            "net.ipv4.conf.all.rp_filter=0",
-            "net.ipv4.conf.default.rp_filter=0",
-            &format!("net.ipv4.conf.{RX_IF}.rp_filter=0"),
-        ]))?;
-        // GRO keeps veth's NAPI on without an XDP program, so every
-        // contestant's receive work runs in NAPI; threaded NAPI puts it in
-        // one kernel thread whose CPU time we read.
-        sh(in_rx("ethtool").args(["-K", RX_IF, "gro", "on"]))?;
-        // For skbs (the af-packet generator), veth takes the NAPI path only
-        // when the sender has no TSO; else netif_rx would do the receive work
-        // on the sender's CPU.
-        sh(Command::new("ip").args(["netns", "exec", TX_NS, "ethtool", "-K", TX_IF, "tso", "off"]))?;
-        sh(in_rx("sh").args(["-c", &format!("echo 1 > /sys/class/net/{RX_IF}/threaded")]))?;
+        add_namespaces()?;
+        add_veth_pair()?;
+        tune_receiver()?;
         std::fs::create_dir_all(&env.bpffs)?;
         sh(Command::new("mount")
             .args(["-t", "bpf", "ffbench-bpffs"])

@@ -44,6 +44,8 @@ pub(super) const KINDS: [(&str, &str, bool); 4] = [
     ),
 ];
 
+/// Section 1a–1d: the receiver's cost on one traffic kind (`KINDS[idx]`),
+/// a row per set and contestant; nothing when no set ran it.
 pub(super) fn section_kind(o: &mut Out, runs: &[SetRun], idx: usize) {
     let (traffic, heading, passes) = KINDS[idx];
     let rows: Vec<&SetRun> = runs
@@ -71,7 +73,6 @@ pub(super) fn section_kind(o: &mut Out, runs: &[SetRun], idx: usize) {
         let fl = Floors::of(run, traffic);
         let base = kind_of(run, Contestant::None, traffic).map(|k| k.ns.med);
         for c in LIVE_ORDER {
-            let l = live_of(run, c);
             if !run
                 .live
                 .iter()
@@ -79,105 +80,140 @@ pub(super) fn section_kind(o: &mut Out, runs: &[SetRun], idx: usize) {
             {
                 continue;
             }
-            let Some(k) = kind_of(run, c, traffic) else {
-                let _ = writeln!(
-                    o.md,
-                    "| {} | {} | {} | | | | {}| | | |",
-                    set_label(run),
-                    c.label(),
-                    missing(l, traffic),
-                    if passes { " | " } else { "" }
-                );
-                continue;
-            };
-            let r = fl.ratios(k.ns.med);
-            let floor = matches!(c, Contestant::XdpDrop | Contestant::XdpParseDrop);
-            let over = base.filter(|_| !floor).map(|b| k.ns.med - b);
-            let _ = writeln!(
-                o.md,
-                "| {} | {} | {:.0} | {} | {} | {} | {}{:.2} | {} | {} | {} |",
-                set_label(run),
-                c.label(),
-                k.ns.med,
-                spread(&k.ns),
-                fmt_ratio(r.limit),
-                fmt_ratio(r.xdp_drop),
-                if passes {
-                    format!(
-                        "{} | ",
-                        over.map_or_else(|| "–".into(), |x| format!("{x:+.0}"))
-                    )
-                } else {
-                    String::new()
-                },
-                k.mpps.med,
-                pct(if passes {
-                    1.0 - k.dropped.med
-                } else {
-                    k.dropped.med
-                }),
-                k.frame_bytes
-                    .map_or_else(|| "–".into(), |b| format!("{:.0}", b.med)),
-                pct(k.busy.med)
-            );
-            o.figure(
-                "receiver-cpu",
-                c.key(),
-                run,
-                traffic,
-                k.ns.med,
-                "ns/packet",
-                r,
-                Some(k.ns),
-            );
-            o.figure(
-                "receiver-rate",
-                c.key(),
-                run,
-                traffic,
-                k.mpps.med,
-                "Mpps",
-                Ratios::default(),
-                Some(k.mpps),
-            );
-            if passes && let Some(x) = over {
-                o.figure(
-                    "receiver-cpu-over-stack",
-                    c.key(),
-                    run,
-                    traffic,
-                    x,
-                    "ns/packet",
-                    Ratios::default(),
-                    None,
-                );
-            }
-            notes_of(o, run, c, traffic, passes, &k);
-            if c == Contestant::Flowfilter
-                && passes
-                && let Some(est) = estimate(run, traffic)
-            {
-                let r = fl.ratios(est);
-                let _ = writeln!(
-                    o.md,
-                    "| {} | flowfilter, XDP-level estimate | {est:.0} | | {} | {} |  | | | |",
-                    set_label(run),
-                    fmt_ratio(r.limit),
-                    fmt_ratio(r.xdp_drop),
-                );
-                o.figure(
-                    "receiver-cpu",
-                    "flowfilter-xdp-estimate",
-                    run,
-                    traffic,
-                    est,
-                    "ns/packet",
-                    r,
-                    None,
-                );
-            }
+            kind_row(o, run, c, traffic, passes, &fl, base);
         }
     }
+}
+
+/// One contestant's row of a traffic kind (its failure, else its figures,
+/// notes and, for flowfilter on traffic it passes, the estimate's row);
+/// `base` is the stack alone's ns/packet.
+fn kind_row(
+    o: &mut Out,
+    run: &SetRun,
+    c: Contestant,
+    traffic: &str,
+    passes: bool,
+    fl: &Floors,
+    base: Option<f64>,
+) {
+    let live = live_of(run, c);
+    let Some(k) = kind_of(run, c, traffic) else {
+        let _ = writeln!(
+            o.md,
+            "| {} | {} | {} | | | | {}| | | |",
+            set_label(run),
+            c.label(),
+            missing(live, traffic),
+            if passes { " | " } else { "" }
+        );
+        return;
+    };
+    let r = fl.ratios(k.ns.med);
+    let floor = matches!(c, Contestant::XdpDrop | Contestant::XdpParseDrop);
+    let over = base.filter(|_| !floor).map(|b| k.ns.med - b);
+    let _ = writeln!(
+        o.md,
+        "| {} | {} | {:.0} | {} | {} | {} | {}{:.2} | {} | {} | {} |",
+        set_label(run),
+        c.label(),
+        k.ns.med,
+        spread(&k.ns),
+        fmt_ratio(r.limit),
+        fmt_ratio(r.xdp_drop),
+        if passes {
+            format!(
+                "{} | ",
+                over.map_or_else(|| "–".into(), |x| format!("{x:+.0}"))
+            )
+        } else {
+            String::new()
+        },
+        k.mpps.med,
+        pct(if passes {
+            1.0 - k.dropped.med
+        } else {
+            k.dropped.med
+        }),
+        k.frame_bytes
+            .map_or_else(|| "–".into(), |b| format!("{:.0}", b.med)),
+        pct(k.busy.med)
+    );
+    kind_figures(o, run, c, traffic, &k, r, over.filter(|_| passes));
+    notes_of(o, run, c, traffic, passes, &k);
+    if c == Contestant::Flowfilter
+        && passes
+        && let Some(est) = estimate(run, traffic)
+    {
+        estimate_row(o, run, traffic, fl, est);
+    }
+}
+
+/// A contestant's JSON figures on a traffic kind: receiver CPU, rate and,
+/// when given (traffic it passes), its cost over the stack alone.
+fn kind_figures(
+    o: &mut Out,
+    run: &SetRun,
+    c: Contestant,
+    traffic: &str,
+    k: &Kind,
+    r: Ratios,
+    over: Option<f64>,
+) {
+    o.figure(
+        "receiver-cpu",
+        c.key(),
+        run,
+        traffic,
+        k.ns.med,
+        "ns/packet",
+        r,
+        Some(k.ns),
+    );
+    o.figure(
+        "receiver-rate",
+        c.key(),
+        run,
+        traffic,
+        k.mpps.med,
+        "Mpps",
+        Ratios::default(),
+        Some(k.mpps),
+    );
+    if let Some(x) = over {
+        o.figure(
+            "receiver-cpu-over-stack",
+            c.key(),
+            run,
+            traffic,
+            x,
+            "ns/packet",
+            Ratios::default(),
+            None,
+        );
+    }
+}
+
+/// flowfilter's XDP-level estimate on traffic it passes: its row and figure.
+fn estimate_row(o: &mut Out, run: &SetRun, traffic: &str, fl: &Floors, est: f64) {
+    let r = fl.ratios(est);
+    let _ = writeln!(
+        o.md,
+        "| {} | flowfilter, XDP-level estimate | {est:.0} | | {} | {} |  | | | |",
+        set_label(run),
+        fmt_ratio(r.limit),
+        fmt_ratio(r.xdp_drop),
+    );
+    o.figure(
+        "receiver-cpu",
+        "flowfilter-xdp-estimate",
+        run,
+        traffic,
+        est,
+        "ns/packet",
+        r,
+        None,
+    );
 }
 
 /// Whether a live run has figures for `traffic` or failed (shown as such).
@@ -286,6 +322,8 @@ pub(super) fn section_own(o: &mut Out, runs: &[SetRun]) {
     }
 }
 
+/// Section 3: BPF_PROG_TEST_RUN, a row per set and packet kind, with the
+/// floors measured the same way.
 pub(super) fn section_kernel(o: &mut Out, runs: &[SetRun]) {
     let _ = writeln!(
         o.md,
@@ -303,72 +341,92 @@ pub(super) fn section_kernel(o: &mut Out, runs: &[SetRun]) {
         };
         let floor = |name: &str| stat(&floats(&k["testrun_limits"][name]["ns"]));
         let (parse, drop) = (floor("xdp_parse_drop"), floor("xdp_drop"));
-        for (c, s) in [
-            (Contestant::XdpDrop, drop),
-            (Contestant::XdpParseDrop, parse),
-        ] {
-            if let Some(s) = s {
-                let r = Ratios {
-                    limit: ratio(s.med, parse.map(|p| p.med)),
-                    xdp_drop: ratio(s.med, drop.map(|p| p.med)),
-                };
-                o.figure(
-                    "in-kernel",
-                    c.key(),
-                    run,
-                    "udp-match-media-new-flow",
-                    s.med,
-                    "ns/packet",
-                    r,
-                    Some(s),
-                );
-            }
-        }
-        let fmt = |s: Option<Stat>| s.map_or_else(|| "–".into(), |s| format!("{:.1}", s.med));
+        kernel_floors(o, run, parse, drop);
         for (name, v) in kinds {
-            let Some(s) = stat(&floats(&v["ns"])) else {
-                continue;
-            };
+            kernel_row(o, run, name, v, parse, drop);
+        }
+    }
+}
+
+/// The floors' BPF_PROG_TEST_RUN figures on a set (JSON only).
+fn kernel_floors(o: &mut Out, run: &SetRun, parse: Option<Stat>, drop: Option<Stat>) {
+    for (c, s) in [
+        (Contestant::XdpDrop, drop),
+        (Contestant::XdpParseDrop, parse),
+    ] {
+        if let Some(s) = s {
             let r = Ratios {
                 limit: ratio(s.med, parse.map(|p| p.med)),
                 xdp_drop: ratio(s.med, drop.map(|p| p.med)),
             };
-            let dropped = num(v, "dropped") / num(v, "frames");
-            let _ = writeln!(
-                o.md,
-                "| {} | {name} | {:.1} | {:.1}–{:.1} | {} | {} | {} | {} |",
-                set_label(run),
-                s.med,
-                s.min,
-                s.max,
-                fmt(parse),
-                fmt_ratio(r.limit),
-                fmt(drop),
-                pct(dropped)
-            );
             o.figure(
                 "in-kernel",
-                "flowfilter",
+                c.key(),
                 run,
-                name,
+                "udp-match-media-new-flow",
                 s.med,
                 "ns/packet",
                 r,
                 Some(s),
             );
-            let want = name.starts_with("udp-match") || name.starts_with("udp-tracked");
-            if want != (dropped > 0.99) {
-                o.notes.push(format!(
-                    "{}: BPF_PROG_TEST_RUN `{name}`: {} dropped, expected {}",
-                    set_label(run),
-                    pct(dropped),
-                    if want { "all" } else { "none" }
-                ));
-            }
         }
     }
 }
 
+/// flowfilter's BPF_PROG_TEST_RUN row and figure for one packet kind, with
+/// a note when it dropped other than it should.
+fn kernel_row(
+    o: &mut Out,
+    run: &SetRun,
+    name: &str,
+    v: &Value,
+    parse: Option<Stat>,
+    drop: Option<Stat>,
+) {
+    let fmt = |s: Option<Stat>| s.map_or_else(|| "–".into(), |s| format!("{:.1}", s.med));
+    let Some(s) = stat(&floats(&v["ns"])) else {
+        return;
+    };
+    let r = Ratios {
+        limit: ratio(s.med, parse.map(|p| p.med)),
+        xdp_drop: ratio(s.med, drop.map(|p| p.med)),
+    };
+    let dropped = num(v, "dropped") / num(v, "frames");
+    let _ = writeln!(
+        o.md,
+        "| {} | {name} | {:.1} | {:.1}–{:.1} | {} | {} | {} | {} |",
+        set_label(run),
+        s.med,
+        s.min,
+        s.max,
+        fmt(parse),
+        fmt_ratio(r.limit),
+        fmt(drop),
+        pct(dropped)
+    );
+    o.figure(
+        "in-kernel",
+        "flowfilter",
+        run,
+        name,
+        s.med,
+        "ns/packet",
+        r,
+        Some(s),
+    );
+    let want = name.starts_with("udp-match") || name.starts_with("udp-tracked");
+    if want != (dropped > 0.99) {
+        o.notes.push(format!(
+            "{}: BPF_PROG_TEST_RUN `{name}`: {} dropped, expected {}",
+            set_label(run),
+            pct(dropped),
+            if want { "all" } else { "none" }
+        ));
+    }
+}
+
+/// Section 4: control plane and memory, a row per set: flowfilter's
+/// figures (or its failure) and the others' load times and memory.
 pub(super) fn section_control(o: &mut Out, runs: &[SetRun], quick: bool) {
     let _ = writeln!(
         o.md,
@@ -389,35 +447,7 @@ pub(super) fn section_control(o: &mut Out, runs: &[SetRun], quick: bool) {
         }
     );
     for run in runs {
-        let nft = live_of(run, Contestant::Nftables).and_then(|l| l.setup_ms);
-        let ips = live_of(run, Contestant::IptablesIpset);
-        let xf = live_of(run, Contestant::XdpFilter).and_then(|l| l.setup_ms);
-        let opt = |x: Option<f64>| x.map_or_else(|| "–".into(), fmt_ms);
-        let none = Ratios::default();
-        let control = [
-            (nft, "nftables", "load", "ms"),
-            (ips.and_then(|l| l.setup_ms), "iptables+ipset", "load", "ms"),
-            (
-                ips.and_then(|l| l.memory).map(|m| m as f64),
-                "iptables+ipset",
-                "memory",
-                "bytes",
-            ),
-            (xf, "xdp-filter", "fill", "ms"),
-        ];
-        for (value, who, what, unit) in control {
-            if let Some(v) = value {
-                o.figure("control-plane", who, run, what, v, unit, none, None);
-            }
-        }
-        let others = format!(
-            "{} | {} | {} | {}",
-            opt(nft),
-            opt(ips.and_then(|l| l.setup_ms)),
-            ips.and_then(|l| l.memory)
-                .map_or_else(|| "–".into(), |m| mem(m as f64)),
-            opt(xf)
-        );
+        let others = others_control(o, run);
         let k = match &run.kernel {
             Ok(k) => k,
             Err(e) => {
@@ -432,77 +462,154 @@ pub(super) fn section_control(o: &mut Out, runs: &[SetRun], quick: bool) {
                 continue;
             }
         };
-        let n = run.n.max(1) as f64;
-        let build = stat(&floats(&k["build_ms"]));
-        let swap = stat(&floats(&k["swap_ms"]));
-        let load = num(k, "load_ms");
-        let tables = num(k, "table_maps_memlock");
-        let total = num(k, "maps_memlock");
-        let written = num(k, "table_bytes_written");
-        let error = k["install_error"].as_str();
-        let first = match error {
-            Some(e) => format!("failed: {}", short(e)),
-            None => fmt_ms(num(k, "first_install_ms")),
-        };
-        let _ = writeln!(
-            o.md,
-            "| {} | {} | {} | {first} | {} | {} | {} | {} | {:.0} | {:.0} | {} | {others} |",
-            set_label(run),
-            fmt_ms(load),
-            build.map_or_else(|| "–".into(), |b| fmt_ms(b.med)),
-            swap.map_or_else(|| "–".into(), |s| fmt_ms(s.med)),
-            swap.map_or_else(
-                || "–".into(),
-                |s| format!("{}–{}", fmt_ms(s.min), fmt_ms(s.max))
-            ),
-            mem(tables),
-            mem(total),
-            tables / n,
-            total / n,
-            if written.is_finite() {
-                format!("{:.0}", written / n)
-            } else {
-                "–".into()
-            },
-        );
-        let ff = |o: &mut Out, kind: &str, v: f64, unit: &str, s: Option<Stat>| {
-            if v.is_finite() {
-                o.figure("control-plane", "flowfilter", run, kind, v, unit, none, s);
-            }
-        };
-        ff(o, "load", load, "ms", None);
-        if let Some(e) = error {
-            o.figures.push(json!({
-                "section": "control-plane", "contestant": "flowfilter", "n": run.n,
-                "set": run.kind.key(), "family": run.family, "kind": "install",
-                "value": null, "unit": "ms", "ratio_to_limit": null, "ratio_to_xdp_drop": null,
-                "failed": e,
-            }));
-        } else {
-            ff(o, "first-install", num(k, "first_install_ms"), "ms", None);
-        }
-        if let Some(b) = build {
-            ff(o, "build", b.med, "ms", Some(b));
-        }
-        if let Some(s) = swap {
-            ff(o, "swap", s.med, "ms", Some(s));
-        }
-        ff(o, "tables-memlock", tables, "bytes", None);
-        ff(o, "maps-memlock", total, "bytes", None);
-        ff(
-            o,
-            "tables-bytes-per-prefix",
-            tables / n,
-            "bytes/prefix",
-            None,
-        );
-        ff(o, "maps-bytes-per-prefix", total / n, "bytes/prefix", None);
-        ff(
-            o,
-            "written-bytes-per-prefix",
-            written / n,
-            "bytes/prefix",
-            None,
-        );
+        let c = Control::of(k);
+        control_row(o, run, &c, &others);
+        control_figures(o, run, &c);
     }
+}
+
+/// The other contestants' control-plane figures on a set (JSON), and their
+/// cells of its row.
+fn others_control(o: &mut Out, run: &SetRun) -> String {
+    let nft = live_of(run, Contestant::Nftables).and_then(|l| l.setup_ms);
+    let ips = live_of(run, Contestant::IptablesIpset);
+    let xf = live_of(run, Contestant::XdpFilter).and_then(|l| l.setup_ms);
+    let opt = |x: Option<f64>| x.map_or_else(|| "–".into(), fmt_ms);
+    let none = Ratios::default();
+    let control = [
+        (nft, "nftables", "load", "ms"),
+        (ips.and_then(|l| l.setup_ms), "iptables+ipset", "load", "ms"),
+        (
+            ips.and_then(|l| l.memory).map(|m| m as f64),
+            "iptables+ipset",
+            "memory",
+            "bytes",
+        ),
+        (xf, "xdp-filter", "fill", "ms"),
+    ];
+    for (value, who, what, unit) in control {
+        if let Some(v) = value {
+            o.figure("control-plane", who, run, what, v, unit, none, None);
+        }
+    }
+    format!(
+        "{} | {} | {} | {}",
+        opt(nft),
+        opt(ips.and_then(|l| l.setup_ms)),
+        ips.and_then(|l| l.memory)
+            .map_or_else(|| "–".into(), |m| mem(m as f64)),
+        opt(xf)
+    )
+}
+
+/// flowfilter's control-plane and memory figures from `ffbench kernel`
+/// (NaN where missing).
+struct Control<'a> {
+    load: f64,
+    build: Option<Stat>,
+    first_install: f64,
+    swap: Option<Stat>,
+    /// Memlock of the table maps and of all maps.
+    tables: f64,
+    total: f64,
+    /// Table bytes one generation of the set uses.
+    written: f64,
+    install_error: Option<&'a str>,
+}
+
+impl Control<'_> {
+    fn of(k: &Value) -> Control<'_> {
+        Control {
+            load: num(k, "load_ms"),
+            build: stat(&floats(&k["build_ms"])),
+            first_install: num(k, "first_install_ms"),
+            swap: stat(&floats(&k["swap_ms"])),
+            tables: num(k, "table_maps_memlock"),
+            total: num(k, "maps_memlock"),
+            written: num(k, "table_bytes_written"),
+            install_error: k["install_error"].as_str(),
+        }
+    }
+}
+
+/// flowfilter's row of section 4, ending with the others' cells.
+fn control_row(o: &mut Out, run: &SetRun, c: &Control, others: &str) {
+    let n = run.n.max(1) as f64;
+    let first = match c.install_error {
+        Some(e) => format!("failed: {}", short(e)),
+        None => fmt_ms(c.first_install),
+    };
+    let _ = writeln!(
+        o.md,
+        "| {} | {} | {} | {first} | {} | {} | {} | {} | {:.0} | {:.0} | {} | {others} |",
+        set_label(run),
+        fmt_ms(c.load),
+        c.build.map_or_else(|| "–".into(), |b| fmt_ms(b.med)),
+        c.swap.map_or_else(|| "–".into(), |s| fmt_ms(s.med)),
+        c.swap.map_or_else(
+            || "–".into(),
+            |s| format!("{}–{}", fmt_ms(s.min), fmt_ms(s.max))
+        ),
+        mem(c.tables),
+        mem(c.total),
+        c.tables / n,
+        c.total / n,
+        if c.written.is_finite() {
+            format!("{:.0}", c.written / n)
+        } else {
+            "–".into()
+        },
+    );
+}
+
+/// flowfilter's control-plane figures on a set (JSON; the failed install
+/// as such).
+fn control_figures(o: &mut Out, run: &SetRun, c: &Control) {
+    let n = run.n.max(1) as f64;
+    let none = Ratios::default();
+    let ff = |o: &mut Out, kind: &str, v: f64, unit: &str, s: Option<Stat>| {
+        if v.is_finite() {
+            o.figure("control-plane", "flowfilter", run, kind, v, unit, none, s);
+        }
+    };
+    ff(o, "load", c.load, "ms", None);
+    if let Some(e) = c.install_error {
+        o.figures.push(json!({
+            "section": "control-plane", "contestant": "flowfilter", "n": run.n,
+            "set": run.kind.key(), "family": run.family, "kind": "install",
+            "value": null, "unit": "ms", "ratio_to_limit": null, "ratio_to_xdp_drop": null,
+            "failed": e,
+        }));
+    } else {
+        ff(o, "first-install", c.first_install, "ms", None);
+    }
+    if let Some(b) = c.build {
+        ff(o, "build", b.med, "ms", Some(b));
+    }
+    if let Some(s) = c.swap {
+        ff(o, "swap", s.med, "ms", Some(s));
+    }
+    ff(o, "tables-memlock", c.tables, "bytes", None);
+    ff(o, "maps-memlock", c.total, "bytes", None);
+    ff(
+        o,
+        "tables-bytes-per-prefix",
+        c.tables / n,
+        "bytes/prefix",
+        None,
+    );
+    ff(
+        o,
+        "maps-bytes-per-prefix",
+        c.total / n,
+        "bytes/prefix",
+        None,
+    );
+    ff(
+        o,
+        "written-bytes-per-prefix",
+        c.written / n,
+        "bytes/prefix",
+        None,
+    );
 }

@@ -66,9 +66,25 @@ pub(super) fn cost(run: &SetRun, traffic: &str) -> Option<f64> {
     }
 }
 
-pub(super) fn targets<'a>(runs: &'a [SetRun], quick: bool) -> Vec<Target<'a>> {
+/// Every target, in the table's order: per random set matched media and
+/// the non-matching estimate, IPv4 growth, flood, nftables, the 1M swaps
+/// and IPv6 growth.
+pub(super) fn targets(runs: &[SetRun], quick: bool) -> Vec<Target<'_>> {
     let mut t = Vec::new();
-    let t100k = random_at(runs, SetKind::Random, 100_000);
+    per_set(&mut t, runs);
+    // Growth from N = 10 to the largest target N.
+    let big_n = if quick { 100_000 } else { 1_000_000 };
+    growth(&mut t, runs, SetKind::Random, big_n, 1.15, "IPv4");
+    t.extend(flood(runs));
+    t.extend(nftables(runs, quick));
+    swaps(&mut t, runs);
+    growth(&mut t, runs, SetKind::V6, 100_000, 1.5, "IPv6");
+    t
+}
+
+/// On each random set with live runs: matched media, then (after all of
+/// those) the non-matching estimate, over xdp_parse_drop.
+fn per_set<'a>(t: &mut Vec<Target<'a>>, runs: &'a [SetRun]) {
     // The random sets with live runs (the 1M memory rows have none).
     let live_random: Vec<&SetRun> = runs
         .iter()
@@ -105,88 +121,106 @@ pub(super) fn targets<'a>(runs: &'a [SetRun], quick: bool) -> Vec<Target<'a>> {
             unit: "×",
         });
     }
-    // Growth from N = 10 to the largest target N.
-    let big_n = if quick { 100_000 } else { 1_000_000 };
-    let growth = |t: &mut Vec<Target<'a>>, kind: SetKind, big_n: usize, limit: f64, what: &str| {
-        let small = runs.iter().find(|r| r.kind == kind && r.n == 10);
-        let big = random_at(runs, kind, big_n);
-        for traffic in ["match", "nomatch"] {
-            let (measured, why, at) = match (small, &big) {
-                (Some(s), Some((b, note))) => {
-                    let m = cost(s, traffic).zip(cost(b, traffic)).map(|(s, b)| b / s);
-                    let why = if cost(s, traffic).is_none() {
-                        why_missing(s, traffic)
-                    } else {
-                        why_missing(b, traffic)
-                    };
-                    (m, why, format!("{} → {}{note}", set_label(s), set_label(b)))
-                }
-                _ => (None, "not measured".into(), String::new()),
-            };
-            t.push(Target {
-                key: if traffic == "match" {
-                    "growth-match"
+}
+
+/// flowfilter's cost growth (match, then the nomatch estimate) from the
+/// `kind` set of N = 10 to the one of `big_n` (else the largest measured).
+fn growth<'a>(
+    t: &mut Vec<Target<'a>>,
+    runs: &'a [SetRun],
+    kind: SetKind,
+    big_n: usize,
+    limit: f64,
+    what: &str,
+) {
+    let small = runs.iter().find(|r| r.kind == kind && r.n == 10);
+    let big = random_at(runs, kind, big_n);
+    for traffic in ["match", "nomatch"] {
+        let (measured, why, at) = match (small, &big) {
+            (Some(s), Some((b, note))) => {
+                let m = cost(s, traffic).zip(cost(b, traffic)).map(|(s, b)| b / s);
+                let why = if cost(s, traffic).is_none() {
+                    why_missing(s, traffic)
                 } else {
-                    "growth-nomatch-estimate"
-                },
-                of: big.as_ref().map(|b| b.0),
-                what: format!(
-                    "{what} cost growth, {traffic}{} ≤ {limit}×",
-                    if traffic == "nomatch" {
-                        " (estimate)"
-                    } else {
-                        ""
-                    }
-                ),
-                at,
-                measured,
-                why,
-                limit,
-                at_most: true,
-                unit: "×",
-            });
-        }
-    };
-    growth(&mut t, SetKind::Random, big_n, 1.15, "IPv4");
-    if let Some((run, note)) = &t100k {
-        let fl = Floors::of(run, "flood");
+                    why_missing(b, traffic)
+                };
+                (m, why, format!("{} → {}{note}", set_label(s), set_label(b)))
+            }
+            _ => (None, "not measured".into(), String::new()),
+        };
         t.push(Target {
-            key: "flood-over-xdp-drop",
-            of: Some(run),
-            what: "flood ≤ 3× XDP_DROP".into(),
-            at: format!("{}{note}", set_label(run)),
-            measured: kind_of(run, Contestant::Flowfilter, "flood")
-                .and_then(|k| fl.ratios(k.ns.med).xdp_drop),
-            why: why_missing(run, "flood"),
-            limit: 3.0,
+            key: if traffic == "match" {
+                "growth-match"
+            } else {
+                "growth-nomatch-estimate"
+            },
+            of: big.as_ref().map(|b| b.0),
+            what: format!(
+                "{what} cost growth, {traffic}{} ≤ {limit}×",
+                if traffic == "nomatch" {
+                    " (estimate)"
+                } else {
+                    ""
+                }
+            ),
+            at,
+            measured,
+            why,
+            limit,
             at_most: true,
             unit: "×",
         });
     }
+}
+
+/// The flood over XDP_DROP on the random 100k set (else the largest).
+fn flood(runs: &[SetRun]) -> Option<Target<'_>> {
+    let (run, note) = random_at(runs, SetKind::Random, 100_000)?;
+    let fl = Floors::of(run, "flood");
+    Some(Target {
+        key: "flood-over-xdp-drop",
+        of: Some(run),
+        what: "flood ≤ 3× XDP_DROP".into(),
+        at: format!("{}{note}", set_label(run)),
+        measured: kind_of(run, Contestant::Flowfilter, "flood")
+            .and_then(|k| fl.ratios(k.ns.med).xdp_drop),
+        why: why_missing(run, "flood"),
+        limit: 3.0,
+        at_most: true,
+        unit: "×",
+    })
+}
+
+/// nftables' cost over flowfilter's on matched media, on the largest target
+/// random set (100k with --quick, else 1M).
+fn nftables(runs: &[SetRun], quick: bool) -> Option<Target<'_>> {
     let (nft_n, nft_x) = if quick {
         (100_000, 8.0)
     } else {
         (1_000_000, 10.0)
     };
-    if let Some((run, note)) = random_at(runs, SetKind::Random, nft_n) {
-        let f = kind_of(run, Contestant::Flowfilter, "match");
-        let n = kind_of(run, Contestant::Nftables, "match");
-        t.push(Target {
-            key: "nftables-over-flowfilter",
-            of: Some(run),
-            what: format!("nftables ≥ {nft_x}× flowfilter's cost (match)"),
-            at: format!("{}{note}", set_label(run)),
-            measured: f.zip(n).map(|(f, n)| n.ns.med / f.ns.med),
-            why: if f.is_none() {
-                why_missing(run, "match")
-            } else {
-                missing(live_of(run, Contestant::Nftables), "match")
-            },
-            limit: nft_x,
-            at_most: false,
-            unit: "×",
-        });
-    }
+    let (run, note) = random_at(runs, SetKind::Random, nft_n)?;
+    let f = kind_of(run, Contestant::Flowfilter, "match");
+    let n = kind_of(run, Contestant::Nftables, "match");
+    Some(Target {
+        key: "nftables-over-flowfilter",
+        of: Some(run),
+        what: format!("nftables ≥ {nft_x}× flowfilter's cost (match)"),
+        at: format!("{}{note}", set_label(run)),
+        measured: f.zip(n).map(|(f, n)| n.ns.med / f.ns.med),
+        why: if f.is_none() {
+            why_missing(run, "match")
+        } else {
+            missing(live_of(run, Contestant::Nftables), "match")
+        },
+        limit: nft_x,
+        at_most: false,
+        unit: "×",
+    })
+}
+
+/// The swap time on every 1M set with kernel figures.
+fn swaps<'a>(t: &mut Vec<Target<'a>>, runs: &'a [SetRun]) {
     for run in runs.iter().filter(|r| r.n == 1_000_000) {
         let Ok(k) = &run.kernel else { continue };
         t.push(Target {
@@ -203,8 +237,6 @@ pub(super) fn targets<'a>(runs: &'a [SetRun], quick: bool) -> Vec<Target<'a>> {
             unit: " ms",
         });
     }
-    growth(&mut t, SetKind::V6, 100_000, 1.5, "IPv6");
-    t
 }
 
 /// The targets table. Without xdp-live (`saturated` false) the receiver is
