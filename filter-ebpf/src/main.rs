@@ -694,7 +694,7 @@ fn udp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
 /// The flow's categories as (source, destination, listed): the listed one
 /// is the destination's, else the source's.
 #[inline(always)]
-fn listed_sides(slot: &FlowSlot, from_a: bool) -> (u8, u8, u8) {
+pub(crate) fn listed_sides(slot: &FlowSlot, from_a: bool) -> (u8, u8, u8) {
     let (src_cat, dst_cat) = if from_a {
         (slot.cat_a, slot.cat_b)
     } else {
@@ -712,7 +712,7 @@ fn listed_sides(slot: &FlowSlot, from_a: bool) -> (u8, u8, u8) {
 /// the flow was recognised as, e.g. whatsapp-media for SRTP on a WhatsApp
 /// relay flow, else what this packet looks like), and its action.
 #[inline(always)]
-fn counted(
+pub(crate) fn counted(
     ctx: &XdpContext,
     slot: &mut FlowSlot,
     packet_label: u8,
@@ -777,7 +777,9 @@ fn find_flow(
             return Err(pass(O_UDP_PASS, len));
         }
     }
-    flow_slot(scratch, state, tag, now, from_a).ok_or_else(|| pass(O_UDP_PASS, len))
+    flow_slot(scratch, state, tag, now, from_a, 0)
+        .map(|(slot, fresh, _)| (slot, fresh))
+        .ok_or_else(|| pass(O_UDP_PASS, len))
 }
 
 /// The payload head read into scratch (unless a fragment join filled it)
@@ -816,16 +818,19 @@ fn classify_head(ctx: &XdpContext, scratch: &mut Scratch, now: u32) -> bool {
     true
 }
 
-/// The flow's slot where `locate_into` found or placed it, taken anew
-/// (evicting what was there, its key recorded) when fresh; with "fresh".
+/// The flow's slot where `locate_into` found or placed it, with "fresh"
+/// and "taken". It is taken anew (evicting what was there, its key
+/// recorded) when fresh, or when `keep` is a `flags2` bit the slot lacks
+/// (`keep` 0: a live slot is always kept).
 #[inline(always)]
-fn flow_slot(
+pub(crate) fn flow_slot(
     scratch: &Scratch,
     state: &State,
     tag: u64,
     now: u32,
     from_a: bool,
-) -> Option<(&'static mut FlowSlot, bool)> {
+    keep: u8,
+) -> Option<(&'static mut FlowSlot, bool, bool)> {
     // Where the slot is, through map memory: the ways of finding it converge
     // into one verifier state.
     // SAFETY: plain reads of what `locate_into` wrote.
@@ -844,8 +849,9 @@ fn flow_slot(
         bucket.slots[way ^ 1].newer = 0;
     }
     let slot = &mut bucket.slots[way];
-    if fresh {
-        if slot.category != CAT_NONE && live(slot, now) {
+    let taken = fresh || (keep != 0 && slot.flags2 & keep == 0);
+    if taken {
+        if fresh && slot.category != CAT_NONE && live(slot, now) {
             event(EV_FLOWS_EVICTED);
         }
         take_slot(slot, tag, now, from_a, state.version);
@@ -854,7 +860,7 @@ fn flow_slot(
             unsafe { *k = scratch.key };
         }
     }
-    Some((slot, fresh))
+    Some((slot, fresh, taken))
 }
 
 /// The categories of the flow's two ends, looked up for a new flow or when
@@ -1038,7 +1044,7 @@ fn note_categorised(
 /// `fate`: what `caller_is_dst` needs (the endpoint inherited from, the
 /// source and destination categories, "from a").
 #[inline(always)]
-fn packet_verdict(
+pub(crate) fn packet_verdict(
     ctx: &XdpContext,
     scratch: &Scratch,
     slot: &mut FlowSlot,

@@ -6,16 +6,16 @@
 //! bytes are read only from segments that carry some.
 
 use aya_ebpf::bindings::BPF_ANY;
-use aya_ebpf::helpers::generated::{bpf_get_prandom_u32, bpf_ktime_get_coarse_ns};
+use aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns;
 use aya_ebpf::programs::XdpContext;
 use filter_common::classify::{LABEL_NONE, TCP_HEAD};
-use filter_common::decide::{Verdict, tag_bit, verdict};
+use filter_common::decide::tag_bit;
 use filter_common::flow::{bucket_of, bucket_of2, find, live, tick};
 use filter_common::*;
 
 use crate::{
-    FLOWS, Info, POLICY, STATE, Scratch, TG_TAGS, bit_set, categories, count_label, count_verdict,
-    event, flow_bit_mark, flow_bit_maybe, load_head, locate_into, seen, tag_of, take_slot,
+    FLOWS, Info, POLICY, STATE, Scratch, TG_TAGS, bit_set, categories, event, flow_bit_mark,
+    flow_bit_maybe, load_head, locate_into, tag_of,
 };
 
 /// A TCP packet.
@@ -68,7 +68,7 @@ pub fn tcp(ctx: &XdpContext, scratch: &mut Scratch, len: usize) -> (u32, Info) {
         return pass();
     };
     flow_bit_mark(state, tag);
-    fallback_verdict(ctx, slot, generation, from_a, len, (now_ns, now))
+    fallback_verdict(ctx, scratch, slot, generation, from_a, len, (now_ns, now))
 }
 
 /// The slot of a fallback connection that starts (or goes on) toward a
@@ -88,24 +88,9 @@ fn fallback_slot(
     if !locate_into(scratch, tag, now) {
         return None;
     }
-    let b = FLOWS.get_ptr_mut(scratch.bucket_at)?;
-    // SAFETY: a map value that stays valid for this run.
-    let b = unsafe { &mut *b };
-    let way = (scratch.way & 1) as usize;
-    if scratch.fresh != 0 {
-        b.slots[way ^ 1].newer = 0;
-    }
-    let s = &mut b.slots[way];
-    if scratch.fresh != 0 || s.flags2 & FLOW2_TCP_FALLBACK == 0 {
-        if scratch.fresh != 0 && s.category != CAT_NONE && live(s, now) {
-            event(EV_FLOWS_EVICTED);
-        }
-        take_slot(s, tag, now, from_a, state.version);
+    let (s, _, taken) = crate::flow_slot(scratch, state, tag, now, from_a, FLOW2_TCP_FALLBACK)?;
+    if taken {
         event(EV_FLOWS_CREATED);
-        if let Some(k) = crate::FLOW_KEYS.get_ptr_mut(scratch.bucket_at * 2 + way as u32) {
-            // SAFETY: a map value; userspace checks it against the tag.
-            unsafe { *k = scratch.key };
-        }
     }
     s.category = listed;
     s.version = state.version;
@@ -148,52 +133,25 @@ fn known_fallback(tag: u64, now: u32) -> Option<&'static mut FlowSlot> {
     }
 }
 
-/// A fallback connection's packet: its category's policy as a call packet,
-/// counted.
+/// A fallback connection's packet: its category's policy as a call packet
+/// (the UDP path's verdict, with no endpoint inherited), counted.
 #[inline(always)]
 fn fallback_verdict(
     ctx: &XdpContext,
+    scratch: &Scratch,
     slot: &mut FlowSlot,
     generation: u32,
     from_a: bool,
     len: usize,
-    (now_ns, now): (u64, u32),
+    now: (u64, u32),
 ) -> (u32, Info) {
-    let category = slot.category;
     let policy = POLICY
-        .get(generation * CATEGORY_SLOTS + u32::from(category))
+        .get(generation * CATEGORY_SLOTS + u32::from(slot.category))
         .copied()
         .unwrap_or_default();
-    if policy.action == ACTION_FLOWS {
-        // Without a subscriber end: the side outside the listed range.
-        let dst_side = if from_a { slot.cat_b } else { slot.cat_a };
-        let outside = dst_side == CAT_NONE;
-        crate::flows_fate(ctx, slot, outside, policy.percent, (now_ns, now), from_a);
-    }
-    let rand = if policy.action == ACTION_LOSS {
-        // SAFETY: helper without arguments.
-        unsafe { bpf_get_prandom_u32() }
-    } else {
-        0
-    };
-    let v = verdict(&policy, true, slot.fate, rand);
-    let dropped = v == Verdict::Drop;
-    seen(slot, now, len, dropped);
+    let (src_cat, dst_cat, _) = crate::listed_sides(slot, from_a);
+    let fate = (&None, (src_cat, dst_cat), from_a);
+    let v = crate::packet_verdict(ctx, scratch, slot, &policy, fate, true, now);
     event(EV_TCP_FALLBACK);
-    count_verdict(ctx, category, len, v);
-    count_label(slot.label, len, v);
-    let info = Info {
-        category,
-        label: slot.label,
-        flags: if v == Verdict::Monitor {
-            TRACE_MONITORED
-        } else {
-            0
-        } | TRACE_CALL,
-    };
-    if dropped {
-        (XDP_DROP, info)
-    } else {
-        (XDP_PASS, info)
-    }
+    crate::counted(ctx, slot, slot.label, v, true, len, now.1)
 }
