@@ -431,18 +431,7 @@ fn has_lists(dir: &Path) -> bool {
 /// kernel runs XDP live frames, else af-packet with a note saying why (some
 /// kernels refuse live frames even to root).
 fn probe_generator(ffbench: &Path) -> Result<(String, Option<String>)> {
-    let out = Command::new(ffbench)
-        .arg("probe-live")
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {} probe-live", ffbench.display()))?;
-    if !out.status.success() {
-        bail!(
-            "ffbench probe-live: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).context("parsing ffbench probe-live")?;
+    let v = run_ffbench(ffbench, &["probe-live".to_string()])?;
     if v["live_frames"].as_bool() == Some(true) {
         return Ok(("xdp-live".into(), None));
     }
@@ -462,6 +451,31 @@ fn probe_generator(ffbench: &Path) -> Result<(String, Option<String>)> {
     ))
 }
 
+/// Run `ffbench ARGS`; its stdout is one JSON object.
+fn run_ffbench(ffbench: &Path, args: &[String]) -> Result<Value> {
+    check_interrupted()?;
+    let out = Command::new(ffbench)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", ffbench.display()))?;
+    if !out.status.success() {
+        check_interrupted()?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        let err = err.trim();
+        bail!(
+            "ffbench {}: {}",
+            args.first().map_or("", String::as_str),
+            if err.is_empty() {
+                format!("exited with {}", out.status)
+            } else {
+                err.to_string()
+            }
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("parsing ffbench output")
+}
+
 struct Runner<'a> {
     ffbench: &'a Path,
     timing: Timing,
@@ -475,27 +489,7 @@ struct Runner<'a> {
 impl Runner<'_> {
     /// Run ffbench; its stdout is one JSON object.
     fn ffbench(&self, args: &[String]) -> Result<Value> {
-        check_interrupted()?;
-        let out = Command::new(self.ffbench)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("running {}", self.ffbench.display()))?;
-        if !out.status.success() {
-            check_interrupted()?;
-            let err = String::from_utf8_lossy(&out.stderr);
-            let err = err.trim();
-            bail!(
-                "ffbench {}: {}",
-                args.first().map_or("", String::as_str),
-                if err.is_empty() {
-                    format!("exited with {}", out.status)
-                } else {
-                    err.to_string()
-                }
-            );
-        }
-        serde_json::from_slice(&out.stdout).context("parsing ffbench output")
+        run_ffbench(self.ffbench, args)
     }
 
     fn live_args(&self, set: &Path, contestant: &str, traffic: &str, floor: bool) -> Vec<String> {

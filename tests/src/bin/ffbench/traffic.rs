@@ -521,24 +521,39 @@ struct XdpMd {
     egress_ifindex: u32,
 }
 
+/// Load `insns` as an XDP program named `name`; a refusal carries the
+/// verifier's log.
+fn load_xdp(insns: &[Insn], name: &str) -> Result<OwnedFd> {
+    let license = c"GPL";
+    let mut log = vec![0u8; 64 * 1024];
+    let mut a = ProgLoad {
+        prog_type: BPF_PROG_TYPE_XDP,
+        insn_cnt: insns.len() as u32,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 1,
+        log_size: log.len() as u32,
+        log_buf: log.as_mut_ptr() as u64,
+        prog_name: name16(name),
+        ..ProgLoad::default()
+    };
+    match bpf(BPF_PROG_LOAD, &mut a) {
+        // SAFETY: the kernel returned a new fd.
+        Ok(fd) => Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
+        Err(e) => {
+            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+            bail!("{e}\n{}", String::from_utf8_lossy(&log[..end]))
+        }
+    }
+}
+
 /// Whether this kernel runs XDP live frames (`BPF_F_TEST_XDP_LIVE_FRAMES`):
 /// a two-instruction XDP_DROP program run a few times on the loopback
 /// device of this namespace. `Err` carries what the kernel answered (some
 /// kernels refuse live frames with EPERM even to root).
 pub fn probe_live() -> Result<std::result::Result<(), String>> {
     let insns = [mov_imm(0, XDP_DROP), insn(0x95, 0, 0, 0, 0)];
-    let license = c"GPL";
-    let mut a = ProgLoad {
-        prog_type: BPF_PROG_TYPE_XDP,
-        insn_cnt: insns.len() as u32,
-        insns: insns.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        prog_name: name16("ffgen_probe"),
-        ..ProgLoad::default()
-    };
-    let fd = bpf(BPF_PROG_LOAD, &mut a).context("loading the live-frames probe program")?;
-    // SAFETY: the kernel returned a new fd.
-    let prog = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let prog = load_xdp(&insns, "ffgen_probe").context("loading the live-frames probe program")?;
     let frame = [0u8; 64];
     let mut ctx = XdpMd {
         data_end: frame.len() as u32,
@@ -641,30 +656,7 @@ fn xdp_live(
         max as u32,
         pool.seq_ports,
     );
-    let license = c"GPL";
-    let mut log = vec![0u8; 64 * 1024];
-    let mut a = ProgLoad {
-        prog_type: BPF_PROG_TYPE_XDP,
-        insn_cnt: insns.len() as u32,
-        insns: insns.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        log_level: 1,
-        log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
-        prog_name: name16("ffgen"),
-        ..ProgLoad::default()
-    };
-    let prog = match bpf(BPF_PROG_LOAD, &mut a) {
-        // SAFETY: the kernel returned a new fd.
-        Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd as i32) },
-        Err(e) => {
-            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-            bail!(
-                "loading the generator program: {e}\n{}",
-                String::from_utf8_lossy(&log[..end])
-            );
-        }
-    };
+    let prog = load_xdp(&insns, "ffgen").context("loading the generator program")?;
     let ifindex = ifindex(&cfg.ifname, &cfg.ns)?;
     let mut ctx = XdpMd {
         data_end: max as u32,
