@@ -20,7 +20,9 @@
 //!   is classified on its own bytes;
 //! - a later fragment that comes before its first fragment passes; when it
 //!   starts inside the classification head its bytes are kept, and the
-//!   first fragment is classified on its own bytes joined to them.
+//!   first fragment is classified on its own bytes joined to them;
+//! - a first fragment whose IP id an earlier datagram used (the slot already
+//!   saw a first fragment under that key) starts afresh ([`same_datagram`]).
 
 use crate::classify::HEAD_MIN;
 use crate::consts::FRAG_IDLE_TICKS;
@@ -71,6 +73,17 @@ pub fn tiny(carried: usize, payload: usize) -> bool {
 #[inline(always)]
 pub fn frag_live(s: &FragSlot, tag: u64, now: u32) -> bool {
     s.tag == tag && now.wrapping_sub(s.last_seen) <= FRAG_IDLE_TICKS
+}
+
+/// Whether a first fragment finds its own datagram's state in the slot:
+/// later fragments that came before it (live, same tag, no first fragment
+/// yet). A slot that already saw a first fragment under this tag belongs to
+/// an earlier datagram that had the same IP id (ids wrap, and hosts behind
+/// one NAT share them): the new datagram starts afresh, so nothing the
+/// earlier one was judged on judges it.
+#[inline(always)]
+pub fn same_datagram(s: &FragSlot, tag: u64, now: u32) -> bool {
+    frag_live(s, tag, now) && s.flags & FRAGF_FIRST == 0
 }
 
 /// What to do with a later fragment.
@@ -169,6 +182,31 @@ mod tests {
         assert!(!tiny(20, 20), "the whole payload");
         assert!(tiny(19, 20));
         assert!(!tiny(0, 0));
+    }
+
+    #[test]
+    fn a_first_fragment_owns_only_its_early_fragments() {
+        let early = FragSlot {
+            tag: 5,
+            last_seen: 100,
+            flags: FRAGF_EARLY,
+            ..FragSlot::default()
+        };
+        assert!(same_datagram(&early, 5, 101), "its early fragments");
+        assert!(!same_datagram(&early, 7, 101), "another datagram's");
+        assert!(
+            !same_datagram(&early, 5, 101 + FRAG_IDLE_TICKS),
+            "idle too long"
+        );
+        let judged = FragSlot {
+            flags: FRAGF_FIRST | FRAGF_LISTED,
+            head_end: 16,
+            ..early
+        };
+        assert!(
+            !same_datagram(&judged, 5, 101),
+            "a datagram that had the id before"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use filter_common::classify::{HEAD_LEN, HEAD_MIN};
 use filter_common::decide::{Verdict, tiny_verdict};
 use filter_common::flow::tick;
 use filter_common::frag::{
-    Later, UDP_HEADER, early_continuation, frag_live, frag_tag, later_action,
+    Later, UDP_HEADER, early_continuation, frag_live, frag_tag, later_action, same_datagram,
 };
 use filter_common::parse::{Fragment, PROTO_UDP, Packet};
 use filter_common::*;
@@ -312,7 +312,7 @@ pub fn note(scratch: &Scratch, dropped: bool) {
     let verdict = if dropped { FRAG_DROP } else { FRAG_PASS };
     let earned = scratch.frag_flags as u8 & (FRAGF_LISTED | FRAGF_CALL);
     if first {
-        let same = frag_live(fs, tag, now);
+        let same = same_datagram(fs, tag, now);
         let valid = if scratch.head_valid > 0 {
             scratch.head_valid as usize
         } else {

@@ -2032,3 +2032,46 @@ fn flows_percent_every_leg_of_a_subscriber_shares_its_fate() {
         );
     }
 }
+
+/// An IP id used again (ids wrap; many hosts share one behind a NAT) starts
+/// a new datagram: what the filter kept of the datagram that had the id
+/// before never judges the new one. Here a datagram split after 8 payload
+/// bytes, then one with the same id split after its UDP header: the second
+/// one's later fragment starts inside the bytes the first one was judged on,
+/// yet it is no overlap, and under `monitor` or `off` every fragment passes.
+#[test]
+fn an_ip_id_used_again_starts_a_new_datagram() {
+    if !require_root("an_ip_id_used_again_starts_a_new_datagram") {
+        return;
+    }
+    let media = rtp(120, 7, 320, 0xfeed_f00d, 40);
+    let short = [0x11, 0x22, 0x33, 0x44];
+    for spec in ["monitor", "off"] {
+        for (src, dst) in [(&CLIENT4[..], &WA4[..]), (&CLIENT6[..], &WA6[..])] {
+            let f = load(&test_lists(), &[("whatsapp", spec)]);
+            let (a1, a2) = split_datagram(src, dst, (7401, 3478), &media, 5101, 8);
+            let (b1, b2) = split_datagram(src, dst, (7401, 3478), &short, 5101, 0);
+            for (what, frame) in [
+                ("a first", a1),
+                ("a later", a2),
+                ("b first", b1),
+                ("b later", b2),
+            ] {
+                let v = f.run(&frame).expect("test run");
+                assert_eq!(
+                    v,
+                    XDP_PASS,
+                    "{spec}, {} bytes of address: {what} fragment",
+                    src.len()
+                );
+            }
+            let global = f.global_stats().expect("global stats");
+            assert_eq!(
+                global[G_FRAG_DROPPED as usize],
+                0,
+                "{spec}, {} bytes of address: fragments dropped",
+                src.len()
+            );
+        }
+    }
+}
