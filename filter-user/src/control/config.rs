@@ -273,7 +273,7 @@ impl Config {
 
     /// Apply command-line flags over the file.
     #[must_use]
-    pub fn merge(mut self, flags: &Flags) -> Config {
+    pub fn merge(mut self, flags: &RunFlags) -> Config {
         if !flags.interfaces.is_empty() {
             self.interfaces.clone_from(&flags.interfaces);
         }
@@ -307,29 +307,58 @@ impl Config {
     }
 }
 
-/// `flowfilter run` flags that override the configuration file.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Flags {
-    /// `--iface` (replaces the file's list when given).
+/// `flowfilter run`'s flags, as clap parses them (`run` flattens this) and
+/// as [`Config::merge`] lays them over the configuration file: each flag
+/// given replaces its key (`--policy` its category's entry, the switches
+/// turn theirs on). `--replace` has no key; `pin_dir` is the global
+/// `--pin-dir`, which the caller sets.
+#[derive(clap::Args, Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunFlags {
+    /// Interface to attach to (repeatable; replaces the configuration's).
+    #[arg(long = "iface", value_name = "IF", value_parser = parse_ifname)]
     pub interfaces: Vec<String>,
-    /// `--mode`.
+    /// XDP mode: auto (driver, falling back to skb), driver or skb.
+    #[arg(long, value_name = "MODE")]
     pub mode: Option<AttachMode>,
-    /// `--netns`.
+    /// Attach to interfaces of this network namespace (/run/netns/NAME);
+    /// everything else (pins, metrics) stays in the daemon's own.
+    #[arg(long, value_name = "NAME", value_parser = parse_netns)]
     pub netns: Option<String>,
-    /// `--lists`.
+    /// Lists directory (default /etc/flowfilter/lists).
+    #[arg(long, value_name = "DIR")]
     pub lists: Option<PathBuf>,
-    /// `--normalize`.
-    pub normalize: bool,
-    /// `--pin-dir`.
-    pub pin_dir: Option<PathBuf>,
-    /// `--metrics`.
-    pub metrics: Option<SocketAddr>,
-    /// `--detach-on-exit`.
-    pub detach_on_exit: bool,
-    /// `--policy` (override the file's per category).
+    /// Policy of a category, e.g. `telegram=flows=30%` (repeatable).
+    #[arg(long = "policy", value_name = "CATEGORY=SPEC")]
     pub policies: Vec<CategoryPolicy>,
-    /// `--inside`, `--subscribers`, `--seed`.
+    /// Accept CIDRs with host bits set, clearing them.
+    #[arg(long)]
+    pub normalize: bool,
+    /// Serve Prometheus text at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+    /// Remove the links and pins on SIGTERM/SIGINT.
+    #[arg(long)]
+    pub detach_on_exit: bool,
+    /// Replace pins made by another build: swap the program on the links
+    /// (bpf_link_update), keep compatible maps, recreate the others.
+    #[arg(long)]
+    pub replace: bool,
+    #[command(flatten)]
     pub subscribers: SubscriberFlags,
+    /// The global `--pin-dir` (every verb has it, so clap does not fill it
+    /// in here).
+    #[arg(skip)]
+    pub pin_dir: Option<PathBuf>,
+}
+
+/// Parse an interface name (`--iface`, `--inside`; for clap).
+pub fn parse_ifname(s: &str) -> Result<String, String> {
+    check_ifname(s).map(|()| s.to_owned())
+}
+
+/// Parse a network namespace name (`--netns`; for clap).
+pub fn parse_netns(s: &str) -> Result<String, String> {
+    check_netns(s).map(|()| s.to_owned())
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use crate::control::config::{Config, Flags};
+use crate::control::config::{Config, RunFlags};
 use crate::control::lock::{DaemonLock, LockError, WriterLock};
 use crate::control::state::{DaemonInfo, FlagSettings, StateError, StateFile, unix_now};
 use crate::control::{Error, Prepared, Settings, describe, install, prepare, record};
@@ -65,11 +65,9 @@ use crate::dataplane::pins::{PinLayout, PinVisibility, ensure_bpffs, pin_visibil
 pub struct RunRequest {
     /// `--config`.
     pub config: Option<PathBuf>,
-    /// Flags over the configuration.
-    pub flags: Flags,
-    /// `--replace`: swap the pinned program (and incompatible maps) for this
-    /// build's.
-    pub replace: bool,
+    /// Flags over the configuration (and `--replace`: swap the pinned
+    /// program, and incompatible maps, for this build's).
+    pub flags: RunFlags,
 }
 
 /// Run the daemon until SIGTERM/SIGINT.
@@ -388,7 +386,7 @@ fn start_state(
     layout: &PinLayout,
     prev: Option<&StateFile>,
     config: Option<PathBuf>,
-    flags: &Flags,
+    flags: &RunFlags,
 ) -> StateFile {
     let mut state = StateFile::new(&layout.dir);
     if let Some(p) = prev {
@@ -485,7 +483,7 @@ fn establish(v: Validated, req: &RunRequest, stop: &AtomicBool) -> Result<Option
     }
     let pruned = ifaces.prune_stale(&layout)?;
     let opts = LoadOptions { trace: false };
-    let (mut filter, startup) = Filter::load_pinned(&opts, &layout, req.replace)?;
+    let (mut filter, startup) = Filter::load_pinned(&opts, &layout, req.flags.replace)?;
     log_startup(&startup, &layout, &pruned);
     let fresh = startup == Startup::Fresh;
     // Nothing in force has changed yet.
