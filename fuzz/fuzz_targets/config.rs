@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
                 "pin_dir {}",
                 cfg.pin_dir.display()
             );
-            for name in cfg.policies().keys() {
+            for name in cfg.policy.keys() {
                 assert!(valid_category_name(name), "policy for {name:?}");
             }
             assert_eq!(cfg.clone().merge(&RunFlags::default()), cfg);

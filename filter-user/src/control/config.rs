@@ -51,8 +51,9 @@ pub enum ConfigError {
     },
 }
 
-/// A value parsed from a TOML string with its `FromStr` (errors keep the
-/// parser's message).
+/// A value parsed from a string (of the TOML file, or of the state file
+/// through [`serde_text`]) with its `FromStr` (errors keep the parser's
+/// message).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Parsed<T>(pub T);
 
@@ -80,6 +81,33 @@ where
         }
         d.deserialize_str(V(PhantomData))
     }
+}
+
+/// `Serialize` and `Deserialize` for types with `Display` and `FromStr`: a
+/// value is written as its text and parsed once, when read (errors keep
+/// the parser's message, as [`Parsed`]). The state file's values use it.
+macro_rules! serde_text {
+    ($($t:ty),+ $(,)?) => {$(
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                <$crate::control::config::Parsed<$t> as serde::Deserialize>::deserialize(d)
+                    .map(|p| p.0)
+            }
+        }
+    )+};
+}
+pub(crate) use serde_text;
+
+/// The one of `all` whose text is `s` (for `FromStr` of a type whose
+/// values are words).
+pub(crate) fn keyword<T: Copy + fmt::Display>(all: &[T], s: &str) -> Option<T> {
+    all.iter().copied().find(|x| x.to_string() == s)
 }
 
 /// The configuration file. Defaults are those of `flowfilter run` without
@@ -114,7 +142,7 @@ pub struct Config {
     /// Policy per category name (`--policy CATEGORY=SPEC`): `drop`,
     /// `monitor`, `off`, `flows=P%`, `loss=P%`, optionally `,scope=udp`.
     /// Default: `drop` (scope media) for every category.
-    pub policy: BTreeMap<String, Parsed<PolicySpec>>,
+    pub policy: BTreeMap<String, PolicySpec>,
     /// Who the subscribers are for `flows=P%` (`--inside`, `--subscribers`,
     /// `--seed`): see [`SubscriberSection`]. Default: private and shared
     /// address space, a random seed drawn anew hourly.
@@ -295,15 +323,10 @@ impl Config {
         }
         self.detach_on_exit |= flags.detach_on_exit;
         for p in &flags.policies {
-            self.policy.insert(p.category.clone(), Parsed(p.spec));
+            self.policy.insert(p.category.clone(), p.spec);
         }
         self.subscribers = self.subscribers.merge(&flags.subscribers);
         self
-    }
-
-    /// Policies by category name.
-    pub fn policies(&self) -> BTreeMap<String, PolicySpec> {
-        self.policy.iter().map(|(k, v)| (k.clone(), v.0)).collect()
     }
 }
 

@@ -47,7 +47,7 @@ telegram = "flows=30%,scope=udp"
         "127.0.0.1:9477".parse().unwrap()
     );
     assert_eq!(c.v4_chunks_per_gen, Some(1024), "accepted, ignored");
-    let p = c.policies();
+    let p = &c.policy;
     assert_eq!(p["whatsapp"].to_string(), "monitor");
     assert_eq!(p["telegram"].to_string(), "flows=30%,scope=udp");
 }
@@ -125,8 +125,8 @@ fn flags_override_the_file() {
     assert_eq!(m.interfaces, ["eth9"]);
     assert_eq!(m.mode.0, AttachMode::Skb);
     assert!(m.normalize);
-    assert_eq!(m.policies()["whatsapp"].to_string(), "drop");
-    assert_eq!(m.policies()["telegram"].to_string(), "off");
+    assert_eq!(m.policy["whatsapp"].to_string(), "drop");
+    assert_eq!(m.policy["telegram"].to_string(), "off");
     assert_eq!(m.metrics.unwrap().0.port(), 1);
     // No flags: the file as it is.
     let c = Config::parse("f.toml", "interfaces = [\"eth0\"]\n").unwrap();
@@ -186,8 +186,8 @@ fn the_command_line_is_the_overlay() {
     assert_eq!(m.lists, Path::new("/srv/l"));
     assert!(m.normalize && m.detach_on_exit);
     assert_eq!(m.metrics.as_ref().unwrap().0.port(), 9);
-    assert_eq!(m.policies()["whatsapp"].to_string(), "flows=30%");
-    assert_eq!(m.policies()["zoom"].to_string(), "off");
+    assert_eq!(m.policy["whatsapp"].to_string(), "flows=30%");
+    assert_eq!(m.policy["zoom"].to_string(), "off");
     assert!(!m.subscribers.rule().by_interface);
     assert_eq!(m.subscribers.rule().prefixes.len(), 2);
     assert_eq!(m.subscribers.seed, Some(3));

@@ -113,7 +113,7 @@ fn version_1_files_are_read_once_and_moved() {
     // /sys/fs/bpf/a-b's state now.
     let mut old = StateFile::new(ab);
     old.version = 1;
-    old.overrides.insert("zoom".into(), "off".into());
+    old.overrides.insert("zoom".into(), spec("off"));
     std::fs::write(d.0.join("a-b.json"), serde_json::to_string(&old).unwrap()).unwrap();
     assert_eq!(StateFile::read_in(&d.0, ab).unwrap(), Some(old.clone()));
     // Not a-b's, though it has that name.
@@ -232,8 +232,8 @@ fn round_trips_and_tolerates_missing_fields() {
         name: "whatsapp".into(),
         v4_prefixes: 2,
         v6_prefixes: 1,
-        policy: "drop".into(),
-        policy_source: "default".into(),
+        policy: PolicySpec::default(),
+        policy_source: Source::Default,
     });
     let text = serde_json::to_string(&s).unwrap();
     let back: StateFile = serde_json::from_str(&text).unwrap();
@@ -450,4 +450,87 @@ fn a_version_1_file_loads() {
     assert_eq!(s.version, 1);
     assert_eq!(s.reload_serial, 0);
     assert_eq!(s.interfaces[0].ifindex, None);
+    assert_eq!(s.interfaces[0].mode, AttachedMode::Skb);
+    let zoom = s.category("zoom").unwrap();
+    assert_eq!(
+        (zoom.policy, zoom.policy_source),
+        (spec("off"), Source::Cli)
+    );
+    assert_eq!(s.overrides["zoom"], spec("off"));
+    assert_eq!(
+        s.last_reload.unwrap().by,
+        ReloadBy::Change(ChangeVerb::PolicySet, "zoom".into())
+    );
+}
+
+fn spec(s: &str) -> PolicySpec {
+    s.parse().unwrap()
+}
+
+#[test]
+fn values_are_typed_when_read() {
+    let s: StateFile = serde_json::from_str(WRITTEN).unwrap();
+    assert_eq!(
+        s.daemon.unwrap().metrics,
+        Some("127.0.0.1:9477".parse().unwrap())
+    );
+    assert_eq!(s.flags.policies["telegram"], spec("flows=30%,scope=udp"));
+    assert_eq!(s.overrides["meet"], spec("drop,scope=udp"));
+    let cats: Vec<(PolicySpec, Source)> = s
+        .categories
+        .iter()
+        .map(|c| (c.policy, c.policy_source))
+        .collect();
+    assert_eq!(
+        cats,
+        [
+            (spec("monitor"), Source::Cli),
+            (spec("flows=30%,scope=udp"), Source::Flag),
+            (spec("off"), Source::Config),
+            (spec("drop"), Source::Default),
+        ]
+    );
+    let modes: Vec<AttachedMode> = s.interfaces.iter().map(|i| i.mode).collect();
+    assert_eq!(
+        modes,
+        [
+            AttachedMode::Driver,
+            AttachedMode::Skb,
+            AttachedMode::Unknown,
+            AttachedMode::NotAttached
+        ]
+    );
+    assert_eq!(
+        s.last_reload.unwrap().by,
+        ReloadBy::Undone(Box::new(ReloadBy::Change(
+            ChangeVerb::ListLoad,
+            "zoom".into()
+        )))
+    );
+    // A value that does not parse makes the file unreadable, saying which.
+    for (from, to, what) in [
+        (
+            "\"policy\": \"off\"",
+            "\"policy\": \"block\"",
+            "bad policy `block`",
+        ),
+        (
+            "\"policy_source\": \"cli\"",
+            "\"policy_source\": \"x\"",
+            "not a policy source",
+        ),
+        (
+            "\"mode\": \"skb\"",
+            "\"mode\": \"fast\"",
+            "not an attach mode",
+        ),
+        ("list load zoom (undone)", "someone", "not who reloads"),
+        ("list load zoom (undone)", "list add ", "not who reloads"),
+    ] {
+        let text = WRITTEN.replacen(from, to, 1);
+        let e = serde_json::from_str::<StateFile>(&text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(what), "{to}: {e}");
+    }
 }
