@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,12 +10,13 @@ use anyhow::Context as _;
 use clap::{CommandFactory as _, Parser, Subcommand};
 use filter_user::cli::{self, ListOp};
 use filter_user::control::Error as CmdError;
-use filter_user::control::config::{Flags, check_ifname, check_netns};
+use filter_user::control::config::{RunFlags, parse_ifname};
 use filter_user::control::install::InstallLists as _;
 use filter_user::control::lock::ListsLock;
 use filter_user::control::policy::{CategoryPolicy, PolicySpec};
+use filter_user::control::subscribers::parse_prefix;
 use filter_user::daemon::{self, RunRequest};
-use filter_user::dataplane::loader::{AttachMode, Filter, LoadOptions};
+use filter_user::dataplane::loader::{Filter, LoadOptions};
 use filter_user::dataplane::pins::{DEFAULT_PIN_DIR, PinLayout};
 use filter_user::lists::{Lists, load_dir};
 use filter_user::replay::capture::read_capture;
@@ -43,37 +43,8 @@ enum Command {
         /// Configuration file (TOML; flags override it).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
-        /// Interface to attach to (repeatable; replaces the configuration's).
-        #[arg(long = "iface", value_name = "IF", value_parser = parse_ifname)]
-        interfaces: Vec<String>,
-        /// XDP mode: auto (driver, falling back to skb), driver or skb.
-        #[arg(long, value_name = "MODE")]
-        mode: Option<AttachMode>,
-        /// Attach to interfaces of this network namespace (/run/netns/NAME);
-        /// everything else (pins, metrics) stays in the daemon's own.
-        #[arg(long, value_name = "NAME", value_parser = parse_netns)]
-        netns: Option<String>,
-        /// Lists directory (default /etc/flowfilter/lists).
-        #[arg(long, value_name = "DIR")]
-        lists: Option<PathBuf>,
-        /// Policy of a category, e.g. `telegram=flows=30%` (repeatable).
-        #[arg(long = "policy", value_name = "CATEGORY=SPEC")]
-        policies: Vec<CategoryPolicy>,
-        /// Accept CIDRs with host bits set, clearing them.
-        #[arg(long)]
-        normalize: bool,
-        /// Serve Prometheus text at http://ADDR/metrics.
-        #[arg(long, value_name = "ADDR")]
-        metrics: Option<SocketAddr>,
-        /// Remove the links and pins on SIGTERM/SIGINT.
-        #[arg(long)]
-        detach_on_exit: bool,
-        /// Replace pins made by another build: swap the program on the links
-        /// (bpf_link_update), keep compatible maps, recreate the others.
-        #[arg(long)]
-        replace: bool,
         #[command(flatten)]
-        subscribers: RunSubscribers,
+        flags: RunFlags,
     },
     /// Have the daemon re-read its configuration and lists (SIGHUP) and wait
     /// for the result; without a daemon, reload here. Exit code 2 when a list
@@ -182,35 +153,6 @@ enum Command {
     Man,
 }
 
-/// `flowfilter run`: who the subscribers are for `flows=P%`.
-#[derive(clap::Args, Debug)]
-struct RunSubscribers {
-    /// Interface facing subscribers (repeatable; attached with --iface):
-    /// what comes in on it is from a subscriber. Replaces the
-    /// configuration's `[subscribers]` rule.
-    #[arg(long = "inside", value_name = "IF", value_parser = parse_ifname, conflicts_with = "subscribers")]
-    inside: Vec<String>,
-    /// Subscriber prefixes (default: private and shared address space).
-    /// Replaces the configuration's `[subscribers]` rule.
-    #[arg(long = "subscribers", value_name = "CIDR", num_args = 1.., value_parser = parse_prefix)]
-    subscribers: Vec<filter_user::lists::Cidr>,
-    /// Seed of the `flows=P%` draw (default: random, drawn when the pins
-    /// are created); gateways with one seed pick the same subscribers.
-    #[arg(long, value_name = "N")]
-    seed: Option<u64>,
-}
-
-impl RunSubscribers {
-    /// The flags as the daemon's configuration takes them.
-    fn into_flags(self) -> filter_user::control::subscribers::SubscriberFlags {
-        filter_user::control::subscribers::SubscriberFlags {
-            inside: self.inside,
-            prefixes: self.subscribers,
-            seed: self.seed,
-        }
-    }
-}
-
 #[derive(Subcommand, Debug)]
 enum ListCommand {
     /// A category's prefixes, or every category's size.
@@ -288,18 +230,6 @@ enum PolicyCommand {
         /// Category.
         category: String,
     },
-}
-
-fn parse_ifname(s: &str) -> Result<String, String> {
-    check_ifname(s).map(|()| s.to_owned())
-}
-
-fn parse_prefix(s: &str) -> Result<filter_user::lists::Cidr, String> {
-    filter_user::control::subscribers::parse_prefix(s)
-}
-
-fn parse_netns(s: &str) -> Result<String, String> {
-    check_netns(s).map(|()| s.to_owned())
 }
 
 /// `--watch SECS`: a finite interval from 0.1 s to a day.
@@ -439,35 +369,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_PIN_DIR)),
     );
     match cli.command {
-        Command::Run {
-            config,
-            interfaces,
-            mode,
-            netns,
-            lists,
-            policies,
-            normalize,
-            metrics,
-            detach_on_exit,
-            replace,
-            subscribers,
-        } => daemon::run(&RunRequest {
-            config,
-            flags: Flags {
-                interfaces,
-                mode,
-                netns,
-                lists,
-                normalize,
-                pin_dir: cli.pin_dir,
-                metrics,
-                detach_on_exit,
-                policies,
-                subscribers: subscribers.into_flags(),
-            },
-            replace,
-        })
-        .map_err(Into::into),
+        Command::Run { config, mut flags } => {
+            flags.pin_dir = cli.pin_dir;
+            daemon::run(&RunRequest { config, flags }).map_err(Into::into)
+        }
         Command::Reload { timeout, config } => {
             reload_command(layout, cli.pin_dir.as_ref(), config.as_ref(), timeout)
         }

@@ -9,7 +9,7 @@
 //! changes nothing.
 #![no_main]
 
-use filter_user::control::config::{Config, ConfigError, Flags, check_ifname};
+use filter_user::control::config::{Config, ConfigError, RunFlags, check_ifname};
 use filter_user::lists::valid_category_name;
 use libfuzzer_sys::fuzz_target;
 
@@ -29,10 +29,10 @@ fuzz_target!(|data: &[u8]| {
                 "pin_dir {}",
                 cfg.pin_dir.display()
             );
-            for name in cfg.policies().keys() {
+            for name in cfg.policy.keys() {
                 assert!(valid_category_name(name), "policy for {name:?}");
             }
-            assert_eq!(cfg.clone().merge(&Flags::default()), cfg);
+            assert_eq!(cfg.clone().merge(&RunFlags::default()), cfg);
         }
         Err(e) => {
             let msg = e.to_string();

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::control::lock::{Liveness, WriterLock, daemon_liveness};
 use crate::control::policy::PolicySpec;
-use crate::control::state::{StateFile, process_alive};
+use crate::control::state::{ChangeVerb, ReloadBy, StateFile, process_alive};
 use crate::control::transaction::{Staged, change, current_settings, no_state_file};
 use crate::control::{Error, describe};
 use crate::dataplane::loader::Filter;
@@ -384,7 +384,7 @@ fn list_add(
     check_category(category)?;
     let wanted = parse_cidrs(cidrs, normalize)?;
     let mut note = String::new();
-    let (info, p) = change(layout, &format!("list add {category}"), true, |_, s| {
+    let (info, p) = change(layout, &ChangeVerb::ListAdd.of(category), true, |_, s| {
         let path = s.lists_dir.join(format!("{category}.txt"));
         let mut new = read_optional(&path)?.unwrap_or_default();
         let present: Vec<Cidr> = new.lines().filter_map(line_prefix).collect();
@@ -418,7 +418,7 @@ fn list_add(
 fn list_del(layout: &PinLayout, category: &str, cidrs: &[String]) -> Result<String, Error> {
     check_category(category)?;
     let wanted = parse_cidrs(cidrs, true)?;
-    let (info, p) = change(layout, &format!("list del {category}"), true, |_, s| {
+    let (info, p) = change(layout, &ChangeVerb::ListDel.of(category), true, |_, s| {
         let path = s.lists_dir.join(format!("{category}.txt"));
         let Some(old) = read_optional(&path)? else {
             return Err(Error::Input(format!(
@@ -467,7 +467,7 @@ fn list_load(
     for n in &parsed.notes {
         log::info!("{n}");
     }
-    let (info, p) = change(layout, &format!("list load {category}"), true, |_, s| {
+    let (info, p) = change(layout, &ChangeVerb::ListLoad.of(category), true, |_, s| {
         Ok(Some(Staged::new(category, &s.lists_dir, text.clone())))
     })?;
     Ok(format!(
@@ -553,7 +553,8 @@ pub fn policy_set(layout: &PinLayout, category: &str, spec: &str) -> Result<Stri
             "the allowlist has no policy: its addresses are never touched".into(),
         ));
     }
-    let (info, p) = change(layout, &format!("policy set {category}"), false, |st, s| {
+    let by = ChangeVerb::PolicySet.of(category);
+    let (info, p) = change(layout, &by, false, |st, s| {
         let lists = load_dir(&s.lists_dir, s.normalize)?;
         if lists.by_name(category).is_none() {
             return Err(Error::Input(format!(
@@ -562,7 +563,7 @@ pub fn policy_set(layout: &PinLayout, category: &str, spec: &str) -> Result<Stri
                 lists.known_names()
             )));
         }
-        st.overrides.insert(category.to_owned(), parsed.to_string());
+        st.overrides.insert(category.to_owned(), parsed);
         Ok(None)
     })?;
     Ok(format!(
@@ -577,7 +578,7 @@ pub fn policy_reset(layout: &PinLayout, category: &str) -> Result<String, Error>
     let mut now = String::new();
     let (info, p) = change(
         layout,
-        &format!("policy reset {category}"),
+        &ChangeVerb::PolicyReset.of(category),
         false,
         |st, _| {
             if st.overrides.remove(category).is_none() {
@@ -618,7 +619,7 @@ pub fn reload(layout: &PinLayout, timeout: Duration) -> Result<String, Error> {
     let Some(pid) = state.live_daemon() else {
         let starting = matches!(daemon_liveness(&layout.dir), Ok(Liveness::Alive { .. }));
         drop(lock);
-        let (info, p) = change(layout, "reload", false, |_, _| Ok(None))?;
+        let (info, p) = change(layout, &ReloadBy::Reload, false, |_, _| Ok(None))?;
         return Ok(format!(
             "reloaded ({}): {}\n",
             if starting {

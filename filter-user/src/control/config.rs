@@ -51,8 +51,9 @@ pub enum ConfigError {
     },
 }
 
-/// A value parsed from a TOML string with its `FromStr` (errors keep the
-/// parser's message).
+/// A value parsed from a string (of the TOML file, or of the state file
+/// through [`serde_text`]) with its `FromStr` (errors keep the parser's
+/// message).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Parsed<T>(pub T);
 
@@ -80,6 +81,33 @@ where
         }
         d.deserialize_str(V(PhantomData))
     }
+}
+
+/// `Serialize` and `Deserialize` for types with `Display` and `FromStr`: a
+/// value is written as its text and parsed once, when read (errors keep
+/// the parser's message, as [`Parsed`]). The state file's values use it.
+macro_rules! serde_text {
+    ($($t:ty),+ $(,)?) => {$(
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                <$crate::control::config::Parsed<$t> as serde::Deserialize>::deserialize(d)
+                    .map(|p| p.0)
+            }
+        }
+    )+};
+}
+pub(crate) use serde_text;
+
+/// The one of `all` whose text is `s` (for `FromStr` of a type whose
+/// values are words).
+pub(crate) fn keyword<T: Copy + fmt::Display>(all: &[T], s: &str) -> Option<T> {
+    all.iter().copied().find(|x| x.to_string() == s)
 }
 
 /// The configuration file. Defaults are those of `flowfilter run` without
@@ -114,7 +142,7 @@ pub struct Config {
     /// Policy per category name (`--policy CATEGORY=SPEC`): `drop`,
     /// `monitor`, `off`, `flows=P%`, `loss=P%`, optionally `,scope=udp`.
     /// Default: `drop` (scope media) for every category.
-    pub policy: BTreeMap<String, Parsed<PolicySpec>>,
+    pub policy: BTreeMap<String, PolicySpec>,
     /// Who the subscribers are for `flows=P%` (`--inside`, `--subscribers`,
     /// `--seed`): see [`SubscriberSection`]. Default: private and shared
     /// address space, a random seed drawn anew hourly.
@@ -273,7 +301,7 @@ impl Config {
 
     /// Apply command-line flags over the file.
     #[must_use]
-    pub fn merge(mut self, flags: &Flags) -> Config {
+    pub fn merge(mut self, flags: &RunFlags) -> Config {
         if !flags.interfaces.is_empty() {
             self.interfaces.clone_from(&flags.interfaces);
         }
@@ -295,41 +323,65 @@ impl Config {
         }
         self.detach_on_exit |= flags.detach_on_exit;
         for p in &flags.policies {
-            self.policy.insert(p.category.clone(), Parsed(p.spec));
+            self.policy.insert(p.category.clone(), p.spec);
         }
         self.subscribers = self.subscribers.merge(&flags.subscribers);
         self
     }
-
-    /// Policies by category name.
-    pub fn policies(&self) -> BTreeMap<String, PolicySpec> {
-        self.policy.iter().map(|(k, v)| (k.clone(), v.0)).collect()
-    }
 }
 
-/// `flowfilter run` flags that override the configuration file.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Flags {
-    /// `--iface` (replaces the file's list when given).
+/// `flowfilter run`'s flags, as clap parses them (`run` flattens this) and
+/// as [`Config::merge`] lays them over the configuration file: each flag
+/// given replaces its key (`--policy` its category's entry, the switches
+/// turn theirs on). `--replace` has no key; `pin_dir` is the global
+/// `--pin-dir`, which the caller sets.
+#[derive(clap::Args, Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunFlags {
+    /// Interface to attach to (repeatable; replaces the configuration's).
+    #[arg(long = "iface", value_name = "IF", value_parser = parse_ifname)]
     pub interfaces: Vec<String>,
-    /// `--mode`.
+    /// XDP mode: auto (driver, falling back to skb), driver or skb.
+    #[arg(long, value_name = "MODE")]
     pub mode: Option<AttachMode>,
-    /// `--netns`.
+    /// Attach to interfaces of this network namespace (/run/netns/NAME);
+    /// everything else (pins, metrics) stays in the daemon's own.
+    #[arg(long, value_name = "NAME", value_parser = parse_netns)]
     pub netns: Option<String>,
-    /// `--lists`.
+    /// Lists directory (default /etc/flowfilter/lists).
+    #[arg(long, value_name = "DIR")]
     pub lists: Option<PathBuf>,
-    /// `--normalize`.
-    pub normalize: bool,
-    /// `--pin-dir`.
-    pub pin_dir: Option<PathBuf>,
-    /// `--metrics`.
-    pub metrics: Option<SocketAddr>,
-    /// `--detach-on-exit`.
-    pub detach_on_exit: bool,
-    /// `--policy` (override the file's per category).
+    /// Policy of a category, e.g. `telegram=flows=30%` (repeatable).
+    #[arg(long = "policy", value_name = "CATEGORY=SPEC")]
     pub policies: Vec<CategoryPolicy>,
-    /// `--inside`, `--subscribers`, `--seed`.
+    /// Accept CIDRs with host bits set, clearing them.
+    #[arg(long)]
+    pub normalize: bool,
+    /// Serve Prometheus text at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+    /// Remove the links and pins on SIGTERM/SIGINT.
+    #[arg(long)]
+    pub detach_on_exit: bool,
+    /// Replace pins made by another build: swap the program on the links
+    /// (bpf_link_update), keep compatible maps, recreate the others.
+    #[arg(long)]
+    pub replace: bool,
+    #[command(flatten)]
     pub subscribers: SubscriberFlags,
+    /// The global `--pin-dir` (every verb has it, so clap does not fill it
+    /// in here).
+    #[arg(skip)]
+    pub pin_dir: Option<PathBuf>,
+}
+
+/// Parse an interface name (`--iface`, `--inside`; for clap).
+pub fn parse_ifname(s: &str) -> Result<String, String> {
+    check_ifname(s).map(|()| s.to_owned())
+}
+
+/// Parse a network namespace name (`--netns`; for clap).
+pub fn parse_netns(s: &str) -> Result<String, String> {
+    check_netns(s).map(|()| s.to_owned())
 }
 
 #[cfg(test)]

@@ -31,7 +31,9 @@ use crate::control::config::{Config, ConfigError};
 use crate::control::install::InstallLists as _;
 use crate::control::lock::{LockError, WriterLock};
 use crate::control::policy::PolicySpec;
-use crate::control::state::{CategoryState, ReloadState, StateError, StateFile, unix_now};
+use crate::control::state::{
+    CategoryState, ReloadBy, ReloadState, StateError, StateFile, unix_now,
+};
 use crate::dataplane::loader::{Filter, GenerationInfo, LoadError};
 use crate::dataplane::pins::PinError;
 use crate::lists::{ListError, Lists, load_dir_with};
@@ -107,9 +109,10 @@ impl Error {
 }
 
 /// Where a policy came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Source {
     /// Nobody named the category: `drop`.
+    #[default]
     Default,
     /// The configuration file's `[policy]`.
     Config,
@@ -120,6 +123,9 @@ pub enum Source {
 }
 
 impl Source {
+    /// Every source, lowest precedence first.
+    const ALL: [Source; 4] = [Source::Default, Source::Config, Source::Flag, Source::Cli];
+
     /// As written in the state file and `status`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -130,6 +136,23 @@ impl Source {
         }
     }
 }
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Source {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        config::keyword(&Source::ALL, s)
+            .ok_or_else(|| format!("`{s}` is not a policy source (default, config, flag or cli)"))
+    }
+}
+
+config::serde_text!(Source);
 
 /// What to install: where the lists are and which policies apply.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,29 +172,17 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// From a merged configuration and the recorded flags and overrides.
-    pub fn new(cfg: &Config, state: &StateFile) -> Result<Settings, Error> {
+    /// From the configuration file and the recorded flags and overrides.
+    pub fn new(cfg: &Config, state: &StateFile) -> Settings {
         let mut policies: BTreeMap<String, (PolicySpec, Source)> = cfg
             .policy
             .iter()
-            .map(|(k, v)| (k.clone(), (v.0, Source::Config)))
+            .map(|(k, v)| (k.clone(), (*v, Source::Config)))
             .collect();
-        for (k, v) in &state.flags.policies {
-            let spec: PolicySpec = v
-                .parse()
-                .map_err(|e| Error::Input(format!("--policy {k}={v}: {e}")))?;
-            policies.insert(k.clone(), (spec, Source::Flag));
+        for (k, spec) in &state.flags.policies {
+            policies.insert(k.clone(), (*spec, Source::Flag));
         }
-        let mut overrides = BTreeMap::new();
-        for (k, v) in &state.overrides {
-            match v.parse::<PolicySpec>() {
-                Ok(spec) => {
-                    overrides.insert(k.clone(), spec);
-                }
-                Err(e) => log::warn!("ignoring the policy override of {k}: {e}"),
-            }
-        }
-        Ok(Settings {
+        Settings {
             lists_dir: state
                 .flags
                 .lists
@@ -179,13 +190,13 @@ impl Settings {
                 .unwrap_or_else(|| cfg.lists.clone()),
             normalize: state.flags.normalize || cfg.normalize,
             policies,
-            overrides,
+            overrides: state.overrides.clone(),
             previous_ids: state
                 .categories
                 .iter()
                 .map(|c| (c.id, c.name.clone()))
                 .collect(),
-        })
+        }
     }
 
     /// From the state file alone: re-read its configuration file (if any)
@@ -195,7 +206,7 @@ impl Settings {
             Some(p) => Config::load(p)?,
             None => Config::default(),
         };
-        Ok((Settings::new(&cfg, state)?, cfg))
+        Ok((Settings::new(&cfg, state), cfg))
     }
 }
 
@@ -277,8 +288,8 @@ pub fn prepare_with(
             name: c.name.clone(),
             v4_prefixes: c.list.v4.len(),
             v6_prefixes: c.list.v6.len(),
-            policy: spec.to_string(),
-            policy_source: source.as_str().to_owned(),
+            policy: spec,
+            policy_source: source,
         });
     }
     for name in settings.overrides.keys() {
@@ -307,7 +318,7 @@ pub fn install(
     filter: &mut Filter,
     p: &Prepared,
     state: &mut StateFile,
-    by: &str,
+    by: &ReloadBy,
     lock: &WriterLock,
 ) -> Result<GenerationInfo, Error> {
     // An id that names another category now (or none before) starts from
@@ -355,7 +366,7 @@ pub fn install(
 
 /// Record the outcome of a reload or install attempt in `state`: `error`
 /// is `None` when it was installed (the generation is `state.generation`).
-pub fn record(state: &mut StateFile, error: Option<&Error>, by: &str) {
+pub fn record(state: &mut StateFile, error: Option<&Error>, by: &ReloadBy) {
     state.reload_serial += 1;
     let (ok, error, input_error) = match error {
         None => {
@@ -372,7 +383,7 @@ pub fn record(state: &mut StateFile, error: Option<&Error>, by: &str) {
         ok,
         error,
         input_error,
-        by: by.to_owned(),
+        by: by.clone(),
         generation: state.generation,
     });
 }

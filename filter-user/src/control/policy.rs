@@ -115,6 +115,8 @@ impl fmt::Display for PolicySpec {
     }
 }
 
+crate::control::config::serde_text!(PolicySpec);
+
 /// `CATEGORY=SPEC`, as given to `--policy`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CategoryPolicy {

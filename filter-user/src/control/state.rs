@@ -6,7 +6,10 @@
 //! names and ids, list sizes, policies and where each came from, the lists
 //! directory, the daemon's pid and settings, the attach mode per interface,
 //! and the last reload's result. CLI verbs read it to name categories and to
-//! find the lists without the daemon.
+//! find the lists without the daemon. Its values are typed: a policy, its
+//! source, an attach mode, who reloaded are written as their text and
+//! parsed once, when the file is read (a value that does not parse makes
+//! the file unreadable, naming it).
 //!
 //! The file lives in [`STATE_DIR`] (tmpfs, like bpffs: both are gone after a
 //! reboot), named after the pin directory ([`state_name`]), beside the
@@ -26,13 +29,19 @@
 //! [`StateFile::write`]).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
+use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::control::Source;
+use crate::control::config::{RunFlags, keyword, serde_text};
 use crate::control::lock::{Liveness, WriterLock};
+use crate::control::policy::PolicySpec;
+use crate::dataplane::loader::AttachMode;
 use crate::dataplane::pins::BPFFS_ROOT;
 
 /// Directory of the state files.
@@ -135,7 +144,7 @@ pub struct DaemonInfo {
     /// Start time, Unix seconds.
     pub started: u64,
     /// `--metrics` address.
-    pub metrics: Option<String>,
+    pub metrics: Option<SocketAddr>,
     /// Remove pins on exit.
     pub detach_on_exit: bool,
 }
@@ -149,7 +158,23 @@ pub struct FlagSettings {
     /// `--normalize`.
     pub normalize: bool,
     /// `--policy`, by category name.
-    pub policies: BTreeMap<String, String>,
+    pub policies: BTreeMap<String, PolicySpec>,
+}
+
+impl From<&RunFlags> for FlagSettings {
+    /// What of the daemon's flags a reload (or a CLI verb's install) needs
+    /// again: those that say what is installed.
+    fn from(flags: &RunFlags) -> FlagSettings {
+        FlagSettings {
+            lists: flags.lists.clone(),
+            normalize: flags.normalize,
+            policies: flags
+                .policies
+                .iter()
+                .map(|p| (p.category.clone(), p.spec))
+                .collect(),
+        }
+    }
 }
 
 /// One installed category.
@@ -163,20 +188,81 @@ pub struct CategoryState {
     pub v4_prefixes: usize,
     /// IPv6 prefixes in its list.
     pub v6_prefixes: usize,
-    /// Policy in force, as a spec (`drop`, `flows=30%`, ...).
-    pub policy: String,
+    /// Policy in force (written as its spec: `drop`, `flows=30%`, ...).
+    pub policy: PolicySpec,
     /// Where the policy came from: `default`, `config`, `flag` or `cli`.
-    pub policy_source: String,
+    pub policy_source: Source,
 }
+
+/// How an interface is attached, as recorded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AttachedMode {
+    /// Native XDP: `driver`.
+    Driver,
+    /// Generic XDP: `skb`.
+    Skb,
+    /// A link adopted from pins made without a state file: `unknown`.
+    #[default]
+    Unknown,
+    /// Configured, but not attached (waited for): `none`.
+    NotAttached,
+}
+
+impl AttachedMode {
+    /// Every mode.
+    const ALL: [AttachedMode; 4] = [
+        AttachedMode::Driver,
+        AttachedMode::Skb,
+        AttachedMode::Unknown,
+        AttachedMode::NotAttached,
+    ];
+
+    /// As written in the state file and `status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachedMode::Driver => "driver",
+            AttachedMode::Skb => "skb",
+            AttachedMode::Unknown => "unknown",
+            AttachedMode::NotAttached => "none",
+        }
+    }
+}
+
+impl From<AttachMode> for AttachedMode {
+    /// The mode of a new link (`auto` is never one: it says which to try).
+    fn from(mode: AttachMode) -> AttachedMode {
+        match mode {
+            AttachMode::Driver => AttachedMode::Driver,
+            AttachMode::Skb => AttachedMode::Skb,
+            AttachMode::Auto => AttachedMode::Unknown,
+        }
+    }
+}
+
+impl fmt::Display for AttachedMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AttachedMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        keyword(&AttachedMode::ALL, s)
+            .ok_or_else(|| format!("`{s}` is not an attach mode (driver, skb, unknown or none)"))
+    }
+}
+
+serde_text!(AttachedMode);
 
 /// One attached interface.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InterfaceState {
     /// Interface name.
     pub name: String,
-    /// `driver` or `skb` (as attached; `unknown` for a link adopted from
-    /// pins made without a state file).
-    pub mode: String,
+    /// How it is attached.
+    pub mode: AttachedMode,
     /// Network namespace, if not the daemon's.
     pub netns: Option<String>,
     /// Interface index (in `netns`) when attached.
@@ -188,8 +274,110 @@ pub struct InterfaceState {
     pub slot: Option<u32>,
 }
 
+/// Who installed, or tried to: the daemon or a CLI verb.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReloadBy {
+    /// The daemon's start: `start`.
+    Start,
+    /// The daemon, on SIGHUP: `sighup`.
+    Sighup,
+    /// `flowfilter reload` while no daemon runs: `reload`.
+    Reload,
+    /// A verb that changes one category: `list add CATEGORY`, ...
+    Change(ChangeVerb, String),
+    /// The tables put back as the files say, after a change's list file
+    /// could not be replaced: `BY (undone)`.
+    Undone(Box<ReloadBy>),
+}
+
+/// A CLI verb that changes one category's list or policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeVerb {
+    /// `list add`.
+    ListAdd,
+    /// `list del`.
+    ListDel,
+    /// `list load`.
+    ListLoad,
+    /// `policy set`.
+    PolicySet,
+    /// `policy reset`.
+    PolicyReset,
+}
+
+impl ChangeVerb {
+    /// Every verb.
+    const ALL: [ChangeVerb; 5] = [
+        ChangeVerb::ListAdd,
+        ChangeVerb::ListDel,
+        ChangeVerb::ListLoad,
+        ChangeVerb::PolicySet,
+        ChangeVerb::PolicyReset,
+    ];
+
+    /// This verb's change of `category`, as the state file records who
+    /// made it.
+    pub fn of(self, category: &str) -> ReloadBy {
+        ReloadBy::Change(self, category.to_owned())
+    }
+
+    /// As the command line says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeVerb::ListAdd => "list add",
+            ChangeVerb::ListDel => "list del",
+            ChangeVerb::ListLoad => "list load",
+            ChangeVerb::PolicySet => "policy set",
+            ChangeVerb::PolicyReset => "policy reset",
+        }
+    }
+}
+
+/// What follows an undone change's `by`.
+const UNDONE: &str = " (undone)";
+
+impl fmt::Display for ReloadBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReloadBy::Start => f.write_str("start"),
+            ReloadBy::Sighup => f.write_str("sighup"),
+            ReloadBy::Reload => f.write_str("reload"),
+            ReloadBy::Change(verb, category) => write!(f, "{} {category}", verb.as_str()),
+            ReloadBy::Undone(by) => write!(f, "{by}{UNDONE}"),
+        }
+    }
+}
+
+impl FromStr for ReloadBy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(by) = s.strip_suffix(UNDONE) {
+            return by.parse().map(|b| ReloadBy::Undone(Box::new(b)));
+        }
+        match s {
+            "start" => Ok(ReloadBy::Start),
+            "sighup" => Ok(ReloadBy::Sighup),
+            "reload" => Ok(ReloadBy::Reload),
+            _ => ChangeVerb::ALL
+                .into_iter()
+                .find_map(|verb| {
+                    let category = s.strip_prefix(verb.as_str())?.strip_prefix(' ')?;
+                    (!category.is_empty()).then(|| ReloadBy::Change(verb, category.to_owned()))
+                })
+                .ok_or_else(|| {
+                    format!(
+                        "`{s}` is not who reloads (start, sighup, reload, or a list or policy verb and its category)"
+                    )
+                }),
+        }
+    }
+}
+
+serde_text!(ReloadBy);
+
 /// Result of the last reload (or install).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReloadState {
     /// Unix seconds.
     pub time: u64,
@@ -199,8 +387,8 @@ pub struct ReloadState {
     pub error: Option<String>,
     /// The error is the input's (a list or the configuration): exit code 2.
     pub input_error: bool,
-    /// Who did it: `daemon`, `sighup`, or the CLI verb.
-    pub by: String,
+    /// Who did it.
+    pub by: ReloadBy,
     /// The generation in force afterwards.
     pub generation: u32,
 }
@@ -221,7 +409,7 @@ pub struct StateFile {
     /// The daemon's command-line settings.
     pub flags: FlagSettings,
     /// `flowfilter policy set` overrides, by category name.
-    pub overrides: BTreeMap<String, String>,
+    pub overrides: BTreeMap<String, PolicySpec>,
     /// Lists directory in use.
     pub lists_dir: PathBuf,
     /// Whether lists are normalised.

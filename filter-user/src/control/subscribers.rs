@@ -49,14 +49,22 @@ pub struct SubscriberSection {
     pub rotation_secs: Option<u32>,
 }
 
-/// `flowfilter run` flags about subscribers (they override the section).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// `flowfilter run`'s flags about subscribers (part of
+/// [`crate::control::config::RunFlags`]; they override the section).
+#[derive(clap::Args, Clone, Debug, Default, PartialEq, Eq)]
 pub struct SubscriberFlags {
-    /// `--inside IF` (repeatable).
+    /// Interface facing subscribers (repeatable; attached with --iface):
+    /// what comes in on it is from a subscriber. Replaces the
+    /// configuration's `[subscribers]` rule.
+    #[arg(long = "inside", value_name = "IF", value_parser = crate::control::config::parse_ifname, conflicts_with = "subscribers")]
     pub inside: Vec<String>,
-    /// `--subscribers CIDR...`.
+    /// Subscriber prefixes (default: private and shared address space).
+    /// Replaces the configuration's `[subscribers]` rule.
+    #[arg(id = "subscribers", long = "subscribers", value_name = "CIDR", num_args = 1.., value_parser = parse_prefix)]
     pub prefixes: Vec<Cidr>,
-    /// `--seed N`.
+    /// Seed of the `flows=P%` draw (default: random, drawn when the pins
+    /// are created); gateways with one seed pick the same subscribers.
+    #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
 }
 

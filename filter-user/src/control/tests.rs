@@ -26,12 +26,12 @@ fn settings(dir: &Dir, cfg: &str, flags: &[(&str, &str)], cli: &[(&str, &str)]) 
     let mut st = StateFile::new(std::path::Path::new("/sys/fs/bpf/t"));
     st.flags.lists = Some(dir.0.clone());
     for (k, v) in flags {
-        st.flags.policies.insert((*k).into(), (*v).into());
+        st.flags.policies.insert((*k).into(), v.parse().unwrap());
     }
     for (k, v) in cli {
-        st.overrides.insert((*k).into(), (*v).into());
+        st.overrides.insert((*k).into(), v.parse().unwrap());
     }
-    Settings::new(&cfg, &st).unwrap()
+    Settings::new(&cfg, &st)
 }
 
 #[test]
@@ -57,8 +57,8 @@ fn precedence_default_config_flag_cli() {
         .map(|c| {
             (
                 c.name.clone(),
-                c.policy.clone(),
-                c.policy_source.clone(),
+                c.policy.to_string(),
+                c.policy_source.to_string(),
                 c.v4_prefixes,
                 c.v6_prefixes,
             )
@@ -158,11 +158,15 @@ fn a_replacement_is_read_in_place_of_its_file() {
 #[test]
 fn record_counts_attempts() {
     let mut st = StateFile::default();
-    record(&mut st, Some(&Error::Input("bad".into())), "sighup");
+    record(
+        &mut st,
+        Some(&Error::Input("bad".into())),
+        &ReloadBy::Sighup,
+    );
     let r = st.last_reload.clone().unwrap();
     assert!(!r.ok && r.input_error);
     assert_eq!(r.error.as_deref(), Some("bad"));
-    record(&mut st, None, "reload");
+    record(&mut st, None, &ReloadBy::Reload);
     assert_eq!(
         (st.reload_serial, st.reloads_ok, st.reloads_failed),
         (2, 1, 1)

@@ -17,7 +17,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::control::lock::{ListsLock, WriterLock};
-use crate::control::state::{StateFile, state_path};
+use crate::control::state::{ReloadBy, StateFile, state_path};
 use crate::control::{
     Error, ListReplacement, Prepared, Settings, install, prepare, prepare_with, record,
 };
@@ -204,7 +204,7 @@ pub(crate) fn lock_for_change(layout: &PinLayout, lists: bool) -> Result<Locked,
 /// but the record of the failed attempt.
 pub(crate) fn change(
     layout: &PinLayout,
-    by: &str,
+    by: &ReloadBy,
     lists: bool,
     edit: impl FnOnce(&mut StateFile, &Settings) -> Result<Option<Staged>, Error>,
 ) -> Result<(GenerationInfo, Prepared), Error> {
@@ -242,7 +242,7 @@ pub(crate) fn change(
         if let Err(e) = staged.commit(&file) {
             discard(&file);
             // The tables hold the new list, the file the old: back to the file.
-            let undo = format!("{by} (undone)");
+            let undo = ReloadBy::Undone(Box::new(by.clone()));
             if let Err(back) =
                 prepare(&settings).and_then(|p| install(&mut f, &p, &mut state, &undo, &lock))
             {

@@ -29,7 +29,7 @@ use filter_common::{IF_INDEX_LIMIT, IF_SLOTS};
 
 use crate::control::Error;
 use crate::control::config::Config;
-use crate::control::state::{InterfaceState, StateFile};
+use crate::control::state::{AttachedMode, InterfaceState, StateFile};
 use crate::daemon::netlink::{LinkEvent, LinkInfo, Rtnl};
 use crate::daemon::systemd::NOTICE;
 use crate::dataplane::loader::{AttachMode, Attached, Filter};
@@ -42,8 +42,6 @@ const NETWORK: rustix::thread::LinkNameSpaceType = rustix::thread::LinkNameSpace
 pub const CHECK_PERIOD: Duration = Duration::from_secs(10);
 /// How long the daemon lets a burst of link events settle before it checks.
 pub const SETTLE: Duration = Duration::from_millis(100);
-/// `mode` recorded for an interface that is not attached.
-pub const NOT_ATTACHED: &str = "none";
 
 /// What the kernel says about one interface and its pinned link.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -243,7 +241,7 @@ pub struct InterfaceHealth {
     /// Interface name.
     pub name: String,
     /// Attach mode recorded in the state file (`unknown` without one).
-    pub mode: String,
+    pub mode: AttachedMode,
     /// Network namespace, if not the daemon's.
     pub netns: Option<String>,
     /// What the kernel says.
@@ -279,7 +277,7 @@ pub fn interface_health(layout: &PinLayout, state: Option<&StateFile>) -> Vec<In
                 None => Health::Unknown("no socket".into()),
             };
             InterfaceHealth {
-                mode: entry.map_or_else(|| "unknown".to_owned(), |i| i.mode.clone()),
+                mode: entry.map_or(AttachedMode::Unknown, |i| i.mode),
                 name,
                 netns,
                 health,
@@ -624,8 +622,8 @@ impl Interfaces {
             .interfaces
             .iter()
             .find(|i| i.name == name)
-            .map(|i| i.mode.clone())
-            .filter(|m| m != NOT_ATTACHED);
+            .map(|i| i.mode)
+            .filter(|m| *m != AttachedMode::NotAttached);
         let mode = attached_mode(&name, &attached, recorded, pass.starting, verb, ifindex);
         let slot = self.counter_slot(pass, k, &name, ifindex)?;
         let w = &mut self.watched[k];
@@ -751,11 +749,11 @@ struct Pass<'p> {
 fn attached_mode(
     name: &str,
     attached: &Attached,
-    recorded: Option<String>,
+    recorded: Option<AttachedMode>,
     starting: bool,
     verb: &str,
     ifindex: Option<u32>,
-) -> String {
+) -> AttachedMode {
     match attached {
         Attached::New { mode, fallback } => {
             if let Some(why) = fallback {
@@ -772,15 +770,15 @@ fn attached_mode(
                     ifindex.map_or_else(|| "?".to_owned(), |i| i.to_string())
                 );
             }
-            mode.to_string()
+            AttachedMode::from(*mode)
         }
         Attached::Adopted => {
             log::info!("{name}: adopted the pinned link");
-            recorded.unwrap_or_else(|| "unknown".to_owned())
+            recorded.unwrap_or(AttachedMode::Unknown)
         }
         Attached::Updated { old_program_id } => {
             log::info!("{name}: the pinned link ran program {old_program_id}; it runs ours now");
-            recorded.unwrap_or_else(|| "unknown".to_owned())
+            recorded.unwrap_or(AttachedMode::Unknown)
         }
     }
 }
@@ -790,15 +788,15 @@ fn attached_mode(
 /// changed.
 fn record_waiting(state: &mut StateFile, name: &str, netns: Option<&String>) -> bool {
     if let Some(i) = state.interfaces.iter_mut().find(|i| i.name == name) {
-        if i.mode == NOT_ATTACHED {
+        if i.mode == AttachedMode::NotAttached {
             return false;
         }
-        NOT_ATTACHED.clone_into(&mut i.mode);
+        i.mode = AttachedMode::NotAttached;
         return true;
     }
     state.interfaces.push(InterfaceState {
         name: name.to_owned(),
-        mode: NOT_ATTACHED.to_owned(),
+        mode: AttachedMode::NotAttached,
         netns: netns.cloned(),
         ifindex: None,
         slot: None,

@@ -50,9 +50,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use crate::control::config::{Config, Flags};
+use crate::control::config::{Config, RunFlags};
 use crate::control::lock::{DaemonLock, LockError, WriterLock};
-use crate::control::state::{DaemonInfo, FlagSettings, StateError, StateFile, unix_now};
+use crate::control::state::{DaemonInfo, ReloadBy, StateError, StateFile, unix_now};
 use crate::control::{Error, Prepared, Settings, describe, install, prepare, record};
 use crate::daemon::ifwatch::{CHECK_PERIOD, Interfaces, SETTLE};
 use crate::daemon::netlink::{LinkEvent, Rtnl};
@@ -65,11 +65,9 @@ use crate::dataplane::pins::{PinLayout, PinVisibility, ensure_bpffs, pin_visibil
 pub struct RunRequest {
     /// `--config`.
     pub config: Option<PathBuf>,
-    /// Flags over the configuration.
-    pub flags: Flags,
-    /// `--replace`: swap the pinned program (and incompatible maps) for this
-    /// build's.
-    pub replace: bool,
+    /// Flags over the configuration (and `--replace`: swap the pinned
+    /// program, and incompatible maps, for this build's).
+    pub flags: RunFlags,
 }
 
 /// Run the daemon until SIGTERM/SIGINT.
@@ -294,7 +292,7 @@ fn validate(req: &RunRequest) -> Result<Validated, Error> {
     let lock = WriterLock::acquire(&layout.dir)?;
     let prev = previous_state(&layout)?;
     let state = start_state(&layout, prev.as_ref(), config, &req.flags);
-    let settings = Settings::new(&file_cfg, &state)?;
+    let settings = Settings::new(&file_cfg, &state);
     let prepared = prepare(&settings)?;
     // The attach namespace exists, and its link events are watched from
     // before the first look at the interfaces.
@@ -388,7 +386,7 @@ fn start_state(
     layout: &PinLayout,
     prev: Option<&StateFile>,
     config: Option<PathBuf>,
-    flags: &Flags,
+    flags: &RunFlags,
 ) -> StateFile {
     let mut state = StateFile::new(&layout.dir);
     if let Some(p) = prev {
@@ -401,15 +399,7 @@ fn start_state(
         state.reloads_failed = p.reloads_failed;
     }
     state.config = config;
-    state.flags = FlagSettings {
-        lists: flags.lists.clone(),
-        normalize: flags.normalize,
-        policies: flags
-            .policies
-            .iter()
-            .map(|p| (p.category.clone(), p.spec.to_string()))
-            .collect(),
-    };
+    state.flags = flags.into();
     state
 }
 
@@ -485,7 +475,7 @@ fn establish(v: Validated, req: &RunRequest, stop: &AtomicBool) -> Result<Option
     }
     let pruned = ifaces.prune_stale(&layout)?;
     let opts = LoadOptions { trace: false };
-    let (mut filter, startup) = Filter::load_pinned(&opts, &layout, req.replace)?;
+    let (mut filter, startup) = Filter::load_pinned(&opts, &layout, req.flags.replace)?;
     log_startup(&startup, &layout, &pruned);
     let fresh = startup == Startup::Fresh;
     // Nothing in force has changed yet.
@@ -495,7 +485,7 @@ fn establish(v: Validated, req: &RunRequest, stop: &AtomicBool) -> Result<Option
     }
     let started = (|| {
         subscribers_before_install(&mut filter, &cfg)?;
-        let info = install(&mut filter, &prepared, &mut state, "start", &lock)?;
+        let info = install(&mut filter, &prepared, &mut state, &ReloadBy::Start, &lock)?;
         if fresh && stop.load(Ordering::Relaxed) {
             // Tables of pins nobody uses yet: nothing in force changed.
             return Ok(false);
@@ -524,7 +514,7 @@ fn establish(v: Validated, req: &RunRequest, stop: &AtomicBool) -> Result<Option
     state.daemon = Some(DaemonInfo {
         pid: std::process::id(),
         started: unix_now(),
-        metrics: cfg.metrics.as_ref().map(|m| m.0.to_string()),
+        metrics: cfg.metrics.as_ref().map(|m| m.0),
         detach_on_exit: cfg.detach_on_exit,
     });
     state.write(&lock)?;
@@ -820,7 +810,7 @@ impl Daemon {
             let mut live = self.cfg.clone();
             live.subscribers = now.subscribers;
             subscribers_before_install(&mut self.filter, &live)?;
-            let info = install(&mut self.filter, &p, &mut state, "sighup", &lock)?;
+            let info = install(&mut self.filter, &p, &mut state, &ReloadBy::Sighup, &lock)?;
             crate::control::subscribers::after_install(&mut self.filter, &live.subscribers)?;
             self.ifaces.set_inside(&live.subscribers.inside);
             self.cfg.subscribers = live.subscribers;
@@ -831,7 +821,7 @@ impl Daemon {
         if let Err(e) = &result
             && !matches!(e, Error::NotRecorded { .. })
         {
-            record(&mut state, Some(e), "sighup");
+            record(&mut state, Some(e), &ReloadBy::Sighup);
             if let Err(w) = state.write(&lock) {
                 log::error!("reload: {w}");
             }

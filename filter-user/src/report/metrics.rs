@@ -374,8 +374,8 @@ fn list_families(st: Option<&StateFile>) -> [Family; 2] {
             policy.add(
                 vec![
                     ("category", c.name.clone()),
-                    ("policy", c.policy.clone()),
-                    ("source", c.policy_source.clone()),
+                    ("policy", c.policy.to_string()),
+                    ("source", c.policy_source.to_string()),
                 ],
                 1u64,
             );
@@ -455,7 +455,7 @@ fn interface_family(layout: &PinLayout, st: Option<&StateFile>) -> Family {
     );
     for i in crate::daemon::ifwatch::interface_health(layout, st) {
         ifaces.add(
-            vec![("interface", i.name), ("mode", i.mode)],
+            vec![("interface", i.name), ("mode", i.mode.to_string())],
             u64::from(i.health.attached()),
         );
     }

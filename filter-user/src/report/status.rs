@@ -110,12 +110,15 @@ pub fn collect_status(
             InterfaceRow {
                 mode: match &i.health {
                     crate::daemon::ifwatch::Health::Attached { mode, .. }
-                        if i.mode == "unknown"
-                            || i.mode == crate::daemon::ifwatch::NOT_ATTACHED =>
+                        if matches!(
+                            i.mode,
+                            crate::control::state::AttachedMode::Unknown
+                                | crate::control::state::AttachedMode::NotAttached
+                        ) =>
                     {
                         (*mode).to_owned()
                     }
-                    _ => i.mode.clone(),
+                    _ => i.mode.to_string(),
                 },
                 link_id: link.map(|l| l.id),
                 program_id: link.map(|l| l.program_id),
@@ -340,8 +343,8 @@ impl Status {
                         vec![
                             c.id.to_string(),
                             c.name.clone(),
-                            c.policy.clone(),
-                            c.policy_source.clone(),
+                            c.policy.to_string(),
+                            c.policy_source.to_string(),
                             c.v4_prefixes.to_string(),
                             c.v6_prefixes.to_string(),
                         ]

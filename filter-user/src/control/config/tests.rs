@@ -47,7 +47,7 @@ telegram = "flows=30%,scope=udp"
         "127.0.0.1:9477".parse().unwrap()
     );
     assert_eq!(c.v4_chunks_per_gen, Some(1024), "accepted, ignored");
-    let p = c.policies();
+    let p = &c.policy;
     assert_eq!(p["whatsapp"].to_string(), "monitor");
     assert_eq!(p["telegram"].to_string(), "flows=30%,scope=udp");
 }
@@ -113,24 +113,85 @@ fn flags_override_the_file() {
         "interfaces = [\"eth0\"]\nmode = \"driver\"\n[policy]\nwhatsapp = \"monitor\"\ntelegram = \"off\"\n",
     )
     .unwrap();
-    let flags = Flags {
+    let flags = RunFlags {
         interfaces: vec!["eth9".into()],
         mode: Some(AttachMode::Skb),
         normalize: true,
         metrics: Some("127.0.0.1:1".parse().unwrap()),
         policies: vec!["whatsapp=drop".parse().unwrap()],
-        ..Flags::default()
+        ..RunFlags::default()
     };
     let m = c.merge(&flags);
     assert_eq!(m.interfaces, ["eth9"]);
     assert_eq!(m.mode.0, AttachMode::Skb);
     assert!(m.normalize);
-    assert_eq!(m.policies()["whatsapp"].to_string(), "drop");
-    assert_eq!(m.policies()["telegram"].to_string(), "off");
+    assert_eq!(m.policy["whatsapp"].to_string(), "drop");
+    assert_eq!(m.policy["telegram"].to_string(), "off");
     assert_eq!(m.metrics.unwrap().0.port(), 1);
     // No flags: the file as it is.
     let c = Config::parse("f.toml", "interfaces = [\"eth0\"]\n").unwrap();
-    assert_eq!(c.clone().merge(&Flags::default()), c);
+    assert_eq!(c.clone().merge(&RunFlags::default()), c);
+}
+
+/// `flowfilter run ARGS`'s flags, parsed as the binary parses them.
+fn run_flags(args: &[&str]) -> RunFlags {
+    #[derive(clap::Parser)]
+    struct Run {
+        #[command(flatten)]
+        flags: RunFlags,
+    }
+    let argv = std::iter::once("run").chain(args.iter().copied());
+    <Run as clap::Parser>::try_parse_from(argv)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+        .flags
+}
+
+#[test]
+fn the_command_line_is_the_overlay() {
+    let file = Config::parse(
+        "f.toml",
+        "interfaces = [\"eth0\"]\nnetns = \"a\"\n[policy]\nwhatsapp = \"monitor\"\n[subscribers]\ninside = [\"eth0\"]\n",
+    )
+    .unwrap();
+    assert_eq!(run_flags(&[]), RunFlags::default());
+    assert_eq!(file.clone().merge(&run_flags(&[])), file);
+    let m = file.merge(&run_flags(&[
+        "--iface",
+        "eth1",
+        "--iface",
+        "eth2",
+        "--mode",
+        "skb",
+        "--netns",
+        "b",
+        "--lists",
+        "/srv/l",
+        "--policy",
+        "whatsapp=flows=30%",
+        "--policy",
+        "zoom=off",
+        "--normalize",
+        "--metrics",
+        "127.0.0.1:9",
+        "--detach-on-exit",
+        "--subscribers",
+        "192.0.2.0/24",
+        "198.51.100.0/24",
+        "--seed",
+        "3",
+    ]));
+    assert_eq!(m.interfaces, ["eth1", "eth2"]);
+    assert_eq!(m.mode.0, AttachMode::Skb);
+    assert_eq!(m.netns.as_deref(), Some("b"));
+    assert_eq!(m.lists, Path::new("/srv/l"));
+    assert!(m.normalize && m.detach_on_exit);
+    assert_eq!(m.metrics.as_ref().unwrap().0.port(), 9);
+    assert_eq!(m.policy["whatsapp"].to_string(), "flows=30%");
+    assert_eq!(m.policy["zoom"].to_string(), "off");
+    assert!(!m.subscribers.rule().by_interface);
+    assert_eq!(m.subscribers.rule().prefixes.len(), 2);
+    assert_eq!(m.subscribers.seed, Some(3));
+    assert!(run_flags(&["--replace"]).replace);
 }
 
 #[test]
@@ -154,13 +215,13 @@ fn subscribers_section() {
     assert!(c.subscribers.rule().by_interface);
     assert!(c.subscribers.check_inside(&c.interfaces).is_ok());
     // Flags override the section.
-    let m = c.merge(&Flags {
+    let m = c.merge(&RunFlags {
         subscribers: SubscriberFlags {
             prefixes: vec!["192.0.2.0/24".parse().unwrap()],
             seed: Some(5),
             ..SubscriberFlags::default()
         },
-        ..Flags::default()
+        ..RunFlags::default()
     });
     assert!(!m.subscribers.rule().by_interface);
     assert_eq!(m.subscribers.seed, Some(5));

@@ -113,7 +113,7 @@ fn version_1_files_are_read_once_and_moved() {
     // /sys/fs/bpf/a-b's state now.
     let mut old = StateFile::new(ab);
     old.version = 1;
-    old.overrides.insert("zoom".into(), "off".into());
+    old.overrides.insert("zoom".into(), spec("off"));
     std::fs::write(d.0.join("a-b.json"), serde_json::to_string(&old).unwrap()).unwrap();
     assert_eq!(StateFile::read_in(&d.0, ab).unwrap(), Some(old.clone()));
     // Not a-b's, though it has that name.
@@ -232,8 +232,8 @@ fn round_trips_and_tolerates_missing_fields() {
         name: "whatsapp".into(),
         v4_prefixes: 2,
         v6_prefixes: 1,
-        policy: "drop".into(),
-        policy_source: "default".into(),
+        policy: PolicySpec::default(),
+        policy_source: Source::Default,
     });
     let text = serde_json::to_string(&s).unwrap();
     let back: StateFile = serde_json::from_str(&text).unwrap();
@@ -287,4 +287,250 @@ fn dead_processes() {
         process_alive(me),
         String::from_utf8_lossy(&exe).contains("flowfilter")
     );
+}
+
+/// A state file as written before its values were typed (every kind of
+/// policy, source, attach mode and `by`).
+const WRITTEN: &str = r#"{
+  "version": 2,
+  "pin_dir": "/sys/fs/bpf/flowfilter",
+  "daemon": {
+    "pid": 4242,
+    "started": 1700000000,
+    "metrics": "127.0.0.1:9477",
+    "detach_on_exit": false
+  },
+  "config": "/etc/flowfilter/flowfilter.toml",
+  "flags": {
+    "lists": "/srv/lists",
+    "normalize": true,
+    "policies": {
+      "telegram": "flows=30%,scope=udp",
+      "zoom": "loss=5%"
+    }
+  },
+  "overrides": {
+    "meet": "drop,scope=udp",
+    "whatsapp": "monitor"
+  },
+  "lists_dir": "/srv/lists",
+  "normalize": true,
+  "categories": [
+    {
+      "id": 1,
+      "name": "whatsapp",
+      "v4_prefixes": 12,
+      "v6_prefixes": 3,
+      "policy": "monitor",
+      "policy_source": "cli"
+    },
+    {
+      "id": 2,
+      "name": "telegram",
+      "v4_prefixes": 40,
+      "v6_prefixes": 8,
+      "policy": "flows=30%,scope=udp",
+      "policy_source": "flag"
+    },
+    {
+      "id": 3,
+      "name": "zoom",
+      "v4_prefixes": 5,
+      "v6_prefixes": 0,
+      "policy": "off",
+      "policy_source": "config"
+    },
+    {
+      "id": 4,
+      "name": "signal",
+      "v4_prefixes": 0,
+      "v6_prefixes": 0,
+      "policy": "drop",
+      "policy_source": "default"
+    }
+  ],
+  "allow": [
+    7,
+    2
+  ],
+  "generation": 1,
+  "interfaces": [
+    {
+      "name": "eth0",
+      "mode": "driver",
+      "netns": null,
+      "ifindex": 2,
+      "slot": 1
+    },
+    {
+      "name": "eth1",
+      "mode": "skb",
+      "netns": "gw",
+      "ifindex": 3,
+      "slot": null
+    },
+    {
+      "name": "eth2",
+      "mode": "unknown",
+      "netns": null,
+      "ifindex": null,
+      "slot": null
+    },
+    {
+      "name": "eth3",
+      "mode": "none",
+      "netns": null,
+      "ifindex": 5,
+      "slot": 2
+    }
+  ],
+  "last_reload": {
+    "time": 1700000100,
+    "ok": false,
+    "error": "lists/zoom.txt:3: bad prefix",
+    "input_error": true,
+    "by": "list load zoom (undone)",
+    "generation": 1
+  },
+  "reload_serial": 9,
+  "reloads_ok": 7,
+  "reloads_failed": 2
+}
+"#;
+
+#[test]
+fn a_written_file_loads_and_round_trips_unchanged() {
+    let d = Dir::new("written");
+    let pins = Path::new("/sys/fs/bpf/flowfilter");
+    std::fs::write(d.0.join("flowfilter.json"), WRITTEN).unwrap();
+    let s = StateFile::read_in(&d.0, pins).unwrap().unwrap();
+    assert_eq!(s.categories.len(), 4);
+    assert_eq!(s.interfaces.len(), 4);
+    let lock = WriterLock::acquire_in(&d.0, pins).unwrap();
+    s.write_in(&d.0, &lock).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(d.0.join("flowfilter.json")).unwrap(),
+        WRITTEN
+    );
+    // Every `by` a writer records reads back as written.
+    for by in [
+        "start",
+        "sighup",
+        "reload",
+        "list add whatsapp",
+        "list del zoom",
+        "list load meet",
+        "policy set telegram",
+        "policy reset signal",
+        "list add whatsapp (undone)",
+    ] {
+        let text = WRITTEN.replace("list load zoom (undone)", by);
+        let s: StateFile = serde_json::from_str(&text).unwrap();
+        let mut back = serde_json::to_string_pretty(&s).unwrap();
+        back.push('\n');
+        assert_eq!(back, text, "{by}");
+    }
+}
+
+#[test]
+fn a_version_1_file_loads() {
+    // Version 1: no liveness lock, interfaces without index or slot, no
+    // reload counters.
+    let text = r#"{"version":1,"pin_dir":"/sys/fs/bpf/flowfilter",
+        "daemon":{"pid":1,"started":2,"metrics":null,"detach_on_exit":true},
+        "config":null,"flags":{"lists":null,"normalize":false,"policies":{}},
+        "overrides":{"zoom":"off"},"lists_dir":"/etc/flowfilter/lists","normalize":false,
+        "categories":[{"id":1,"name":"zoom","v4_prefixes":1,"v6_prefixes":0,
+                       "policy":"off","policy_source":"cli"}],
+        "allow":[0,0],"generation":0,
+        "interfaces":[{"name":"eth0","mode":"skb","netns":null}],
+        "last_reload":{"time":3,"ok":true,"error":null,"input_error":false,
+                       "by":"policy set zoom","generation":0}}"#;
+    let s: StateFile = serde_json::from_str(text).unwrap();
+    assert_eq!(s.version, 1);
+    assert_eq!(s.reload_serial, 0);
+    assert_eq!(s.interfaces[0].ifindex, None);
+    assert_eq!(s.interfaces[0].mode, AttachedMode::Skb);
+    let zoom = s.category("zoom").unwrap();
+    assert_eq!(
+        (zoom.policy, zoom.policy_source),
+        (spec("off"), Source::Cli)
+    );
+    assert_eq!(s.overrides["zoom"], spec("off"));
+    assert_eq!(
+        s.last_reload.unwrap().by,
+        ReloadBy::Change(ChangeVerb::PolicySet, "zoom".into())
+    );
+}
+
+fn spec(s: &str) -> PolicySpec {
+    s.parse().unwrap()
+}
+
+#[test]
+fn values_are_typed_when_read() {
+    let s: StateFile = serde_json::from_str(WRITTEN).unwrap();
+    assert_eq!(
+        s.daemon.unwrap().metrics,
+        Some("127.0.0.1:9477".parse().unwrap())
+    );
+    assert_eq!(s.flags.policies["telegram"], spec("flows=30%,scope=udp"));
+    assert_eq!(s.overrides["meet"], spec("drop,scope=udp"));
+    let cats: Vec<(PolicySpec, Source)> = s
+        .categories
+        .iter()
+        .map(|c| (c.policy, c.policy_source))
+        .collect();
+    assert_eq!(
+        cats,
+        [
+            (spec("monitor"), Source::Cli),
+            (spec("flows=30%,scope=udp"), Source::Flag),
+            (spec("off"), Source::Config),
+            (spec("drop"), Source::Default),
+        ]
+    );
+    let modes: Vec<AttachedMode> = s.interfaces.iter().map(|i| i.mode).collect();
+    assert_eq!(
+        modes,
+        [
+            AttachedMode::Driver,
+            AttachedMode::Skb,
+            AttachedMode::Unknown,
+            AttachedMode::NotAttached
+        ]
+    );
+    assert_eq!(
+        s.last_reload.unwrap().by,
+        ReloadBy::Undone(Box::new(ReloadBy::Change(
+            ChangeVerb::ListLoad,
+            "zoom".into()
+        )))
+    );
+    // A value that does not parse makes the file unreadable, saying which.
+    for (from, to, what) in [
+        (
+            "\"policy\": \"off\"",
+            "\"policy\": \"block\"",
+            "bad policy `block`",
+        ),
+        (
+            "\"policy_source\": \"cli\"",
+            "\"policy_source\": \"x\"",
+            "not a policy source",
+        ),
+        (
+            "\"mode\": \"skb\"",
+            "\"mode\": \"fast\"",
+            "not an attach mode",
+        ),
+        ("list load zoom (undone)", "someone", "not who reloads"),
+        ("list load zoom (undone)", "list add ", "not who reloads"),
+    ] {
+        let text = WRITTEN.replacen(from, to, 1);
+        let e = serde_json::from_str::<StateFile>(&text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(what), "{to}: {e}");
+    }
 }

@@ -74,5 +74,5 @@ fn waiting_interfaces_are_recorded_once() {
     assert!(record_waiting(&mut s, "eth1", None));
     assert!(!record_waiting(&mut s, "eth1", None));
     assert_eq!(s.interfaces.len(), 1);
-    assert_eq!(s.interfaces[0].mode, NOT_ATTACHED);
+    assert_eq!(s.interfaces[0].mode, AttachedMode::NotAttached);
 }
