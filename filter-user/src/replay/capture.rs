@@ -6,6 +6,16 @@
 //! so that it starts with an Ethernet header, whatever the link type of the
 //! capture was.
 //!
+//! The `pcap-parser` crate reads the containers: the pcap file header and
+//! records, and every pcapng block with its lengths and options. This module
+//! adds what the crate leaves to its caller: the checks it does not make
+//! (pcapng block lengths a multiple of 4 and equal trailing lengths for every
+//! block type, the section's major version, an option list that ends inside
+//! its block, the lengths of `if_tsresol` and `if_tsoffset`), the
+//! timestamps (`if_tsresol`, `if_tsoffset` in the section's byte order,
+//! nanoseconds as `u64`), the obsolete Packet Block (which the crate does
+//! not know), error messages that say where and what, and the link types.
+//!
 //! # Link types
 //!
 //! | link type | name                  | what happens                                   |
@@ -36,11 +46,13 @@
 use std::fmt;
 use std::path::Path;
 
+use pcap_parser::{SHB_MAGIC, nom, parse_pcap_header};
+
 mod linktypes;
 mod pcap;
 mod pcapng;
 use linktypes::{LinkError, to_ethernet};
-use pcap::{data_len_of, parse_pcap};
+use pcap::parse_pcap;
 use pcapng::parse_pcapng;
 
 /// Destination MAC address of a synthesised Ethernet header.
@@ -55,35 +67,19 @@ const ETHERTYPE_IPV4: u16 = 0x0800;
 /// EtherType of IPv6.
 const ETHERTYPE_IPV6: u16 = 0x86DD;
 
-/// Classic pcap magic, microsecond timestamps.
-const PCAP_MAGIC_USEC: u32 = 0xa1b2_c3d4;
-/// Classic pcap magic, nanosecond timestamps.
-const PCAP_MAGIC_NSEC: u32 = 0xa1b2_3c4d;
+/// Classic pcap magic of the "modified" (Kuznetzov) format, as read
+/// little-endian: pcap-parser reads such files, this reader does not (the
+/// crate does not know the byte-swapped magic, so that one is refused too).
+const PCAP_MAGIC_MODIFIED: u32 = 0xa1b2_cd34;
 /// Length of the classic pcap file header.
 const PCAP_FILE_HEADER_LEN: usize = 24;
 /// Length of a classic pcap record header.
 const PCAP_RECORD_HEADER_LEN: usize = 16;
 
-/// Block type of the pcapng Section Header Block (byte-order independent).
-const PCAPNG_SHB_TYPE: [u8; 4] = [0x0A, 0x0D, 0x0D, 0x0A];
-/// pcapng byte-order magic.
-const PCAPNG_BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
-/// pcapng Interface Description Block.
-const BLOCK_IDB: u32 = 1;
-/// pcapng obsolete Packet Block.
+/// pcapng obsolete Packet Block (pcap-parser reads it as an unknown block).
 const BLOCK_PB: u32 = 2;
-/// pcapng Simple Packet Block.
-const BLOCK_SPB: u32 = 3;
-/// pcapng Enhanced Packet Block.
-const BLOCK_EPB: u32 = 6;
 /// Smallest possible pcapng block: type, length, trailing length.
 const BLOCK_MIN_LEN: usize = 12;
-/// IDB option `if_tsresol`.
-const OPT_IF_TSRESOL: u16 = 9;
-/// IDB option `if_tsoffset`.
-const OPT_IF_TSOFFSET: u16 = 14;
-/// Option list terminator.
-const OPT_ENDOFOPT: u16 = 0;
 
 /// Link type: Ethernet.
 const LINKTYPE_ETHERNET: u32 = 1;
@@ -192,20 +188,25 @@ pub fn parse_capture(path_for_errors: &str, bytes: &[u8]) -> Result<Vec<Frame>, 
         };
         return Err(ctx.corrupt(0, what));
     };
-    if head == PCAPNG_SHB_TYPE {
-        return parse_pcapng(ctx, bytes);
+    let unknown = || CaptureError::UnknownFormat {
+        path: path_for_errors.to_owned(),
+        magic: u32::from_be_bytes(head),
+    };
+    match u32::from_le_bytes(head) {
+        SHB_MAGIC => return parse_pcapng(ctx, bytes),
+        PCAP_MAGIC_MODIFIED => return Err(unknown()),
+        _ => {}
     }
-    let le = u32::from_le_bytes(head);
-    let be = u32::from_be_bytes(head);
-    match (le, be) {
-        (PCAP_MAGIC_USEC, _) => parse_pcap(ctx, bytes, Endian::Little, 1_000),
-        (PCAP_MAGIC_NSEC, _) => parse_pcap(ctx, bytes, Endian::Little, 1),
-        (_, PCAP_MAGIC_USEC) => parse_pcap(ctx, bytes, Endian::Big, 1_000),
-        (_, PCAP_MAGIC_NSEC) => parse_pcap(ctx, bytes, Endian::Big, 1),
-        _ => Err(CaptureError::UnknownFormat {
-            path: path_for_errors.to_owned(),
-            magic: be,
-        }),
+    match parse_pcap_header(bytes) {
+        Ok((records, header)) => parse_pcap(ctx, bytes, &header, records),
+        Err(nom::Err::Incomplete(_)) => Err(ctx.corrupt(
+            0,
+            format!(
+                "truncated pcap file header ({} of {PCAP_FILE_HEADER_LEN} bytes)",
+                bytes.len()
+            ),
+        )),
+        Err(_) => Err(unknown()),
     }
 }
 

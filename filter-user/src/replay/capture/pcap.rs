@@ -1,29 +1,36 @@
-//! Classic pcap: the file header and the packet records.
+//! Classic pcap: the packet records after the file header, read by
+//! pcap-parser.
 
-use super::{
-    CaptureError, Ctx, Endian, Frame, PCAP_FILE_HEADER_LEN, PCAP_RECORD_HEADER_LEN, to_ethernet,
-};
+use pcap_parser::{PcapHeader, parse_pcap_frame, parse_pcap_frame_be};
 
-/// Parses a classic pcap file; `frac_ns` is the number of nanoseconds per
-/// unit of the sub-second timestamp field (1000 for microseconds, 1 for
-/// nanoseconds).
+use super::{CaptureError, Ctx, Endian, Frame, PCAP_RECORD_HEADER_LEN, to_ethernet};
+
+/// Reads the records of a classic pcap file: `bytes` is the whole file,
+/// `records` what follows its `header`.
 pub(super) fn parse_pcap(
     ctx: Ctx<'_>,
     bytes: &[u8],
-    endian: Endian,
-    frac_ns: u64,
+    header: &PcapHeader,
+    records: &[u8],
 ) -> Result<Vec<Frame>, CaptureError> {
-    let Some(network) = endian.u32(bytes, 20) else {
-        return Err(ctx.corrupt(
-            0,
-            format!(
-                "truncated pcap file header ({} of {PCAP_FILE_HEADER_LEN} bytes)",
-                bytes.len()
-            ),
-        ));
+    let endian = if header.is_bigendian() {
+        Endian::Big
+    } else {
+        Endian::Little
+    };
+    let parse_record = match endian {
+        Endian::Little => parse_pcap_frame,
+        Endian::Big => parse_pcap_frame_be,
+    };
+    // Nanoseconds per unit of the sub-second timestamp field.
+    let frac_ns: u64 = if header.is_nanosecond_precision() {
+        1
+    } else {
+        1_000
     };
     // Low 16 bits: link type; bits 16..26 reserved (must be zero); the top
     // bits describe an FCS, which is left in place.
+    let network = header.network.0.cast_unsigned();
     let linktype = if network & 0x03FF_0000 == 0 {
         network & 0xFFFF
     } else {
@@ -31,52 +38,46 @@ pub(super) fn parse_pcap(
     };
 
     let mut frames = Vec::new();
-    let mut off = PCAP_FILE_HEADER_LEN;
-    while off < bytes.len() {
-        let left = bytes.len() - off;
-        let (Some(sec), Some(frac), Some(incl_len), Some(orig_len)) = (
-            endian.u32(bytes, off),
-            endian.u32(bytes, off.saturating_add(4)),
-            endian.u32(bytes, off.saturating_add(8)),
-            endian.u32(bytes, off.saturating_add(12)),
-        ) else {
-            return Err(ctx.corrupt(
-                off,
-                format!("truncated record header ({left} of {PCAP_RECORD_HEADER_LEN} bytes left)"),
-            ));
-        };
-        let data_off = off + PCAP_RECORD_HEADER_LEN;
-        let data = usize::try_from(incl_len)
-            .ok()
-            .and_then(|n| data_off.checked_add(n))
-            .and_then(|end| bytes.get(data_off..end));
-        let Some(data) = data else {
-            return Err(ctx.corrupt(
-                off,
-                format!(
-                    "record of {incl_len} bytes runs past the end of the file ({} bytes left after the record header)",
-                    left - PCAP_RECORD_HEADER_LEN
-                ),
-            ));
-        };
-        let ts_ns = u64::from(sec)
+    let mut rest = records;
+    while !rest.is_empty() {
+        let off = bytes.len() - rest.len();
+        let (next, record) =
+            parse_record(rest).map_err(|_| record_error(ctx, endian, off, rest))?;
+        let ts_ns = u64::from(record.ts_sec)
             .checked_mul(1_000_000_000)
-            .and_then(|s| u64::from(frac).checked_mul(frac_ns)?.checked_add(s))
+            .and_then(|s| {
+                u64::from(record.ts_usec)
+                    .checked_mul(frac_ns)?
+                    .checked_add(s)
+            })
             .ok_or_else(|| ctx.corrupt(off, "timestamp out of range"))?;
-        let (data, orig_len) =
-            to_ethernet(linktype, data, orig_len).map_err(|e| ctx.link(data_off, e))?;
+        let (data, orig_len) = to_ethernet(linktype, record.data, record.origlen)
+            .map_err(|e| ctx.link(off + PCAP_RECORD_HEADER_LEN, e))?;
         frames.push(Frame {
             ts_ns,
             data,
             orig_len,
         });
-        off = data_off + data_len_of(incl_len);
+        rest = next;
     }
     Ok(frames)
 }
 
-/// A length field as `usize` (saturating where `usize` is narrower than
-/// 32 bits, so the bounds checks that follow fail cleanly).
-pub(super) fn data_len_of(len: u32) -> usize {
-    usize::try_from(len).unwrap_or(usize::MAX)
+/// Why pcap-parser could not read the record at `off` (`rest`: the file
+/// from there on): its header or its data runs past the end of the file.
+fn record_error(ctx: Ctx<'_>, endian: Endian, off: usize, rest: &[u8]) -> CaptureError {
+    let left = rest.len();
+    match endian.u32(rest, 8) {
+        Some(incl_len) if left >= PCAP_RECORD_HEADER_LEN => ctx.corrupt(
+            off,
+            format!(
+                "record of {incl_len} bytes runs past the end of the file ({} bytes left after the record header)",
+                left - PCAP_RECORD_HEADER_LEN
+            ),
+        ),
+        _ => ctx.corrupt(
+            off,
+            format!("truncated record header ({left} of {PCAP_RECORD_HEADER_LEN} bytes left)"),
+        ),
+    }
 }

@@ -1,10 +1,32 @@
-//! pcapng: sections, interfaces and the packet blocks (EPB, SPB, PB).
+//! pcapng: sections, interfaces and the packet blocks (EPB, SPB, PB),
+//! framed and parsed by pcap-parser.
 
-use super::{
-    BLOCK_EPB, BLOCK_IDB, BLOCK_MIN_LEN, BLOCK_PB, BLOCK_SPB, CaptureError, Ctx, Endian, Frame,
-    OPT_ENDOFOPT, OPT_IF_TSOFFSET, OPT_IF_TSRESOL, PCAPNG_BYTE_ORDER_MAGIC, PCAPNG_SHB_TYPE,
-    data_len_of, to_ethernet,
+use pcap_parser::nom::{self, IResult};
+use pcap_parser::{
+    BOM_MAGIC, EPB_MAGIC, IDB_MAGIC, OptionCode, PcapError, PcapNGOption, SHB_MAGIC, SPB_MAGIC,
 };
+// pcap-parser's block parsers, one for each byte order.
+use pcap_parser::{
+    parse_enhancedpacketblock_be as epb_be, parse_enhancedpacketblock_le as epb_le,
+    parse_interfacedescriptionblock_be as idb_be, parse_interfacedescriptionblock_le as idb_le,
+    parse_sectionheaderblock_be as shb_be, parse_sectionheaderblock_le as shb_le,
+    parse_simplepacketblock_be as spb_be, parse_simplepacketblock_le as spb_le,
+    parse_unknownblock_be as block_be, parse_unknownblock_le as block_le,
+};
+
+use super::{BLOCK_MIN_LEN, BLOCK_PB, CaptureError, Ctx, Endian, Frame, to_ethernet};
+
+/// A pcap-parser block parser for one byte order.
+type BlockParser<'a, T> = fn(&'a [u8]) -> IResult<&'a [u8], T, PcapError<&'a [u8]>>;
+
+/// Smallest Enhanced Packet Block: header, fixed fields, trailing length.
+const EPB_MIN_LEN: usize = 32;
+/// Offset of the packet data in an Enhanced or obsolete Packet Block.
+const PACKET_DATA_AT: usize = 28;
+/// Offset of the packet data in a Simple Packet Block.
+const SPB_DATA_AT: usize = 12;
+/// Offset of the options in an Interface Description Block.
+const IDB_OPTIONS_AT: usize = 16;
 
 /// Timestamp resolution of a pcapng interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +121,16 @@ pub(super) struct RawPacket<'b> {
     pub(super) orig_len: u32,
 }
 
+/// A block framed by pcap-parser, its lengths checked.
+pub(super) struct Block<'b> {
+    /// Block type, in the section's byte order.
+    pub(super) kind: u32,
+    /// The whole block, from its type to its trailing length.
+    pub(super) bytes: &'b [u8],
+    /// The body: what lies between the leading and the trailing length.
+    pub(super) body: &'b [u8],
+}
+
 /// Parses a pcapng file (whose first four bytes are the SHB block type).
 pub(super) fn parse_pcapng(ctx: Ctx<'_>, bytes: &[u8]) -> Result<Vec<Frame>, CaptureError> {
     let mut p = Pcapng {
@@ -108,55 +140,47 @@ pub(super) fn parse_pcapng(ctx: Ctx<'_>, bytes: &[u8]) -> Result<Vec<Frame>, Cap
         frames: Vec::new(),
     };
     let mut off = 0usize;
-    while off < bytes.len() {
-        let left = bytes.len() - off;
+    while let Some(rest) = bytes.get(off..).filter(|rest| !rest.is_empty()) {
+        let left = rest.len();
         if left < BLOCK_MIN_LEN {
             return Err(ctx.corrupt(
                 off,
                 format!("truncated block header ({left} bytes left, a block needs at least {BLOCK_MIN_LEN})"),
             ));
         }
-        let is_shb = bytes.get(off..).and_then(<[u8]>::first_chunk::<4>) == Some(&PCAPNG_SHB_TYPE);
-        if is_shb {
+        if rest.first_chunk() == Some(&SHB_MAGIC.to_le_bytes()) {
             p.endian = section_endian(ctx, bytes, off)?;
         }
-        let (block_type, end) = block_at(ctx, p.endian, bytes, off)?;
-        let body_off = off + 8;
-        let body = bytes.get(body_off..end - 4).unwrap_or_default();
-        if is_shb {
-            p.section_header(off, body)?;
-        } else {
-            match block_type {
-                BLOCK_IDB => p.interface_description(off, body_off, body)?,
-                BLOCK_EPB => {
-                    let pkt = p.enhanced_packet(off, body_off, body)?;
-                    p.push(off, &pkt)?;
-                }
-                BLOCK_PB => {
-                    let pkt = p.obsolete_packet(off, body_off, body)?;
-                    p.push(off, &pkt)?;
-                }
-                BLOCK_SPB => {
-                    let pkt = p.simple_packet(off, body_off, body)?;
-                    p.push(off, &pkt)?;
-                }
-                _ => {}
+        let block = p.block_at(off, rest)?;
+        match block.kind {
+            SHB_MAGIC => p.section_header(off, block.bytes)?,
+            IDB_MAGIC => p.interface_description(off, block.bytes)?,
+            EPB_MAGIC => {
+                let pkt = p.enhanced_packet(off, &block)?;
+                p.push(off, &pkt)?;
             }
+            BLOCK_PB => {
+                let pkt = p.obsolete_packet(off, block.body)?;
+                p.push(off, &pkt)?;
+            }
+            SPB_MAGIC => {
+                let pkt = p.simple_packet(off, block.bytes)?;
+                p.push(off, &pkt)?;
+            }
+            _ => {}
         }
-        off = end;
+        off += block.bytes.len();
     }
     Ok(p.frames)
 }
 
-/// The byte order of the section whose SHB starts at `off`: given right
-/// after the block length.
+/// The byte order of the section whose SHB starts at `off`: given by the
+/// byte-order magic right after the block length.
 fn section_endian(ctx: Ctx<'_>, bytes: &[u8], off: usize) -> Result<Endian, CaptureError> {
-    // The byte order of a section is given by its SHB, right after
-    // the block length.
     let bom_off = off + 8;
-    let endian = if Endian::Little.u32(bytes, bom_off) == Some(PCAPNG_BYTE_ORDER_MAGIC) {
+    let endian = if Endian::Little.u32(bytes, bom_off) == Some(BOM_MAGIC) {
         Endian::Little
-    } else if Endian::Big.u32(bytes, bom_off) == Some(PCAPNG_BYTE_ORDER_MAGIC) {
+    } else if Endian::Big.u32(bytes, bom_off) == Some(BOM_MAGIC) {
         Endian::Big
     } else {
         return Err(ctx.corrupt(bom_off, "section header without a valid byte-order magic"));
@@ -164,68 +188,101 @@ fn section_endian(ctx: Ctx<'_>, bytes: &[u8], off: usize) -> Result<Endian, Capt
     Ok(endian)
 }
 
-/// The type and end offset of the block at `off`, its lengths checked
-/// (at least the minimum, a multiple of 4, inside the file, the trailing
-/// copy equal to the leading one).
-fn block_at(
-    ctx: Ctx<'_>,
-    endian: Endian,
-    bytes: &[u8],
-    off: usize,
-) -> Result<(u32, usize), CaptureError> {
-    let left = bytes.len() - off;
-    let (Some(block_type), Some(len)) = (endian.u32(bytes, off), endian.u32(bytes, off + 4)) else {
-        return Err(ctx.corrupt(off, "truncated block header"));
-    };
-    let len_usize = data_len_of(len);
-    if len_usize < BLOCK_MIN_LEN {
-        return Err(ctx.corrupt(
-            off,
-            format!("block type {block_type:#x} has length {len}, less than {BLOCK_MIN_LEN}"),
-        ));
-    }
-    if len % 4 != 0 {
-        return Err(ctx.corrupt(
-            off,
-            format!("block type {block_type:#x} has length {len}, not a multiple of 4"),
-        ));
-    }
-    if len_usize > left {
-        return Err(ctx.corrupt(
-            off,
-            format!("block type {block_type:#x} of length {len} runs past the end of the file ({left} bytes left)"),
-        ));
-    }
-    let end = off + len_usize;
-    let trailing = endian.u32(bytes, end - 4);
-    if trailing != Some(len) {
-        return Err(ctx.corrupt(
-            off,
-            format!(
-                "block type {block_type:#x}: trailing length {} differs from leading length {len}",
-                trailing.unwrap_or_default()
-            ),
-        ));
-    }
-    Ok((block_type, end))
-}
-
 impl Pcapng<'_> {
-    /// Handles a Section Header Block body (starting at the byte-order
-    /// magic): checks the version and starts a new section.
-    pub(super) fn section_header(&mut self, off: usize, body: &[u8]) -> Result<(), CaptureError> {
-        let Some(major) = self.endian.u16(body, 4) else {
-            return Err(self.ctx.corrupt(off, "section header block too short"));
+    /// The block at `off` (`rest`: the file from there on, at least a
+    /// block header), framed by pcap-parser, its lengths checked: at least
+    /// the minimum, a multiple of 4, inside the file, the trailing copy
+    /// equal to the leading one (the crate checks the first and the third
+    /// only).
+    fn block_at<'b>(&self, off: usize, rest: &'b [u8]) -> Result<Block<'b>, CaptureError> {
+        let framed = self.read(rest, block_le, block_be);
+        let Ok(block) = framed else {
+            // Refused: the length is short of the minimum or runs past the
+            // end; read type and length to say which.
+            let e = self.endian;
+            let (block_type, len) = (
+                e.u32(rest, 0).unwrap_or_default(),
+                e.u32(rest, 4).unwrap_or_default(),
+            );
+            self.check_length(off, block_type, len, rest.len())?;
+            return Err(self.ctx.corrupt(
+                off,
+                format!("block type {block_type:#x} of length {len} could not be read"),
+            ));
         };
-        // Minor version and section length (at 8..16) are not needed, but
-        // must be there.
-        if body.len() < 16 {
-            return Err(self.ctx.corrupt(off, "section header block too short"));
+        // pcap-parser keeps the type as read little-endian.
+        let block_type = match self.endian {
+            Endian::Little => block.block_type,
+            Endian::Big => block.block_type.swap_bytes(),
+        };
+        let len = block.block_len1;
+        self.check_length(off, block_type, len, rest.len())?;
+        if block.block_len2 != len {
+            return Err(self.ctx.corrupt(
+                off,
+                format!(
+                    "block type {block_type:#x}: trailing length {} differs from leading length {len}",
+                    block.block_len2
+                ),
+            ));
         }
-        if major != 1 {
-            return Err(self
-                .ctx
-                .corrupt(off, format!("unsupported pcapng major version {major}")));
+        Ok(Block {
+            kind: block_type,
+            bytes: rest.get(..data_len_of(len)).unwrap_or_default(),
+            body: block.data,
+        })
+    }
+
+    /// `block` read by pcap-parser's parser for the section's byte order
+    /// (`le` or `be`).
+    fn read<'a, T>(
+        &self,
+        block: &'a [u8],
+        le: BlockParser<'a, T>,
+        be: BlockParser<'a, T>,
+    ) -> Result<T, nom::Err<PcapError<&'a [u8]>>> {
+        let parse = match self.endian {
+            Endian::Little => le,
+            Endian::Big => be,
+        };
+        parse(block).map(|(_, parsed)| parsed)
+    }
+
+    /// Checks the leading length `len` of a block of `block_type` with
+    /// `left` bytes of the file from its start: at least the minimum, a
+    /// multiple of 4, inside the file.
+    fn check_length(
+        &self,
+        off: usize,
+        block_type: u32,
+        len: u32,
+        left: usize,
+    ) -> Result<(), CaptureError> {
+        let what = if data_len_of(len) < BLOCK_MIN_LEN {
+            format!("block type {block_type:#x} has length {len}, less than {BLOCK_MIN_LEN}")
+        } else if !len.is_multiple_of(4) {
+            format!("block type {block_type:#x} has length {len}, not a multiple of 4")
+        } else if data_len_of(len) > left {
+            format!(
+                "block type {block_type:#x} of length {len} runs past the end of the file ({left} bytes left)"
+            )
+        } else {
+            return Ok(());
+        };
+        Err(self.ctx.corrupt(off, what))
+    }
+
+    /// Handles a Section Header Block: checks the version and starts a new
+    /// section.
+    pub(super) fn section_header(&mut self, off: usize, block: &[u8]) -> Result<(), CaptureError> {
+        let shb = self
+            .read(block, shb_le, shb_be)
+            .map_err(|_| self.ctx.corrupt(off, "section header block too short"))?;
+        if shb.major_version != 1 {
+            return Err(self.ctx.corrupt(
+                off,
+                format!("unsupported pcapng major version {}", shb.major_version),
+            ));
         }
         self.interfaces.clear();
         Ok(())
@@ -235,103 +292,153 @@ impl Pcapng<'_> {
     pub(super) fn interface_description(
         &mut self,
         off: usize,
-        body_off: usize,
-        body: &[u8],
+        block: &[u8],
     ) -> Result<(), CaptureError> {
-        let e = self.endian;
-        let (Some(linktype), Some(snaplen)) = (e.u16(body, 0), e.u32(body, 4)) else {
-            return Err(self
-                .ctx
-                .corrupt(off, "interface description block too short"));
-        };
+        let idb = self.read(block, idb_le, idb_be).map_err(|_| {
+            self.ctx
+                .corrupt(off, "interface description block too short")
+        })?;
         let mut iface = Interface {
-            linktype: u32::from(linktype),
-            snaplen,
+            linktype: idb.linktype.0.cast_unsigned(),
+            snaplen: idb.snaplen,
             tsresol: TsResol::Pow10(6),
             tsoffset_s: 0,
         };
-        let opts = body.get(8..).unwrap_or_default();
-        for_each_option(self.ctx, e, body_off + 8, opts, |opt_off, code, value| {
-            match code {
-                OPT_IF_TSRESOL => match value {
-                    [b] => iface.tsresol = TsResol::from_option(*b),
-                    _ => {
-                        return Err(self.ctx.corrupt(
-                            opt_off,
-                            format!("if_tsresol option of length {}, expected 1", value.len()),
-                        ));
-                    }
-                },
-                OPT_IF_TSOFFSET => match e.u64(value, 0) {
-                    Some(v) if value.len() == 8 => iface.tsoffset_s = v as i64,
-                    _ => {
-                        return Err(self.ctx.corrupt(
-                            opt_off,
-                            format!("if_tsoffset option of length {}, expected 8", value.len()),
-                        ));
-                    }
-                },
-                _ => {}
+        for listed in self.options(off, block, IDB_OPTIONS_AT, &idb.options) {
+            let (opt_off, opt) = listed?;
+            let value = opt.as_bytes().unwrap_or_default();
+            if opt.code == OptionCode::IfTsresol {
+                let [b] = value else {
+                    return Err(self.ctx.corrupt(
+                        opt_off,
+                        format!("if_tsresol option of length {}, expected 1", value.len()),
+                    ));
+                };
+                iface.tsresol = TsResol::from_option(*b);
+            } else if opt.code == OptionCode::IfTsoffset {
+                // pcap-parser decodes if_tsoffset little-endian whatever
+                // the section's byte order: decode it here.
+                let (Some(v), 8) = (self.endian.u64(value, 0), value.len()) else {
+                    return Err(self.ctx.corrupt(
+                        opt_off,
+                        format!("if_tsoffset option of length {}, expected 8", value.len()),
+                    ));
+                };
+                iface.tsoffset_s = v as i64;
             }
-            Ok(())
-        })?;
+        }
         self.interfaces.push(iface);
         Ok(())
+    }
+
+    /// The options pcap-parser read from the option list at `at` of the
+    /// block at `off`, with their file offsets, up to `opt_endofopt` or the
+    /// end of the list; last an error if the list runs past the end of its
+    /// block (the crate just stops at an option it cannot read).
+    fn options<'o>(
+        &self,
+        off: usize,
+        block: &[u8],
+        at: usize,
+        options: &'o [PcapNGOption<'o>],
+    ) -> Vec<Result<(usize, &'o PcapNGOption<'o>), CaptureError>> {
+        let mut listed = Vec::new();
+        let mut pos = at;
+        for opt in options {
+            if opt.code == OptionCode::EndOfOpt {
+                return listed;
+            }
+            listed.push(Ok((off + pos, opt)));
+            // Values are padded to 32 bits.
+            pos += 4 + usize::from(opt.len).next_multiple_of(4);
+        }
+        // The trailing length ends the list.
+        if pos + 4 >= block.len() {
+            return listed;
+        }
+        let e = self.endian;
+        let (Some(code), Some(len)) = (e.u16(block, pos), e.u16(block, pos + 2)) else {
+            listed.push(Err(self.ctx.corrupt(off + pos, "truncated option header")));
+            return listed;
+        };
+        // An `opt_endofopt` ends the list whatever its length says.
+        if code != OptionCode::EndOfOpt.0 {
+            listed.push(Err(self.ctx.corrupt(
+                off + pos,
+                format!("option {code} of length {len} runs past the end of its block"),
+            )));
+        }
+        listed
     }
 
     /// Extracts the packet of an Enhanced Packet Block.
     pub(super) fn enhanced_packet<'b>(
         &self,
         off: usize,
-        body_off: usize,
-        body: &'b [u8],
+        block: &Block<'b>,
     ) -> Result<RawPacket<'b>, CaptureError> {
-        let ifid = self.endian.u32(body, 0).map(data_len_of);
-        self.timed_packet(off, body_off, body, ifid, "enhanced packet block too short")
+        let epb = self.read(block.bytes, epb_le, epb_be);
+        let Ok(epb) = epb else {
+            // Refused: too short, or the captured length (at 12 in the
+            // body) exceeds the block.
+            if block.bytes.len() < EPB_MIN_LEN {
+                return Err(self.ctx.corrupt(off, "enhanced packet block too short"));
+            }
+            let cap = self.endian.u32(block.body, 12).unwrap_or_default();
+            return Err(self.cap_exceeds(off, cap, block.bytes.len() - EPB_MIN_LEN));
+        };
+        Ok(RawPacket {
+            interface: data_len_of(epb.if_id),
+            ts: Some((u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low)),
+            // The data without its padding.
+            data: epb.data.get(..data_len_of(epb.caplen)).unwrap_or(epb.data),
+            data_off: off + PACKET_DATA_AT,
+            orig_len: epb.origlen,
+        })
     }
 
-    /// Extracts the packet of an obsolete Packet Block.
+    /// Extracts the packet of an obsolete Packet Block (whose `body`
+    /// pcap-parser frames but does not read): interface (16 bits), drops
+    /// (16 bits), timestamp high and low, captured and original length,
+    /// then the data at byte 20.
     pub(super) fn obsolete_packet<'b>(
         &self,
         off: usize,
-        body_off: usize,
         body: &'b [u8],
-    ) -> Result<RawPacket<'b>, CaptureError> {
-        let ifid = self.endian.u16(body, 0).map(usize::from);
-        self.timed_packet(off, body_off, body, ifid, "packet block too short")
-    }
-
-    /// The packet of a block laid out as both packet blocks are: interface
-    /// (`interface`, read by the caller), timestamp high and low, captured
-    /// and original length, then the data at byte 20. `short`: the error
-    /// when the block cannot hold that.
-    fn timed_packet<'b>(
-        &self,
-        off: usize,
-        body_off: usize,
-        body: &'b [u8],
-        interface: Option<usize>,
-        short: &str,
     ) -> Result<RawPacket<'b>, CaptureError> {
         let e = self.endian;
         let (Some(interface), Some(hi), Some(lo), Some(cap), Some(orig_len)) = (
-            interface,
+            e.u16(body, 0),
             e.u32(body, 4),
             e.u32(body, 8),
             e.u32(body, 12),
             e.u32(body, 16),
         ) else {
-            return Err(self.ctx.corrupt(off, short));
+            return Err(self.ctx.corrupt(off, "packet block too short"));
         };
-        let ts = (u64::from(hi) << 32) | u64::from(lo);
-        let data = self.packet_data(off, body, 20, cap)?;
+        // The data follows the 20 bytes of fields.
+        let start = 20usize;
+        let data = usize::try_from(cap)
+            .ok()
+            .and_then(|n| start.checked_add(n))
+            .and_then(|end| body.get(start..end))
+            .ok_or_else(|| self.cap_exceeds(off, cap, body.len() - start))?;
         Ok(RawPacket {
-            interface,
-            ts: Some(ts),
+            interface: usize::from(interface),
+            ts: Some((u64::from(hi) << 32) | u64::from(lo)),
             data,
-            data_off: body_off + 20,
+            data_off: off + PACKET_DATA_AT,
             orig_len,
         })
+    }
+
+    /// The error for a packet block whose captured length `cap` exceeds the
+    /// `room` for packet data in the block.
+    fn cap_exceeds(&self, off: usize, cap: u32, room: usize) -> CaptureError {
+        self.ctx.corrupt(
+            off,
+            format!("captured length {cap} exceeds the block ({room} bytes of packet data)"),
+        )
     }
 
     /// Extracts the packet of a Simple Packet Block (always interface 0; its
@@ -340,49 +447,25 @@ impl Pcapng<'_> {
     pub(super) fn simple_packet<'b>(
         &self,
         off: usize,
-        body_off: usize,
-        body: &'b [u8],
+        block: &'b [u8],
     ) -> Result<RawPacket<'b>, CaptureError> {
-        let Some(orig_len) = self.endian.u32(body, 0) else {
-            return Err(self.ctx.corrupt(off, "simple packet block too short"));
-        };
-        let room = body.len().saturating_sub(4);
-        let mut cap = data_len_of(orig_len).min(room);
+        let spb = self
+            .read(block, spb_le, spb_be)
+            .map_err(|_| self.ctx.corrupt(off, "simple packet block too short"))?;
+        let mut cap = data_len_of(spb.origlen);
         if let Some(iface) = self.interfaces.first()
             && iface.snaplen != 0
         {
             cap = cap.min(data_len_of(iface.snaplen));
         }
+        let data = spb.data.get(..cap).unwrap_or(spb.data);
         Ok(RawPacket {
             interface: 0,
             ts: None,
-            data: body.get(4..4 + cap).unwrap_or_default(),
-            data_off: body_off + 4,
-            orig_len,
+            data,
+            data_off: off + SPB_DATA_AT,
+            orig_len: spb.origlen,
         })
-    }
-
-    /// The `cap` bytes of packet data at `start` in a block body.
-    pub(super) fn packet_data<'b>(
-        &self,
-        off: usize,
-        body: &'b [u8],
-        start: usize,
-        cap: u32,
-    ) -> Result<&'b [u8], CaptureError> {
-        usize::try_from(cap)
-            .ok()
-            .and_then(|n| start.checked_add(n))
-            .and_then(|end| body.get(start..end))
-            .ok_or_else(|| {
-                self.ctx.corrupt(
-                    off,
-                    format!(
-                        "captured length {cap} exceeds the block ({} bytes of packet data)",
-                        body.len().saturating_sub(start)
-                    ),
-                )
-            })
     }
 
     /// Normalises a packet and appends it to the frames.
@@ -414,35 +497,8 @@ impl Pcapng<'_> {
     }
 }
 
-/// Calls `f(offset, code, value)` for every option of an option list that
-/// starts at file offset `base`, up to `opt_endofopt` or the end of the
-/// list.
-pub(super) fn for_each_option<'a>(
-    ctx: Ctx<'_>,
-    e: Endian,
-    base: usize,
-    opts: &'a [u8],
-    mut f: impl FnMut(usize, u16, &'a [u8]) -> Result<(), CaptureError>,
-) -> Result<(), CaptureError> {
-    let mut pos = 0usize;
-    while pos < opts.len() {
-        let (Some(code), Some(len)) = (e.u16(opts, pos), e.u16(opts, pos + 2)) else {
-            return Err(ctx.corrupt(base + pos, "truncated option header"));
-        };
-        if code == OPT_ENDOFOPT {
-            break;
-        }
-        let start = pos + 4;
-        let len = usize::from(len);
-        let Some(value) = opts.get(start..start + len) else {
-            return Err(ctx.corrupt(
-                base + pos,
-                format!("option {code} of length {len} runs past the end of its block"),
-            ));
-        };
-        f(base + pos, code, value)?;
-        // Values are padded to 32 bits; padding past the end just ends the list.
-        pos = start + len.next_multiple_of(4);
-    }
-    Ok(())
+/// A length field as `usize` (saturating where `usize` is narrower than
+/// 32 bits, so the bounds checks that follow fail cleanly).
+pub(super) fn data_len_of(len: u32) -> usize {
+    usize::try_from(len).unwrap_or(usize::MAX)
 }

@@ -1,5 +1,16 @@
+use pcap_parser::{BOM_MAGIC, EPB_MAGIC, IDB_MAGIC, OptionCode, SPB_MAGIC};
+
 use super::pcapng::TsResol;
 use super::*;
+
+/// Classic pcap magic, microsecond timestamps.
+const PCAP_MAGIC_USEC: u32 = 0xa1b2_c3d4;
+/// Classic pcap magic, nanosecond timestamps.
+const PCAP_MAGIC_NSEC: u32 = 0xa1b2_3c4d;
+/// IDB option `if_tsresol`.
+const OPT_IF_TSRESOL: u16 = OptionCode::IfTsresol.0;
+/// IDB option `if_tsoffset`.
+const OPT_IF_TSOFFSET: u16 = OptionCode::IfTsoffset.0;
 
 // -- builders ----------------------------------------------------------
 
@@ -131,7 +142,7 @@ impl Ng {
     /// Appends a section header block (switching byte order).
     fn shb(&mut self, be: bool) -> usize {
         self.be = be;
-        let mut body = self.w32(PCAPNG_BYTE_ORDER_MAGIC).to_vec();
+        let mut body = self.w32(BOM_MAGIC).to_vec();
         body.extend(self.w16(1));
         body.extend(self.w16(0));
         body.extend([0xff; 8]);
@@ -153,7 +164,7 @@ impl Ng {
         if !opts.is_empty() {
             body.extend([0, 0, 0, 0]);
         }
-        self.block(BLOCK_IDB, &body)
+        self.block(IDB_MAGIC, &body)
     }
 
     /// Appends an enhanced packet block.
@@ -164,7 +175,7 @@ impl Ng {
         body.extend(self.w32(data.len() as u32));
         body.extend(self.w32(data.len() as u32 + 100));
         body.extend(data);
-        self.block(BLOCK_EPB, &body)
+        self.block(EPB_MAGIC, &body)
     }
 
     /// Appends an obsolete packet block.
@@ -183,7 +194,7 @@ impl Ng {
     fn spb(&mut self, orig: u32, data: &[u8]) -> usize {
         let mut body = self.w32(orig).to_vec();
         body.extend(data);
-        self.block(BLOCK_SPB, &body)
+        self.block(SPB_MAGIC, &body)
     }
 }
 
@@ -200,6 +211,13 @@ fn corrupt_offset(r: Result<Vec<Frame>, CaptureError>) -> u64 {
         }
         other => panic!("expected Corrupt, got {other:?}"),
     }
+}
+
+/// Asserts a `Corrupt` error at `offset` whose message contains `text`.
+fn assert_corrupt(r: Result<Vec<Frame>, CaptureError>, offset: usize, text: &str) {
+    let err = r.unwrap_err();
+    assert!(err.to_string().contains(text), "{err}");
+    assert_eq!(corrupt_offset(Err(err)), offset as u64);
 }
 
 // -- classic pcap ------------------------------------------------------
@@ -595,9 +613,7 @@ fn pcapng_block_length_errors() {
     let mut bad = good.clone();
     let n = bad.len();
     bad[n - 4] ^= 4;
-    let err = parse(&bad).unwrap_err();
-    assert!(err.to_string().contains("trailing length"), "{err}");
-    assert_eq!(corrupt_offset(Err(err)), epb as u64);
+    assert_corrupt(parse(&bad), epb, "trailing length");
     // Captured length larger than the block.
     let mut bad = good.clone();
     bad[epb + 20..epb + 24].copy_from_slice(&1000u32.to_le_bytes());
@@ -668,6 +684,51 @@ fn unsupported_link_type() {
     assert!(matches!(
         parse(&ng.out),
         Err(CaptureError::UnsupportedLinkType { linktype: 127, .. })
+    ));
+}
+
+/// What pcap-parser leaves to its caller, each checked here.
+#[test]
+fn checks_pcap_parser_leaves_out() {
+    let f1 = eth(0x0800, &ipv4(0));
+    // if_tsoffset of a big-endian section is big-endian (the crate reads
+    // it little-endian).
+    let mut ng = Ng::new(true);
+    ng.idb(1, 0, &[(OPT_IF_TSOFFSET, &100u64.to_be_bytes())]);
+    ng.epb(0, 5, &f1);
+    assert_eq!(parse(&ng.out).unwrap()[0].ts_ns, 100_000_005_000);
+
+    // opt_endofopt ends the list whatever its length says (the crate stops
+    // at it as at an unreadable option).
+    let mut ng = Ng::new(false);
+    let idb = ng.idb(1, 0, &[(OPT_IF_TSRESOL, &[9])]);
+    // The option takes idb+16..idb+24; opt_endofopt's length is at idb+26.
+    ng.out[idb + 26] = 0xff;
+    ng.epb(0, 7, &f1);
+    assert_eq!(parse(&ng.out).unwrap()[0].ts_ns, 7);
+
+    // Lengths of a block the crate only frames (here a Name Resolution
+    // Block): the trailing copy, a multiple of 4.
+    let mut ng = Ng::new(false);
+    let nrb = ng.block(4, &[0; 4]);
+    let good = ng.out.clone();
+    let mut bad = good.clone();
+    let n = bad.len();
+    bad[n - 4] ^= 4;
+    assert_corrupt(parse(&bad), nrb, "trailing length");
+    let mut bad = good;
+    bad[nrb + 4] -= 2;
+    assert_corrupt(parse(&bad), nrb, "not a multiple of 4");
+
+    // The "modified" pcap format, which the crate reads, is refused.
+    let mut bytes = pcap(false, false, 1, &[rec(1, 0, &f1)]);
+    bytes[..4].copy_from_slice(&0xa1b2_cd34u32.to_le_bytes());
+    assert!(matches!(
+        parse(&bytes),
+        Err(CaptureError::UnknownFormat {
+            magic: 0x34cd_b2a1,
+            ..
+        })
     ));
 }
 
