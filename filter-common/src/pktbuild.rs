@@ -48,6 +48,14 @@ pub const TPID_VLAN: u16 = 0x8100;
 /// TPID of an 802.1ad (QinQ) service tag.
 pub const TPID_QINQ: u16 = 0x88A8;
 
+/// Default destination MAC of built frames.
+pub const DEFAULT_DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+/// Default source MAC of built frames.
+pub const DEFAULT_SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+
+/// Smallest Ethernet frame without FCS; see [`Builder::pad_to`].
+pub const ETH_MIN_FRAME: usize = 60;
+
 /// Addresses and ids the tests, fuzz seeds and ffbench build frames with:
 /// documentation prefixes only (RFC 5737 / RFC 3849).
 pub mod sample {
@@ -80,9 +88,9 @@ pub mod proto {
     /// ICMP (IPv4).
     pub const ICMP: u8 = 1;
     /// TCP.
-    pub const TCP: u8 = 6;
+    pub const TCP: u8 = crate::parse::PROTO_TCP;
     /// UDP.
-    pub const UDP: u8 = 17;
+    pub const UDP: u8 = crate::parse::PROTO_UDP;
     /// IPv6 routing header.
     pub const ROUTING: u8 = 43;
     /// IPv6 fragment header.
@@ -100,24 +108,16 @@ pub mod proto {
 /// TCP flag bits for [`Builder::tcp_flags`].
 pub mod tcp_flags {
     /// FIN.
-    pub const FIN: u8 = 0x01;
+    pub const FIN: u8 = 1 << 0;
     /// SYN.
-    pub const SYN: u8 = 0x02;
+    pub const SYN: u8 = 1 << 1;
     /// RST.
-    pub const RST: u8 = 0x04;
+    pub const RST: u8 = 1 << 2;
     /// PSH.
-    pub const PSH: u8 = 0x08;
+    pub const PSH: u8 = 1 << 3;
     /// ACK.
-    pub const ACK: u8 = 0x10;
+    pub const ACK: u8 = 1 << 4;
 }
-
-/// Default destination MAC of built frames.
-pub const DEFAULT_DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
-/// Default source MAC of built frames.
-pub const DEFAULT_SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
-
-/// Smallest Ethernet frame without FCS; see [`Builder::pad_to`].
-pub const ETH_MIN_FRAME: usize = 60;
 
 // ---------------------------------------------------------------------------
 // Checksums
@@ -188,28 +188,31 @@ enum Ext {
     Raw { kind: u8, bytes: Vec<u8> },
 }
 
+/// The ports of a UDP or TCP header and the payload after it.
+#[derive(Clone, Debug)]
+struct Ports {
+    sport: u16,
+    dport: u16,
+    payload: Vec<u8>,
+}
+
+impl Ports {
+    fn new(sport: u16, dport: u16, payload: &[u8]) -> Self {
+        Ports {
+            sport,
+            dport,
+            payload: payload.to_vec(),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Upper {
     None,
-    Udp {
-        sport: u16,
-        dport: u16,
-        payload: Vec<u8>,
-    },
-    Tcp {
-        sport: u16,
-        dport: u16,
-        payload: Vec<u8>,
-    },
-    Icmp {
-        ty: u8,
-        code: u8,
-        body: Vec<u8>,
-    },
-    Raw {
-        proto: u8,
-        bytes: Vec<u8>,
-    },
+    Udp(Ports),
+    Tcp(Ports),
+    Icmp { ty: u8, code: u8, body: Vec<u8> },
+    Raw { proto: u8, bytes: Vec<u8> },
 }
 
 /// General frame builder: Ethernet, VLAN tags, IPv4 or IPv6 (or a non-IP
@@ -285,6 +288,29 @@ pub struct Frame {
     pub l3_end: usize,
 }
 
+/// Builder methods that store their argument: `name(arg: T) => field;`
+/// writes it to `field` as it is, `name(arg: T) => Some(field);` as an
+/// override of what the build would compute.
+macro_rules! setters {
+    () => {};
+    ($(#[$doc:meta])* $name:ident($arg:ident: $ty:ty) => Some($field:ident); $($rest:tt)*) => {
+        $(#[$doc])*
+        pub fn $name(mut self, $arg: $ty) -> Self {
+            self.$field = Some($arg);
+            self
+        }
+        setters!($($rest)*);
+    };
+    ($(#[$doc:meta])* $name:ident($arg:ident: $ty:ty) => $field:ident; $($rest:tt)*) => {
+        $(#[$doc])*
+        pub fn $name(mut self, $arg: $ty) -> Self {
+            self.$field = $arg;
+            self
+        }
+        setters!($($rest)*);
+    };
+}
+
 impl Builder {
     /// An empty builder: default MACs, no tags, no network layer yet (call
     /// [`Self::ipv4`], [`Self::ipv6`] or [`Self::non_ip`] before building).
@@ -319,6 +345,16 @@ impl Builder {
         }
     }
 
+    /// `Builder::new().ipv4(src, dst)`.
+    pub fn v4(src: [u8; 4], dst: [u8; 4]) -> Self {
+        Self::new().ipv4(src, dst)
+    }
+
+    /// `Builder::new().ipv6(src, dst)`.
+    pub fn v6(src: [u8; 16], dst: [u8; 16]) -> Self {
+        Self::new().ipv6(src, dst)
+    }
+
     // --- Ethernet ---------------------------------------------------------
 
     /// Destination and source MAC addresses.
@@ -345,13 +381,6 @@ impl Builder {
         self
     }
 
-    /// Write this EtherType after the tags instead of the one the network
-    /// layer implies (e.g. IPv6 bytes under the IPv4 EtherType).
-    pub fn ethertype(mut self, ethertype: u16) -> Self {
-        self.ethertype = Some(ethertype);
-        self
-    }
-
     /// A non-IP frame: `ethertype` followed by `bytes`.
     pub fn non_ip(mut self, ethertype: u16, bytes: &[u8]) -> Self {
         self.net = Net::Other {
@@ -368,19 +397,21 @@ impl Builder {
         self
     }
 
-    /// Pad the frame with zero bytes up to `len` bytes (after any trailer);
-    /// [`ETH_MIN_FRAME`] gives the Ethernet minimum.
-    pub fn pad_to(mut self, len: usize) -> Self {
-        self.pad_to = len;
-        self
+    setters! {
+        /// Write this EtherType after the tags instead of the one the network
+        /// layer implies (e.g. IPv6 bytes under the IPv4 EtherType).
+        ethertype(ethertype: u16) => Some(ethertype);
+
+        /// Pad the frame with zero bytes up to `len` bytes (after any trailer);
+        /// [`ETH_MIN_FRAME`] gives the Ethernet minimum.
+        pad_to(len: usize) => pad_to;
     }
 
     // --- IP, both versions --------------------------------------------------
 
-    /// Write this value in the IP version nibble instead of 4 or 6.
-    pub fn ip_version(mut self, version: u8) -> Self {
-        self.version = Some(version);
-        self
+    setters! {
+        /// Write this value in the IP version nibble instead of 4 or 6.
+        ip_version(version: u8) => Some(version);
     }
 
     // --- IPv4 -----------------------------------------------------------------
@@ -398,24 +429,6 @@ impl Builder {
         while !self.options.len().is_multiple_of(4) {
             self.options.push(0);
         }
-        self
-    }
-
-    /// IPv4 identification.
-    pub fn ipv4_id(mut self, id: u16) -> Self {
-        self.id = id;
-        self
-    }
-
-    /// IPv4 TTL (default 64); also the IPv6 hop limit.
-    pub fn ttl(mut self, ttl: u8) -> Self {
-        self.ttl = ttl;
-        self
-    }
-
-    /// IPv4 TOS / IPv6 traffic class.
-    pub fn tos(mut self, tos: u8) -> Self {
-        self.tos = tos;
         self
     }
 
@@ -442,16 +455,21 @@ impl Builder {
         self
     }
 
-    /// Write this IPv4 total length instead of the computed one.
-    pub fn total_len(mut self, len: u16) -> Self {
-        self.total_len = Some(len);
-        self
-    }
+    setters! {
+        /// IPv4 identification.
+        ipv4_id(id: u16) => id;
 
-    /// Write this IPv4 header checksum instead of the computed one.
-    pub fn ipv4_checksum(mut self, checksum: u16) -> Self {
-        self.ip_checksum = Some(checksum);
-        self
+        /// IPv4 TTL (default 64); also the IPv6 hop limit.
+        ttl(ttl: u8) => ttl;
+
+        /// IPv4 TOS / IPv6 traffic class.
+        tos(tos: u8) => tos;
+
+        /// Write this IPv4 total length instead of the computed one.
+        total_len(len: u16) => Some(total_len);
+
+        /// Write this IPv4 header checksum instead of the computed one.
+        ipv4_checksum(checksum: u16) => Some(ip_checksum);
     }
 
     // --- IPv6 -----------------------------------------------------------------
@@ -528,56 +546,22 @@ impl Builder {
         self
     }
 
-    /// Write this IPv6 payload length instead of the computed one.
-    pub fn ipv6_payload_len(mut self, len: u16) -> Self {
-        self.payload_len = Some(len);
-        self
+    setters! {
+        /// Write this IPv6 payload length instead of the computed one.
+        ipv6_payload_len(len: u16) => Some(payload_len);
     }
 
     // --- Upper layer ------------------------------------------------------------
 
     /// UDP with this payload.
     pub fn udp(mut self, sport: u16, dport: u16, payload: &[u8]) -> Self {
-        self.upper = Upper::Udp {
-            sport,
-            dport,
-            payload: payload.to_vec(),
-        };
-        self
-    }
-
-    /// Write this UDP length instead of `8 + payload.len()`.
-    pub fn udp_len(mut self, len: u16) -> Self {
-        self.udp_len = Some(len);
-        self
-    }
-
-    /// Write this UDP/TCP/ICMP checksum instead of the computed one (0
-    /// means "no checksum" for UDP over IPv4).
-    pub fn udp_checksum(mut self, checksum: u16) -> Self {
-        self.l4_checksum = Some(checksum);
+        self.upper = Upper::Udp(Ports::new(sport, dport, payload));
         self
     }
 
     /// TCP (20-byte header, no options) with this payload.
     pub fn tcp(mut self, sport: u16, dport: u16, payload: &[u8]) -> Self {
-        self.upper = Upper::Tcp {
-            sport,
-            dport,
-            payload: payload.to_vec(),
-        };
-        self
-    }
-
-    /// TCP flags (see [`tcp_flags`]); default ACK|PSH.
-    pub fn tcp_flags(mut self, flags: u8) -> Self {
-        self.tcp_flags = flags;
-        self
-    }
-
-    /// TCP sequence number (default 1).
-    pub fn tcp_seq(mut self, seq: u32) -> Self {
-        self.tcp_seq = seq;
+        self.upper = Upper::Tcp(Ports::new(sport, dport, payload));
         self
     }
 
@@ -600,6 +584,21 @@ impl Builder {
             bytes: bytes.to_vec(),
         };
         self
+    }
+
+    setters! {
+        /// Write this UDP length instead of `8 + payload.len()`.
+        udp_len(len: u16) => Some(udp_len);
+
+        /// Write this UDP/TCP/ICMP checksum instead of the computed one (0
+        /// means "no checksum" for UDP over IPv4).
+        udp_checksum(checksum: u16) => Some(l4_checksum);
+
+        /// TCP flags (see [`tcp_flags`]); default ACK|PSH.
+        tcp_flags(flags: u8) => tcp_flags;
+
+        /// TCP sequence number (default 1).
+        tcp_seq(seq: u32) => tcp_seq;
     }
 
     // --- Build --------------------------------------------------------------------
@@ -695,11 +694,11 @@ impl Builder {
         let v6 = matches!(self.net, Net::V6 { .. });
         match &self.upper {
             Upper::None => (proto::NO_NEXT_HEADER, Vec::new(), 0, 0),
-            Upper::Udp {
+            Upper::Udp(Ports {
                 sport,
                 dport,
                 payload,
-            } => {
+            }) => {
                 let len = self
                     .udp_len
                     .unwrap_or_else(|| to_u16(8 + payload.len(), "UDP length"));
@@ -711,11 +710,11 @@ impl Builder {
                 b.extend_from_slice(payload);
                 (proto::UDP, b, 8, payload.len())
             }
-            Upper::Tcp {
+            Upper::Tcp(Ports {
                 sport,
                 dport,
                 payload,
-            } => {
+            }) => {
                 let mut b = Vec::with_capacity(20 + payload.len());
                 b.extend_from_slice(&sport.to_be_bytes());
                 b.extend_from_slice(&dport.to_be_bytes());
@@ -743,8 +742,8 @@ impl Builder {
     /// Offset of the checksum field in the upper-layer header, if it has one.
     fn checksum_at(&self) -> Option<usize> {
         match self.upper {
-            Upper::Udp { .. } => Some(6),
-            Upper::Tcp { .. } => Some(16),
+            Upper::Udp(_) => Some(6),
+            Upper::Tcp(_) => Some(16),
             Upper::Icmp { .. } => Some(2),
             Upper::None | Upper::Raw { .. } => None,
         }
@@ -758,7 +757,7 @@ impl Builder {
             Some(c) => c,
             None => computed(l4),
         };
-        if self.l4_checksum.is_none() && matches!(self.upper, Upper::Udp { .. }) && c == 0 {
+        if self.l4_checksum.is_none() && matches!(self.upper, Upper::Udp(_)) && c == 0 {
             // RFC 768: a computed zero is sent as all ones.
             c = 0xffff;
         }
@@ -769,7 +768,7 @@ impl Builder {
     /// carried length otherwise.
     fn pseudo_len(&self, l4: &[u8]) -> usize {
         match self.upper {
-            Upper::Udp { .. } => u16::from_be_bytes([l4[4], l4[5]]) as usize,
+            Upper::Udp(_) => u16::from_be_bytes([l4[4], l4[5]]) as usize,
             _ => l4.len(),
         }
     }
@@ -894,34 +893,22 @@ fn to_u16(len: usize, what: &str) -> u16 {
 
 /// Ethernet + IPv4 + UDP frame with correct lengths and checksums.
 pub fn udp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
-    Builder::new()
-        .ipv4(src, dst)
-        .udp(sport, dport, payload)
-        .build()
+    Builder::v4(src, dst).udp(sport, dport, payload).build()
 }
 
 /// Ethernet + IPv6 + UDP frame with correct lengths and checksum.
 pub fn udp6(src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16, payload: &[u8]) -> Vec<u8> {
-    Builder::new()
-        .ipv6(src, dst)
-        .udp(sport, dport, payload)
-        .build()
+    Builder::v6(src, dst).udp(sport, dport, payload).build()
 }
 
 /// Ethernet + IPv4 + TCP (ACK|PSH, no options) frame.
 pub fn tcp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
-    Builder::new()
-        .ipv4(src, dst)
-        .tcp(sport, dport, payload)
-        .build()
+    Builder::v4(src, dst).tcp(sport, dport, payload).build()
 }
 
 /// Ethernet + IPv6 + TCP (ACK|PSH, no options) frame.
 pub fn tcp6(src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16, payload: &[u8]) -> Vec<u8> {
-    Builder::new()
-        .ipv6(src, dst)
-        .tcp(sport, dport, payload)
-        .build()
+    Builder::v6(src, dst).tcp(sport, dport, payload).build()
 }
 
 /// Broadcast ARP request (who-has `target_ip`, tell `sender_ip`), padded to
@@ -954,30 +941,39 @@ pub fn v4_mapped(a: [u8; 4]) -> [u8; 16] {
 // ---------------------------------------------------------------------------
 
 /// STUN magic cookie (RFC 5389), as a number.
-pub const STUN_MAGIC_COOKIE: u32 = 0x2112_A442;
+pub const STUN_MAGIC_COOKIE: u32 = u32::from_be_bytes(crate::classify::STUN_COOKIE);
 
-/// STUN / TURN message types (method and class combined).
+/// STUN / TURN message types: the method, with the class bits of a
+/// response or an indication (RFC 8489 §5; methods below 0x10 do not
+/// interleave with them).
 pub mod stun_type {
+    /// Class bits of an indication (a request has none).
+    const INDICATION: u16 = 0x0010;
+    /// Class bits of a success response.
+    const SUCCESS: u16 = 0x0100;
+    /// Class bits of an error response.
+    const ERROR: u16 = 0x0110;
+
     /// Binding request.
     pub const BINDING_REQUEST: u16 = 0x0001;
     /// Binding success response.
-    pub const BINDING_RESPONSE: u16 = 0x0101;
+    pub const BINDING_RESPONSE: u16 = BINDING_REQUEST | SUCCESS;
     /// Binding error response.
-    pub const BINDING_ERROR: u16 = 0x0111;
+    pub const BINDING_ERROR: u16 = BINDING_REQUEST | ERROR;
     /// Binding indication.
-    pub const BINDING_INDICATION: u16 = 0x0011;
+    pub const BINDING_INDICATION: u16 = BINDING_REQUEST | INDICATION;
     /// TURN Allocate request.
     pub const ALLOCATE: u16 = 0x0003;
     /// TURN Allocate success response.
-    pub const ALLOCATE_RESPONSE: u16 = 0x0103;
+    pub const ALLOCATE_RESPONSE: u16 = ALLOCATE | SUCCESS;
     /// TURN Allocate error response.
-    pub const ALLOCATE_ERROR: u16 = 0x0113;
+    pub const ALLOCATE_ERROR: u16 = ALLOCATE | ERROR;
     /// TURN Refresh request.
     pub const REFRESH: u16 = 0x0004;
     /// TURN Send indication.
-    pub const SEND_INDICATION: u16 = 0x0016;
+    pub const SEND_INDICATION: u16 = 0x0006 | INDICATION;
     /// TURN Data indication.
-    pub const DATA_INDICATION: u16 = 0x0017;
+    pub const DATA_INDICATION: u16 = 0x0007 | INDICATION;
     /// TURN CreatePermission request.
     pub const CREATE_PERMISSION: u16 = 0x0008;
     /// TURN ChannelBind request.
@@ -986,6 +982,10 @@ pub mod stun_type {
 
 /// STUN / TURN attribute types.
 pub mod stun_attr {
+    /// Types from 0x8000 up are comprehension-optional (RFC 8489 §14): an
+    /// agent that does not know one ignores it.
+    const OPTIONAL: u16 = 0x8000;
+
     /// MAPPED-ADDRESS.
     pub const MAPPED_ADDRESS: u16 = 0x0001;
     /// USERNAME.
@@ -1013,9 +1013,9 @@ pub mod stun_attr {
     /// XOR-MAPPED-ADDRESS.
     pub const XOR_MAPPED_ADDRESS: u16 = 0x0020;
     /// SOFTWARE.
-    pub const SOFTWARE: u16 = 0x8022;
+    pub const SOFTWARE: u16 = OPTIONAL | 0x0022;
     /// FINGERPRINT.
-    pub const FINGERPRINT: u16 = 0x8028;
+    pub const FINGERPRINT: u16 = OPTIONAL | 0x0028;
 }
 
 fn stun_attrs(attrs: &[(u16, &[u8])]) -> Vec<u8> {
@@ -1298,16 +1298,6 @@ pub mod dtls_content {
     pub const TLS12_CID: u8 = 25;
 }
 
-/// DTLS record-layer versions.
-pub mod dtls_version {
-    /// DTLS 1.0.
-    pub const DTLS_1_0: u16 = 0xFEFF;
-    /// DTLS 1.2.
-    pub const DTLS_1_2: u16 = 0xFEFD;
-    /// DTLS 1.3.
-    pub const DTLS_1_3: u16 = 0xFEFC;
-}
-
 /// The 13-byte DTLS record header: content type, version, epoch, 48-bit
 /// sequence number, fragment length (written as given, so it may lie).
 pub fn dtls_record_header(
@@ -1336,6 +1326,16 @@ pub fn dtls_record_header(
         l[0],
         l[1],
     ]
+}
+
+/// DTLS record-layer versions.
+pub mod dtls_version {
+    /// DTLS 1.0.
+    pub const DTLS_1_0: u16 = 0xFEFF;
+    /// DTLS 1.2.
+    pub const DTLS_1_2: u16 = 0xFEFD;
+    /// DTLS 1.3.
+    pub const DTLS_1_3: u16 = 0xFEFC;
 }
 
 /// A DTLS record: header (epoch 0, sequence number 0, length `len`) then

@@ -704,7 +704,6 @@ impl Runner<'_> {
 
     /// nftables, iptables + ipset and xdp-filter on an IPv4 set.
     fn others(&self, world: &mut Env, run: &mut SetRun, set_path: &Path) -> Result<()> {
-        let both = "nomatch,match";
         let n = run.n;
         let prefixes: Vec<String> = std::fs::read_to_string(set_path)?
             .lines()
@@ -712,39 +711,15 @@ impl Runner<'_> {
             .map(str::to_string)
             .collect();
         eprintln!("  nftables: loading {n} prefixes");
-        match world.nft_up(&prefixes) {
-            Ok(ms) => {
-                let mut r = self.live(
-                    Contestant::Nftables,
-                    set_path,
-                    "external",
-                    "nomatch,match,flood",
-                    &[],
-                )?;
-                r.setup_ms = Some(ms);
-                run.live.push(r);
-            }
-            Err(e) => run.live.push(LiveRun::failed(
-                Contestant::Nftables,
-                format!("setup: {e:#}"),
-            )),
-        }
+        let setup = world.nft_up(&prefixes).map(|ms| (ms, None));
+        let r = self.external(Contestant::Nftables, set_path, "nomatch,match,flood", setup)?;
+        run.live.push(r);
         world.nft_down()?;
 
         eprintln!("  iptables + ipset: loading {n} prefixes");
-        match world.ipset_up(&prefixes) {
-            Ok((ms, mem)) => {
-                let mut r =
-                    self.live(Contestant::IptablesIpset, set_path, "external", both, &[])?;
-                r.setup_ms = Some(ms);
-                r.memory = mem;
-                run.live.push(r);
-            }
-            Err(e) => run.live.push(LiveRun::failed(
-                Contestant::IptablesIpset,
-                format!("setup: {e:#}"),
-            )),
-        }
+        let setup = world.ipset_up(&prefixes);
+        let r = self.external(Contestant::IptablesIpset, set_path, "nomatch,match", setup)?;
+        run.live.push(r);
         world.ipset_down()?;
 
         eprintln!("  xdp-filter");
@@ -752,6 +727,26 @@ impl Runner<'_> {
         run.live.push(r);
         world.xdp_filter_down()?;
         Ok(())
+    }
+
+    /// The live run (`traffic`) of an external contestant after its `setup`
+    /// (load time in ms, set memory), or a failed run naming why the setup
+    /// failed.
+    fn external(
+        &self,
+        c: Contestant,
+        set_path: &Path,
+        traffic: &str,
+        setup: Result<(f64, Option<u64>)>,
+    ) -> Result<LiveRun> {
+        let (ms, memory) = match setup {
+            Ok(x) => x,
+            Err(e) => return Ok(LiveRun::failed(c, format!("setup: {e:#}"))),
+        };
+        let mut r = self.live(c, set_path, "external", traffic, &[])?;
+        r.setup_ms = Some(ms);
+        r.memory = memory;
+        Ok(r)
     }
 
     fn xdp_filter(&self, world: &mut Env, set: &Path) -> Result<LiveRun> {

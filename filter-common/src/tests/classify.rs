@@ -28,6 +28,14 @@ fn assert_label(payload: &[u8], label: u8, strength: Strength) -> Class {
     c
 }
 
+/// Every cut of `payload` shorter than `len` bytes is recognised as nothing.
+#[track_caller]
+fn assert_cuts_none(payload: &[u8], len: usize) {
+    for cut in 0..len {
+        assert_none(&payload[..cut]);
+    }
+}
+
 #[test]
 fn labels_have_names() {
     assert_eq!(label_name(LABEL_STUN), Some("stun"));
@@ -296,9 +304,7 @@ fn dtls_negatives() {
 #[test]
 fn dtls_shorter_than_its_header() {
     let hdr = dtls_record_header(dtls_content::HANDSHAKE, dtls_version::DTLS_1_2, 0, 0, 0);
-    for cut in 0..13 {
-        assert_none(&hdr[..cut]);
-    }
+    assert_cuts_none(&hdr, 13);
     assert_label(&hdr, LABEL_DTLS, Strength::Signal);
 }
 
@@ -342,9 +348,7 @@ fn channel_data_overrun_and_short() {
     bad[2..4].copy_from_slice(&41u16.to_be_bytes());
     assert_none(&bad);
     let empty = channel_data(0x4000, &[]);
-    for cut in 0..4 {
-        assert_none(&empty[..cut]);
-    }
+    assert_cuts_none(&empty, 4);
     assert_label(&empty, LABEL_TURN_CHANNEL, Strength::Candidate);
 }
 
@@ -464,9 +468,7 @@ fn rtp_header_extension() {
 #[test]
 fn rtp_shorter_than_its_header() {
     let p = rtp(0, 1, 2, 3, 0);
-    for cut in 0..12 {
-        assert_none(&p[..cut]);
-    }
+    assert_cuts_none(&p, 12);
 }
 
 #[test]
@@ -499,9 +501,7 @@ fn rtcp_packet_types() {
 fn rtcp_shorter_than_its_header() {
     let rr = rtcp(201, 0, 0x0102_0304, &[]);
     assert_eq!(rr, [0x80, 201, 0, 1, 1, 2, 3, 4]);
-    for cut in 0..8 {
-        assert_none(&rr[..cut]);
-    }
+    assert_cuts_none(&rr, 8);
     assert_label(&rr, LABEL_RTCP, Strength::Candidate);
 }
 

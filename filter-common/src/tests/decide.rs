@@ -67,6 +67,16 @@ fn feed(flow: &mut FlowSlot, pkts: &[(u16, u32, bool)]) -> Vec<bool> {
         .collect()
 }
 
+/// A [`feed`] packet of `SSRC_A` from side a.
+fn at_a(seq: u16) -> (u16, u32, bool) {
+    (seq, SSRC_A, true)
+}
+
+/// A [`feed`] packet of `SSRC_B` from side b.
+fn at_b(seq: u16) -> (u16, u32, bool) {
+    (seq, SSRC_B, false)
+}
+
 // --- Signals -----------------------------------------------------------------------
 
 #[test]
@@ -256,7 +266,7 @@ fn rtp_bad_steps_never_confirm() {
     for step in [0u16, RTP_MAX_STEP + 1, 1000, 0xffff] {
         let mut flow = FlowSlot::default();
         let pkts: Vec<(u16, u32, bool)> = (0..10u16)
-            .map(|i| (500u16.wrapping_add(i.wrapping_mul(step)), SSRC_A, true))
+            .map(|i| at_a(500u16.wrapping_add(i.wrapping_mul(step))))
             .collect();
         assert!(feed(&mut flow, &pkts).iter().all(|c| !c), "step {step}");
         assert_eq!(call_view(&flow).flags, 0);
@@ -267,31 +277,16 @@ fn rtp_bad_steps_never_confirm() {
 #[test]
 fn rtp_one_bad_step_restarts_the_count() {
     let mut flow = FlowSlot::default();
-    let got = feed(
-        &mut flow,
-        &[
-            (10, SSRC_A, true),
-            (11, SSRC_A, true),
-            (11, SSRC_A, true),
-            (12, SSRC_A, true),
-        ],
-    );
+    let got = feed(&mut flow, &[at_a(10), at_a(11), at_a(11), at_a(12)]);
     assert_eq!(got, [false, false, false, false]);
     assert_eq!(flow.rtp_hits[0], 2);
-    assert!(feed(&mut flow, &[(13, SSRC_A, true)])[0]);
+    assert!(feed(&mut flow, &[at_a(13)])[0]);
 }
 
 #[test]
 fn rtp_sequence_wraps() {
     let mut flow = FlowSlot::default();
-    let got = feed(
-        &mut flow,
-        &[
-            (65534, SSRC_A, true),
-            (65535, SSRC_A, true),
-            (0, SSRC_A, true),
-        ],
-    );
+    let got = feed(&mut flow, &[at_a(65534), at_a(65535), at_a(0)]);
     assert_eq!(got, [false, false, true]);
     let mut flow = FlowSlot::default();
     let got = feed(
@@ -310,12 +305,7 @@ fn rtp_ssrc_change_restarts_the_count() {
     let mut flow = FlowSlot::default();
     let got = feed(
         &mut flow,
-        &[
-            (1, SSRC_A, true),
-            (2, SSRC_A, true),
-            (3, SSRC_B, true),
-            (4, SSRC_B, true),
-        ],
+        &[at_a(1), at_a(2), (3, SSRC_B, true), (4, SSRC_B, true)],
     );
     assert_eq!(got, [false, false, false, false]);
     assert_eq!((flow.rtp_ssrc[0], flow.rtp_hits[0]), (SSRC_B, 2));
@@ -326,44 +316,22 @@ fn rtp_ssrc_change_restarts_the_count() {
 fn rtp_directions_confirm_independently() {
     // Interleaved directions: each keeps its own count; neither resets the other.
     let mut flow = FlowSlot::default();
-    let got = feed(
-        &mut flow,
-        &[
-            (10, SSRC_A, true),
-            (500, SSRC_B, false),
-            (11, SSRC_A, true),
-            (9999, SSRC_B, false),
-        ],
-    );
+    let got = feed(&mut flow, &[at_a(10), at_b(500), at_a(11), at_b(9999)]);
     assert_eq!(got, [false; 4]);
     assert_eq!(
         (flow.rtp_hits, flow.rtp_seq, flow.rtp_ssrc),
         ([2, 1], [11, 9999], [SSRC_A, SSRC_B])
     );
-    assert!(
-        feed(&mut flow, &[(12, SSRC_A, true)])[0],
-        "a's third packet confirms"
-    );
+    assert!(feed(&mut flow, &[at_a(12)])[0], "a's third packet confirms");
 
     // A single stray packet one way does not keep the other way from confirming.
     let mut flow = FlowSlot::default();
-    let got = feed(
-        &mut flow,
-        &[
-            (10, SSRC_A, true),
-            (7, SSRC_B, false),
-            (8, SSRC_B, false),
-            (9, SSRC_B, false),
-        ],
-    );
+    let got = feed(&mut flow, &[at_a(10), at_b(7), at_b(8), at_b(9)]);
     assert_eq!(got, [false, false, false, true]);
 
     // Packets of one SSRC split across directions do not add up.
     let mut flow = FlowSlot::default();
-    let got = feed(
-        &mut flow,
-        &[(10, SSRC_A, true), (11, SSRC_A, false), (12, SSRC_A, true)],
-    );
+    let got = feed(&mut flow, &[at_a(10), (11, SSRC_A, false), at_a(12)]);
     assert_eq!(got, [false; 3]);
     assert_eq!(flow.rtp_hits, [2, 1]);
 }
@@ -371,7 +339,7 @@ fn rtp_directions_confirm_independently() {
 #[test]
 fn rtp_hits_saturate() {
     let mut flow = FlowSlot::default();
-    let pkts: Vec<(u16, u32, bool)> = (0..400u16).map(|i| (i, SSRC_A, true)).collect();
+    let pkts: Vec<(u16, u32, bool)> = (0..400u16).map(at_a).collect();
     let got = feed(&mut flow, &pkts);
     assert!(
         got[usize::from(RTP_CONFIRM_PACKETS) - 1..]
@@ -384,10 +352,7 @@ fn rtp_hits_saturate() {
 #[test]
 fn a_confirmed_flow_stays_a_call() {
     let mut flow = FlowSlot::default();
-    feed(
-        &mut flow,
-        &[(1, SSRC_A, true), (2, SSRC_A, true), (3, SSRC_A, true)],
-    );
+    feed(&mut flow, &[at_a(1), at_a(2), at_a(3)]);
     assert_eq!(call_view(&flow).flags, FLOW_CALL);
     // A new SSRC restarts tracking, but the flow is already a call.
     assert_eq!(feed(&mut flow, &[(900, SSRC_B, true)]), [true]);
@@ -541,10 +506,7 @@ fn rtp_on_other_flows_needs_confirmation() {
             sig_category: cat,
             ..FlowSlot::default()
         };
-        let got = feed(
-            &mut flow,
-            &[(1, SSRC_A, true), (2, SSRC_A, true), (3, SSRC_A, true)],
-        );
+        let got = feed(&mut flow, &[at_a(1), at_a(2), at_a(3)]);
         assert_eq!(got, [false, false, true], "cat {cat}");
         assert_eq!(flow.label, LABEL_RTP, "cat {cat}");
     }

@@ -327,28 +327,33 @@ fn ip_version_mismatch() {
 
 #[test]
 fn ipv4_first_fragment() {
-    // The datagram is 1000 bytes; this fragment carries the UDP header and 24 bytes.
-    let f = v4()
-        .ipv4_id(0xbeef)
-        .ipv4_fragment(0, true)
-        .udp(5000, 3478, &[0x55; 24])
-        .udp_len(8 + 1000)
-        .build();
-    let p = ip(&f);
-    assert_eq!(p.frag, Fragment::First { id: 0xbeef });
-    assert_eq!((p.sport, p.dport), (5000, 3478));
-    assert_eq!(p.payload_off, 42);
-    assert_eq!(p.payload_len, 24, "clipped to the bytes carried");
-    // A first fragment whose UDP length is smaller than what it carries.
-    let f = v4()
-        .ipv4_id(7)
-        .ipv4_fragment(0, true)
-        .udp(5000, 3478, &[0x55; 24])
-        .udp_len(8 + 10)
-        .build();
-    let p = ip(&f);
-    assert_eq!(p.frag, Fragment::First { id: 7 });
-    assert_eq!(p.payload_len, 10);
+    // Each fragment carries the UDP header and 24 bytes.
+    for (case, id, udp_len, payload_len) in [
+        (
+            "a 1000-byte datagram: clipped to the bytes carried",
+            0xbeef,
+            8 + 1000,
+            24,
+        ),
+        ("a UDP length smaller than what it carries", 7, 8 + 10, 10),
+    ] {
+        let f = v4()
+            .ipv4_id(id)
+            .ipv4_fragment(0, true)
+            .udp(5000, 3478, &[0x55; 24])
+            .udp_len(udp_len)
+            .build();
+        let p = ip(&f);
+        assert_eq!(p.frag, Fragment::First { id: id.into() }, "{case}");
+        assert_eq!((p.sport, p.dport), (5000, 3478), "{case}");
+        assert_eq!(p.payload_off, 42, "{case}");
+        assert_eq!(p.payload_len, payload_len, "{case}");
+    }
+}
+
+/// A later fragment of datagram `id` whose data starts at byte `offset`.
+fn later(id: u32, offset: u16) -> Fragment {
+    Fragment::Later { id, offset }
 }
 
 #[test]
@@ -362,10 +367,7 @@ fn ipv4_later_fragments() {
         let p = ip(&f);
         assert_eq!(
             p.frag,
-            Fragment::Later {
-                id: 0x0102,
-                offset: offset << 3
-            },
+            later(0x0102, offset << 3),
             "offset {offset} more {more}"
         );
         assert_eq!(p.proto, PROTO_UDP);
@@ -375,13 +377,7 @@ fn ipv4_later_fragments() {
     }
     // A later fragment too short to hold a UDP header is fine: none is read.
     let p = ip(&v4().ipv4_fragment(3, false).raw(proto::UDP, &[1]).build());
-    assert_eq!(
-        p.frag,
-        Fragment::Later {
-            id: 0x1234,
-            offset: 24
-        }
-    );
+    assert_eq!(p.frag, later(0x1234, 24));
     assert_eq!(p.payload_len, 1);
 }
 
@@ -458,28 +454,25 @@ fn udp_length_shorter_than_carried() {
 
 #[test]
 fn ipv6_each_extension_header() {
-    let cases: [(u8, usize); 9] = [
-        (proto::HOP_BY_HOP, 8),
-        (proto::HOP_BY_HOP, 24),
-        (proto::ROUTING, 8),
-        (proto::ROUTING, 40),
-        (proto::DEST_OPTS, 8),
-        (proto::DEST_OPTS, 16),
-        (proto::AH, 12),
-        (proto::AH, 16),
-        (proto::AH, 28),
+    let cases: [(u8, &[usize]); 4] = [
+        (proto::HOP_BY_HOP, &[8, 24]),
+        (proto::ROUTING, &[8, 40]),
+        (proto::DEST_OPTS, &[8, 16]),
+        (proto::AH, &[12, 16, 28]),
     ];
-    for (kind, len) in cases {
-        let fr = v6()
-            .v6_ext(kind, len)
-            .udp(5000, 3478, PAYLOAD)
-            .build_frame();
-        let p = ip(&fr.bytes);
-        assert_eq!(p.proto, PROTO_UDP);
-        assert_eq!(p.frag, Fragment::None);
-        assert_eq!((p.sport, p.dport), (5000, 3478), "kind {kind} len {len}");
-        assert_eq!(p.payload_off, 14 + 40 + len + 8, "kind {kind} len {len}");
-        assert_eq!(p.payload_len, PAYLOAD.len());
+    for (kind, lens) in cases {
+        for &len in lens {
+            let fr = v6()
+                .v6_ext(kind, len)
+                .udp(5000, 3478, PAYLOAD)
+                .build_frame();
+            let p = ip(&fr.bytes);
+            assert_eq!(p.proto, PROTO_UDP);
+            assert_eq!(p.frag, Fragment::None);
+            assert_eq!((p.sport, p.dport), (5000, 3478), "kind {kind} len {len}");
+            assert_eq!(p.payload_off, 14 + 40 + len + 8, "kind {kind} len {len}");
+            assert_eq!(p.payload_len, PAYLOAD.len());
+        }
     }
 }
 
@@ -621,22 +614,17 @@ fn ipv6_headers_beyond_the_readers_reach_hide_the_transport() {
 
 #[test]
 fn ipv6_extension_header_past_the_payload() {
-    // Length field 255: 2048 bytes claimed in a short packet.
-    let mut hdr = [0u8; 8];
-    hdr[1] = 255;
-    let f = v6()
-        .v6_ext_raw(proto::DEST_OPTS, &hdr)
-        .udp(5000, 3478, PAYLOAD)
-        .build();
-    assert_eq!(malformed(&f), Malformed::Truncated);
-    // AH claiming (255 + 2) * 4 bytes.
-    let mut ah = [0u8; 12];
-    ah[1] = 255;
-    let f = v6()
-        .v6_ext_raw(proto::AH, &ah)
-        .udp(5000, 3478, PAYLOAD)
-        .build();
-    assert_eq!(malformed(&f), Malformed::Truncated);
+    // Length field 255 in a short packet: destination options claiming 2048
+    // bytes, AH claiming (255 + 2) * 4 bytes.
+    for (kind, len) in [(proto::DEST_OPTS, 8), (proto::AH, 12)] {
+        let mut hdr = [0u8; 12];
+        hdr[1] = 255;
+        let f = v6()
+            .v6_ext_raw(kind, &hdr[..len])
+            .udp(5000, 3478, PAYLOAD)
+            .build();
+        assert_eq!(malformed(&f), Malformed::Truncated, "kind {kind}");
+    }
     // The payload length stops right after the extension header: no room for UDP.
     let f = v6()
         .v6_ext(proto::HOP_BY_HOP, 8)
@@ -670,14 +658,7 @@ fn ipv6_later_fragments() {
             .raw(proto::UDP, &[0xc8; 64])
             .build();
         let p = ip(&f);
-        assert_eq!(
-            p.frag,
-            Fragment::Later {
-                id: 0x0102_0304,
-                offset: offset << 3
-            },
-            "offset {offset}"
-        );
+        assert_eq!(p.frag, later(0x0102_0304, offset << 3), "offset {offset}");
         assert_eq!(p.proto, PROTO_UDP);
         // Its data: after the IPv6 and fragment headers, all 64 bytes.
         assert_eq!(
@@ -701,13 +682,7 @@ fn ipv6_later_fragment_followed_by_an_options_header() {
         .build();
     match parse_frame(f.as_slice()) {
         Parsed::Ip(p) => {
-            assert_eq!(
-                p.frag,
-                Fragment::Later {
-                    id: 42,
-                    offset: 800
-                }
-            );
+            assert_eq!(p.frag, later(42, 800));
             assert_eq!((p.sport, p.dport), (0, 0));
         }
         other => panic!("a valid later fragment parsed as {other:?}"),
@@ -715,26 +690,25 @@ fn ipv6_later_fragment_followed_by_an_options_header() {
 }
 
 #[test]
-fn ipv4_first_fragment_with_a_partial_udp_header() {
-    // The first fragment carries only 4 bytes of the UDP header; the frame
-    // is padded to 60 bytes with non-zero bytes that must not be read.
-    let f = v4()
-        .ipv4_fragment(0, true)
-        .raw(proto::UDP, &[0x13, 0x88, 0x0d, 0x96])
-        .trailer(&[0xff; 22])
-        .build();
-    assert_eq!(f.len(), 60);
-    assert_eq!(malformed(&f), Malformed::Truncated);
-}
-
-#[test]
-fn tcp_ports_past_the_ip_packet() {
-    let f = v4()
-        .raw(proto::TCP, &[0x01, 0xbb])
-        .trailer(&[0xab; 24])
-        .build();
-    assert_eq!(f.len(), 60);
-    assert_eq!(malformed(&f), Malformed::Truncated);
+fn ports_past_the_ip_packet() {
+    // Each frame is padded to 60 bytes with non-zero bytes that must not be
+    // read as the ports.
+    for (case, frame) in [
+        (
+            "a first fragment carrying only 4 bytes of the UDP header",
+            v4().ipv4_fragment(0, true)
+                .raw(proto::UDP, &[0x13, 0x88, 0x0d, 0x96])
+                .trailer(&[0xff; 22]),
+        ),
+        (
+            "TCP with only its source port",
+            v4().raw(proto::TCP, &[0x01, 0xbb]).trailer(&[0xab; 24]),
+        ),
+    ] {
+        let f = frame.build();
+        assert_eq!(f.len(), 60, "{case}");
+        assert_eq!(malformed(&f), Malformed::Truncated, "{case}");
+    }
 }
 
 #[test]
@@ -777,29 +751,32 @@ fn assert_every_cut_truncated(frame: &[u8], need: usize, what: &str) {
     }
 }
 
+/// `b` with a UDP payload: every cut short of the whole frame is
+/// `Truncated`, and the whole frame parses with the payload where it was built.
+#[track_caller]
+fn assert_udp_cuts_truncated(b: Builder, what: &str) {
+    let fr = b.udp(5000, 3478, PAYLOAD).build_frame();
+    assert_every_cut_truncated(&fr.bytes, fr.bytes.len(), what);
+    assert_eq!(ip(&fr.bytes).payload_off, fr.payload_off, "{what}");
+}
+
 #[test]
 fn truncation_v4_vlan_options_udp() {
-    let fr = v4()
+    let b = v4()
         .vlan(10)
         .qinq(20)
-        .ipv4_options(&[1, 1, 1, 1, 1, 1, 1, 0])
-        .udp(5000, 3478, PAYLOAD)
-        .build_frame();
-    assert_every_cut_truncated(&fr.bytes, fr.bytes.len(), "v4 + 2 tags + options");
-    assert_eq!(ip(&fr.bytes).payload_off, fr.payload_off);
+        .ipv4_options(&[1, 1, 1, 1, 1, 1, 1, 0]);
+    assert_udp_cuts_truncated(b, "v4 + 2 tags + options");
 }
 
 #[test]
 fn truncation_v6_three_extensions_udp() {
-    let fr = v6()
+    let b = v6()
         .vlan(7)
         .v6_ext(proto::HOP_BY_HOP, 8)
         .v6_ext(proto::ROUTING, 24)
-        .v6_ext(proto::AH, 16)
-        .udp(5000, 3478, PAYLOAD)
-        .build_frame();
-    assert_every_cut_truncated(&fr.bytes, fr.bytes.len(), "v6 + 3 extension headers");
-    assert_eq!(ip(&fr.bytes).payload_off, fr.payload_off);
+        .v6_ext(proto::AH, 16);
+    assert_udp_cuts_truncated(b, "v6 + 3 extension headers");
 }
 
 #[test]

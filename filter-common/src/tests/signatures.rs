@@ -431,17 +431,16 @@ fn forty_four_byte_bindings_that_are_not_the_ice_check() {
         }
     }
     // MESSAGE-INTEGRITY of another length, filling 24 bytes with a second
-    // attribute.
-    let m = stun(
-        stun_type::BINDING_REQUEST,
-        TXID,
-        &[
-            (stun_attr::MESSAGE_INTEGRITY, &[0x33; 16]),
+    // attribute; and the ICE check with four bytes more (an extra attribute).
+    for (integrity, len) in [(&[0x33; 16][..], 44), (&[0x44; 20], 48)] {
+        let attrs: [(u16, &[u8]); 2] = [
+            (stun_attr::MESSAGE_INTEGRITY, integrity),
             (stun_attr::FINGERPRINT, &[]),
-        ],
-    );
-    assert_eq!(m.len(), 44);
-    assert_generic(cls(&m), &m, LABEL_STUN);
+        ];
+        let m = stun(stun_type::BINDING_REQUEST, TXID, &attrs);
+        assert_eq!(m.len(), len);
+        assert_generic(cls(&m), &m, LABEL_STUN);
+    }
     // The right attribute on other Binding classes and other methods.
     for ty in [
         stun_type::BINDING_ERROR,
@@ -453,18 +452,7 @@ fn forty_four_byte_bindings_that_are_not_the_ice_check() {
         assert_eq!(m.len(), 44);
         assert_generic(cls(&m), &m, LABEL_STUN);
     }
-    // The ICE check with four bytes more (an extra attribute) or a wrong
-    // length is not the ICE check.
-    let m = stun(
-        stun_type::BINDING_REQUEST,
-        TXID,
-        &[
-            (stun_attr::MESSAGE_INTEGRITY, &[0x44; 20]),
-            (stun_attr::FINGERPRINT, &[]),
-        ],
-    );
-    assert_eq!(m.len(), 48);
-    assert_generic(cls(&m), &m, LABEL_STUN);
+    // The ICE check with a wrong length is not the ICE check.
     let ice = stun(
         stun_type::BINDING_REQUEST,
         TXID,
@@ -496,8 +484,8 @@ fn whatsapp_keepalives() {
 
 #[test]
 fn keepalive_look_alikes() {
-    for p in [
-        &b"healthy"[..],
+    let look_alikes: [&[u8]; 11] = [
+        b"healthy",
         b"ok",
         b"Ok",
         b"oK",
@@ -508,7 +496,8 @@ fn keepalive_look_alikes() {
         b"health\0",
         b"O",
         b"OKAY",
-    ] {
+    ];
+    for p in look_alikes {
         assert_none(p);
     }
     // "OK" plus two zero bytes reads as ChannelData with an empty body (a
@@ -1094,7 +1083,8 @@ fn telegram_turn_realm_first_second_or_third() {
 
 #[test]
 fn telegram_turn_carries_the_peer_too() {
-    let xpa = xor_address_v4([203, 0, 113, 50], 51000);
+    let peer = [203, 0, 113, 50];
+    let xpa = xor_address_v4(peer, 51000);
     let m = stun(
         stun_type::CREATE_PERMISSION,
         TXID,
@@ -1106,7 +1096,7 @@ fn telegram_turn_carries_the_peer_too() {
     let c = cls_ports(&m, SPORT, TELEGRAM_TURN_PORT);
     assert_app_class(c, &m, LABEL_TELEGRAM_TURN, CAT_TELEGRAM);
     assert!(c.turn && c.has_peer);
-    assert_eq!((c.peer_addr, c.peer_port), ([203, 0, 113, 50], 51000));
+    assert_eq!((c.peer_addr, c.peer_port), (peer, 51000));
 }
 
 #[test]

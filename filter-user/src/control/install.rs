@@ -46,8 +46,8 @@ impl InstallLists for Filter {
         lists: &Lists,
         policies: &BTreeMap<u8, PolicySpec>,
     ) -> Result<GenerationInfo, LoadError> {
-        let tables = build_tables(lists)?;
-        self.install_tables(&tables, &policy_values(policies))
+        let staged = self.stage(lists, policies)?;
+        self.flip(staged)
     }
 
     fn stage(

@@ -85,17 +85,19 @@ fn daemon_lock_path_in(dir: &Path, pin_dir: &Path) -> PathBuf {
     dir.join(format!("{}.daemon.lock", state_name(pin_dir)))
 }
 
-/// Open (creating, owner-only) a lock file in `dir`.
-fn open_lock_file(dir: &Path, path: &Path) -> Result<File, LockError> {
+/// Open (creating, owner-only) the lock file `path` in `dir`; the file and
+/// its path.
+fn open_lock_file(dir: &Path, path: PathBuf) -> Result<(File, PathBuf), LockError> {
     ensure_state_dir(dir).map_err(io_err(dir))?;
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(STATE_FILE_MODE)
-        .open(path)
-        .map_err(io_err(path))
+        .open(&path)
+        .map_err(io_err(&path))?;
+    Ok((file, path))
 }
 
 /// `flock(op)`, again when interrupted.
@@ -165,8 +167,7 @@ impl WriterLock {
     }
 
     pub(crate) fn acquire_in(dir: &Path, pin_dir: &Path) -> Result<WriterLock, LockError> {
-        let path = lock_path_in(dir, pin_dir);
-        let file = open_lock_file(dir, &path)?;
+        let (file, path) = open_lock_file(dir, lock_path_in(dir, pin_dir))?;
         lock_exclusive(&file, &path, "the writer lock of the pins")?;
         Ok(WriterLock { _file: file, path })
     }
@@ -202,8 +203,7 @@ impl DaemonLock {
     }
 
     pub(crate) fn try_acquire_in(dir: &Path, pin_dir: &Path) -> Result<DaemonLock, LockError> {
-        let path = daemon_lock_path_in(dir, pin_dir);
-        let file = open_lock_file(dir, &path)?;
+        let (file, path) = open_lock_file(dir, daemon_lock_path_in(dir, pin_dir))?;
         for _ in 0..PROBE_RETRIES {
             match flock(&file, FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) => return Ok(DaemonLock { _file: file }),
@@ -356,22 +356,12 @@ mod tests {
         last
     }
 
-    struct Dir(PathBuf);
-
-    impl Dir {
-        fn new(tag: &str) -> Dir {
-            let d =
-                std::env::temp_dir().join(format!("flowfilter-lock-{tag}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&d);
-            std::fs::create_dir_all(&d).unwrap();
-            Dir(d)
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+    /// A fresh, empty temporary directory, removed on drop.
+    fn temp_dir(tag: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("flowfilter-lock-{tag}-"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
@@ -401,25 +391,25 @@ mod tests {
 
     #[test]
     fn the_daemon_lock_names_its_holder_and_is_taken_once() {
-        let d = Dir::new("daemon");
+        let d = temp_dir("daemon");
         let pins = Path::new("/sys/fs/bpf/t-lock");
-        assert_eq!(daemon_liveness_in(&d.0, pins).unwrap(), Liveness::Dead);
+        assert_eq!(daemon_liveness_in(d.path(), pins).unwrap(), Liveness::Dead);
         let me = std::process::id();
-        let held = DaemonLock::try_acquire_in(&d.0, pins).unwrap();
+        let held = DaemonLock::try_acquire_in(d.path(), pins).unwrap();
         assert_eq!(
-            daemon_liveness_in(&d.0, pins).unwrap(),
+            daemon_liveness_in(d.path(), pins).unwrap(),
             Liveness::Alive { pid: Some(me) }
         );
         // A second daemon (another open file, even in this process) fails at
         // once, naming the holder.
-        match DaemonLock::try_acquire_in(&d.0, pins) {
+        match DaemonLock::try_acquire_in(d.path(), pins) {
             Err(LockError::Held { pid, path }) => {
                 assert_eq!(pid, Some(me));
-                assert_eq!(path, d.0.join("t-lock.daemon.lock"));
+                assert_eq!(path, d.path().join("t-lock.daemon.lock"));
             }
             other => panic!("{other:?}"),
         }
-        let path = daemon_lock_path_in(&d.0, pins);
+        let path = daemon_lock_path_in(d.path(), pins);
         assert_eq!(
             settled_holders(&path),
             [Holder {
@@ -429,29 +419,29 @@ mod tests {
             }]
         );
         drop(held);
-        assert_eq!(daemon_liveness_in(&d.0, pins).unwrap(), Liveness::Dead);
+        assert_eq!(daemon_liveness_in(d.path(), pins).unwrap(), Liveness::Dead);
         assert!(settled_holders(&path).is_empty());
         // Another pin directory has another lock.
-        let _a = DaemonLock::try_acquire_in(&d.0, pins).unwrap();
-        let _b = DaemonLock::try_acquire_in(&d.0, Path::new("/sys/fs/bpf/t/lock")).unwrap();
+        let _a = DaemonLock::try_acquire_in(d.path(), pins).unwrap();
+        let _b = DaemonLock::try_acquire_in(d.path(), Path::new("/sys/fs/bpf/t/lock")).unwrap();
     }
 
     #[test]
     fn writers_wait_for_each_other() {
         use std::sync::atomic::{AtomicBool, Ordering};
-        let d = Dir::new("writer");
+        let d = temp_dir("writer");
         let pins = Path::new("/sys/fs/bpf/t-writer");
-        let first = WriterLock::acquire_in(&d.0, pins).unwrap();
-        assert!(first.is_for(&d.0, pins));
-        assert!(!first.is_for(&d.0, Path::new("/sys/fs/bpf/t/writer")));
+        let first = WriterLock::acquire_in(d.path(), pins).unwrap();
+        assert!(first.is_for(d.path(), pins));
+        assert!(!first.is_for(d.path(), Path::new("/sys/fs/bpf/t/writer")));
         let got = AtomicBool::new(false);
         std::thread::scope(|s| {
             let t = s.spawn(|| {
-                let _second = WriterLock::acquire_in(&d.0, pins).unwrap();
+                let _second = WriterLock::acquire_in(d.path(), pins).unwrap();
                 got.store(true, Ordering::SeqCst);
             });
             // The second writer queues behind the first.
-            let path = lock_path_in(&d.0, pins);
+            let path = lock_path_in(d.path(), pins);
             while !holders(&path).iter().any(|h| h.waiting) {
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -461,11 +451,11 @@ mod tests {
         });
         assert!(got.load(Ordering::SeqCst));
         // The lists lock is on the directory itself.
-        let lists = ListsLock::acquire(&d.0).unwrap();
-        assert_eq!(settled_holders(&d.0).len(), 1);
+        let lists = ListsLock::acquire(d.path()).unwrap();
+        assert_eq!(settled_holders(d.path()).len(), 1);
         drop(lists);
         assert!(matches!(
-            ListsLock::acquire(&d.0.join("missing")),
+            ListsLock::acquire(&d.path().join("missing")),
             Err(LockError::Io { .. })
         ));
     }

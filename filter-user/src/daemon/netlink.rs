@@ -20,19 +20,17 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use libc::{RTEXT_FILTER_SKIP_STATS, RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK};
+
 const NLMSG_HDRLEN: usize = 16;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLMSG_OVERRUN: u16 = 4;
-const RTM_NEWLINK: u16 = 16;
-const RTM_DELLINK: u16 = 17;
-const RTM_GETLINK: u16 = 18;
 const NLM_F_REQUEST: u16 = 1;
 const IFINFOMSG_LEN: usize = 16;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_XDP: u16 = 43;
 const IFLA_EXT_MASK: u16 = 29;
-const RTEXT_FILTER_SKIP_STATS: u32 = 1 << 3;
 const IFLA_XDP_ATTACHED: u16 = 2;
 const IFLA_XDP_PROG_ID: u16 = 4;
 const IFLA_XDP_DRV_PROG_ID: u16 = 5;
@@ -135,6 +133,21 @@ pub struct Rtnl {
     seq: AtomicU32,
 }
 
+/// `setsockopt(fd, SOL_SOCKET, name, value)`; its return value.
+fn set_socket_option<T>(fd: &OwnedFd, name: libc::c_int, value: &T) -> libc::c_int {
+    // SAFETY: `value` points to a `T` of the size given; the option's type is
+    // the caller's to match.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            name,
+            std::ptr::from_ref(value).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    }
+}
+
 impl AsRawFd for Rtnl {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
@@ -176,32 +189,13 @@ impl Rtnl {
             // Room for bursts (a bond rebuilt, many VLANs): an overrun is
             // handled, but costs a full check.
             let size: libc::c_int = 1 << 20;
-            // SAFETY: an int option of the right size.
-            unsafe {
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVBUF,
-                    (&raw const size).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                );
-            }
+            set_socket_option(&fd, libc::SO_RCVBUF, &size);
         } else {
             let tv = libc::timeval {
                 tv_sec: QUERY_TIMEOUT.as_secs() as libc::time_t,
                 tv_usec: 0,
             };
-            // SAFETY: a timeval option of the right size.
-            let r = unsafe {
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVTIMEO,
-                    (&raw const tv).cast(),
-                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-                )
-            };
-            if r != 0 {
+            if set_socket_option(&fd, libc::SO_RCVTIMEO, &tv) != 0 {
                 return Err(io_err("setsockopt")(io::Error::last_os_error()));
             }
         }

@@ -165,3 +165,28 @@ pub(crate) fn parse_entry(s: &str) -> Result<Cidr, String> {
         IpAddr::V6(addr) => Cidr::V6 { addr, len },
     })
 }
+
+/// Prefixes from text for tests, as the `(address, length)` pairs lists and
+/// tables hold.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use super::Cidr;
+
+    /// The IPv4 prefix `s`.
+    pub(crate) fn v4(s: &str) -> (Ipv4Addr, u8) {
+        match s.parse::<Cidr>().unwrap() {
+            Cidr::V4 { addr, len } => (addr, len),
+            Cidr::V6 { .. } => panic!("{s} is not IPv4"),
+        }
+    }
+
+    /// The IPv6 prefix `s`.
+    pub(crate) fn v6(s: &str) -> (Ipv6Addr, u8) {
+        match s.parse::<Cidr>().unwrap() {
+            Cidr::V6 { addr, len } => (addr, len),
+            Cidr::V4 { .. } => panic!("{s} is not IPv6"),
+        }
+    }
+}

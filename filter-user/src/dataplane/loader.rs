@@ -13,10 +13,10 @@
 //! Maps are handled generically: every map of the object's map sections is
 //! pinned and checked by name, whatever maps the program has.
 //!
-//! Table generations: [`Filter::install_tables`] builds the tables, puts them in a
+//! Table generations: [`Filter::stage_tables`] puts built tables in a
 //! node pool made for them (a new inner map of `TRIE`, sized to what the
 //! lists need) and the inactive generation's root block of `ROOT`, then
-//! flips `STATE.generation` with one write. Nothing of the previous
+//! [`Filter::flip`] flips `STATE.generation` with one write. Nothing of the previous
 //! contents has to be cleared, so pinned and private instances install
 //! alike; the pool the flip retired is freed at the next install.
 
@@ -414,7 +414,7 @@ impl TrieMem for MappedTables<'_> {
 }
 
 /// The program's counters, read once ([`Filter::counter_snapshot`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct CounterSnapshot {
     /// `COUNTERS`, summed over CPUs.
     pub counters: Vec<Counter>,

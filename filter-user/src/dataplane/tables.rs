@@ -104,15 +104,15 @@ pub struct NodeCounts {
 pub struct Tables {
     /// IPv4 root: one entry per value of the first 16 address bits.
     pub root4: Vec<Entry>,
-    /// IPv6 root.
-    pub root6: Vec<Entry>,
-    /// The node pool (index 0 first).
-    pub units: Vec<Unit>,
     /// IPv4 prefixes stored: distinct blocking prefixes not inside the
     /// allowlist, plus allow prefixes not inside another allow prefix.
     pub v4_prefixes: usize,
+    /// IPv6 root.
+    pub root6: Vec<Entry>,
     /// IPv6 prefixes stored, likewise.
     pub v6_prefixes: usize,
+    /// The node pool (index 0 first).
+    pub units: Vec<Unit>,
     /// Nodes by kind.
     pub nodes: NodeCounts,
 }
@@ -163,23 +163,23 @@ type Prefix = (u128, u8, u8);
 
 /// The allowlist and category rules turned into plain longest-prefix
 /// entries, sorted by start then length.
-fn resolve(
-    cats: impl Iterator<Item = (u8, Vec<(IpAddr, u8)>)>,
-    allow: impl Iterator<Item = (IpAddr, u8)>,
+fn resolve<A: Copy + Into<IpAddr>>(
+    cats: &[(u8, &[(A, u8)])],
+    allow: &[(A, u8)],
     width: u8,
 ) -> Result<Vec<Prefix>, TableError> {
     let mut allow_bits = Vec::new();
-    for (a, l) in allow {
-        allow_bits.push(prefix_bits(a, l)?);
+    for &(a, l) in allow {
+        allow_bits.push(prefix_bits(a.into(), l)?);
     }
     let allow = allow_set(allow_bits, width);
     // (len, start, category), sorted: for the same prefix the lowest id first.
     let mut blocks: Vec<(u8, u128, u8)> = Vec::new();
-    for (cat, list) in cats {
+    for &(cat, list) in cats {
         check_category(cat)?;
         blocks.reserve(list.len());
-        for (a, l) in list {
-            let (start, len) = prefix_bits(a, l)?;
+        for &(a, l) in list {
+            let (start, len) = prefix_bits(a.into(), l)?;
             blocks.push((len, start, cat));
         }
     }
@@ -352,18 +352,8 @@ impl Tables {
         v6: &[(u8, &[(Ipv6Addr, u8)])],
         allow6: &[(Ipv6Addr, u8)],
     ) -> Result<Tables, TableError> {
-        let e4 = resolve(
-            v4.iter()
-                .map(|(c, l)| (*c, l.iter().map(|&(a, n)| (IpAddr::V4(a), n)).collect())),
-            allow4.iter().map(|&(a, n)| (IpAddr::V4(a), n)),
-            32,
-        )?;
-        let e6 = resolve(
-            v6.iter()
-                .map(|(c, l)| (*c, l.iter().map(|&(a, n)| (IpAddr::V6(a), n)).collect())),
-            allow6.iter().map(|&(a, n)| (IpAddr::V6(a), n)),
-            128,
-        )?;
+        let e4 = resolve(v4, allow4, 32)?;
+        let e6 = resolve(v6, allow6, 128)?;
         let needed = e4.len() + e6.len();
         if needed > MAX_PREFIXES {
             return Err(TableError::TooManyPrefixes {
@@ -379,10 +369,10 @@ impl Tables {
         let root6 = pool.build_root(&e6, 128)?;
         Ok(Tables {
             root4,
-            root6,
-            units: pool.units,
             v4_prefixes: e4.len(),
+            root6,
             v6_prefixes: e6.len(),
+            units: pool.units,
             nodes: pool.nodes,
         })
     }

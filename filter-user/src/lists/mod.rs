@@ -318,4 +318,4 @@ pub fn load_dir_with(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,4 +1,7 @@
+use std::path::PathBuf;
+
 use super::*;
+use crate::dataplane::cidr::testing::{v4, v6};
 
 #[test]
 fn ids_stay_with_their_category() {
@@ -51,20 +54,6 @@ fn err(text: &str, normalize: bool) -> String {
     parse_list("t.txt", text, normalize)
         .unwrap_err()
         .to_string()
-}
-
-fn v4(s: &str) -> (Ipv4Addr, u8) {
-    match s.parse::<Cidr>().unwrap() {
-        Cidr::V4 { addr, len } => (addr, len),
-        Cidr::V6 { .. } => panic!("{s} is not IPv4"),
-    }
-}
-
-fn v6(s: &str) -> (Ipv6Addr, u8) {
-    match s.parse::<Cidr>().unwrap() {
-        Cidr::V6 { addr, len } => (addr, len),
-        Cidr::V4 { .. } => panic!("{s} is not IPv6"),
-    }
 }
 
 #[test]
@@ -437,32 +426,49 @@ fn from_parts_and_lookups() {
     assert_eq!(e(many), "255 categories given, at most 254 fit");
 }
 
-/// A fresh, empty temporary directory, removed on drop.
-struct TempDir(std::path::PathBuf);
+/// A fresh, empty temporary directory, removed on drop: the one the tests of
+/// `lists`, `lists::update` and `control::state` share.
+pub(crate) struct TempDir(tempfile::TempDir);
 
 impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("flowfilter-lists-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+    pub(crate) fn new(tag: &str) -> TempDir {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("flowfilter-{tag}-"))
+            .tempdir()
+            .unwrap();
         TempDir(dir)
     }
 
-    fn write(&self, name: &str, text: &[u8]) {
-        std::fs::write(self.0.join(name), text).unwrap();
+    /// The directory itself.
+    pub(crate) fn dir(&self) -> &Path {
+        self.0.path()
     }
 
-    fn show(&self, name: &str) -> String {
-        self.0.join(name).display().to_string()
+    /// `name` in the directory.
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.dir().join(name)
     }
-}
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+    /// Writes `text` to `name` in the directory; its path.
+    pub(crate) fn write(&self, name: &str, text: &(impl AsRef<[u8]> + ?Sized)) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// The path of `name` in the directory, as messages show it.
+    pub(crate) fn show(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+
+    /// Names of the entries of `sub` (`""`: of the directory itself), sorted.
+    pub(crate) fn names(&self, sub: &str) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.path(sub))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
     }
 }
 
@@ -476,8 +482,8 @@ fn load_dir_ok() {
     d.write("README.md", b"not a list");
     d.write("notes.txt~", b"junk");
     d.write(".hidden.txt", b"junk");
-    std::fs::create_dir(d.0.join("sub.txt")).unwrap();
-    let lists = load_dir(&d.0, false).unwrap();
+    std::fs::create_dir(d.path("sub.txt")).unwrap();
+    let lists = load_dir(d.dir(), false).unwrap();
     let ids: Vec<(u8, &str, usize)> = lists
         .categories
         .iter()
@@ -503,48 +509,49 @@ fn load_dir_ok() {
     );
 
     let empty = TempDir::new("empty");
-    let lists = load_dir(&empty.0, false).unwrap();
+    let lists = load_dir(empty.dir(), false).unwrap();
     assert_eq!(lists.categories.len(), 2);
     assert!(lists.allow.is_empty());
 }
 
 #[test]
 fn load_dir_errors() {
+    let error = |dir: &Path, normalize| load_dir(dir, normalize).unwrap_err().to_string();
     let d = TempDir::new("err");
     d.write("whatsapp.txt", b"1.2.3.4\n");
     d.write("telegram.txt", b"# t\n1.2.3.4/24\n");
+    let lists = load_dir(d.dir(), true).unwrap();
     assert_eq!(
-        load_dir(&d.0, false).unwrap_err().to_string(),
+        lists.by_name("telegram").unwrap().list.v4,
+        [v4("1.2.3.0/24")]
+    );
+    assert_eq!(
+        error(d.dir(), false),
         format!(
             "{}:2: `1.2.3.4/24` has bits set beyond /24 (use 1.2.3.0/24, or --normalize)",
             d.show("telegram.txt")
         )
     );
-    let lists = load_dir(&d.0, true).unwrap();
-    assert_eq!(
-        lists.by_name("telegram").unwrap().list.v4,
-        [v4("1.2.3.0/24")]
-    );
 
     d.write("telegram.txt", b"1.2.3.0/24\n\xff\n");
     assert_eq!(
-        load_dir(&d.0, true).unwrap_err().to_string(),
+        error(d.dir(), true),
         format!("{}:2: not valid UTF-8", d.show("telegram.txt"))
     );
     d.write("telegram.txt", b"");
 
     d.write("Bad.txt", b"");
     assert_eq!(
-        load_dir(&d.0, false).unwrap_err().to_string(),
+        error(d.dir(), false),
         format!(
             "{}: `Bad` is not a valid category name (a-z, 0-9, _ and -, at most 32 characters, starting with a letter or digit)",
             d.show("Bad.txt")
         )
     );
-    std::fs::remove_file(d.0.join("Bad.txt")).unwrap();
-    assert!(load_dir(&d.0, false).is_ok());
+    std::fs::remove_file(d.path("Bad.txt")).unwrap();
+    assert!(load_dir(d.dir(), false).is_ok());
 
-    let missing = d.0.join("missing");
+    let missing = d.path("missing");
     let e = load_dir(&missing, false).unwrap_err();
     assert!(matches!(e, ListError::Io { .. }));
     assert!(
@@ -559,11 +566,11 @@ fn load_dir_errors() {
     }
     many.write("whatsapp.txt", b"");
     many.write("allow.txt", b"");
-    assert_eq!(load_dir(&many.0, false).unwrap().categories.len(), 254);
+    assert_eq!(load_dir(many.dir(), false).unwrap().categories.len(), 254);
     many.write("c252.txt", b"");
     assert_eq!(
-        load_dir(&many.0, false).unwrap_err().to_string(),
-        format!("{}: more than 254 categories", many.0.display())
+        error(many.dir(), false),
+        format!("{}: more than 254 categories", many.dir().display())
     );
 }
 

@@ -4,6 +4,21 @@ fn err(text: &str) -> String {
     Config::parse("f.toml", text).unwrap_err().to_string()
 }
 
+/// Each `(text, error)`: parsing `text` fails with exactly `error`.
+#[track_caller]
+fn assert_errors(cases: &[(&str, &str)]) {
+    for &(text, want) in cases {
+        assert_eq!(err(text), want, "{text:?}");
+    }
+}
+
+/// Parsing `text` fails with an error that starts with `prefix`.
+#[track_caller]
+fn assert_error_starts(text: &str, prefix: &str) {
+    let e = err(text);
+    assert!(e.starts_with(prefix), "{e}");
+}
+
 #[test]
 fn defaults() {
     let c = Config::parse("f.toml", "").unwrap();
@@ -54,52 +69,51 @@ telegram = "flows=30%,scope=udp"
 
 #[test]
 fn errors_name_file_line_and_field() {
-    assert_eq!(
-        err("interfaces = [\"eth0\"]\nmode = \"fast\"\n"),
-        "f.toml:2: mode: `fast` is not an attach mode (auto, driver or skb)"
+    assert_errors(&[
+        (
+            "interfaces = [\"eth0\"]\nmode = \"fast\"\n",
+            "f.toml:2: mode: `fast` is not an attach mode (auto, driver or skb)",
+        ),
+        (
+            "[policy]\nwhatsapp = \"block\"\n",
+            "f.toml:2: policy.whatsapp: bad policy `block`: unknown action `block` (expected drop, monitor, off, flows=P%, loss=P%, optionally followed by ,scope=media or ,scope=udp)",
+        ),
+        (
+            "metrics = \"localhost\"\n",
+            "f.toml:1: metrics: invalid socket address syntax",
+        ),
+        (
+            "normalize = \"yes\"\n",
+            "f.toml:1: normalize: invalid type: string \"yes\", expected a boolean",
+        ),
+        (
+            "\n\nv4_chunks_per_gen = -1\n",
+            "f.toml:3: v4_chunks_per_gen: invalid value: integer `-1`, expected u32",
+        ),
+    ]);
+    assert_error_starts(
+        "iface = \"eth0\"\n",
+        "f.toml:1: iface: unknown field `iface`, expected one of",
     );
-    assert_eq!(
-        err("[policy]\nwhatsapp = \"block\"\n"),
-        "f.toml:2: policy.whatsapp: bad policy `block`: unknown action `block` (expected drop, monitor, off, flows=P%, loss=P%, optionally followed by ,scope=media or ,scope=udp)"
-    );
-    assert_eq!(
-        err("metrics = \"localhost\"\n"),
-        "f.toml:1: metrics: invalid socket address syntax"
-    );
-    assert_eq!(
-        err("normalize = \"yes\"\n"),
-        "f.toml:1: normalize: invalid type: string \"yes\", expected a boolean"
-    );
-    assert_eq!(
-        err("\n\nv4_chunks_per_gen = -1\n"),
-        "f.toml:3: v4_chunks_per_gen: invalid value: integer `-1`, expected u32"
-    );
-    let unknown = err("iface = \"eth0\"\n");
-    assert!(
-        unknown.starts_with("f.toml:1: iface: unknown field `iface`, expected one of"),
-        "{unknown}"
-    );
-    assert!(
-        err("mode = \n").starts_with("f.toml:1: "),
-        "{}",
-        err("mode = \n")
-    );
+    assert_error_starts("mode = \n", "f.toml:1: ");
 }
 
 #[test]
 fn validation_errors_name_the_field() {
-    assert_eq!(
-        err("interfaces = [\"eth0\", \"a/b\"]\n"),
-        "f.toml:1: interfaces[1]: `a/b` is not an interface name (1 to 15 characters, no `/` or spaces)"
-    );
-    assert_eq!(
-        err("pin_dir = \"relative\"\n"),
-        "f.toml:1: pin_dir: `relative` is not an absolute path"
-    );
-    assert_eq!(
-        err("[policy]\n\"Bad Name\" = \"drop\"\n"),
-        "f.toml:2: policy.Bad Name: `Bad Name` is not a category name (a-z, 0-9, _ and -, at most 32 characters)"
-    );
+    assert_errors(&[
+        (
+            "interfaces = [\"eth0\", \"a/b\"]\n",
+            "f.toml:1: interfaces[1]: `a/b` is not an interface name (1 to 15 characters, no `/` or spaces)",
+        ),
+        (
+            "pin_dir = \"relative\"\n",
+            "f.toml:1: pin_dir: `relative` is not an absolute path",
+        ),
+        (
+            "[policy]\n\"Bad Name\" = \"drop\"\n",
+            "f.toml:2: policy.Bad Name: `Bad Name` is not a category name (a-z, 0-9, _ and -, at most 32 characters)",
+        ),
+    ]);
     assert_eq!(
         err("[policy]\nallow = \"drop\"\n"),
         "f.toml:2: policy.allow: the allowlist has no policy: its addresses are never touched"
@@ -229,38 +243,39 @@ fn subscribers_section() {
 
 #[test]
 fn subscribers_errors_name_file_line_and_field() {
-    assert_eq!(
-        err("[subscribers]\nprefixes = [\"10.0.0.0/8\", \"10.0.0.1/8\"]\n"),
-        "f.toml:2: subscribers.prefixes[1]: `10.0.0.1/8` has bits set beyond /8 (use 10.0.0.0/8)"
-    );
-    assert_eq!(
-        err("[subscribers]\ninside = [\"eth1\"]\nprefixes = [\"10.0.0.0/8\"]\n"),
-        "f.toml:3: subscribers.prefixes: give `inside` (interfaces facing subscribers) or `prefixes`, not both"
-    );
-    assert_eq!(
-        err("[subscribers]\nprefixes = []\n"),
-        "f.toml:2: subscribers.prefixes: no prefix: name at least one, or leave the key out for the default (private and shared address space)"
-    );
-    assert_eq!(
-        err("[subscribers]\n\nv6_len = 0\n"),
-        "f.toml:3: subscribers.v6_len: 0 is not an IPv6 prefix length of a subscriber (1 to 128)"
-    );
-    assert_eq!(
-        err("[subscribers]\nv4_len = 33\n"),
-        "f.toml:2: subscribers.v4_len: 33 is not an IPv4 prefix length of a subscriber (1 to 32)"
-    );
-    assert_eq!(
-        err("[subscribers]\ninside = [\"a b\"]\n"),
-        "f.toml:2: subscribers.inside[0]: `a b` is not an interface name (1 to 15 characters, no `/` or spaces)"
-    );
-    assert_eq!(
-        err("[subscribers]\nseed = -1\n"),
-        "f.toml:2: subscribers.seed: invalid value: integer `-1`, expected u64"
-    );
-    let unknown = err("[subscribers]\nrule = \"x\"\n");
-    assert!(
-        unknown.starts_with("f.toml:2: subscribers.rule: unknown field `rule`"),
-        "{unknown}"
+    assert_errors(&[
+        (
+            "[subscribers]\nprefixes = [\"10.0.0.0/8\", \"10.0.0.1/8\"]\n",
+            "f.toml:2: subscribers.prefixes[1]: `10.0.0.1/8` has bits set beyond /8 (use 10.0.0.0/8)",
+        ),
+        (
+            "[subscribers]\ninside = [\"eth1\"]\nprefixes = [\"10.0.0.0/8\"]\n",
+            "f.toml:3: subscribers.prefixes: give `inside` (interfaces facing subscribers) or `prefixes`, not both",
+        ),
+        (
+            "[subscribers]\nprefixes = []\n",
+            "f.toml:2: subscribers.prefixes: no prefix: name at least one, or leave the key out for the default (private and shared address space)",
+        ),
+        (
+            "[subscribers]\n\nv6_len = 0\n",
+            "f.toml:3: subscribers.v6_len: 0 is not an IPv6 prefix length of a subscriber (1 to 128)",
+        ),
+        (
+            "[subscribers]\nv4_len = 33\n",
+            "f.toml:2: subscribers.v4_len: 33 is not an IPv4 prefix length of a subscriber (1 to 32)",
+        ),
+        (
+            "[subscribers]\ninside = [\"a b\"]\n",
+            "f.toml:2: subscribers.inside[0]: `a b` is not an interface name (1 to 15 characters, no `/` or spaces)",
+        ),
+        (
+            "[subscribers]\nseed = -1\n",
+            "f.toml:2: subscribers.seed: invalid value: integer `-1`, expected u64",
+        ),
+    ]);
+    assert_error_starts(
+        "[subscribers]\nrule = \"x\"\n",
+        "f.toml:2: subscribers.rule: unknown field `rule`",
     );
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::lists::tests::TempDir;
 
 #[test]
 fn paths_follow_the_pin_dir() {
@@ -77,36 +78,9 @@ fn no_two_pin_dirs_share_a_name() {
     }
 }
 
-/// A temporary state directory.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("flowfilter-state-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-
-    fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(&self.0)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn version_1_files_are_read_once_and_moved() {
-    let d = Dir::new("migrate");
+    let d = TempDir::new("state-migrate");
     let ab = Path::new("/sys/fs/bpf/a/b");
     let a_b = Path::new("/sys/fs/bpf/a-b");
     // Version 1 kept /sys/fs/bpf/a/b's state in a-b.json, the name of
@@ -114,36 +88,36 @@ fn version_1_files_are_read_once_and_moved() {
     let mut old = StateFile::new(ab);
     old.version = 1;
     old.overrides.insert("zoom".into(), spec("off"));
-    std::fs::write(d.0.join("a-b.json"), serde_json::to_string(&old).unwrap()).unwrap();
-    assert_eq!(StateFile::read_in(&d.0, ab).unwrap(), Some(old.clone()));
+    std::fs::write(d.path("a-b.json"), serde_json::to_string(&old).unwrap()).unwrap();
+    assert_eq!(StateFile::read_in(d.dir(), ab).unwrap(), Some(old.clone()));
     // Not a-b's, though it has that name.
-    assert_eq!(StateFile::read_in(&d.0, a_b).unwrap(), None);
+    assert_eq!(StateFile::read_in(d.dir(), a_b).unwrap(), None);
     // a/b's next write moves it to a+b.json.
-    let lock = WriterLock::acquire_in(&d.0, ab).unwrap();
+    let lock = WriterLock::acquire_in(d.dir(), ab).unwrap();
     let mut new = old.clone();
     new.version = STATE_VERSION;
-    new.write_in(&d.0, &lock).unwrap();
-    assert_eq!(d.names(), ["a+b.json", "a+b.lock"]);
-    assert_eq!(StateFile::read_in(&d.0, ab).unwrap(), Some(new.clone()));
+    new.write_in(d.dir(), &lock).unwrap();
+    assert_eq!(d.names(""), ["a+b.json", "a+b.lock"]);
+    assert_eq!(StateFile::read_in(d.dir(), ab).unwrap(), Some(new.clone()));
     // a-b's write of its own file, while a/b's old one still has the
     // name, moves that one aside first.
-    std::fs::rename(d.0.join("a+b.json"), d.0.join("a-b.json")).unwrap();
-    let lock_ab = WriterLock::acquire_in(&d.0, a_b).unwrap();
+    std::fs::rename(d.path("a+b.json"), d.path("a-b.json")).unwrap();
+    let lock_ab = WriterLock::acquire_in(d.dir(), a_b).unwrap();
     // The lock of one pin directory does not write another's state.
     assert!(matches!(
-        StateFile::new(a_b).write_in(&d.0, &lock),
+        StateFile::new(a_b).write_in(d.dir(), &lock),
         Err(StateError::NotLocked { .. })
     ));
-    StateFile::new(a_b).write_in(&d.0, &lock_ab).unwrap();
-    assert_eq!(StateFile::read_in(&d.0, ab).unwrap(), Some(new));
+    StateFile::new(a_b).write_in(d.dir(), &lock_ab).unwrap();
+    assert_eq!(StateFile::read_in(d.dir(), ab).unwrap(), Some(new));
     assert_eq!(
-        StateFile::read_in(&d.0, a_b).unwrap(),
+        StateFile::read_in(d.dir(), a_b).unwrap(),
         Some(StateFile::new(a_b))
     );
     // Removing one leaves the other.
-    StateFile::remove_in(&d.0, ab, &lock).unwrap();
-    assert_eq!(StateFile::read_in(&d.0, ab).unwrap(), None);
-    assert_eq!(d.names(), ["a+b.lock", "a-b.json", "a-b.lock"]);
+    StateFile::remove_in(d.dir(), ab, &lock).unwrap();
+    assert_eq!(StateFile::read_in(d.dir(), ab).unwrap(), None);
+    assert_eq!(d.names(""), ["a+b.lock", "a-b.json", "a-b.lock"]);
 }
 
 /// `dir` bound read-only onto itself until dropped (root only).
@@ -193,28 +167,28 @@ impl Drop for ReadOnly {
 
 #[test]
 fn a_failed_write_leaves_the_old_file() {
-    let d = Dir::new("fail");
+    let d = TempDir::new("state-fail");
     let pins = Path::new("/sys/fs/bpf/t-fail");
-    let lock = WriterLock::acquire_in(&d.0, pins).unwrap();
+    let lock = WriterLock::acquire_in(d.dir(), pins).unwrap();
     let mut s = StateFile::new(pins);
-    s.write_in(&d.0, &lock).unwrap();
-    let before = d.names();
+    s.write_in(d.dir(), &lock).unwrap();
+    let before = d.names("");
     // A directory where nothing can be created: the write fails.
-    let Some(ro) = ReadOnly::bind(&d.0) else {
+    let Some(ro) = ReadOnly::bind(d.dir()) else {
         eprintln!(
             "a_failed_write_leaves_the_old_file: needs root (a read-only bind mount), skipped"
         );
         return;
     };
     s.generation = 7;
-    let e = s.write_in(&d.0, &lock).unwrap_err();
+    let e = s.write_in(d.dir(), &lock).unwrap_err();
     drop(ro);
     assert!(matches!(e, StateError::Io { .. }), "{e}");
     assert_eq!(
-        StateFile::read_in(&d.0, pins).unwrap(),
+        StateFile::read_in(d.dir(), pins).unwrap(),
         Some(StateFile::new(pins))
     );
-    assert_eq!(d.names(), before, "nothing left behind");
+    assert_eq!(d.names(""), before, "nothing left behind");
 }
 
 #[test]
@@ -247,9 +221,7 @@ fn round_trips_and_tolerates_missing_fields() {
 
 #[test]
 fn temporaries_of_dead_writers_go() {
-    let d = std::env::temp_dir().join(format!("flowfilter-state-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
+    let d = TempDir::new("state-temporaries");
     let me = std::process::id();
     for n in [
         "x.json.tmp4000000000".to_owned(),
@@ -257,23 +229,17 @@ fn temporaries_of_dead_writers_go() {
         "x.json.tmpabc".into(),
         "y.json.tmp4000000000".into(),
     ] {
-        std::fs::write(d.join(n), "").unwrap();
+        d.write(&n, "");
     }
-    remove_dead_temporaries(&d.join("x.json"));
-    let mut left: Vec<String> = std::fs::read_dir(&d)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    left.sort();
+    remove_dead_temporaries(&d.path("x.json"));
     assert_eq!(
-        left,
+        d.names(""),
         [
             format!("x.json.tmp{me}"),
             "x.json.tmpabc".into(),
             "y.json.tmp4000000000".into()
         ]
     );
-    std::fs::remove_dir_all(&d).unwrap();
 }
 
 #[test]
@@ -400,16 +366,16 @@ const WRITTEN: &str = r#"{
 
 #[test]
 fn a_written_file_loads_and_round_trips_unchanged() {
-    let d = Dir::new("written");
+    let d = TempDir::new("written");
     let pins = Path::new("/sys/fs/bpf/flowfilter");
-    std::fs::write(d.0.join("flowfilter.json"), WRITTEN).unwrap();
-    let s = StateFile::read_in(&d.0, pins).unwrap().unwrap();
+    std::fs::write(d.path("flowfilter.json"), WRITTEN).unwrap();
+    let s = StateFile::read_in(d.dir(), pins).unwrap().unwrap();
     assert_eq!(s.categories.len(), 4);
     assert_eq!(s.interfaces.len(), 4);
-    let lock = WriterLock::acquire_in(&d.0, pins).unwrap();
-    s.write_in(&d.0, &lock).unwrap();
+    let lock = WriterLock::acquire_in(d.dir(), pins).unwrap();
+    s.write_in(d.dir(), &lock).unwrap();
     assert_eq!(
-        std::fs::read_to_string(d.0.join("flowfilter.json")).unwrap(),
+        std::fs::read_to_string(d.path("flowfilter.json")).unwrap(),
         WRITTEN
     );
     // Every `by` a writer records reads back as written.

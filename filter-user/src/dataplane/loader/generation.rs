@@ -111,23 +111,12 @@ impl Filter {
     }
 
     /// Fill the inactive generation with `tables` and `policies` (by
-    /// category id; categories not named get [`DEFAULT_POLICY`]), then flip
-    /// to it with one write. A packet sees the old tables or the new ones,
-    /// never a mix. On pinned maps the caller holds the writer lock
-    /// (`control::lock::WriterLock`).
-    pub fn install_tables(
-        &mut self,
-        tables: &Tables,
-        policies: &BTreeMap<u8, Policy>,
-    ) -> Result<GenerationInfo, LoadError> {
-        let staged = self.stage_tables(tables, policies)?;
-        self.flip(staged)
-    }
-
-    /// The first half of [`Filter::install_tables`]: fill the inactive
-    /// generation with `tables` and `policies`. Nothing is in force until
-    /// [`Filter::flip`]; a writer records the change (the state file) in
-    /// between, so a change that cannot be recorded never goes live.
+    /// category id; categories not named get [`DEFAULT_POLICY`]). Nothing is
+    /// in force until [`Filter::flip`], which switches to it with one write:
+    /// a packet sees the old tables or the new ones, never a mix. A writer
+    /// records the change (the state file) in between, so a change that
+    /// cannot be recorded never goes live. On pinned maps the caller holds
+    /// the writer lock (`control::lock::WriterLock`).
     pub fn stage_tables(
         &mut self,
         tables: &Tables,

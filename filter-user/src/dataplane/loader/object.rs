@@ -158,7 +158,7 @@ impl Filter {
     /// Finish a start: pin recreated maps in place of the old pins, drop pins
     /// of maps this build does not have, move every pinned link to the newly
     /// loaded program (`bpf_link_update`: atomic, no gap) and pin it as
-    /// `prog`. Call after [`Filter::install_tables`]. Nothing to do after adoption.
+    /// `prog`. Call after the first [`Filter::flip`]. Nothing to do after adoption.
     pub fn commit(&mut self, layout: &PinLayout) -> Result<(), LoadError> {
         let Some(p) = self.pending.take() else {
             return Ok(());

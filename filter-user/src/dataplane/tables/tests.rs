@@ -1,5 +1,5 @@
 use super::*;
-use crate::dataplane::cidr::Cidr;
+use crate::dataplane::cidr::testing::{v4, v6};
 
 /// xorshift64*: small, deterministic.
 struct Rng(u64);
@@ -14,20 +14,6 @@ impl Rng {
 
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
-    }
-}
-
-fn p4(s: &str) -> (Ipv4Addr, u8) {
-    match s.parse::<Cidr>().unwrap() {
-        Cidr::V4 { addr, len } => (addr, len),
-        Cidr::V6 { .. } => panic!("{s}"),
-    }
-}
-
-fn p6(s: &str) -> (Ipv6Addr, u8) {
-    match s.parse::<Cidr>().unwrap() {
-        Cidr::V6 { addr, len } => (addr, len),
-        Cidr::V4 { .. } => panic!("{s}"),
     }
 }
 
@@ -94,36 +80,47 @@ fn random_v4(rng: &mut Rng, lens: std::ops::RangeInclusive<u8>) -> (u32, u8) {
     (addr, len)
 }
 
+/// Categories and their prefixes, the addresses as numbers or typed.
+type Cats<A> = Vec<(u8, Vec<(A, u8)>)>;
+
+/// `cats` and `allow` with every address converted to `A`.
+fn converted<N: Copy, A: From<N>>(
+    cats: &[(u8, Vec<(N, u8)>)],
+    allow: &[(N, u8)],
+) -> (Cats<A>, Vec<(A, u8)>) {
+    let one =
+        |l: &[(N, u8)]| -> Vec<(A, u8)> { l.iter().map(|&(a, len)| (A::from(a), len)).collect() };
+    (cats.iter().map(|(c, l)| (*c, one(l))).collect(), one(allow))
+}
+
+/// `cats` as the slices the tables are built from.
+fn as_slices<A>(cats: &[(u8, Vec<A>)]) -> Vec<(u8, &[A])> {
+    cats.iter().map(|(c, l)| (*c, l.as_slice())).collect()
+}
+
+/// The tables and the reference give the IPv4 address `a` the same category.
+#[track_caller]
+fn assert_same_v4(t: &Tables, reference: &Reference, a: u32) {
+    assert_eq!(
+        t.lookup(Ipv4Addr::from(a).into()),
+        reference.lookup(u128::from(a)),
+        "{}",
+        Ipv4Addr::from(a)
+    );
+}
+
 fn check_v4(
     cats: &[(u8, Vec<(u32, u8)>)],
     allow: &[(u32, u8)],
     rng: &mut Rng,
     random: usize,
 ) -> Tables {
-    let typed: Vec<(u8, Vec<(Ipv4Addr, u8)>)> = cats
-        .iter()
-        .map(|(c, l)| (*c, l.iter().map(|&(a, l)| (Ipv4Addr::from(a), l)).collect()))
-        .collect();
-    let slices: Vec<(u8, &[(Ipv4Addr, u8)])> =
-        typed.iter().map(|(c, l)| (*c, l.as_slice())).collect();
-    let allow_typed: Vec<(Ipv4Addr, u8)> =
-        allow.iter().map(|&(a, l)| (Ipv4Addr::from(a), l)).collect();
-    let t = Tables::build_v4(&slices, &allow_typed).unwrap();
+    let (typed, allow_typed) = converted::<_, Ipv4Addr>(cats, allow);
+    let t = Tables::build_v4(&as_slices(&typed), &allow_typed).unwrap();
 
-    let wide: Vec<(u8, Vec<(u128, u8)>)> = cats
-        .iter()
-        .map(|(c, l)| (*c, l.iter().map(|&(a, l)| (u128::from(a), l)).collect()))
-        .collect();
-    let allow_wide: Vec<(u128, u8)> = allow.iter().map(|&(a, l)| (u128::from(a), l)).collect();
+    let (wide, allow_wide) = converted::<_, u128>(cats, allow);
     let reference = Reference::new(&wide, &allow_wide, 32);
-    let check = |a: u32| {
-        assert_eq!(
-            t.lookup(Ipv4Addr::from(a).into()),
-            reference.lookup(u128::from(a)),
-            "{}",
-            Ipv4Addr::from(a)
-        );
-    };
+    let check = |a: u32| assert_same_v4(&t, &reference, a);
     let mut edges = Vec::new();
     for &(a, l) in cats.iter().flat_map(|(_, l)| l).chain(allow) {
         let first = a & prefix_mask(32, l) as u32;
@@ -197,18 +194,10 @@ fn v4_hosts_and_every_node_form() {
         "{n:?}"
     );
     // Exhaustively, the dense /24s.
-    let wide: Vec<(u8, Vec<(u128, u8)>)> = cats
-        .iter()
-        .map(|(c, l)| (*c, l.iter().map(|&(a, l)| (u128::from(a), l)).collect()))
-        .collect();
+    let (wide, _) = converted::<_, u128>(&cats, &[]);
     let reference = Reference::new(&wide, &[(0x0a00_0500, 24)], 32);
     for a in 0x0a00_0000u32..0x0a00_0c00 {
-        assert_eq!(
-            t.lookup(Ipv4Addr::from(a).into()),
-            reference.lookup(u128::from(a)),
-            "{}",
-            Ipv4Addr::from(a)
-        );
+        assert_same_v4(&t, &reference, a);
     }
 }
 
@@ -239,18 +228,18 @@ fn v4_long_prefixes_only() {
 #[test]
 fn v4_nested_categories() {
     let cats: [(u8, &[(Ipv4Addr, u8)]); 4] = [
-        (3, &[p4("10.0.0.0/8"), p4("10.1.1.16/28")]),
+        (3, &[v4("10.0.0.0/8"), v4("10.1.1.16/28")]),
         (
             1,
-            &[p4("10.1.0.0/16"), p4("10.1.1.17/32"), p4("20.0.0.0/8")],
+            &[v4("10.1.0.0/16"), v4("10.1.1.17/32"), v4("20.0.0.0/8")],
         ),
         (
             2,
-            &[p4("10.1.1.0/24"), p4("20.0.0.0/8"), p4("10.1.1.16/28")],
+            &[v4("10.1.1.0/24"), v4("20.0.0.0/8"), v4("10.1.1.16/28")],
         ),
-        (5, &[p4("0.0.0.0/0")]),
+        (5, &[v4("0.0.0.0/0")]),
     ];
-    let allow = [p4("10.1.1.18/31"), p4("10.2.0.0/16"), p4("10.1.1.16/32")];
+    let allow = [v4("10.1.1.18/31"), v4("10.2.0.0/16"), v4("10.1.1.16/32")];
     let t = Tables::build_v4(&cats, &allow).unwrap();
     for (a, want) in [
         ("1.1.1.1", 5),
@@ -291,12 +280,12 @@ fn v4_nested_categories() {
 fn v4_allow_overrides_longer_and_shorter() {
     let cats: [(u8, &[(Ipv4Addr, u8)]); 1] = [(
         1,
-        &[p4("10.0.0.0/8"), p4("192.168.1.5/32"), p4("192.168.2.0/25")],
+        &[v4("10.0.0.0/8"), v4("192.168.1.5/32"), v4("192.168.2.0/25")],
     )];
     let allow = [
-        p4("10.5.0.0/16"),
-        p4("192.168.0.0/16"),
-        p4("192.168.1.0/24"),
+        v4("10.5.0.0/16"),
+        v4("192.168.0.0/16"),
+        v4("192.168.1.0/24"),
     ];
     let t = Tables::build_v4(&cats, &allow).unwrap();
     assert_eq!(t.lookup(ip4("10.5.1.1").into()), CAT_ALLOW);
@@ -314,7 +303,7 @@ fn v4_allow_overrides_longer_and_shorter() {
 fn uniform_nodes_fold_into_their_parent() {
     // Two /25s of one category make the whole /24 one leaf of the /16's
     // node; 256 /24s of one category make the /16 one root entry.
-    let halves = [p4("1.1.1.0/25"), p4("1.1.1.128/25")];
+    let halves = [v4("1.1.1.0/25"), v4("1.1.1.128/25")];
     let t = Tables::build_v4(&[(1, &halves)], &[]).unwrap();
     assert_eq!(t.units.len(), 1, "{:?}", t.nodes);
     assert_eq!(t.root4[0x0101], node(KIND_SPARSE_LEAF, 0));
@@ -355,7 +344,7 @@ fn bad_input_is_an_error() {
     assert!(empty.units.is_empty());
     assert_eq!(empty.lookup(ip4("1.2.3.4").into()), 0);
     // A hand-made table with a dangling node index does not panic.
-    let mut t = Tables::build_v4(&[(1, &[p4("1.2.3.4/32")])], &[]).unwrap();
+    let mut t = Tables::build_v4(&[(1, &[v4("1.2.3.4/32")])], &[]).unwrap();
     assert_eq!(t.lookup(ip4("1.2.3.4").into()), 1);
     t.units.clear();
     assert_eq!(t.lookup(ip4("1.2.3.4").into()), 0);
@@ -398,15 +387,8 @@ fn v6_random_property() {
             (a, l.max(20))
         })
         .collect();
-    let typed: Vec<(u8, Vec<(Ipv6Addr, u8)>)> = cats
-        .iter()
-        .map(|(c, l)| (*c, l.iter().map(|&(a, l)| (Ipv6Addr::from(a), l)).collect()))
-        .collect();
-    let slices: Vec<(u8, &[(Ipv6Addr, u8)])> =
-        typed.iter().map(|(c, l)| (*c, l.as_slice())).collect();
-    let allow_typed: Vec<(Ipv6Addr, u8)> =
-        allow.iter().map(|&(a, l)| (Ipv6Addr::from(a), l)).collect();
-    let t = Tables::build_v6(&slices, &allow_typed).unwrap();
+    let (typed, allow_typed) = converted::<_, Ipv6Addr>(&cats, &allow);
+    let t = Tables::build_v6(&as_slices(&typed), &allow_typed).unwrap();
     let mut addrs = Vec::new();
     for &(a, l) in cats.iter().flat_map(|(_, l)| l).chain(&allow) {
         let first = a & prefix_mask(128, l);
@@ -433,17 +415,17 @@ fn v6_prefixes() {
         (
             2,
             &[
-                p6("2001:db8::/32"),
-                p6("2001:db8:1::/48"),
-                p6("2a03:2880::/32"),
+                v6("2001:db8::/32"),
+                v6("2001:db8:1::/48"),
+                v6("2a03:2880::/32"),
             ],
         ),
-        (1, &[p6("2001:db8:1::/48"), p6("2a03:2880:f000::/36")]),
+        (1, &[v6("2001:db8:1::/48"), v6("2a03:2880:f000::/36")]),
     ];
     let allow = [
-        p6("2a03:2880::/32"),
-        p6("2001:db8:1:2::/64"),
-        p6("2001:db8:1:2::/80"),
+        v6("2a03:2880::/32"),
+        v6("2001:db8:1:2::/64"),
+        v6("2001:db8:1:2::/80"),
     ];
     let t = Tables::build_v6(&cats, &allow).unwrap();
     // 2001:db8::/32, 2001:db8:1::/48 (category 1 wins), the /64 allow
@@ -459,7 +441,7 @@ fn v6_prefixes() {
     assert_eq!(l("2a03:2880:f000::1"), CAT_ALLOW);
     assert_eq!(l("::1"), 0);
     // A /128 goes 14 levels down.
-    let host = [p6("2001:db8::1:2:3:4/128")];
+    let host = [v6("2001:db8::1:2:3:4/128")];
     let t = Tables::build_v6(&[(3, &host)], &[]).unwrap();
     assert_eq!(t.units.len(), 14);
     assert_eq!(t.lookup("2001:db8::1:2:3:4".parse().unwrap()), 3);

@@ -213,31 +213,71 @@ fn one_url(d: &TempDir, url: &str) -> PathBuf {
 
 /// `n` distinct /24s (up to 65,536).
 fn list_of(n: usize) -> String {
-    (0..n).fold(String::new(), |mut t, i| {
+    let mut t = String::new();
+    for i in 0..n {
         let _ = writeln!(t, "10.{}.{}.0/24", i / 256, i % 256);
+    }
+    t
+}
+
+/// One category `t` served from `/t.txt`, its list already written once
+/// with 10 entries.
+struct OneList {
+    server: Server,
+    d: TempDir,
+    sources: PathBuf,
+    file: PathBuf,
+}
+
+impl OneList {
+    fn new(name: &str) -> Self {
+        let server = Server::start();
+        let d = TempDir::new(name);
+        let sources = one_url(&d, &server.url("/t.txt"));
+        let file = d.path("out/t.txt");
+        let t = Self {
+            server,
+            d,
+            sources,
+            file,
+        };
+        assert!(t.serve(10, false).all_written());
         t
-    })
+    }
+
+    /// Serves `n` entries and updates.
+    fn serve(&self, n: usize, force: bool) -> UpdateReport {
+        self.server.set("/t.txt", 200, list_of(n));
+        update(&self.d, &self.sources, &self.server, force)
+    }
+
+    /// Serving `n` entries is refused: the file stays byte for byte.
+    fn refused(&self, n: usize) -> UpdateReport {
+        let before = fs::read(&self.file).unwrap();
+        let r = self.serve(n, false);
+        assert!(!r.all_written());
+        assert_eq!(fs::read(&self.file).unwrap(), before);
+        r
+    }
+
+    /// `--force` writes what was served, `n` entries.
+    fn forced(&self, n: usize) {
+        let r = update(&self.d, &self.sources, &self.server, true);
+        assert!(r.all_written(), "{r}");
+        assert_eq!(read_set(&self.file).len(), n);
+    }
 }
 
 #[test]
 fn shrink_refused_unless_forced() {
-    let server = Server::start();
-    let d = TempDir::new("shrink");
-    let sources = one_url(&d, &server.url("/t.txt"));
-    let file = d.path("out/t.txt");
-    server.set("/t.txt", 200, list_of(10));
-    assert!(update(&d, &sources, &server, false).all_written());
+    let t = OneList::new("shrink");
     // Exactly half is accepted.
-    server.set("/t.txt", 200, list_of(5));
-    let r = update(&d, &sources, &server, false);
+    let r = t.serve(5, false);
     assert!(r.all_written(), "{r}");
     assert_eq!(r.categories[0].previous, Some(10));
-    assert_eq!(read_set(&file).len(), 5);
-    // Less than half is refused; the file stays byte for byte.
-    let before = fs::read(&file).unwrap();
-    server.set("/t.txt", 200, list_of(2));
-    let r = update(&d, &sources, &server, false);
-    assert!(!r.all_written());
+    assert_eq!(read_set(&t.file).len(), 5);
+    // Less than half is refused.
+    let r = t.refused(2);
     let c = &r.categories[0];
     assert_eq!(
         c.skipped,
@@ -248,35 +288,21 @@ fn shrink_refused_unless_forced() {
     );
     assert_eq!((c.entries, c.previous), (2, Some(5)));
     assert!(r.to_string().contains("use --force"), "{r}");
-    assert_eq!(fs::read(&file).unwrap(), before);
-    // --force writes it.
-    let r = update(&d, &sources, &server, true);
-    assert!(r.all_written(), "{r}");
-    assert_eq!(read_set(&file).len(), 2);
-    assert_eq!(d.names("out"), ["t.txt"]);
+    t.forced(2);
+    assert_eq!(t.d.names("out"), ["t.txt"]);
 }
 
 #[test]
 fn growth_refused_unless_forced() {
-    let server = Server::start();
-    let d = TempDir::new("growth");
-    let sources = one_url(&d, &server.url("/t.txt"));
-    let file = d.path("out/t.txt");
-    server.set("/t.txt", 200, list_of(10));
-    assert!(update(&d, &sources, &server, false).all_written());
+    let t = OneList::new("growth");
     // Exactly ten times is accepted.
-    server.set("/t.txt", 200, list_of(100));
-    let r = update(&d, &sources, &server, false);
+    let r = t.serve(100, false);
     assert!(r.all_written(), "{r}");
-    assert_eq!(read_set(&file).len(), 100);
-    // More is refused; the file stays byte for byte.
-    let before = fs::read(&file).unwrap();
-    server.set("/t.txt", 200, list_of(1001));
-    let r = update(&d, &sources, &server, false);
-    assert!(!r.all_written());
-    let c = &r.categories[0];
+    assert_eq!(read_set(&t.file).len(), 100);
+    // More is refused.
+    let r = t.refused(1001);
     assert_eq!(
-        c.skipped,
+        r.categories[0].skipped,
         Some(SkipReason::Grown {
             entries: 1001,
             previous: 100
@@ -287,21 +313,14 @@ fn growth_refused_unless_forced() {
             .contains("more than 10 times the current 100 (use --force to write it)"),
         "{r}"
     );
-    assert_eq!(fs::read(&file).unwrap(), before);
-    // --force writes it.
-    let r = update(&d, &sources, &server, true);
-    assert!(r.all_written(), "{r}");
-    assert_eq!(read_set(&file).len(), 1001);
+    t.forced(1001);
     // An empty current file (forced) gives no size to grow from.
-    fs::write(&file, "# emptied\n").unwrap();
-    let r = update(&d, &sources, &server, false);
+    fs::write(&t.file, "# emptied\n").unwrap();
+    let r = update(&t.d, &t.sources, &t.server, false);
     assert!(r.all_written(), "{r}");
-    assert_eq!(d.names("out"), ["t.txt"]);
+    assert_eq!(t.d.names("out"), ["t.txt"]);
 }
 
-/// `http://` sources, `http://` RIPEstat endpoints and redirects from
-/// https to http are refused; nothing is fetched in clear and nothing
-/// is written. Redirects within https are followed, up to the cap.
 #[test]
 fn plain_http_is_refused_even_by_redirect() {
     let server = Server::start();
