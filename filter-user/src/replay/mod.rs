@@ -332,3 +332,46 @@ fn count(f: &mut FlowReport, pkt: &Packet, dropped: bool, trace: &PktTrace) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(proto: u8, src: &str, dst: &str, named: bool) -> FlowReport {
+        FlowReport {
+            proto,
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            packets: 9,
+            dropped: 4,
+            monitored: 2,
+            fragments: 1,
+            category_id: u8::from(named),
+            label_id: if named { 4 } else { 0 },
+            category: named.then(|| "whatsapp".to_owned()),
+            label: named.then(|| "rtp".to_owned()),
+        }
+    }
+
+    /// The exact `replay --json` text (one line per flow, then the summary),
+    /// pinned byte for byte in `golden/`.
+    #[test]
+    fn json_lines_are_pinned() {
+        let rep = ReplayReport {
+            flows: vec![
+                flow(17, "192.0.2.1:5000", "198.51.100.2:3478", true),
+                flow(58, "[2001:db8::1]:0", "[2001:db8::2]:0", false),
+                flow(132, "192.0.2.1:1", "192.0.2.2:2", false),
+            ],
+            packets: 30,
+            dropped: 12,
+            non_ip: 2,
+            malformed: 1,
+        };
+        assert_eq!(rep.to_json_lines(), include_str!("golden/replay.jsonl"));
+        assert_eq!(
+            ReplayReport::default().to_json_lines(),
+            include_str!("golden/replay-empty.jsonl")
+        );
+    }
+}
