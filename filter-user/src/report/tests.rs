@@ -346,3 +346,12 @@ fn nothing_pinned_json_text_is_pinned() {
     );
     assert_eq!(pretty(&nothing_pinned(&layout).1), out);
 }
+
+/// The exact `stats` tables, with and without the rate columns.
+#[test]
+fn stats_table_text_is_pinned() {
+    let a = snap_with_unnamed(1_000_000_000, 10, 4);
+    let b = snap_with_unnamed(4_000_000_000, 30, 8);
+    assert_eq!(b.to_table(None), include_str!("golden/stats.txt"));
+    assert_eq!(b.to_table(Some(&a)), include_str!("golden/stats-watch.txt"));
+}
