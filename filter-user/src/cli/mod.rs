@@ -29,7 +29,8 @@ use crate::dataplane::pins::PinLayout;
 use crate::lists::explain;
 use crate::lists::{ALLOW_NAME, Cidr, load_dir, parse_list, valid_category_name};
 use crate::report::{
-    Filtering, collect_stats, collect_status, flow_row, flows_table, monotonic_ns, nothing_pinned,
+    Filtering, collect_stats, collect_status, flow_row, flows_table, json_text, monotonic_ns,
+    nothing_pinned,
 };
 
 /// How long `detach` waits for the daemon to exit.
@@ -63,13 +64,13 @@ pub fn status(layout: &PinLayout, json: bool) -> Result<(String, Filtering), Err
     }
     if layout.require().is_err() {
         let (text, value) = nothing_pinned(layout);
-        let out = if json { format!("{value:#}\n") } else { text };
+        let out = if json { json_text(&value, true) } else { text };
         return Ok((out, Filtering::None));
     }
     let f = Filter::open_pinned(layout, false)?;
     let s = collect_status(&f, layout, read_state(layout))?;
     let out = if json {
-        format!("{:#}\n", s.to_json())
+        json_text(&s.to_json(), true)
     } else {
         s.to_text()
     };
@@ -89,7 +90,7 @@ pub fn stats(layout: &PinLayout, json: bool, watch: Option<f64>) -> Result<(), E
     let Some(secs) = watch else {
         let snap = collect_stats(&f, read_state(layout).as_ref())?;
         let text = if json {
-            format!("{:#}\n", snap.to_json(None))
+            json_text(&snap.to_json(None), true)
         } else {
             snap.to_table(None)
         };
@@ -106,7 +107,7 @@ pub fn stats(layout: &PinLayout, json: bool, watch: Option<f64>) -> Result<(), E
         std::thread::sleep(Duration::from_secs_f64(secs));
         let now = collect_stats(&f, read_state(layout).as_ref())?;
         let text = if json {
-            format!("{}\n", now.to_json(Some(&before)))
+            json_text(&now.to_json(Some(&before)), false)
         } else {
             // Home, clear, redraw.
             format!(
@@ -142,8 +143,7 @@ pub fn flows(layout: &PinLayout, json: bool) -> Result<String, Error> {
             .then_with(|| a.src.to_string().cmp(&b.src.to_string()))
     });
     Ok(if json {
-        let v: Vec<serde_json::Value> = rows.iter().map(crate::report::FlowRow::to_json).collect();
-        format!("{:#}\n", serde_json::Value::Array(v))
+        json_text(&rows, true)
     } else {
         flows_table(&rows)
     })

@@ -15,8 +15,7 @@ use filter_common::{
     IF_INDEX_LIMIT, IF_INSIDE, MAP_IF_SLOT, STATE_SUB_IFACE, STATE_SUB_PREFIX, SUB_V4_LEN,
     SUB_V6_LEN, SUBSCRIBER_CAPACITY,
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use crate::control::config::Parsed;
 use crate::control::state::StateFile;
@@ -269,6 +268,20 @@ pub fn status(f: &Filter, state: Option<&StateFile>) -> Result<SubscriberStatus,
     })
 }
 
+/// The subscribers in `status --json` (fields in the JSON's order).
+#[derive(Serialize)]
+pub struct SubscriberJson<'a> {
+    rule: &'static str,
+    interfaces: &'a [String],
+    /// How many prefixes.
+    prefixes: usize,
+    /// Whether they are the built-in default.
+    default_prefixes: bool,
+    v4_len: u8,
+    v6_len: u8,
+    rotation_secs: u32,
+}
+
 /// Prefixes shown in full in the text of `status`; more are counted.
 const SHOWN: usize = 6;
 
@@ -284,16 +297,16 @@ impl SubscriberStatus {
     }
 
     /// The `status --json` object.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "rule": self.rule,
-            "interfaces": self.interfaces,
-            "prefixes": self.prefixes.len(),
-            "default_prefixes": self.rule == "prefixes" && self.default_prefixes(),
-            "v4_len": self.v4_len,
-            "v6_len": self.v6_len,
-            "rotation_secs": self.rotation_secs,
-        })
+    pub fn to_json(&self) -> SubscriberJson<'_> {
+        SubscriberJson {
+            rule: self.rule,
+            interfaces: &self.interfaces,
+            prefixes: self.prefixes.len(),
+            default_prefixes: self.rule == "prefixes" && self.default_prefixes(),
+            v4_len: self.v4_len,
+            v6_len: self.v6_len,
+            rotation_secs: self.rotation_secs,
+        }
     }
 
     /// The `status` lines.
@@ -439,7 +452,7 @@ mod tests {
             "{}",
             st.to_text()
         );
-        assert_eq!(st.to_json()["default_prefixes"], true);
-        assert_eq!(st.to_json()["prefixes"], 5);
+        assert!(st.to_json().default_prefixes);
+        assert_eq!(st.to_json().prefixes, 5);
     }
 }

@@ -189,10 +189,8 @@ mod tests {
 
     #[test]
     fn notifications_are_datagrams_to_notify_socket() {
-        let dir = std::env::temp_dir().join(format!("ff-notify-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("notify");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
         let rx = UnixDatagram::bind(&path).unwrap();
         let n = Notifier {
             target: Some((
@@ -219,6 +217,6 @@ mod tests {
             .and_then(|v| v.parse().ok())
             .unwrap();
         assert!(usec > 0);
-        std::fs::remove_dir_all(&dir).unwrap();
+        dir.close().unwrap();
     }
 }

@@ -11,18 +11,22 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use filter_common::classify::label_name;
 use filter_common::parse::{Fragment, Packet, Parsed, parse_frame};
 use filter_common::{CAT_NONE, FlowKey, PktTrace, TRACE_MONITORED, XDP_DROP};
+use serde::Serialize;
 
 use crate::dataplane::loader::{DEFAULT_EPOCH_SECS, Filter, LoadError, Subscribers};
 use crate::lists::{Cidr, Lists};
 use crate::replay::capture::Frame;
+use crate::report::{json_text, proto_json, proto_name};
 
 /// Frames shorter than an Ethernet header cannot be run by the kernel.
 const MIN_FRAME: usize = 14;
 
-/// One bidirectional flow of a replay.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One bidirectional flow of a replay; serialized, its `--json` line
+/// (fields in the JSON's order, the ids and `monitored` left out).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FlowReport {
-    /// IP protocol number.
+    /// IP protocol number; in JSON its name ([`FlowReport::proto_name`]).
+    #[serde(serialize_with = "proto_json")]
     pub proto: u8,
     /// Source of the flow's first packet.
     pub src: SocketAddr,
@@ -33,12 +37,15 @@ pub struct FlowReport {
     /// Of those, dropped.
     pub dropped: u64,
     /// Of those, dropped-if-enforced under `monitor`.
+    #[serde(skip)]
     pub monitored: u64,
     /// Of those, IP fragments (first or later).
     pub fragments: u64,
     /// Category id the program gave the flow (0: none).
+    #[serde(skip)]
     pub category_id: u8,
     /// Label id of the flow (0: none).
+    #[serde(skip)]
     pub label_id: u8,
     /// Category name.
     pub category: Option<String>,
@@ -47,30 +54,27 @@ pub struct FlowReport {
 }
 
 impl FlowReport {
-    /// `udp`, `tcp`, `icmp`, `icmpv6` or the protocol number.
+    /// [`proto_name`] of its protocol.
     pub fn proto_name(&self) -> String {
-        match self.proto {
-            17 => "udp".into(),
-            6 => "tcp".into(),
-            1 => "icmp".into(),
-            58 => "icmpv6".into(),
-            n => n.to_string(),
-        }
+        proto_name(self.proto)
     }
+}
 
-    /// One JSON object (the `--json` line format).
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "proto": self.proto_name(),
-            "src": self.src.to_string(),
-            "dst": self.dst.to_string(),
-            "packets": self.packets,
-            "dropped": self.dropped,
-            "fragments": self.fragments,
-            "category": self.category,
-            "label": self.label,
-        })
-    }
+/// The summary line of `replay --json`.
+#[derive(Serialize)]
+struct SummaryLine {
+    summary: Summary,
+}
+
+/// Every frame is in a flow, `non_ip` or `malformed`: those three add up to
+/// `packets`.
+#[derive(Serialize)]
+struct Summary {
+    packets: u64,
+    dropped: u64,
+    flows: usize,
+    non_ip: u64,
+    malformed: u64,
 }
 
 /// Everything a replay found.
@@ -91,16 +95,19 @@ pub struct ReplayReport {
 impl ReplayReport {
     /// The `--json` output: one line per flow, then the summary line.
     pub fn to_json_lines(&self) -> String {
-        let mut out = String::new();
-        for f in &self.flows {
-            let _ = writeln!(out, "{}", f.to_json());
-        }
-        // Every frame is in a flow, `non_ip` or `malformed`: those three add
-        // up to `packets`.
-        let summary = serde_json::json!({"summary": {
-            "packets": self.packets, "dropped": self.dropped, "flows": self.flows.len(),
-            "non_ip": self.non_ip, "malformed": self.malformed}});
-        let _ = writeln!(out, "{summary}");
+        let mut out: String = self.flows.iter().map(|f| json_text(f, false)).collect();
+        out.push_str(&json_text(
+            &SummaryLine {
+                summary: Summary {
+                    packets: self.packets,
+                    dropped: self.dropped,
+                    flows: self.flows.len(),
+                    non_ip: self.non_ip,
+                    malformed: self.malformed,
+                },
+            },
+            false,
+        ));
         out
     }
 
@@ -330,5 +337,48 @@ fn count(f: &mut FlowReport, pkt: &Packet, dropped: bool, trace: &PktTrace) {
         if trace.label != 0 {
             f.label_id = trace.label;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(proto: u8, src: &str, dst: &str, named: bool) -> FlowReport {
+        FlowReport {
+            proto,
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            packets: 9,
+            dropped: 4,
+            monitored: 2,
+            fragments: 1,
+            category_id: u8::from(named),
+            label_id: if named { 4 } else { 0 },
+            category: named.then(|| "whatsapp".to_owned()),
+            label: named.then(|| "rtp".to_owned()),
+        }
+    }
+
+    /// The exact `replay --json` text (one line per flow, then the summary),
+    /// pinned byte for byte in `golden/`.
+    #[test]
+    fn json_lines_are_pinned() {
+        let rep = ReplayReport {
+            flows: vec![
+                flow(17, "192.0.2.1:5000", "198.51.100.2:3478", true),
+                flow(58, "[2001:db8::1]:0", "[2001:db8::2]:0", false),
+                flow(132, "192.0.2.1:1", "192.0.2.2:2", false),
+            ],
+            packets: 30,
+            dropped: 12,
+            non_ip: 2,
+            malformed: 1,
+        };
+        assert_eq!(rep.to_json_lines(), include_str!("golden/replay.jsonl"));
+        assert_eq!(
+            ReplayReport::default().to_json_lines(),
+            include_str!("golden/replay-empty.jsonl")
+        );
     }
 }

@@ -2,19 +2,21 @@
 
 use super::*;
 
-/// One tracked flow, for `flows`.
-#[derive(Clone, Debug, PartialEq)]
+/// One tracked flow, for `flows`; serialized, its `--json` object (fields
+/// in the JSON's order).
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FlowRow {
-    /// IP protocol.
+    /// IP protocol; in JSON its name ([`proto_name`]).
+    #[serde(serialize_with = "proto_json")]
     pub proto: u8,
     /// The endpoint that sent first.
     pub src: SocketAddr,
     /// The other endpoint.
     pub dst: SocketAddr,
-    /// Category id.
-    pub category_id: u8,
     /// Category name.
     pub category: Option<String>,
+    /// Category id.
+    pub category_id: u8,
     /// Label name.
     pub label: Option<&'static str>,
     /// Seconds since the first packet.
@@ -84,36 +86,25 @@ pub fn flow_row(k: &FlowKey, v: &FlowSlot, now_ns: u64, state: Option<&StateFile
     }
 }
 
-pub(super) fn proto_name(p: u8) -> String {
+/// An IP protocol's name: `udp`, `tcp`, `icmp`, `icmpv6`, else its number.
+/// (The flow table holds UDP and TCP flows only; `replay` shows any.)
+pub fn proto_name(p: u8) -> String {
     match p {
         17 => "udp".into(),
         6 => "tcp".into(),
+        1 => "icmp".into(),
+        58 => "icmpv6".into(),
         n => n.to_string(),
     }
 }
 
-impl FlowRow {
-    /// The `--json` object.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "proto": proto_name(self.proto),
-            "src": self.src.to_string(),
-            "dst": self.dst.to_string(),
-            "category": self.category,
-            "category_id": self.category_id,
-            "label": self.label,
-            "age_secs": self.age_secs,
-            "idle_secs": self.idle_secs,
-            "packets": self.packets,
-            "bytes": self.bytes,
-            "dropped": self.dropped,
-            "call": self.call,
-            "listed": self.listed,
-            "fate": self.fate,
-            "fragmented": self.fragmented,
-            "tcp_fallback": self.tcp_fallback,
-        })
-    }
+/// A protocol number as its [`proto_name`] (serde's `serialize_with`).
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde passes the field by reference"
+)]
+pub(crate) fn proto_json<S: serde::Serializer>(p: &u8, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&proto_name(*p))
 }
 
 /// The flows table, busiest first.

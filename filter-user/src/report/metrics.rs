@@ -364,13 +364,20 @@ fn list_families(st: Option<&StateFile>) -> [Family; 2] {
         false,
     );
     if let Some(s) = st {
-        for c in &s.categories {
-            for (fam, n) in [("ipv4", c.v4_prefixes), ("ipv6", c.v6_prefixes)] {
+        let lists = s
+            .categories
+            .iter()
+            .map(|c| (c.name.as_str(), c.v4_prefixes, c.v6_prefixes))
+            .chain([("allow", s.allow.0, s.allow.1)]);
+        for (name, v4, v6) in lists {
+            for (fam, n) in [("ipv4", v4), ("ipv6", v6)] {
                 sizes.add(
-                    vec![("category", c.name.clone()), ("family", fam.to_owned())],
+                    vec![("category", name.to_owned()), ("family", fam.to_owned())],
                     n as u64,
                 );
             }
+        }
+        for c in &s.categories {
             policy.add(
                 vec![
                     ("category", c.name.clone()),
@@ -378,12 +385,6 @@ fn list_families(st: Option<&StateFile>) -> [Family; 2] {
                     ("source", c.policy_source.to_string()),
                 ],
                 1u64,
-            );
-        }
-        for (fam, n) in [("ipv4", s.allow.0), ("ipv6", s.allow.1)] {
-            sizes.add(
-                vec![("category", "allow".to_owned()), ("family", fam.to_owned())],
-                n as u64,
             );
         }
     }

@@ -1,7 +1,9 @@
 //! What `status`, `stats` and `flows` read from the pins, and how they show
 //! it: aligned tables for people, JSON for programs.
 //!
-//! JSON schemas (stable; fields are only ever added):
+//! JSON schemas (stable; fields are only ever added), each the
+//! `#[derive(Serialize)]` form of a type here, its fields in the JSON's order
+//! ([`StatsJson`], [`StatusJson`], [`FlowRow`]); [`json_text`] prints them:
 //!
 //! `flowfilter stats --json` (with `--watch`, one such object per line, with
 //! `interval_secs` and per-second `rates`):
@@ -66,7 +68,7 @@ use filter_common::{
     CAT_NONE, CatStats, FATE_SPARED, FATE_STOPPED, FLOW_CALL, FLOW_FIRST_FROM_B, FLOW_LISTED,
     FlowKey, FlowSlot, GLOBAL_NAMES, IF_SLOTS, LABEL_SLOTS, LabelStats,
 };
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::control::state::{StateFile, format_utc, state_path};
 use crate::dataplane::loader::{Filter, LoadError};
@@ -78,6 +80,18 @@ mod status;
 pub use flows::*;
 pub use stats::*;
 pub use status::*;
+
+/// `value` as `--json` prints it, newline included: indented (`status`,
+/// `stats`, `flows`) or on one line (`stats --watch`, `replay`).
+pub fn json_text(value: &impl Serialize, pretty: bool) -> String {
+    let text = if pretty {
+        serde_json::to_string_pretty(value)
+    } else {
+        serde_json::to_string(value)
+    };
+    // Only a map with keys that are not strings could fail: none has one.
+    text.expect("report JSON has string keys") + "\n"
+}
 
 /// `1.5 MB` style (powers of 1000), exact below 10 kB.
 pub fn human_bytes(n: u64) -> String {

@@ -1,5 +1,7 @@
 //! `stats`: the counters by category, label and interface, as a table or JSON, with rates between two snapshots.
 
+use serde::Serializer;
+
 use super::*;
 
 /// One category's counters.
@@ -138,21 +140,124 @@ pub fn collect_stats(f: &Filter, state: Option<&StateFile>) -> Result<StatsSnaps
     })
 }
 
-pub(super) fn pb(packets: u64, bytes: u64) -> Value {
-    json!({"packets": packets, "bytes": bytes})
+/// Packets and bytes of one counter pair.
+#[derive(Serialize)]
+struct PacketsBytes {
+    packets: u64,
+    bytes: u64,
 }
 
-/// A category's counters in `stats --json`.
-pub(super) fn category_json(c: &CategoryRow) -> Value {
-    let s = &c.stats;
-    json!({
-        "id": c.id,
-        "name": c.name,
-        "seen": pb(s.seen_packets, s.seen_bytes),
-        "dropped": pb(s.dropped_packets, s.dropped_bytes),
-        "monitored": pb(s.monitored_packets, s.monitored_bytes),
-        "passed": pb(s.passed_packets, s.passed_bytes),
-    })
+/// A category's counters in `stats --json` (fields in the JSON's order).
+#[derive(Serialize)]
+pub struct CategoryJson<'a> {
+    id: u8,
+    name: Option<&'a str>,
+    seen: PacketsBytes,
+    dropped: PacketsBytes,
+    monitored: PacketsBytes,
+    passed: PacketsBytes,
+    /// With `--watch` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rates: Option<CategoryRates>,
+}
+
+/// A category's rates since the snapshot before.
+#[derive(Serialize)]
+struct CategoryRates {
+    seen_pps: f64,
+    seen_bps: f64,
+    dropped_pps: f64,
+    passed_pps: f64,
+}
+
+/// A label's counters in `stats --json`.
+#[derive(Serialize)]
+pub struct LabelJson {
+    id: u8,
+    name: &'static str,
+    packets: u64,
+    bytes: u64,
+    dropped: u64,
+    monitored: u64,
+    /// With `--watch` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rates: Option<LabelRates>,
+}
+
+/// A label's rates since the snapshot before.
+#[derive(Serialize)]
+struct LabelRates {
+    pps: f64,
+    bps: f64,
+}
+
+impl CategoryRates {
+    /// The rates of `c` since `before`, `secs` earlier (for the JSON and
+    /// the table's rate columns).
+    fn of(c: &CategoryRow, before: &StatsSnapshot, secs: f64) -> CategoryRates {
+        let (s, p) = (&c.stats, before.previous_category(c.id));
+        CategoryRates {
+            seen_pps: rate(s.seen_packets, p.seen_packets, secs),
+            seen_bps: rate(s.seen_bytes, p.seen_bytes, secs) * 8.0,
+            dropped_pps: rate(s.dropped_packets, p.dropped_packets, secs),
+            passed_pps: rate(s.passed_packets, p.passed_packets, secs),
+        }
+    }
+}
+
+/// An interface's category counters in `stats --json`.
+#[derive(Serialize)]
+pub struct InterfaceJson<'a> {
+    name: &'a str,
+    ifindex: Option<u32>,
+    categories: Vec<CategoryJson<'a>>,
+}
+
+/// `stats --json`: one snapshot, with `--watch` its interval and rates.
+#[derive(Serialize)]
+pub struct StatsJson<'a> {
+    time: u64,
+    categories: Vec<CategoryJson<'a>>,
+    labels: Vec<LabelJson>,
+    interfaces: Vec<InterfaceJson<'a>>,
+    /// An object of the global counters by name, in [`GLOBAL_NAMES`] order.
+    #[serde(serialize_with = "by_name")]
+    global: &'a [(&'static str, u64)],
+    /// With `--watch` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interval_secs: Option<f64>,
+}
+
+fn by_name<S: Serializer>(pairs: &&[(&'static str, u64)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(pairs.iter().copied())
+}
+
+impl CategoryRow {
+    /// Its `stats --json` object, without rates.
+    fn to_json(&self) -> CategoryJson<'_> {
+        let s = &self.stats;
+        CategoryJson {
+            id: self.id,
+            name: self.name.as_deref(),
+            seen: PacketsBytes {
+                packets: s.seen_packets,
+                bytes: s.seen_bytes,
+            },
+            dropped: PacketsBytes {
+                packets: s.dropped_packets,
+                bytes: s.dropped_bytes,
+            },
+            monitored: PacketsBytes {
+                packets: s.monitored_packets,
+                bytes: s.monitored_bytes,
+            },
+            passed: PacketsBytes {
+                packets: s.passed_packets,
+                bytes: s.passed_bytes,
+            },
+            rates: None,
+        }
+    }
 }
 
 /// Per-second rate of `now - before` over `secs`.
@@ -164,21 +269,23 @@ pub(super) fn rate(now: u64, before: u64, secs: f64) -> f64 {
     }
 }
 
+/// The counters of the row with `id` in `rows` (of the snapshot before):
+/// zero when it was not there yet.
+fn previous<R, S: Copy + Default>(rows: &[R], id: u8, of: impl Fn(&R) -> (u8, S)) -> S {
+    rows.iter()
+        .map(of)
+        .find(|(i, _)| *i == id)
+        .map(|(_, s)| s)
+        .unwrap_or_default()
+}
+
 impl StatsSnapshot {
     pub(super) fn previous_category(&self, id: u8) -> CatStats {
-        self.categories
-            .iter()
-            .find(|c| c.id == id)
-            .map(|c| c.stats)
-            .unwrap_or_default()
+        previous(&self.categories, id, |c| (c.id, c.stats))
     }
 
     pub(super) fn previous_label(&self, id: u8) -> LabelStats {
-        self.labels
-            .iter()
-            .find(|l| l.id == id)
-            .map(|l| l.stats)
-            .unwrap_or_default()
+        previous(&self.labels, id, |l| (l.id, l.stats))
     }
 
     pub(super) fn secs_since(&self, before: &StatsSnapshot) -> f64 {
@@ -186,70 +293,55 @@ impl StatsSnapshot {
     }
 
     /// The `--json` object; with `before`, also the rates since then.
-    pub fn to_json(&self, before: Option<&StatsSnapshot>) -> Value {
-        let categories: Vec<Value> = self
+    pub fn to_json(&self, before: Option<&StatsSnapshot>) -> StatsJson<'_> {
+        let secs = before.map(|b| (b, self.secs_since(b)));
+        let categories = self
             .categories
             .iter()
-            .map(|c| {
-                let s = &c.stats;
-                let mut v = category_json(c);
-                if let Some(b) = before {
-                    let secs = self.secs_since(b);
-                    let p = b.previous_category(c.id);
-                    v["rates"] = json!({
-                        "seen_pps": rate(s.seen_packets, p.seen_packets, secs),
-                        "seen_bps": rate(s.seen_bytes, p.seen_bytes, secs) * 8.0,
-                        "dropped_pps": rate(s.dropped_packets, p.dropped_packets, secs),
-                        "passed_pps": rate(s.passed_packets, p.passed_packets, secs),
-                    });
-                }
-                v
+            .map(|c| CategoryJson {
+                rates: secs.map(|(b, secs)| CategoryRates::of(c, b, secs)),
+                ..c.to_json()
             })
             .collect();
-        let labels: Vec<Value> = self
+        let labels = self
             .labels
             .iter()
             .map(|l| {
                 let s = &l.stats;
-                let mut v = json!({
-                    "id": l.id, "name": l.name, "packets": s.packets, "bytes": s.bytes,
-                    "dropped": s.dropped, "monitored": s.monitored,
-                });
-                if let Some(b) = before {
-                    let secs = self.secs_since(b);
-                    let p = b.previous_label(l.id);
-                    v["rates"] = json!({
-                        "pps": rate(s.packets, p.packets, secs),
-                        "bps": rate(s.bytes, p.bytes, secs) * 8.0,
-                    });
+                LabelJson {
+                    id: l.id,
+                    name: l.name,
+                    packets: s.packets,
+                    bytes: s.bytes,
+                    dropped: s.dropped,
+                    monitored: s.monitored,
+                    rates: secs.map(|(b, secs)| {
+                        let p = b.previous_label(l.id);
+                        LabelRates {
+                            pps: rate(s.packets, p.packets, secs),
+                            bps: rate(s.bytes, p.bytes, secs) * 8.0,
+                        }
+                    }),
                 }
-                v
             })
             .collect();
-        let global: serde_json::Map<String, Value> = self
-            .global
-            .iter()
-            .map(|(n, v)| ((*n).to_owned(), json!(v)))
-            .collect();
-        let interfaces: Vec<Value> = self
+        let interfaces = self
             .interfaces
             .iter()
-            .map(|i| {
-                let cats: Vec<Value> = i.categories.iter().map(category_json).collect();
-                json!({"name": i.name, "ifindex": i.ifindex, "categories": cats})
+            .map(|i| InterfaceJson {
+                name: &i.name,
+                ifindex: i.ifindex,
+                categories: i.categories.iter().map(CategoryRow::to_json).collect(),
             })
             .collect();
-        let mut out = json!({
-            "time": self.time,
-            "categories": categories,
-            "labels": labels,
-            "interfaces": interfaces,
-            "global": global,
-        });
-        if let Some(b) = before {
-            out["interval_secs"] = json!(self.secs_since(b));
+        StatsJson {
+            time: self.time,
+            categories,
+            labels,
+            interfaces,
+            global: &self.global,
+            interval_secs: secs.map(|(_, secs)| secs),
         }
-        out
     }
 
     /// The human table; with `before`, rate columns too.
@@ -304,12 +396,11 @@ impl StatsSnapshot {
                     s.passed_packets.to_string(),
                 ];
                 if let (Some(b), Some(secs)) = (before, secs) {
-                    let p = b.previous_category(c.id);
-                    r.extend([
-                        format!("{:.1}", rate(s.seen_packets, p.seen_packets, secs)),
-                        format!("{:.1}", rate(s.dropped_packets, p.dropped_packets, secs)),
-                        format!("{:.1}", rate(s.passed_packets, p.passed_packets, secs)),
-                    ]);
+                    let rates = CategoryRates::of(c, b, secs);
+                    r.extend(
+                        [rates.seen_pps, rates.dropped_pps, rates.passed_pps]
+                            .map(|x| format!("{x:.1}")),
+                    );
                 }
                 r
             })

@@ -2,8 +2,9 @@
 
 use super::*;
 
-/// One interface, for `status`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One interface, for `status`; serialized, its `--json` object (fields in
+/// the JSON's order).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct InterfaceRow {
     /// Interface name.
     pub name: String,
@@ -149,8 +150,16 @@ pub fn collect_status(
     })
 }
 
+/// `status --json` when nothing is pinned.
+#[derive(Serialize)]
+pub struct NothingPinnedJson {
+    pin_dir: String,
+    state_file: Option<String>,
+    filtering: &'static str,
+}
+
 /// `status` when nothing is pinned: (text, JSON).
-pub fn nothing_pinned(layout: &PinLayout) -> (String, Value) {
+pub fn nothing_pinned(layout: &PinLayout) -> (String, NothingPinnedJson) {
     let path = state_path(&layout.dir);
     let stale = path.exists().then(|| path.display().to_string());
     let mut text = format!(
@@ -163,12 +172,77 @@ pub fn nothing_pinned(layout: &PinLayout) -> (String, Value) {
             "state file   {p} is left from an earlier run (the next `flowfilter run` replaces it)"
         );
     }
-    let json = json!({
-        "pin_dir": layout.dir.display().to_string(),
-        "state_file": stale,
-        "filtering": Filtering::None.as_str(),
-    });
+    let json = NothingPinnedJson {
+        pin_dir: layout.dir.display().to_string(),
+        state_file: stale,
+        filtering: Filtering::None.as_str(),
+    };
     (text, json)
+}
+
+/// `status --json` (fields in the JSON's order).
+#[derive(Serialize)]
+pub struct StatusJson<'a> {
+    pin_dir: &'a str,
+    state_file: Option<&'a str>,
+    filtering: &'static str,
+    daemon: DaemonJson,
+    program: Option<ProgramJson<'a>>,
+    interfaces: &'a [InterfaceRow],
+    generation: u32,
+    lists_dir: Option<String>,
+    categories: Vec<CategoryStatusJson<'a>>,
+    allow: PrefixCounts,
+    flows: FlowsJson,
+    subscribers: crate::control::subscribers::SubscriberJson<'a>,
+    last_reload: Option<ReloadJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct DaemonJson {
+    running: bool,
+    pid: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct ProgramJson<'a> {
+    id: u32,
+    tag: String,
+    name: &'a str,
+}
+
+/// One installed category in `status --json`.
+#[derive(Serialize)]
+struct CategoryStatusJson<'a> {
+    id: u8,
+    name: &'a str,
+    policy: &'a str,
+    policy_source: &'a str,
+    ipv4_prefixes: usize,
+    ipv6_prefixes: usize,
+}
+
+/// IPv4 and IPv6 prefix counts.
+#[derive(Serialize)]
+struct PrefixCounts {
+    ipv4_prefixes: usize,
+    ipv6_prefixes: usize,
+}
+
+#[derive(Serialize)]
+struct FlowsJson {
+    tracked: u64,
+    capacity: u32,
+}
+
+/// The last reload in `status --json`.
+#[derive(Serialize)]
+struct ReloadJson<'a> {
+    time: u64,
+    ok: bool,
+    error: Option<&'a str>,
+    by: &'a str,
+    generation: u32,
 }
 
 impl Status {
@@ -189,32 +263,56 @@ impl Status {
     }
 
     /// The `--json` object.
-    pub fn to_json(&self) -> Value {
+    pub fn to_json(&self) -> StatusJson<'_> {
         let st = self.state.as_ref();
-        json!({
-            "pin_dir": self.pin_dir,
-            "state_file": self.state_file,
-            "filtering": self.filtering().as_str(),
-            "daemon": {"running": self.daemon_pid.is_some(), "pid": self.daemon_pid},
-            "program": self.program.as_ref().map(|(id, tag, name)| json!({
-                "id": id, "tag": tag_hex(*tag), "name": name})),
-            "interfaces": self.interfaces.iter().map(|i| json!({
-                "name": i.name, "mode": i.mode, "link_id": i.link_id,
-                "program_id": i.program_id, "netns": i.netns, "attached": i.attached,
-                "state": i.state, "ifindex": i.ifindex, "problem": i.problem})).collect::<Vec<_>>(),
-            "generation": self.generation,
-            "lists_dir": st.map(|s| s.lists_dir.display().to_string()),
-            "categories": st.map(|s| s.categories.iter().map(|c| json!({
-                "id": c.id, "name": c.name, "policy": c.policy, "policy_source": c.policy_source,
-                "ipv4_prefixes": c.v4_prefixes, "ipv6_prefixes": c.v6_prefixes})).collect::<Vec<_>>())
+        StatusJson {
+            pin_dir: &self.pin_dir,
+            state_file: self.state_file.as_deref(),
+            filtering: self.filtering().as_str(),
+            daemon: DaemonJson {
+                running: self.daemon_pid.is_some(),
+                pid: self.daemon_pid,
+            },
+            program: self.program.as_ref().map(|(id, tag, name)| ProgramJson {
+                id: *id,
+                tag: tag_hex(*tag),
+                name,
+            }),
+            interfaces: &self.interfaces,
+            generation: self.generation,
+            lists_dir: st.map(|s| s.lists_dir.display().to_string()),
+            categories: st
+                .map(|s| {
+                    s.categories
+                        .iter()
+                        .map(|c| CategoryStatusJson {
+                            id: c.id,
+                            name: &c.name,
+                            policy: &c.policy,
+                            policy_source: &c.policy_source,
+                            ipv4_prefixes: c.v4_prefixes,
+                            ipv6_prefixes: c.v6_prefixes,
+                        })
+                        .collect()
+                })
                 .unwrap_or_default(),
-            "allow": {"ipv4_prefixes": st.map_or(0, |s| s.allow.0),
-                      "ipv6_prefixes": st.map_or(0, |s| s.allow.1)},
-            "flows": {"tracked": self.flows.0, "capacity": self.flows.1},
-            "subscribers": self.subscribers.to_json(),
-            "last_reload": st.and_then(|s| s.last_reload.as_ref()).map(|r| json!({
-                "time": r.time, "ok": r.ok, "error": r.error, "by": r.by, "generation": r.generation})),
-        })
+            allow: PrefixCounts {
+                ipv4_prefixes: st.map_or(0, |s| s.allow.0),
+                ipv6_prefixes: st.map_or(0, |s| s.allow.1),
+            },
+            flows: FlowsJson {
+                tracked: self.flows.0,
+                capacity: self.flows.1,
+            },
+            subscribers: self.subscribers.to_json(),
+            last_reload: st.and_then(|s| s.last_reload.as_ref()).map(|r| ReloadJson {
+                time: r.time,
+                ok: r.ok,
+                error: r.error.as_deref(),
+                by: &r.by,
+                generation: r.generation,
+            }),
+        }
     }
 
     /// The human text.

@@ -40,23 +40,21 @@ fn families_encode_as_prometheus_text() {
 
 #[test]
 fn list_files_are_dated_by_header_then_mtime() {
-    let dir = std::env::temp_dir().join(format!("ff-metrics-age-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let with_header = dir.join("a.txt");
+    let dir = tempfile::tempdir().unwrap();
+    let with_header = dir.path().join("a.txt");
     std::fs::write(
         &with_header,
         "# a: written by `flowfilter list update` from /s.toml\n# at 2026-01-02T03:04:05Z: 1 entries (1 IPv4, 0 IPv6) from 1 sources.\n10.0.0.0/8\n",
     )
     .unwrap();
-    let plain = dir.join("b.txt");
+    let plain = dir.path().join("b.txt");
     std::fs::write(&plain, "10.0.0.0/8\n").unwrap();
     let at = crate::lists::update::parse_utc("2026-01-02T03:04:05Z").unwrap();
     assert_eq!(list_written(&with_header), Some(at));
     let mtime = std::fs::metadata(&plain).unwrap().modified().unwrap();
     assert_eq!(list_written(&plain), Some(mtime));
-    assert_eq!(list_written(&dir.join("missing.txt")), None);
-    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(list_written(&dir.path().join("missing.txt")), None);
+    dir.close().unwrap();
 }
 
 #[test]
@@ -453,4 +451,44 @@ fn when_every_slot_is_being_answered_a_new_connection_is_closed() {
         }
     });
     assert_eq!(status(&srv.get("/")), "HTTP/1.1 200 OK");
+}
+
+/// The exact `list_prefixes` and `policy_info` families of a state file.
+#[test]
+fn list_families_are_pinned() {
+    use crate::control::state::CategoryState;
+    let category = |id: u8, name: &str, v4: usize, v6: usize| CategoryState {
+        id,
+        name: name.into(),
+        v4_prefixes: v4,
+        v6_prefixes: v6,
+        policy: "drop".into(),
+        policy_source: "default".into(),
+    };
+    let st = StateFile {
+        categories: vec![
+            category(1, "whatsapp", 12, 3),
+            category(2, "telegram", 0, 1),
+        ],
+        allow: (4, 0),
+        ..StateFile::default()
+    };
+    assert_eq!(
+        encode(list_families(Some(&st)).into()).unwrap(),
+        concat!(
+            "# HELP flowfilter_list_prefixes Prefixes per list and address family\n",
+            "# TYPE flowfilter_list_prefixes gauge\n",
+            "flowfilter_list_prefixes{category=\"whatsapp\",family=\"ipv4\"} 12\n",
+            "flowfilter_list_prefixes{category=\"whatsapp\",family=\"ipv6\"} 3\n",
+            "flowfilter_list_prefixes{category=\"telegram\",family=\"ipv4\"} 0\n",
+            "flowfilter_list_prefixes{category=\"telegram\",family=\"ipv6\"} 1\n",
+            "flowfilter_list_prefixes{category=\"allow\",family=\"ipv4\"} 4\n",
+            "flowfilter_list_prefixes{category=\"allow\",family=\"ipv6\"} 0\n",
+            "# HELP flowfilter_policy_info Policy in force per category\n",
+            "# TYPE flowfilter_policy_info gauge\n",
+            "flowfilter_policy_info{category=\"whatsapp\",policy=\"drop\",source=\"default\"} 1\n",
+            "flowfilter_policy_info{category=\"telegram\",policy=\"drop\",source=\"default\"} 1\n",
+        )
+    );
+    assert_eq!(encode(list_families(None).into()).unwrap(), "");
 }
