@@ -216,8 +216,8 @@ struct ProgramJson<'a> {
 struct CategoryStatusJson<'a> {
     id: u8,
     name: &'a str,
-    policy: &'a str,
-    policy_source: &'a str,
+    policy: String,
+    policy_source: String,
     ipv4_prefixes: usize,
     ipv6_prefixes: usize,
 }
@@ -241,7 +241,7 @@ struct ReloadJson<'a> {
     time: u64,
     ok: bool,
     error: Option<&'a str>,
-    by: &'a str,
+    by: String,
     generation: u32,
 }
 
@@ -288,8 +288,8 @@ impl Status {
                         .map(|c| CategoryStatusJson {
                             id: c.id,
                             name: &c.name,
-                            policy: &c.policy,
-                            policy_source: &c.policy_source,
+                            policy: c.policy.to_string(),
+                            policy_source: c.policy_source.to_string(),
                             ipv4_prefixes: c.v4_prefixes,
                             ipv6_prefixes: c.v6_prefixes,
                         })
@@ -309,7 +309,7 @@ impl Status {
                 time: r.time,
                 ok: r.ok,
                 error: r.error.as_deref(),
-                by: &r.by,
+                by: r.by.to_string(),
                 generation: r.generation,
             }),
         }

@@ -462,8 +462,8 @@ fn list_families_are_pinned() {
         name: name.into(),
         v4_prefixes: v4,
         v6_prefixes: v6,
-        policy: "drop".into(),
-        policy_source: "default".into(),
+        policy: "drop".parse().unwrap(),
+        policy_source: "default".parse().unwrap(),
     };
     let st = StateFile {
         categories: vec![
