@@ -165,6 +165,14 @@ fn frames() -> Vec<(String, Vec<u8>)> {
         TXID,
         &[(stun_attr::USERNAME, &[0x41; 64])],
     );
+    // `n` IPv6 extension headers (`next`, `len` bytes each), then STUN
+    // from `sport`.
+    let v6_chain = |n, next, len, sport| {
+        (0..n)
+            .fold(Builder::new().ipv6(C6, R6), |b, _| b.v6_ext(next, len))
+            .udp(sport, 3478, &stun_p)
+            .build()
+    };
     let shapes: Vec<(&str, Vec<u8>)> = vec![
         (
             "tcp-v4",
@@ -229,27 +237,9 @@ fn frames() -> Vec<(String, Vec<u8>)> {
                 .udp(5007, 3478, &stun_p)
                 .build(),
         ),
-        (
-            "v6-ext-6",
-            (0..6)
-                .fold(Builder::new().ipv6(C6, R6), |b, _| b.v6_ext(60, 8))
-                .udp(5008, 3478, &stun_p)
-                .build(),
-        ),
-        (
-            "v6-ext-7",
-            (0..7)
-                .fold(Builder::new().ipv6(C6, R6), |b, _| b.v6_ext(60, 8))
-                .udp(5008, 3478, &stun_p)
-                .build(),
-        ),
-        (
-            "v6-ext-long",
-            (0..5)
-                .fold(Builder::new().ipv6(C6, R6), |b, _| b.v6_ext(0, 96))
-                .udp(5009, 3478, &stun_p)
-                .build(),
-        ),
+        ("v6-ext-6", v6_chain(6, 60, 8, 5008)),
+        ("v6-ext-7", v6_chain(7, 60, 8, 5008)),
+        ("v6-ext-long", v6_chain(5, 0, 96, 5009)),
         (
             "v4-frag-first",
             Builder::new()

@@ -128,6 +128,23 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> HarnessError {
     move |source| HarnessError::Io { what, source }
 }
 
+/// The command `line` could not be started or waited for.
+fn spawn_err(line: &str) -> impl FnOnce(io::Error) -> HarnessError + '_ {
+    move |source| HarnessError::Spawn {
+        cmd: line.to_owned(),
+        source,
+    }
+}
+
+/// The command `line` ran and failed: its exit status and trimmed stderr.
+fn command_failed(line: String, out: &Output) -> HarnessError {
+    HarnessError::Command {
+        cmd: line,
+        status: out.status.to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    }
+}
+
 /// One of the three namespaces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ns {
@@ -334,16 +351,9 @@ impl DaemonFilter {
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null());
         let line = cmd_line(&cmd);
-        let out = cmd.output().map_err(|source| HarnessError::Spawn {
-            cmd: line.clone(),
-            source,
-        })?;
+        let out = cmd.output().map_err(spawn_err(&line))?;
         if !matches!(out.status.code(), Some(0 | 3)) {
-            return Err(HarnessError::Command {
-                cmd: line,
-                status: out.status.to_string(),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
+            return Err(command_failed(line, &out));
         }
         let text = String::from_utf8_lossy(&out.stdout);
         serde_json::from_str(&text).map_err(|e| {
@@ -692,10 +702,7 @@ fn spawn_piped(cmd: &mut Command, stdin: Stdio) -> Result<(String, ChildGuard), 
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| HarnessError::Spawn {
-            cmd: line.clone(),
-            source,
-        })?;
+        .map_err(spawn_err(&line))?;
     Ok((line, ChildGuard { child }))
 }
 
@@ -706,16 +713,9 @@ pub fn run_cmd(cmd: &mut Command) -> Result<String, HarnessError> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
-        .map_err(|source| HarnessError::Spawn {
-            cmd: line.clone(),
-            source,
-        })?;
+        .map_err(spawn_err(&line))?;
     if !out.status.success() {
-        return Err(HarnessError::Command {
-            cmd: line,
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
+        return Err(command_failed(line, &out));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -1389,10 +1389,7 @@ impl Harness {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let line = cmd_line(&cmd);
-        let child = cmd.spawn().map_err(|source| HarnessError::Spawn {
-            cmd: line.clone(),
-            source,
-        })?;
+        let child = cmd.spawn().map_err(spawn_err(&line))?;
         let mut g = ChildGuard { child };
         let stdin = g
             .child
@@ -1498,11 +1495,7 @@ impl Harness {
         let (line, guard) = spawn_piped(&mut cmd, Stdio::null())?;
         let out = guard.finish(CHILD_DEADLINE)?;
         if !out.status.success() {
-            return Err(HarnessError::Command {
-                cmd: line,
-                status: out.status.to_string(),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
+            return Err(command_failed(line, &out));
         }
         Ok(parse_lines(&out.stdout))
     }
@@ -1609,11 +1602,7 @@ impl Harness {
         let _ = out.read_to_string(&mut rest);
         let done = g.finish(CHILD_DEADLINE)?;
         if !done.status.success() {
-            return Err(HarnessError::Command {
-                cmd: line,
-                status: done.status.to_string(),
-                stderr: String::from_utf8_lossy(&done.stderr).trim().to_string(),
-            });
+            return Err(command_failed(line, &done));
         }
         early.push_str(&rest);
         let mut lines = parse_lines(early.as_bytes());
@@ -1661,11 +1650,7 @@ impl RunningScenarios {
             match g.finish(CHILD_DEADLINE) {
                 Ok(out) if out.status.success() => lines.extend(parse_lines(&out.stdout)),
                 Ok(out) => {
-                    failed.get_or_insert(HarnessError::Command {
-                        cmd: line,
-                        status: out.status.to_string(),
-                        stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-                    });
+                    failed.get_or_insert(command_failed(line, &out));
                 }
                 Err(e) => {
                     failed.get_or_insert(e);

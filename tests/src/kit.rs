@@ -8,13 +8,14 @@
 //! - [`Gateway`]: the daemon tests' topology (two namespaces, a veth pair,
 //!   a lists directory, a unique pin directory, a `flowfilter run` child),
 //!   all removed on drop;
-//! - [`Ran`], [`wait_for`], [`free_port`], [`http_get`];
+//! - [`Ran`], [`wait_for`], [`free_port`], [`http_get`], [`slash24s`];
 //! - [`Rng`]: the one seeded random generator;
 //! - [`seed_stopping`]: a `--seed` that stops one subscriber and spares another.
 //!
 //! Like the rest of this crate, it panics with context instead of returning
 //! errors: a failed step fails the test that took it.
 
+use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -193,6 +194,17 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// `n` consecutive /24s from the one holding `first`, one a line: a list
+/// of `n` distinct prefixes.
+pub fn slash24s(first: Ipv4Addr, n: u32) -> String {
+    let base = u32::from(first) & !0xff;
+    let mut s = String::with_capacity(n as usize * 19);
+    for i in 0..n {
+        writeln!(s, "{}/24", Ipv4Addr::from(base + (i << 8))).expect("write to a String");
+    }
+    s
 }
 
 /// A TCP address on 127.0.0.1 that was free a moment ago.

@@ -25,6 +25,17 @@ pub fn require_root(test: &str) -> bool {
     root
 }
 
+/// Return from the calling test, saying why it is skipped, unless it runs
+/// as root ([`require_root`]).
+#[macro_export]
+macro_rules! skip_unless_root {
+    ($test:expr) => {
+        if !$crate::require_root($test) {
+            return;
+        }
+    };
+}
+
 /// Build `Lists` from `(category, text)` pairs and an allowlist text.
 pub fn lists(cats: &[(&str, &str)], allow: &str) -> Lists {
     let parts: Vec<(String, ParsedList)> = cats

@@ -23,7 +23,7 @@ use filter_user::dataplane::loader::{Filter, LoadOptions};
 use filter_user::lists::{Lists, ParsedList, parse_list};
 use filter_user::replay::capture::read_capture;
 use filter_user::replay::{FlowReport, replay, replay_captured, replay_setup};
-use flowfilter_tests::{corpus_dir, policies, ranges_dir, require_root};
+use flowfilter_tests::{corpus_dir, policies, ranges_dir, require_root, skip_unless_root};
 
 /// One flow line of ndpiReader's output.
 #[derive(Debug, Clone)]
@@ -163,6 +163,16 @@ fn setup(test: &str) -> Option<(PathBuf, Lists)> {
     Some((dir, lists))
 }
 
+/// Fails naming `bar` with every one of `failures`, if there are any.
+#[track_caller]
+fn assert_met(bar: &str, failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{bar} not met:\n{}",
+        failures.join("\n")
+    );
+}
+
 #[test]
 fn corpus_calls_stopped_everything_else_untouched() {
     let Some((dir, lists)) = setup("corpus_calls_stopped_everything_else_untouched") else {
@@ -237,11 +247,7 @@ fn corpus_calls_stopped_everything_else_untouched() {
             format!("{touched}/{others} touched")
         );
     }
-    assert!(
-        failures.is_empty(),
-        "corpus bar not met:\n{}",
-        failures.join("\n")
-    );
+    assert_met("corpus bar", &failures);
 }
 
 #[test]
@@ -437,11 +443,7 @@ fn corpus_calls_split_after_the_udp_header_are_stopped() {
         split_total > 1000,
         "only {split_total} datagrams split: the corpus reads wrong"
     );
-    assert!(
-        failures.is_empty(),
-        "fragmented corpus bar not met:\n{}",
-        failures.join("\n")
-    );
+    assert_met("fragmented corpus bar", &failures);
 }
 
 #[test]
@@ -675,9 +677,7 @@ fn corpus_replay_summary_accounts_for_every_frame() {
 /// (shorter than an Ethernet header). The summary counts each once.
 #[test]
 fn replay_summary_counts_non_ip_and_malformed() {
-    if !require_root("replay_summary_counts_non_ip_and_malformed") {
-        return;
-    }
+    skip_unless_root!("replay_summary_counts_non_ip_and_malformed");
     let lists = Lists::from_parts(Vec::new(), ParsedList::default()).expect("lists");
     let mut f = Filter::load(&LoadOptions { trace: true }).expect("load");
     f.install(&lists, &policies(&lists, &[])).expect("install");

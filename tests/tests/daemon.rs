@@ -32,9 +32,9 @@ use std::time::Duration;
 
 use filter_user::dataplane::pins::PinLayout;
 use flowfilter_tests::kit::{
-    self, A_ADDR, B_ADDR, Gateway, PORT, Setup, binary, free_port, in_ns, send, u,
+    self, A_ADDR, B_ADDR, Gateway, PORT, Receiver, Setup, binary, free_port, in_ns, send, u,
 };
-use flowfilter_tests::require_root;
+use flowfilter_tests::skip_unless_root;
 use serde_json::Value;
 
 /// Listed in `whatsapp.txt` from the start.
@@ -63,6 +63,21 @@ impl Env {
             gw: Gateway::new(&setup),
             metrics: None,
         }
+    }
+
+    /// A new gateway with its daemon started with `extra` arguments.
+    fn started(extra: &[&str]) -> Env {
+        let mut env = Env::new();
+        env.start(extra);
+        env
+    }
+
+    /// A new gateway with its daemon dropping whatsapp's UDP, and a
+    /// receiver in namespace A.
+    fn dropping_whatsapp() -> (Env, Receiver) {
+        let env = Env::started(&["--policy", "whatsapp=drop,scope=udp"]);
+        let rx = env.receiver();
+        (env, rx)
     }
 
     /// Start the daemon with `extra` arguments (and `--metrics`) and wait
@@ -110,12 +125,8 @@ fn http_get(addr: SocketAddr, path: &str) -> String {
 
 #[test]
 fn start_attach_count_and_json_schemas() {
-    if !require_root("start_attach_count_and_json_schemas") {
-        return;
-    }
-    let mut env = Env::new();
-    env.start(&["--policy", "whatsapp=drop,scope=udp"]);
-    let rx = env.receiver();
+    skip_unless_root!("start_attach_count_and_json_schemas");
+    let (env, rx) = Env::dropping_whatsapp();
     assert_eq!(env.deliver(&rx, B_ADDR, 20), 20, "unlisted traffic passes");
     assert_eq!(env.deliver(&rx, LISTED, 20), 0, "listed traffic is dropped");
 
@@ -211,12 +222,8 @@ fn start_attach_count_and_json_schemas() {
 
 #[test]
 fn kill_9_keeps_filtering_and_restart_adopts_without_gap() {
-    if !require_root("kill_9_keeps_filtering_and_restart_adopts_without_gap") {
-        return;
-    }
-    let mut env = Env::new();
-    env.start(&["--policy", "whatsapp=drop,scope=udp"]);
-    let rx = env.receiver();
+    skip_unless_root!("kill_9_keeps_filtering_and_restart_adopts_without_gap");
+    let (mut env, rx) = Env::dropping_whatsapp();
     assert_eq!(env.deliver(&rx, LISTED, 10), 0);
     let before = env.status();
     let prog = u(&before["program"]["id"]);
@@ -300,12 +307,8 @@ fn kill_9_keeps_filtering_and_restart_adopts_without_gap() {
 
 #[test]
 fn reload_with_a_broken_list_keeps_the_old_rules() {
-    if !require_root("reload_with_a_broken_list_keeps_the_old_rules") {
-        return;
-    }
-    let mut env = Env::new();
-    env.start(&["--policy", "whatsapp=drop,scope=udp"]);
-    let rx = env.receiver();
+    skip_unless_root!("reload_with_a_broken_list_keeps_the_old_rules");
+    let (env, rx) = Env::dropping_whatsapp();
     let generation = u(&env.status()["generation"]);
     env.write_list("whatsapp", "# test list\n203.0.113.0/24\n203.0.113.1/24\n");
     let r = env.ff(&["reload"]);
@@ -346,12 +349,8 @@ fn reload_with_a_broken_list_keeps_the_old_rules() {
 
 #[test]
 fn reload_under_traffic_loses_no_packet_of_an_unlisted_flow() {
-    if !require_root("reload_under_traffic_loses_no_packet_of_an_unlisted_flow") {
-        return;
-    }
-    let mut env = Env::new();
-    env.start(&["--policy", "whatsapp=drop,scope=udp"]);
-    let rx = env.receiver();
+    skip_unless_root!("reload_under_traffic_loses_no_packet_of_an_unlisted_flow");
+    let (env, rx) = Env::dropping_whatsapp();
     rx.drain();
     let other = env.sender(B_ADDR);
     let listed = env.sender(LISTED);
@@ -406,12 +405,8 @@ fn reload_under_traffic_loses_no_packet_of_an_unlisted_flow() {
 
 #[test]
 fn cli_add_del_load_check_and_policy_against_a_running_daemon() {
-    if !require_root("cli_add_del_load_check_and_policy_against_a_running_daemon") {
-        return;
-    }
-    let mut env = Env::new();
-    env.start(&["--policy", "whatsapp=drop,scope=udp"]);
-    let rx = env.receiver();
+    skip_unless_root!("cli_add_del_load_check_and_policy_against_a_running_daemon");
+    let (env, rx) = Env::dropping_whatsapp();
     assert_eq!(env.deliver(&rx, OTHER, 5), 5);
 
     // add + policy: 203.0.113.0/24 becomes telegram, dropped.
@@ -503,9 +498,7 @@ fn cli_add_del_load_check_and_policy_against_a_running_daemon() {
 
 #[test]
 fn metrics_are_prometheus_text() {
-    if !require_root("metrics_are_prometheus_text") {
-        return;
-    }
+    skip_unless_root!("metrics_are_prometheus_text");
     let mut env = Env::new();
     env.metrics = Some(free_port());
     env.start(&["--policy", "whatsapp=drop,scope=udp"]);
@@ -583,9 +576,7 @@ fn metrics_are_prometheus_text() {
 /// the `stats` table and `/metrics` split the category counters by it.
 #[test]
 fn counters_per_interface_in_stats_and_metrics() {
-    if !require_root("counters_per_interface_in_stats_and_metrics") {
-        return;
-    }
+    skip_unless_root!("counters_per_interface_in_stats_and_metrics");
     let mut env = Env::new();
     env.write_list("whatsapp", "# test list\n198.51.100.0/24\n127.0.0.2/32\n");
     env.metrics = Some(free_port());
@@ -685,9 +676,7 @@ fn counters_per_interface_in_stats_and_metrics() {
 /// not inherit the removed one's id or counts.
 #[test]
 fn category_ids_and_counters_survive_list_changes() {
-    if !require_root("category_ids_and_counters_survive_list_changes") {
-        return;
-    }
+    skip_unless_root!("category_ids_and_counters_survive_list_changes");
     let mut env = Env::new();
     env.write_list("zoom", "203.0.113.0/24\n");
     env.start(&["--policy", "zoom=drop,scope=udp"]);
@@ -741,12 +730,8 @@ fn category_ids_and_counters_survive_list_changes() {
 
 #[test]
 fn pins_of_another_build_are_refused_then_replaced_and_detach_removes_all() {
-    if !require_root("pins_of_another_build_are_refused_then_replaced_and_detach_removes_all") {
-        return;
-    }
-    let mut env = Env::new();
-    env.start(&["--policy", "whatsapp=drop,scope=udp"]);
-    let rx = env.receiver();
+    skip_unless_root!("pins_of_another_build_are_refused_then_replaced_and_detach_removes_all");
+    let (mut env, rx) = Env::dropping_whatsapp();
     let before = env.status();
     let link = u(&before["interfaces"][0]["link_id"]);
     let prog = u(&before["program"]["id"]);
@@ -862,11 +847,8 @@ fn pins_of_another_build_are_refused_then_replaced_and_detach_removes_all() {
 
 #[test]
 fn sigterm_with_detach_on_exit_removes_the_filter() {
-    if !require_root("sigterm_with_detach_on_exit_removes_the_filter") {
-        return;
-    }
-    let mut env = Env::new();
-    env.start(&["--policy", "whatsapp=drop,scope=udp", "--detach-on-exit"]);
+    skip_unless_root!("sigterm_with_detach_on_exit_removes_the_filter");
+    let mut env = Env::started(&["--policy", "whatsapp=drop,scope=udp", "--detach-on-exit"]);
     let rx = env.receiver();
     assert_eq!(env.deliver(&rx, LISTED, 5), 0);
     let status = env.stop(libc::SIGTERM);
@@ -882,9 +864,7 @@ fn sigterm_with_detach_on_exit_removes_the_filter() {
 
 #[test]
 fn without_privileges_the_cli_says_what_it_needs() {
-    if !flowfilter_tests::require_root("without_privileges_the_cli_says_what_it_needs") {
-        return;
-    }
+    skip_unless_root!("without_privileges_the_cli_says_what_it_needs");
     let capture = flowfilter_tests::corpus_dir().map(|d| d.join("dns.pcap"));
     let mut runs: Vec<Vec<String>> = vec![vec!["status".into()]];
     if let Some(c) = capture {
@@ -987,11 +967,8 @@ fn assert_owner_only(env: &Env) {
 
 #[test]
 fn pins_and_state_file_are_owner_only_and_a_restart_tightens_them() {
-    if !require_root("pins_and_state_file_are_owner_only_and_a_restart_tightens_them") {
-        return;
-    }
-    let mut env = Env::new();
-    env.start(&["--policy", "whatsapp=drop,scope=udp"]);
+    skip_unless_root!("pins_and_state_file_are_owner_only_and_a_restart_tightens_them");
+    let mut env = Env::started(&["--policy", "whatsapp=drop,scope=udp"]);
     assert_owner_only(&env);
     // A CLI change (it rewrites the state file) keeps it so.
     env.ff(&["list", "add", "telegram", "203.0.113.0/24"])
@@ -1030,24 +1007,13 @@ fn pins_and_state_file_are_owner_only_and_a_restart_tightens_them() {
     assert_eq!(env.deliver(&rx, B_ADDR, 5), 5);
 }
 
-/// What `flowfilter check IP` says the live tables hold for `ip`: the
-/// category name, or `no category`.
-fn in_force(env: &Env, ip: &str) -> String {
-    let out = env.ff(&["check", ip]).ok(&format!("check {ip}")).stdout;
-    out.lines()
-        .find_map(|l| l.trim().strip_prefix("in force: "))
-        .and_then(|l| l.split(" (generation").next())
-        .unwrap_or_else(|| panic!("no `in force` line in: {out}"))
-        .to_owned()
-}
-
 /// Which whatsapp list the live tables hold, the old or the new: every
 /// probe must agree, or the tables are a mix.
 fn live_list(env: &Env, old_only: &str, new_only: &[&str]) -> &'static str {
-    let old = in_force(env, old_only) == "whatsapp";
+    let old = env.in_force(old_only) == "whatsapp";
     let new: Vec<bool> = new_only
         .iter()
-        .map(|ip| in_force(env, ip) == "whatsapp")
+        .map(|ip| env.in_force(ip) == "whatsapp")
         .collect();
     match (old, new.iter().all(|&n| n), new.iter().any(|&n| n)) {
         (true, _, false) => "old",
@@ -1064,11 +1030,8 @@ const BIG: u32 = 40_000;
 
 #[test]
 fn a_killed_list_load_leaves_the_old_or_the_new_list_never_a_mix() {
-    if !require_root("a_killed_list_load_leaves_the_old_or_the_new_list_never_a_mix") {
-        return;
-    }
-    let mut env = Env::new();
-    env.start(&["--policy", "whatsapp=drop,scope=udp"]);
+    skip_unless_root!("a_killed_list_load_leaves_the_old_or_the_new_list_never_a_mix");
+    let env = Env::started(&["--policy", "whatsapp=drop,scope=udp"]);
     let old_text = "# test list\n198.51.100.0/24\n";
     assert_eq!(
         std::fs::read_to_string(env.lists().join("whatsapp.txt")).expect("list"),
@@ -1214,9 +1177,7 @@ fn pinned_state(env: &Env) -> filter_common::State {
 /// pinned, and a rejected reload keeps the rule in force.
 #[test]
 fn subscribers_inside_and_seed_are_applied_shown_and_bad_ones_refused() {
-    if !require_root("subscribers_inside_and_seed_are_applied_shown_and_bad_ones_refused") {
-        return;
-    }
+    skip_unless_root!("subscribers_inside_and_seed_are_applied_shown_and_bad_ones_refused");
     let mut env = Env::new();
     let lists = env.lists().display().to_string();
     let run = |env: &Env, extra: &[&str]| {
@@ -1372,9 +1333,7 @@ fn subscribers_inside_and_seed_are_applied_shown_and_bad_ones_refused() {
 /// program used.
 #[test]
 fn the_named_subscriber_side_decides_the_fate_end_to_end() {
-    if !require_root("the_named_subscriber_side_decides_the_fate_end_to_end") {
-        return;
-    }
+    skip_unless_root!("the_named_subscriber_side_decides_the_fate_end_to_end");
     let seed = kit::seed_stopping(LISTED, A_ADDR);
     let seed_arg = seed.to_string();
     let policy = ["--policy", "whatsapp=flows=50%,scope=udp"];

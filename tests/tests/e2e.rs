@@ -50,7 +50,7 @@ use flowfilter_tests::harness::{
     table,
 };
 use flowfilter_tests::kit::{self, u};
-use flowfilter_tests::require_root;
+use flowfilter_tests::{require_root, skip_unless_root};
 use serde_json::Value;
 
 /// Most packets a receiving side may get of a blocked flow.
@@ -347,9 +347,7 @@ fn alive(pid: u32) -> bool {
 
 #[test]
 fn harness_cleans_up_after_a_panic() {
-    if !require_root("harness_cleans_up_after_a_panic") {
-        return;
-    }
+    skip_unless_root!("harness_cleans_up_after_a_panic");
     let (mut child, prefix, sleeper) = spawn_child("panic");
     let status = child.wait().expect("waiting for the helper");
     assert!(!status.success(), "the helper test was meant to fail");
@@ -370,9 +368,7 @@ fn harness_cleans_up_after_a_panic() {
 
 #[test]
 fn cleanup_stale_removes_a_killed_run() {
-    if !require_root("cleanup_stale_removes_a_killed_run") {
-        return;
-    }
+    skip_unless_root!("cleanup_stale_removes_a_killed_run");
     let (mut child, prefix, sleeper) = spawn_child("kill");
     // SIGKILL: no unwinding, no Drop; the namespaces stay behind.
     child.kill().expect("killing the helper");
@@ -846,9 +842,7 @@ fn daemon_list_reload_mid_call_blocks_an_added_call_and_spares_a_removed_range()
 
 #[test]
 fn cleanup_stale_removes_a_killed_runs_daemon_and_pins() {
-    if !require_root("cleanup_stale_removes_a_killed_runs_daemon_and_pins") {
-        return;
-    }
+    skip_unless_root!("cleanup_stale_removes_a_killed_runs_daemon_and_pins");
     let (mut child, prefix, _, daemon) = spawn_child_daemon("daemon-kill");
     let daemon = daemon.expect("the helper printed no DAEMON line");
     child.kill().expect("killing the helper");
@@ -889,9 +883,7 @@ fn cleanup_stale_removes_a_killed_runs_daemon_and_pins() {
 
 #[test]
 fn harness_with_daemon_cleans_up_after_a_panic() {
-    if !require_root("harness_with_daemon_cleans_up_after_a_panic") {
-        return;
-    }
+    skip_unless_root!("harness_with_daemon_cleans_up_after_a_panic");
     let (mut child, prefix, sleeper, daemon) = spawn_child_daemon("daemon-panic");
     let daemon = daemon.expect("the helper printed no DAEMON line");
     let status = child.wait().expect("waiting for the helper");

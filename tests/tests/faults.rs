@@ -28,7 +28,7 @@ use filter_user::dataplane::pins::PinLayout;
 use flowfilter_tests::kit::{
     self, B_ADDR, Gateway, START_TIMEOUT, Setup, binary, free_port, sh, u, wait_for,
 };
-use flowfilter_tests::require_root;
+use flowfilter_tests::skip_unless_root;
 use serde_json::Value;
 
 /// Listed in `whatsapp.txt`.
@@ -37,7 +37,7 @@ const LISTED: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
 /// in 100 ms, the periodic check runs every 10 s.
 const REATTACH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Prefixes of the long-start list.
-const BIG: usize = 300_000;
+const BIG: u32 = 300_000;
 
 /// One test's gateway; all removed on drop.
 struct Env {
@@ -141,9 +141,7 @@ fn iface(s: &Value) -> &Value {
 
 #[test]
 fn an_interface_deleted_and_recreated_is_filtered_again_and_status_tells_the_truth() {
-    if !require_root("an_interface_deleted_and_recreated_is_filtered_again") {
-        return;
-    }
+    skip_unless_root!("an_interface_deleted_and_recreated_is_filtered_again");
     let mut env = Env::new(true);
     let metrics = free_port();
     env.start(&["--metrics", &metrics.to_string()]);
@@ -200,9 +198,7 @@ fn an_interface_deleted_and_recreated_is_filtered_again_and_status_tells_the_tru
 /// flow on it loses its subscriber end and takes the other side's fate.
 #[test]
 fn a_recreated_inside_interface_still_faces_subscribers() {
-    if !require_root("a_recreated_inside_interface_still_faces_subscribers") {
-        return;
-    }
+    skip_unless_root!("a_recreated_inside_interface_still_faces_subscribers");
     let mut env = Env::new(true);
     // The listed relay's address arrives on the inside interface: it is the
     // subscriber, and this seed stops it (and would spare A, the subscriber
@@ -241,9 +237,7 @@ fn a_recreated_inside_interface_still_faces_subscribers() {
 
 #[test]
 fn a_renamed_interface_is_left_and_the_new_holder_of_the_name_attached() {
-    if !require_root("a_renamed_interface_is_left_and_the_new_holder_of_the_name_attached") {
-        return;
-    }
+    skip_unless_root!("a_renamed_interface_is_left_and_the_new_holder_of_the_name_attached");
     let mut env = Env::new(true);
     env.start(&[]);
     let renamed = format!("tr{}", &env.va[2..]);
@@ -265,9 +259,7 @@ fn a_renamed_interface_is_left_and_the_new_holder_of_the_name_attached() {
 
 #[test]
 fn after_kill_9_and_a_recreated_interface_a_restart_attaches_anew() {
-    if !require_root("after_kill_9_and_a_recreated_interface_a_restart_attaches_anew") {
-        return;
-    }
+    skip_unless_root!("after_kill_9_and_a_recreated_interface_a_restart_attaches_anew");
     let mut env = Env::new(true);
     env.start(&[]);
     let link = u(&iface(&env.status().1)["link_id"]);
@@ -299,9 +291,7 @@ fn after_kill_9_and_a_recreated_interface_a_restart_attaches_anew() {
 
 #[test]
 fn an_interface_missing_at_start_is_waited_for_and_attached_when_it_appears() {
-    if !require_root("an_interface_missing_at_start_is_waited_for") {
-        return;
-    }
+    skip_unless_root!("an_interface_missing_at_start_is_waited_for");
     let mut env = Env::new(false);
     let cmd = env.command(&[]);
     env.spawn(cmd);
@@ -322,12 +312,7 @@ fn an_interface_missing_at_start_is_waited_for_and_attached_when_it_appears() {
 
 /// A list of [`BIG`] distinct /24s outside the test ranges.
 fn big_list() -> String {
-    let mut s = String::with_capacity(BIG * 14);
-    for i in 0..BIG {
-        let (a, b, c) = (11 + i / 65_536, (i / 256) % 256, i % 256);
-        writeln!(s, "{a}.{b}.{c}.0/24").expect("write to a String");
-    }
-    s
+    kit::slash24s(Ipv4Addr::new(11, 0, 0, 0), BIG)
 }
 
 /// Wait until process `pid` holds or handles SIGHUP (`SigBlk`/`SigCgt` of
@@ -348,9 +333,7 @@ fn wait_signals_held(pid: libc::pid_t) {
 
 #[test]
 fn sighup_from_the_first_instant_of_a_long_start_is_queued_and_applied() {
-    if !require_root("sighup_from_the_first_instant_of_a_long_start_is_queued_and_applied") {
-        return;
-    }
+    skip_unless_root!("sighup_from_the_first_instant_of_a_long_start_is_queued_and_applied");
     let mut env = Env::new(true);
     env.write_list("bulk", &big_list());
     let cmd = env.command(&[]);
@@ -383,9 +366,7 @@ fn sighup_from_the_first_instant_of_a_long_start_is_queued_and_applied() {
 
 #[test]
 fn sigterm_during_a_start_leaves_nothing_half_made() {
-    if !require_root("sigterm_during_a_start_leaves_nothing_half_made") {
-        return;
-    }
+    skip_unless_root!("sigterm_during_a_start_leaves_nothing_half_made");
     let big = big_list();
     // From the first instant: the start stops before it touches anything.
     let mut env = Env::new(true);
@@ -434,9 +415,7 @@ fn sigterm_during_a_start_leaves_nothing_half_made() {
 
 #[test]
 fn run_under_ip_netns_exec_is_refused_naming_netns() {
-    if !require_root("run_under_ip_netns_exec_is_refused_naming_netns") {
-        return;
-    }
+    skip_unless_root!("run_under_ip_netns_exec_is_refused_naming_netns");
     let env = Env::new(true);
     let out = Command::new("ip")
         .args(["netns", "exec", env.ns_a.name()])
@@ -460,9 +439,7 @@ fn run_under_ip_netns_exec_is_refused_naming_netns() {
 
 #[test]
 fn status_exit_codes_tell_in_force_unmanaged_degraded_and_nothing() {
-    if !require_root("status_exit_codes_tell_in_force_unmanaged_degraded_and_nothing") {
-        return;
-    }
+    skip_unless_root!("status_exit_codes_tell_in_force_unmanaged_degraded_and_nothing");
     let mut env = Env::new(true);
     env.start(&[]);
     let (code, s) = env.status();
@@ -514,9 +491,7 @@ fn notifications_until(sock: &UnixDatagram, want: &str, limit: Duration) -> Vec<
 
 #[test]
 fn systemd_is_told_ready_reloading_and_stopping_and_reload_finds_the_daemon() {
-    if !require_root("systemd_is_told_ready_reloading_and_stopping") {
-        return;
-    }
+    skip_unless_root!("systemd_is_told_ready_reloading_and_stopping");
     let mut env = Env::new(true);
     let path = env.dir.join("notify");
     let sock = UnixDatagram::bind(&path).expect("notify socket");
@@ -583,9 +558,7 @@ fn systemd_is_told_ready_reloading_and_stopping_and_reload_finds_the_daemon() {
 #[test]
 fn under_journald_lines_carry_syslog_priorities() {
     use std::os::unix::fs::MetadataExt as _;
-    if !require_root("under_journald_lines_carry_syslog_priorities") {
-        return;
-    }
+    skip_unless_root!("under_journald_lines_carry_syslog_priorities");
     let mut env = Env::new(true);
     let cmd = env.command(&[]);
     let meta = std::fs::metadata(env.dir.join("daemon.log")).expect("log");
@@ -615,17 +588,19 @@ fn under_journald_lines_carry_syslog_priorities() {
             .find(|l| l.contains(needle))
             .map_or_else(|| panic!("no line with {needle:?}:\n{log}"), |l| &l[..3])
     };
-    assert_eq!(prio("reload rejected"), "<3>");
-    assert_eq!(prio("filtering there has stopped"), "<4>");
-    assert_eq!(prio("filtering again"), "<5>");
-    assert_eq!(prio("running (pid"), "<6>");
+    for (needle, want) in [
+        ("reload rejected", "<3>"),
+        ("filtering there has stopped", "<4>"),
+        ("filtering again", "<5>"),
+        ("running (pid", "<6>"),
+    ] {
+        assert_eq!(prio(needle), want, "{needle:?}");
+    }
 }
 
 #[test]
 fn covered_and_duplicate_prefixes_are_one_line_per_list() {
-    if !require_root("covered_and_duplicate_prefixes_are_one_line_per_list") {
-        return;
-    }
+    skip_unless_root!("covered_and_duplicate_prefixes_are_one_line_per_list");
     let mut env = Env::new(true);
     // A /16 and its 256 /24s, one of them twice.
     let mut text = String::from("198.51.100.0/24\n10.20.0.0/16\n");

@@ -10,12 +10,12 @@
 //! The binary: `FLOWFILTER_BIN`, else `$CARGO_TARGET_DIR/debug/flowfilter`,
 //! else `<workspace>/target/debug/flowfilter`.
 
-use std::fmt::Write as _;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use flowfilter_tests::kit::binary;
+use flowfilter_tests::kit::{binary, slash24s};
 
 /// A temporary directory with a sources file for category `t` from
 /// `t-src.txt`; removed on drop.
@@ -75,11 +75,9 @@ impl Drop for Dir {
     }
 }
 
-fn list_of(n: usize) -> String {
-    (0..n).fold(String::new(), |mut t, i| {
-        let _ = writeln!(t, "10.{}.{}.0/24", i / 256, i % 256);
-        t
-    })
+/// `n` distinct /24s in 10/8.
+fn list_of(n: u32) -> String {
+    slash24s(Ipv4Addr::new(10, 0, 0, 0), n)
 }
 
 #[test]

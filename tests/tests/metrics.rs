@@ -19,7 +19,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant, SystemTime};
 
 use flowfilter_tests::kit::{Gateway, Setup, free_port, send};
-use flowfilter_tests::require_root;
+use flowfilter_tests::skip_unless_root;
 
 /// Listed in `whatsapp.txt`.
 const LISTED: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
@@ -140,9 +140,7 @@ fn closed(s: &TcpStream) -> bool {
 /// invalidates the cached snapshot).
 #[test]
 fn idle_connections_block_neither_a_scrape_nor_a_reload() {
-    if !require_root("idle_connections_block_neither_a_scrape_nor_a_reload") {
-        return;
-    }
+    skip_unless_root!("idle_connections_block_neither_a_scrape_nor_a_reload");
     let mut env = Env::new();
     env.start();
     let mut idle: Vec<TcpStream> = (0..3 * CAP).map(|_| env.connect()).collect();
@@ -211,16 +209,15 @@ fn idle_connections_block_neither_a_scrape_nor_a_reload() {
 /// timeout, without an answer, and scrapes go on meanwhile.
 #[test]
 fn a_byte_a_second_is_cut_at_the_head_timeout() {
-    if !require_root("a_byte_a_second_is_cut_at_the_head_timeout") {
-        return;
-    }
+    skip_unless_root!("a_byte_a_second_is_cut_at_the_head_timeout");
     let mut env = Env::new();
     env.start();
     let mut s = env.connect();
     let request = b"GET /metrics HTTP/1.1\r\nHost: test\r\nX-Slow: 0123456789\r\n\r\n";
     let started = Instant::now();
     let mut sent = 0;
-    for b in request {
+    // Byte `sent` next, until the daemon cuts the connection.
+    while let Some(b) = request.get(sent) {
         if s.write_all(&[*b]).is_err() {
             break;
         }
@@ -255,9 +252,7 @@ fn a_byte_a_second_is_cut_at_the_head_timeout() {
 /// change.
 #[test]
 fn scrapes_share_a_snapshot_for_a_second() {
-    if !require_root("scrapes_share_a_snapshot_for_a_second") {
-        return;
-    }
+    skip_unless_root!("scrapes_share_a_snapshot_for_a_second");
     let mut env = Env::new();
     env.start();
     let dropped = [
@@ -302,9 +297,7 @@ fn scrapes_share_a_snapshot_for_a_second() {
 /// other than GET and HEAD 405; HEAD has no body. The lists' ages show.
 #[test]
 fn requests_are_bounded_and_list_ages_show() {
-    if !require_root("requests_are_bounded_and_list_ages_show") {
-        return;
-    }
+    skip_unless_root!("requests_are_bounded_and_list_ages_show");
     let mut env = Env::new();
     let day_ago = SystemTime::now() - Duration::from_hours(24);
     env.write_list(

@@ -31,7 +31,7 @@ use filter_common::pktbuild::{
 use filter_common::*;
 use filter_user::dataplane::loader::{Filter, LoadError};
 use flowfilter_tests::kit::Rng;
-use flowfilter_tests::{lists, load, require_root};
+use flowfilter_tests::{lists, load, skip_unless_root};
 
 // --- frames ----------------------------------------------------------------------
 
@@ -535,9 +535,7 @@ const PROPERTY_FRAMES: usize = 6000;
 /// agree with the host's zero-filled head.
 #[test]
 fn xdp_agrees_with_the_host_classifier() {
-    if !require_root("xdp_agrees_with_the_host_classifier") {
-        return;
-    }
+    skip_unless_root!("xdp_agrees_with_the_host_classifier");
     let mut f = load(&lists(&[], ""), &[]);
     let mut rng = Rng::new(0x0f10_f11e_7e57_0007);
     let mut bounded_differs = 0;
@@ -626,9 +624,7 @@ fn xdp_agrees_with_the_host_classifier() {
 /// tracked + evicted, exactly.
 #[test]
 fn flow_table_flood_evicts_and_a_live_call_survives() {
-    if !require_root("flow_table_flood_evicts_and_a_live_call_survives") {
-        return;
-    }
+    skip_unless_root!("flow_table_flood_evicts_and_a_live_call_survives");
     let f = load(&lists(&[("whatsapp", "198.51.100.0/24\n")], ""), &[]);
     let caller = [192, 0, 2, 1];
     let relay = [198, 51, 100, 1];
@@ -744,9 +740,7 @@ fn flow_table_flood_evicts_and_a_live_call_survives() {
 /// it up. A call that goes on sets them again.
 #[test]
 fn endpoint_bits_rotate_out_after_two_periods() {
-    if !require_root("endpoint_bits_rotate_out_after_two_periods") {
-        return;
-    }
+    skip_unless_root!("endpoint_bits_rotate_out_after_two_periods");
     let mut f = load(&lists(&[("whatsapp", "198.51.100.0/24\n")], ""), &[]);
     let msg = stun(stun_type::BINDING_REQUEST, TXID, &[]);
     let data = filler(100, 0x21);
@@ -793,9 +787,7 @@ fn endpoint_bits_rotate_out_after_two_periods() {
 /// (address, port), for 300 s after it was last refreshed.
 #[test]
 fn spoofed_stun_and_turn_teach_only_what_they_may() {
-    if !require_root("spoofed_stun_and_turn_teach_only_what_they_may") {
-        return;
-    }
+    skip_unless_root!("spoofed_stun_and_turn_teach_only_what_they_may");
     let mut f = load(&lists(&[("whatsapp", "198.51.100.0/24\n")], ""), &[]);
     let client = CLIENT4;
     let stranger = OTHER4;
@@ -999,9 +991,7 @@ fn spoofed_stun_and_turn_teach_only_what_they_may() {
 /// the filter, and nothing else is touched.
 #[test]
 fn ipv6_extension_chains_beyond_the_limit() {
-    if !require_root("ipv6_extension_chains_beyond_the_limit") {
-        return;
-    }
+    skip_unless_root!("ipv6_extension_chains_beyond_the_limit");
     let chain = |n: usize, size: usize, src: [u8; 16], dst: [u8; 16], sport: u16| {
         (0..n)
             .fold(Builder::new().ipv6(src, dst), |b, i| {
@@ -1128,17 +1118,16 @@ fn ipv6_extension_chains_beyond_the_limit() {
     }
 }
 
-/// A row of `fragments_in_every_position`: what, frame, verdict, counter changes.
-type Case<'a> = (&'a str, Vec<u8>, u32, &'a [(u32, u64)]);
+/// A row of `fragments_in_every_position`: what, frame, and the verdict
+/// with the counter changes.
+type Case<'a> = (&'a str, Vec<u8>, (u32, &'a [(u32, u64)]));
 
 /// First, middle and last fragments, out of order, overlapping, zero-length;
 /// IPv4 and IPv6. Later fragments of a dropped first fragment's train drop;
 /// everything else passes; every fragment counts once in `fragments`.
 #[test]
 fn fragments_in_every_position() {
-    if !require_root("fragments_in_every_position") {
-        return;
-    }
+    skip_unless_root!("fragments_in_every_position");
     let f = load(&lists(&[("whatsapp", "198.51.100.0/24\n")], ""), &[]);
     let call = stun(
         stun_type::BINDING_REQUEST,
@@ -1179,6 +1168,12 @@ fn fragments_in_every_position() {
     let frag = [(G_FRAGMENTS, 1)];
     let frag_dropped = [(G_FRAGMENTS, 1), (G_FRAG_DROPPED, 1)];
     let first = [(G_FRAGMENTS, 1), (G_UDP, 1)];
+    // The outcomes: a verdict and its counter changes.
+    let passed = (XDP_PASS, &frag[..]);
+    let followed = (XDP_DROP, &frag_dropped[..]);
+    let first_call = (XDP_DROP, &first[..]);
+    let first_other = (XDP_PASS, &first[..]);
+    let malformed = (XDP_PASS, &[(G_MALFORMED, 1)][..]);
     let data = [0x42u8; 40];
     // IPv6's listed relay is not in the v4-only list: make its trains calls by
     // signature (WhatsApp private STUN), which needs no list.
@@ -1186,124 +1181,61 @@ fn fragments_in_every_position() {
 
     let cases: Vec<Case> = vec![
         // A later fragment before its first: nothing known yet.
-        (
-            "v4 later before first",
-            v4frag(1, 30, false, &data),
-            XDP_PASS,
-            &frag,
-        ),
-        ("v4 first, call", v4first(1, 7000, &call), XDP_DROP, &first),
-        (
-            "v4 middle",
-            v4frag(1, 10, true, &data),
-            XDP_DROP,
-            &frag_dropped,
-        ),
-        (
-            "v4 last",
-            v4frag(1, 20, false, &data),
-            XDP_DROP,
-            &frag_dropped,
-        ),
+        ("v4 later before first", v4frag(1, 30, false, &data), passed),
+        ("v4 first, call", v4first(1, 7000, &call), first_call),
+        ("v4 middle", v4frag(1, 10, true, &data), followed),
+        ("v4 last", v4frag(1, 20, false, &data), followed),
         (
             "v4 overlapping middle",
             v4frag(1, 10, true, &data),
-            XDP_DROP,
-            &frag_dropped,
+            followed,
         ),
         (
             "v4 overlapping odd offset",
             v4frag(1, 11, true, &data[..8]),
-            XDP_DROP,
-            &frag_dropped,
+            followed,
         ),
-        (
-            "v4 zero-length later",
-            v4frag(1, 40, false, &[]),
-            XDP_DROP,
-            &frag_dropped,
-        ),
+        ("v4 zero-length later", v4frag(1, 40, false, &[]), followed),
         (
             "v4 first again (flow state)",
             v4first(1, 7000, &filler(64, 3)),
-            XDP_DROP,
-            &first,
+            first_call,
         ),
         (
             "v4 another train's middle",
             v4frag(2, 10, true, &data),
-            XDP_PASS,
-            &frag,
+            passed,
         ),
         (
             "v4 first, not a call",
             v4first(3, 7001, &filler(64, 3)),
-            XDP_PASS,
-            &first,
+            first_other,
         ),
-        ("v4 its last", v4frag(3, 20, false, &data), XDP_PASS, &frag),
+        ("v4 its last", v4frag(3, 20, false, &data), passed),
         // A first fragment too short for its UDP header: malformed.
-        (
-            "v4 zero-length first",
-            v4frag(4, 0, true, &[]),
-            XDP_PASS,
-            &[(G_MALFORMED, 1)],
-        ),
+        ("v4 zero-length first", v4frag(4, 0, true, &[]), malformed),
         (
             "v4 first with half a UDP header",
             v4frag(4, 0, true, &[0x1b, 0x58, 0x0d, 0x96]),
-            XDP_PASS,
-            &[(G_MALFORMED, 1)],
+            malformed,
         ),
-        (
-            "v6 later before first",
-            v6frag(9, 30, false, &data),
-            XDP_PASS,
-            &frag,
-        ),
+        ("v6 later before first", v6frag(9, 30, false, &data), passed),
         (
             "v6 first, call, after hop-by-hop",
             v6first(9, 7002, &wa),
-            XDP_DROP,
-            &first,
+            first_call,
         ),
-        (
-            "v6 middle",
-            v6frag(9, 10, true, &data),
-            XDP_DROP,
-            &frag_dropped,
-        ),
-        (
-            "v6 last",
-            v6frag(9, 20, false, &data),
-            XDP_DROP,
-            &frag_dropped,
-        ),
-        (
-            "v6 overlapping",
-            v6frag(9, 10, true, &data),
-            XDP_DROP,
-            &frag_dropped,
-        ),
-        (
-            "v6 zero-length later",
-            v6frag(9, 50, false, &[]),
-            XDP_DROP,
-            &frag_dropped,
-        ),
-        (
-            "v6 another train",
-            v6frag(10, 10, false, &data),
-            XDP_PASS,
-            &frag,
-        ),
+        ("v6 middle", v6frag(9, 10, true, &data), followed),
+        ("v6 last", v6frag(9, 20, false, &data), followed),
+        ("v6 overlapping", v6frag(9, 10, true, &data), followed),
+        ("v6 zero-length later", v6frag(9, 50, false, &[]), followed),
+        ("v6 another train", v6frag(10, 10, false, &data), passed),
         (
             "v6 first, not a call",
             v6first(11, 7003, &filler(64, 3)),
-            XDP_PASS,
-            &first,
+            first_other,
         ),
-        ("v6 its last", v6frag(11, 20, false, &data), XDP_PASS, &frag),
+        ("v6 its last", v6frag(11, 20, false, &data), passed),
         // Offset 0 without More Fragments: an atomic fragment, not fragmented.
         (
             "v6 atomic fragment",
@@ -1312,8 +1244,7 @@ fn fragments_in_every_position() {
                 .v6_fragment(0, false, 12)
                 .udp(7004, 3478, &filler(20, 3))
                 .build(),
-            XDP_PASS,
-            &[(G_UDP, 1)],
+            (XDP_PASS, &[(G_UDP, 1)]),
         ),
         // A later fragment whose next header is another extension header.
         (
@@ -1323,11 +1254,10 @@ fn fragments_in_every_position() {
                 .v6_fragment(20, false, 9)
                 .raw(60, &data)
                 .build(),
-            XDP_DROP,
-            &frag_dropped,
+            followed,
         ),
     ];
-    for (what, frame, verdict, changes) in &cases {
+    for (what, frame, (verdict, changes)) in &cases {
         assert_eq!(
             run_counted(&f, what, frame, changes),
             *verdict,
@@ -1336,13 +1266,9 @@ fn fragments_in_every_position() {
     }
 }
 
-/// UDP with no payload is UDP; a UDP length below 8 or beyond the IP
-/// payload is malformed.
 #[test]
 fn zero_length_udp() {
-    if !require_root("zero_length_udp") {
-        return;
-    }
+    skip_unless_root!("zero_length_udp");
     let f = load(&lists(&[("whatsapp", "198.51.100.0/24\n")], ""), &[]);
     let before = f.category_stats().unwrap()[CAT_WHATSAPP as usize];
     let empty = pktbuild::udp4(CLIENT4, 7100, RELAY4, 3478, &[]);
@@ -1419,9 +1345,7 @@ fn sized_frame(len: usize) -> Vec<u8> {
 /// frames (9000 bytes) and a real 64 KiB IPv4 datagram are handled.
 #[test]
 fn frame_sizes_at_the_kernel_limits() {
-    if !require_root("frame_sizes_at_the_kernel_limits") {
-        return;
-    }
+    skip_unless_root!("frame_sizes_at_the_kernel_limits");
     let f = load(&lists(&[], ""), &[]);
     for n in [0usize, 1, 13] {
         let e = f

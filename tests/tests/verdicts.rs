@@ -12,7 +12,7 @@ use filter_common::pktbuild::{self, Builder, filler, rtp, stun};
 use filter_common::*;
 use filter_user::control::install::InstallLists as _;
 use filter_user::dataplane::loader::Filter;
-use flowfilter_tests::{lists, load, require_root};
+use flowfilter_tests::{lists, load, skip_unless_root};
 
 const WA: u8 = CAT_WHATSAPP;
 const TG: u8 = CAT_TELEGRAM;
@@ -121,8 +121,51 @@ fn run_table(f: &Filter, rows: &[Row]) {
     }
 }
 
+/// One each of the global counters `ids`.
+fn globals(ids: &[u32]) -> Vec<(C, u64)> {
+    ids.iter().map(|&id| (C::Global(id), 1)).collect()
+}
+
+/// One each of the global counters `ids`, and category `cat` seeing and
+/// dropping a packet of the call label `label`.
+fn dropped(ids: &[u32], cat: u8, label: u8) -> Vec<(C, u64)> {
+    let mut v = globals(ids);
+    v.extend([
+        (C::CatSeen(cat), 1),
+        (C::CatDropped(cat), 1),
+        (C::LabelPackets(label), 1),
+        (C::LabelDropped(label), 1),
+    ]);
+    v
+}
+
+/// One each of the global counters `ids`, and category `cat` seeing and
+/// passing a packet.
+fn passed(ids: &[u32], cat: u8) -> Vec<(C, u64)> {
+    let mut v = globals(ids);
+    v.extend([(C::CatSeen(cat), 1), (C::CatPassed(cat), 1)]);
+    v
+}
+
 fn stun_binding(seed: u8) -> Vec<u8> {
     stun(0x0001, [seed; 12], &[(0x0006, b"user:pass")])
+}
+
+/// A STUN binding (transaction id of `seed`) from `CLIENT4`:`sport` to
+/// `dst` in category `cat` (`None`: in no list): dropped when listed,
+/// passed when allowed or unlisted.
+fn stun_row(what: &'static str, dst: [u8; 4], sport: u16, seed: u8, cat: Option<u8>) -> Row {
+    let frame = u4(dst, sport, &stun_binding(seed));
+    match cat {
+        None => row(
+            what,
+            frame,
+            XDP_PASS,
+            &[(C::Global(G_UDP), 1), (C::LabelPackets(LABEL_STUN), 1)],
+        ),
+        Some(CAT_ALLOW) => row(what, frame, XDP_PASS, &globals(&[G_UDP, G_ALLOWED])),
+        Some(c) => row(what, frame, XDP_DROP, &dropped(&[G_UDP], c, LABEL_STUN)),
+    }
 }
 
 const WA4: [u8; 4] = [198, 51, 100, 10];
@@ -158,26 +201,12 @@ fn u4(dst: [u8; 4], sport: u16, payload: &[u8]) -> Vec<u8> {
 
 #[test]
 fn parsing_and_protocols() {
-    if !require_root("parsing_and_protocols") {
-        return;
-    }
+    skip_unless_root!("parsing_and_protocols");
     let l = test_lists();
     let f = load(&l, &[]);
     let stun_wa = |sport| u4(WA4, sport, &stun_binding(1));
-    let drop_wa = [
-        (C::Global(G_UDP), 1),
-        (C::CatSeen(WA), 1),
-        (C::CatDropped(WA), 1),
-        (C::LabelPackets(LABEL_STUN), 1),
-        (C::LabelDropped(LABEL_STUN), 1),
-    ];
-    let drop_tg = [
-        (C::Global(G_UDP), 1),
-        (C::CatSeen(TG), 1),
-        (C::CatDropped(TG), 1),
-        (C::LabelPackets(LABEL_STUN), 1),
-        (C::LabelDropped(LABEL_STUN), 1),
-    ];
+    let drop_wa = dropped(&[G_UDP], WA, LABEL_STUN);
+    let drop_tg = dropped(&[G_UDP], TG, LABEL_STUN);
     let rows = vec![
         row(
             "ARP passes as non-IP",
@@ -232,11 +261,7 @@ fn parsing_and_protocols() {
             "UDP non-media to a listed range passes (scope media)",
             u4(WA4, 5001, &filler(100, 0xF0)),
             XDP_PASS,
-            &[
-                (C::Global(G_UDP), 1),
-                (C::CatSeen(WA), 1),
-                (C::CatPassed(WA), 1),
-            ],
+            &passed(&[G_UDP], WA),
         ),
         row(
             "UDP STUN to an unlisted address passes",
@@ -347,9 +372,7 @@ fn parsing_and_protocols() {
 
 #[test]
 fn fragments() {
-    if !require_root("fragments") {
-        return;
-    }
+    skip_unless_root!("fragments");
     let l = test_lists();
     let f = load(&l, &[]);
     let big_stun = |seed| stun(0x0001, [seed; 12], &[(0x0006, &[0x41; 64])]);
@@ -383,20 +406,10 @@ fn fragments() {
             .raw(17, &[0x42; 40])
             .build()
     };
-    let frag_drop = [
-        (C::Global(G_FRAGMENTS), 1),
-        (C::Global(G_UDP), 1),
-        (C::CatSeen(WA), 1),
-        (C::CatDropped(WA), 1),
-        (C::LabelPackets(LABEL_STUN), 1),
-        (C::LabelDropped(LABEL_STUN), 1),
-    ];
-    let frag_pass = [
-        (C::Global(G_FRAGMENTS), 1),
-        (C::Global(G_UDP), 1),
-        (C::CatSeen(WA), 1),
-        (C::CatPassed(WA), 1),
-    ];
+    let frag_drop = dropped(&[G_FRAGMENTS, G_UDP], WA, LABEL_STUN);
+    let frag_pass = passed(&[G_FRAGMENTS, G_UDP], WA);
+    let frag = globals(&[G_FRAGMENTS]);
+    let followed = globals(&[G_FRAGMENTS, G_FRAG_DROPPED]);
     let rows = vec![
         row(
             "first fragment carrying STUN to a listed range drops",
@@ -408,13 +421,13 @@ fn fragments() {
             "its later fragment drops (keyed by src, dst, proto, IP id)",
             later(77),
             XDP_DROP,
-            &[(C::Global(G_FRAGMENTS), 1), (C::Global(G_FRAG_DROPPED), 1)],
+            &followed,
         ),
         row(
             "a later fragment with another id passes",
             later(79),
             XDP_PASS,
-            &[(C::Global(G_FRAGMENTS), 1)],
+            &frag,
         ),
         row(
             "first fragment of non-call UDP passes",
@@ -422,30 +435,18 @@ fn fragments() {
             XDP_PASS,
             &frag_pass,
         ),
-        row(
-            "its later fragment passes",
-            later(80),
-            XDP_PASS,
-            &[(C::Global(G_FRAGMENTS), 1)],
-        ),
+        row("its later fragment passes", later(80), XDP_PASS, &frag),
         row(
             "first fragment of non-call bytes on a call flow drops (flow state)",
             first(81, 6000, &filler(64, 4)),
             XDP_DROP,
-            &[
-                (C::Global(G_FRAGMENTS), 1),
-                (C::Global(G_UDP), 1),
-                (C::CatSeen(WA), 1),
-                (C::CatDropped(WA), 1),
-                (C::LabelDropped(LABEL_STUN), 1),
-                (C::LabelPackets(LABEL_STUN), 1),
-            ],
+            &frag_drop,
         ),
         row(
             "and its later fragment drops",
             later(81),
             XDP_DROP,
-            &[(C::Global(G_FRAGMENTS), 1), (C::Global(G_FRAG_DROPPED), 1)],
+            &followed,
         ),
         row(
             "IPv6 first fragment carrying STUN drops",
@@ -457,13 +458,13 @@ fn fragments() {
             "IPv6 later fragment of that train drops",
             later6(99),
             XDP_DROP,
-            &[(C::Global(G_FRAGMENTS), 1), (C::Global(G_FRAG_DROPPED), 1)],
+            &followed,
         ),
         row(
             "IPv6 later fragment of another train passes",
             later6(100),
             XDP_PASS,
-            &[(C::Global(G_FRAGMENTS), 1)],
+            &frag,
         ),
     ];
     run_table(&f, &rows);
@@ -471,75 +472,39 @@ fn fragments() {
 
 #[test]
 fn longest_prefix_and_allowlist() {
-    if !require_root("longest_prefix_and_allowlist") {
-        return;
-    }
+    skip_unless_root!("longest_prefix_and_allowlist");
     let l = test_lists();
     let f = load(&l, &[]);
-    let d = |what, dst: [u8; 4], cat: u8, sport| {
-        row(
-            what,
-            u4(dst, sport, &stun_binding(sport as u8)),
-            XDP_DROP,
-            &[
-                (C::Global(G_UDP), 1),
-                (C::CatSeen(cat), 1),
-                (C::CatDropped(cat), 1),
-                (C::LabelPackets(LABEL_STUN), 1),
-                (C::LabelDropped(LABEL_STUN), 1),
-            ],
-        )
+    // A STUN binding to the address its description starts with.
+    let to = |what: &'static str, sport, seed, cat| {
+        let dst: std::net::Ipv4Addr = what
+            .split(':')
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("{what}: no address first"));
+        stun_row(what, dst.octets(), sport, seed, cat)
     };
+    let d = |what, cat, sport: u16| to(what, sport, sport as u8, Some(cat));
     let rows = vec![
-        d("10.5.0.1: whatsapp /8", [10, 5, 0, 1], WA, 7001),
-        d(
-            "10.1.5.1: telegram /16 inside whatsapp /8",
-            [10, 1, 5, 1],
-            TG,
-            7002,
-        ),
-        d(
-            "10.1.2.3: whatsapp /24 inside telegram /16",
-            [10, 1, 2, 3],
-            WA,
-            7003,
-        ),
-        d(
-            "10.1.2.130: telegram /25 inside whatsapp /24",
-            [10, 1, 2, 130],
-            TG,
-            7004,
-        ),
-        d(
-            "10.1.2.200: whatsapp /32 inside telegram /25",
-            [10, 1, 2, 200],
-            WA,
-            7005,
-        ),
-        d(
-            "10.1.2.201: telegram /25 next to the /32",
-            [10, 1, 2, 201],
-            TG,
-            7006,
-        ),
-        d("203.0.113.130: whatsapp /25", [203, 0, 113, 130], WA, 7007),
-        row(
-            "203.0.113.127: just below the /25, unlisted",
-            u4([203, 0, 113, 127], 7008, &stun_binding(1)),
-            XDP_PASS,
-            &[(C::Global(G_UDP), 1), (C::LabelPackets(LABEL_STUN), 1)],
-        ),
-        row(
+        d("10.5.0.1: whatsapp /8", WA, 7001),
+        d("10.1.5.1: telegram /16 inside whatsapp /8", TG, 7002),
+        d("10.1.2.3: whatsapp /24 inside telegram /16", WA, 7003),
+        d("10.1.2.130: telegram /25 inside whatsapp /24", TG, 7004),
+        d("10.1.2.200: whatsapp /32 inside telegram /25", WA, 7005),
+        d("10.1.2.201: telegram /25 next to the /32", TG, 7006),
+        d("203.0.113.130: whatsapp /25", WA, 7007),
+        to("203.0.113.127: just below the /25, unlisted", 7008, 1, None),
+        to(
             "203.0.113.129: allow /32 inside whatsapp /25",
-            u4([203, 0, 113, 129], 7009, &stun_binding(1)),
-            XDP_PASS,
-            &[(C::Global(G_UDP), 1), (C::Global(G_ALLOWED), 1)],
+            7009,
+            1,
+            Some(CAT_ALLOW),
         ),
-        row(
+        to(
             "10.9.1.1: allow /16 inside whatsapp /8",
-            u4([10, 9, 1, 1], 7010, &stun_binding(1)),
-            XDP_PASS,
-            &[(C::Global(G_UDP), 1), (C::Global(G_ALLOWED), 1)],
+            7010,
+            1,
+            Some(CAT_ALLOW),
         ),
         row(
             "allow on the source side passes too",
@@ -551,13 +516,7 @@ fn longest_prefix_and_allowlist() {
             "listed source, unlisted destination: categorised by the source",
             pktbuild::udp4(WA4, 3478, CLIENT4, 7012, &stun_binding(1)),
             XDP_DROP,
-            &[
-                (C::Global(G_UDP), 1),
-                (C::CatSeen(WA), 1),
-                (C::CatDropped(WA), 1),
-                (C::LabelPackets(LABEL_STUN), 1),
-                (C::LabelDropped(LABEL_STUN), 1),
-            ],
+            &dropped(&[G_UDP], WA, LABEL_STUN),
         ),
     ];
     run_table(&f, &rows);
@@ -568,9 +527,7 @@ fn longest_prefix_and_allowlist() {
 /// host addresses (a 256-entry node). Both sides of every boundary.
 #[test]
 fn long_prefixes_inside_one_16() {
-    if !require_root("long_prefixes_inside_one_16") {
-        return;
-    }
+    skip_unless_root!("long_prefixes_inside_one_16");
     let hosts = (0..80).step_by(2).fold(String::new(), |mut s, h| {
         let _ = writeln!(s, "198.18.8.{h}/32");
         s
@@ -612,28 +569,7 @@ fn long_prefixes_inside_one_16() {
     let rows: Vec<Row> = cases
         .iter()
         .enumerate()
-        .map(|(i, &(what, dst, cat))| {
-            let sport = 7100 + i as u16;
-            let frame = u4(dst, sport, &stun_binding(i as u8));
-            let udp = (C::Global(G_UDP), 1);
-            let label = (C::LabelPackets(LABEL_STUN), 1);
-            match cat {
-                None => row(what, frame, XDP_PASS, &[udp, label]),
-                Some(CAT_ALLOW) => row(what, frame, XDP_PASS, &[udp, (C::Global(G_ALLOWED), 1)]),
-                Some(c) => row(
-                    what,
-                    frame,
-                    XDP_DROP,
-                    &[
-                        udp,
-                        label,
-                        (C::CatSeen(c), 1),
-                        (C::CatDropped(c), 1),
-                        (C::LabelDropped(LABEL_STUN), 1),
-                    ],
-                ),
-            }
-        })
+        .map(|(i, &(what, dst, cat))| stun_row(what, dst, 7100 + i as u16, i as u8, cat))
         .collect();
     run_table(&f, &rows);
     // The maps answer as the lists do (`check`'s view).
@@ -687,9 +623,7 @@ fn split_datagram(
 /// its counter.
 #[test]
 fn evasion_by_fragments() {
-    if !require_root("evasion_by_fragments") {
-        return;
-    }
+    skip_unless_root!("evasion_by_fragments");
     let f = load(&test_lists(), &[]);
     // A call signal (STUN with a 64-byte attribute: 88 bytes of payload) and
     // WhatsApp's private STUN (an app signature on its own: 60 bytes).
@@ -705,48 +639,19 @@ fn evasion_by_fragments() {
     let unlisted6 = [
         0x20, 0x01, 0x0d, 0xb8, 0xee, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7,
     ];
-    let frag = [(C::Global(G_FRAGMENTS), 1)];
-    let followed = [(C::Global(G_FRAGMENTS), 1), (C::Global(G_FRAG_DROPPED), 1)];
-    let kept = [(C::Global(G_FRAGMENTS), 1), (C::Global(G_UDP), 1)];
-    let early = [(C::Global(G_FRAGMENTS), 1), (C::Global(G_FRAG_EARLY), 1)];
-    let tiny_listed = [
-        (C::Global(G_FRAGMENTS), 1),
-        (C::Global(G_UDP), 1),
-        (C::Global(G_FRAG_TINY), 1),
-        (C::CatSeen(WA), 1),
-        (C::CatDropped(WA), 1),
-    ];
+    let frag = globals(&[G_FRAGMENTS]);
+    let followed = globals(&[G_FRAGMENTS, G_FRAG_DROPPED]);
+    let kept = globals(&[G_FRAGMENTS, G_UDP]);
+    let early = globals(&[G_FRAGMENTS, G_FRAG_EARLY]);
+    let mut tiny_listed = globals(&[G_FRAGMENTS, G_UDP, G_FRAG_TINY]);
+    tiny_listed.extend([(C::CatSeen(WA), 1), (C::CatDropped(WA), 1)]);
     // A WhatsApp signature judged on a later fragment: a new call flow.
-    let wa_late = [
-        (C::Global(G_FRAGMENTS), 1),
-        (C::Global(G_UDP), 1),
-        (C::Global(G_FRAG_LATE), 1),
-        (C::CatSeen(WA), 1),
-        (C::CatDropped(WA), 1),
-        (C::LabelPackets(LABEL_WHATSAPP_STUN), 1),
-        (C::LabelDropped(LABEL_WHATSAPP_STUN), 1),
-    ];
-    let stun_listed = [
-        (C::Global(G_FRAGMENTS), 1),
-        (C::Global(G_UDP), 1),
-        (C::CatSeen(WA), 1),
-        (C::CatDropped(WA), 1),
-        (C::LabelPackets(LABEL_STUN), 1),
-        (C::LabelDropped(LABEL_STUN), 1),
-    ];
+    let wa_late = dropped(&[G_FRAGMENTS, G_UDP, G_FRAG_LATE], WA, LABEL_WHATSAPP_STUN);
+    let stun_listed = dropped(&[G_FRAGMENTS, G_UDP], WA, LABEL_STUN);
     // The rest of a datagram whose tiny first fragment was dropped by
     // address: dropped, and classified for what it teaches.
-    let taught: Vec<(C, u64)> = stun_listed
-        .iter()
-        .copied()
-        .chain([(C::Global(G_FRAG_LATE), 1)])
-        .collect();
-    let listed_pass = [
-        (C::Global(G_FRAGMENTS), 1),
-        (C::Global(G_UDP), 1),
-        (C::CatSeen(WA), 1),
-        (C::CatPassed(WA), 1),
-    ];
+    let taught = dropped(&[G_FRAGMENTS, G_UDP, G_FRAG_LATE], WA, LABEL_STUN);
+    let listed_pass = passed(&[G_FRAGMENTS, G_UDP], WA);
     let mut rows = Vec::new();
     for (fam, client, listed, unlisted, id0) in [
         ("v4", &CLIENT4[..], &WA4[..], &unlisted4[..], 1000u32),
@@ -820,14 +725,7 @@ fn evasion_by_fragments() {
             name("then the header-only first fragment: joined to it, WhatsApp, dropped"),
             a,
             XDP_DROP,
-            &[
-                (C::Global(G_FRAGMENTS), 1),
-                (C::Global(G_UDP), 1),
-                (C::CatSeen(WA), 1),
-                (C::CatDropped(WA), 1),
-                (C::LabelPackets(LABEL_WHATSAPP_STUN), 1),
-                (C::LabelDropped(LABEL_WHATSAPP_STUN), 1),
-            ],
+            &dropped(&[G_FRAGMENTS, G_UDP], WA, LABEL_WHATSAPP_STUN),
         ));
         let (a, b) = d(6, listed, 7206, &big_stun, 0);
         rows.push(row(
@@ -857,11 +755,7 @@ fn evasion_by_fragments() {
             name("a fragment rewriting them from offset 8: overlap, dropped"),
             b,
             XDP_DROP,
-            &[
-                (C::Global(G_FRAGMENTS), 1),
-                (C::Global(G_FRAG_DROPPED), 1),
-                (C::Global(G_FRAG_OVERLAP), 1),
-            ],
+            &globals(&[G_FRAGMENTS, G_FRAG_DROPPED, G_FRAG_OVERLAP]),
         ));
         let mut benign = wa.clone();
         benign[..48].fill(0);
@@ -877,15 +771,11 @@ fn evasion_by_fragments() {
             name("a rewrite from offset 8 carrying WhatsApp STUN: judged on its bytes, dropped"),
             b,
             XDP_DROP,
-            &[
-                (C::Global(G_FRAGMENTS), 1),
-                (C::Global(G_UDP), 1),
-                (C::Global(G_FRAG_OVERLAP), 1),
-                (C::CatSeen(WA), 1),
-                (C::CatDropped(WA), 1),
-                (C::LabelPackets(LABEL_WHATSAPP_STUN), 1),
-                (C::LabelDropped(LABEL_WHATSAPP_STUN), 1),
-            ],
+            &dropped(
+                &[G_FRAGMENTS, G_UDP, G_FRAG_OVERLAP],
+                WA,
+                LABEL_WHATSAPP_STUN,
+            ),
         ));
         // 5. A call's datagram bigger than the MTU, fragmented the ordinary
         //    way (a TURN Send indication of 1600 bytes): judged as the whole
@@ -924,9 +814,7 @@ fn evasion_by_fragments() {
 /// packet or among its packets never make its flow count as not a call.
 #[test]
 fn decoys_never_win() {
-    if !require_root("decoys_never_win") {
-        return;
-    }
+    skip_unless_root!("decoys_never_win");
     let f = load(&test_lists(), &[]);
     let unlisted = [192, 0, 2, 99];
     let wa = [
@@ -951,25 +839,9 @@ fn decoys_never_win() {
             .udp(sport, 3478, p)
             .build()
     };
-    let listed_pass = [
-        (C::Global(G_UDP), 1),
-        (C::CatSeen(WA), 1),
-        (C::CatPassed(WA), 1),
-    ];
-    let stun_drop = [
-        (C::Global(G_UDP), 1),
-        (C::CatSeen(WA), 1),
-        (C::CatDropped(WA), 1),
-        (C::LabelPackets(LABEL_STUN), 1),
-        (C::LabelDropped(LABEL_STUN), 1),
-    ];
-    let wa_drop = [
-        (C::Global(G_UDP), 1),
-        (C::CatSeen(WA), 1),
-        (C::CatDropped(WA), 1),
-        (C::LabelPackets(LABEL_WHATSAPP_STUN), 1),
-        (C::LabelDropped(LABEL_WHATSAPP_STUN), 1),
-    ];
+    let listed_pass = passed(&[G_UDP], WA);
+    let stun_drop = dropped(&[G_UDP], WA, LABEL_STUN);
+    let wa_drop = dropped(&[G_UDP], WA, LABEL_WHATSAPP_STUN);
     let rows = vec![
         row(
             "listed: junk ahead of the call passes (nothing to recognise)",
@@ -1040,9 +912,7 @@ fn decoys_never_win() {
 /// `flows=P%` and passed for a spared one (the caller: the unlisted side).
 #[test]
 fn tiny_first_fragments_follow_the_policy() {
-    if !require_root("tiny_first_fragments_follow_the_policy") {
-        return;
-    }
+    skip_unless_root!("tiny_first_fragments_follow_the_policy");
     let big = stun(0x0001, [5; 12], &[(0x0006, &[0x41; 64])]);
     for (spec, verdict, counted) in [
         ("monitor", XDP_PASS, C::CatMonitored(WA)),
@@ -1098,9 +968,7 @@ fn tiny_first_fragments_follow_the_policy() {
 /// port 3480 and its private types 0x0804/0x0805 are covered on UDP too.
 #[test]
 fn evasion_by_tcp_and_whatsapp_ports() {
-    if !require_root("evasion_by_tcp_and_whatsapp_ports") {
-        return;
-    }
+    skip_unless_root!("evasion_by_tcp_and_whatsapp_ports");
     let f = load(&test_lists(), &[]);
     let tg4 = [10, 1, 5, 1];
     let alloc = stun(0x0003, [6; 12], &[(0x000D, &[0, 0, 2, 88])]);
@@ -1120,14 +988,7 @@ fn evasion_by_tcp_and_whatsapp_ports() {
         } else {
             LABEL_STUN_TCP
         };
-        vec![
-            (C::Global(G_TCP), 1),
-            (C::Global(G_TCP_FALLBACK), 1),
-            (C::CatSeen(cat), 1),
-            (C::CatDropped(cat), 1),
-            (C::LabelPackets(label), 1),
-            (C::LabelDropped(label), 1),
-        ]
+        dropped(&[G_TCP, G_TCP_FALLBACK], cat, label)
     };
     let tcp = [(C::Global(G_TCP), 1)];
     let wa_udp = |ty: u8| {
@@ -1244,25 +1105,13 @@ fn evasion_by_tcp_and_whatsapp_ports() {
                 .into_iter()
                 .collect::<Vec<u8>>(),
             XDP_DROP,
-            &[
-                (C::Global(G_UDP), 1),
-                (C::CatSeen(WA), 1),
-                (C::CatDropped(WA), 1),
-                (C::LabelPackets(LABEL_WHATSAPP_STUN), 1),
-                (C::LabelDropped(LABEL_WHATSAPP_STUN), 1),
-            ],
+            &dropped(&[G_UDP], WA, LABEL_WHATSAPP_STUN),
         ),
         row(
             "WhatsApp private STUN 0x0805 to an unlisted relay on 3480 drops",
             pktbuild::udp4(CLIENT4, 40109, [192, 0, 2, 89], 3480, &wa_udp(0x05)),
             XDP_DROP,
-            &[
-                (C::Global(G_UDP), 1),
-                (C::CatSeen(WA), 1),
-                (C::CatDropped(WA), 1),
-                (C::LabelPackets(LABEL_WHATSAPP_STUN), 1),
-                (C::LabelDropped(LABEL_WHATSAPP_STUN), 1),
-            ],
+            &dropped(&[G_UDP], WA, LABEL_WHATSAPP_STUN),
         ),
     ];
     run_table(&f, &rows);
@@ -1270,9 +1119,7 @@ fn evasion_by_tcp_and_whatsapp_ports() {
 
 #[test]
 fn policies_monitor_off_scope_flows_loss() {
-    if !require_root("policies_monitor_off_scope_flows_loss") {
-        return;
-    }
+    skip_unless_root!("policies_monitor_off_scope_flows_loss");
     let l = test_lists();
     let media = |sport| u4(WA4, sport, &stun_binding(2));
     let other = |sport| u4(WA4, sport, &filler(80, 0xF1));
@@ -1374,9 +1221,7 @@ fn policies_monitor_off_scope_flows_loss() {
 
 #[test]
 fn rtp_needs_flow_confirmation() {
-    if !require_root("rtp_needs_flow_confirmation") {
-        return;
-    }
+    skip_unless_root!("rtp_needs_flow_confirmation");
     let l = test_lists();
     let f = load(&l, &[]);
     let pkt = |seq| {
@@ -1386,19 +1231,9 @@ fn rtp_needs_flow_confirmation() {
             &rtp(111, seq, u32::from(seq) * 960, 0xAABB_CCDD, 60),
         )
     };
-    let pass = [
-        (C::Global(G_UDP), 1),
-        (C::CatSeen(WA), 1),
-        (C::CatPassed(WA), 1),
-        (C::LabelPackets(LABEL_RTP), 1),
-    ];
-    let drop = [
-        (C::Global(G_UDP), 1),
-        (C::CatSeen(WA), 1),
-        (C::CatDropped(WA), 1),
-        (C::LabelPackets(LABEL_RTP), 1),
-        (C::LabelDropped(LABEL_RTP), 1),
-    ];
+    let mut pass = passed(&[G_UDP], WA);
+    pass.push((C::LabelPackets(LABEL_RTP), 1));
+    let drop = dropped(&[G_UDP], WA, LABEL_RTP);
     run_table(
         &f,
         &[
@@ -1422,9 +1257,7 @@ fn rtp_needs_flow_confirmation() {
 
 #[test]
 fn generation_flip() {
-    if !require_root("generation_flip") {
-        return;
-    }
+    skip_unless_root!("generation_flip");
     let l = test_lists();
     let mut f = load(&l, &[]);
     let g0 = f.state().expect("state").generation;
@@ -1474,9 +1307,7 @@ fn generation_flip() {
 
 #[test]
 fn verifier_accepts_with_bounded_work() {
-    if !require_root("verifier_accepts_with_bounded_work") {
-        return;
-    }
+    skip_unless_root!("verifier_accepts_with_bounded_work");
     let f = load(&test_lists(), &[]);
     let n = f
         .verified_instructions()
@@ -1490,9 +1321,7 @@ fn verifier_accepts_with_bounded_work() {
 
 #[test]
 fn flows_percent_one_fate_per_caller_and_share() {
-    if !require_root("flows_percent_one_fate_per_caller_and_share") {
-        return;
-    }
+    skip_unless_root!("flows_percent_one_fate_per_caller_and_share");
     let l = test_lists();
     let f = load(&l, &[("whatsapp", "flows=50%")]);
     let callers = 2000u32;
@@ -1558,9 +1387,7 @@ fn call_recognition_state_through_the_program() {
         LABEL_P2P_INHERITED, LABEL_TELEGRAM_DATA, LABEL_TELEGRAM_REFLECTOR, LABEL_WHATSAPP_MEDIA,
         LABEL_WHATSAPP_STUN,
     };
-    if !require_root("call_recognition_state_through_the_program") {
-        return;
-    }
+    skip_unless_root!("call_recognition_state_through_the_program");
     let l = test_lists();
     let f = load(&l, &[]);
     let run = |frame: Vec<u8>| {
@@ -1774,9 +1601,7 @@ fn call_recognition_state_through_the_program() {
 /// force (same generation, same verdicts).
 #[test]
 fn a_million_host_addresses_load_and_a_list_over_the_limit_is_refused_whole() {
-    if !require_root("a_million_host_addresses_load_and_a_list_over_the_limit_is_refused_whole") {
-        return;
-    }
+    skip_unless_root!("a_million_host_addresses_load_and_a_list_over_the_limit_is_refused_whole");
     // 44.0.0.0/10 holds 4M addresses: every fourth one, from .1, listed.
     let host = |i: u32| (u32::from_be_bytes([44, 0, 0, 0]) + 4 * i + 1).to_be_bytes();
     let mut text = String::with_capacity(16 * 1_000_000);
@@ -1944,9 +1769,7 @@ fn call_legs(s: [u8; 4], i: u32) -> Vec<(&'static str, Vec<u8>)> {
 /// p = 0.5: 1.1 points each), for P = 10, 50 and 90.
 #[test]
 fn flows_percent_every_leg_of_a_subscriber_shares_its_fate() {
-    if !require_root("flows_percent_every_leg_of_a_subscriber_shares_its_fate") {
-        return;
-    }
+    skip_unless_root!("flows_percent_every_leg_of_a_subscriber_shares_its_fate");
     let seed = 0x5eed_0016;
     // A stopped and a spared subscriber, row by row.
     let f = subscriber_filter(50, seed);
@@ -2041,9 +1864,7 @@ fn flows_percent_every_leg_of_a_subscriber_shares_its_fate() {
 /// yet it is no overlap, and under `monitor` or `off` every fragment passes.
 #[test]
 fn an_ip_id_used_again_starts_a_new_datagram() {
-    if !require_root("an_ip_id_used_again_starts_a_new_datagram") {
-        return;
-    }
+    skip_unless_root!("an_ip_id_used_again_starts_a_new_datagram");
     let media = rtp(120, 7, 320, 0xfeed_f00d, 40);
     let short = [0x11, 0x22, 0x33, 0x44];
     for spec in ["monitor", "off"] {

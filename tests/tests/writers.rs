@@ -36,7 +36,7 @@ use filter_user::control::lock::{
 use filter_user::control::state::{StateFile, process_alive, state_path};
 use filter_user::dataplane::pins::PinLayout;
 use flowfilter_tests::kit::{self, Gateway, Ran, Setup, binary, sh};
-use flowfilter_tests::require_root;
+use flowfilter_tests::skip_unless_root;
 use serde_json::Value;
 
 /// Listed in `whatsapp.txt` from the start.
@@ -96,6 +96,13 @@ impl Env {
         }
     }
 
+    /// A new gateway with its daemon started with `extra` arguments.
+    fn started(extra: &[&str]) -> Env {
+        let mut env = Env::new();
+        env.start(extra);
+        env
+    }
+
     fn daemon_pid(&self) -> u32 {
         self.daemon.as_ref().expect("no daemon").id()
     }
@@ -128,16 +135,6 @@ impl Env {
         )
     }
 
-    /// What `check IP` says the live tables hold: a category or `no category`.
-    fn in_force(&self, ip: &str) -> String {
-        let out = self.ff(&["check", ip]).ok(&format!("check {ip}")).stdout;
-        out.lines()
-            .find_map(|l| l.trim().strip_prefix("in force: "))
-            .and_then(|l| l.split(" (generation").next())
-            .unwrap_or_else(|| panic!("no `in force` line in: {out}"))
-            .to_owned()
-    }
-
     /// Send `n` UDP packets from `src` (ns B) to A; how many arrived.
     fn deliver(&self, src: Ipv4Addr, n: u32) -> usize {
         let rx = self.receiver();
@@ -150,11 +147,8 @@ const BIG: u32 = 100_000;
 
 #[test]
 fn a_policy_set_while_the_daemon_starts_is_kept() {
-    if !require_root("a_policy_set_while_the_daemon_starts_is_kept") {
-        return;
-    }
-    let mut env = Env::new();
-    env.start(&["--policy", "whatsapp=drop,scope=udp"]);
+    skip_unless_root!("a_policy_set_while_the_daemon_starts_is_kept");
+    let mut env = Env::started(&["--policy", "whatsapp=drop,scope=udp"]);
     assert_eq!(env.deliver(LISTED, 5), 0, "whatsapp is dropped");
     assert!(env.stop(libc::SIGTERM).success(), "{}", env.log());
     // A big list: the next start validates and installs it, all of it with
@@ -212,11 +206,8 @@ fn a_policy_set_while_the_daemon_starts_is_kept() {
 
 #[test]
 fn list_update_and_list_load_on_one_directory_take_turns() {
-    if !require_root("list_update_and_list_load_on_one_directory_take_turns") {
-        return;
-    }
-    let mut env = Env::new();
-    env.start(&["--policy", "whatsapp=drop,scope=udp"]);
+    skip_unless_root!("list_update_and_list_load_on_one_directory_take_turns");
+    let env = Env::started(&["--policy", "whatsapp=drop,scope=udp"]);
     // The update's source is a named pipe: it reads it (holding the lists
     // directory's lock) until the test writes the list into it.
     let fifo = env.dir.join("wa-source.txt");
@@ -290,11 +281,8 @@ fn list_update_and_list_load_on_one_directory_take_turns() {
 
 #[test]
 fn detach_leaves_the_lock_to_the_writers_queued_behind_it() {
-    if !require_root("detach_leaves_the_lock_to_the_writers_queued_behind_it") {
-        return;
-    }
-    let mut env = Env::new();
-    env.start(&["--policy", "whatsapp=drop,scope=udp"]);
+    skip_unless_root!("detach_leaves_the_lock_to_the_writers_queued_behind_it");
+    let mut env = Env::started(&["--policy", "whatsapp=drop,scope=udp"]);
     let lock = lock_path(&env.pin_dir);
     let inode = std::fs::metadata(&lock).expect("lock file").ino();
     assert!(!lock.starts_with(&env.pin_dir));
@@ -342,11 +330,8 @@ fn detach_leaves_the_lock_to_the_writers_queued_behind_it() {
 
 #[test]
 fn a_killed_daemon_whose_pid_is_reused_is_dead() {
-    if !require_root("a_killed_daemon_whose_pid_is_reused_is_dead") {
-        return;
-    }
-    let mut env = Env::new();
-    env.start(&["--policy", "whatsapp=drop,scope=udp"]);
+    skip_unless_root!("a_killed_daemon_whose_pid_is_reused_is_dead");
+    let mut env = Env::started(&["--policy", "whatsapp=drop,scope=udp"]);
     let pid = env.daemon_pid();
     let s = env.status();
     assert_eq!(s["daemon"]["pid"], pid, "{s:#}");
@@ -428,11 +413,8 @@ fn a_killed_daemon_whose_pid_is_reused_is_dead() {
 
 #[test]
 fn a_state_write_that_fails_on_a_full_run_changes_nothing() {
-    if !require_root("a_state_write_that_fails_on_a_full_run_changes_nothing") {
-        return;
-    }
-    let mut env = Env::new();
-    env.start(&["--policy", "whatsapp=drop,scope=udp"]);
+    skip_unless_root!("a_state_write_that_fails_on_a_full_run_changes_nothing");
+    let env = Env::started(&["--policy", "whatsapp=drop,scope=udp"]);
     assert_eq!(env.deliver(LISTED, 5), 0);
     let state = state_path(&env.pin_dir);
     let before = std::fs::read(&state).expect("state file");
@@ -522,9 +504,7 @@ fn a_state_write_that_fails_on_a_full_run_changes_nothing() {
 
 #[test]
 fn pin_dirs_a_b_and_a_slash_b_have_a_state_file_each() {
-    if !require_root("pin_dirs_a_b_and_a_slash_b_have_a_state_file_each") {
-        return;
-    }
+    skip_unless_root!("pin_dirs_a_b_and_a_slash_b_have_a_state_file_each");
     let mut dash = Env::with_pin_dir(&|id| format!("/sys/fs/bpf/ff-test-{id}-a-b"));
     let id = dash
         .pin_dir

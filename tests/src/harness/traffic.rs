@@ -701,18 +701,17 @@ fn webrtc(opts: &RunOpts, rng: &mut Rng) -> io::Result<Vec<FlowLine>> {
             &wire::webrtc_binding(rng.array(), rng.array(), rng.array()),
         )?;
     }
-    let ch = wire::dtls_handshake(DTLS_1_0, 0, 0, wire::hs::CLIENT_HELLO, 0, 150, rng);
+    let ch = wire::dtls_handshake(DTLS_1_0, 0, 0, wire::Hs::ClientHello, 0, 150, rng);
     leg.send("media", sfu, &ch)?;
-    let ch2 = wire::dtls_handshake(DTLS_1_0, 0, 1, wire::hs::CLIENT_HELLO, 1, 182, rng);
+    let ch2 = wire::dtls_handshake(DTLS_1_0, 0, 1, wire::Hs::ClientHello, 1, 182, rng);
     leg.send("media", sfu, &ch2)?;
-    let mut flight =
-        wire::dtls_handshake(DTLS_1_2, 0, 2, wire::hs::CLIENT_KEY_EXCHANGE, 2, 66, rng);
+    let mut flight = wire::dtls_handshake(DTLS_1_2, 0, 2, wire::Hs::ClientKeyExchange, 2, 66, rng);
     flight.extend_from_slice(&wire::dtls_raw(20, DTLS_1_2, 0, 3, &[1]));
     flight.extend_from_slice(&wire::dtls_handshake(
         DTLS_1_2,
         1,
         0,
-        wire::hs::FINISHED,
+        wire::Hs::Finished,
         3,
         40,
         rng,

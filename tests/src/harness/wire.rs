@@ -342,22 +342,20 @@ pub fn webrtc_binding_response(txid: [u8; 12], mapped: SocketAddr, hmac: [u8; 20
     )
 }
 
-/// DTLS handshake message types used here.
-pub mod hs {
-    /// ClientHello.
-    pub const CLIENT_HELLO: u8 = 1;
-    /// ServerHello.
-    pub const SERVER_HELLO: u8 = 2;
+/// DTLS handshake message types used here (the handshake header's first
+/// byte).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Hs {
+    ClientHello = 1,
+    ServerHello = 2,
     /// HelloVerifyRequest.
-    pub const HELLO_VERIFY: u8 = 3;
-    /// Certificate.
-    pub const CERTIFICATE: u8 = 11;
-    /// ServerHelloDone.
-    pub const SERVER_HELLO_DONE: u8 = 14;
-    /// ClientKeyExchange.
-    pub const CLIENT_KEY_EXCHANGE: u8 = 16;
-    /// Finished.
-    pub const FINISHED: u8 = 20;
+    HelloVerify = 3,
+    Certificate = 11,
+    ServerKeyExchange = 12,
+    ServerHelloDone = 14,
+    ClientKeyExchange = 16,
+    Finished = 20,
 }
 
 /// One DTLS record: 13-byte header, then `body`.
@@ -373,17 +371,16 @@ pub fn dtls_handshake(
     version: u16,
     epoch: u16,
     seq: u64,
-    msg_type: u8,
+    msg_type: Hs,
     message_seq: u16,
     body_len: usize,
     rng: &mut Rng,
 ) -> Vec<u8> {
     let l = (body_len as u32).to_be_bytes();
     let ms = message_seq.to_be_bytes();
-    let mut body = vec![
-        msg_type, l[1], l[2], l[3], ms[0], ms[1], 0, 0, 0, l[1], l[2], l[3],
-    ];
-    if msg_type == hs::CLIENT_HELLO || msg_type == hs::SERVER_HELLO {
+    let t = msg_type as u8;
+    let mut body = vec![t, l[1], l[2], l[3], ms[0], ms[1], 0, 0, 0, l[1], l[2], l[3]];
+    if matches!(msg_type, Hs::ClientHello | Hs::ServerHello) {
         body.extend_from_slice(&[0xFE, 0xFD]);
         body.extend_from_slice(&rng.bytes(body_len - 2));
     } else {
@@ -1191,27 +1188,27 @@ fn answer_sfu(st: &mut PeerState, req: &[u8], peer: SocketAddr) -> Option<Vec<u8
         let v = 0xFEFD;
         let msg = req[13];
         let mut out = Vec::new();
-        let rec = |st: &mut PeerState, ep: u16, ty: u8, ms: u16, len: usize| {
+        let rec = |st: &mut PeerState, ep: u16, ty: Hs, ms: u16, len: usize| {
             let r = dtls_handshake(v, ep, st.dtls_seq, ty, ms, len, &mut st.rng);
             st.dtls_seq += 1;
             r
         };
-        if msg == hs::CLIENT_HELLO && !st.dtls_cookie_sent {
+        if msg == Hs::ClientHello as u8 && !st.dtls_cookie_sent {
             st.dtls_cookie_sent = true;
-            out = rec(st, 0, hs::HELLO_VERIFY, 0, 35);
-        } else if msg == hs::CLIENT_HELLO {
+            out = rec(st, 0, Hs::HelloVerify, 0, 35);
+        } else if msg == Hs::ClientHello as u8 {
             for (ty, ms, len) in [
-                (hs::SERVER_HELLO, 1, 90),
-                (hs::CERTIFICATE, 2, 420),
-                (12, 3, 110),
-                (hs::SERVER_HELLO_DONE, 4, 0),
+                (Hs::ServerHello, 1, 90),
+                (Hs::Certificate, 2, 420),
+                (Hs::ServerKeyExchange, 3, 110),
+                (Hs::ServerHelloDone, 4, 0),
             ] {
                 out.extend_from_slice(&rec(st, 0, ty, ms, len));
             }
         } else {
             out.extend_from_slice(&dtls_raw(20, v, 0, st.dtls_seq, &[1]));
             st.dtls_seq = 0;
-            out.extend_from_slice(&rec(st, 1, hs::FINISHED, 5, 12));
+            out.extend_from_slice(&rec(st, 1, Hs::Finished, 5, 12));
         }
         return Some(out);
     }
@@ -1446,10 +1443,10 @@ mod tests {
     #[test]
     fn dtls_records_and_rtcp() {
         let mut rng = Rng::new(5);
-        let ch = dtls_handshake(0xFEFF, 0, 0, hs::CLIENT_HELLO, 0, 150, &mut rng);
+        let ch = dtls_handshake(0xFEFF, 0, 0, Hs::ClientHello, 0, 150, &mut rng);
         assert_eq!(&ch[..3], &[22, 0xFE, 0xFF]);
         assert_eq!(be16(&ch, 11) as usize + 13, ch.len());
-        assert_eq!(ch[13], hs::CLIENT_HELLO);
+        assert_eq!(ch[13], Hs::ClientHello as u8);
         assert_eq!(class(&ch, 10000).label, LABEL_DTLS);
         let r = rtcp(200, 0, 1, &[0; 20]);
         assert_eq!(class(&r, 10000).label, LABEL_RTCP);

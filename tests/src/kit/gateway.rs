@@ -232,6 +232,17 @@ impl Gateway {
         Ran::of(&out)
     }
 
+    /// What `flowfilter check IP` says the live tables hold for `ip`: the
+    /// category name, or `no category`.
+    pub fn in_force(&self, ip: &str) -> String {
+        let out = self.ff(&["check", ip]).ok(&format!("check {ip}")).stdout;
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix("in force: "))
+            .and_then(|l| l.split(" (generation").next())
+            .unwrap_or_else(|| panic!("no `in force` line in: {out}"))
+            .to_owned()
+    }
+
     /// Start the CLI against this test's pins, not waited for.
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.cmd(args, "info")

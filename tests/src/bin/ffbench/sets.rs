@@ -260,14 +260,19 @@ impl PrefixSet {
 
     /// /24 blocks holding a prefix longer than /24.
     pub fn long_blocks(&self) -> usize {
-        let mut blocks: Vec<u32> = self
-            .prefixes
-            .iter()
-            .filter(|p| p.1 > 24)
-            .map(|p| p.0 >> 8)
-            .collect();
+        let mut blocks = self.blocks_under(24);
         blocks.dedup();
         blocks.len()
+    }
+
+    /// The `/len` block (the address's top `len` bits) of each prefix
+    /// longer than `/len`, in the set's order.
+    fn blocks_under(&self, len: u8) -> Vec<u32> {
+        self.prefixes
+            .iter()
+            .filter(|p| p.1 > len)
+            .map(|p| p.0 >> (32 - len))
+            .collect()
     }
 
     fn pick(i: usize, seed: u64) -> u64 {
@@ -456,12 +461,7 @@ mod tests {
     fn near_misses_share_a_block_with_a_prefix_but_miss_the_set() {
         let set = PrefixSet::generate(SetKind::Mix, 20_000, 5).unwrap();
         let mut rng = Rng::new(2);
-        let mut blocks16: Vec<u32> = set
-            .prefixes
-            .iter()
-            .filter(|p| p.1 > 16)
-            .map(|p| p.0 >> 16)
-            .collect();
+        let mut blocks16 = set.blocks_under(16);
         blocks16.sort_unstable();
         for _ in 0..2000 {
             let a = near_miss(&set, &mut rng);

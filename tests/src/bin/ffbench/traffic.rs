@@ -294,6 +294,11 @@ fn af_packet(
 
 // --- XDP live frames ---------------------------------------------------------
 
+/// Largest batch the kernel accepts for live frames.
+const MAX_LIVE_BATCH: usize = 256;
+/// Frames per BPF_PROG_TEST_RUN call (a few ms of sending).
+const LIVE_REPEAT: u32 = 1 << 15;
+
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_LOAD: libc::c_long = 5;
@@ -309,10 +314,6 @@ const FUNC_XDP_STORE_BYTES: i32 = 190;
 const FUNC_XDP_ADJUST_TAIL: i32 = 65;
 const XDP_DROP: i32 = 1;
 const XDP_TX: i32 = 3;
-/// Largest batch the kernel accepts for live frames.
-const MAX_LIVE_BATCH: usize = 256;
-/// Frames per BPF_PROG_TEST_RUN call (a few ms of sending).
-const LIVE_REPEAT: u32 = 1 << 15;
 
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
