@@ -131,28 +131,8 @@ impl ReplayReport {
                 ]
             })
             .collect();
-        let mut w = header.map(str::len);
-        for r in &rows {
-            for (i, c) in r.iter().enumerate() {
-                w[i] = w[i].max(c.len());
-            }
-        }
-        let mut out = String::new();
-        let line = |out: &mut String, cells: [&str; 7]| {
-            let mut s = String::new();
-            for (i, c) in cells.iter().enumerate() {
-                if i == 3 || i == 4 {
-                    let _ = write!(s, "{c:>width$}  ", width = w[i]);
-                } else {
-                    let _ = write!(s, "{c:<width$}  ", width = w[i]);
-                }
-            }
-            let _ = writeln!(out, "{}", s.trim_end());
-        };
-        line(&mut out, header);
-        for r in &rows {
-            line(&mut out, [&r[0], &r[1], &r[2], &r[3], &r[4], &r[5], &r[6]]);
-        }
+        // PACKETS and DROPPED right-aligned.
+        let mut out = crate::report::aligned(&header, &rows, |i| i == 3 || i == 4);
         let _ = writeln!(
             out,
             "{} packets, {} dropped, {} flows ({} non-IP, {} malformed frames passed)",
@@ -379,6 +359,27 @@ mod tests {
         assert_eq!(
             ReplayReport::default().to_json_lines(),
             include_str!("golden/replay-empty.jsonl")
+        );
+    }
+
+    /// The exact human `replay` table and summary line, pinned in `golden/`.
+    #[test]
+    fn table_is_pinned() {
+        let rep = ReplayReport {
+            flows: vec![
+                flow(17, "192.0.2.1:5000", "198.51.100.2:3478", true),
+                flow(58, "[2001:db8::1]:0", "[2001:db8::2]:0", false),
+                flow(132, "192.0.2.1:1", "192.0.2.2:2", false),
+            ],
+            packets: 30,
+            dropped: 12,
+            non_ip: 2,
+            malformed: 1,
+        };
+        assert_eq!(rep.to_table(), include_str!("golden/replay-table.txt"));
+        assert_eq!(
+            ReplayReport::default().to_table(),
+            include_str!("golden/replay-table-empty.txt")
         );
     }
 }

@@ -108,33 +108,33 @@ pub fn human_bytes(n: u64) -> String {
     format!("{v:.1} {}", UNITS[u])
 }
 
-/// An aligned table: the first `left` columns left-aligned, the rest right.
+/// An aligned table: the first `left` columns left-aligned, the rest right
+/// (see [`aligned`]).
 pub fn table(header: &[&str], rows: &[Vec<String>], left: usize) -> String {
-    let mut w: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            if let Some(x) = w.get_mut(i) {
-                *x = (*x).max(c.chars().count());
-            }
-        }
+    aligned(header, rows, |i| i >= left)
+}
+
+/// An aligned table (comfy-table, no borders): column `i` right-aligned
+/// where `right(i)`, else left; two spaces between columns, no trailing
+/// spaces, a newline after each line.
+pub fn aligned<R>(header: &[&str], rows: &[R], right: impl Fn(usize) -> bool) -> String
+where
+    R: AsRef<[String]>,
+{
+    let mut t = comfy_table::Table::new();
+    t.load_style(comfy_table::presets::NOTHING)
+        .set_header(header.to_vec())
+        .add_rows(rows.iter().map(|r| r.as_ref().iter()));
+    for (i, column) in t.column_iter_mut().enumerate() {
+        column.set_padding((0, 2));
+        column.set_cell_alignment(if right(i) {
+            comfy_table::CellAlignment::Right
+        } else {
+            comfy_table::CellAlignment::Left
+        });
     }
-    let mut out = String::new();
-    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
-        let mut s = String::new();
-        for (i, c) in cells.enumerate() {
-            let width = w.get(i).copied().unwrap_or(0);
-            if i < left {
-                let _ = write!(s, "{c:<width$}  ");
-            } else {
-                let _ = write!(s, "{c:>width$}  ");
-            }
-        }
-        let _ = writeln!(out, "{}", s.trim_end());
-    };
-    line(&mut header.iter().copied());
-    for r in rows {
-        line(&mut r.iter().map(String::as_str));
-    }
+    let mut out = t.trim_fmt();
+    out.push('\n');
     out
 }
 
