@@ -492,24 +492,20 @@ fn list_show(
     };
     let lists = load_dir(&dir, normalize)?;
     let Some(name) = category else {
-        let mut rows: Vec<Vec<String>> = lists
+        // The categories, then the allowlist (id 255).
+        let rows: Vec<Vec<String>> = lists
             .categories
             .iter()
-            .map(|c| {
-                vec![
-                    c.id.to_string(),
-                    c.name.clone(),
-                    c.list.v4.len().to_string(),
-                    c.list.v6.len().to_string(),
-                ]
+            .map(|c| (c.id, c.name.as_str(), &c.list))
+            .chain([(filter_common::CAT_ALLOW, ALLOW_NAME, &lists.allow)])
+            .map(|(id, name, l)| {
+                let counts = [l.v4.len(), l.v6.len()].map(|n| n.to_string());
+                [id.to_string(), name.to_owned()]
+                    .into_iter()
+                    .chain(counts)
+                    .collect()
             })
             .collect();
-        rows.push(vec![
-            "255".into(),
-            ALLOW_NAME.into(),
-            lists.allow.v4.len().to_string(),
-            lists.allow.v6.len().to_string(),
-        ]);
         return Ok(format!(
             "{}\n{}",
             dir.display(),

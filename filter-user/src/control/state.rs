@@ -467,6 +467,11 @@ pub enum StateError {
 }
 
 impl StateFile {
+    /// The recorded interface called `name`.
+    pub fn interface(&self, name: &str) -> Option<&InterfaceState> {
+        self.interfaces.iter().find(|i| i.name == name)
+    }
+
     /// A new state for `pin_dir`.
     pub fn new(pin_dir: &Path) -> StateFile {
         StateFile {

@@ -619,9 +619,7 @@ impl Interfaces {
         };
         let recorded = pass
             .state
-            .interfaces
-            .iter()
-            .find(|i| i.name == name)
+            .interface(&name)
             .map(|i| i.mode)
             .filter(|m| *m != AttachedMode::NotAttached);
         let mode = attached_mode(&name, &attached, recorded, pass.starting, verb, ifindex);
@@ -669,9 +667,7 @@ impl Interfaces {
     ) -> Result<Option<u32>, Error> {
         let old = pass
             .state
-            .interfaces
-            .iter()
-            .find(|i| i.name == name)
+            .interface(name)
             .and_then(|i| i.ifindex)
             .or(self.watched[k].ifindex);
         let slot = match ifindex {

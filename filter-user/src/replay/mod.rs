@@ -340,11 +340,9 @@ mod tests {
         }
     }
 
-    /// The exact `replay --json` text (one line per flow, then the summary),
-    /// pinned byte for byte in `golden/`.
-    #[test]
-    fn json_lines_are_pinned() {
-        let rep = ReplayReport {
+    /// Three flows (one named) and the frames outside them.
+    fn sample() -> ReplayReport {
+        ReplayReport {
             flows: vec![
                 flow(17, "192.0.2.1:5000", "198.51.100.2:3478", true),
                 flow(58, "[2001:db8::1]:0", "[2001:db8::2]:0", false),
@@ -354,7 +352,14 @@ mod tests {
             dropped: 12,
             non_ip: 2,
             malformed: 1,
-        };
+        }
+    }
+
+    /// The exact `replay --json` text (one line per flow, then the summary),
+    /// pinned byte for byte in `golden/`.
+    #[test]
+    fn json_lines_are_pinned() {
+        let rep = sample();
         assert_eq!(rep.to_json_lines(), include_str!("golden/replay.jsonl"));
         assert_eq!(
             ReplayReport::default().to_json_lines(),
@@ -365,17 +370,7 @@ mod tests {
     /// The exact human `replay` table and summary line, pinned in `golden/`.
     #[test]
     fn table_is_pinned() {
-        let rep = ReplayReport {
-            flows: vec![
-                flow(17, "192.0.2.1:5000", "198.51.100.2:3478", true),
-                flow(58, "[2001:db8::1]:0", "[2001:db8::2]:0", false),
-                flow(132, "192.0.2.1:1", "192.0.2.2:2", false),
-            ],
-            packets: 30,
-            dropped: 12,
-            non_ip: 2,
-            malformed: 1,
-        };
+        let rep = sample();
         assert_eq!(rep.to_table(), include_str!("golden/replay-table.txt"));
         assert_eq!(
             ReplayReport::default().to_table(),
