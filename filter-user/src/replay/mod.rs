@@ -355,25 +355,20 @@ mod tests {
         }
     }
 
-    /// The exact `replay --json` text (one line per flow, then the summary),
-    /// pinned byte for byte in `golden/`.
+    /// The exact `replay --json` text (one line per flow, then the summary)
+    /// and the human table with its summary line, pinned byte for byte in
+    /// `golden/`, for a report with flows and for an empty one.
     #[test]
-    fn json_lines_are_pinned() {
-        let rep = sample();
+    fn outputs_are_pinned() {
+        let (rep, empty) = (sample(), ReplayReport::default());
         assert_eq!(rep.to_json_lines(), include_str!("golden/replay.jsonl"));
         assert_eq!(
-            ReplayReport::default().to_json_lines(),
+            empty.to_json_lines(),
             include_str!("golden/replay-empty.jsonl")
         );
-    }
-
-    /// The exact human `replay` table and summary line, pinned in `golden/`.
-    #[test]
-    fn table_is_pinned() {
-        let rep = sample();
         assert_eq!(rep.to_table(), include_str!("golden/replay-table.txt"));
         assert_eq!(
-            ReplayReport::default().to_table(),
+            empty.to_table(),
             include_str!("golden/replay-table-empty.txt")
         );
     }

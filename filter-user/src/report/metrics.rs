@@ -160,12 +160,21 @@ struct Family {
 }
 
 impl Family {
-    fn new(name: &'static str, help: &'static str, counter: bool) -> Family {
+    /// A gauge family, no samples yet.
+    fn gauge(name: &'static str, help: &'static str) -> Family {
         Family {
             name,
             help,
-            counter,
+            counter: false,
             samples: Vec::new(),
+        }
+    }
+
+    /// A counter family (exposed with `_total`), no samples yet.
+    fn counter(name: &'static str, help: &'static str) -> Family {
+        Family {
+            counter: true,
+            ..Family::gauge(name, help)
         }
     }
 
@@ -237,15 +246,13 @@ impl PinSource {
 /// `category_packets_total` and `category_bytes_total`, per receiving
 /// interface, category and verdict.
 fn category_families(stats: &StatsSnapshot) -> [Family; 2] {
-    let mut cat_p = Family::new(
+    let mut cat_p = Family::counter(
         "flowfilter_category_packets",
         "UDP packets per receiving interface, category and verdict (monitored: would have been dropped)",
-        true,
     );
-    let mut cat_b = Family::new(
+    let mut cat_b = Family::counter(
         "flowfilter_category_bytes",
         "Bytes per receiving interface, category and verdict",
-        true,
     );
     // Every category the totals show, on every interface with a slot
     // (zero until counted), so series exist before the first packet.
@@ -279,12 +286,11 @@ fn category_families(stats: &StatsSnapshot) -> [Family; 2] {
 
 /// `label_packets_total{label,verdict}` and `label_bytes_total{label}`.
 fn label_families(stats: &StatsSnapshot) -> [Family; 2] {
-    let mut lab_p = Family::new(
+    let mut lab_p = Family::counter(
         "flowfilter_label_packets",
         "Packets per traffic label and verdict",
-        true,
     );
-    let mut lab_b = Family::new("flowfilter_label_bytes", "Bytes per traffic label", true);
+    let mut lab_b = Family::counter("flowfilter_label_bytes", "Bytes per traffic label");
     for l in &stats.labels {
         let s = &l.stats;
         for (verdict, v) in [
@@ -307,11 +313,7 @@ fn label_families(stats: &StatsSnapshot) -> [Family; 2] {
 
 /// `frames_total{counter}`: the program's global counters.
 fn frames_family(stats: &StatsSnapshot) -> Family {
-    let mut frames = Family::new(
-        "flowfilter_frames",
-        "Global counters of the XDP program",
-        true,
-    );
+    let mut frames = Family::counter("flowfilter_frames", "Global counters of the XDP program");
     for (n, v) in &stats.global {
         frames.add(vec![("counter", (*n).to_owned())], *v);
     }
@@ -322,19 +324,18 @@ fn frames_family(stats: &StatsSnapshot) -> Family {
 /// occupancy (read from `f`) and the program's count of evictions.
 fn flow_families(f: &Filter, stats: &StatsSnapshot) -> Result<[Family; 3], String> {
     let (tracked, capacity) = f.flow_occupancy().map_err(|e| e.to_string())?;
-    let mut flows = Family::new("flowfilter_flows", "Tracked flows", false);
+    let mut flows = Family::gauge("flowfilter_flows", "Tracked flows");
     flows.add(Vec::new(), tracked);
-    let mut cap = Family::new("flowfilter_flow_capacity", "Flow table capacity", false);
+    let mut cap = Family::gauge("flowfilter_flow_capacity", "Flow table capacity");
     cap.add(Vec::new(), u64::from(capacity));
     let evicted_n = stats
         .global
         .iter()
         .find(|(n, _)| *n == "flows_evicted")
         .map_or(0, |(_, v)| *v);
-    let mut evicted = Family::new(
+    let mut evicted = Family::gauge(
         "flowfilter_flows_evicted",
         "Live flows with a category whose flow-table slot a new flow took (since the maps were created)",
-        false,
     );
     evicted.add(Vec::new(), evicted_n);
     Ok([flows, cap, evicted])
@@ -342,7 +343,7 @@ fn flow_families(f: &Filter, stats: &StatsSnapshot) -> Result<[Family; 3], Strin
 
 /// `generation`: the active table generation.
 fn generation_family(f: &Filter) -> Result<Family, String> {
-    let mut generation = Family::new("flowfilter_generation", "Active table generation", false);
+    let mut generation = Family::gauge("flowfilter_generation", "Active table generation");
     generation.add(
         Vec::new(),
         u64::from(f.state().map_err(|e| e.to_string())?.generation & 1),
@@ -353,16 +354,11 @@ fn generation_family(f: &Filter) -> Result<Family, String> {
 /// `list_prefixes{category,family}` (the allowlist included) and
 /// `policy_info{category,policy,source}`, from the state file.
 fn list_families(st: Option<&StateFile>) -> [Family; 2] {
-    let mut sizes = Family::new(
+    let mut sizes = Family::gauge(
         "flowfilter_list_prefixes",
         "Prefixes per list and address family",
-        false,
     );
-    let mut policy = Family::new(
-        "flowfilter_policy_info",
-        "Policy in force per category",
-        false,
-    );
+    let mut policy = Family::gauge("flowfilter_policy_info", "Policy in force per category");
     if let Some(s) = st {
         let lists = s
             .categories
@@ -394,17 +390,15 @@ fn list_families(st: Option<&StateFile>) -> [Family; 2] {
 /// `last_reload_timestamp_seconds`, `last_reload_success` and
 /// `reloads_total{result}`, from the state file.
 fn reload_families(st: Option<&StateFile>) -> [Family; 3] {
-    let mut reload_ts = Family::new(
+    let mut reload_ts = Family::gauge(
         "flowfilter_last_reload_timestamp_seconds",
         "Time of the last reload or install attempt",
-        false,
     );
-    let mut reload_ok = Family::new(
+    let mut reload_ok = Family::gauge(
         "flowfilter_last_reload_success",
         "1 if the last reload was installed, 0 if it was rejected",
-        false,
     );
-    let mut reloads = Family::new("flowfilter_reloads", "Reload attempts by result", true);
+    let mut reloads = Family::counter("flowfilter_reloads", "Reload attempts by result");
     if let Some(s) = st {
         if let Some(r) = &s.last_reload {
             reload_ts.add(Vec::new(), r.time);
@@ -419,10 +413,9 @@ fn reload_families(st: Option<&StateFile>) -> [Family; 3] {
 /// `list_age_seconds{category}`: how long ago each list file in the state
 /// file's lists directory was written (see [`list_written`]).
 fn list_age_family(st: Option<&StateFile>) -> Family {
-    let mut ages = Family::new(
+    let mut ages = Family::gauge(
         "flowfilter_list_age_seconds",
         "Seconds since each list file was written (its `flowfilter list update` header, else its modification time)",
-        false,
     );
     if let Some(s) = st {
         let now = SystemTime::now();
@@ -449,10 +442,9 @@ fn list_age_family(st: Option<&StateFile>) -> Family {
 /// the pins say: 0 for an interface whose link died with it, or that is
 /// waited for.
 fn interface_family(layout: &PinLayout, st: Option<&StateFile>) -> Family {
-    let mut ifaces = Family::new(
+    let mut ifaces = Family::gauge(
         "flowfilter_interface_attached",
         "1 when the kernel runs the filter on the interface, 0 when it is configured or pinned but not attached",
-        false,
     );
     for i in crate::daemon::ifwatch::interface_health(layout, st) {
         ifaces.add(

@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::control::state::CategoryState;
 
 #[test]
 fn bytes_and_tables() {
@@ -236,10 +237,28 @@ fn flows_json_text_is_pinned() {
     assert_eq!(pretty(&Vec::<FlowRow>::new()), "[]\n");
 }
 
+/// A category as the state file records it (policy and source as text).
+fn category(
+    id: u8,
+    name: &str,
+    (v4, v6): (usize, usize),
+    policy: &str,
+    source: &str,
+) -> CategoryState {
+    CategoryState {
+        id,
+        name: name.into(),
+        v4_prefixes: v4,
+        v6_prefixes: v6,
+        policy: policy.parse().unwrap(),
+        policy_source: source.parse().unwrap(),
+    }
+}
+
 /// A status with every part present (one interface attached, one not),
 /// or with nothing but the pin directory.
 fn pinned_status(full: bool) -> Status {
-    use crate::control::state::{CategoryState, ReloadState};
+    use crate::control::state::ReloadState;
     use crate::control::subscribers::SubscriberStatus;
     let row = |name: &str, attached: bool| InterfaceRow {
         name: name.into(),
@@ -255,22 +274,8 @@ fn pinned_status(full: bool) -> Status {
     let state = StateFile {
         lists_dir: "/etc/flowfilter/lists".into(),
         categories: vec![
-            CategoryState {
-                id: 1,
-                name: "whatsapp".into(),
-                v4_prefixes: 12,
-                v6_prefixes: 3,
-                policy: "flows=30%".parse().unwrap(),
-                policy_source: "config".parse().unwrap(),
-            },
-            CategoryState {
-                id: 2,
-                name: "telegram".into(),
-                v4_prefixes: 0,
-                v6_prefixes: 0,
-                policy: "drop".parse().unwrap(),
-                policy_source: "default".parse().unwrap(),
-            },
+            category(1, "whatsapp", (12, 3), "flows=30%", "config"),
+            category(2, "telegram", (0, 0), "drop", "default"),
         ],
         allow: (4, 1),
         last_reload: Some(ReloadState {

@@ -7,7 +7,7 @@ use super::*;
 
 #[test]
 fn families_encode_as_prometheus_text() {
-    let mut f = Family::new("flowfilter_category_packets", "help", true);
+    let mut f = Family::counter("flowfilter_category_packets", "help");
     f.add(
         vec![
             ("category", "whatsapp".into()),
@@ -15,11 +15,11 @@ fn families_encode_as_prometheus_text() {
         ],
         20u64,
     );
-    let mut g = Family::new("flowfilter_flows", "Tracked flows", false);
+    let mut g = Family::gauge("flowfilter_flows", "Tracked flows");
     g.add(Vec::new(), 3u64);
-    let mut a = Family::new("flowfilter_list_age_seconds", "age", false);
+    let mut a = Family::gauge("flowfilter_list_age_seconds", "age");
     a.add(vec![("category", "telegram".into())], 86_400.0);
-    let empty = Family::new("flowfilter_empty", "none", false);
+    let empty = Family::gauge("flowfilter_empty", "none");
     let text = encode(vec![f, g, a, empty]).unwrap();
     assert!(
         text.contains(
