@@ -1,7 +1,8 @@
 //! The operator artifacts in dist/: every metric and label that
 //! `grafana-dashboard.json` and `alerts.yml` query is one the exporter
 //! serves. What it serves is read from `src/report/metrics.rs` itself (each
-//! `Family::new(NAME, HELP, COUNTER)` and each label key it builds), the
+//! `Family::gauge(NAME, HELP)` / `Family::counter(NAME, HELP)` and each
+//! label key it builds), the
 //! frame counters' names from `filter_common::GLOBAL_NAMES`.
 
 use std::collections::BTreeSet;
@@ -49,19 +50,24 @@ fn string_literal(s: &str) -> Option<(String, &str)> {
 fn exported_from(source: &str) -> Exported {
     let code = source.split("#[cfg(test)]").next().unwrap_or(source);
     let mut metrics = BTreeSet::new();
-    for (n, call) in code.split("Family::new(").skip(1).enumerate() {
+    // Every `Family::gauge(` and `Family::counter(` call, in source order.
+    let mut calls: Vec<(usize, bool)> = [("Family::gauge(", false), ("Family::counter(", true)]
+        .iter()
+        .flat_map(|&(pat, counter)| {
+            code.match_indices(pat)
+                .map(move |(at, _)| (at + pat.len(), counter))
+        })
+        .collect();
+    calls.sort_unstable();
+    for (n, &(at, counter)) in calls.iter().enumerate() {
+        let call = &code[at..];
         let parsed = (|| {
             let (name, rest) = string_literal(call)?;
             let rest = rest.trim_start().strip_prefix(',')?;
             let (_help, rest) = string_literal(rest)?;
-            let rest = rest.trim_start().strip_prefix(',')?.trim_start();
-            let counter = if rest.starts_with("true") {
-                true
-            } else if rest.starts_with("false") {
-                false
-            } else {
-                return None;
-            };
+            let rest = rest.trim_start();
+            let rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
+            rest.strip_prefix(')')?;
             Some(if counter {
                 format!("{name}_total")
             } else {
@@ -70,7 +76,7 @@ fn exported_from(source: &str) -> Exported {
         })();
         let name = parsed.unwrap_or_else(|| {
             panic!(
-                "Family::new call #{} in metrics.rs is not (\"NAME\", \"HELP\", true|false): {}",
+                "Family call #{} in metrics.rs is not gauge|counter(\"NAME\", \"HELP\"): {}",
                 n + 1,
                 &call[..call.len().min(200)]
             )
@@ -440,16 +446,15 @@ fn a_misspelt_metric_label_or_counter_is_caught() {
 fn families_and_counters_are_read_from_metrics_rs() {
     let e = exported_from(
         r#"
-        let a = Family::new("flowfilter_a", "help (with \"quotes\", commas)", true);
-        let b = Family::new(
+        let a = Family::counter("flowfilter_a", "help (with \"quotes\", commas)");
+        let b = Family::gauge(
             "flowfilter_b",
             "gauge",
-            false,
         );
         b.add(vec![("interface", name), ("mode", m)], 1u64);
         for (verdict, p) in [("seen", 1)] {}
         #[cfg(test)]
-        let t = Family::new("flowfilter_test_only", "x", false);
+        let t = Family::gauge("flowfilter_test_only", "x");
         "#,
     );
     assert_eq!(

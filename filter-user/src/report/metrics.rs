@@ -173,8 +173,10 @@ impl Family {
     /// A counter family (exposed with `_total`), no samples yet.
     fn counter(name: &'static str, help: &'static str) -> Family {
         Family {
+            name,
+            help,
             counter: true,
-            ..Family::gauge(name, help)
+            samples: Vec::new(),
         }
     }
 
