@@ -16,6 +16,8 @@ pub mod frag;
 pub mod parse;
 #[cfg(any(test, feature = "pktbuild"))]
 pub mod pktbuild;
+#[cfg(any(test, feature = "pktbuild"))]
+pub mod rng;
 pub mod trie;
 pub mod types;
 

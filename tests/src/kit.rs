@@ -9,7 +9,7 @@
 //!   a lists directory, a unique pin directory, a `flowfilter run` child),
 //!   all removed on drop;
 //! - [`Ran`], [`wait_for`], [`free_port`], [`http_get`], [`slash24s`];
-//! - [`Rng`]: the one seeded random generator;
+//! - [`Rng`]: the one seeded random generator (`filter_common::rng`);
 //! - [`seed_stopping`]: a `--seed` that stops one subscriber and spares another.
 //!
 //! Like the rest of this crate, it panics with context instead of returning
@@ -25,10 +25,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod gateway;
-mod rng;
 
+pub use filter_common::rng::{Draw, Rng};
 pub use gateway::{A_ADDR, B_ADDR, Gateway, PORT, Receiver, START_TIMEOUT, Setup, send};
-pub use rng::{Draw, Rng};
 
 /// A `--seed` under which, for this hour and the next, `stopped` is among
 /// the stopped 50% of subscribers (`flows=50%`) and `spared` is not (IPv4

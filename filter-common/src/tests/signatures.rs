@@ -20,6 +20,7 @@ use crate::pktbuild::{
     xor_address_v4, xor_address_v6,
 };
 use crate::pktbuild::{tg_reflector as reflector, tgcalls_data as tgcalls};
+use crate::rng::Rng;
 use crate::types::{FLOW_CALL, FLOW_TURN, FlowSlot};
 
 const PING: [u8; 4] = [0xfe, 0xff, 0xff, 0xff];
@@ -1547,28 +1548,6 @@ fn a_game_packet_passing_the_loose_rtp_check_is_only_a_candidate() {
 
 // --- property test -------------------------------------------------------------------
 
-/// xorshift64* (deterministic: the test is reproducible).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn byte(&mut self) -> u8 {
-        (self.next() >> 32) as u8
-    }
-}
-
 /// Heads that reach deep into the signatures: valid packets to mutate.
 fn templates() -> Vec<Vec<u8>> {
     let xpa = xor_address_v4([203, 0, 113, 7], 50000);
@@ -1695,9 +1674,10 @@ fn stale_bytes_past_the_length_never_matter() {
 #[test]
 fn bytes_past_head_needed_never_matter() {
     let mut payloads = templates();
-    let mut rng = Rng(0x005e_ed0f_4ead);
+    let mut rng = Rng::new(0x005e_ed0f_4ead);
     for i in 0..4000u32 {
-        let mut p: Vec<u8> = (0..rng.below(300)).map(|_| rng.byte()).collect();
+        let n = rng.below(300);
+        let mut p = rng.bytes(n);
         if let Some(b) = p.first_mut() {
             // RTP with any CSRC count and extension bit, STUN-like, other.
             *b = match i % 3 {
@@ -1770,35 +1750,32 @@ fn first_fragments_read_only_their_bytes_and_judge_the_datagram() {
 #[test]
 fn random_heads_never_panic_and_ignore_bytes_past_the_length() {
     let templates = templates();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let ports = [TELEGRAM_TURN_PORT, 3478, 53, 40000, 599, 0, u16::MAX];
     let mut seen_app = [0usize; 3];
     for i in 0..20_000u32 {
-        let mut garbage = [0u8; HEAD_LEN];
-        for b in &mut garbage {
-            *b = rng.byte();
-        }
+        let mut garbage: [u8; HEAD_LEN] = rng.array();
         let len = match i % 4 {
             // Random heads of any length.
-            0 => rng.below(2001) as usize,
-            1 => rng.below(HEAD_LEN as u64 + 4) as usize,
+            0 => rng.below(2001),
+            1 => rng.below(HEAD_LEN + 4),
             // Templates with a few bytes changed and sometimes another length.
             _ => {
-                let t = &templates[rng.below(templates.len() as u64) as usize];
+                let t = &templates[rng.below(templates.len())];
                 garbage[..t.len().min(HEAD_LEN)].copy_from_slice(&t[..t.len().min(HEAD_LEN)]);
-                for _ in 0..rng.below(3) {
-                    let at = rng.below(48) as usize;
+                for _ in 0..rng.below(3u8) {
+                    let at = rng.below(48usize);
                     garbage[at] = rng.byte();
                 }
-                match rng.below(4) {
-                    0 => rng.below(2001) as usize,
-                    1 => t.len().saturating_sub(rng.below(4) as usize),
+                match rng.below(4u8) {
+                    0 => rng.below(2001),
+                    1 => t.len().saturating_sub(rng.below(4)),
                     _ => t.len(),
                 }
             }
         };
-        let sport = ports[rng.below(ports.len() as u64) as usize];
-        let dport = ports[rng.below(ports.len() as u64) as usize];
+        let sport = ports[rng.below(ports.len())];
+        let dport = ports[rng.below(ports.len())];
         // The classifier's contract: the head holds the payload's first
         // bytes, the rest zero. Garbage past `len` must not matter.
         let mut clean = garbage;
@@ -1920,7 +1897,7 @@ fn tcp_fallback_signatures() {
 
 #[test]
 fn tcp_messaging_is_never_a_call() {
-    let mut rng = Rng(0x7c9);
+    let mut rng = Rng::new(0x7c9);
     let mut heads: Vec<Vec<u8>> = std::vec![
         // TLS ClientHello record (MTProto over TLS, WhatsApp web, anything).
         [
@@ -1951,7 +1928,7 @@ fn tcp_messaging_is_never_a_call() {
     // Obfuscated transports: 64 random bytes (first word never one of the
     // reserved prefixes).
     for _ in 0..20_000 {
-        heads.push((0..64).map(|_| rng.byte()).collect());
+        heads.push(rng.bytes(64));
     }
     for h in &heads {
         assert_eq!(

@@ -1,21 +1,7 @@
 use super::*;
+use filter_common::rng::Rng;
+
 use crate::dataplane::cidr::testing::{v4, v6};
-
-/// xorshift64*: small, deterministic.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn ip4(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
@@ -69,13 +55,12 @@ impl Reference {
 /// A random prefix, its length drawn from `lens` (host bits left set: the
 /// build must ignore them). Addresses cluster in a few /8s so prefixes nest.
 fn random_v4(rng: &mut Rng, lens: std::ops::RangeInclusive<u8>) -> (u32, u8) {
-    let span = u64::from(lens.end() - lens.start()) + 1;
-    let len = lens.start() + rng.below(span) as u8;
-    let hi = [10u32, 11, 172, 192][rng.below(4) as usize] << 24;
-    let addr = if rng.below(4) == 0 {
-        rng.next() as u32
+    let len = rng.range(*lens.start(), *lens.end());
+    let hi = [10u32, 11, 172, 192][rng.below(4usize)] << 24;
+    let addr = if rng.chance(25) {
+        rng.next_u64() as u32
     } else {
-        hi | (rng.next() as u32 & 0x00ff_ffff)
+        hi | (rng.next_u64() as u32 & 0x00ff_ffff)
     };
     (addr, len)
 }
@@ -138,14 +123,14 @@ fn check_v4(
 
 #[test]
 fn v4_random_property() {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
     for _ in 0..3 {
         let mut cats = Vec::new();
         for cat in [1u8, 2, 3, 7, 254] {
             // Few very short prefixes (each paints much of the table).
             let list: Vec<(u32, u8)> = (0..600)
                 .map(|_| {
-                    if rng.below(20) == 0 {
+                    if rng.chance(5) {
                         random_v4(&mut rng, 0..=32)
                     } else {
                         random_v4(&mut rng, 9..=32)
@@ -170,19 +155,19 @@ fn v4_random_property() {
 /// each answers like the reference.
 #[test]
 fn v4_hosts_and_every_node_form() {
-    let mut rng = Rng(99);
+    let mut rng = Rng::new(99);
     let mut hosts: Vec<(u32, u8)> = Vec::new();
     // Dense /24s: 40 hosts each in 10.0.0..9.x.
     for b in 0..10u32 {
         for _ in 0..40 {
-            hosts.push((0x0a00_0000 | (b << 8) | (rng.next() as u32 & 0xff), 32));
+            hosts.push((0x0a00_0000 | (b << 8) | u32::from(rng.byte()), 32));
         }
     }
     // Sparse /24s: one or two hosts in each of 3000 /24s of 11.0/16..11.11/16.
     for i in 0..3000u32 {
-        hosts.push((0x0b00_0000 | (i << 8) | (rng.next() as u32 & 0xff), 32));
+        hosts.push((0x0b00_0000 | (i << 8) | u32::from(rng.byte()), 32));
         if i % 3 == 0 {
-            hosts.push((0x0b00_0000 | (i << 8) | (rng.next() as u32 & 0xff), 31));
+            hosts.push((0x0b00_0000 | (i << 8) | u32::from(rng.byte()), 31));
         }
     }
     let mixed: Vec<(u32, u8)> = (0..2000).map(|_| random_v4(&mut rng, 17..=32)).collect();
@@ -203,7 +188,7 @@ fn v4_hosts_and_every_node_form() {
 
 #[test]
 fn v4_long_prefixes_only() {
-    let mut rng = Rng(42);
+    let mut rng = Rng::new(42);
     let cats: Vec<(u8, Vec<(u32, u8)>)> = (1..=4u8)
         .map(|c| {
             let list = (0..800)
@@ -364,14 +349,14 @@ fn bad_input_is_an_error() {
 
 #[test]
 fn v6_random_property() {
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     let random6 = |rng: &mut Rng| -> (u128, u8) {
-        let len = rng.below(129) as u8;
+        let len = rng.below(129u8);
         // A few /32s, so prefixes nest.
-        let top = [0x2001_0db8u128, 0x2a03_2880, 0x2620_0000][rng.below(3) as usize] << 96;
-        let low = ((u128::from(rng.next()) << 64) | u128::from(rng.next())) >> 32;
-        let a = if rng.below(8) == 0 {
-            u128::from(rng.next()) << 64
+        let top = [0x2001_0db8u128, 0x2a03_2880, 0x2620_0000][rng.below(3usize)] << 96;
+        let low = rng.next_u128() >> 32;
+        let a = if rng.below(8u8) == 0 {
+            u128::from(rng.next_u64()) << 64
         } else {
             top | low
         };

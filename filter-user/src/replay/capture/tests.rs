@@ -1,3 +1,4 @@
+use filter_common::rng::Rng;
 use pcap_parser::{BOM_MAGIC, EPB_MAGIC, IDB_MAGIC, OptionCode, SPB_MAGIC};
 
 use super::pcapng::TsResol;
@@ -788,22 +789,15 @@ fn every_truncation_never_panics() {
 
 #[test]
 fn random_corruption_never_panics() {
-    // xorshift64: deterministic, no extra dependency.
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
     for sample in samples() {
         for _ in 0..2_000 {
             let mut bytes = sample.clone();
-            for _ in 0..=(next() % 4) {
-                let i = (next() % bytes.len() as u64) as usize;
-                bytes[i] = next() as u8;
+            for _ in 0..=rng.below(4u8) {
+                let i = rng.below(bytes.len());
+                bytes[i] = rng.byte();
             }
-            let cut = bytes.len() - (next() % 8) as usize;
+            let cut = bytes.len() - rng.below(8usize);
             let r = std::panic::catch_unwind(|| parse(&bytes[..cut]));
             assert!(r.is_ok(), "panic on corrupted input {bytes:02x?}");
         }

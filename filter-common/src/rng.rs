@@ -1,6 +1,11 @@
-//! The one seeded random generator of the tests, the harness and ffbench.
+//! The one seeded random generator of every test: filter-common's and
+//! filter-user's unit tests, the root tests, the harness and ffbench (host
+//! only: with `cfg(test)` or feature `pktbuild`). Pure integer code; the XDP
+//! program does not use it.
 
-use filter_common::decide::mix64;
+use std::vec::Vec;
+
+use crate::decide::mix64;
 
 /// splitmix64 (a Weyl sequence through the `mix64` finaliser the product
 /// hashes with): small, fast and deterministic, so a failure names input
@@ -86,7 +91,29 @@ impl Rng {
 
 #[cfg(test)]
 mod tests {
+    use std::vec::Vec;
+
     use super::Rng;
+
+    /// The stream is splitmix64's (its published outputs for seed 0): the
+    /// harness and ffbench use fixed seeds, and their traffic must not
+    /// change under them.
+    #[test]
+    fn the_stream_is_splitmix64() {
+        let mut r = Rng::new(0);
+        let x: Vec<u64> = (0..3).map(|_| r.next_u64()).collect();
+        assert_eq!(
+            x,
+            [
+                0xe220_a839_7b1d_cdaf,
+                0x6e78_9e6a_a1b9_65f4,
+                0x06c4_5d18_8009_454f
+            ]
+        );
+        let mut r = Rng::new(0);
+        assert_eq!(r.bytes(3), [0xaf, 0xcd, 0x1d]);
+        assert_eq!(r.next_u128(), 0x6e78_9e6a_a1b9_65f4_06c4_5d18_8009_454f);
+    }
 
     #[test]
     fn same_seed_same_stream_other_seed_other_stream() {
