@@ -1042,12 +1042,21 @@ impl Harness {
         ip(&v)
     }
 
+    /// Make the harness, step by step; each namespace is in `created` (what
+    /// drop removes) as soon as it exists.
     fn build(&mut self) -> Result<(), HarnessError> {
-        use plan::{
-            CLIENT_IF, CLIENT_ROUTES4, CLIENT_ROUTES6, CLIENT4, CLIENT6, GW_CLIENT_IF, GW_CLIENT4,
-            GW_CLIENT6, GW_NET_IF, GW_NET4, GW_NET6, NET_IF, NET_ROUTES4, NET_ROUTES6, NET4, NET6,
-            SERVICES, TELEGRAM_LIST, TRANSIT_ROUTES4, TRANSIT_ROUTES6, WHATSAPP_LIST,
-        };
+        self.add_namespaces()?;
+        self.add_veths()?;
+        self.add_addresses()?;
+        self.add_service_hosts()?;
+        self.add_routes()?;
+        self.wait_links_up()?;
+        self.write_lists()
+    }
+
+    /// The three namespaces, each with `lo` up and no duplicate address
+    /// detection.
+    fn add_namespaces(&mut self) -> Result<(), HarnessError> {
         for ns in self.names.all().map(str::to_string) {
             ip(&["netns", "add", &ns])?;
             self.created.push(ns.clone());
@@ -1058,6 +1067,12 @@ impl Harness {
                 write_sysctl(&ns, &format!("net.ipv6.conf.{scope}.accept_dad"), "0")?;
             }
         }
+        Ok(())
+    }
+
+    /// The veth pairs client–gw and gw–net.
+    fn add_veths(&self) -> Result<(), HarnessError> {
+        use plan::{CLIENT_IF, GW_CLIENT_IF, GW_NET_IF, NET_IF};
         let (gw, net) = (self.names.gw.clone(), self.names.net.clone());
         self.ns_ip(
             Ns::Client,
@@ -1080,6 +1095,16 @@ impl Harness {
                 "link", "add", GW_NET_IF, "type", "veth", "peer", "name", NET_IF, "netns", &net,
             ],
         )?;
+        Ok(())
+    }
+
+    /// The veths' addresses (then each veth up), and the further callers'
+    /// addresses on the client's veth.
+    fn add_addresses(&self) -> Result<(), HarnessError> {
+        use plan::{
+            CLIENT_IF, CLIENT4, CLIENT6, GW_CLIENT_IF, GW_CLIENT4, GW_CLIENT6, GW_NET_IF, GW_NET4,
+            GW_NET6, NET_IF, NET4, NET6,
+        };
         let addrs: [(Ns, &str, String, String); 4] = [
             (
                 Ns::Client,
@@ -1123,8 +1148,13 @@ impl Harness {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The services' addresses on `lo` in net.
+    fn add_service_hosts(&self) -> Result<(), HarnessError> {
         // Services of two protocols may share an address: add each once.
-        let mut hosts: Vec<(IpAddr, IpAddr)> = SERVICES
+        let mut hosts: Vec<(IpAddr, IpAddr)> = plan::SERVICES
             .iter()
             .map(|s| (s.addr(false).ip(), s.addr(true).ip()))
             .collect();
@@ -1136,6 +1166,16 @@ impl Harness {
             self.ns_ip(Ns::Net, &["addr", "add", &a4, "dev", "lo"])?;
             self.ns_ip(Ns::Net, &["-6", "addr", "add", &a6, "dev", "lo", "nodad"])?;
         }
+        Ok(())
+    }
+
+    /// Forwarding on in gw, and the routes of client, gw and net.
+    fn add_routes(&self) -> Result<(), HarnessError> {
+        use plan::{
+            CLIENT_ROUTES4, CLIENT_ROUTES6, GW_CLIENT4, GW_CLIENT6, GW_NET4, GW_NET6, NET_ROUTES4,
+            NET_ROUTES6, NET4, NET6, TRANSIT_ROUTES4, TRANSIT_ROUTES6,
+        };
+        let gw = self.names.gw.clone();
         write_sysctl(&gw, "net.ipv4.ip_forward", "1")?;
         write_sysctl(&gw, "net.ipv6.conf.all.forwarding", "1")?;
         let gw_c4 = GW_CLIENT4.to_string();
@@ -1160,7 +1200,12 @@ impl Harness {
         for p in CLIENT_ROUTES6 {
             self.ns_ip(Ns::Net, &["-6", "route", "add", p, "via", &gw_n6])?;
         }
-        self.wait_links_up()?;
+        Ok(())
+    }
+
+    /// The lists directory with `whatsapp.txt` and `telegram.txt`.
+    fn write_lists(&self) -> Result<(), HarnessError> {
+        use plan::{TELEGRAM_LIST, WHATSAPP_LIST};
         let dir = self.lists_dir();
         std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
         for (file, text) in [

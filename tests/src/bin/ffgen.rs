@@ -122,74 +122,87 @@ fn main() -> ExitCode {
                 evasion,
                 ..RunOpts::default()
             };
-            let mut announce = |event: &serde_json::Value| {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{event}");
-                let _ = out.flush();
-            };
-            match traffic::run_with_events(&scenario, &opts, &mut announce) {
-                Ok(lines) => {
-                    let mut out = std::io::stdout().lock();
-                    for l in lines {
-                        let _ = writeln!(out, "{}", l.to_json());
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("ffgen run {scenario}: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            run(&scenario, &opts)
         }
         Cmd::Serve {
             services,
             max_secs,
             seed,
-        } => {
-            let services = if services.is_empty() {
-                traffic::plan_services()
-            } else {
-                services
-            };
-            let responder = match traffic::Responder::bind(&services, seed) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("ffgen serve: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            println!("{{\"event\":\"ready\",\"services\":{}}}", services.len());
-            let _ = std::io::stdout().flush();
-            let stop = Arc::new(AtomicBool::new(false));
-            let eof = stdin_closed();
-            let stop2 = Arc::clone(&stop);
-            let serving = std::thread::spawn(move || responder.serve(&stop2));
-            let deadline = Instant::now() + Duration::from_secs(max_secs);
-            while !eof.load(Ordering::Relaxed) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            stop.store(true, Ordering::Relaxed);
-            let lines = serving.join().unwrap_or_default();
+        } => serve(services, max_secs, seed),
+        Cmd::List => list(),
+    }
+}
+
+/// `run`: the scenario as the client, its events as they happen and then
+/// one JSON line per flow on stdout.
+fn run(scenario: &str, opts: &RunOpts) -> ExitCode {
+    let mut announce = |event: &serde_json::Value| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{event}");
+        let _ = out.flush();
+    };
+    match traffic::run_with_events(scenario, opts, &mut announce) {
+        Ok(lines) => {
             let mut out = std::io::stdout().lock();
             for l in lines {
                 let _ = writeln!(out, "{}", l.to_json());
             }
             ExitCode::SUCCESS
         }
-        Cmd::List => {
-            for s in plan::SCENARIOS {
-                let what = if !s.standalone {
-                    "helper"
-                } else if s.blocked {
-                    "blocked under drop"
-                } else {
-                    "passes in every mode"
-                };
-                println!("{:<18} {what}: {}", s.name, s.about);
-            }
-            ExitCode::SUCCESS
+        Err(e) => {
+            eprintln!("ffgen run {scenario}: {e}");
+            ExitCode::FAILURE
         }
     }
+}
+
+/// `serve`: answers on `services` (none: the plan's) until stdin closes or
+/// `max_secs` pass, then one JSON line per flow on stdout.
+fn serve(services: Vec<ServiceSpec>, max_secs: u64, seed: u64) -> ExitCode {
+    let services = if services.is_empty() {
+        traffic::plan_services()
+    } else {
+        services
+    };
+    let responder = match traffic::Responder::bind(&services, seed) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ffgen serve: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{{\"event\":\"ready\",\"services\":{}}}", services.len());
+    let _ = std::io::stdout().flush();
+    let stop = Arc::new(AtomicBool::new(false));
+    let eof = stdin_closed();
+    let stop2 = Arc::clone(&stop);
+    let serving = std::thread::spawn(move || responder.serve(&stop2));
+    let deadline = Instant::now() + Duration::from_secs(max_secs);
+    while !eof.load(Ordering::Relaxed) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let lines = serving.join().unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    for l in lines {
+        let _ = writeln!(out, "{}", l.to_json());
+    }
+    ExitCode::SUCCESS
+}
+
+/// `list`: one line per scenario, with what it does under drop.
+fn list() -> ExitCode {
+    for s in plan::SCENARIOS {
+        let what = if !s.standalone {
+            "helper"
+        } else if s.blocked {
+            "blocked under drop"
+        } else {
+            "passes in every mode"
+        };
+        println!("{:<18} {what}: {}", s.name, s.about);
+    }
+    ExitCode::SUCCESS
 }
 
 /// A flag set when stdin closes, by a thread that reads it to the end

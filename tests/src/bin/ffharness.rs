@@ -93,70 +93,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs the subcommand.
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Cmd::Up => {
-            let h = Harness::try_up(HarnessOpts {
-                prefix: Some(cli.prefix.clone()),
-                ..HarnessOpts::default()
-            })?;
-            let lists = h.lists_dir();
-            let names = h.persist();
-            println!("namespaces: {} {} {}", names.client, names.gw, names.net);
-            println!(
-                "links: {}:{} <-> {}:{}   {}:{} <-> {}:{}",
-                names.client,
-                plan::CLIENT_IF,
-                names.gw,
-                plan::GW_CLIENT_IF,
-                names.gw,
-                plan::GW_NET_IF,
-                names.net,
-                plan::NET_IF
-            );
-            println!(
-                "client {} {}   gw {} {} / {} {} (forwarding on)   net {} {}",
-                plan::CLIENT4,
-                plan::CLIENT6,
-                plan::GW_CLIENT4,
-                plan::GW_CLIENT6,
-                plan::GW_NET4,
-                plan::GW_NET6,
-                plan::NET4,
-                plan::NET6
-            );
-            println!("services in {} (on lo):", names.net);
-            for s in plan::SERVICES {
-                println!(
-                    "  {:<14} {:<22} {:<26} {}",
-                    s.role,
-                    s.addr(false),
-                    s.addr(true),
-                    s.kind.name()
-                );
-            }
-            println!("lists: {}  (whatsapp.txt, telegram.txt)", lists.display());
-            println!("remove with: cargo xtask harness down");
-            Ok(())
-        }
-        Cmd::Down => {
-            let removed = harness::remove_prefix(&cli.prefix)?;
-            if removed.is_empty() {
-                println!("nothing to remove for prefix {}", cli.prefix);
-            } else {
-                println!("removed {}", removed.join(" "));
-            }
-            Ok(())
-        }
-        Cmd::Cleanup => {
-            let removed = harness::cleanup_stale()?;
-            if removed.is_empty() {
-                println!("nothing stale to remove");
-            } else {
-                println!("removed (stale): {}", removed.join(" "));
-            }
-            Ok(())
-        }
+        Cmd::Up => up(&cli.prefix),
+        Cmd::Down => down(&cli.prefix),
+        Cmd::Cleanup => cleanup(),
         Cmd::Run {
             scenario,
             v6,
@@ -179,37 +121,9 @@ fn run(cli: Cli) -> Result<()> {
                 },
             )?;
             if !policies.is_empty() {
-                let specs: Vec<(&str, &str)> = policies
-                    .iter()
-                    .map(|p| p.split_once('=').context("--policy wants CATEGORY=SPEC"))
-                    .collect::<Result<_>>()?;
-                if daemon {
-                    h.attach_daemon(&specs)
-                        .context("starting flowfilter run on the gateway")?;
-                } else {
-                    h.attach_filter(&specs).context("attaching flowfilter")?;
-                }
-                eprintln!(
-                    "flowfilter attached (native XDP{}) on {}: {}",
-                    if daemon { ", daemon" } else { "" },
-                    h.names().gw,
-                    policies.join(" ")
-                );
+                attach(&mut h, &policies, daemon)?;
             }
-            let names: Vec<&str> = if scenario == "all" {
-                plan::SCENARIOS
-                    .iter()
-                    .filter(|s| s.standalone && evasion.allowed_for(s.name))
-                    .map(|s| s.name)
-                    .collect()
-            } else if plan::scenario(&scenario).is_some_and(|s| s.standalone) {
-                vec![scenario.as_str()]
-            } else {
-                bail!(
-                    "unknown scenario `{scenario}` (known: all, {})",
-                    plan::names()
-                );
-            };
+            let names = scenario_names(&scenario, evasion)?;
             let mut all = Vec::new();
             for n in names {
                 all.extend(h.try_run_scenario_from(n, v6, caller)?);
@@ -221,43 +135,163 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 print!("{}", table(&all));
             }
-            if let Some(d) = h.daemon() {
-                eprint!("{}", d.cli(&["stats"])?);
-                if flows {
-                    eprint!("{}", d.cli(&["flows"])?);
-                }
-            }
-            if let Some(GatewayFilter::Library { filter, .. }) = h.gateway_filter() {
-                let lists = h.lists()?;
-                let stats = filter.category_stats()?;
-                for c in &lists.categories {
-                    let s = stats[c.id as usize];
-                    eprintln!(
-                        "filter {}: seen {} dropped {} monitored {} passed {}",
-                        c.name,
-                        s.seen_packets,
-                        s.dropped_packets,
-                        s.monitored_packets,
-                        s.passed_packets
-                    );
-                }
-                if flows {
-                    for (k, v) in filter.flows()? {
-                        eprintln!(
-                            "flow {} {} <-> {}: category {} label {} flags {:#04x} packets {} dropped {}",
-                            if k.proto == 17 { "udp" } else { "ip" },
-                            endpoint(k.addr_a, k.port_a),
-                            endpoint(k.addr_b, k.port_b),
-                            lists.name_of(v.category).unwrap_or("-"),
-                            label_name(v.label).unwrap_or("-"),
-                            v.flags,
-                            v.packets,
-                            v.dropped
-                        );
-                    }
-                }
-            }
+            print_daemon(&h, flows)?;
+            print_library_filter(&h, flows)?;
             Ok(())
         }
     }
+}
+
+/// `up`: brings the fixed-name harness `prefix` up, keeps it and prints
+/// what it made.
+fn up(prefix: &str) -> Result<()> {
+    let h = Harness::try_up(HarnessOpts {
+        prefix: Some(prefix.to_string()),
+        ..HarnessOpts::default()
+    })?;
+    let lists = h.lists_dir();
+    let names = h.persist();
+    println!("namespaces: {} {} {}", names.client, names.gw, names.net);
+    println!(
+        "links: {}:{} <-> {}:{}   {}:{} <-> {}:{}",
+        names.client,
+        plan::CLIENT_IF,
+        names.gw,
+        plan::GW_CLIENT_IF,
+        names.gw,
+        plan::GW_NET_IF,
+        names.net,
+        plan::NET_IF
+    );
+    println!(
+        "client {} {}   gw {} {} / {} {} (forwarding on)   net {} {}",
+        plan::CLIENT4,
+        plan::CLIENT6,
+        plan::GW_CLIENT4,
+        plan::GW_CLIENT6,
+        plan::GW_NET4,
+        plan::GW_NET6,
+        plan::NET4,
+        plan::NET6
+    );
+    println!("services in {} (on lo):", names.net);
+    for s in plan::SERVICES {
+        println!(
+            "  {:<14} {:<22} {:<26} {}",
+            s.role,
+            s.addr(false),
+            s.addr(true),
+            s.kind.name()
+        );
+    }
+    println!("lists: {}  (whatsapp.txt, telegram.txt)", lists.display());
+    println!("remove with: cargo xtask harness down");
+    Ok(())
+}
+
+/// `down`: removes the harness `prefix` and prints what went.
+fn down(prefix: &str) -> Result<()> {
+    let removed = harness::remove_prefix(prefix)?;
+    if removed.is_empty() {
+        println!("nothing to remove for prefix {prefix}");
+    } else {
+        println!("removed {}", removed.join(" "));
+    }
+    Ok(())
+}
+
+/// `cleanup`: removes what killed test runs left behind and prints it.
+fn cleanup() -> Result<()> {
+    let removed = harness::cleanup_stale()?;
+    if removed.is_empty() {
+        println!("nothing stale to remove");
+    } else {
+        println!("removed (stale): {}", removed.join(" "));
+    }
+    Ok(())
+}
+
+/// `run --policy`: attaches flowfilter on the gateway with `policies`
+/// (`CATEGORY=SPEC`), through a daemon with `daemon`, and says so on stderr.
+fn attach(h: &mut Harness, policies: &[String], daemon: bool) -> Result<()> {
+    let specs: Vec<(&str, &str)> = policies
+        .iter()
+        .map(|p| p.split_once('=').context("--policy wants CATEGORY=SPEC"))
+        .collect::<Result<_>>()?;
+    if daemon {
+        h.attach_daemon(&specs)
+            .context("starting flowfilter run on the gateway")?;
+    } else {
+        h.attach_filter(&specs).context("attaching flowfilter")?;
+    }
+    eprintln!(
+        "flowfilter attached (native XDP{}) on {}: {}",
+        if daemon { ", daemon" } else { "" },
+        h.names().gw,
+        policies.join(" ")
+    );
+    Ok(())
+}
+
+/// The scenarios `run` runs: `scenario` itself, or for `all` every
+/// standalone scenario `evasion` allows.
+fn scenario_names(scenario: &str, evasion: Evasion) -> Result<Vec<&str>> {
+    Ok(if scenario == "all" {
+        plan::SCENARIOS
+            .iter()
+            .filter(|s| s.standalone && evasion.allowed_for(s.name))
+            .map(|s| s.name)
+            .collect()
+    } else if plan::scenario(scenario).is_some_and(|s| s.standalone) {
+        vec![scenario]
+    } else {
+        bail!(
+            "unknown scenario `{scenario}` (known: all, {})",
+            plan::names()
+        );
+    })
+}
+
+/// With a daemon attached: its `stats`, and with `flows` its `flows`, on
+/// stderr.
+fn print_daemon(h: &Harness, flows: bool) -> Result<()> {
+    if let Some(d) = h.daemon() {
+        eprint!("{}", d.cli(&["stats"])?);
+        if flows {
+            eprint!("{}", d.cli(&["flows"])?);
+        }
+    }
+    Ok(())
+}
+
+/// With flowfilter loaded by this process: its counters per category, and
+/// with `flows` the flows it tracked, on stderr.
+fn print_library_filter(h: &Harness, flows: bool) -> Result<()> {
+    if let Some(GatewayFilter::Library { filter, .. }) = h.gateway_filter() {
+        let lists = h.lists()?;
+        let stats = filter.category_stats()?;
+        for c in &lists.categories {
+            let s = stats[c.id as usize];
+            eprintln!(
+                "filter {}: seen {} dropped {} monitored {} passed {}",
+                c.name, s.seen_packets, s.dropped_packets, s.monitored_packets, s.passed_packets
+            );
+        }
+        if flows {
+            for (k, v) in filter.flows()? {
+                eprintln!(
+                    "flow {} {} <-> {}: category {} label {} flags {:#04x} packets {} dropped {}",
+                    if k.proto == 17 { "udp" } else { "ip" },
+                    endpoint(k.addr_a, k.port_a),
+                    endpoint(k.addr_b, k.port_b),
+                    lists.name_of(v.category).unwrap_or("-"),
+                    label_name(v.label).unwrap_or("-"),
+                    v.flags,
+                    v.packets,
+                    v.dropped
+                );
+            }
+        }
+    }
+    Ok(())
 }

@@ -25,7 +25,7 @@ use filter_user::lists::build_tables;
 use filter_user::lists::{Lists, ParsedList};
 use serde_json::{Value, json};
 
-use crate::pools::{Dir, Ip, Traffic, flows};
+use crate::pools::{Dir, Flow, Ip, Traffic, flows};
 use crate::sets::PrefixSet;
 use crate::sys;
 
@@ -258,60 +258,47 @@ pub fn kernel(args: &KernelArgs) -> Result<Value> {
     Ok(out)
 }
 
+/// The flows of BPF_PROG_TEST_RUN rounds: `per_round` of them from the set.
+struct RoundFlows<'a> {
+    set: &'a PrefixSet,
+    seed: u64,
+    per_round: usize,
+}
+
+impl RoundFlows<'_> {
+    /// One round's flows of `traffic`, drawn with `salt`.
+    fn of(&self, traffic: Traffic, salt: u64) -> Vec<Flow> {
+        flows(self.set, self.seed, traffic, self.per_round, salt)
+    }
+
+    /// A round's new-flow frames: the STUN request of each of fresh flows.
+    fn new_flows(&self, base: u64, round: usize) -> Vec<Vec<u8>> {
+        self.of(Traffic::Match, base + round as u64)
+            .iter()
+            .map(|fl| fl.stun_request(Dir::ToServer, 0))
+            .collect()
+    }
+}
+
 /// BPF_PROG_TEST_RUN cost of flowfilter by packet kind, and of the floors.
 fn in_kernel(filter: &mut Filter, set: &PrefixSet, args: &KernelArgs) -> Result<(Value, Value)> {
     let prog: &Xdp = filter.xdp()?;
-    let per_round = args.frames.max(1);
-    let seed = args.seed;
-    let frames = |traffic: Traffic, salt: u64| flows(set, seed, traffic, per_round, salt);
-    let mac = [2, 0, 0, 0, 0, 9];
-    let mut kinds = serde_json::Map::new();
-    let v4 = |ip: Ip| match ip {
-        Ip::V4(a) => a.to_be_bytes(),
-        Ip::V6(_) => [192, 0, 2, 1],
+    let round_flows = RoundFlows {
+        set,
+        seed: args.seed,
+        per_round: args.frames.max(1),
     };
+    let mut kinds = serde_json::Map::new();
     if set.family() == 4 {
-        kinds.insert(
-            "non-ip".into(),
-            rounds(
-                prog,
-                &mut |round| {
-                    frames(Traffic::Match, 100 + round as u64)
-                        .iter()
-                        .map(|fl| pktbuild::arp_request(mac, v4(fl.client), v4(fl.server)))
-                        .collect()
-                },
-                args.rounds,
-            )?,
-        );
-        kinds.insert(
-            "tcp".into(),
-            rounds(
-                prog,
-                &mut |round| {
-                    frames(Traffic::Match, 200 + round as u64)
-                        .iter()
-                        .map(|fl| {
-                            pktbuild::tcp4(
-                                v4(fl.client),
-                                fl.cport,
-                                v4(fl.server),
-                                443,
-                                &filler(100, 1),
-                            )
-                        })
-                        .collect()
-                },
-                args.rounds,
-            )?,
-        );
+        ipv4_only_kinds(&mut kinds, prog, &round_flows, args.rounds)?;
     }
     kinds.insert(
         "udp-nomatch".into(),
         rounds(
             prog,
             &mut |round| {
-                frames(Traffic::NoMatch, 300 + round as u64)
+                round_flows
+                    .of(Traffic::NoMatch, 300 + round as u64)
                     .iter()
                     .map(|fl| fl.rtp(Dir::ToServer, 1, 160))
                     .collect()
@@ -319,20 +306,17 @@ fn in_kernel(filter: &mut Filter, set: &PrefixSet, args: &KernelArgs) -> Result<
             args.rounds,
         )?,
     );
-    // A round's new-flow frames: the STUN request of each of fresh flows.
-    let new_flows = |base: u64, round: usize| -> Vec<Vec<u8>> {
-        frames(Traffic::Match, base + round as u64)
-            .iter()
-            .map(|fl| fl.stun_request(Dir::ToServer, 0))
-            .collect()
-    };
     kinds.insert(
         "udp-match-media-new-flow".into(),
-        rounds(prog, &mut |round| new_flows(400, round), args.rounds)?,
+        rounds(
+            prog,
+            &mut |round| round_flows.new_flows(400, round),
+            args.rounds,
+        )?,
     );
     // Tracked call flows: the STUN request of each flow first (not timed),
     // then RTP on those flows.
-    let tracked = frames(Traffic::Match, 500);
+    let tracked = round_flows.of(Traffic::Match, 500);
     for fl in &tracked {
         test_run(prog, &fl.stun_request(Dir::ToServer, 0))?;
     }
@@ -349,19 +333,68 @@ fn in_kernel(filter: &mut Filter, set: &PrefixSet, args: &KernelArgs) -> Result<
             args.rounds,
         )?,
     );
+    let limits = floors(&round_flows, args.rounds)?;
+    Ok((Value::Object(kinds), Value::Object(limits)))
+}
 
-    // The floors with the same method, on the new-flow frames.
+/// The kinds only an IPv4 set has (`non-ip`: ARP; `tcp`), into `kinds`.
+fn ipv4_only_kinds(
+    kinds: &mut serde_json::Map<String, Value>,
+    prog: &Xdp,
+    round_flows: &RoundFlows,
+    n: usize,
+) -> Result<()> {
+    let mac = [2, 0, 0, 0, 0, 9];
+    let v4 = |ip: Ip| match ip {
+        Ip::V4(a) => a.to_be_bytes(),
+        Ip::V6(_) => [192, 0, 2, 1],
+    };
+    kinds.insert(
+        "non-ip".into(),
+        rounds(
+            prog,
+            &mut |round| {
+                round_flows
+                    .of(Traffic::Match, 100 + round as u64)
+                    .iter()
+                    .map(|fl| pktbuild::arp_request(mac, v4(fl.client), v4(fl.server)))
+                    .collect()
+            },
+            n,
+        )?,
+    );
+    kinds.insert(
+        "tcp".into(),
+        rounds(
+            prog,
+            &mut |round| {
+                round_flows
+                    .of(Traffic::Match, 200 + round as u64)
+                    .iter()
+                    .map(|fl| {
+                        pktbuild::tcp4(v4(fl.client), fl.cport, v4(fl.server), 443, &filler(100, 1))
+                    })
+                    .collect()
+            },
+            n,
+        )?,
+    );
+    Ok(())
+}
+
+/// The floors with the same method, on the new-flow frames.
+fn floors(round_flows: &RoundFlows, n: usize) -> Result<serde_json::Map<String, Value>> {
     let mut limits = serde_json::Map::new();
     for name in [XDP_DROP_PROGRAM, XDP_PARSE_DROP_PROGRAM] {
         let mut obj = load_program(name)?;
         let v = rounds(
             program_of(&mut obj, name)?,
-            &mut |round| new_flows(600, round),
-            args.rounds,
+            &mut |round| round_flows.new_flows(600, round),
+            n,
         )?;
         limits.insert(name.into(), v);
     }
-    Ok((Value::Object(kinds), Value::Object(limits)))
+    Ok(limits)
 }
 
 #[derive(Clone, Debug, clap::Args)]

@@ -189,19 +189,16 @@ fn prog_stats(p: &mut OwnProg) -> Result<Option<(u64, u64)>> {
     Ok(Some((info.run_time().as_nanos() as u64, info.run_count())))
 }
 
-pub fn live(a: &LiveArgs) -> Result<Value> {
-    let kinds: Vec<Traffic> = a
-        .traffic
-        .split(',')
-        .map(|s| Traffic::parse(s.trim()))
-        .collect::<Result<_>>()?;
-    // This thread mostly sleeps; keep it off the receiving CPU.
-    sys::pin(0, a.gen_cpu)?;
-    let ns = Namespaces::open(&a.rx_ns, &a.tx_ns)?;
-    Namespaces::enter(&ns.rx)?;
-    let set = PrefixSet::read(&a.set)?;
+/// What this process attached to the receiving veth (detached on drop;
+/// `filter` first).
+struct Attached {
+    filter: Option<Filter>,
+    floor: Option<(Ebpf, &'static str)>,
+}
 
-    let t = Instant::now();
+/// Attach `a.contestant` to the receiving veth in native XDP (flowfilter
+/// with `set` installed).
+fn attach(a: &LiveArgs, set: &PrefixSet) -> Result<Attached> {
     let mut floor = None;
     let mut filter = None;
     match a.contestant {
@@ -219,39 +216,94 @@ pub fn live(a: &LiveArgs) -> Result<Value> {
             floor = Some((obj, name));
         }
         Contestant::Flowfilter => {
-            let mut f = load_with_set(Some(&set))?;
+            let mut f = load_with_set(Some(set))?;
             f.xdp()?
                 .attach(&a.rx_if, XdpMode::Driver)
                 .with_context(|| format!("attaching flowfilter to {} (native)", a.rx_if))?;
             filter = Some(f);
         }
     }
+    Ok(Attached { filter, floor })
+}
+
+/// The live measurement: the contestant attached, then per traffic kind a
+/// warm-up, the measured windows and the program's own-cost windows.
+pub fn live(a: &LiveArgs) -> Result<Value> {
+    let kinds: Vec<Traffic> = a
+        .traffic
+        .split(',')
+        .map(|s| Traffic::parse(s.trim()))
+        .collect::<Result<_>>()?;
+    // This thread mostly sleeps; keep it off the receiving CPU.
+    sys::pin(0, a.gen_cpu)?;
+    let ns = Namespaces::open(&a.rx_ns, &a.tx_ns)?;
+    Namespaces::enter(&ns.rx)?;
+    let set = PrefixSet::read(&a.set)?;
+
+    let t = Instant::now();
+    let mut attached = attach(a, &set)?;
     let attach_ms = t.elapsed().as_secs_f64() * 1e3;
     let napi = sys::napi_thread(&a.rx_if)?;
     sys::pin(napi, a.rx_cpu).context("pinning the NAPI thread")?;
     sys::set_fifo(napi, a.rx_fifo).context("NAPI thread priority")?;
 
-    let gen_cfg = GenConfig {
-        kind: a.generator,
-        ns: a.tx_ns.clone(),
-        ifname: a.tx_if.clone(),
-        cpu: a.gen_cpu,
-        batch: a.batch,
+    let setup = Setup {
+        a,
+        ns: &ns,
+        set: &set,
+        napi,
+        gen_cfg: GenConfig {
+            kind: a.generator,
+            ns: a.tx_ns.clone(),
+            ifname: a.tx_if.clone(),
+            cpu: a.gen_cpu,
+            batch: a.batch,
+        },
     };
     let mut results = Vec::new();
     for kind in kinds {
+        results.push(setup.kind(kind, &mut attached)?);
+    }
+    drop(attached);
+    Ok(json!({
+        "contestant": format!("{:?}", a.contestant),
+        "generator": format!("{:?}", a.generator),
+        "prefixes": set.len(),
+        "family": set.family(),
+        "attach_ms": attach_ms,
+        "napi_pid": napi,
+        "results": results,
+    }))
+}
+
+/// What every traffic kind's run uses: the arguments, the namespaces, the
+/// set, the receiver's NAPI thread and where the generator sends.
+struct Setup<'a> {
+    a: &'a LiveArgs,
+    ns: &'a Namespaces,
+    set: &'a PrefixSet,
+    napi: i32,
+    gen_cfg: GenConfig,
+}
+
+impl Setup<'_> {
+    /// One traffic kind: its frame pool, the flows primed (flowfilter), the
+    /// generator started, the windows measured, the generator stopped and
+    /// the ring drained; returns the kind's result.
+    fn kind(&self, kind: Traffic, attached: &mut Attached) -> Result<Value> {
+        let a = self.a;
         let count = if kind == Traffic::Flood {
             a.flood_frames
         } else {
             a.flows
         };
         let t = Instant::now();
-        let (pool, prime) = live_pool(&set, a.seed, kind, count)?;
+        let (pool, prime) = live_pool(self.set, a.seed, kind, count)?;
         let pool_ms = t.elapsed().as_secs_f64() * 1e3;
         let pool_frames = pool.frames.len();
         let (max_len, mean_len) = (pool.max_len(), pool.loop_mean_len());
         let t = Instant::now();
-        if let Some(f) = filter.as_ref() {
+        if let Some(f) = attached.filter.as_ref() {
             // Established calls: each flow's opening STUN request (the
             // pool's first round) through the program once, so flow state
             // does not depend on which frames the veth ring happened to drop.
@@ -259,7 +311,7 @@ pub fn live(a: &LiveArgs) -> Result<Value> {
                 f.run(frame).context("priming flows")?;
             }
         }
-        let mut own = match (&mut filter, &floor, a.prog_id) {
+        let mut own = match (&mut attached.filter, &attached.floor, a.prog_id) {
             (Some(f), _, _) => OwnProg::Filter(f),
             (_, Some((obj, name)), _) => OwnProg::Floor(obj, name),
             (_, _, Some(id)) => OwnProg::Id(id),
@@ -267,38 +319,14 @@ pub fn live(a: &LiveArgs) -> Result<Value> {
         };
         let prime_ms = t.elapsed().as_secs_f64() * 1e3;
         let t = Instant::now();
-        let generator = Generator::start(pool, &gen_cfg)?;
+        let generator = Generator::start(pool, &self.gen_cfg)?;
         let start_ms = t.elapsed().as_secs_f64() * 1e3;
-        let run = (|| -> Result<(Vec<Value>, Vec<Value>)> {
-            std::thread::sleep(Duration::from_millis(a.warmup_ms));
-            let mut windows = Vec::new();
-            let mut prev = snap(&ns, a, napi, generator.sent())?;
-            for _ in 0..a.windows {
-                std::thread::sleep(Duration::from_millis(a.window_ms));
-                let next = snap(&ns, a, napi, generator.sent())?;
-                windows.push(window(&prev, &next));
-                prev = next;
-            }
-            let mut owns = Vec::new();
-            if a.own_windows > 0 && !matches!(own, OwnProg::None) {
-                let _stats = enable_stats(Stats::RunTime).context("BPF_ENABLE_STATS")?;
-                // Let the first packets with statistics on go by.
-                std::thread::sleep(Duration::from_millis(50));
-                let mut prev = prog_stats(&mut own)?.unwrap_or_default();
-                for _ in 0..a.own_windows {
-                    std::thread::sleep(Duration::from_millis(a.window_ms));
-                    let next = prog_stats(&mut own)?.unwrap_or_default();
-                    owns.push(json!({"run_ns": next.0 - prev.0, "run_cnt": next.1 - prev.1}));
-                    prev = next;
-                }
-            }
-            Ok((windows, owns))
-        })();
+        let run = self.measure(&generator, &mut own);
         let sent = generator.finish()?;
         let (windows, owns) = run?;
         // Let the ring drain before the next kind.
         std::thread::sleep(Duration::from_millis(100));
-        results.push(json!({
+        Ok(json!({
             "traffic": kind.name(),
             "pool_frames": pool_frames,
             "pool_ms": pool_ms,
@@ -312,17 +340,40 @@ pub fn live(a: &LiveArgs) -> Result<Value> {
             "windows": windows,
             "own": owns,
             "gen_sent": sent,
-        }));
+        }))
     }
-    drop(filter);
-    drop(floor);
-    Ok(json!({
-        "contestant": format!("{:?}", a.contestant),
-        "generator": format!("{:?}", a.generator),
-        "prefixes": set.len(),
-        "family": set.family(),
-        "attach_ms": attach_ms,
-        "napi_pid": napi,
-        "results": results,
-    }))
+
+    /// While `generator` sends: the warm-up, then the measured windows
+    /// (receiver counters), then with `own` the windows with BPF run-time
+    /// statistics on.
+    fn measure(
+        &self,
+        generator: &Generator,
+        own: &mut OwnProg,
+    ) -> Result<(Vec<Value>, Vec<Value>)> {
+        let (a, ns, napi) = (self.a, self.ns, self.napi);
+        std::thread::sleep(Duration::from_millis(a.warmup_ms));
+        let mut windows = Vec::new();
+        let mut prev = snap(ns, a, napi, generator.sent())?;
+        for _ in 0..a.windows {
+            std::thread::sleep(Duration::from_millis(a.window_ms));
+            let next = snap(ns, a, napi, generator.sent())?;
+            windows.push(window(&prev, &next));
+            prev = next;
+        }
+        let mut owns = Vec::new();
+        if a.own_windows > 0 && !matches!(own, OwnProg::None) {
+            let _stats = enable_stats(Stats::RunTime).context("BPF_ENABLE_STATS")?;
+            // Let the first packets with statistics on go by.
+            std::thread::sleep(Duration::from_millis(50));
+            let mut prev = prog_stats(own)?.unwrap_or_default();
+            for _ in 0..a.own_windows {
+                std::thread::sleep(Duration::from_millis(a.window_ms));
+                let next = prog_stats(own)?.unwrap_or_default();
+                owns.push(json!({"run_ns": next.0 - prev.0, "run_cnt": next.1 - prev.1}));
+                prev = next;
+            }
+        }
+        Ok((windows, owns))
+    }
 }

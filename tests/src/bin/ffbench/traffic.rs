@@ -185,13 +185,9 @@ fn ifindex(name: &str, ns: &str) -> Result<u32> {
     Ok(i)
 }
 
-fn af_packet(
-    mut pool: Pool,
-    cfg: &GenConfig,
-    stop: &AtomicBool,
-    sent: &AtomicU64,
-    ready: &AtomicBool,
-) -> Result<u64> {
+/// An AF_PACKET socket bound to `cfg.ifname`, past the qdisc, with a large
+/// send buffer.
+fn packet_socket(cfg: &GenConfig) -> Result<File> {
     // SAFETY: plain socket(2); the fd is wrapped at once.
     let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
     if raw < 0 {
@@ -236,6 +232,21 @@ fn af_packet(
             std::io::Error::last_os_error()
         );
     }
+    Ok(sock)
+}
+
+/// Send `pool` out of `cfg.ifname` from an AF_PACKET socket, `cfg.batch`
+/// frames per sendmmsg call, until `stop`: the count in `sent`, `ready` set
+/// just before the first call. Returns the frames sent.
+fn af_packet(
+    mut pool: Pool,
+    cfg: &GenConfig,
+    stop: &AtomicBool,
+    sent: &AtomicU64,
+    ready: &AtomicBool,
+) -> Result<u64> {
+    let sock = packet_socket(cfg)?;
+    let fd = sock.as_raw_fd();
     let mut iovs: Vec<libc::iovec> = pool
         .frames
         .iter_mut()
