@@ -314,27 +314,41 @@ fn in_kernel(filter: &mut Filter, set: &PrefixSet, args: &KernelArgs) -> Result<
             args.rounds,
         )?,
     );
-    // Tracked call flows: the STUN request of each flow first (not timed),
-    // then RTP on those flows.
+    // Tracked call flows: a round's worth, then as many as the live
+    // traffic has (each back only once a round, as on the wire).
     let tracked = round_flows.of(Traffic::Match, 500);
-    for fl in &tracked {
-        test_run(prog, &fl.stun_request(Dir::ToServer, 0))?;
-    }
     kinds.insert(
         "udp-tracked-call-flow".into(),
-        rounds(
-            prog,
-            &mut |round| {
-                tracked
-                    .iter()
-                    .map(|fl| fl.rtp(Dir::ToServer, round as u16 + 1, 160))
-                    .collect()
-            },
-            args.rounds,
-        )?,
+        tracked_rounds(prog, &tracked, args.rounds)?,
+    );
+    let live_flows = flows(set, args.seed, Traffic::Match, LIVE_FLOWS, 700);
+    kinds.insert(
+        "udp-tracked-65536-calls".into(),
+        tracked_rounds(prog, &live_flows, args.rounds)?,
     );
     let limits = floors(&round_flows, args.rounds)?;
     Ok((Value::Object(kinds), Value::Object(limits)))
+}
+
+/// How many calls the live traffic keeps going (`ffbench live --flows`).
+const LIVE_FLOWS: usize = 65_536;
+
+/// RTP on established call flows: each flow's STUN request first (not
+/// timed), then a round of one RTP packet per flow, `n` rounds.
+fn tracked_rounds(prog: &Xdp, tracked: &[Flow], n: usize) -> Result<Value> {
+    for fl in tracked {
+        test_run(prog, &fl.stun_request(Dir::ToServer, 0))?;
+    }
+    rounds(
+        prog,
+        &mut |round| {
+            tracked
+                .iter()
+                .map(|fl| fl.rtp(Dir::ToServer, round as u16 + 1, 160))
+                .collect()
+        },
+        n,
+    )
 }
 
 /// The kinds only an IPv4 set has (`non-ip`: ARP; `tcp`), into `kinds`.

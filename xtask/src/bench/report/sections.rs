@@ -330,7 +330,10 @@ pub(super) fn section_kernel(o: &mut Out, runs: &[SetRun]) {
         "\n## 3. In-kernel cost: BPF_PROG_TEST_RUN\n\n\
          flowfilter alone, no traffic: each round runs distinct frames (varying addresses), each once (`repeat` 1), \
          and averages the kernel's duration; median of rounds, min–max. The floors measured the same way (on the \
-         new-flow frames) give the cost of the method itself (the timer and call overhead).\n\n\
+         new-flow frames) give the cost of the method itself (the timer and call overhead). \
+         `udp-tracked-65536-calls` runs RTP on as many established calls as the live traffic keeps going, each \
+         back once a round, so its flow slots are out of the caches as on the wire: the working set of section 1 \
+         without a traffic generator.\n\n\
          | set | packet kind | flowfilter ns | min–max | parse_drop ns | × parse_drop | XDP_DROP ns | dropped |\n\
          |---|---|---:|---:|---:|---:|---:|---:|"
     );
