@@ -168,18 +168,22 @@ pub fn flow_key(
     dport: u16,
     proto: u8,
 ) -> (FlowKey, bool) {
-    // Lexicographic order of (address bytes, port), compared as big-endian
-    // words: a few instructions instead of a byte loop.
-    let from_a = (be_words(src), sport) <= (be_words(dst), dport);
+    // The addresses as words in memory order, read once; the lexicographic
+    // order of (address bytes, port) compares them as big-endian numbers (a
+    // few instructions instead of a byte loop), and the key is built from
+    // the words chosen as values, so the eBPF build moves words, not bytes.
+    let (s, d) = (ne_words(src), ne_words(dst));
+    let be = |(w0, w1): (u64, u64)| (u64::from_be(w0), u64::from_be(w1));
+    let from_a = (be(s), sport) <= (be(d), dport);
     let (a, pa, b, pb) = if from_a {
-        (src, sport, dst, dport)
+        (s, sport, d, dport)
     } else {
-        (dst, dport, src, sport)
+        (d, dport, s, sport)
     };
     (
         FlowKey {
-            addr_a: *a,
-            addr_b: *b,
+            addr_a: from_words(a),
+            addr_b: from_words(b),
             port_a: pa,
             port_b: pb,
             proto,
@@ -196,12 +200,21 @@ impl Parsed {
     }
 }
 
+/// The address as two words in memory order.
 #[inline(always)]
-fn be_words(a: &[u8; 16]) -> (u64, u64) {
+fn ne_words(a: &[u8; 16]) -> (u64, u64) {
     (
-        u64::from_be_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]),
-        u64::from_be_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]),
+        u64::from_ne_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]),
+        u64::from_ne_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]),
     )
+}
+
+/// [`ne_words`] back into the address.
+#[inline(always)]
+fn from_words((w0, w1): (u64, u64)) -> [u8; 16] {
+    // SAFETY: two u64 are 16 bytes, and every byte pattern is a [u8; 16].
+    // As one value the eBPF build stores it in two words, not sixteen bytes.
+    unsafe { core::mem::transmute::<[u64; 2], [u8; 16]>([w0, w1]) }
 }
 
 /// What a frame turned out to be.

@@ -102,8 +102,9 @@ pub struct SubFate {
 
 /// Canonical 5-tuple: both directions of a flow map to one key. Addresses are
 /// 16 bytes (IPv4 as IPv4-mapped IPv6); endpoint `a` is the smaller
-/// (address, port) pair.
-#[repr(C)]
+/// (address, port) pair. Aligned to 8 (its size, 40, unchanged) so the eBPF
+/// build writes the addresses as words.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     /// Smaller endpoint's address.
