@@ -150,6 +150,11 @@ pub struct KernelArgs {
     /// Control plane and memory only (no BPF_PROG_TEST_RUN).
     #[arg(long)]
     pub memory_only: bool,
+    /// The CPU to run on (default: the last): BPF_PROG_TEST_RUN runs the
+    /// program on the calling CPU, and one CPU for every round keeps the
+    /// rounds and runs comparable.
+    #[arg(long)]
+    pub cpu: Option<usize>,
 }
 
 fn ms(t: Instant) -> f64 {
@@ -191,6 +196,8 @@ fn rounds(
 /// install the data path refuses is reported (`install_error`), not fatal:
 /// the load time and map memory are still measured.
 pub fn kernel(args: &KernelArgs) -> Result<Value> {
+    let last = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) - 1;
+    sys::pin(0, args.cpu.unwrap_or(last))?;
     let set = PrefixSet::read(&args.set)?;
     let lists = lists_for(&set)?;
 

@@ -328,7 +328,7 @@ pub(super) fn section_kernel(o: &mut Out, runs: &[SetRun]) {
     let _ = writeln!(
         o.md,
         "\n## 3. In-kernel cost: BPF_PROG_TEST_RUN\n\n\
-         flowfilter alone, no traffic: each round runs distinct frames (varying addresses), each once (`repeat` 1), \
+         flowfilter alone, no traffic, on one CPU: each round runs distinct frames (varying addresses), each once (`repeat` 1), \
          and averages the kernel's duration; median of rounds, min–max. The floors measured the same way (on the \
          new-flow frames) give the cost of the method itself (the timer and call overhead). \
          `udp-tracked-65536-calls` runs RTP on as many established calls as the live traffic keeps going, each \
