@@ -241,9 +241,11 @@ fn be16(b: [u8; 2]) -> u16 {
 /// IPv4-mapped IPv6 form of an IPv4 address given as 4 bytes.
 #[inline(always)]
 pub fn v4_mapped(a: [u8; 4]) -> [u8; 16] {
-    [
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3],
-    ]
+    // Built as two words: the eBPF build then stores words, not bytes.
+    from_words((
+        0,
+        u64::from_ne_bytes([0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3]]),
+    ))
 }
 
 /// Parse a frame that starts with an Ethernet header.
@@ -346,10 +348,11 @@ fn parse_ipv6<P: PacketBytes + ?Sized>(p: &P, off: usize) -> Result<(Packet, boo
     let mut dst = [0u8; 16];
     src.copy_from_slice(&ip[8..24]);
     dst.copy_from_slice(&ip[24..40]);
+    // Through words, as `v4_mapped` does.
     let base = Packet {
         is_v6: true,
-        src,
-        dst,
+        src: from_words(ne_words(&src)),
+        dst: from_words(ne_words(&dst)),
         proto: 0,
         frag: Fragment::None,
         sport: 0,
