@@ -856,8 +856,10 @@ pub(crate) fn flow_slot(
         }
         take_slot(slot, tag, now, from_a, state.version);
         if let Some(k) = FLOW_KEYS.get_ptr_mut(bucket_at * 2 + way as u32) {
-            // SAFETY: a map value; userspace checks it against the tag.
-            unsafe { *k = scratch.key };
+            // SAFETY: a map value; userspace checks it against the tag. A
+            // copy (not an assignment, which may overlap: a memmove call, a
+            // byte loop) is five word moves.
+            unsafe { core::ptr::copy_nonoverlapping(&raw const scratch.key, k, 1) };
         }
     }
     Some((slot, fresh, taken))
@@ -1031,9 +1033,9 @@ fn note_categorised(
         // Tracked from here: its counters and age start with this packet
         // (the packets it had while only cached were passed untouched).
         event(EV_FLOWS_CREATED);
-        slot.packets = 0;
-        slot.bytes = 0;
-        slot.dropped = 0;
+        put(&mut slot.packets, 0);
+        put(&mut slot.bytes, 0);
+        put(&mut slot.dropped, 0);
         slot.first_seen = now;
     }
 }
@@ -1428,27 +1430,35 @@ fn keep_rank_alive(pkt: &Packet, flags2: u8, from_a: bool, state: &State, now: u
     }
 }
 
+/// One field of a map value written as it is: LLVM merges runs of
+/// zeroing stores into a memset call, and the BPF memset is a byte loop.
+#[inline(always)]
+fn put<T>(field: &mut T, v: T) {
+    // SAFETY: a valid, aligned, exclusive reference.
+    unsafe { core::ptr::write_volatile(field, v) };
+}
+
 /// A slot taken for a new flow.
 #[inline(always)]
 fn take_slot(slot: &mut FlowSlot, tag: u64, now: u32, from_a: bool, version: u32) {
     slot.tag = tag;
-    slot.bytes = 0;
-    slot.packets = 0;
-    slot.dropped = 0;
+    put(&mut slot.bytes, 0);
+    put(&mut slot.packets, 0);
+    put(&mut slot.dropped, 0);
     slot.first_seen = now;
     slot.last_seen = now;
-    slot.rtp_ssrc = [0; 2];
-    slot.rtp_seq = [0; 2];
-    slot.rtp_hits = [0; 2];
+    put(&mut slot.rtp_ssrc, [0; 2]);
+    put(&mut slot.rtp_seq, [0; 2]);
+    put(&mut slot.rtp_hits, [0; 2]);
     // Due for teaching at once.
     slot.taught = (now as u16).wrapping_sub(ENDPOINT_REFRESH_TICKS);
     // Not the current version: the categories are looked up below.
     slot.version = !version;
-    slot.cat_a = CAT_NONE;
-    slot.cat_b = CAT_NONE;
-    slot.category = CAT_NONE;
-    slot.sig_category = CAT_NONE;
-    slot.label = LABEL_NONE;
+    put(&mut slot.cat_a, CAT_NONE);
+    put(&mut slot.cat_b, CAT_NONE);
+    put(&mut slot.category, CAT_NONE);
+    put(&mut slot.sig_category, CAT_NONE);
+    put(&mut slot.label, LABEL_NONE);
     slot.flags = if from_a { 0 } else { FLOW_FIRST_FROM_B };
     slot.fate = FATE_UNDECIDED;
     slot.rank = 0;
