@@ -328,7 +328,13 @@ fn in_kernel(filter: &mut Filter, set: &PrefixSet, args: &KernelArgs) -> Result<
         "udp-tracked-call-flow".into(),
         tracked_rounds(prog, &tracked, args.rounds)?,
     );
-    let live_flows = flows(set, args.seed, Traffic::Match, LIVE_FLOWS, 700);
+    let live_flows = flows(
+        set,
+        args.seed,
+        Traffic::Match,
+        crate::live::DEFAULT_FLOWS,
+        700,
+    );
     kinds.insert(
         "udp-tracked-65536-calls".into(),
         tracked_rounds(prog, &live_flows, args.rounds)?,
@@ -336,9 +342,6 @@ fn in_kernel(filter: &mut Filter, set: &PrefixSet, args: &KernelArgs) -> Result<
     let limits = floors(&round_flows, args.rounds)?;
     Ok((Value::Object(kinds), Value::Object(limits)))
 }
-
-/// How many calls the live traffic keeps going (`ffbench live --flows`).
-const LIVE_FLOWS: usize = 65_536;
 
 /// RTP on established call flows: each flow's STUN request first (not
 /// timed), then a round of one RTP packet per flow, `n` rounds.

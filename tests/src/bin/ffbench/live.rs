@@ -26,6 +26,10 @@ use crate::sys;
 use crate::traffic::{GenConfig, GenKind, Generator};
 
 /// What runs on the receiving veth.
+/// Calls the live traffic keeps going by default (`--flows`); the in-kernel
+/// `udp-tracked-65536-calls` kind runs as many.
+pub const DEFAULT_FLOWS: usize = 65_536;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Contestant {
     /// Nothing attached by this process (the stack alone, or a filter the
@@ -77,7 +81,7 @@ pub struct LiveArgs {
     #[arg(long)]
     pub prog_id: Option<u32>,
     /// Flows in the frame pools of match, nomatch and junk (see `pools`).
-    #[arg(long, default_value_t = 65_536)]
+    #[arg(long, default_value_t = DEFAULT_FLOWS)]
     pub flows: usize,
     /// Frames (address pairs) in the flood pool.
     #[arg(long, default_value_t = 4096)]
