@@ -150,6 +150,11 @@ pub const MAP_PKT_TRACE: &str = "PKT_TRACE";
 
 /// Name of the XDP program in the object.
 pub const PROGRAM_NAME: &str = "flowfilter";
+/// The benchmark's bound of a filter with exact per-flow state (a second
+/// program of the object, sharing its maps; see `filter-ebpf`).
+pub const BOUND_FLOW_PROGRAM: &str = "xdp_bound_flow";
+/// The benchmark's bound of a filter that decides by address alone.
+pub const BOUND_LOOKUP_PROGRAM: &str = "xdp_bound_lookup";
 /// `.rodata` global: when non-zero the program writes `PKT_TRACE` per packet.
 pub const GLOBAL_TRACE: &str = "TRACE";
 

@@ -1735,6 +1735,69 @@ pub fn xdp_drop(_ctx: XdpContext) -> u32 {
     XDP_DROP
 }
 
+/// The benchmark's bound for a filter that keeps exact per-flow state:
+/// flowfilter's parser, flow key and hash, slot look-up and per-packet
+/// writes (the slot's counters and the per-CPU ones), with no classifier
+/// and no decision. A UDP packet of a tracked flow with a category is
+/// dropped; any other packet passes, and no slot is taken. It shares the
+/// maps of the flowfilter program loaded with it (the benchmark runs it on
+/// the flows flowfilter tracks).
+#[xdp]
+pub fn xdp_bound_flow(ctx: XdpContext) -> u32 {
+    // SAFETY: ctx is the program's context.
+    let len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) };
+    let Some(scratch) = scratch_mut() else {
+        return XDP_PASS;
+    };
+    if ff_parse(ctx.ctx, len as u32) != PARSED_IP
+        || scratch.pkt.proto != PROTO_UDP
+        || !matches!(scratch.pkt.frag, Fragment::None)
+    {
+        return XDP_PASS;
+    }
+    let t = ff_flow_tag();
+    // SAFETY: helper without arguments.
+    let now = tick(unsafe { bpf_ktime_get_coarse_ns() });
+    let Some((bucket, _, way, fresh)) = locate(t | 1, now) else {
+        return XDP_PASS;
+    };
+    // SAFETY: a map value pointer that stays valid for this run.
+    let slot = unsafe { &mut (*bucket).slots[way & 1] };
+    if fresh || slot.category == CAT_NONE {
+        return XDP_PASS;
+    }
+    let label = slot.label;
+    counted(&ctx, slot, label, Verdict::Drop, true, len as usize, now).0
+}
+
+/// The benchmark's bound for a filter that decides by address alone, with
+/// no flow state: flowfilter's parser and its two prefix look-ups in the
+/// lists in force, and the per-CPU counters. A UDP packet from or to a
+/// listed range is dropped, any other passes.
+#[xdp]
+pub fn xdp_bound_lookup(ctx: XdpContext) -> u32 {
+    // SAFETY: ctx is the program's context.
+    let len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) };
+    let (Some(scratch), Some(state)) = (scratch_mut(), STATE.get(0)) else {
+        return XDP_PASS;
+    };
+    if ff_parse(ctx.ctx, len as u32) != PARSED_IP || scratch.pkt.proto != PROTO_UDP {
+        return XDP_PASS;
+    }
+    let (src_cat, dst_cat) = categories(state.generation & 1, &scratch.pkt);
+    let listed = |c: u8| c != CAT_NONE && c != CAT_ALLOW;
+    let category = if listed(dst_cat) {
+        dst_cat
+    } else if listed(src_cat) {
+        src_cat
+    } else {
+        return XDP_PASS;
+    };
+    count_verdict(&ctx, category, len as usize, Verdict::Drop);
+    count_label(LABEL_NONE, len as usize, Verdict::Drop);
+    XDP_DROP
+}
+
 /// Payload bytes `xdp_parse_drop` reads after the UDP header.
 const PARSE_DROP_PAYLOAD: usize = 32;
 

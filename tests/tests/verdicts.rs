@@ -1896,3 +1896,45 @@ fn an_ip_id_used_again_starts_a_new_datagram() {
         }
     }
 }
+
+/// The benchmark's bounds measure what they stand for: `xdp_bound_flow`
+/// drops the RTP of a flow flowfilter tracks with a category and passes any
+/// other packet without taking a slot; `xdp_bound_lookup` drops UDP from or
+/// to a listed range and passes the rest (the allowlist included).
+#[test]
+fn bench_bounds_drop_what_they_stand_for() {
+    skip_unless_root!("bench_bounds_drop_what_they_stand_for");
+    let mut f = load(&test_lists(), &[]);
+    let relay = [198, 51, 100, 1];
+    let media = |sport, dst, seq| u4(dst, sport, &rtp(111, seq, 0, 0x0102_0304, 100));
+    assert_eq!(
+        f.run(&u4(relay, 40000, &stun_binding(1))).unwrap(),
+        XDP_DROP
+    );
+    let tracked = f.flows().unwrap().len();
+    assert_eq!(tracked, 1);
+    let mut bound = |name: &str, frame: Vec<u8>| {
+        let opts = aya::programs::TestRunOptions {
+            data_in: Some(&frame),
+            ..aya::programs::TestRunOptions::new()
+        };
+        let p = f.sibling(name).expect("the bound loads");
+        aya::programs::TestRun::test_run(&*p, opts)
+            .expect("test run")
+            .return_value
+    };
+    let flow = BOUND_FLOW_PROGRAM;
+    assert_eq!(bound(flow, media(40000, relay, 2)), XDP_DROP, "tracked");
+    assert_eq!(bound(flow, media(40001, relay, 2)), XDP_PASS, "new flow");
+    assert_eq!(bound(flow, media(40000, [192, 0, 2, 9], 2)), XDP_PASS);
+    let lookup = BOUND_LOOKUP_PROGRAM;
+    assert_eq!(bound(lookup, media(40002, relay, 2)), XDP_DROP, "listed");
+    assert_eq!(bound(lookup, u4(relay, 40003, b"hello")), XDP_DROP);
+    assert_eq!(bound(lookup, media(40002, [192, 0, 2, 9], 2)), XDP_PASS);
+    assert_eq!(
+        bound(lookup, media(40002, [10, 9, 1, 1], 2)),
+        XDP_PASS,
+        "allowlisted"
+    );
+    assert_eq!(f.flows().unwrap().len(), tracked, "no slot taken");
+}

@@ -12,7 +12,7 @@ use super::{Timing, quiet};
 
 mod sections;
 mod targets;
-use sections::{KINDS, section_control, section_kernel, section_kind, section_own};
+use sections::{KINDS, section_bounds, section_control, section_kernel, section_kind, section_own};
 use targets::section_targets;
 
 /// Who is measured on the receiving veth.
@@ -620,6 +620,7 @@ pub fn render(
     }
     section_own(&mut body, runs);
     section_kernel(&mut body, runs);
+    section_bounds(&mut body, runs);
     section_control(&mut body, runs, meta.quick);
     section_targets(&mut o, runs, meta.quick, meta.generator == "xdp-live");
     o.md.push_str(&body.md);

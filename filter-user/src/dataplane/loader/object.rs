@@ -331,6 +331,22 @@ impl Filter {
         }
     }
 
+    /// Another XDP program of this instance's object, verified on first
+    /// use. It shares this instance's maps: the benchmark runs its bounds
+    /// (`xdp_bound_flow`, `xdp_bound_lookup`) on the tables and flows the
+    /// filter holds.
+    pub fn sibling(&mut self, name: &str) -> Result<&mut Xdp, LoadError> {
+        let e = self.ebpf.as_mut().ok_or(LoadError::Missing("program"))?;
+        let p: &mut Xdp = e
+            .program_mut(name)
+            .ok_or(LoadError::Missing("program"))?
+            .try_into()?;
+        if p.fd().is_err() {
+            p.load()?;
+        }
+        Ok(p)
+    }
+
     pub(super) fn xdp_ref(&self) -> Result<&Xdp, LoadError> {
         if let Some(p) = self.pinned_prog.as_ref() {
             return Ok(p);

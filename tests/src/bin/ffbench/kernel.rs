@@ -339,8 +339,43 @@ fn in_kernel(filter: &mut Filter, set: &PrefixSet, args: &KernelArgs) -> Result<
         "udp-tracked-65536-calls".into(),
         tracked_rounds(prog, &live_flows, args.rounds)?,
     );
-    let limits = floors(&round_flows, args.rounds)?;
+    let mut limits = floors(&round_flows, args.rounds)?;
+    let tracked = [
+        ("udp-tracked-call-flow", &tracked[..]),
+        ("udp-tracked-65536-calls", &live_flows[..]),
+    ];
+    limits.insert("bounds".into(), bounds(filter, &tracked, args.rounds)?);
     Ok((Value::Object(kinds), Value::Object(limits)))
+}
+
+/// The benchmark's bounds (`xdp_bound_flow`: per-flow state and nothing
+/// else; `xdp_bound_lookup`: the two prefix look-ups and nothing else),
+/// run in the filter's own object on the flows it tracks: RTP of each
+/// `(kind, flows)`, a round of one packet per flow, `n` rounds.
+fn bounds(filter: &mut Filter, tracked: &[(&str, &[Flow])], n: usize) -> Result<Value> {
+    let mut out = serde_json::Map::new();
+    for name in [
+        filter_common::BOUND_FLOW_PROGRAM,
+        filter_common::BOUND_LOOKUP_PROGRAM,
+    ] {
+        let prog: &Xdp = filter.sibling(name)?;
+        let mut kinds = serde_json::Map::new();
+        for (kind, flows) in tracked {
+            let v = rounds(
+                prog,
+                &mut |round| {
+                    flows
+                        .iter()
+                        .map(|fl| fl.rtp(Dir::ToServer, 1000 + round as u16, 160))
+                        .collect()
+                },
+                n,
+            )?;
+            kinds.insert((*kind).into(), v);
+        }
+        out.insert(name.into(), Value::Object(kinds));
+    }
+    Ok(Value::Object(out))
 }
 
 /// RTP on established call flows: each flow's STUN request first (not

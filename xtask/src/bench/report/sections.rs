@@ -428,6 +428,64 @@ fn kernel_row(
     }
 }
 
+/// Section 3b: the bounds (`xdp_bound_flow`, `xdp_bound_lookup`) beside
+/// flowfilter on the tracked-call kinds, a row per set and kind.
+pub(super) fn section_bounds(o: &mut Out, runs: &[SetRun]) {
+    let _ = writeln!(
+        o.md,
+        "\n### 3b. Bounds of the design\n\n\
+         Two programs of flowfilter's object, run the same way on the same flows with flowfilter's maps: \
+         **per-flow state only** (`xdp_bound_flow`: the parser, the flow hash, the slot look-up and the per-packet \
+         counter writes; no classifier, no decision) is the least a filter with exact per-flow state costs here; \
+         **addresses only** (`xdp_bound_lookup`: the parser and the two prefix look-ups in the lists, the per-CPU \
+         counters; no flow state) the least a filter deciding by address alone costs. Both read tables, so their \
+         cost past parse_drop is mostly memory latency once the flows or addresses outgrow the caches.\n\n\
+         | set | packet kind | flowfilter ns | per-flow state only ns | addresses only ns | parse_drop ns | flowfilter × per-flow bound | per-flow bound × parse_drop |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|"
+    );
+    for run in runs {
+        let Ok(k) = &run.kernel else { continue };
+        let Some(bounds) = k["testrun_limits"]["bounds"].as_object() else {
+            continue;
+        };
+        let parse = stat(&floats(&k["testrun_limits"]["xdp_parse_drop"]["ns"]));
+        let drop = stat(&floats(&k["testrun_limits"]["xdp_drop"]["ns"]));
+        for kind in ["udp-tracked-call-flow", "udp-tracked-65536-calls"] {
+            let ns = |v: &Value| stat(&floats(&v[kind]["ns"]));
+            let ff = stat(&floats(&k["testrun"][kind]["ns"]));
+            let flow = bounds.get(BOUND_FLOW).and_then(ns);
+            let lookup = bounds.get(BOUND_LOOKUP).and_then(ns);
+            let fmt = |s: Option<Stat>| s.map_or_else(|| "–".into(), |s| format!("{:.1}", s.med));
+            let med = |s: Option<Stat>| s.map(|s| s.med);
+            let _ = writeln!(
+                o.md,
+                "| {} | {kind} | {} | {} | {} | {} | {} | {} |",
+                set_label(run),
+                fmt(ff),
+                fmt(flow),
+                fmt(lookup),
+                fmt(parse),
+                fmt_ratio(ff.and_then(|f| ratio(f.med, med(flow)))),
+                fmt_ratio(flow.and_then(|f| ratio(f.med, med(parse)))),
+            );
+            for (name, s) in [(BOUND_FLOW, flow), (BOUND_LOOKUP, lookup)] {
+                if let Some(s) = s {
+                    let r = Ratios {
+                        limit: ratio(s.med, med(parse)),
+                        xdp_drop: ratio(s.med, med(drop)),
+                    };
+                    o.figure("in-kernel", name, run, kind, s.med, "ns/packet", r, Some(s));
+                }
+            }
+        }
+    }
+}
+
+/// `xdp_bound_flow`'s name (report.json's contestant).
+const BOUND_FLOW: &str = "xdp_bound_flow";
+/// `xdp_bound_lookup`'s name.
+const BOUND_LOOKUP: &str = "xdp_bound_lookup";
+
 /// Section 4: control plane and memory, a row per set: flowfilter's
 /// figures (or its failure) and the others' load times and memory.
 pub(super) fn section_control(o: &mut Out, runs: &[SetRun], quick: bool) {

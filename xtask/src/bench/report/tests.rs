@@ -192,3 +192,47 @@ fn without_xdp_live_receiver_targets_are_shown_not_judged() {
     );
     assert_eq!(met, Value::Null);
 }
+
+/// Section 3b: the bounds beside flowfilter, with their ratios, and as
+/// figures; a set without bounds (an older ffbench) adds no row.
+#[test]
+fn bounds_rows_and_figures() {
+    let ns = |v: f64| json!({"ns": [v, v, v], "dropped": 3, "frames": 3});
+    let mut with = set(SetKind::Random, 100_000, 500.0, Vec::new());
+    with.kernel = Ok(json!({
+        "testrun": {"udp-tracked-call-flow": ns(180.0), "udp-tracked-65536-calls": ns(320.0)},
+        "testrun_limits": {
+            "xdp_drop": ns(50.0),
+            "xdp_parse_drop": ns(70.0),
+            "bounds": {
+                "xdp_bound_flow": {"udp-tracked-call-flow": ns(120.0), "udp-tracked-65536-calls": ns(280.0)},
+                "xdp_bound_lookup": {"udp-tracked-call-flow": ns(140.0), "udp-tracked-65536-calls": ns(350.0)}
+            }
+        }
+    }));
+    let mut without = set(SetKind::Random, 10, 500.0, Vec::new());
+    without.kernel = Ok(json!({"testrun": {}, "testrun_limits": {"xdp_drop": ns(50.0)}}));
+    let mut o = Out::new();
+    sections::section_bounds(&mut o, &[with, without]);
+    assert!(
+        o.md.contains(
+            "| 100k | udp-tracked-65536-calls | 320.0 | 280.0 | 350.0 | 70.0 | 1.14× | 4.00× |"
+        ),
+        "{}",
+        o.md
+    );
+    assert!(o.md.contains(
+        "| 100k | udp-tracked-call-flow | 180.0 | 120.0 | 140.0 | 70.0 | 1.50× | 1.71× |"
+    ));
+    assert!(!o.md.contains("| 10 |"), "{}", o.md);
+    assert_eq!(o.figures.len(), 4);
+    let f = o
+        .figures
+        .iter()
+        .find(|f| f["contestant"] == "xdp_bound_lookup" && f["kind"] == "udp-tracked-65536-calls")
+        .expect("the lookup bound's figure");
+    assert_eq!(f["section"], "in-kernel");
+    assert_eq!(f["value"], 350.0);
+    assert_eq!(f["ratio_to_limit"], 5.0);
+    assert_eq!(f["ratio_to_xdp_drop"], 7.0);
+}
