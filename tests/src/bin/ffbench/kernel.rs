@@ -340,11 +340,11 @@ fn in_kernel(filter: &mut Filter, set: &PrefixSet, args: &KernelArgs) -> Result<
         tracked_rounds(prog, &live_flows, args.rounds)?,
     );
     let mut limits = floors(&round_flows, args.rounds)?;
-    let tracked = [
+    let bound_kinds = [
         ("udp-tracked-call-flow", &tracked[..]),
         ("udp-tracked-65536-calls", &live_flows[..]),
     ];
-    limits.insert("bounds".into(), bounds(filter, &tracked, args.rounds)?);
+    limits.insert("bounds".into(), bounds(filter, &bound_kinds, args.rounds)?);
     Ok((Value::Object(kinds), Value::Object(limits)))
 }
 
@@ -361,17 +361,7 @@ fn bounds(filter: &mut Filter, tracked: &[(&str, &[Flow])], n: usize) -> Result<
         let prog: &Xdp = filter.sibling(name)?;
         let mut kinds = serde_json::Map::new();
         for (kind, flows) in tracked {
-            let v = rounds(
-                prog,
-                &mut |round| {
-                    flows
-                        .iter()
-                        .map(|fl| fl.rtp(Dir::ToServer, 1000 + round as u16, 160))
-                        .collect()
-                },
-                n,
-            )?;
-            kinds.insert((*kind).into(), v);
+            kinds.insert((*kind).into(), rtp_rounds(prog, flows, 1000, n)?);
         }
         out.insert(name.into(), Value::Object(kinds));
     }
@@ -384,12 +374,18 @@ fn tracked_rounds(prog: &Xdp, tracked: &[Flow], n: usize) -> Result<Value> {
     for fl in tracked {
         test_run(prog, &fl.stun_request(Dir::ToServer, 0))?;
     }
+    rtp_rounds(prog, tracked, 1, n)
+}
+
+/// `n` rounds of one RTP packet per flow, round `r` with sequence number
+/// `first_seq + r`.
+fn rtp_rounds(prog: &Xdp, flows: &[Flow], first_seq: u16, n: usize) -> Result<Value> {
     rounds(
         prog,
         &mut |round| {
-            tracked
+            flows
                 .iter()
-                .map(|fl| fl.rtp(Dir::ToServer, round as u16 + 1, 160))
+                .map(|fl| fl.rtp(Dir::ToServer, first_seq.wrapping_add(round as u16), 160))
                 .collect()
         },
         n,

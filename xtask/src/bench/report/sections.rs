@@ -342,26 +342,51 @@ pub(super) fn section_kernel(o: &mut Out, runs: &[SetRun]) {
         let Some(kinds) = k["testrun"].as_object() else {
             continue;
         };
-        let floor = |name: &str| stat(&floats(&k["testrun_limits"][name]["ns"]));
-        let (parse, drop) = (floor("xdp_parse_drop"), floor("xdp_drop"));
-        kernel_floors(o, run, parse, drop);
+        let floors = KernelFloors::of(k);
+        kernel_floors(o, run, floors);
         for (name, v) in kinds {
-            kernel_row(o, run, name, v, parse, drop);
+            kernel_row(o, run, name, v, floors);
         }
     }
 }
 
+/// The floors' BPF_PROG_TEST_RUN figures on a set (`testrun_limits`).
+#[derive(Clone, Copy)]
+struct KernelFloors {
+    parse: Option<Stat>,
+    drop: Option<Stat>,
+}
+
+impl KernelFloors {
+    fn of(k: &Value) -> KernelFloors {
+        let floor = |name: &str| stat(&floats(&k["testrun_limits"][name]["ns"]));
+        KernelFloors {
+            parse: floor("xdp_parse_drop"),
+            drop: floor("xdp_drop"),
+        }
+    }
+
+    /// Ratios of an in-kernel ns/packet figure.
+    fn ratios(&self, ns: f64) -> Ratios {
+        Ratios {
+            limit: ratio(ns, self.parse.map(|p| p.med)),
+            xdp_drop: ratio(ns, self.drop.map(|p| p.med)),
+        }
+    }
+}
+
+/// A median in ns, or "–".
+fn fmt_ns(s: Option<Stat>) -> String {
+    s.map_or_else(|| "–".into(), |s| format!("{:.1}", s.med))
+}
+
 /// The floors' BPF_PROG_TEST_RUN figures on a set (JSON only).
-fn kernel_floors(o: &mut Out, run: &SetRun, parse: Option<Stat>, drop: Option<Stat>) {
+fn kernel_floors(o: &mut Out, run: &SetRun, floors: KernelFloors) {
     for (c, s) in [
-        (Contestant::XdpDrop, drop),
-        (Contestant::XdpParseDrop, parse),
+        (Contestant::XdpDrop, floors.drop),
+        (Contestant::XdpParseDrop, floors.parse),
     ] {
         if let Some(s) = s {
-            let r = Ratios {
-                limit: ratio(s.med, parse.map(|p| p.med)),
-                xdp_drop: ratio(s.med, drop.map(|p| p.med)),
-            };
             o.figure(
                 "in-kernel",
                 c.key(),
@@ -369,7 +394,7 @@ fn kernel_floors(o: &mut Out, run: &SetRun, parse: Option<Stat>, drop: Option<St
                 "udp-match-media-new-flow",
                 s.med,
                 "ns/packet",
-                r,
+                floors.ratios(s.med),
                 Some(s),
             );
         }
@@ -378,22 +403,11 @@ fn kernel_floors(o: &mut Out, run: &SetRun, parse: Option<Stat>, drop: Option<St
 
 /// flowfilter's BPF_PROG_TEST_RUN row and figure for one packet kind, with
 /// a note when it dropped other than it should.
-fn kernel_row(
-    o: &mut Out,
-    run: &SetRun,
-    name: &str,
-    v: &Value,
-    parse: Option<Stat>,
-    drop: Option<Stat>,
-) {
-    let fmt = |s: Option<Stat>| s.map_or_else(|| "–".into(), |s| format!("{:.1}", s.med));
+fn kernel_row(o: &mut Out, run: &SetRun, name: &str, v: &Value, floors: KernelFloors) {
     let Some(s) = stat(&floats(&v["ns"])) else {
         return;
     };
-    let r = Ratios {
-        limit: ratio(s.med, parse.map(|p| p.med)),
-        xdp_drop: ratio(s.med, drop.map(|p| p.med)),
-    };
+    let r = floors.ratios(s.med);
     let dropped = num(v, "dropped") / num(v, "frames");
     let _ = writeln!(
         o.md,
@@ -402,9 +416,9 @@ fn kernel_row(
         s.med,
         s.min,
         s.max,
-        fmt(parse),
+        fmt_ns(floors.parse),
         fmt_ratio(r.limit),
-        fmt(drop),
+        fmt_ns(floors.drop),
         pct(dropped)
     );
     o.figure(
@@ -448,32 +462,27 @@ pub(super) fn section_bounds(o: &mut Out, runs: &[SetRun]) {
         let Some(bounds) = k["testrun_limits"]["bounds"].as_object() else {
             continue;
         };
-        let parse = stat(&floats(&k["testrun_limits"]["xdp_parse_drop"]["ns"]));
-        let drop = stat(&floats(&k["testrun_limits"]["xdp_drop"]["ns"]));
+        let floors = KernelFloors::of(k);
         for kind in ["udp-tracked-call-flow", "udp-tracked-65536-calls"] {
             let ns = |v: &Value| stat(&floats(&v[kind]["ns"]));
             let ff = stat(&floats(&k["testrun"][kind]["ns"]));
             let flow = bounds.get(BOUND_FLOW).and_then(ns);
             let lookup = bounds.get(BOUND_LOOKUP).and_then(ns);
-            let fmt = |s: Option<Stat>| s.map_or_else(|| "–".into(), |s| format!("{:.1}", s.med));
             let med = |s: Option<Stat>| s.map(|s| s.med);
             let _ = writeln!(
                 o.md,
                 "| {} | {kind} | {} | {} | {} | {} | {} | {} |",
                 set_label(run),
-                fmt(ff),
-                fmt(flow),
-                fmt(lookup),
-                fmt(parse),
+                fmt_ns(ff),
+                fmt_ns(flow),
+                fmt_ns(lookup),
+                fmt_ns(floors.parse),
                 fmt_ratio(ff.and_then(|f| ratio(f.med, med(flow)))),
-                fmt_ratio(flow.and_then(|f| ratio(f.med, med(parse)))),
+                fmt_ratio(flow.and_then(|f| floors.ratios(f.med).limit)),
             );
             for (name, s) in [(BOUND_FLOW, flow), (BOUND_LOOKUP, lookup)] {
                 if let Some(s) = s {
-                    let r = Ratios {
-                        limit: ratio(s.med, med(parse)),
-                        xdp_drop: ratio(s.med, med(drop)),
-                    };
+                    let r = floors.ratios(s.med);
                     o.figure("in-kernel", name, run, kind, s.med, "ns/packet", r, Some(s));
                 }
             }
