@@ -1773,7 +1773,8 @@ pub fn xdp_bound_flow(ctx: XdpContext) -> u32 {
 /// The benchmark's bound for a filter that decides by address alone, with
 /// no flow state: flowfilter's parser and its two prefix look-ups in the
 /// lists in force, and the per-CPU counters. A UDP packet from or to a
-/// listed range is dropped, any other passes.
+/// listed range is dropped, any other passes, and (as in flowfilter) so
+/// does one with an allowlisted end.
 #[xdp]
 pub fn xdp_bound_lookup(ctx: XdpContext) -> u32 {
     // SAFETY: ctx is the program's context.
@@ -1785,14 +1786,14 @@ pub fn xdp_bound_lookup(ctx: XdpContext) -> u32 {
         return XDP_PASS;
     }
     let (src_cat, dst_cat) = categories(state.generation & 1, &scratch.pkt);
-    let listed = |c: u8| c != CAT_NONE && c != CAT_ALLOW;
-    let category = if listed(dst_cat) {
+    let category = if dst_cat != CAT_NONE {
         dst_cat
-    } else if listed(src_cat) {
-        src_cat
     } else {
-        return XDP_PASS;
+        src_cat
     };
+    if category == CAT_NONE || src_cat == CAT_ALLOW || dst_cat == CAT_ALLOW {
+        return XDP_PASS;
+    }
     count_verdict(&ctx, category, len as usize, Verdict::Drop);
     count_label(LABEL_NONE, len as usize, Verdict::Drop);
     XDP_DROP

@@ -1911,6 +1911,9 @@ fn bench_bounds_drop_what_they_stand_for() {
         f.run(&u4(relay, 40000, &stun_binding(1))).unwrap(),
         XDP_DROP
     );
+    // A listed source toward an allowlisted address: flowfilter passes it.
+    let from_listed = pktbuild::udp4(relay, 3478, [10, 9, 1, 1], 40004, b"hello");
+    assert_eq!(f.run(&from_listed).unwrap(), XDP_PASS);
     let tracked = f.flows().unwrap().len();
     assert_eq!(tracked, 1);
     let mut bound = |name: &str, frame: Vec<u8>| {
@@ -1936,5 +1939,6 @@ fn bench_bounds_drop_what_they_stand_for() {
         XDP_PASS,
         "allowlisted"
     );
+    assert_eq!(bound(lookup, from_listed), XDP_PASS, "allowlisted end");
     assert_eq!(f.flows().unwrap().len(), tracked, "no slot taken");
 }
